@@ -1,0 +1,67 @@
+//! Execution statuses, as the upstream API names them.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Where an execution is in its life. Every execution ends in one of the terminal statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionStatus {
+    /// Recorded, not started yet.
+    Pending,
+    /// Running in its sandbox.
+    Running,
+    /// Exited with status 0 (and, for a handler, returned a JSON value).
+    Completed,
+    /// Exited non-zero, raised an exception, or returned a value that is not JSON.
+    Failed,
+    /// Killed because it ran past its timeout.
+    Timeout,
+    /// Killed by a signal (such as the out-of-memory killer), or the sandbox failed under it.
+    Crashed,
+}
+
+impl ExecutionStatus {
+    /// Whether the execution has ended; a terminal status never changes again.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, ExecutionStatus::Pending | ExecutionStatus::Running)
+    }
+
+    /// The name used on the wire and in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Pending => "pending",
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Completed => "completed",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Timeout => "timeout",
+            ExecutionStatus::Crashed => "crashed",
+        }
+    }
+}
+
+impl fmt::Display for ExecutionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_statuses() {
+        assert!(!ExecutionStatus::Pending.is_terminal());
+        assert!(!ExecutionStatus::Running.is_terminal());
+        for s in [
+            ExecutionStatus::Completed,
+            ExecutionStatus::Failed,
+            ExecutionStatus::Timeout,
+            ExecutionStatus::Crashed,
+        ] {
+            assert!(s.is_terminal());
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        }
+    }
+}

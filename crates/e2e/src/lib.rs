@@ -1,0 +1,85 @@
+//! Helpers for the end-to-end tests in `tests/`: real sandbox containers on the local Docker
+//! daemon, and the conformance corpus with its checker.
+
+pub mod conformance;
+
+use sandbox_executor_client::ExecutorClient;
+use sandbox_runtime::docker::bollard::models::ContainerCreateBody;
+use sandbox_runtime::docker::{DockerConfig, DockerRuntime, config::container_config};
+use sandbox_runtime::{RuntimeError, SandboxSpec};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The image of a template, as `images/build.sh` tags it.
+pub fn image(template: &str) -> String {
+    format!("sandbox/{template}:latest")
+}
+
+/// A sandbox container for one test, removed (with its directories) when dropped.
+pub struct TestSandbox {
+    /// The container id.
+    pub id: String,
+    /// Its executor.
+    pub executor: ExecutorClient,
+    /// The host directory mounted at `/workspace`.
+    pub workspace: PathBuf,
+    /// The runtime that made it.
+    pub runtime: DockerRuntime,
+    _dir: tempfile::TempDir,
+}
+
+impl TestSandbox {
+    /// Starts a sandbox from `template` with the platform's hardened configuration.
+    pub async fn start(template: &str) -> TestSandbox {
+        Self::start_with(template, |_| {}, |_| {})
+            .await
+            .unwrap_or_else(|e| panic!("cannot start a {template} sandbox: {e}"))
+    }
+
+    /// Like [`start`](Self::start), after letting `spec` change the spec and `container` the
+    /// create request built from it.
+    pub async fn start_with(
+        template: &str,
+        spec: impl FnOnce(&mut SandboxSpec),
+        container: impl FnOnce(&mut ContainerCreateBody),
+    ) -> Result<TestSandbox, RuntimeError> {
+        let tweak = spec;
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let dir = tempfile::Builder::new().prefix("sandbox-e2e-").tempdir().expect("temp dir");
+        let name = format!("sandbox-e2e-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let mut spec =
+            SandboxSpec::new(&name, image(template), dir.path().join("workspace"), dir.path().join("run"));
+        tweak(&mut spec);
+        let runtime = DockerRuntime::connect(DockerConfig::default()).await?;
+        let mut body = container_config(&spec);
+        container(&mut body);
+        let sb = runtime.create_with_config(&spec, body).await?;
+        Ok(TestSandbox {
+            id: sb.id,
+            executor: sb.executor,
+            workspace: spec.workspace_dir,
+            runtime,
+            _dir: dir,
+        })
+    }
+
+    /// Processes in the container, as `docker top` lists them (command lines).
+    pub fn processes(&self) -> Vec<String> {
+        let out = std::process::Command::new("docker")
+            .args(["top", &self.id, "-eo", "pid,args"])
+            .output()
+            .expect("docker top runs");
+        String::from_utf8_lossy(&out.stdout).lines().skip(1).map(|l| l.trim().to_owned()).collect()
+    }
+
+    /// The host path of a workspace file.
+    pub fn workspace_path(&self, rel: &str) -> PathBuf {
+        Path::new(&self.workspace).join(rel)
+    }
+}
+
+impl Drop for TestSandbox {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker").args(["rm", "-f", "-v", &self.id]).output();
+    }
+}

@@ -1,0 +1,301 @@
+//! The executor inside a real, hardened sandbox container, driven over its Unix socket.
+
+use futures_util::StreamExt;
+use sandbox_core::{ExecutionStatus, Language, WorkspacePath};
+use sandbox_e2e::TestSandbox;
+use sandbox_e2e::conformance::{self, Observed};
+use sandbox_executor_client::ByteStream;
+use sandbox_protocol::{ErrorCode, ExecRequest, ExecResult, ExecutionRecord, FileKind, StreamEvent};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+fn request(language: Language, code: &str, timeout_secs: u64) -> ExecRequest {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    ExecRequest {
+        execution_id: format!("t{}", SEQ.fetch_add(1, Ordering::Relaxed)),
+        language,
+        code: code.into(),
+        event: None,
+        timeout_ms: timeout_secs * 1000,
+        env: Default::default(),
+        function_name: None,
+        mode: Default::default(),
+    }
+}
+
+async fn run(sb: &TestSandbox, language: Language, code: &str) -> ExecResult {
+    sb.executor.execute(&request(language, code, 20)).await.expect("execution answered")
+}
+
+fn observed(r: &ExecResult, seconds: f64) -> Observed {
+    Observed {
+        status: r.status.to_string(),
+        stdout: r.stdout.clone(),
+        stderr: r.stderr.clone(),
+        error_message: r.error_message.clone(),
+        exit_code: r.exit_code.map(i64::from),
+        return_value: r.return_value.clone(),
+        seconds,
+    }
+}
+
+fn bytes(data: &'static [u8]) -> ByteStream {
+    Box::pin(futures_util::stream::once(async move { Ok(bytes::Bytes::from_static(data)) }))
+}
+
+/// Every case of the corpus, in one sandbox as the REST runner does it (a fresh sandbox after a
+/// failure), with the `then_healthy` follow-up.
+#[tokio::test]
+async fn conformance_corpus_passes_in_a_hardened_container() {
+    let mut sb = TestSandbox::start("multi-language").await;
+    let mut failures = Vec::new();
+    let cases = conformance::cases();
+    for case in &cases {
+        let mut req = request(case.language.parse().unwrap(), &case.code, case.timeout);
+        req.event = case.event.clone();
+        let t = Instant::now();
+        let r = sb.executor.execute(&req).await.expect("execution answered");
+        let mut probs = conformance::check(case, &observed(&r, t.elapsed().as_secs_f64()));
+        if probs.is_empty() && case.then_healthy {
+            let h = conformance::healthy_case();
+            let r2 = run(&sb, Language::Python, &h.code).await;
+            let p2 = conformance::check(&h, &observed(&r2, 0.0));
+            if !p2.is_empty() {
+                probs.push(format!("unhealthy afterwards: {p2:?}"));
+            }
+        }
+        println!(
+            "{:<30} {:<10} {:>7.0} ms  {}",
+            case.name,
+            r.status,
+            r.metrics.duration_ms,
+            probs.join("; ")
+        );
+        if !probs.is_empty() {
+            failures.push(format!(
+                "{}: {} (error_message {:?}, stderr {:?})",
+                case.name,
+                probs.join("; "),
+                r.error_message,
+                r.stderr
+            ));
+            sb = TestSandbox::start("multi-language").await;
+        }
+    }
+    println!("conformance: {}/{} passed", cases.len() - failures.len(), cases.len());
+    assert!(failures.is_empty(), "failing cases:\n{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn memory_bomb_is_reported_as_out_of_memory() {
+    let sb = TestSandbox::start("python-basic").await;
+    let r = run(&sb, Language::Python, "x = bytearray(2 << 30)\nprint('LEAK')").await;
+    assert_eq!(r.status, ExecutionStatus::Crashed, "{r:?}");
+    assert!(r.oom_killed);
+    assert!(r.error_message.as_deref().unwrap().contains("out of memory"), "{:?}", r.error_message);
+    // The executor itself survived and the sandbox still works.
+    assert_eq!(run(&sb, Language::Python, "print(1)").await.status, ExecutionStatus::Completed);
+}
+
+#[tokio::test]
+async fn concurrent_executions_are_isolated_but_share_the_workspace() {
+    let sb = TestSandbox::start("python-basic").await;
+    let writer = "import os, time\nopen('/tmp/mine', 'w').write('a')\nopen('shared.txt', 'w').write('from a')\n\
+                  time.sleep(1.5)\nprint(sorted(p for p in os.listdir('/proc') if p.isdigit()))\n\
+                  print(os.path.exists('/tmp/other'))";
+    let other = "import os, time\ntime.sleep(0.5)\nopen('/tmp/other', 'w').write('b')\n\
+                 print(os.path.exists('/tmp/mine'), open('shared.txt').read())\n\
+                 print(sorted(p for p in os.listdir('/proc') if p.isdigit()))";
+    let (a, b) = tokio::join!(run(&sb, Language::Python, writer), run(&sb, Language::Python, other));
+    assert_eq!((a.status, b.status), (ExecutionStatus::Completed, ExecutionStatus::Completed), "{a:?} {b:?}");
+    // Each sees only its own processes (bwrap's init and itself) and its own /tmp.
+    assert!(a.stdout.starts_with("['1', '2', '3']\nFalse"), "{}", a.stdout);
+    assert_eq!(b.stdout, "False from a\n['1', '2', '3']\n");
+}
+
+#[tokio::test]
+async fn nothing_outlives_an_execution() {
+    let sb = TestSandbox::start("python-basic").await;
+    let baseline = sb.processes();
+    // Background job, nohup, setsid and a double-forked daemon, then a normal exit.
+    let code = "nohup sleep 300 >/dev/null 2>&1 &\nsetsid sleep 301 &\n\
+                python3 -c 'import os,time\nif os.fork(): os._exit(0)\nos.setsid()\nif os.fork(): os._exit(0)\ntime.sleep(302)' &\n\
+                sleep 0.2; echo started";
+    let r = run(&sb, Language::Shell, code).await;
+    assert_eq!(r.status, ExecutionStatus::Completed, "{r:?}");
+    // And one that is killed by its timeout while its children run.
+    let mut req = request(Language::Shell, "sleep 303 & sleep 304 & wait", 1);
+    req.timeout_ms = 1000;
+    let t = sb.executor.execute(&req).await.unwrap();
+    assert_eq!(t.status, ExecutionStatus::Timeout);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = sb.processes();
+    assert!(after.iter().all(|p| !p.contains("sleep")), "stray processes: {after:?}");
+    assert_eq!(after.len(), baseline.len(), "before {baseline:?}, after {after:?}");
+}
+
+#[tokio::test]
+async fn output_streams_before_the_result() {
+    let sb = TestSandbox::start("python-basic").await;
+    let req = request(
+        Language::Python,
+        "import time\nfor i in range(3):\n    print('line', i)\n    time.sleep(0.3)\n",
+        10,
+    );
+    let t = Instant::now();
+    let mut events = Box::pin(sb.executor.execute_stream(&req).await.unwrap());
+    let mut first_output = None;
+    let mut text = String::new();
+    let mut result = None;
+    while let Some(ev) = events.next().await {
+        match ev.unwrap() {
+            StreamEvent::Stdout { data } => {
+                first_output.get_or_insert(t.elapsed());
+                text.push_str(&data);
+            }
+            StreamEvent::Result { result: r } => result = Some((*r, t.elapsed())),
+            _ => {}
+        }
+    }
+    let (result, at) = result.expect("a result arrives last");
+    assert_eq!(text, "line 0\nline 1\nline 2\n");
+    assert_eq!(result.stdout, text);
+    assert!(first_output.unwrap() + Duration::from_millis(400) < at, "output was not streamed");
+}
+
+#[tokio::test]
+async fn results_survive_a_client_that_hangs_up_and_retries_do_not_rerun() {
+    let sb = TestSandbox::start("python-basic").await;
+    let req = request(
+        Language::Python,
+        "import time\ntime.sleep(1)\nopen('runs.txt','a').write('x')\nprint('done')",
+        10,
+    );
+    // The caller gives up after 200 ms; the execution carries on.
+    let gave_up = tokio::time::timeout(Duration::from_millis(200), sb.executor.execute(&req)).await;
+    assert!(gave_up.is_err());
+    // Submitting the same id again waits for the same execution instead of running it twice.
+    let r = sb.executor.execute(&req).await.unwrap();
+    assert_eq!((r.status, r.stdout.as_str()), (ExecutionStatus::Completed, "done\n"));
+    let again = sb.executor.execute(&req).await.unwrap();
+    assert_eq!(again.finished_at, r.finished_at);
+    assert_eq!(std::fs::read_to_string(sb.workspace_path("runs.txt")).unwrap(), "x");
+    assert!(matches!(
+        sb.executor.execution(&req.execution_id).await.unwrap(),
+        Some(ExecutionRecord::Finished { .. })
+    ));
+    sb.executor.forget(&req.execution_id).await.unwrap();
+    assert!(sb.executor.execution(&req.execution_id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn kill_ends_a_running_execution() {
+    let sb = TestSandbox::start("python-basic").await;
+    let req = request(Language::Python, "import time\ntime.sleep(60)", 120);
+    sb.executor.start(&req).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sb.executor.kill(&req.execution_id).await.unwrap();
+    let r = sb.executor.execute(&req).await.unwrap();
+    assert_eq!(r.status, ExecutionStatus::Crashed);
+    assert_eq!(r.error_message.as_deref(), Some("execution was killed on request"));
+    assert!(r.metrics.duration_ms < 10_000.0);
+}
+
+#[tokio::test]
+async fn files_round_trip_and_planted_symlinks_lead_nowhere() {
+    let sb = TestSandbox::start("python-basic").await;
+    let p = |s: &str| WorkspacePath::parse(s).unwrap();
+    let entry = sb.executor.write_file(&p("data/in.txt"), bytes(b"hello\x00\xff")).await.unwrap();
+    assert_eq!(entry.size, 7);
+    let r = run(
+        &sb,
+        Language::Python,
+        "print(open('data/in.txt','rb').read())\nimport os\n\
+        os.symlink('/etc/passwd', 'leak')\nos.symlink('/run/sandbox/executor.sock', 'sock')\n\
+        os.symlink('../../../../../etc', 'data/up')\nopen('out.bin','wb').write(bytes(range(256)))",
+    )
+    .await;
+    assert_eq!(r.stdout, "b'hello\\x00\\xff'\n", "{r:?}");
+    let created: Vec<_> = r.files.iter().map(|f| f.path.as_str().to_owned()).collect();
+    assert_eq!(created, ["data/up", "leak", "out.bin", "sock"]);
+
+    let (size, mut body) = sb.executor.read_file(&p("out.bin")).await.unwrap();
+    let mut got = Vec::new();
+    while let Some(chunk) = body.next().await {
+        got.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!((size, got), (256, (0..=255u8).collect::<Vec<_>>()));
+    for escape in ["leak", "sock", "data/up/passwd"] {
+        let err = sb.executor.read_file(&p(escape)).await.err().expect("escape refused");
+        assert_eq!(err.api_error().unwrap().code, ErrorCode::InvalidPath, "{escape}");
+    }
+    let err = sb.executor.write_file(&p("data/up/evil"), bytes(b"x")).await.err().unwrap();
+    assert_eq!(err.api_error().unwrap().code, ErrorCode::InvalidPath);
+    let listing = sb.executor.list_files(&WorkspacePath::root(), true, None).await.unwrap();
+    let leak = listing.entries.iter().find(|e| e.path.as_str() == "leak").unwrap();
+    assert_eq!(leak.kind, FileKind::Symlink);
+    sb.executor.delete(&p("data"), true).await.unwrap();
+    assert!(std::path::Path::new("/etc/passwd").exists());
+    assert_eq!(
+        sb.executor.stat(&p("data")).await.unwrap_err().api_error().unwrap().code,
+        ErrorCode::NotFound
+    );
+}
+
+/// Without the project's seccomp profile, or with Docker's masked /proc, bwrap cannot build its
+/// sandbox; the executor must refuse to start rather than run code unprotected.
+#[tokio::test]
+async fn executor_refuses_to_run_without_a_working_sandbox() {
+    let default_seccomp = TestSandbox::start_with(
+        "python-basic",
+        |_| {},
+        |c| {
+            let h = c.host_config.as_mut().unwrap();
+            h.security_opt = Some(vec!["no-new-privileges".into()]);
+        },
+    )
+    .await;
+    let masked_proc = TestSandbox::start_with(
+        "python-basic",
+        |_| {},
+        |c| {
+            let h = c.host_config.as_mut().unwrap();
+            h.masked_paths = None;
+            h.readonly_paths = None;
+        },
+    )
+    .await;
+    for (what, outcome) in
+        [("Docker's default seccomp profile", default_seccomp), ("masked /proc", masked_proc)]
+    {
+        let message = outcome.err().unwrap_or_else(|| panic!("started with {what}")).to_string();
+        assert!(message.contains("the sandbox does not work here"), "{what}: {message}");
+    }
+}
+
+/// RLIMIT_NPROC is counted per user in every user namespace up the chain; the executor sets it
+/// inside the sandbox's own namespace, so other processes of uid 1000 elsewhere on the host do
+/// not count against an execution.
+#[tokio::test]
+async fn process_limit_counts_only_the_execution() {
+    let sb = TestSandbox::start("python-basic").await;
+    let mut others: Vec<_> = (0..100)
+        .map(|_| {
+            std::process::Command::new("setpriv")
+                .args(["--reuid=1000", "--regid=1000", "--clear-groups", "sleep", "60"])
+                .spawn()
+                .expect("setpriv runs (tests run as root)")
+        })
+        .collect();
+    let r = run(
+        &sb,
+        Language::Python,
+        "import subprocess\nprint(subprocess.run(['echo','forked'],capture_output=True).stdout)",
+    )
+    .await;
+    for c in &mut others {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    assert_eq!((r.status, r.stdout.as_str()), (ExecutionStatus::Completed, "b'forked\\n'\n"), "{r:?}");
+}

@@ -1,0 +1,330 @@
+//! Talks to a sandbox's executor: over its Unix socket (Docker) or over TCP with a bearer token
+//! (Kubernetes). Connections are kept alive and reused.
+
+mod transport;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use http::{Method, Request, header};
+use http_body_util::{BodyExt, BodyStream, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::Client;
+use sandbox_core::WorkspacePath;
+use sandbox_protocol::{
+    ErrorBody, ExecMode, ExecRequest, ExecResult, ExecutionRecord, ExecutionSummary, FileEntry, FileList,
+    Health, PROTOCOL_VERSION, StreamEvent, paths,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::time::Duration;
+pub use transport::Endpoint;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The executor could not be reached, or the connection broke.
+    #[error("executor unreachable: {0}")]
+    Unreachable(String),
+    /// The executor answered with an error.
+    #[error("executor refused ({status}): {body}")]
+    Api {
+        /// The HTTP status.
+        status: u16,
+        /// The error it sent.
+        body: ErrorBody,
+    },
+    /// The executor's answer was not what the protocol says.
+    #[error("unexpected answer from the executor: {0}")]
+    Protocol(String),
+    /// The executor speaks another protocol version.
+    #[error("executor speaks protocol {found}, this client speaks {PROTOCOL_VERSION}")]
+    IncompatibleProtocol {
+        /// The executor's version.
+        found: u32,
+    },
+}
+
+impl ClientError {
+    /// The executor's error body, when it sent one.
+    pub fn api_error(&self) -> Option<&ErrorBody> {
+        match self {
+            ClientError::Api { body, .. } => Some(body),
+            _ => None,
+        }
+    }
+}
+
+type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+/// A stream of bytes, such as a file's content.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+
+/// A client for one executor.
+#[derive(Clone)]
+pub struct ExecutorClient {
+    http: Client<transport::Connector, Body>,
+    token: Option<String>,
+    authority: String,
+}
+
+#[derive(Serialize)]
+struct FileQuery<'a> {
+    path: &'a str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    recursive: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<usize>,
+}
+
+impl ExecutorClient {
+    /// A client for the executor listening on the Unix socket at `path`.
+    pub fn unix(path: impl Into<PathBuf>) -> Self {
+        Self::new(Endpoint::Unix(path.into()), None)
+    }
+
+    /// A client for the executor at `addr`, authenticating with `token`.
+    pub fn tcp(addr: SocketAddr, token: String) -> Self {
+        Self::new(Endpoint::Tcp(addr), Some(token))
+    }
+
+    fn new(endpoint: Endpoint, token: Option<String>) -> Self {
+        let authority = match &endpoint {
+            Endpoint::Unix(_) => "executor".to_owned(),
+            Endpoint::Tcp(a) => a.to_string(),
+        };
+        let http = Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(transport::Connector::new(endpoint));
+        ExecutorClient { http, token, authority }
+    }
+
+    fn request(&self, method: Method, path_and_query: &str, body: Body) -> Request<Body> {
+        let mut b =
+            Request::builder().method(method).uri(format!("http://{}{}", self.authority, path_and_query));
+        if let Some(t) = &self.token {
+            b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        b.body(body).expect("request parts are valid")
+    }
+
+    async fn send(&self, req: Request<Body>) -> Result<http::Response<Incoming>, ClientError> {
+        let resp = self.http.request(req).await.map_err(|e| ClientError::Unreachable(error_chain(&e)))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let bytes =
+            resp.into_body().collect().await.map_err(|e| ClientError::Unreachable(e.to_string()))?.to_bytes();
+        let body = serde_json::from_slice(&bytes).map_err(|_| {
+            ClientError::Protocol(format!("status {status} with body {:?}", String::from_utf8_lossy(&bytes)))
+        })?;
+        Err(ClientError::Api { status, body })
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        pq: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let has_body = body.is_some();
+        let mut req = self.request(method, pq, full(body.unwrap_or_default()));
+        if has_body {
+            req.headers_mut()
+                .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        }
+        let resp = self.send(req).await?;
+        let bytes =
+            resp.into_body().collect().await.map_err(|e| ClientError::Unreachable(e.to_string()))?.to_bytes();
+        serde_json::from_slice(&bytes)
+            .map_err(|e| ClientError::Protocol(format!("{e}: {}", String::from_utf8_lossy(&bytes))))
+    }
+
+    async fn call_empty(&self, method: Method, pq: &str) -> Result<(), ClientError> {
+        let resp = self.send(self.request(method, pq, full(Vec::new()))).await?;
+        resp.into_body().collect().await.map_err(|e| ClientError::Unreachable(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The executor's health; fails if it speaks another protocol version.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        let h: Health = self.call(Method::GET, paths::HEALTH, None).await?;
+        if h.protocol_version != PROTOCOL_VERSION {
+            return Err(ClientError::IncompatibleProtocol { found: h.protocol_version });
+        }
+        Ok(h)
+    }
+
+    /// Runs an execution and waits for its result.
+    pub async fn execute(&self, req: &ExecRequest) -> Result<ExecResult, ClientError> {
+        let req = ExecRequest { mode: ExecMode::Wait, ..req.clone() };
+        self.call(Method::POST, paths::EXECUTIONS, Some(to_json(&req))).await
+    }
+
+    /// Starts an execution without waiting for it.
+    pub async fn start(&self, req: &ExecRequest) -> Result<ExecutionRecord, ClientError> {
+        let req = ExecRequest { mode: ExecMode::Detach, ..req.clone() };
+        self.call(Method::POST, paths::EXECUTIONS, Some(to_json(&req))).await
+    }
+
+    /// Runs an execution, yielding output chunks as they happen and the result last.
+    pub async fn execute_stream(
+        &self,
+        req: &ExecRequest,
+    ) -> Result<impl Stream<Item = Result<StreamEvent, ClientError>> + Send + use<>, ClientError> {
+        let req = ExecRequest { mode: ExecMode::Stream, ..req.clone() };
+        let mut http_req = self.request(Method::POST, paths::EXECUTIONS, full(to_json(&req)));
+        http_req
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        let resp = self.send(http_req).await?;
+        let bytes = BodyStream::new(resp.into_body())
+            .try_filter_map(|f| async move { Ok(f.into_data().ok()) })
+            .map_err(|e| ClientError::Unreachable(e.to_string()));
+        Ok(ndjson_lines(bytes))
+    }
+
+    /// One execution's state; `None` if the executor does not know it.
+    pub async fn execution(&self, id: &str) -> Result<Option<ExecutionRecord>, ClientError> {
+        match self.call(Method::GET, &paths::execution(id), None).await {
+            Ok(r) => Ok(Some(r)),
+            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every execution the executor knows.
+    pub async fn executions(&self) -> Result<Vec<ExecutionSummary>, ClientError> {
+        self.call(Method::GET, paths::EXECUTIONS, None).await
+    }
+
+    /// Tells the executor a finished result has been stored and may be dropped.
+    pub async fn forget(&self, id: &str) -> Result<(), ClientError> {
+        self.call_empty(Method::DELETE, &paths::execution(id)).await
+    }
+
+    /// Kills a running execution.
+    pub async fn kill(&self, id: &str) -> Result<(), ClientError> {
+        self.call_empty(Method::POST, &paths::execution_kill(id)).await
+    }
+
+    fn files_uri(base: &str, path: &WorkspacePath, recursive: bool, limit: Option<usize>) -> String {
+        let q = serde_urlencoded::to_string(FileQuery { path: path.as_str(), recursive, limit })
+            .unwrap_or_default();
+        format!("{base}?{q}")
+    }
+
+    /// Lists a directory (and below it when `recursive`).
+    pub async fn list_files(
+        &self,
+        path: &WorkspacePath,
+        recursive: bool,
+        limit: Option<usize>,
+    ) -> Result<FileList, ClientError> {
+        self.call(Method::GET, &Self::files_uri(paths::FILES, path, recursive, limit), None).await
+    }
+
+    /// Describes one entry.
+    pub async fn stat(&self, path: &WorkspacePath) -> Result<FileEntry, ClientError> {
+        self.call(Method::GET, &Self::files_uri(paths::FILES_STAT, path, false, None), None).await
+    }
+
+    /// Creates a directory and its parents.
+    pub async fn mkdir(&self, path: &WorkspacePath) -> Result<FileEntry, ClientError> {
+        self.call(Method::POST, &Self::files_uri(paths::FILES_MKDIR, path, false, None), None).await
+    }
+
+    /// Removes a file, or a directory (with its contents when `recursive`).
+    pub async fn delete(&self, path: &WorkspacePath, recursive: bool) -> Result<(), ClientError> {
+        self.call_empty(Method::DELETE, &Self::files_uri(paths::FILES, path, recursive, None)).await
+    }
+
+    /// Streams a file's content; returns its size and the bytes.
+    pub async fn read_file(&self, path: &WorkspacePath) -> Result<(u64, ByteStream), ClientError> {
+        let uri = Self::files_uri(paths::FILES_CONTENT, path, false, None);
+        let resp = self.send(self.request(Method::GET, &uri, full(Vec::new()))).await?;
+        let size = resp
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .ok_or_else(|| ClientError::Protocol("file without Content-Length".into()))?;
+        let stream = BodyStream::new(resp.into_body())
+            .try_filter_map(|f| async move { Ok(f.into_data().ok()) })
+            .map_err(std::io::Error::other);
+        Ok((size, Box::pin(stream)))
+    }
+
+    /// Writes a file from a stream of bytes (parents are created; the file replaces any
+    /// existing one only once fully written).
+    pub async fn write_file(
+        &self,
+        path: &WorkspacePath,
+        content: ByteStream,
+    ) -> Result<FileEntry, ClientError> {
+        let uri = Self::files_uri(paths::FILES_CONTENT, path, false, None);
+        let body = StreamBody::new(content.map_ok(Frame::data));
+        let resp = self.send(self.request(Method::PUT, &uri, BodyExt::boxed_unsync(body))).await?;
+        let bytes =
+            resp.into_body().collect().await.map_err(|e| ClientError::Unreachable(e.to_string()))?.to_bytes();
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}
+
+fn full(bytes: Vec<u8>) -> Body {
+    BodyExt::boxed_unsync(Full::new(Bytes::from(bytes)).map_err(|never| match never {}))
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("protocol types serialise")
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Splits a byte stream into lines and parses each as a [`StreamEvent`].
+fn ndjson_lines(
+    bytes: impl Stream<Item = Result<Bytes, ClientError>> + Send + 'static,
+) -> impl Stream<Item = Result<StreamEvent, ClientError>> + Send {
+    futures_util::stream::unfold(
+        (Box::pin(bytes), Vec::<u8>::new(), false),
+        |(mut bytes, mut buf, mut done)| async move {
+            loop {
+                if let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    let ev = serde_json::from_slice(&line[..line.len() - 1])
+                        .map_err(|e| ClientError::Protocol(format!("bad stream line: {e}")));
+                    return Some((ev, (bytes, buf, done)));
+                }
+                if done {
+                    return None;
+                }
+                match bytes.next().await {
+                    Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                    Some(Err(e)) => {
+                        done = true;
+                        return Some((Err(e), (bytes, buf, done)));
+                    }
+                    None => {
+                        done = true;
+                        if !buf.is_empty() {
+                            return Some((
+                                Err(ClientError::Protocol("stream ended mid-line".into())),
+                                (bytes, Vec::new(), done),
+                            ));
+                        }
+                    }
+                }
+            }
+        },
+    )
+}

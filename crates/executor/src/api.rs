@@ -1,0 +1,337 @@
+//! The executor's HTTP API: typed requests in, [`Engine`] and workspace calls, typed answers
+//! out. Every error leaves as an [`ErrorBody`](sandbox_protocol::ErrorBody).
+
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::registry::Begin;
+use crate::workspace::{Workspace, files};
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, header, request::Parts};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use sandbox_core::WorkspacePath;
+use sandbox_protocol::{
+    ErrorBody, ErrorCode, ExecMode, ExecRequest, ExecResult, ExecutionRecord, Health, PROTOCOL_VERSION,
+    StreamEvent, paths,
+};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::io::Write;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Largest execution request (code plus event), in bytes.
+const MAX_REQUEST_BYTES: usize = 16 << 20;
+/// Default and largest number of entries a listing returns.
+const DEFAULT_LIST_LIMIT: usize = 1000;
+const MAX_LIST_LIMIT: usize = 10_000;
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(ErrorBody { code: self.code, message: self.message })).into_response()
+    }
+}
+
+/// A JSON body whose rejection is an [`Error`].
+struct JsonBody<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = Error;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(JsonBody(v)),
+            Err(e) => Err(Error::bad_request(e.body_text())),
+        }
+    }
+}
+
+/// A query string whose rejection is an [`Error`].
+struct QueryArgs<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryArgs<T> {
+    type Rejection = Error;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(QueryArgs(v)),
+            Err(e) => Err(Error::bad_request(e.body_text())),
+        }
+    }
+}
+
+/// The API on the Unix socket (no token: only the control plane can reach the socket).
+pub fn router(engine: Arc<Engine>) -> Router {
+    let upload_limit = engine.config().limits.max_upload_mb << 20;
+    Router::new()
+        .route(paths::HEALTH, get(health))
+        .route(
+            paths::EXECUTIONS,
+            post(submit).get(list_executions).layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES)),
+        )
+        .route("/v1/executions/{id}", get(get_execution).delete(forget_execution))
+        .route("/v1/executions/{id}/kill", post(kill_execution))
+        .route(paths::FILES, get(list_files).delete(delete_file))
+        .route(paths::FILES_STAT, get(stat_file))
+        .route(paths::FILES_MKDIR, post(make_dir))
+        .route(paths::FILES_CONTENT, get(read_file).put(write_file).layer(DefaultBodyLimit::disable()))
+        .fallback(|| async { Error::new(ErrorCode::NotFound, "no such endpoint") })
+        .layer(axum::Extension(UploadLimit(upload_limit)))
+        .with_state(engine)
+}
+
+/// The API on TCP: the same routes behind a bearer token.
+pub fn router_with_token(engine: Arc<Engine>, token: String) -> Router {
+    router(engine).layer(middleware::from_fn_with_state(Arc::new(token), require_token))
+}
+
+async fn require_token(State(token): State<Arc<String>>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        next.run(req).await
+    } else {
+        Error::new(ErrorCode::Unauthorized, "missing or wrong bearer token").into_response()
+    }
+}
+
+/// Compares without an early exit, so timing does not tell how much of a guess was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[derive(Clone, Copy)]
+struct UploadLimit(u64);
+
+async fn health(State(engine): State<Arc<Engine>>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        executor_version: env!("CARGO_PKG_VERSION").into(),
+        protocol_version: PROTOCOL_VERSION,
+        languages: engine.config().languages.clone(),
+        running_executions: engine.registry.running(),
+        uptime_ms: engine.uptime().as_millis() as u64,
+    })
+}
+
+async fn submit(
+    State(engine): State<Arc<Engine>>,
+    JsonBody(req): JsonBody<ExecRequest>,
+) -> Result<Response, Error> {
+    engine.validate(&req)?;
+    let id = req.execution_id.clone();
+    let mode = req.mode;
+    let (events, stream) = match mode {
+        ExecMode::Stream => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        ExecMode::Wait | ExecMode::Detach => (None, None),
+    };
+    // The execution runs in its own task: a client that hangs up does not stop it, and its
+    // result stays collectable.
+    let done = match engine.registry.begin(&id)? {
+        Begin::New(ticket) => {
+            tracing::info!(execution_id = %id, language = %req.language, "execution started");
+            let (engine, events) = (engine.clone(), events.clone());
+            tokio::spawn(async move { engine.run(ticket, req, events).await })
+        }
+        Begin::Running(rx) => tokio::spawn(wait_for(rx)),
+        Begin::Finished(r) => tokio::spawn(async move { r }),
+    };
+    match (mode, events, stream) {
+        (ExecMode::Stream, Some(tx), Some(rx)) => {
+            tokio::spawn(async move {
+                if let Ok(r) = done.await {
+                    let _ = tx.send(StreamEvent::Result { result: Box::new((*r).clone()) });
+                }
+            });
+            Ok(ndjson(rx))
+        }
+        (ExecMode::Detach, ..) => {
+            let record = engine.registry.get(&id).ok_or_else(|| Error::internal("execution vanished"))?;
+            Ok((StatusCode::ACCEPTED, Json(record)).into_response())
+        }
+        _ => {
+            let r = done.await.map_err(|e| Error::internal(format!("execution task failed: {e}")))?;
+            Ok(Json(&*r).into_response())
+        }
+    }
+}
+
+async fn wait_for(mut rx: tokio::sync::watch::Receiver<Option<Arc<ExecResult>>>) -> Arc<ExecResult> {
+    loop {
+        if let Some(r) = rx.borrow_and_update().clone() {
+            return r;
+        }
+        if rx.changed().await.is_err() {
+            return rx.borrow().clone().expect("a finished execution has a result");
+        }
+    }
+}
+
+/// A response of one JSON event per line, ending when the channel closes.
+fn ndjson(rx: mpsc::UnboundedReceiver<StreamEvent>) -> Response {
+    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
+        let ev = rx.recv().await?;
+        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+        line.push(b'\n');
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), rx))
+    });
+    let mut resp = Response::new(Body::from_stream(lines));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    resp
+}
+
+async fn list_executions(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
+    Json(engine.registry.list())
+}
+
+fn unknown(id: &str) -> Error {
+    Error::new(ErrorCode::NotFound, format!("execution {id} is not known"))
+}
+
+async fn get_execution(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<Json<ExecutionRecord>, Error> {
+    engine.registry.get(&id).map(Json).ok_or_else(|| unknown(&id))
+}
+
+async fn forget_execution(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    engine.registry.forget(&id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn kill_execution(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    if engine.registry.kill(&id) {
+        return Ok(StatusCode::ACCEPTED);
+    }
+    match engine.registry.get(&id) {
+        Some(_) => Err(Error::new(ErrorCode::Conflict, format!("execution {id} has already finished"))),
+        None => Err(unknown(&id)),
+    }
+}
+
+#[derive(Deserialize)]
+struct FileArgs {
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    recursive: bool,
+    limit: Option<usize>,
+}
+
+/// Runs a blocking workspace operation on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    engine: &Engine,
+    f: impl FnOnce(&Workspace) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let ws = engine.workspace().clone();
+    tokio::task::spawn_blocking(move || f(&ws)).await.map_err(|e| Error::internal(e.to_string()))?
+}
+
+async fn list_files(
+    State(engine): State<Arc<Engine>>,
+    QueryArgs(a): QueryArgs<FileArgs>,
+) -> Result<impl IntoResponse, Error> {
+    let path = WorkspacePath::parse(&a.path)?;
+    let limit = a.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    if limit == 0 || limit > MAX_LIST_LIMIT {
+        return Err(Error::bad_request(format!("limit must be between 1 and {MAX_LIST_LIMIT}")));
+    }
+    Ok(Json(blocking(&engine, move |ws| files::list(ws, &path, a.recursive, limit)).await?))
+}
+
+async fn stat_file(
+    State(engine): State<Arc<Engine>>,
+    QueryArgs(a): QueryArgs<FileArgs>,
+) -> Result<impl IntoResponse, Error> {
+    let path = WorkspacePath::parse(&a.path)?;
+    Ok(Json(blocking(&engine, move |ws| files::stat(ws, &path)).await?))
+}
+
+async fn make_dir(
+    State(engine): State<Arc<Engine>>,
+    QueryArgs(a): QueryArgs<FileArgs>,
+) -> Result<impl IntoResponse, Error> {
+    let path = WorkspacePath::parse_non_root(&a.path)?;
+    Ok(Json(blocking(&engine, move |ws| files::mkdir(ws, &path)).await?))
+}
+
+async fn delete_file(
+    State(engine): State<Arc<Engine>>,
+    QueryArgs(a): QueryArgs<FileArgs>,
+) -> Result<StatusCode, Error> {
+    let path = WorkspacePath::parse_non_root(&a.path)?;
+    blocking(&engine, move |ws| files::delete(ws, &path, a.recursive)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn read_file(
+    State(engine): State<Arc<Engine>>,
+    QueryArgs(a): QueryArgs<FileArgs>,
+) -> Result<Response, Error> {
+    let path = WorkspacePath::parse_non_root(&a.path)?;
+    let (file, size) = blocking(&engine, move |ws| files::open_read(ws, &path)).await?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file), 256 * 1024);
+    let mut resp = Response::new(Body::from_stream(stream));
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    Ok(resp)
+}
+
+async fn write_file(
+    State(engine): State<Arc<Engine>>,
+    axum::Extension(UploadLimit(limit)): axum::Extension<UploadLimit>,
+    QueryArgs(a): QueryArgs<FileArgs>,
+    body: Body,
+) -> Result<impl IntoResponse, Error> {
+    let path = WorkspacePath::parse_non_root(&a.path)?;
+    let too_large = || Error::new(ErrorCode::TooLarge, format!("uploads are limited to {} MiB", limit >> 20));
+    let mut pending = {
+        let path = path.clone();
+        blocking(&engine, move |ws| files::begin_write(ws, &path)).await?
+    };
+    let mut file = pending.take_file().ok_or_else(|| Error::internal("upload file missing"))?;
+    let mut stream = body.into_data_stream();
+    let mut written = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| Error::bad_request(format!("upload interrupted: {e}")))?;
+        written += chunk.len() as u64;
+        if written > limit {
+            return Err(too_large());
+        }
+        file = tokio::task::spawn_blocking(move || file.write_all(&chunk).map(|_| file))
+            .await
+            .map_err(|e| Error::internal(e.to_string()))?
+            .map_err(|e| io_error(e, &path))?;
+    }
+    drop(file);
+    Ok(Json(blocking(&engine, move |ws| pending.commit(ws)).await?))
+}
+
+fn io_error(e: std::io::Error, path: &WorkspacePath) -> Error {
+    match e.raw_os_error() {
+        Some(n) => Error::from_errno(rustix::io::Errno::from_raw_os_error(n), path.as_str()),
+        None => Error::internal(format!("{path}: {e}")),
+    }
+}

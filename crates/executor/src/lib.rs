@@ -1,0 +1,14 @@
+//! The in-sandbox executor: runs each execution under bubblewrap with a seccomp filter and
+//! serves the workspace's files, over HTTP on a Unix socket (and TCP with a token).
+pub mod api;
+pub mod capture;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod lang;
+pub mod outcome;
+pub mod registry;
+pub mod sandbox;
+pub mod server;
+pub mod supervisor;
+pub mod workspace;

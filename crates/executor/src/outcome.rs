@@ -1,0 +1,283 @@
+//! Turns how an execution ended (exit status, runner report, timeout, OOM kill) into the status
+//! and message users see. Pure: every rule is a unit test away.
+
+use crate::lang::{Report, ReportError};
+use sandbox_core::ExecutionStatus;
+use serde_json::Value;
+
+/// How the process tree ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// bwrap exited with this code (it passes on the code of the program, or 128 + signal).
+    Code(i32),
+    /// bwrap itself was killed by this signal.
+    Signal(i32),
+}
+
+/// Everything known when an execution has ended.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    /// The exit status.
+    pub exit: Exit,
+    /// Whether `exit` is the program's own (reported by the supervisor) rather than bwrap's, which
+    /// turns "killed by signal N" into exit code 128 + N.
+    pub exit_is_precise: bool,
+    /// The wall-clock limit ended it.
+    pub timed_out: bool,
+    /// A kill request ended it.
+    pub killed: bool,
+    /// The OOM killer ended it.
+    pub oom_killed: bool,
+    /// The runner's report, if any arrived.
+    pub report: Option<Result<Report, ReportError>>,
+    /// The timeout, for messages.
+    pub timeout_ms: u64,
+    /// The memory limit, for messages.
+    pub memory_limit_mb: Option<u64>,
+}
+
+/// The user-visible outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// The status.
+    pub status: ExecutionStatus,
+    /// The exit code, when the program exited.
+    pub exit_code: Option<i32>,
+    /// The signal, when it was killed.
+    pub signal: Option<i32>,
+    /// A handler's return value.
+    pub return_value: Option<Value>,
+    /// Why it did not complete.
+    pub error_message: Option<String>,
+}
+
+/// Decides the outcome.
+pub fn classify(e: &Ended) -> Verdict {
+    let mut v = Verdict {
+        status: ExecutionStatus::Completed,
+        exit_code: None,
+        signal: None,
+        return_value: None,
+        error_message: None,
+    };
+    let kill = |v: &mut Verdict, status, msg: String| {
+        v.status = status;
+        v.signal = Some(libc::SIGKILL);
+        v.error_message = Some(msg);
+    };
+    if e.timed_out {
+        kill(
+            &mut v,
+            ExecutionStatus::Timeout,
+            format!("execution timed out after {}", seconds(e.timeout_ms)),
+        );
+        return v;
+    }
+    if e.killed {
+        kill(&mut v, ExecutionStatus::Crashed, "execution was killed on request".into());
+        return v;
+    }
+    let sigkilled = matches!(e.exit, Exit::Signal(libc::SIGKILL) | Exit::Code(137));
+    if e.oom_killed && sigkilled {
+        let limit = e.memory_limit_mb.map(|m| format!(" ({m} MiB)")).unwrap_or_default();
+        kill(
+            &mut v,
+            ExecutionStatus::Crashed,
+            format!("out of memory: the sandbox's memory limit{limit} was reached"),
+        );
+        return v;
+    }
+
+    let code = match e.exit {
+        Exit::Signal(s) => {
+            v.status = ExecutionStatus::Crashed;
+            v.signal = Some(s);
+            v.error_message = Some(format!("killed by signal {}", signal_name(s)));
+            return v;
+        }
+        Exit::Code(c) => c,
+    };
+    match &e.report {
+        Some(Ok(Report::Returned { value })) if code == 0 => {
+            v.exit_code = Some(0);
+            v.return_value = Some(value.clone());
+            return v;
+        }
+        Some(Ok(Report::NotSerializable { message })) => {
+            return failed(v, code, format!("handler return value is not JSON-serialisable: {message}"));
+        }
+        Some(Ok(Report::Exception { error_type, message })) => {
+            let text =
+                if message.is_empty() { error_type.clone() } else { format!("{error_type}: {message}") };
+            return failed(v, code, text);
+        }
+        Some(Err(err @ ReportError::TooLarge(_))) => return failed(v, code, err.to_string()),
+        _ => {}
+    }
+    // Without the supervisor's report, bwrap's 128 + N stands for "killed by signal N" unless a
+    // runner reported a deliberate exit.
+    let reported_exit = matches!(&e.report, Some(Ok(Report::Exit { .. } | Report::Script)));
+    if !e.exit_is_precise && code > 128 && code <= 128 + 64 && !reported_exit {
+        let s = code - 128;
+        v.status = ExecutionStatus::Crashed;
+        v.signal = Some(s);
+        v.error_message = Some(format!("killed by signal {}", signal_name(s)));
+        return v;
+    }
+    if code == 0 {
+        v.exit_code = Some(0);
+        return v;
+    }
+    failed(v, code, format!("exited with code {code}"))
+}
+
+fn failed(mut v: Verdict, code: i32, msg: String) -> Verdict {
+    v.status = ExecutionStatus::Failed;
+    v.exit_code = Some(code);
+    v.error_message = Some(msg);
+    v
+}
+
+fn seconds(ms: u64) -> String {
+    if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{:.1}s", ms as f64 / 1000.0) }
+}
+
+/// The conventional name of a signal number.
+pub fn signal_name(s: i32) -> String {
+    const NAMES: [&str; 32] = [
+        "0",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(s)
+        .ok()
+        .and_then(|i| NAMES.get(i).filter(|_| i > 0))
+        .map_or_else(|| format!("{s}"), |n| (*n).to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ended(exit_is_precise: bool, exit: Exit, report: Option<Result<Report, ReportError>>) -> Ended {
+        Ended {
+            exit,
+            exit_is_precise,
+            timed_out: false,
+            killed: false,
+            oom_killed: false,
+            report,
+            timeout_ms: 2000,
+            memory_limit_mb: Some(512),
+        }
+    }
+
+    #[test]
+    fn completed_handler_keeps_its_value() {
+        let v = classify(&ended(true, Exit::Code(0), Some(Ok(Report::Returned { value: json!(42) }))));
+        assert_eq!(v.status, ExecutionStatus::Completed);
+        assert_eq!(v.return_value, Some(json!(42)));
+        assert_eq!(v.error_message, None);
+    }
+
+    #[test]
+    fn exceptions_and_bad_values_fail_with_a_message() {
+        let exc =
+            Report::Exception { error_type: "ZeroDivisionError".into(), message: "division by zero".into() };
+        let v = classify(&ended(true, Exit::Code(1), Some(Ok(exc))));
+        assert_eq!(v.status, ExecutionStatus::Failed);
+        assert_eq!(v.error_message.as_deref(), Some("ZeroDivisionError: division by zero"));
+        let ns = Report::NotSerializable { message: "Object of type set is not JSON serializable".into() };
+        let v = classify(&ended(true, Exit::Code(1), Some(Ok(ns))));
+        assert_eq!(v.status, ExecutionStatus::Failed);
+        assert!(v.error_message.unwrap().contains("not JSON-serialisable"));
+        let v = classify(&ended(true, Exit::Code(0), Some(Err(ReportError::TooLarge(10)))));
+        assert_eq!(v.status, ExecutionStatus::Failed);
+    }
+
+    #[test]
+    fn exit_codes() {
+        let v = classify(&ended(true, Exit::Code(3), None));
+        assert_eq!((v.status, v.exit_code), (ExecutionStatus::Failed, Some(3)));
+        assert_eq!(v.error_message.as_deref(), Some("exited with code 3"));
+        // A shell passes on 137 from a child: with the supervisor's report that is an exit code.
+        let v = classify(&ended(true, Exit::Code(137), None));
+        assert_eq!(v.status, ExecutionStatus::Failed);
+        // From bwrap alone, 137 means the program was killed by SIGKILL.
+        let v = classify(&ended(false, Exit::Code(137), None));
+        assert_eq!((v.status, v.signal), (ExecutionStatus::Crashed, Some(9)));
+        // sys.exit(130) in Python is reported by the runner and stays an exit code.
+        let v = classify(&ended(true, Exit::Code(130), Some(Ok(Report::Exit { code: 130 }))));
+        assert_eq!((v.status, v.exit_code), (ExecutionStatus::Failed, Some(130)));
+        let v = classify(&ended(true, Exit::Code(0), Some(Ok(Report::Exit { code: 0 }))));
+        assert_eq!(v.status, ExecutionStatus::Completed);
+    }
+
+    #[test]
+    fn signals_crash() {
+        let v = classify(&ended(true, Exit::Signal(11), None));
+        assert_eq!((v.status, v.signal), (ExecutionStatus::Crashed, Some(11)));
+        assert_eq!(v.error_message.as_deref(), Some("killed by signal SIGSEGV"));
+        let v = classify(&ended(true, Exit::Signal(9), None));
+        assert_eq!(v.status, ExecutionStatus::Crashed);
+    }
+
+    #[test]
+    fn timeout_oom_and_kill_win_over_everything() {
+        let mut e = ended(true, Exit::Signal(9), None);
+        e.oom_killed = true;
+        let v = classify(&e);
+        assert_eq!(v.status, ExecutionStatus::Crashed);
+        assert!(v.error_message.unwrap().contains("out of memory"));
+        e.timed_out = true;
+        let v = classify(&e);
+        assert_eq!(v.status, ExecutionStatus::Timeout);
+        assert_eq!(v.error_message.as_deref(), Some("execution timed out after 2s"));
+        e.timed_out = false;
+        e.oom_killed = false;
+        e.killed = true;
+        assert_eq!(classify(&e).status, ExecutionStatus::Crashed);
+        // An OOM kill elsewhere in the container does not taint a clean exit.
+        let mut e = ended(true, Exit::Code(0), Some(Ok(Report::Script)));
+        e.oom_killed = true;
+        assert_eq!(classify(&e).status, ExecutionStatus::Completed);
+    }
+
+    #[test]
+    fn signal_names() {
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(31), "SIGSYS");
+        assert_eq!(signal_name(0), "0");
+        assert_eq!(signal_name(40), "40");
+    }
+}

@@ -1,0 +1,246 @@
+//! Builds bwrap's argument vector from typed options, so the exact sandbox is testable without
+//! running anything.
+
+use std::ffi::OsString;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+/// How one top-level system path appears inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemMount {
+    /// Bind `src` read-only at `dest`.
+    ReadOnly {
+        /// The path in the executor's filesystem.
+        src: PathBuf,
+        /// Where it appears inside the sandbox.
+        dest: PathBuf,
+    },
+    /// Recreate a symlink (merged-`/usr` systems link `/bin` to `usr/bin`).
+    Symlink {
+        /// Where the link points.
+        target: PathBuf,
+        /// The link itself.
+        link: PathBuf,
+    },
+}
+
+/// The top-level paths considered for the sandbox's read-only system view. Anything else of the
+/// container (`/run`, `/home`, `/var`, `/root`, `/opt`, the executor's socket) stays invisible.
+pub const SYSTEM_PATHS: &[&str] = &["/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+
+/// Inspects [`SYSTEM_PATHS`] under `root` and describes how each present one is recreated.
+pub fn discover_system_mounts(root: &Path) -> std::io::Result<Vec<SystemMount>> {
+    let mut out = Vec::new();
+    for p in SYSTEM_PATHS {
+        let host = root.join(p.trim_start_matches('/'));
+        let meta = match std::fs::symlink_metadata(&host) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if meta.file_type().is_symlink() {
+            out.push(SystemMount::Symlink { target: std::fs::read_link(&host)?, link: p.into() });
+        } else if meta.is_dir() {
+            out.push(SystemMount::ReadOnly { src: host, dest: p.into() });
+        }
+    }
+    Ok(out)
+}
+
+/// A file bwrap copies from a file descriptor into the sandbox, read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataFile {
+    /// The descriptor number *in bwrap's process*.
+    pub fd: RawFd,
+    /// Where it appears inside the sandbox.
+    pub dest: &'static str,
+}
+
+/// Everything that shapes one sandbox.
+#[derive(Debug, Clone)]
+pub struct BwrapOptions {
+    /// The bwrap binary.
+    pub bwrap: PathBuf,
+    /// System directories and links.
+    pub system: Vec<SystemMount>,
+    /// The workspace directory, mounted read-write at `/workspace`.
+    pub workspace: PathBuf,
+    /// Installed packages, mounted read-only at [`DEPS_MOUNT`].
+    pub deps: Option<PathBuf>,
+    /// Size of the private `/tmp` and `/dev/shm`, in bytes.
+    pub tmp_size_bytes: u64,
+    /// The whole environment user code gets.
+    pub env: Vec<(String, String)>,
+    /// Descriptor holding the compiled seccomp program.
+    pub seccomp_fd: RawFd,
+    /// Files copied in from descriptors.
+    pub files: Vec<DataFile>,
+    /// The command to run, first element the program.
+    pub command: Vec<OsString>,
+}
+
+/// Where installed packages appear inside the sandbox.
+pub const DEPS_MOUNT: &str = "/opt/sandbox/deps";
+
+impl BwrapOptions {
+    /// The program and arguments to spawn.
+    pub fn to_command_line(&self) -> (PathBuf, Vec<OsString>) {
+        let mut a = ArgList::default();
+        // Namespaces: everything but the network gets a fresh instance; the network namespace is
+        // new and empty too (only a loopback interface), so nothing is reachable.
+        a.flags(&[
+            "--unshare-user",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-net",
+            "--unshare-cgroup",
+            // Code inside cannot make user namespaces of its own (the seccomp filter also
+            // refuses the calls; this closes it at the kernel's counter too).
+            "--disable-userns",
+        ]);
+        for m in &self.system {
+            match m {
+                SystemMount::ReadOnly { src, dest } => a.pair("--ro-bind", src, dest),
+                SystemMount::Symlink { target, link } => a.pair("--symlink", target, link),
+            }
+        }
+        a.one("--proc", "/proc");
+        a.one("--dev", "/dev");
+        let size = self.tmp_size_bytes.to_string();
+        a.one("--size", &size);
+        a.one("--tmpfs", "/dev/shm");
+        a.one("--size", &size);
+        a.one("--tmpfs", "/tmp");
+        a.pair("--bind", &self.workspace, sandbox_protocol::WORKSPACE_DIR);
+        if let Some(deps) = &self.deps {
+            a.pair("--ro-bind", deps, DEPS_MOUNT);
+        }
+        for f in &self.files {
+            a.pair("--ro-bind-data", f.fd.to_string(), f.dest);
+        }
+        // The root itself (a tmpfs bwrap made) becomes read-only once everything is in place.
+        a.one("--remount-ro", "/");
+        a.one("--chdir", sandbox_protocol::WORKSPACE_DIR);
+        a.flags(&["--die-with-parent", "--new-session"]);
+        a.one("--cap-drop", "ALL");
+        a.flags(&["--clearenv"]);
+        for (k, v) in &self.env {
+            a.pair("--setenv", k, v);
+        }
+        a.one("--seccomp", self.seccomp_fd.to_string());
+        a.flags(&["--"]);
+        a.0.extend(self.command.iter().cloned());
+        (self.bwrap.clone(), a.0)
+    }
+}
+
+#[derive(Default)]
+struct ArgList(Vec<OsString>);
+
+impl ArgList {
+    fn flags(&mut self, f: &[&str]) {
+        self.0.extend(f.iter().map(OsString::from));
+    }
+    fn one(&mut self, flag: &str, v: impl AsRef<std::ffi::OsStr>) {
+        self.0.push(flag.into());
+        self.0.push(v.as_ref().to_owned());
+    }
+    fn pair(&mut self, flag: &str, a: impl AsRef<std::ffi::OsStr>, b: impl AsRef<std::ffi::OsStr>) {
+        self.0.push(flag.into());
+        self.0.push(a.as_ref().to_owned());
+        self.0.push(b.as_ref().to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> BwrapOptions {
+        BwrapOptions {
+            bwrap: "bwrap".into(),
+            system: vec![
+                SystemMount::ReadOnly { src: "/usr".into(), dest: "/usr".into() },
+                SystemMount::Symlink { target: "usr/bin".into(), link: "/bin".into() },
+            ],
+            workspace: "/workspace".into(),
+            deps: Some("/opt/deps".into()),
+            tmp_size_bytes: 64 << 20,
+            env: vec![("PATH".into(), "/usr/bin".into()), ("X".into(), "a b;$(c)".into())],
+            seccomp_fd: 9,
+            files: vec![DataFile { fd: 10, dest: "/sandbox/main.py" }],
+            command: vec!["python3".into(), "/sandbox/runner.py".into()],
+        }
+    }
+
+    fn argv() -> Vec<String> {
+        options().to_command_line().1.into_iter().map(|s| s.into_string().unwrap()).collect()
+    }
+
+    fn has_seq(v: &[String], seq: &[&str]) -> bool {
+        v.windows(seq.len()).any(|w| w.iter().zip(seq).all(|(a, b)| a == b))
+    }
+
+    #[test]
+    fn isolates_every_namespace() {
+        let v = argv();
+        for f in [
+            "--unshare-user",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-net",
+            "--unshare-cgroup",
+            "--disable-userns",
+            "--die-with-parent",
+            "--new-session",
+            "--clearenv",
+        ] {
+            assert!(v.contains(&f.to_string()), "{f} missing");
+        }
+        assert!(has_seq(&v, &["--cap-drop", "ALL"]));
+        assert!(has_seq(&v, &["--seccomp", "9"]));
+    }
+
+    #[test]
+    fn mounts_system_read_only_and_workspace_read_write() {
+        let v = argv();
+        assert!(has_seq(&v, &["--ro-bind", "/usr", "/usr"]));
+        assert!(has_seq(&v, &["--symlink", "usr/bin", "/bin"]));
+        assert!(has_seq(&v, &["--bind", "/workspace", "/workspace"]));
+        assert!(has_seq(&v, &["--ro-bind", "/opt/deps", DEPS_MOUNT]));
+        assert!(has_seq(&v, &["--size", "67108864", "--tmpfs", "/tmp"]));
+        assert!(has_seq(&v, &["--size", "67108864", "--tmpfs", "/dev/shm"]));
+        assert!(has_seq(&v, &["--ro-bind-data", "10", "/sandbox/main.py"]));
+        assert!(has_seq(&v, &["--chdir", "/workspace"]));
+        // The root is made read-only after every mount that needs to create a directory in it.
+        let ro = v.iter().position(|a| a == "--remount-ro").unwrap();
+        let last_mount = v.iter().rposition(|a| a.starts_with("--ro-bind") || a == "--bind").unwrap();
+        assert!(ro > last_mount);
+    }
+
+    #[test]
+    fn environment_and_command_are_passed_verbatim() {
+        let v = argv();
+        // No shell anywhere: values with shell syntax are single argv elements.
+        assert!(has_seq(&v, &["--setenv", "X", "a b;$(c)"]));
+        let sep = v.iter().position(|a| a == "--").unwrap();
+        assert_eq!(&v[sep + 1..], ["python3", "/sandbox/runner.py"]);
+    }
+
+    #[test]
+    fn discovers_merged_usr_links() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("usr")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", root.path().join("lib")).unwrap();
+        let m = discover_system_mounts(root.path()).unwrap();
+        assert_eq!(
+            m,
+            vec![
+                SystemMount::ReadOnly { src: root.path().join("usr"), dest: "/usr".into() },
+                SystemMount::Symlink { target: "usr/lib".into(), link: "/lib".into() },
+            ]
+        );
+    }
+}

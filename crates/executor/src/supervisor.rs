@@ -1,0 +1,175 @@
+//! The first program inside each sandbox (`sandbox-executor supervise`). It applies the
+//! per-execution rlimits, tells the executor the sandbox is up, runs the interpreter as its
+//! child, reaps every orphan the program leaves (it is a subreaper), and finally reports the
+//! program's exact exit code or signal and the CPU time and peak memory of the whole process
+//! tree on its status descriptor.
+//!
+//! The limits are set here, inside bwrap's user namespace, rather than before bwrap starts:
+//! `RLIMIT_NPROC` counts every process of a user *in each user namespace up the chain*, and
+//! every sandbox on a host runs as uid 1000, so a limit set outside would count the whole
+//! host's sandboxes. Lowered inside a fresh namespace it counts this execution alone.
+
+use serde::{Deserialize, Serialize};
+use std::ffi::OsString;
+use std::io::Write;
+
+/// The subcommand name bwrap is told to run.
+pub const SUBCOMMAND: &str = "supervise";
+
+/// The first byte on the status descriptor: the sandbox is built and the program starting.
+pub const STARTED: u8 = b'S';
+
+/// The limits `supervise` applies, in argument order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupervisorArgs {
+    /// `RLIMIT_NPROC`.
+    pub processes: u64,
+    /// `RLIMIT_NOFILE`.
+    pub open_files: u64,
+    /// `RLIMIT_FSIZE`, bytes.
+    pub file_size: u64,
+    /// The status descriptor.
+    pub status_fd: i32,
+}
+
+/// How the program ended, as `supervise` saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SupervisorReport {
+    /// Its exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// User plus system CPU time of every process reaped.
+    pub cpu_ms: f64,
+    /// The largest resident set among them, KiB.
+    pub max_rss_kb: i64,
+}
+
+/// Splits what arrived on the status descriptor: whether the program started, and the final
+/// report if one came.
+pub fn parse_status(bytes: &[u8]) -> (bool, Option<SupervisorReport>) {
+    match bytes.split_first() {
+        Some((&STARTED, rest)) => (true, serde_json::from_slice(rest).ok()),
+        _ => (false, None),
+    }
+}
+
+impl SupervisorArgs {
+    /// The arguments after the subcommand name, up to and including `--`.
+    pub fn to_args(self) -> Vec<OsString> {
+        [
+            self.processes.to_string(),
+            self.open_files.to_string(),
+            self.file_size.to_string(),
+            self.status_fd.to_string(),
+        ]
+        .into_iter()
+        .map(OsString::from)
+        .chain(std::iter::once(OsString::from("--")))
+        .collect()
+    }
+
+    fn parse(args: &[OsString]) -> Option<(SupervisorArgs, &[OsString])> {
+        let num = |i: usize| args.get(i)?.to_str()?.parse::<u64>().ok();
+        let parsed = SupervisorArgs {
+            processes: num(0)?,
+            open_files: num(1)?,
+            file_size: num(2)?,
+            status_fd: i32::try_from(num(3)?).ok()?,
+        };
+        (args.get(4)? == "--" && args.len() > 5).then_some((parsed, &args[5..]))
+    }
+}
+
+fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
+    let lim = libc::rlimit { rlim_cur: value, rlim_max: value };
+    if unsafe { libc::setrlimit(resource, &lim) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn fail(msg: std::fmt::Arguments<'_>) -> ! {
+    eprintln!("supervise: {msg}");
+    std::process::exit(125);
+}
+
+/// Runs `supervise` with the arguments after its name. Never returns.
+pub fn main(args: &[OsString]) -> ! {
+    let Some((a, command)) = SupervisorArgs::parse(args) else {
+        fail(format_args!("usage: supervise NPROC NOFILE FSIZE STATUS_FD -- PROGRAM [ARGS...]"));
+    };
+    // SAFETY: the descriptor was handed to us for this; taking ownership closes it at exit and
+    // CLOEXEC keeps it from the program.
+    let mut status = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(a.status_fd) };
+    unsafe { libc::fcntl(a.status_fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let applied = set_limit(libc::RLIMIT_NPROC, a.processes)
+        .and_then(|_| set_limit(libc::RLIMIT_NOFILE, a.open_files))
+        .and_then(|_| set_limit(libc::RLIMIT_FSIZE, a.file_size))
+        .and_then(|_| set_limit(libc::RLIMIT_CORE, 0));
+    if let Err(e) = applied {
+        fail(format_args!("cannot set resource limits: {e}"));
+    }
+    // Orphans of the program become our children, so their resource use is counted.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let _ = status.write_all(&[STARTED]);
+    let child = match std::process::Command::new(&command[0]).args(&command[1..]).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sandbox: cannot start {}: {e}", command[0].to_string_lossy());
+            std::process::exit(127);
+        }
+    };
+    let pid = child.id() as libc::pid_t;
+    let mut wstatus = 0;
+    loop {
+        let r = unsafe { libc::waitpid(-1, &mut wstatus, 0) };
+        if r == pid {
+            break;
+        }
+        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            fail(format_args!("lost track of the program: {}", std::io::Error::last_os_error()));
+        }
+    }
+    // SAFETY: rusage is plain data that getrusage fills.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
+    let report = SupervisorReport {
+        exit_code: libc::WIFEXITED(wstatus).then(|| libc::WEXITSTATUS(wstatus)),
+        signal: libc::WIFSIGNALED(wstatus).then(|| libc::WTERMSIG(wstatus)),
+        cpu_ms: ms(ru.ru_utime) + ms(ru.ru_stime),
+        max_rss_kb: ru.ru_maxrss,
+    };
+    let _ = status.write_all(&serde_json::to_vec(&report).unwrap_or_default());
+    drop(status);
+    std::process::exit(report.exit_code.unwrap_or_else(|| 128 + report.signal.unwrap_or(0)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_round_trip() {
+        let l = SupervisorArgs { processes: 64, open_files: 1024, file_size: 1 << 30, status_fd: 4 };
+        let mut args = l.to_args();
+        args.push("python3".into());
+        args.push("-u".into());
+        let (parsed, cmd) = SupervisorArgs::parse(&args).unwrap();
+        assert_eq!(parsed, l);
+        assert_eq!(cmd, [OsString::from("python3"), OsString::from("-u")]);
+        assert!(SupervisorArgs::parse(&args[..5]).is_none(), "no command");
+        assert!(SupervisorArgs::parse(&[OsString::from("x")]).is_none());
+    }
+
+    #[test]
+    fn status_parses() {
+        assert_eq!(parse_status(b""), (false, None));
+        assert_eq!(parse_status(b"S"), (true, None));
+        let (started, r) = parse_status(br#"S{"exit_code":null,"signal":9,"cpu_ms":1.5,"max_rss_kb":2048}"#);
+        assert!(started);
+        assert_eq!(r.unwrap().signal, Some(9));
+    }
+}

@@ -1,0 +1,346 @@
+//! Workspace file operations for the files API: stat, list, read, write, mkdir, delete.
+//! All are blocking; callers run them on the blocking pool.
+
+use super::Workspace;
+use crate::error::Error;
+use chrono::{DateTime, Utc};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
+use sandbox_core::WorkspacePath;
+use sandbox_protocol::{ErrorCode, FileEntry, FileKind, FileList};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Deepest directory nesting a recursive delete follows.
+const MAX_DEPTH: usize = 256;
+
+/// What a `stat` result says the entry is.
+pub fn kind_of(st: &Stat) -> FileKind {
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => FileKind::File,
+        FileType::Directory => FileKind::Directory,
+        FileType::Symlink => FileKind::Symlink,
+        _ => FileKind::Other,
+    }
+}
+
+fn to_entry(path: WorkspacePath, st: &Stat) -> FileEntry {
+    let kind = kind_of(st);
+    FileEntry {
+        path,
+        kind,
+        size: if kind == FileKind::Directory { 0 } else { st.st_size as u64 },
+        modified_at: DateTime::<Utc>::from_timestamp(st.st_mtime, st.st_mtime_nsec as u32)
+            .unwrap_or_default(),
+        mode: st.st_mode & 0o7777,
+    }
+}
+
+/// The entries of the directory open at `fd` (`path` names it, for errors): not `.`/`..`,
+/// nor names that are not UTF-8 (no API path could name them), sorted, symlinks not followed.
+fn read_entries(fd: OwnedFd, path: &WorkspacePath) -> Result<Vec<(String, Stat)>, Error> {
+    let err = |e| Error::from_errno(e, path.as_str());
+    let mut dir = Dir::new(fd).map_err(err)?;
+    let mut names = Vec::new();
+    for ent in &mut dir {
+        let ent = ent.map_err(err)?;
+        match ent.file_name().to_bytes() {
+            b"." | b".." => {}
+            name => names.extend(std::str::from_utf8(name).ok().map(str::to_owned)),
+        }
+    }
+    names.sort();
+    let dirfd = dir.fd().map_err(err)?;
+    // An entry removed between reading and stat-ing it is simply gone.
+    Ok(names
+        .into_iter()
+        .filter_map(|n| {
+            let st = rustix::fs::statat(dirfd, n.as_str(), AtFlags::SYMLINK_NOFOLLOW).ok()?;
+            Some((n, st))
+        })
+        .collect())
+}
+
+/// Visits the entries below `start` (all levels when `recursive`), at most `limit` of them.
+/// Only real directories are descended into, never symlinks. Returns whether it stopped at the
+/// limit.
+pub fn walk(
+    ws: &Workspace,
+    start: &WorkspacePath,
+    recursive: bool,
+    limit: usize,
+    mut visit: impl FnMut(WorkspacePath, &Stat),
+) -> Result<bool, Error> {
+    let mut stack = vec![start.clone()];
+    let mut seen = 0usize;
+    while let Some(dir) = stack.pop() {
+        let fd = match ws.open_dir(&dir) {
+            Ok(fd) => fd,
+            // A subdirectory that vanished or changed while walking is skipped.
+            Err(_) if dir != *start => continue,
+            Err(e) => return Err(e),
+        };
+        let mut subdirs = Vec::new();
+        for (name, st) in read_entries(fd, &dir)? {
+            if seen == limit {
+                return Ok(true);
+            }
+            seen += 1;
+            let path = dir.join(&name)?;
+            if recursive && kind_of(&st) == FileKind::Directory {
+                subdirs.push(path.clone());
+            }
+            visit(path, &st);
+        }
+        stack.extend(subdirs.into_iter().rev());
+    }
+    Ok(false)
+}
+
+/// One entry; a final symlink is described, not followed.
+pub fn stat(ws: &Workspace, path: &WorkspacePath) -> Result<FileEntry, Error> {
+    let fd = ws.open_at(path, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| Error::from_errno(e, path.as_str()))?;
+    Ok(to_entry(path.clone(), &st))
+}
+
+/// The entries of a directory (and below it when `recursive`), sorted by path.
+pub fn list(ws: &Workspace, path: &WorkspacePath, recursive: bool, limit: usize) -> Result<FileList, Error> {
+    let mut entries = Vec::new();
+    let truncated = walk(ws, path, recursive, limit, |p, st| entries.push(to_entry(p, st)))?;
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(FileList { entries, truncated })
+}
+
+/// Opens a regular file for reading; returns it with its size.
+pub fn open_read(ws: &Workspace, path: &WorkspacePath) -> Result<(std::fs::File, u64), Error> {
+    let fd = ws.open_at(path, OFlags::RDONLY, Mode::empty())?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| Error::from_errno(e, path.as_str()))?;
+    match kind_of(&st) {
+        FileKind::File => Ok((fd.into(), st.st_size as u64)),
+        FileKind::Directory => Err(Error::new(ErrorCode::IsADirectory, format!("{path} is a directory"))),
+        _ => Err(Error::new(ErrorCode::InvalidPath, format!("{path} is not a regular file"))),
+    }
+}
+
+/// Opens directory `path`, creating it and its missing parents.
+fn ensure_dir(ws: &Workspace, path: &WorkspacePath) -> Result<OwnedFd, Error> {
+    let open = || ws.open_at(path, OFlags::PATH | OFlags::DIRECTORY, Mode::empty());
+    match open() {
+        Err(e) if e.code == ErrorCode::NotFound => {
+            let (parent, name) = path.split_last().ok_or(e)?;
+            let pfd = ensure_dir(ws, &parent)?;
+            match rustix::fs::mkdirat(&pfd, name, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => open(),
+                Err(e) => Err(Error::from_errno(e, path.as_str())),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Creates directory `path` and its parents; an existing directory is fine.
+pub fn mkdir(ws: &Workspace, path: &WorkspacePath) -> Result<FileEntry, Error> {
+    ensure_dir(ws, path)?;
+    stat(ws, path)
+}
+
+/// An upload in progress: bytes go to a hidden temporary file beside the target, which
+/// replaces the target in one rename on [`commit`](Self::commit) and is removed otherwise.
+#[derive(Debug)]
+pub struct PendingWrite {
+    parent: OwnedFd,
+    temp: String,
+    name: String,
+    path: WorkspacePath,
+    file: Option<std::fs::File>,
+}
+
+/// Starts writing `path`, creating its parent directories.
+pub fn begin_write(ws: &Workspace, path: &WorkspacePath) -> Result<PendingWrite, Error> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let (parent, name) = path.split_last().ok_or_else(|| Error::from(sandbox_core::PathError::Root))?;
+    let pfd = ensure_dir(ws, &parent)?;
+    let temp = format!(".{name}.{}-{}.part", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+    let temp =
+        if temp.len() > 255 { format!(".upload.{}.part", SEQ.fetch_add(1, Ordering::Relaxed)) } else { temp };
+    let fd = rustix::fs::openat(
+        &pfd,
+        temp.as_str(),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o644),
+    )
+    .map_err(|e| Error::from_errno(e, path.as_str()))?;
+    Ok(PendingWrite { parent: pfd, temp, name: name.to_owned(), path: path.clone(), file: Some(fd.into()) })
+}
+
+impl PendingWrite {
+    /// The temporary file to write to.
+    pub fn take_file(&mut self) -> Option<std::fs::File> {
+        self.file.take()
+    }
+
+    /// Moves the written file into place and describes it.
+    pub fn commit(mut self, ws: &Workspace) -> Result<FileEntry, Error> {
+        self.file = None;
+        rustix::fs::renameat(&self.parent, self.temp.as_str(), &self.parent, self.name.as_str())
+            .map_err(|e| Error::from_errno(e, self.path.as_str()))?;
+        self.temp.clear();
+        stat(ws, &self.path)
+    }
+}
+
+impl Drop for PendingWrite {
+    fn drop(&mut self) {
+        if !self.temp.is_empty() {
+            let _ = rustix::fs::unlinkat(&self.parent, self.temp.as_str(), AtFlags::empty());
+        }
+    }
+}
+
+/// Removes a file, symlink or (empty, or any when `recursive`) directory.
+pub fn delete(ws: &Workspace, path: &WorkspacePath, recursive: bool) -> Result<(), Error> {
+    let (parent, name) = path.split_last().ok_or_else(|| Error::from(sandbox_core::PathError::Root))?;
+    let pfd = ws.open_at(&parent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
+    let err = |e| Error::from_errno(e, path.as_str());
+    let st = rustix::fs::statat(&pfd, name, AtFlags::SYMLINK_NOFOLLOW).map_err(err)?;
+    if kind_of(&st) != FileKind::Directory {
+        return rustix::fs::unlinkat(&pfd, name, AtFlags::empty()).map_err(err);
+    }
+    if recursive {
+        remove_tree(pfd.as_fd(), name, 0).map_err(err)
+    } else {
+        rustix::fs::unlinkat(&pfd, name, AtFlags::REMOVEDIR).map_err(err)
+    }
+}
+
+/// Removes directory `name` under `parent` and everything in it, descriptor by descriptor,
+/// never following a symlink.
+fn remove_tree(parent: BorrowedFd<'_>, name: &str, depth: usize) -> Result<(), rustix::io::Errno> {
+    if depth > MAX_DEPTH {
+        return Err(rustix::io::Errno::LOOP);
+    }
+    let fd = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut dir = Dir::new(fd)?;
+    let mut children = Vec::new();
+    for ent in &mut dir {
+        let ent = ent?;
+        let n = ent.file_name().to_owned();
+        if n.as_bytes() != b"." && n.as_bytes() != b".." {
+            children.push(n);
+        }
+    }
+    let dirfd = dir.fd()?;
+    for child in children {
+        let st = rustix::fs::statat(dirfd, child.as_c_str(), AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            let child = child.to_str().map_err(|_| rustix::io::Errno::ILSEQ)?;
+            remove_tree(dirfd, child, depth + 1)?;
+        } else {
+            rustix::fs::unlinkat(dirfd, child.as_c_str(), AtFlags::empty())?;
+        }
+    }
+    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn p(s: &str) -> WorkspacePath {
+        WorkspacePath::parse(s).unwrap()
+    }
+
+    fn setup() -> (tempfile::TempDir, Workspace) {
+        let d = tempfile::tempdir().unwrap();
+        let ws = Workspace::open(d.path()).unwrap();
+        (d, ws)
+    }
+
+    fn write(ws: &Workspace, path: &str, data: &[u8]) -> FileEntry {
+        let mut w = begin_write(ws, &p(path)).unwrap();
+        w.take_file().unwrap().write_all(data).unwrap();
+        w.commit(ws).unwrap()
+    }
+
+    #[test]
+    fn write_read_list_delete() {
+        let (d, ws) = setup();
+        let e = write(&ws, "a/b/c.txt", b"hello");
+        assert_eq!((e.kind, e.size), (FileKind::File, 5));
+        let (mut f, size) = open_read(&ws, &p("a/b/c.txt")).unwrap();
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut f, &mut s).unwrap();
+        assert_eq!((s.as_str(), size), ("hello", 5));
+        // Overwrite replaces atomically; no temporary files are left behind.
+        write(&ws, "a/b/c.txt", b"bye");
+        let all = list(&ws, &WorkspacePath::root(), true, 100).unwrap();
+        let paths: Vec<_> = all.entries.iter().map(|e| e.path.as_str().to_owned()).collect();
+        assert_eq!(paths, ["a", "a/b", "a/b/c.txt"]);
+        assert!(!all.truncated);
+        let top = list(&ws, &WorkspacePath::root(), false, 100).unwrap();
+        assert_eq!(top.entries.len(), 1);
+        assert!(list(&ws, &WorkspacePath::root(), true, 2).unwrap().truncated);
+
+        let err = delete(&ws, &p("a"), false).unwrap_err();
+        assert_eq!(err.code, ErrorCode::DirectoryNotEmpty);
+        delete(&ws, &p("a"), true).unwrap();
+        assert!(std::fs::read_dir(d.path()).unwrap().next().is_none());
+        assert_eq!(delete(&ws, &p("a"), true).unwrap_err().code, ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn failed_upload_leaves_nothing() {
+        let (d, ws) = setup();
+        {
+            let mut w = begin_write(&ws, &p("x.bin")).unwrap();
+            w.take_file().unwrap().write_all(b"partial").unwrap();
+        }
+        assert!(std::fs::read_dir(d.path()).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn kinds_and_conflicts() {
+        let (d, ws) = setup();
+        mkdir(&ws, &p("dir/sub")).unwrap();
+        assert_eq!(mkdir(&ws, &p("dir")).unwrap().kind, FileKind::Directory);
+        write(&ws, "f", b"x");
+        assert_eq!(mkdir(&ws, &p("f/g")).unwrap_err().code, ErrorCode::NotADirectory);
+        assert_eq!(open_read(&ws, &p("dir")).unwrap_err().code, ErrorCode::IsADirectory);
+        let mut w = begin_write(&ws, &p("dir")).unwrap();
+        w.take_file();
+        assert_eq!(w.commit(&ws).unwrap_err().code, ErrorCode::IsADirectory);
+        std::os::unix::fs::symlink("/etc", d.path().join("etc")).unwrap();
+        assert_eq!(stat(&ws, &p("etc")).unwrap().kind, FileKind::Symlink);
+        assert_eq!(list(&ws, &p("etc"), false, 10).unwrap_err().code, ErrorCode::InvalidPath);
+        // Deleting a symlink removes the link, never what it points to.
+        delete(&ws, &p("etc"), true).unwrap();
+        assert!(std::path::Path::new("/etc/passwd").exists());
+    }
+
+    #[test]
+    fn recursive_delete_does_not_follow_links() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("keep"), "k").unwrap();
+        let (d, ws) = setup();
+        std::fs::create_dir_all(d.path().join("t/u")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("t/u/out")).unwrap();
+        delete(&ws, &p("t"), true).unwrap();
+        assert!(outside.path().join("keep").exists());
+    }
+
+    #[test]
+    fn writes_cannot_escape_through_a_planted_directory_link() {
+        let outside = tempfile::tempdir().unwrap();
+        let (d, ws) = setup();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("out")).unwrap();
+        let err = begin_write(&ws, &p("out/pwned")).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidPath);
+        assert!(!outside.path().join("pwned").exists());
+    }
+}

@@ -1,0 +1,68 @@
+//! Workspace file listings and per-execution change lists.
+
+use chrono::{DateTime, Utc};
+use sandbox_core::WorkspacePath;
+use serde::{Deserialize, Serialize};
+
+/// What a directory entry is. Symlinks are reported, never followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Directory,
+    /// A symbolic link (its target is not followed).
+    Symlink,
+    /// A FIFO, socket or device node.
+    Other,
+}
+
+/// One file or directory in a workspace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path relative to the workspace root.
+    pub path: WorkspacePath,
+    /// What it is.
+    pub kind: FileKind,
+    /// Size in bytes (0 for directories).
+    pub size: u64,
+    /// Last modification time.
+    pub modified_at: DateTime<Utc>,
+    /// Permission bits (`0o644` and so on).
+    pub mode: u32,
+}
+
+/// `GET /v1/files`: a listing, cut at the requested limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileList {
+    /// Entries in path order.
+    pub entries: Vec<FileEntry>,
+    /// True when more entries existed than the limit allowed.
+    pub truncated: bool,
+}
+
+/// How an execution changed a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileChangeKind {
+    /// It did not exist before the execution.
+    Created,
+    /// Its size, modification time or identity changed.
+    Modified,
+    /// It existed before and not after.
+    Deleted,
+}
+
+/// A file the execution created, changed or deleted in the workspace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileChange {
+    /// Path relative to the workspace root.
+    pub path: WorkspacePath,
+    /// What happened to it.
+    pub change: FileChangeKind,
+    /// What it is now (or was, when deleted).
+    pub kind: FileKind,
+    /// Its size now (0 when deleted).
+    pub size: u64,
+}

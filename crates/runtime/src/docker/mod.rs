@@ -1,0 +1,275 @@
+//! The Docker backend (bollard): one hardened container per sandbox, the executor reached
+//! through a Unix socket in a per-sandbox host directory.
+
+pub mod config;
+
+pub use bollard;
+
+use crate::spec::{SandboxInfo, SandboxSpec, SandboxState};
+use crate::{ExecutorClient, Runtime, RuntimeError, Sandbox};
+use async_trait::async_trait;
+use bollard::Docker;
+use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The uid and gid the executor runs as inside every container.
+pub const SANDBOX_UID: u32 = 1000;
+
+/// Settings of the Docker backend.
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    /// How long a new container may take until its executor answers.
+    pub ready_timeout: Duration,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig { ready_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// The Docker backend.
+pub struct DockerRuntime {
+    docker: Docker,
+    cfg: DockerConfig,
+}
+
+fn engine_error(e: bollard::errors::Error) -> RuntimeError {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code, message } => {
+            RuntimeError::Engine(format!("{status_code}: {message}"))
+        }
+        other => RuntimeError::Unavailable(other.to_string()),
+    }
+}
+
+fn is_not_found(e: &bollard::errors::Error) -> bool {
+    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+}
+
+impl DockerRuntime {
+    /// Connects to the local Docker daemon (`DOCKER_HOST` or the default socket) and settles on
+    /// an API version both sides speak.
+    pub async fn connect(cfg: DockerConfig) -> Result<Self, RuntimeError> {
+        let docker = Docker::connect_with_local_defaults().map_err(engine_error)?;
+        let docker =
+            docker.negotiate_version().await.map_err(|e| RuntimeError::Unavailable(e.to_string()))?;
+        docker.ping().await.map_err(|e| RuntimeError::Unavailable(e.to_string()))?;
+        Ok(DockerRuntime { docker, cfg })
+    }
+
+    /// The bollard client, for callers that need more than the trait offers.
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    async fn wait_ready(
+        &self,
+        id: &str,
+        executor: &ExecutorClient,
+        socket: &Path,
+    ) -> Result<(), RuntimeError> {
+        let start = Instant::now();
+        let mut last_error = String::from("executor socket not created yet");
+        let mut polls = 0u32;
+        loop {
+            if socket.exists() {
+                match executor.health().await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last_error = e.to_string(),
+                }
+            }
+            polls += 1;
+            if polls.is_multiple_of(10)
+                && let Some(info) = self.status(id).await?
+                && info.state != SandboxState::Running
+                && info.state != SandboxState::Created
+            {
+                let logs = self.logs(id, 20).await.unwrap_or_default();
+                return Err(RuntimeError::StartFailed(format!(
+                    "container {} (exit code {:?}): {}",
+                    state_name(info.state),
+                    info.exit_code,
+                    logs.trim()
+                )));
+            }
+            if start.elapsed() > self.cfg.ready_timeout {
+                let logs = self.logs(id, 20).await.unwrap_or_default();
+                return Err(RuntimeError::NotReady {
+                    seconds: self.cfg.ready_timeout.as_secs(),
+                    reason: format!("{last_error}; logs: {}", logs.trim()),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(if polls < 100 { 5 } else { 50 })).await;
+        }
+    }
+}
+
+impl DockerRuntime {
+    /// Creates a sandbox from an explicit create request (normally
+    /// [`config::container_config`] of `spec`), starts it and waits for its executor.
+    pub async fn create_with_config(
+        &self,
+        spec: &SandboxSpec,
+        body: bollard::models::ContainerCreateBody,
+    ) -> Result<Sandbox, RuntimeError> {
+        prepare_dir(&spec.workspace_dir, 0o755)?;
+        prepare_dir(&spec.socket_dir, 0o700)?;
+        let socket = spec.socket_path();
+        let _ = std::fs::remove_file(&socket);
+        let opts = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        let created = match self.docker.create_container(Some(opts), body).await {
+            Ok(c) => c,
+            Err(e) if is_not_found(&e) => return Err(RuntimeError::ImageNotFound(spec.image.clone())),
+            Err(e) => return Err(engine_error(e)),
+        };
+        let id = created.id;
+        let executor = ExecutorClient::unix(&socket);
+        let started = async {
+            self.docker.start_container(&id, None).await.map_err(engine_error)?;
+            self.wait_ready(&id, &executor, &socket).await
+        };
+        if let Err(e) = started.await {
+            let _ = self.remove(&id).await;
+            return Err(e);
+        }
+        tracing::info!(sandbox = %spec.name, container = %id, "sandbox ready");
+        Ok(Sandbox { id, name: spec.name.clone(), executor })
+    }
+}
+
+fn state_name(s: SandboxState) -> &'static str {
+    match s {
+        SandboxState::Created => "created",
+        SandboxState::Running => "running",
+        SandboxState::Paused => "paused",
+        SandboxState::Restarting => "restarting",
+        SandboxState::Removing => "removing",
+        SandboxState::Exited => "exited",
+        SandboxState::Dead => "dead",
+        SandboxState::Unknown => "unknown",
+    }
+}
+
+/// Creates `dir` if needed and hands it to the sandbox user.
+fn prepare_dir(dir: &Path, mode: u32) -> Result<(), RuntimeError> {
+    let err = |source| RuntimeError::HostDir { path: dir.to_owned(), source };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    std::os::unix::fs::chown(dir, Some(SANDBOX_UID), Some(SANDBOX_UID)).map_err(err)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(err)
+}
+
+fn info_from_inspect(c: ContainerInspectResponse) -> SandboxInfo {
+    let state = c.state.unwrap_or_default();
+    let config = c.config.unwrap_or_default();
+    SandboxInfo {
+        id: c.id.unwrap_or_default(),
+        name: c.name.unwrap_or_default().trim_start_matches('/').to_owned(),
+        state: match state.status {
+            Some(ContainerStateStatusEnum::CREATED) => SandboxState::Created,
+            Some(ContainerStateStatusEnum::RUNNING) => SandboxState::Running,
+            Some(ContainerStateStatusEnum::PAUSED) => SandboxState::Paused,
+            Some(ContainerStateStatusEnum::RESTARTING) => SandboxState::Restarting,
+            Some(ContainerStateStatusEnum::REMOVING) => SandboxState::Removing,
+            Some(ContainerStateStatusEnum::EXITED) => SandboxState::Exited,
+            Some(ContainerStateStatusEnum::DEAD) => SandboxState::Dead,
+            _ => SandboxState::Unknown,
+        },
+        health: match state.health.and_then(|h| h.status) {
+            Some(HealthStatusEnum::HEALTHY) => "healthy",
+            Some(HealthStatusEnum::UNHEALTHY) => "unhealthy",
+            Some(HealthStatusEnum::STARTING) => "starting",
+            _ => "unknown",
+        }
+        .to_owned(),
+        created_at: c.created,
+        image: config.image.unwrap_or_default(),
+        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        exit_code: state.exit_code.filter(|_| state.running != Some(true)),
+        oom_killed: state.oom_killed.unwrap_or(false),
+    }
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox, RuntimeError> {
+        self.create_with_config(spec, config::container_config(spec)).await
+    }
+
+    async fn stop(&self, id: &str) -> Result<(), RuntimeError> {
+        let opts = StopContainerOptionsBuilder::default().t(5).build();
+        match self.docker.stop_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
+        let opts = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            // Already being removed by someone else.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    async fn status(&self, id: &str) -> Result<Option<SandboxInfo>, RuntimeError> {
+        match self.docker.inspect_container(id, None).await {
+            Ok(c) => Ok(Some(info_from_inspect(c))),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
+
+    async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<SandboxInfo>, RuntimeError> {
+        let mut wanted: Vec<String> = vec![format!("{}=true", crate::labels::MANAGED)];
+        wanted.extend(labels.iter().map(|(k, v)| format!("{k}={v}")));
+        let filters = HashMap::from([("label", wanted)]);
+        let opts = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let summaries = self.docker.list_containers(Some(opts)).await.map_err(engine_error)?;
+        let mut out = Vec::with_capacity(summaries.len());
+        for s in summaries {
+            if let Some(id) = s.id {
+                // Inspect for the full picture; a container removed meanwhile is skipped.
+                if let Some(info) = self.status(&id).await? {
+                    out.push(info);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError> {
+        let opts = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&tail.to_string()).build();
+        let mut stream = self.docker.logs(id, Some(opts));
+        let mut out = String::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) => out.push_str(&chunk.to_string()),
+                Err(e) if is_not_found(&e) => break,
+                Err(e) => return Err(engine_error(e)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn executor(&self, spec: &SandboxSpec) -> ExecutorClient {
+        ExecutorClient::unix(spec.socket_path())
+    }
+}

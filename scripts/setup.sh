@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Prepares a Debian 12 machine for the sandbox platform, idempotently:
+#   1. Debian packages (docker.io, bubblewrap, mmdebstrap, ...) and cargo-nextest,
+#   2. services: dockerd (no default bridge, no iptables: sandboxes get no network),
+#   3. the sandbox template images (images/build.sh).
+# Run as root. Re-running only does what is missing.
+#
+#   scripts/setup.sh            everything
+#   scripts/setup.sh services   only make sure the services run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-all}"
+log_dir=/var/log/sandbox
+mkdir -p "$log_dir"
+
+say() { printf '[setup] %s\n' "$*"; }
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/setup.sh must run as root (it installs packages and starts dockerd)" >&2
+  exit 1
+fi
+
+packages=(docker.io bubblewrap mmdebstrap ca-certificates python3 curl)
+if [ "$what" = all ]; then
+  missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log_dir/apt.log"
+  fi
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    say "installing cargo-nextest"
+    cargo install --locked --quiet cargo-nextest
+  fi
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  say "starting dockerd (no default bridge, no iptables; log: $log_dir/dockerd.log)"
+  # The daemon must outlive this script; setsid detaches it from our session.
+  setsid dockerd --bridge=none --iptables=false >"$log_dir/dockerd.log" 2>&1 < /dev/null &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker info >/dev/null 2>&1 || { echo "dockerd did not start; see $log_dir/dockerd.log" >&2; exit 1; }
+fi
+
+if [ "$what" = all ] || [ "$what" = images ]; then
+  images/build.sh
+fi
+say "ready"
