@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 machine for the sandbox platform, idempotently:
-#   1. Debian packages (docker.io, bubblewrap, mmdebstrap, ...) and cargo-nextest,
-#   2. services: dockerd (no default bridge, no iptables: sandboxes get no network),
+#   1. Debian packages (docker.io, bubblewrap, mmdebstrap, mariadb-server, ...), cargo-nextest,
+#      and the Python test tools (schemathesis) in a virtualenv,
+#   2. services: dockerd (no default bridge, no iptables: sandboxes get no network) and
+#      MariaDB on 127.0.0.1 (scripts/mariadb.sh),
 #   3. the sandbox template images (images/build.sh).
 # Run as root. Re-running only does what is missing.
 #
@@ -10,6 +12,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-all}"
+TOOLS_VENV="${TOOLS_VENV:-/var/cache/sandbox-tools/venv}"
+SCHEMATHESIS_VERSION=4.32.5
 log_dir=/var/log/sandbox
 mkdir -p "$log_dir"
 
@@ -20,7 +24,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-packages=(docker.io bubblewrap mmdebstrap ca-certificates python3 curl)
+packages=(docker.io bubblewrap mmdebstrap mariadb-server ca-certificates python3 python3-venv curl)
 if [ "$what" = all ]; then
   missing=()
   for p in "${packages[@]}"; do
@@ -36,6 +40,11 @@ if [ "$what" = all ]; then
     say "installing cargo-nextest"
     cargo install --locked --quiet cargo-nextest
   fi
+  if ! "$TOOLS_VENV/bin/schemathesis" --version >/dev/null 2>&1; then
+    say "installing schemathesis into $TOOLS_VENV"
+    python3 -m venv "$TOOLS_VENV"
+    "$TOOLS_VENV/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
+  fi
 fi
 
 if ! docker info >/dev/null 2>&1; then
@@ -48,6 +57,8 @@ if ! docker info >/dev/null 2>&1; then
   done
   docker info >/dev/null 2>&1 || { echo "dockerd did not start; see $log_dir/dockerd.log" >&2; exit 1; }
 fi
+
+scripts/mariadb.sh
 
 if [ "$what" = all ] || [ "$what" = images ]; then
   images/build.sh

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: formatting, clippy, and the whole test suite (unit tests and the
-# end-to-end tests against real containers). Expects scripts/setup.sh to have run once; it
-# makes sure the services are up and the images match the current executor.
+# Runs every check CI runs: formatting, clippy, the whole test suite (unit tests, the SQLite and
+# MariaDB store tests, and the end-to-end tests against real containers), then the live checks
+# (conformance corpus and schemathesis against a running server on MariaDB). Expects
+# scripts/setup.sh to have run once; it makes sure the services are up and the images match the
+# current executor.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh services
@@ -12,3 +14,5 @@ echo "[test] cargo clippy"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 echo "[test] cargo nextest"
 cargo nextest run --workspace --profile ci "$@"
+echo "[test] live checks"
+scripts/live-checks.sh

@@ -1,6 +1,7 @@
 //! Domain types shared by the executor, the control plane and the tools: no I/O lives here.
 
 pub mod language;
+pub mod model;
 pub mod resources;
 pub mod status;
 pub mod workspace_path;

@@ -5,7 +5,8 @@ use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -48,7 +49,7 @@ impl tower::Service<http::Uri> for Connector {
         let endpoint = self.0.clone();
         Box::pin(async move {
             Ok(TokioIo::new(match &*endpoint {
-                Endpoint::Unix(p) => Stream::Unix(UnixStream::connect(p).await?),
+                Endpoint::Unix(p) => Stream::Unix(connect_unix(p).await?),
                 Endpoint::Tcp(a) => {
                     let s = TcpStream::connect(a).await?;
                     s.set_nodelay(true)?;
@@ -57,6 +58,26 @@ impl tower::Service<http::Uri> for Connector {
             }))
         })
     }
+}
+
+/// Longest socket path `connect(2)` takes (`sun_path` holds 108 bytes with the final NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Connects to a Unix socket at any path length: a path too long for `sun_path` is reached
+/// through `/proc/self/fd/N/<name>`, where `N` is its directory held open for the call.
+async fn connect_unix(path: &Path) -> io::Result<UnixStream> {
+    if path.as_os_str().len() <= MAX_SOCKET_PATH {
+        return UnixStream::connect(path).await;
+    }
+    let (dir, name) = match (path.parent(), path.file_name()) {
+        (Some(d), Some(n)) => (d, n),
+        _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "socket path has no file name")),
+    };
+    let dir = std::fs::File::open(dir)?;
+    let short = Path::new("/proc/self/fd").join(dir.as_raw_fd().to_string()).join(name);
+    let stream = UnixStream::connect(&short).await;
+    drop(dir);
+    stream
 }
 
 impl Connection for Stream {
@@ -94,5 +115,31 @@ impl AsyncWrite for Stream {
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reaches_sockets_beyond_the_path_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("d".repeat(60)).join("e".repeat(60));
+        std::fs::create_dir_all(&deep).unwrap();
+        let path = deep.join("executor.sock");
+        assert!(path.as_os_str().len() > MAX_SOCKET_PATH);
+        // Bind through the same /proc route the client uses (the plain path is too long).
+        let held = std::fs::File::open(&deep).unwrap();
+        let short = Path::new("/proc/self/fd").join(held.as_raw_fd().to_string()).join("executor.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&short).unwrap();
+        drop(held);
+        assert!(path.exists());
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::UnixListener::from_std(listener).unwrap();
+        let accept = tokio::spawn(async move { listener.accept().await.map(|_| ()) });
+        connect_unix(&path).await.expect("connects through /proc/self/fd");
+        accept.await.unwrap().unwrap();
+        assert!(UnixStream::connect(&path).await.is_err(), "the plain path is indeed too long");
     }
 }

@@ -86,4 +86,11 @@ pub trait Runtime: Send + Sync {
 
     /// A client for the executor of a sandbox that already runs (after a control plane restart).
     fn executor(&self, spec: &SandboxSpec) -> ExecutorClient;
+
+    /// Whether `image` can be used to create sandboxes. Backends that cannot tell before
+    /// trying (a cluster pulls images on its nodes) answer `true`.
+    async fn image_available(&self, image: &str) -> Result<bool, RuntimeError> {
+        let _ = image;
+        Ok(true)
+    }
 }

@@ -16,6 +16,9 @@ pub mod labels {
     pub const SESSION: &str = "io.sandbox.session";
     /// The template it was made from.
     pub const TEMPLATE: &str = "io.sandbox.template";
+    /// The deployment (control plane installation) that owns it; replicas sharing a database
+    /// share it, and a control plane never touches another deployment's sandboxes.
+    pub const DEPLOYMENT: &str = "io.sandbox.deployment";
 }
 
 /// Everything that decides one sandbox container.

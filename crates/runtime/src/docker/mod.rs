@@ -272,4 +272,14 @@ impl Runtime for DockerRuntime {
     fn executor(&self, spec: &SandboxSpec) -> ExecutorClient {
         ExecutorClient::unix(spec.socket_path())
     }
+
+    async fn image_available(&self, image: &str) -> Result<bool, RuntimeError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            // 404: no such image; 400: not even a valid image reference.
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 400, .. }) => Ok(false),
+            Err(e) => Err(engine_error(e)),
+        }
+    }
 }

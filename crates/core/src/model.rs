@@ -1,0 +1,288 @@
+//! The control plane's records: API keys, templates, sessions, executions. Plain data; the
+//! store persists them and the API renders them.
+
+use crate::{ExecutionStatus, Language};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Where a session is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    /// Its sandbox is being created.
+    Creating,
+    /// Its sandbox runs and takes executions.
+    Running,
+    /// Stopped on request or by the cleaner; the record (and workspace) remain.
+    Terminated,
+    /// Its sandbox could not be created or was lost; `error_message` says why.
+    Failed,
+}
+
+impl SessionStatus {
+    /// Every status, in a stable order.
+    pub const ALL: [SessionStatus; 4] =
+        [SessionStatus::Creating, SessionStatus::Running, SessionStatus::Terminated, SessionStatus::Failed];
+
+    /// The name used in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Creating => "creating",
+            SessionStatus::Running => "running",
+            SessionStatus::Terminated => "terminated",
+            SessionStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses a name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// Whether the session can no longer run code.
+    pub fn is_final(self) -> bool {
+        matches!(self, SessionStatus::Terminated | SessionStatus::Failed)
+    }
+}
+
+impl fmt::Display for SessionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ExecutionStatus {
+    /// Parses a name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            ExecutionStatus::Pending,
+            ExecutionStatus::Running,
+            ExecutionStatus::Completed,
+            ExecutionStatus::Failed,
+            ExecutionStatus::Timeout,
+            ExecutionStatus::Crashed,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+}
+
+/// An API key. Only a hash of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKey {
+    /// Public identifier (`key_…`), safe to show and log.
+    pub id: String,
+    /// What the operator called it.
+    pub name: String,
+    /// The first characters of the secret, to recognise it.
+    pub prefix: String,
+    /// Hex SHA-256 of the secret.
+    pub key_hash: String,
+    /// Admin keys see every session and manage keys and templates.
+    pub is_admin: bool,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked; a revoked key authenticates nothing.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A template: an image and the defaults sessions made from it get.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    /// Unique id (`python-basic`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// The container image.
+    pub image_url: String,
+    /// `python3.11`, `nodejs20`, ...
+    pub runtime_type: String,
+    /// Default CPU cores.
+    pub default_cpu_cores: f64,
+    /// Default memory, MiB.
+    pub default_memory_mb: u32,
+    /// Default disk, MiB.
+    pub default_disk_mb: u32,
+    /// Default idle timeout, seconds.
+    pub default_timeout_sec: u32,
+    /// Environment variables every session gets (a session's own win).
+    pub default_env_vars: BTreeMap<String, String>,
+    /// Python packages the image ships (`name==version`).
+    pub pre_installed_packages: Vec<String>,
+    /// Inactive templates take no new sessions.
+    pub is_active: bool,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+    /// When last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A Python package a session asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DependencySpec {
+    /// The package name.
+    pub name: String,
+    /// A version constraint (`==2.31.0`, `>=1.0`), if any.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// A Python package installed for a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstalledDependency {
+    /// The package name.
+    pub name: String,
+    /// The exact version installed.
+    pub version: String,
+    /// Where it lives inside the sandbox.
+    pub install_location: String,
+    /// When it was installed.
+    pub install_time: DateTime<Utc>,
+    /// Whether the template's image ships it.
+    pub is_from_template: bool,
+}
+
+/// A session: one sandbox and its workspace, owned by the key that created it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// Unique id (`sess_…` or chosen by the client).
+    pub id: String,
+    /// The API key that owns it.
+    pub owner_key_id: String,
+    /// Its template.
+    pub template_id: String,
+    /// Where it is in its life.
+    pub status: SessionStatus,
+    /// CPU as requested (`"1"`, `"0.5"`).
+    pub cpu: String,
+    /// Memory as requested (`"512Mi"`).
+    pub memory: String,
+    /// Disk as requested (`"1Gi"`).
+    pub disk: String,
+    /// Idle timeout, seconds.
+    pub timeout_sec: u32,
+    /// Environment variables for its executions (template defaults merged in).
+    pub env_vars: BTreeMap<String, String>,
+    /// The runtime backend (`docker`, `kubernetes`).
+    pub runtime_type: String,
+    /// The sandbox's name in the runtime.
+    pub sandbox_name: Option<String>,
+    /// The runtime's id for the sandbox (container id).
+    pub container_id: Option<String>,
+    /// The node it runs on.
+    pub runtime_node: Option<String>,
+    /// Where its workspace lives (host path or bucket prefix).
+    pub workspace_path: Option<String>,
+    /// Why it failed or was terminated.
+    pub error_message: Option<String>,
+    /// Package index for dependency installs.
+    pub python_package_index_url: String,
+    /// Packages asked for.
+    pub requested_dependencies: Vec<DependencySpec>,
+    /// Packages installed.
+    pub installed_dependencies: Vec<InstalledDependency>,
+    /// `pending`, `installing`, `completed`, `failed`.
+    pub dependency_install_status: String,
+    /// pip's error of the last failed install.
+    pub dependency_install_error: Option<String>,
+    /// When the last install started.
+    pub dependency_install_started_at: Option<DateTime<Utc>>,
+    /// When the last install ended.
+    pub dependency_install_completed_at: Option<DateTime<Utc>>,
+    /// When created.
+    pub created_at: DateTime<Utc>,
+    /// When last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When it ended (terminated or failed).
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Last execution or file operation.
+    pub last_activity_at: Option<DateTime<Utc>>,
+}
+
+/// A file an execution created, changed or deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// Path relative to the workspace.
+    pub path: String,
+    /// Size in bytes (0 when deleted).
+    pub size: u64,
+    /// Guessed from the extension.
+    pub mime_type: String,
+    /// `created`, `modified` or `deleted`.
+    #[serde(rename = "type")]
+    pub change: String,
+    /// When the change was observed.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Resource use of an execution.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionMetrics {
+    /// Wall-clock time.
+    pub duration_ms: f64,
+    /// User plus system CPU time.
+    pub cpu_time_ms: Option<f64>,
+    /// Peak resident memory.
+    pub peak_memory_mb: Option<f64>,
+}
+
+/// One run of code in a session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    /// Unique id (`exec_…`).
+    pub id: String,
+    /// Its session.
+    pub session_id: String,
+    /// Where it is in its life.
+    pub status: ExecutionStatus,
+    /// The language.
+    pub language: Language,
+    /// The program.
+    pub code: String,
+    /// The handler's event.
+    pub event: Option<Value>,
+    /// Timeout, seconds.
+    pub timeout_sec: u32,
+    /// Exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// Why it did not complete.
+    pub error_message: Option<String>,
+    /// Standard output.
+    pub stdout: Option<String>,
+    /// Standard error.
+    pub stderr: Option<String>,
+    /// A handler's return value.
+    pub return_value: Option<Value>,
+    /// Workspace changes.
+    pub artifacts: Vec<Artifact>,
+    /// Resource use.
+    pub metrics: Option<ExecutionMetrics>,
+    /// How often it was retried.
+    pub retry_count: u32,
+    /// When recorded.
+    pub created_at: DateTime<Utc>,
+    /// When it started running.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Seconds it ran.
+    pub execution_time: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_round_trip() {
+        for s in SessionStatus::ALL {
+            assert_eq!(SessionStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(SessionStatus::parse("bogus"), None);
+        assert_eq!(ExecutionStatus::parse("timeout"), Some(ExecutionStatus::Timeout));
+        assert!(SessionStatus::Failed.is_final() && !SessionStatus::Running.is_final());
+    }
+}

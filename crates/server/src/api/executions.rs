@@ -1,0 +1,225 @@
+//! `/api/v1/executions`: submit (async or sync, optionally streamed), status, result, list.
+
+use crate::api::extract::{Body, PathParam, Query, page};
+use crate::api::types::{
+    ExecuteCodeRequest, ExecuteCodeResponse, ExecuteQuery, ExecuteSyncQuery, ExecutionListResponse,
+    ExecutionResponse, PageQuery,
+};
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::service::executions::{NewExecution, Submitted};
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::{Stream, StreamExt, stream};
+use sandbox_core::Language;
+use sandbox_protocol::StreamEvent;
+use std::convert::Infallible;
+use std::time::Duration;
+
+/// Default execution timeout, seconds (the upstream API's).
+const DEFAULT_TIMEOUT_SEC: u32 = 30;
+
+fn parse_request(req: ExecuteCodeRequest) -> Result<NewExecution, ApiError> {
+    let language: Language = req
+        .language
+        .parse()
+        .map_err(|_| ApiError::invalid_field("language", "must be one of python, javascript, shell"))?;
+    if req.code.is_empty() {
+        return Err(ApiError::invalid_field("code", "must not be empty"));
+    }
+    Ok(NewExecution {
+        code: req.code,
+        language,
+        timeout_sec: req.timeout.unwrap_or(DEFAULT_TIMEOUT_SEC),
+        event: req.event.map(serde_json::Value::Object),
+    })
+}
+
+fn accepted(s: &Submitted) -> ExecuteCodeResponse {
+    ExecuteCodeResponse {
+        execution_id: s.execution.id.clone(),
+        session_id: s.execution.session_id.clone(),
+        status: s.execution.status.as_str().into(),
+        created_at: Some(s.execution.created_at),
+    }
+}
+
+fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
+    Event::default().event(name).data(serde_json::to_string(value).unwrap_or_default())
+}
+
+/// Server-Sent Events: `started`, then `stdout` / `stderr` chunks (`{"data": "..."}`) as they
+/// happen, then `result` with the stored execution.
+fn sse(s: Submitted) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let first = stream::once({
+        let ev = json_event("started", &accepted(&s));
+        async move { Ok(ev) }
+    });
+    let chunks = match s.events {
+        Some(rx) => stream::unfold(rx, |mut rx| async move {
+            let ev = match rx.recv().await? {
+                StreamEvent::Stdout { data } => json_event("stdout", &serde_json::json!({ "data": data })),
+                StreamEvent::Stderr { data } => json_event("stderr", &serde_json::json!({ "data": data })),
+                StreamEvent::Started { .. } | StreamEvent::Result { .. } => {
+                    Event::default().comment("progress")
+                }
+            };
+            Some((Ok(ev), rx))
+        })
+        .boxed(),
+        None => stream::empty().boxed(),
+    };
+    let done = s.done;
+    let last = stream::once(async move {
+        Ok(match done.await {
+            Ok(e) => json_event("result", &ExecutionResponse::from(e)),
+            Err(e) => json_event("error", &serde_json::json!({ "message": e.to_string() })),
+        })
+    });
+    Sse::new(first.chain(chunks).chain(last)).keep_alive(KeepAlive::default())
+}
+
+/// Starts an execution and answers at once (or streams it with `stream=true`).
+#[utoipa::path(post, path = "/api/v1/executions/sessions/{session_id}/execute", tag = "executions",
+    security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id"), ExecuteQuery),
+    request_body = ExecuteCodeRequest,
+    responses(
+        (status = 201, description = "Recorded and started; with stream=true, Server-Sent Events", content(
+            (ExecuteCodeResponse = "application/json"),
+            (String = "text/event-stream"))),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "The session is not running", body = ErrorBody),
+        (status = 413, description = "Code or body too large", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody)))]
+pub async fn execute(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(session_id): PathParam<String>,
+    Query(q): Query<ExecuteQuery>,
+    Body(req): Body<ExecuteCodeRequest>,
+) -> Result<Response, ApiError> {
+    let submitted = state.executions.submit(&caller, &session_id, parse_request(req)?, q.stream).await?;
+    if q.stream {
+        return Ok(sse(submitted).into_response());
+    }
+    Ok((StatusCode::CREATED, Json(accepted(&submitted))).into_response())
+}
+
+/// Runs an execution and answers with its result (or streams it with `stream=true`).
+#[utoipa::path(post, path = "/api/v1/executions/sessions/{session_id}/execute-sync", tag = "executions",
+    security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id"), ExecuteSyncQuery),
+    request_body = ExecuteCodeRequest,
+    responses(
+        (status = 200, description = "The finished execution (or its state when sync_timeout passed first); with stream=true, Server-Sent Events", content(
+            (ExecutionResponse = "application/json"),
+            (String = "text/event-stream"))),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "The session is not running", body = ErrorBody),
+        (status = 413, description = "Code or body too large", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody)))]
+pub async fn execute_sync(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(session_id): PathParam<String>,
+    Query(q): Query<ExecuteSyncQuery>,
+    Body(req): Body<ExecuteCodeRequest>,
+) -> Result<Response, ApiError> {
+    if let Some(p) = q.poll_interval
+        && !(0.1..=10.0).contains(&p)
+    {
+        return Err(ApiError::invalid_field("poll_interval", "must be between 0.1 and 10"));
+    }
+    let wait = q.sync_timeout.unwrap_or(300);
+    if !(10..=3600).contains(&wait) {
+        return Err(ApiError::invalid_field("sync_timeout", "must be between 10 and 3600"));
+    }
+    let submitted = state.executions.submit(&caller, &session_id, parse_request(req)?, q.stream).await?;
+    if q.stream {
+        return Ok(sse(submitted).into_response());
+    }
+    let id = submitted.execution.id.clone();
+    let execution = match tokio::time::timeout(Duration::from_secs(wait), submitted.done).await {
+        Ok(Ok(e)) => e,
+        Ok(Err(e)) => return Err(ApiError::internal(e)),
+        // Still running: answer with its current state; it finishes in the background.
+        Err(_) => state.executions.get(&caller, &id).await?,
+    };
+    Ok(Json(ExecutionResponse::from(execution)).into_response())
+}
+
+/// An execution's current state.
+#[utoipa::path(get, path = "/api/v1/executions/{execution_id}/status", tag = "executions", security(("bearer" = [])),
+    params(("execution_id" = String, Path, description = "Execution id")),
+    responses(
+        (status = 200, description = "The execution", body = ExecutionResponse),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such execution", body = ErrorBody)))]
+pub async fn status(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<ExecutionResponse>, ApiError> {
+    Ok(Json(state.executions.get(&caller, &id).await?.into()))
+}
+
+/// A finished execution's result; 409 while it still runs.
+#[utoipa::path(get, path = "/api/v1/executions/{execution_id}/result", tag = "executions", security(("bearer" = [])),
+    params(("execution_id" = String, Path, description = "Execution id")),
+    responses(
+        (status = 200, description = "The finished execution", body = ExecutionResponse),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such execution", body = ErrorBody),
+        (status = 409, description = "Not finished yet", body = ErrorBody)))]
+pub async fn result(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<ExecutionResponse>, ApiError> {
+    let e = state.executions.get(&caller, &id).await?;
+    if !e.status.is_terminal() {
+        return Err(ApiError::conflict(
+            "execution_not_finished",
+            format!("execution {id} is {}; its result is not ready", e.status),
+        ));
+    }
+    Ok(Json(e.into()))
+}
+
+/// A session's executions, newest first.
+#[utoipa::path(get, path = "/api/v1/executions/sessions/{session_id}/executions", tag = "executions",
+    security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id"), PageQuery),
+    responses(
+        (status = 200, description = "A page of executions", body = ExecutionListResponse),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 422, description = "Invalid paging", body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(session_id): PathParam<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<ExecutionListResponse>, ApiError> {
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let page = state.executions.list(&caller, &session_id, limit, offset).await?;
+    let has_more = offset + (page.items.len() as u64) < page.total;
+    Ok(Json(ExecutionListResponse {
+        items: page.items.into_iter().map(Into::into).collect(),
+        total: page.total,
+        limit,
+        offset,
+        has_more,
+    }))
+}

@@ -1,0 +1,335 @@
+//! `/api/v1/sessions/{id}/files`: list, upload (streamed, multipart or raw), download
+//! (streamed), delete. Paths are validated here and resolved by the executor inside the
+//! container, so a symlink in the workspace cannot reach the host.
+
+use crate::api::extract::{PathParam, Query};
+use crate::api::types::{
+    FileInfo, FileListResponse, ListFilesQuery, UploadForm, UploadQuery, UploadResponse,
+};
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use sandbox_core::WorkspacePath;
+use sandbox_executor_client::{ByteStream, ClientError};
+use sandbox_protocol::{ErrorCode, FileKind};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+/// Maps an executor failure to the API's error.
+pub fn executor_error(e: ClientError) -> ApiError {
+    match e {
+        ClientError::Api { body, .. } => {
+            let (status, code) = match body.code {
+                ErrorCode::InvalidPath | ErrorCode::BadRequest => (StatusCode::BAD_REQUEST, "invalid_path"),
+                ErrorCode::NotFound => (StatusCode::NOT_FOUND, "file_not_found"),
+                ErrorCode::IsADirectory => (StatusCode::CONFLICT, "is_a_directory"),
+                ErrorCode::NotADirectory => (StatusCode::CONFLICT, "not_a_directory"),
+                ErrorCode::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
+                ErrorCode::DirectoryNotEmpty => (StatusCode::CONFLICT, "directory_not_empty"),
+                ErrorCode::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
+                ErrorCode::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+                ErrorCode::NoSpace => (StatusCode::INSUFFICIENT_STORAGE, "workspace_full"),
+                ErrorCode::Busy => (StatusCode::TOO_MANY_REQUESTS, "too_many_executions"),
+                _ => (StatusCode::BAD_GATEWAY, "sandbox_error"),
+            };
+            let mut err = ApiError::new(status, code, body.message);
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                err.retry_after = Some(1);
+            }
+            err
+        }
+        ClientError::Unreachable(why) => ApiError::unavailable(
+            "sandbox_unavailable",
+            format!("the session's sandbox did not answer: {why}"),
+            5,
+        ),
+        other => ApiError::new(StatusCode::BAD_GATEWAY, "sandbox_error", other.to_string()),
+    }
+}
+
+fn parse_path(raw: &str, allow_root: bool) -> Result<WorkspacePath, ApiError> {
+    let parsed = if allow_root { WorkspacePath::parse(raw) } else { WorkspacePath::parse_non_root(raw) };
+    parsed.map_err(|e| ApiError::bad_request("invalid_path", e.to_string()))
+}
+
+fn kind_name(k: FileKind) -> &'static str {
+    match k {
+        FileKind::File => "file",
+        FileKind::Directory => "directory",
+        FileKind::Symlink => "symlink",
+        FileKind::Other => "other",
+    }
+}
+
+fn mime_of(path: &str) -> String {
+    mime_guess::from_path(path).first_or_octet_stream().essence_str().to_owned()
+}
+
+/// Lists the workspace (or one directory of it), recursively.
+#[utoipa::path(get, path = "/api/v1/sessions/{session_id}/files", tag = "files", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id"), ListFilesQuery),
+    responses(
+        (status = 200, description = "Entries in path order", body = FileListResponse),
+        (status = 400, description = "Invalid path", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session or directory", body = ErrorBody),
+        (status = 409, description = "The session is not running, or the path is not a directory", body = ErrorBody),
+        (status = 422, description = "Invalid limit", body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(session_id): PathParam<String>,
+    Query(q): Query<ListFilesQuery>,
+) -> Result<Json<FileListResponse>, ApiError> {
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::invalid_field("limit", "must be between 1 and 10000"));
+    }
+    let path = parse_path(q.path.as_deref().unwrap_or(""), true)?;
+    let session = state.sessions.get_running(&caller, &session_id).await?;
+    let listing = state
+        .sessions
+        .executor(&session)
+        .list_files(&path, true, Some(limit as usize))
+        .await
+        .map_err(executor_error)?;
+    state.sessions.touch(&session.id).await;
+    let files: Vec<FileInfo> = listing
+        .entries
+        .into_iter()
+        .map(|e| FileInfo {
+            name: e.path.split_last().map(|(_, n)| n.to_owned()).unwrap_or_default(),
+            mime_type: (e.kind == FileKind::File).then(|| mime_of(e.path.as_str())),
+            path: e.path.into(),
+            kind: kind_name(e.kind).into(),
+            size: e.size,
+            modified_at: e.modified_at,
+        })
+        .collect();
+    Ok(Json(FileListResponse {
+        session_id,
+        path: path.into(),
+        total: files.len() as u64,
+        files,
+        truncated: listing.truncated,
+    }))
+}
+
+/// A channel whose receiving end is a stream the executor client can send: upload chunks go in
+/// through [`pump`].
+fn byte_channel() -> (mpsc::Sender<Result<Bytes, std::io::Error>>, ByteStream) {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    (tx, Box::pin(stream))
+}
+
+/// Sends `chunks` into `tx`, stopping with an error past `limit` bytes (and then draining the
+/// rest, up to twice the limit). Returns the byte count, or `None` when the limit was crossed.
+async fn pump<E: std::fmt::Display>(
+    mut chunks: impl Stream<Item = Result<Bytes, E>> + Unpin,
+    tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
+    limit: u64,
+) -> Result<Option<u64>, ApiError> {
+    let mut total = 0u64;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request("upload_interrupted", format!("reading the upload failed: {e}"))
+        })?;
+        total += chunk.len() as u64;
+        if total > limit {
+            let _ = tx.send(Err(std::io::Error::other("upload too large"))).await;
+            drop(tx);
+            drain(chunks, limit.saturating_mul(2).saturating_sub(total)).await;
+            return Ok(None);
+        }
+        if tx.send(Ok(chunk)).await.is_err() {
+            break;
+        }
+    }
+    Ok(Some(total))
+}
+
+/// Reads and drops up to `budget` more bytes of a body (for at most a minute), so that a client
+/// which sends its whole body before reading the answer receives the error instead of a broken
+/// connection.
+async fn drain<E>(mut chunks: impl Stream<Item = Result<Bytes, E>> + Unpin, budget: u64) {
+    let mut left = budget;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while left > 0 {
+            match chunks.next().await {
+                Some(Ok(c)) => left = left.saturating_sub(c.len() as u64),
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
+
+/// Where an upload goes: the `path` query, with the file's own name appended when the path is
+/// empty or ends in `/`.
+fn destination(path: Option<&str>, filename: Option<&str>) -> Result<WorkspacePath, ApiError> {
+    let raw = path.unwrap_or("");
+    let joined = if raw.is_empty() || raw.ends_with('/') {
+        let name = filename.filter(|n| !n.is_empty()).ok_or_else(|| {
+            ApiError::invalid_field("path", "give a destination path (or upload a file with a name)")
+        })?;
+        // Only the last component of a client-supplied file name counts.
+        let name = name.rsplit(['/', '\\']).next().unwrap_or(name);
+        format!("{raw}{name}")
+    } else {
+        raw.to_owned()
+    };
+    parse_path(&joined, false)
+}
+
+/// Uploads a file: `multipart/form-data` with a `file` field (as upstream), or the raw bytes as
+/// the body. Streamed to the sandbox; the file appears only once complete.
+#[utoipa::path(post, path = "/api/v1/sessions/{session_id}/files/upload", tag = "files", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id"), UploadQuery),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "Written", body = UploadResponse),
+        (status = 400, description = "Invalid path or malformed upload", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "The session is not running, or the path is a directory", body = ErrorBody),
+        (status = 413, description = "Larger than the upload limit", body = ErrorBody),
+        (status = 422, description = "No file in the form", body = ErrorBody)))]
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(session_id): PathParam<String>,
+    Query(target): Query<UploadQuery>,
+    req: Request,
+) -> Result<Json<UploadResponse>, ApiError> {
+    let limit = state.settings.limits.max_upload_mb << 20;
+    let too_large =
+        || ApiError::too_large("payload_too_large", format!("uploads are limited to {} MiB", limit >> 20));
+    let declared: Option<u64> =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    // Multipart framing adds a little; anything beyond that is refused before it reaches the
+    // sandbox (and read and dropped when not too big, so the client gets the answer).
+    if let Some(n) = declared.filter(|n| *n > limit + (64 << 10)) {
+        if n <= limit.saturating_mul(2) {
+            drain(req.into_body().into_data_stream(), n).await;
+        }
+        return Err(too_large());
+    }
+    let session = state.sessions.get_running(&caller, &session_id).await?;
+    let client = state.sessions.executor(&session);
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("multipart/form-data"));
+    let (tx, stream) = byte_channel();
+    let (path, outcome) = if is_multipart {
+        let mut form = Multipart::from_request(req, &())
+            .await
+            .map_err(|e| ApiError::bad_request("malformed_upload", e.body_text()))?;
+        let field = loop {
+            match form
+                .next_field()
+                .await
+                .map_err(|e| ApiError::bad_request("malformed_upload", e.body_text()))?
+            {
+                Some(f) if f.name() == Some("file") => break f,
+                Some(_) => continue,
+                None => return Err(ApiError::invalid_field("file", "the form has no 'file' field")),
+            }
+        };
+        let path = destination(target.path.as_deref(), field.file_name())?;
+        let (sent, written) = tokio::join!(pump(field, tx, limit), client.write_file(&path, stream));
+        (path, (sent, written))
+    } else {
+        let path = destination(target.path.as_deref(), None)?;
+        let body = req.into_body().into_data_stream();
+        let (sent, written) = tokio::join!(pump(body, tx, limit), client.write_file(&path, stream));
+        (path, (sent, written))
+    };
+    let (sent, written) = outcome;
+    if sent?.is_none() {
+        return Err(too_large());
+    }
+    let entry = written.map_err(executor_error)?;
+    state.sessions.touch(&session.id).await;
+    Ok(Json(UploadResponse {
+        session_id,
+        mime_type: mime_of(path.as_str()),
+        path: path.into(),
+        size: entry.size,
+    }))
+}
+
+/// Downloads a file, streamed, with its MIME type.
+#[utoipa::path(get, path = "/api/v1/sessions/{session_id}/files/{file_path}", tag = "files", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id"),
+           ("file_path" = String, Path, description = "Path relative to the workspace")),
+    responses(
+        (status = 200, description = "The file's bytes", content_type = "application/octet-stream"),
+        (status = 400, description = "Invalid path", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session or file", body = ErrorBody),
+        (status = 409, description = "The session is not running, or the path is a directory", body = ErrorBody)))]
+pub async fn download(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam((session_id, file_path)): PathParam<(String, String)>,
+) -> Result<Response, ApiError> {
+    let path = parse_path(&file_path, false)?;
+    let session = state.sessions.get_running(&caller, &session_id).await?;
+    let (size, bytes) = state.sessions.executor(&session).read_file(&path).await.map_err(executor_error)?;
+    state.sessions.touch(&session.id).await;
+    let name = path.split_last().map(|(_, n)| n.to_owned()).unwrap_or_default();
+    let mut resp = Response::new(Body::from_stream(bytes));
+    let h = resp.headers_mut();
+    let mime = mime_of(path.as_str());
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&mime).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    let disposition = format!("attachment; filename=\"{}\"", name.replace(['"', '\\', '\r', '\n'], "_"));
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
+}
+
+/// Query of a delete.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DeleteFileQuery {
+    /// Also delete a non-empty directory's contents.
+    #[serde(default)]
+    pub recursive: bool,
+}
+
+/// Deletes a file or directory.
+#[utoipa::path(delete, path = "/api/v1/sessions/{session_id}/files/{file_path}", tag = "files", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id"),
+           ("file_path" = String, Path, description = "Path relative to the workspace"), DeleteFileQuery),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid path", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session or file", body = ErrorBody),
+        (status = 409, description = "The session is not running, or the directory is not empty", body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam((session_id, file_path)): PathParam<(String, String)>,
+    Query(q): Query<DeleteFileQuery>,
+) -> Result<StatusCode, ApiError> {
+    let path = parse_path(&file_path, false)?;
+    let session = state.sessions.get_running(&caller, &session_id).await?;
+    state.sessions.executor(&session).delete(&path, q.recursive).await.map_err(executor_error)?;
+    state.sessions.touch(&session.id).await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,177 @@
+//! The REST API: routes, middleware (request ids, logging, metrics, authentication) and the
+//! OpenAPI document generated from the handlers.
+
+pub mod executions;
+pub mod extract;
+pub mod files;
+pub mod health;
+pub mod keys;
+pub mod sessions;
+pub mod templates;
+pub mod types;
+
+use crate::auth;
+use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use std::time::Instant;
+use tracing::Instrument;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+/// The request id header, accepted from clients and always answered.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sandbox Control Plane", description = "Runs untrusted code in hardened sandboxes."),
+    paths(
+        health::root, health::health, health::detailed, health::sync, health::metrics,
+        sessions::create, sessions::list, sessions::get, sessions::terminate, sessions::delete,
+        sessions::install_dependencies,
+        executions::execute, executions::execute_sync, executions::status, executions::result, executions::list,
+        templates::create, templates::list, templates::get, templates::update, templates::delete,
+        files::list, files::upload, files::download, files::delete,
+        keys::create, keys::list, keys::revoke,
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "sessions", description = "Sessions and their sandboxes"),
+        (name = "executions", description = "Running code"),
+        (name = "templates", description = "Sandbox images and their defaults"),
+        (name = "files", description = "Workspace files"),
+        (name = "admin", description = "API keys"),
+        (name = "health", description = "Health, metrics, state sync"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("API key").build(),
+            ),
+        );
+        openapi.info.version = health::VERSION.to_owned();
+    }
+}
+
+/// The OpenAPI document as JSON.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises")
+}
+
+/// The whole application.
+pub fn router(state: AppState) -> Router {
+    let limits = &state.settings.limits;
+    let authenticated = Router::new()
+        .route("/api/v1/health/detailed", get(health::detailed))
+        .route("/api/v1/health/sync", post(health::sync))
+        .route("/metrics", get(health::metrics))
+        .route("/api/v1/sessions", post(sessions::create).get(sessions::list))
+        .route("/api/v1/sessions/{session_id}", get(sessions::get).delete(sessions::delete))
+        .route("/api/v1/sessions/{session_id}/terminate", post(sessions::terminate))
+        .route("/api/v1/sessions/{session_id}/dependencies/install", post(sessions::install_dependencies))
+        .route("/api/v1/executions/sessions/{session_id}/execute", post(executions::execute))
+        .route("/api/v1/executions/sessions/{session_id}/execute-sync", post(executions::execute_sync))
+        .route("/api/v1/executions/sessions/{session_id}/executions", get(executions::list))
+        .route("/api/v1/executions/{execution_id}/status", get(executions::status))
+        .route("/api/v1/executions/{execution_id}/result", get(executions::result))
+        .route("/api/v1/templates", post(templates::create).get(templates::list))
+        .route(
+            "/api/v1/templates/{template_id}",
+            get(templates::get).put(templates::update).delete(templates::delete),
+        )
+        .route("/api/v1/sessions/{session_id}/files", get(files::list))
+        .route(
+            "/api/v1/sessions/{session_id}/files/upload",
+            post(files::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/api/v1/sessions/{session_id}/files/{*file_path}", get(files::download).delete(files::delete))
+        .route("/api/v1/admin/keys", post(keys::create).get(keys::list))
+        .route("/api/v1/admin/keys/{key_id}", delete(keys::revoke))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+    Router::new()
+        .route("/", get(health::root))
+        .route("/api/v1/health", get(health::health))
+        .route("/openapi.json", get(|| async { ([("content-type", "application/json")], openapi_json()) }))
+        .merge(authenticated)
+        .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limits.max_request_bytes))
+        .route_layer(middleware::from_fn(remember_route))
+        .layer(middleware::from_fn_with_state(state.clone(), request_context))
+        .with_state(state)
+}
+
+/// The matched route pattern, carried to the outer middleware for metrics and logs.
+#[derive(Clone)]
+struct RoutePattern(String);
+
+async fn remember_route(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
+    let mut resp = next.run(req).await;
+    if let Some(r) = route {
+        resp.extensions_mut().insert(RoutePattern(r));
+    }
+    resp
+}
+
+fn valid_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    (!s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic())).then(|| s.to_owned())
+}
+
+/// Outermost middleware: assigns the request id (the client's `X-Request-ID` when valid), runs
+/// the request in a span carrying it, puts it in every error body and in the response headers,
+/// and records metrics and an access log line. Never logs the `Authorization` header.
+async fn request_context(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(valid_request_id)
+        .unwrap_or_else(|| crate::ids::execution_id().replacen("exec_", "req_", 1));
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path, key_id = tracing::field::Empty);
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    if let Some(mut body) = resp.extensions_mut().remove::<ErrorBody>() {
+        body.request_id = Some(id.clone());
+        let (mut parts, _) = resp.into_parts();
+        parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+        let rendered = Json(body).into_response();
+        resp = Response::from_parts(parts, rendered.into_body());
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID.clone(), v);
+    }
+    let route =
+        resp.extensions().get::<RoutePattern>().map(|r| r.0.clone()).unwrap_or_else(|| "unmatched".into());
+    let status = resp.status().as_u16();
+    state.metrics.http(method.as_str(), &route, status, start.elapsed());
+    if method != Method::GET || status >= 400 {
+        span.in_scope(|| {
+            tracing::info!(status, elapsed_ms = start.elapsed().as_millis() as u64, "request");
+        });
+    }
+    resp
+}

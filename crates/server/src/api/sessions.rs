@@ -1,0 +1,169 @@
+//! `/api/v1/sessions`: create, list, get, terminate, delete.
+
+use crate::api::extract::{Body, PathParam, Query, page};
+use crate::api::types::{
+    CreateSessionQuery, CreateSessionRequest, ListSessionsQuery, SessionListResponse, SessionResponse,
+};
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::service::sessions::NewSession;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use sandbox_core::model::{Session, SessionStatus};
+use sandbox_store::SessionFilter;
+use std::collections::HashMap;
+
+/// Renders sessions, looking up each template's runtime once.
+pub async fn render(state: &AppState, sessions: Vec<Session>) -> Result<Vec<SessionResponse>, ApiError> {
+    let mut runtimes: HashMap<String, String> = HashMap::new();
+    let mut out = Vec::with_capacity(sessions.len());
+    for s in sessions {
+        if !runtimes.contains_key(&s.template_id) {
+            let rt = state.store.template(&s.template_id).await?.map(|t| t.runtime_type).unwrap_or_default();
+            runtimes.insert(s.template_id.clone(), rt);
+        }
+        let rt = runtimes[&s.template_id].clone();
+        out.push(SessionResponse::new(s, rt));
+    }
+    Ok(out)
+}
+
+async fn render_one(state: &AppState, s: Session) -> Result<Json<SessionResponse>, ApiError> {
+    Ok(Json(render(state, vec![s]).await?.remove(0)))
+}
+
+/// Creates a session and its sandbox.
+#[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", security(("bearer" = [])),
+    params(CreateSessionQuery), request_body = CreateSessionRequest,
+    responses(
+        (status = 201, description = "Created (running, or creating with wait=false)", body = SessionResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 409, description = "A session with this id exists", body = ErrorBody),
+        (status = 422, description = "Invalid field, unknown template, or a template whose image is missing", body = ErrorBody),
+        (status = 503, description = "The sandbox could not be started", body = ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<CreateSessionQuery>,
+    Body(req): Body<CreateSessionRequest>,
+) -> Result<(StatusCode, Json<SessionResponse>), ApiError> {
+    let new = NewSession {
+        id: req.id,
+        template_id: req.template_id,
+        timeout: req.timeout,
+        cpu: req.cpu,
+        memory: req.memory,
+        disk: req.disk,
+        env_vars: req.env_vars,
+        dependencies: req.dependencies.into_iter().map(Into::into).collect(),
+        python_package_index_url: req.python_package_index_url,
+    };
+    let session = state.sessions.create(&caller, new, q.wait).await?;
+    Ok((StatusCode::CREATED, render_one(&state, session).await?))
+}
+
+/// Lists the caller's sessions (an admin key sees all), newest first.
+#[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", security(("bearer" = [])),
+    params(ListSessionsQuery),
+    responses(
+        (status = 200, description = "A page of sessions", body = SessionListResponse),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 422, description = "Invalid filter or paging", body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ListSessionsQuery>,
+) -> Result<Json<SessionListResponse>, ApiError> {
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(SessionStatus::parse(s).ok_or_else(|| {
+            ApiError::invalid_field("status", "must be one of creating, running, terminated, failed")
+        })?),
+    };
+    let filter = SessionFilter { owner_key_id: None, status, template_id: q.template_id, limit, offset };
+    let page = state.sessions.list(&caller, filter).await?;
+    let has_more = offset + (page.items.len() as u64) < page.total;
+    Ok(Json(SessionListResponse {
+        items: render(&state, page.items).await?,
+        total: page.total,
+        limit,
+        offset,
+        has_more,
+    }))
+}
+
+/// One session.
+#[utoipa::path(get, path = "/api/v1/sessions/{session_id}", tag = "sessions", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The session", body = SessionResponse),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<SessionResponse>, ApiError> {
+    let s = state.sessions.get(&caller, &id).await?;
+    render_one(&state, s).await
+}
+
+/// Stops the session's sandbox and keeps the record (idempotent).
+#[utoipa::path(post, path = "/api/v1/sessions/{session_id}/terminate", tag = "sessions", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id")),
+    responses(
+        (status = 200, description = "The terminated session", body = SessionResponse),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 503, description = "The runtime could not stop the sandbox", body = ErrorBody)))]
+pub async fn terminate(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<SessionResponse>, ApiError> {
+    let s = state.sessions.terminate(&caller, &id).await?;
+    render_one(&state, s).await
+}
+
+/// Removes the session, its executions and its workspace (idempotent).
+#[utoipa::path(delete, path = "/api/v1/sessions/{session_id}", tag = "sessions", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id")),
+    responses(
+        (status = 204, description = "Deleted (or already deleted)"),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 503, description = "The runtime could not stop the sandbox", body = ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<String>,
+) -> Result<StatusCode, ApiError> {
+    state.sessions.delete(&caller, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Installs packages into the session (not available yet).
+#[utoipa::path(post, path = "/api/v1/sessions/{session_id}/dependencies/install", tag = "sessions", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id")),
+    responses(
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 501, description = "Not available yet", body = ErrorBody)))]
+pub async fn install_dependencies(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<String>,
+) -> Result<StatusCode, ApiError> {
+    state.sessions.get(&caller, &id).await?;
+    Err(ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "not_implemented",
+        "installing dependencies is not available yet",
+    ))
+}

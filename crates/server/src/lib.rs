@@ -1,0 +1,60 @@
+//! `sandbox-server`: the control plane. It serves the REST API, keeps metadata in a store,
+//! and runs sessions in sandboxes through a runtime backend.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod ids;
+pub mod metrics;
+pub mod service;
+pub mod settings;
+pub mod state;
+
+use anyhow::Context;
+use sandbox_runtime::docker::{DockerConfig, DockerRuntime};
+use settings::Settings;
+use state::AppState;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Opens the store, seeds the built-in templates and makes sure an admin key exists. Returns
+/// the store and, on the very first start, the new admin key to print once.
+pub async fn prepare(settings: &Settings) -> anyhow::Result<(Arc<dyn sandbox_store::Store>, Option<String>)> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating the data directory {}", settings.data_dir.display()))?;
+    let store = sandbox_store::open(&settings.database_url()).await.context("opening the database")?;
+    service::templates::seed(store.as_ref()).await.map_err(|e| anyhow::anyhow!("seeding templates: {e}"))?;
+    let new_key = auth::bootstrap(store.as_ref(), settings.api_key.as_deref(), &settings.data_dir).await?;
+    Ok((store, new_key))
+}
+
+/// Runs the server until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (store, new_key) = prepare(&settings).await?;
+    if let Some(key) = new_key {
+        println!(
+            "Created an admin API key (also stored in {}):\n\n    {key}\n",
+            settings.data_dir.join(auth::ADMIN_KEY_FILE).display()
+        );
+    }
+    let runtime = DockerRuntime::connect(DockerConfig {
+        ready_timeout: Duration::from_secs(settings.limits.sandbox_start_timeout_sec),
+    })
+    .await
+    .context("connecting to Docker")?;
+    let listen = settings.listen;
+    let cleanup = Duration::from_secs(settings.lifecycle.cleanup_interval_sec.max(1));
+    let state = AppState::new(settings, store, Arc::new(runtime));
+    let cleaner = tokio::spawn(state.sessions.clone().run_cleaner(cleanup));
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(%listen, "sandbox-server listening");
+    axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await?;
+    cleaner.abort();
+    tracing::info!("sandbox-server stopped");
+    Ok(())
+}

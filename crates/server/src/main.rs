@@ -1,0 +1,121 @@
+//! `sandbox-server`: serve the API, or manage API keys.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use sandbox_server::settings::{LogFormat, Settings};
+use sandbox_server::{api, auth, prepare, serve};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(version, about = "The sandbox control plane")]
+struct Cli {
+    /// A TOML settings file (see docs/configuration.md).
+    #[arg(long, global = true, env = "SANDBOX_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the REST API.
+    Serve,
+    /// Manage API keys (works directly on the database).
+    Keys {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Create a key and print its secret (shown only now).
+    Create {
+        /// A name to recognise it by.
+        #[arg(long, default_value = "unnamed")]
+        name: String,
+        /// Make it an admin key.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List keys.
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        /// The key's id (`key_…`).
+        id: String,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => fmt.json().init(),
+        LogFormat::Text => fmt.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutdown requested; draining requests");
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Openapi = cli.command {
+        println!("{}", api::openapi_json());
+        return Ok(());
+    }
+    let settings = Settings::load(cli.config.as_deref(), std::env::vars()).context("loading settings")?;
+    init_logging(settings.log_format);
+    for name in &settings.ignored_env {
+        tracing::warn!(variable = %name, "environment variable names no setting; ignored");
+    }
+    match cli.command {
+        Command::Serve => serve(settings, shutdown_signal()).await,
+        Command::Keys { action } => {
+            let (store, _) = prepare(&settings).await?;
+            match action {
+                KeyAction::Create { name, admin } => {
+                    let (key, secret) = auth::create_key(store.as_ref(), &name, admin)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    println!("{secret}");
+                    eprintln!("created {} ({}{})", key.id, key.name, if admin { ", admin" } else { "" });
+                }
+                KeyAction::List => {
+                    for k in store.list_api_keys().await? {
+                        let state = if k.revoked_at.is_some() { "revoked" } else { "active" };
+                        let role = if k.is_admin { "admin" } else { "user" };
+                        println!(
+                            "{}\t{}…\t{role}\t{state}\t{}\t{}",
+                            k.id,
+                            k.prefix,
+                            k.created_at.to_rfc3339(),
+                            k.name
+                        );
+                    }
+                }
+                KeyAction::Revoke { id } => {
+                    anyhow::ensure!(store.revoke_api_key(&id, chrono::Utc::now()).await?, "no key {id}");
+                    println!("revoked {id}");
+                }
+            }
+            Ok(())
+        }
+        Command::Openapi => unreachable!("handled above"),
+    }
+}

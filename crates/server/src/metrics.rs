@@ -1,0 +1,164 @@
+//! Prometheus metrics, served at `/metrics` in the text exposition format.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    template: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TemplateLabels {
+    template: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExecutionLabels {
+    language: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LanguageLabels {
+    language: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: String,
+}
+
+type Buckets = fn() -> Histogram;
+
+fn latency_buckets() -> Histogram {
+    // 1 ms to ~65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: Family<HttpLabels, Counter>,
+    http_seconds: Family<RouteLabels, Histogram, Buckets>,
+    sessions_created: Family<SessionLabels, Counter>,
+    session_start_seconds: Family<TemplateLabels, Histogram, Buckets>,
+    executions: Family<ExecutionLabels, Counter>,
+    execution_seconds: Family<LanguageLabels, Histogram, Buckets>,
+    sessions: Family<StatusLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("sandbox");
+        let m = Metrics {
+            http_requests: Family::default(),
+            http_seconds: Family::new_with_constructor(latency_buckets as Buckets),
+            sessions_created: Family::default(),
+            session_start_seconds: Family::new_with_constructor(latency_buckets as Buckets),
+            executions: Family::default(),
+            execution_seconds: Family::new_with_constructor(latency_buckets as Buckets),
+            sessions: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("http_requests", "HTTP requests by route and status", m.http_requests.clone());
+        registry.register("http_request_duration_seconds", "HTTP request latency", m.http_seconds.clone());
+        registry.register(
+            "sessions_created",
+            "Session creations by template and outcome",
+            m.sessions_created.clone(),
+        );
+        registry.register(
+            "session_start_duration_seconds",
+            "Time from a create request to a ready sandbox",
+            m.session_start_seconds.clone(),
+        );
+        registry.register("executions", "Finished executions by language and status", m.executions.clone());
+        registry.register("execution_duration_seconds", "Execution wall time", m.execution_seconds.clone());
+        registry.register("sessions", "Sessions by status", m.sessions.clone());
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// Records one HTTP request.
+    pub fn http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let (method, route) = (method.to_owned(), route.to_owned());
+        self.http_requests
+            .get_or_create(&HttpLabels { method: method.clone(), route: route.clone(), status })
+            .inc();
+        self.http_seconds.get_or_create(&RouteLabels { method, route }).observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a session creation.
+    pub fn session_created(&self, template: &str, ok: bool, elapsed: Duration) {
+        let outcome = if ok { "running" } else { "failed" }.to_owned();
+        self.sessions_created.get_or_create(&SessionLabels { template: template.to_owned(), outcome }).inc();
+        if ok {
+            self.session_start_seconds
+                .get_or_create(&TemplateLabels { template: template.to_owned() })
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// Records a finished execution.
+    pub fn execution(&self, language: &str, status: &str, elapsed: Duration) {
+        let language = language.to_owned();
+        self.executions
+            .get_or_create(&ExecutionLabels { language: language.clone(), status: status.to_owned() })
+            .inc();
+        self.execution_seconds.get_or_create(&LanguageLabels { language }).observe(elapsed.as_secs_f64());
+    }
+
+    /// The exposition text, with the session counts as of now.
+    pub fn render(&self, session_counts: &[(&str, u64)]) -> String {
+        for (status, n) in session_counts {
+            self.sessions.get_or_create(&StatusLabels { status: (*status).to_owned() }).set(*n as i64);
+        }
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_what_was_recorded() {
+        let m = Metrics::default();
+        m.http("GET", "/api/v1/health", 200, Duration::from_millis(3));
+        m.execution("python", "completed", Duration::from_millis(20));
+        m.session_created("python-basic", true, Duration::from_millis(400));
+        let text = m.render(&[("running", 2)]);
+        assert!(
+            text.contains(
+                r#"sandbox_http_requests_total{method="GET",route="/api/v1/health",status="200"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"sandbox_executions_total{language="python",status="completed"} 1"#));
+        assert!(text.contains(r#"sandbox_sessions{status="running"} 2"#));
+        assert!(text.contains("sandbox_session_start_duration_seconds_bucket"));
+    }
+}

@@ -1,0 +1,335 @@
+//! Every setting of the control plane, with its default. Settings come from an optional TOML
+//! file (`--config` or `SANDBOX_CONFIG`), then environment variables: `SANDBOX_<NAME>` for a
+//! top-level setting (`SANDBOX_LISTEN`, `SANDBOX_API_KEY`, `SANDBOX_DATA_DIR`,
+//! `SANDBOX_DATABASE_URL`, ...) and `SANDBOX_<SECTION>__<NAME>` inside a section
+//! (`SANDBOX_LIMITS__MAX_UPLOAD_MB`). `docs/configuration.md` lists them all.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The prefix of every environment variable the server reads.
+pub const ENV_PREFIX: &str = "SANDBOX_";
+
+/// All settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the REST API listens on.
+    pub listen: SocketAddr,
+    /// An admin API key accepted in addition to stored keys. When no key exists at all, the
+    /// server creates one on first start and stores it in `<data_dir>/admin-api-key`.
+    pub api_key: Option<String>,
+    /// Where the database (SQLite), workspaces and sandbox sockets live.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `mysql://USER:PASS@HOST/DB`; default SQLite in the data directory.
+    pub database_url: Option<String>,
+    /// Names this installation on the container runtime (a label on every sandbox); replicas
+    /// sharing a database must share it. Default: derived from the database location.
+    pub deployment_id: Option<String>,
+    /// Log as `json` lines or `text`.
+    pub log_format: LogFormat,
+    /// Bounds on what requests may ask for.
+    pub limits: Limits,
+    /// Settings passed to every sandbox's executor.
+    pub executor: ExecutorSettings,
+    /// Background work.
+    pub lifecycle: Lifecycle,
+    /// `SANDBOX_*` environment variables that name no setting (ignored, and logged at start:
+    /// client tools use names like `SANDBOX_URL` too).
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Bounds on requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest file upload, MiB.
+    pub max_upload_mb: u64,
+    /// Largest `code`, bytes.
+    pub max_code_bytes: usize,
+    /// Largest JSON request body, bytes.
+    pub max_request_bytes: usize,
+    /// Most CPU cores a session may ask for.
+    pub max_cpu: String,
+    /// Most memory a session may ask for.
+    pub max_memory: String,
+    /// Most disk a session may ask for.
+    pub max_disk: String,
+    /// Longest session idle timeout, seconds.
+    pub max_session_timeout_sec: u32,
+    /// Longest execution timeout, seconds.
+    pub max_execution_timeout_sec: u32,
+    /// How long creating a sandbox may take, seconds.
+    pub sandbox_start_timeout_sec: u64,
+    /// Most environment variables per session.
+    pub max_env_vars: usize,
+}
+
+/// Per-execution limits enforced by the executor in each sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutorSettings {
+    /// Bytes of stdout and of stderr kept per execution.
+    pub max_output_bytes: usize,
+    /// Size of each execution's private `/tmp`, MiB.
+    pub tmp_size_mb: u64,
+    /// Processes per execution.
+    pub max_processes: u64,
+    /// Executions running at once in one sandbox.
+    pub max_concurrent: usize,
+}
+
+/// Background loops.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Lifecycle {
+    /// Seconds between passes of the idle-session cleaner.
+    pub cleanup_interval_sec: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8000".parse().expect("valid address"),
+            api_key: None,
+            data_dir: PathBuf::from("/var/lib/sandbox"),
+            database_url: None,
+            deployment_id: None,
+            log_format: LogFormat::Json,
+            limits: Limits::default(),
+            executor: ExecutorSettings::default(),
+            lifecycle: Lifecycle::default(),
+            ignored_env: Vec::new(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_upload_mb: 100,
+            max_code_bytes: 102_400,
+            max_request_bytes: 8 << 20,
+            max_cpu: "4".into(),
+            max_memory: "8Gi".into(),
+            max_disk: "50Gi".into(),
+            max_session_timeout_sec: 86_400,
+            max_execution_timeout_sec: 3600,
+            sandbox_start_timeout_sec: 60,
+            max_env_vars: 128,
+        }
+    }
+}
+
+impl Default for ExecutorSettings {
+    fn default() -> Self {
+        ExecutorSettings {
+            max_output_bytes: 1 << 20,
+            tmp_size_mb: 128,
+            max_processes: 64,
+            max_concurrent: 16,
+        }
+    }
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle { cleanup_interval_sec: 10 }
+    }
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The file or an environment variable holds something invalid.
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads the file (if any), then applies `SANDBOX_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let mut tree = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| SettingsError::Read { path: path.to_owned(), source })?;
+                let parsed: toml::Table = toml::from_str(&text)
+                    .map_err(|e| SettingsError::Invalid(format!("{}: {e}", path.display())))?;
+                serde_json::to_value(parsed).map_err(|e| SettingsError::Invalid(e.to_string()))?
+            }
+            None => serde_json::json!({}),
+        };
+        let shape =
+            serde_json::to_value(Settings::default()).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        let mut ignored = Vec::new();
+        for (key, value) in env {
+            let Some(name) = key.strip_prefix(ENV_PREFIX) else { continue };
+            if name == "CONFIG" {
+                continue;
+            }
+            let path: Vec<String> = name.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            if path.iter().try_fold(&shape, |node, p| node.get(p)).is_none() {
+                ignored.push(key);
+                continue;
+            }
+            set_path(&mut tree, &shape, &path, &value)
+                .map_err(|e| SettingsError::Invalid(format!("{key}: {e}")))?;
+        }
+        let mut settings: Settings =
+            serde_json::from_value(tree).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        ignored.sort();
+        settings.ignored_env = ignored;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        for (name, v) in
+            [("limits.max_memory", &self.limits.max_memory), ("limits.max_disk", &self.limits.max_disk)]
+        {
+            v.parse::<sandbox_core::MemoryQuantity>()
+                .map_err(|e| SettingsError::Invalid(format!("{name}: {e}")))?;
+        }
+        self.limits
+            .max_cpu
+            .parse::<sandbox_core::CpuQuantity>()
+            .map_err(|e| SettingsError::Invalid(format!("limits.max_cpu: {e}")))?;
+        Ok(())
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("sandbox.db").display()))
+    }
+
+    /// The deployment id in effect: the configured one, or 12 hex digits of a hash of the
+    /// database location (without credentials), so replicas on one database agree.
+    pub fn deployment_id(&self) -> String {
+        if let Some(id) = &self.deployment_id {
+            return id.clone();
+        }
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(sandbox_store::redact_credentials(&self.database_url()).as_bytes());
+        digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Sets `path` in a JSON tree to `raw`, read as a number or boolean where the default settings
+/// (`shape`) have one there and as a string otherwise. Unknown names are caught later by
+/// `deny_unknown_fields`.
+fn set_path(
+    tree: &mut serde_json::Value,
+    shape: &serde_json::Value,
+    path: &[String],
+    raw: &str,
+) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty name")?;
+    let mut node = tree;
+    for p in parents {
+        node = node
+            .as_object_mut()
+            .ok_or("not a section")?
+            .entry(p.clone())
+            .or_insert_with(|| serde_json::json!({}));
+    }
+    let expected = path.iter().try_fold(shape, |node, p| node.get(p));
+    let value = match expected {
+        Some(serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => {
+            serde_json::from_str(raw).map_err(|_| format!("{raw:?} is not a number or boolean"))?
+        }
+        _ => serde_json::Value::String(raw.to_owned()),
+    };
+    node.as_object_mut().ok_or("not a section")?.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_sensible() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.database_url(), "sqlite:///var/lib/sandbox/sandbox.db");
+        assert_eq!(s.limits.max_upload_mb, 100);
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "listen = \"0.0.0.0:9000\"\n[limits]\nmax_upload_mb = 5\n").unwrap();
+        let s = Settings::load(
+            Some(&f),
+            env(&[
+                ("SANDBOX_DATA_DIR", "/tmp/x"),
+                ("SANDBOX_LIMITS__MAX_UPLOAD_MB", "7"),
+                ("SANDBOX_API_KEY", "12345"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.limits.max_upload_mb, 7);
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+        // A numeric-looking key stays a string.
+        assert_eq!(s.api_key.as_deref(), Some("12345"));
+    }
+
+    #[test]
+    fn deployment_ids_ignore_credentials() {
+        let a =
+            Settings::load(None, env(&[("SANDBOX_DATABASE_URL", "mysql://u:p1@db:3306/sandbox")])).unwrap();
+        let b =
+            Settings::load(None, env(&[("SANDBOX_DATABASE_URL", "mysql://u:p2@db:3306/sandbox")])).unwrap();
+        let c = Settings::load(None, env(&[("SANDBOX_DATABASE_URL", "mysql://u:p1@db:3306/other")])).unwrap();
+        assert_eq!(a.deployment_id(), b.deployment_id());
+        assert_ne!(a.deployment_id(), c.deployment_id());
+        assert_eq!(a.deployment_id().len(), 12);
+        assert_eq!(sandbox_store::redact_credentials("mysql://u:p@h/d"), "mysql://h/d");
+        assert_eq!(sandbox_store::redact_credentials("sqlite:///x/y.db"), "sqlite:///x/y.db");
+    }
+
+    #[test]
+    fn mistakes_are_reported() {
+        assert!(Settings::load(None, env(&[("SANDBOX_LISTEN", "nowhere")])).is_err());
+        let s =
+            Settings::load(None, env(&[("SANDBOX_URL", "http://x"), ("SANDBOX_LIMITS__NOPE", "1")])).unwrap();
+        assert_eq!(s.ignored_env, ["SANDBOX_LIMITS__NOPE", "SANDBOX_URL"]);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "no_such_setting = 1\n").unwrap();
+        assert!(Settings::load(Some(&f), env(&[])).is_err(), "unknown names in the file are errors");
+        assert!(Settings::load(None, env(&[("SANDBOX_LIMITS__MAX_MEMORY", "lots")])).is_err());
+    }
+}

@@ -1,0 +1,42 @@
+//! What every handler can reach: settings, store, runtime, the services, metrics.
+
+use crate::metrics::Metrics;
+use crate::service::executions::Executions;
+use crate::service::sessions::Sessions;
+use crate::settings::Settings;
+use sandbox_runtime::Runtime;
+use sandbox_store::Store;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Shared application state (cheap to clone).
+#[derive(Clone)]
+pub struct AppState {
+    /// Settings in effect.
+    pub settings: Arc<Settings>,
+    /// The metadata store.
+    pub store: Arc<dyn Store>,
+    /// The runtime backend.
+    pub runtime: Arc<dyn Runtime>,
+    /// Session lifecycle.
+    pub sessions: Arc<Sessions>,
+    /// Executions.
+    pub executions: Arc<Executions>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// When the server started.
+    pub started: Instant,
+}
+
+impl AppState {
+    /// Wires the services together.
+    pub fn new(settings: Settings, store: Arc<dyn Store>, runtime: Arc<dyn Runtime>) -> Self {
+        let settings = Arc::new(settings);
+        let metrics = Arc::new(Metrics::default());
+        let sessions =
+            Arc::new(Sessions::new(settings.clone(), store.clone(), runtime.clone(), metrics.clone()));
+        let executions =
+            Arc::new(Executions::new(settings.clone(), store.clone(), sessions.clone(), metrics.clone()));
+        AppState { settings, store, runtime, sessions, executions, metrics, started: Instant::now() }
+    }
+}

@@ -1,0 +1,400 @@
+//! The real `sandbox-server` binary, on a real Docker daemon, driven only through HTTP.
+
+use futures_util::StreamExt;
+use reqwest::{Client, StatusCode};
+use sandbox_e2e::conformance;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    base: String,
+    key: String,
+    http: Client,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::Builder::new().prefix("sandbox-server-e2e-").tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let key = format!("test-admin-key-{}", std::process::id());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sandbox-server"));
+        cmd.arg("serve")
+            .env("SANDBOX_DATA_DIR", dir.path())
+            .env("SANDBOX_LISTEN", format!("127.0.0.1:{port}"))
+            .env("SANDBOX_API_KEY", &key)
+            .env("SANDBOX_LOG_FORMAT", "text")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("sandbox-server starts");
+        let server =
+            Server { child, base: format!("http://127.0.0.1:{port}"), key, http: Client::new(), dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.http.get(server.url("/api/v1/health")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "server did not come up: {}", server.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        server
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn create_session(&self, key: &str, template: &str) -> String {
+        let (s, body) = self
+            .call(reqwest::Method::POST, "/api/v1/sessions", key, Some(json!({"template_id": template})))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}\n{}", self.log());
+        assert_eq!(body["status"], "running");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn execute(&self, key: &str, session: &str, body: Value) -> (StatusCode, Value, f64) {
+        let t = Instant::now();
+        let (s, b) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/v1/executions/sessions/{session}/execute-sync"),
+                key,
+                Some(body),
+            )
+            .await;
+        (s, b, t.elapsed().as_secs_f64())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Remove the sandboxes this server made (named after its sessions), then stop it.
+        let sessions = self.dir.path().join("sessions");
+        if let Ok(entries) = std::fs::read_dir(&sessions) {
+            for e in entries.flatten() {
+                let name = format!("sandbox-{}", e.file_name().to_string_lossy());
+                let _ = Command::new("docker").args(["rm", "-f", "-v", &name]).output();
+            }
+        }
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn observed(r: &Value, seconds: f64) -> conformance::Observed {
+    conformance::Observed {
+        status: r["status"].as_str().unwrap_or_default().to_owned(),
+        stdout: r["stdout"].as_str().unwrap_or_default().to_owned(),
+        stderr: r["stderr"].as_str().unwrap_or_default().to_owned(),
+        error_message: r["error_message"].as_str().map(str::to_owned),
+        exit_code: r["exit_code"].as_i64(),
+        return_value: r.get("return_value").cloned().filter(|v| !v.is_null()),
+        seconds,
+    }
+}
+
+#[tokio::test]
+async fn conformance_corpus_passes_through_execute_sync() {
+    let srv = Server::start(&[]).await;
+    let mut session = srv.create_session(&srv.key, "multi-language").await;
+    let cases = conformance::cases();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let mut body = json!({"code": case.code, "language": case.language, "timeout": case.timeout});
+        if let Some(e) = &case.event {
+            body["event"] = e.clone();
+        }
+        let (s, r, secs) = srv.execute(&srv.key, &session, body).await;
+        assert_eq!(s, StatusCode::OK, "{}: {r}", case.name);
+        let mut probs = conformance::check(case, &observed(&r, secs));
+        // Every finished execution carries its timing and metrics.
+        if r["started_at"].is_null()
+            || r["completed_at"].is_null()
+            || r["execution_time"].is_null()
+            || r["metrics"]["duration_ms"].is_null()
+        {
+            probs.push(format!("missing timing fields: {r}"));
+        }
+        if r["status"] != "completed" && r["error_message"].is_null() {
+            probs.push("no error_message".into());
+        }
+        if probs.is_empty() && case.then_healthy {
+            let (_, h, _) =
+                srv.execute(&srv.key, &session, json!({"code": "print('ok')", "language": "python"})).await;
+            if h["status"] != "completed" {
+                probs.push(format!("unhealthy afterwards: {h}"));
+            }
+        }
+        println!(
+            "{:<30} {:<10} {:>6.2}s {}",
+            case.name,
+            r["status"].as_str().unwrap_or("?"),
+            secs,
+            probs.join("; ")
+        );
+        if !probs.is_empty() {
+            failures.push(format!("{}: {}", case.name, probs.join("; ")));
+            session = srv.create_session(&srv.key, "multi-language").await;
+        }
+    }
+    assert!(failures.is_empty(), "failing cases:\n{}", failures.join("\n"));
+    // The history is there, with a real total.
+    let (_, page) = srv
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/executions/sessions/{session}/executions?limit=5&offset=2"),
+            &srv.key,
+            None,
+        )
+        .await;
+    assert!(page["total"].as_u64().unwrap() >= 27, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 5);
+}
+
+async fn upload(srv: &Server, session: &str, path: &str, data: Vec<u8>) -> (StatusCode, Value) {
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(data).file_name("upload.bin"));
+    let resp = srv
+        .http
+        .post(srv.url(&format!("/api/v1/sessions/{session}/files/upload?path={path}")))
+        .bearer_auth(&srv.key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let s = resp.status();
+    (s, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn files_round_trip_byte_exactly_and_symlinks_lead_nowhere() {
+    let srv = Server::start(&[("SANDBOX_LIMITS__MAX_UPLOAD_MB", "60")]).await;
+    let session = srv.create_session(&srv.key, "python-basic").await;
+    // 50 MiB of non-repeating bytes.
+    let data: Vec<u8> = (0..50u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let digest = Sha256::digest(&data);
+    let (s, body) = upload(&srv, &session, "data/big.bin", data).await;
+    assert_eq!((s, body["size"].as_u64()), (StatusCode::OK, Some(50 << 20)), "{body}");
+    let (_, r, _) = srv
+        .execute(&srv.key, &session, json!({"code": "import hashlib\nprint(hashlib.sha256(open('data/big.bin','rb').read()).hexdigest())", "language": "python"}))
+        .await;
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(r["stdout"].as_str().unwrap().trim(), hex);
+    let resp = srv
+        .http
+        .get(srv.url(&format!("/api/v1/sessions/{session}/files/data/big.bin")))
+        .bearer_auth(&srv.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-length"], (50u64 << 20).to_string().as_str());
+    let mut hasher = Sha256::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        hasher.update(chunk.unwrap());
+    }
+    assert_eq!(hasher.finalize(), digest);
+
+    // Listing shows sizes and times; a text file comes back with its MIME type.
+    let (s, _) = upload(&srv, &session, "notes/", b"hello".to_vec()).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, listing) =
+        srv.call(reqwest::Method::GET, &format!("/api/v1/sessions/{session}/files"), &srv.key, None).await;
+    let big = listing["files"].as_array().unwrap().iter().find(|f| f["path"] == "data/big.bin").unwrap();
+    assert_eq!(big["size"], 50u64 << 20);
+    assert!(big["modified_at"].is_string());
+    assert!(listing["files"].as_array().unwrap().iter().any(|f| f["path"] == "notes/upload.bin"));
+
+    // Symlinks planted by code cannot reach the container's or the host's files.
+    let plant = "import os\nos.symlink('/etc/passwd', 'passwd')\nos.symlink('/run/sandbox', 'run')\nos.symlink('../../../../../../../../etc', 'up')";
+    let (_, r, _) = srv.execute(&srv.key, &session, json!({"code": plant, "language": "python"})).await;
+    assert_eq!(r["status"], "completed", "{r}");
+    for path in ["passwd", "run/executor.sock", "up/hostname", "../etc/passwd", "%2Fetc%2Fpasswd"] {
+        let resp = srv
+            .http
+            .get(srv.url(&format!("/api/v1/sessions/{session}/files/{path}")))
+            .bearer_auth(&srv.key)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+            "{path}: {status} {body}"
+        );
+        assert!(
+            ["invalid_path", "file_not_found", "not_found"].contains(&body["code"].as_str().unwrap_or("")),
+            "{path}: {body}"
+        );
+    }
+    let (s, body) = upload(&srv, &session, "up/evil", b"x".to_vec()).await;
+    assert_eq!((s, body["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_path")), "{body}");
+    for bad in ["../escape", "/abs", "a%00b"] {
+        let (s, body) = upload(&srv, &session, bad, b"x".to_vec()).await;
+        assert_eq!(
+            (s, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_path")),
+            "{bad}: {body}"
+        );
+    }
+
+    // Past the limit: 413, and nothing is left behind.
+    let (s, body) = upload(&srv, &session, "too-big.bin", vec![0u8; 61 << 20]).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")),
+        "{body}"
+    );
+    let (_, listing) =
+        srv.call(reqwest::Method::GET, &format!("/api/v1/sessions/{session}/files"), &srv.key, None).await;
+    assert!(!listing.to_string().contains("too-big"), "{listing}");
+}
+
+#[tokio::test]
+async fn keys_cannot_reach_each_others_sessions() {
+    let srv = Server::start(&[]).await;
+    let (_, a) =
+        srv.call(reqwest::Method::POST, "/api/v1/admin/keys", &srv.key, Some(json!({"name": "a"}))).await;
+    let (_, b) =
+        srv.call(reqwest::Method::POST, "/api/v1/admin/keys", &srv.key, Some(json!({"name": "b"}))).await;
+    let (a, b) = (a["key"].as_str().unwrap().to_owned(), b["key"].as_str().unwrap().to_owned());
+    let session = srv.create_session(&a, "python-basic").await;
+    // A template whose image the runtime lacks is refused up front.
+    let (s, body) = srv.call(reqwest::Method::POST, "/api/v1/templates", &srv.key,
+        Some(json!({"id": "ghost", "name": "Ghost", "image_url": "sandbox/no-such-image:1", "runtime_type": "python3.11"}))).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_error")),
+        "{body}"
+    );
+    // The longest client-chosen id works end to end (its socket path exceeds sun_path).
+    let long_id = "L".repeat(64);
+    let (s, body) = srv
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sessions",
+            &a,
+            Some(json!({"template_id": "python-basic", "id": long_id})),
+        )
+        .await;
+    assert_eq!((s, body["status"].as_str()), (StatusCode::CREATED, Some("running")), "{body}");
+    let (_, r, _) = srv.execute(&a, &long_id, json!({"code": "print('long')", "language": "python"})).await;
+    assert_eq!(r["stdout"], "long\n");
+    let (s, r, _) = srv.execute(&a, &session, json!({"code": "print(6*7)", "language": "python"})).await;
+    assert_eq!((s, r["stdout"].as_str()), (StatusCode::OK, Some("42\n")));
+    let exec_id = r["id"].as_str().unwrap().to_owned();
+    let (s, _, _) = srv.execute(&b, &session, json!({"code": "print(1)", "language": "python"})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    for path in [
+        format!("/api/v1/sessions/{session}"),
+        format!("/api/v1/executions/{exec_id}/result"),
+        format!("/api/v1/sessions/{session}/files"),
+    ] {
+        let (s, body) = srv.call(reqwest::Method::GET, &path, &b, None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+    let (_, list) = srv.call(reqwest::Method::GET, "/api/v1/sessions", &b, None).await;
+    assert_eq!(list["total"], 0);
+    let (s, _) =
+        srv.call(reqwest::Method::GET, &format!("/api/v1/executions/{exec_id}/result"), &a, None).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn lifecycle_async_executions_and_streaming() {
+    let srv = Server::start(&[]).await;
+    let k = srv.key.clone();
+    let (s, created) = srv
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sessions?wait=false",
+            &k,
+            Some(json!({"template_id": "python-basic", "env_vars": {"GREETING": "hi"}, "timeout": 120})),
+        )
+        .await;
+    assert_eq!((s, created["status"].as_str()), (StatusCode::CREATED, Some("creating")));
+    let id = created["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, s) = srv.call(reqwest::Method::GET, &format!("/api/v1/sessions/{id}"), &k, None).await;
+        if s["status"] == "running" {
+            assert_eq!(s["timeout"], 120);
+            break;
+        }
+        assert!(Instant::now() < deadline && s["status"] == "creating", "{s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Asynchronous: 201 at once, then status until done, then the result.
+    let (s, sub) = srv.call(reqwest::Method::POST, &format!("/api/v1/executions/sessions/{id}/execute"), &k,
+        Some(json!({"code": "import os, time\ntime.sleep(1)\nprint(os.environ['GREETING'])", "language": "python"}))).await;
+    assert_eq!((s, sub["status"].as_str()), (StatusCode::CREATED, Some("pending")), "{sub}");
+    let exec = sub["execution_id"].as_str().unwrap().to_owned();
+    let (s, early) =
+        srv.call(reqwest::Method::GET, &format!("/api/v1/executions/{exec}/result"), &k, None).await;
+    assert_eq!((s, early["code"].as_str()), (StatusCode::CONFLICT, Some("execution_not_finished")));
+    let result = loop {
+        let (_, st) =
+            srv.call(reqwest::Method::GET, &format!("/api/v1/executions/{exec}/status"), &k, None).await;
+        if st["status"] == "completed" {
+            break st;
+        }
+        assert!(["pending", "running"].contains(&st["status"].as_str().unwrap()), "{st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(result["stdout"], "hi\n");
+
+    // Streamed: chunks arrive before the result.
+    let resp = srv.http.post(srv.url(&format!("/api/v1/executions/sessions/{id}/execute-sync?stream=true"))).bearer_auth(&k)
+        .json(&json!({"code": "import time\nfor i in range(3):\n    print('tick', i)\n    time.sleep(0.3)", "language": "python"}))
+        .send().await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let text = resp.text().await.unwrap();
+    let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("event: ")).collect();
+    assert_eq!(events.first(), Some(&"started"), "{text}");
+    assert_eq!(events.last(), Some(&"result"), "{text}");
+    assert!(events.iter().filter(|e| **e == "stdout").count() >= 2, "{text}");
+
+    // Terminate keeps the record and refuses executions; delete removes everything.
+    let (s, t) = srv.call(reqwest::Method::POST, &format!("/api/v1/sessions/{id}/terminate"), &k, None).await;
+    assert_eq!((s, t["status"].as_str()), (StatusCode::OK, Some("terminated")));
+    let container = t["container_id"].as_str().unwrap().to_owned();
+    let gone = Command::new("docker").args(["inspect", &container]).output().unwrap();
+    assert!(!gone.status.success(), "container still exists after terminate");
+    let (s, _, _) = srv.execute(&k, &id, json!({"code": "print(1)", "language": "python"})).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let workspace = srv.dir.path().join("sessions").join(&id);
+    assert!(workspace.exists());
+    let resp =
+        srv.http.delete(srv.url(&format!("/api/v1/sessions/{id}"))).bearer_auth(&k).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert!(!workspace.exists(), "workspace removed");
+    let (s, _) = srv.call(reqwest::Method::GET, &format!("/api/v1/executions/{exec}/status"), &k, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "executions removed with the session");
+}

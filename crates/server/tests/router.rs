@@ -1,0 +1,563 @@
+//! The REST API in-process (`oneshot`), on a real SQLite store. The runtime is a stand-in that
+//! refuses to create sandboxes: these tests cover authentication, validation, error envelopes,
+//! ownership, paging, templates and keys, none of which needs a container. Sessions that need a
+//! "running" state are written to the store directly.
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::Utc;
+use http_body_util::BodyExt;
+use sandbox_core::model::{Session, SessionStatus};
+use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, Sandbox, SandboxInfo, SandboxSpec};
+use sandbox_server::settings::Settings;
+use sandbox_server::state::AppState;
+use sandbox_server::{api, auth};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+/// A runtime that has no containers and cannot make any.
+struct NoContainers;
+
+#[async_trait]
+impl Runtime for NoContainers {
+    fn name(&self) -> &'static str {
+        "none"
+    }
+    async fn create(&self, _: &SandboxSpec) -> Result<Sandbox, RuntimeError> {
+        Err(RuntimeError::Unavailable("router tests run without containers".into()))
+    }
+    async fn stop(&self, _: &str) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    async fn remove(&self, _: &str) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+    async fn status(&self, _: &str) -> Result<Option<SandboxInfo>, RuntimeError> {
+        Ok(None)
+    }
+    async fn list(&self, _: &[(&str, &str)]) -> Result<Vec<SandboxInfo>, RuntimeError> {
+        Ok(Vec::new())
+    }
+    async fn logs(&self, _: &str, _: usize) -> Result<String, RuntimeError> {
+        Ok(String::new())
+    }
+    fn executor(&self, spec: &SandboxSpec) -> ExecutorClient {
+        ExecutorClient::unix(spec.socket_path())
+    }
+}
+
+struct App {
+    state: AppState,
+    admin: String,
+    _dir: tempfile::TempDir,
+}
+
+impl App {
+    async fn new() -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let env = vec![("SANDBOX_DATA_DIR".to_string(), dir.path().display().to_string())];
+        let settings = Settings::load(None, env).unwrap();
+        let (store, admin) = sandbox_server::prepare(&settings).await.unwrap();
+        let state = AppState::new(settings, store, Arc::new(NoContainers));
+        App { state, admin: admin.expect("first start makes an admin key"), _dir: dir }
+    }
+
+    async fn key(&self, admin: bool) -> (String, String) {
+        let (k, secret) = auth::create_key(self.state.store.as_ref(), "test", admin).await.unwrap();
+        (k.id, secret)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        key: Option<&str>,
+        body: Option<&str>,
+    ) -> (StatusCode, Value, axum::http::HeaderMap) {
+        let mut b = Request::builder().method(method).uri(uri);
+        if let Some(k) = key {
+            b = b.header("authorization", format!("Bearer {k}"));
+        }
+        if body.is_some() {
+            b = b.header("content-type", "application/json");
+        }
+        let req = b.body(Body::from(body.unwrap_or("").to_owned())).unwrap();
+        let resp = api::router(self.state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, json, headers)
+    }
+
+    /// Writes a running session owned by `owner` straight into the store.
+    async fn running_session(&self, id: &str, owner: &str) {
+        let now = Utc::now();
+        let s = Session {
+            id: id.into(),
+            owner_key_id: owner.into(),
+            template_id: "python-basic".into(),
+            status: SessionStatus::Running,
+            cpu: "1".into(),
+            memory: "512Mi".into(),
+            disk: "1Gi".into(),
+            timeout_sec: 300,
+            env_vars: Default::default(),
+            runtime_type: "none".into(),
+            sandbox_name: Some(format!("sandbox-{id}")),
+            container_id: Some(format!("c-{id}")),
+            runtime_node: None,
+            workspace_path: None,
+            error_message: None,
+            python_package_index_url: "https://pypi.org/simple/".into(),
+            requested_dependencies: vec![],
+            installed_dependencies: vec![],
+            dependency_install_status: "completed".into(),
+            dependency_install_error: None,
+            dependency_install_started_at: None,
+            dependency_install_completed_at: None,
+            created_at: now,
+            updated_at: now,
+            completed_at: None,
+            last_activity_at: Some(now),
+        };
+        self.state.store.insert_session(&s).await.unwrap();
+    }
+
+    async fn session_count(&self) -> u64 {
+        let f = sandbox_store::SessionFilter { limit: 1, ..Default::default() };
+        self.state.store.list_sessions(&f).await.unwrap().total
+    }
+}
+
+fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, want_code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["code"], want_code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert_eq!(body["message"], body["detail"]);
+    assert!(body["request_id"].as_str().is_some_and(|r| !r.is_empty()), "{body}");
+}
+
+#[tokio::test]
+async fn health_is_public_and_everything_else_needs_a_valid_key() {
+    let app = App::new().await;
+    let (s, body, _) = app.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!((s, body["status"].as_str()), (StatusCode::OK, Some("healthy")));
+    for (method, uri) in [
+        ("GET", "/api/v1/sessions"),
+        ("POST", "/api/v1/sessions"),
+        ("GET", "/api/v1/templates"),
+        ("GET", "/api/v1/executions/exec_x/status"),
+        ("GET", "/api/v1/sessions/s/files"),
+        ("GET", "/metrics"),
+        ("GET", "/api/v1/health/detailed"),
+        ("GET", "/api/v1/admin/keys"),
+    ] {
+        let (s, body, _) = app.call(method, uri, None, None).await;
+        assert_error(s, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+        let (s, body, _) = app.call(method, uri, Some("sk_wrong"), None).await;
+        assert_error(s, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    }
+    let (s, _, _) = app.call("GET", "/api/v1/templates", Some(&app.admin), None).await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn request_ids_are_propagated_or_made() {
+    let app = App::new().await;
+    let req = Request::builder()
+        .uri("/api/v1/sessions/nope")
+        .header("authorization", format!("Bearer {}", app.admin))
+        .header("x-request-id", "trace-123")
+        .body(Body::empty())
+        .unwrap();
+    let resp = api::router(app.state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "trace-123");
+    let body: Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["request_id"], "trace-123");
+    assert_eq!(body["code"], "session_not_found");
+    let (_, _, headers) = app.call("GET", "/api/v1/health", None, None).await;
+    assert!(headers["x-request-id"].to_str().unwrap().starts_with("req_"));
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_code_and_changes_nothing() {
+    let app = App::new().await;
+    let k = Some(app.admin.as_str());
+    let cases: &[(&str, &str, Option<&str>, StatusCode, &str)] = &[
+        ("POST", "/api/v1/sessions", Some("{not json"), StatusCode::BAD_REQUEST, "malformed_json"),
+        ("POST", "/api/v1/sessions", Some("{}"), StatusCode::UNPROCESSABLE_ENTITY, "validation_error"),
+        (
+            "POST",
+            "/api/v1/sessions",
+            Some(r#"{"template_id": 7}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions",
+            Some(r#"{"template_id": "nope"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "template_not_found",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions",
+            Some(r#"{"template_id": "python-basic", "cpu": "lots"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions",
+            Some(r#"{"template_id": "python-basic", "cpu": "64"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions",
+            Some(r#"{"template_id": "python-basic", "memory": "-1Gi"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions",
+            Some(r#"{"template_id": "python-basic", "timeout": 0}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions",
+            Some(r#"{"template_id": "python-basic", "id": "../x"}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions",
+            Some(r#"{"template_id": "python-basic", "env_vars": {"A=B": "x"}}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        ("GET", "/api/v1/sessions?limit=0", None, StatusCode::UNPROCESSABLE_ENTITY, "validation_error"),
+        ("GET", "/api/v1/sessions?offset=-1", None, StatusCode::UNPROCESSABLE_ENTITY, "validation_error"),
+        ("GET", "/api/v1/sessions?limit=abc", None, StatusCode::UNPROCESSABLE_ENTITY, "validation_error"),
+        ("GET", "/api/v1/sessions?status=bogus", None, StatusCode::UNPROCESSABLE_ENTITY, "validation_error"),
+        ("GET", "/api/v1/sessions/sess_missing", None, StatusCode::NOT_FOUND, "session_not_found"),
+        ("POST", "/api/v1/sessions/sess_missing/terminate", None, StatusCode::NOT_FOUND, "session_not_found"),
+        ("DELETE", "/api/v1/sessions/sess_missing", None, StatusCode::NOT_FOUND, "session_not_found"),
+        ("GET", "/api/v1/executions/exec_missing/status", None, StatusCode::NOT_FOUND, "execution_not_found"),
+        ("GET", "/api/v1/executions/exec_missing/result", None, StatusCode::NOT_FOUND, "execution_not_found"),
+        (
+            "POST",
+            "/api/v1/executions/sessions/sess_missing/execute",
+            Some(r#"{"code": "print(1)", "language": "python"}"#),
+            StatusCode::NOT_FOUND,
+            "session_not_found",
+        ),
+        ("GET", "/api/v1/templates/nope", None, StatusCode::NOT_FOUND, "template_not_found"),
+        ("GET", "/api/v1/nothing-here", None, StatusCode::NOT_FOUND, "not_found"),
+        ("PATCH", "/api/v1/sessions", None, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+    ];
+    for (method, uri, body, status, code) in cases {
+        let (s, b, _) = app.call(method, uri, k, *body).await;
+        assert_error(s, &b, *status, code);
+    }
+    // Without a JSON content type.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/api/v1/sessions")
+        .header("authorization", format!("Bearer {}", app.admin))
+        .body(Body::from(r#"{"template_id": "python-basic"}"#))
+        .unwrap();
+    let resp = api::router(app.state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(app.session_count().await, 0, "no bad request created a session");
+}
+
+#[tokio::test]
+async fn executions_are_validated_before_anything_runs() {
+    let app = App::new().await;
+    app.running_session("sess_a", "key_env_none").await;
+    let k = Some(app.admin.as_str());
+    let big = json!({"code": "x".repeat(102_401), "language": "python"}).to_string();
+    let cases = [
+        (
+            json!({"code": "print(1)", "language": "cobol"}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            json!({"code": "", "language": "python"}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            json!({"code": "print(1)", "language": "python", "timeout": 0}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            json!({"code": "print(1)", "language": "python", "timeout": 3601}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            json!({"code": "print(1)", "language": "python", "event": [1]}).to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (big, StatusCode::PAYLOAD_TOO_LARGE, "code_too_large"),
+    ];
+    for (body, status, code) in cases {
+        let (s, b, _) = app.call("POST", "/api/v1/executions/sessions/sess_a/execute", k, Some(&body)).await;
+        assert_error(s, &b, status, code);
+    }
+    let (s, b, _) = app
+        .call(
+            "POST",
+            "/api/v1/executions/sessions/sess_a/execute-sync?sync_timeout=5",
+            k,
+            Some(r#"{"code":"1","language":"python"}"#),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    let page = app.state.store.list_executions("sess_a", 10, 0).await.unwrap();
+    assert_eq!(page.total, 0, "nothing was recorded");
+    // A terminated session takes no executions.
+    app.call("POST", "/api/v1/sessions/sess_a/terminate", k, None).await;
+    let (s, b, _) = app
+        .call(
+            "POST",
+            "/api/v1/executions/sessions/sess_a/execute",
+            k,
+            Some(r#"{"code":"1","language":"python"}"#),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::CONFLICT, "session_not_running");
+}
+
+#[tokio::test]
+async fn keys_see_only_their_own_sessions() {
+    let app = App::new().await;
+    let (a_id, a) = app.key(false).await;
+    let (b_id, b) = app.key(false).await;
+    app.running_session("sess_of_a", &a_id).await;
+    app.running_session("sess_of_b", &b_id).await;
+    let (s, _, _) = app.call("GET", "/api/v1/sessions/sess_of_a", Some(&a), None).await;
+    assert_eq!(s, StatusCode::OK);
+    for (method, uri) in [
+        ("GET", "/api/v1/sessions/sess_of_a"),
+        ("POST", "/api/v1/sessions/sess_of_a/terminate"),
+        ("DELETE", "/api/v1/sessions/sess_of_a"),
+        ("GET", "/api/v1/sessions/sess_of_a/files"),
+        ("GET", "/api/v1/executions/sessions/sess_of_a/executions"),
+    ] {
+        let (s, body, _) = app.call(method, uri, Some(&b), None).await;
+        assert_error(s, &body, StatusCode::NOT_FOUND, "session_not_found");
+    }
+    let (_, list_b, _) = app.call("GET", "/api/v1/sessions", Some(&b), None).await;
+    assert_eq!(list_b["total"], 1);
+    assert_eq!(list_b["items"][0]["id"], "sess_of_b");
+    let (_, all, _) = app.call("GET", "/api/v1/sessions", Some(&app.admin), None).await;
+    assert_eq!(all["total"], 2);
+    // B's attempts changed nothing.
+    let s = app.state.store.session("sess_of_a").await.unwrap().unwrap();
+    assert_eq!(s.status, SessionStatus::Running);
+    // Non-admin keys cannot manage keys or templates.
+    let (s, body, _) = app.call("GET", "/api/v1/admin/keys", Some(&a), None).await;
+    assert_error(s, &body, StatusCode::FORBIDDEN, "forbidden");
+    let (s, body, _) = app.call("DELETE", "/api/v1/templates/python-basic", Some(&a), None).await;
+    assert_error(s, &body, StatusCode::FORBIDDEN, "forbidden");
+}
+
+#[tokio::test]
+async fn lists_report_a_real_total_and_honour_offset() {
+    let app = App::new().await;
+    for i in 0..7 {
+        app.running_session(&format!("sess_{i}"), "key_x").await;
+    }
+    let k = Some(app.admin.as_str());
+    let (_, p1, _) = app.call("GET", "/api/v1/sessions?limit=3", k, None).await;
+    let (_, p3, _) = app.call("GET", "/api/v1/sessions?limit=3&offset=6", k, None).await;
+    assert_eq!(
+        (p1["total"].as_u64(), p1["items"].as_array().unwrap().len(), p1["has_more"].as_bool()),
+        (Some(7), 3, Some(true))
+    );
+    assert_eq!(
+        (p3["total"].as_u64(), p3["items"].as_array().unwrap().len(), p3["has_more"].as_bool()),
+        (Some(7), 1, Some(false))
+    );
+    let (_, filtered, _) = app.call("GET", "/api/v1/sessions?status=terminated", k, None).await;
+    assert_eq!(filtered["total"], 0);
+    let (_, templates, headers) = app.call("GET", "/api/v1/templates?limit=2&offset=1", k, None).await;
+    assert_eq!(templates.as_array().unwrap().len(), 2);
+    assert_eq!(headers["x-total-count"], "3");
+}
+
+#[tokio::test]
+async fn terminate_and_delete_are_idempotent() {
+    let app = App::new().await;
+    app.running_session("sess_t", "key_env_x").await;
+    let k = Some(app.admin.as_str());
+    for _ in 0..2 {
+        let (s, body, _) = app.call("POST", "/api/v1/sessions/sess_t/terminate", k, None).await;
+        assert_eq!((s, body["status"].as_str()), (StatusCode::OK, Some("terminated")));
+    }
+    for _ in 0..2 {
+        let (s, _, _) = app.call("DELETE", "/api/v1/sessions/sess_t", k, None).await;
+        assert_eq!(s, StatusCode::NO_CONTENT);
+    }
+    let (s, body, _) = app.call("GET", "/api/v1/sessions/sess_t", k, None).await;
+    assert_error(s, &body, StatusCode::NOT_FOUND, "session_not_found");
+    // A deleted id cannot be reused.
+    let (s, body, _) = app
+        .call(
+            "POST",
+            "/api/v1/sessions?wait=false",
+            k,
+            Some(r#"{"template_id":"python-basic","id":"sess_t"}"#),
+        )
+        .await;
+    assert_error(s, &body, StatusCode::CONFLICT, "session_exists");
+}
+
+#[tokio::test]
+async fn templates_crud() {
+    let app = App::new().await;
+    let k = Some(app.admin.as_str());
+    let (s, list, _) = app.call("GET", "/api/v1/templates", k, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let ids: Vec<_> = list.as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids, ["multi-language", "python-basic", "python-datascience"]);
+    let new = r#"{"id":"custom","name":"Custom","image_url":"example/custom:1","runtime_type":"python3.11","default_memory_mb":1024}"#;
+    let (s, t, _) = app.call("POST", "/api/v1/templates", k, Some(new)).await;
+    assert_eq!(
+        (s, t["default_memory_mb"].as_u64(), t["default_cpu_cores"].as_f64()),
+        (StatusCode::CREATED, Some(1024), Some(0.5))
+    );
+    let (s, body, _) = app.call("POST", "/api/v1/templates", k, Some(new)).await;
+    assert_error(s, &body, StatusCode::CONFLICT, "template_exists");
+    let (s, body, _) = app
+        .call(
+            "POST",
+            "/api/v1/templates",
+            k,
+            Some(r#"{"id":"x","name":"X","image_url":"i","runtime_type":"ruby"}"#),
+        )
+        .await;
+    assert_error(s, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    let (s, t, _) = app
+        .call("PUT", "/api/v1/templates/custom", k, Some(r#"{"default_timeout": 600, "is_active": false}"#))
+        .await;
+    assert_eq!(
+        (s, t["default_timeout_sec"].as_u64(), t["is_active"].as_bool()),
+        (StatusCode::OK, Some(600), Some(false))
+    );
+    let (s, body, _) =
+        app.call("PUT", "/api/v1/templates/custom", k, Some(r#"{"default_memory_mb": 1}"#)).await;
+    assert_error(s, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    let (s, body, _) = app.call("POST", "/api/v1/sessions", k, Some(r#"{"template_id":"custom"}"#)).await;
+    assert_error(s, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    app.running_session("sess_uses_basic", "key_x").await;
+    let (s, body, _) = app.call("DELETE", "/api/v1/templates/python-basic", k, None).await;
+    assert_error(s, &body, StatusCode::CONFLICT, "template_in_use");
+    let (s, body, _) = app.call("DELETE", "/api/v1/templates/custom", k, None).await;
+    assert_eq!((s, body["deleted"].as_bool()), (StatusCode::OK, Some(true)));
+    let (s, _, _) = app.call("GET", "/api/v1/templates/custom", k, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn keys_can_be_created_listed_and_revoked() {
+    let app = App::new().await;
+    let k = Some(app.admin.as_str());
+    let (s, created, _) = app.call("POST", "/api/v1/admin/keys", k, Some(r#"{"name":"ci"}"#)).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let secret = created["key"].as_str().unwrap().to_owned();
+    let (s, _, _) = app.call("GET", "/api/v1/sessions", Some(&secret), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, list, _) = app.call("GET", "/api/v1/admin/keys", k, None).await;
+    assert!(list.as_array().unwrap().iter().all(|k| k.get("key").is_none()), "secrets are never listed");
+    let uri = format!("/api/v1/admin/keys/{}", created["id"].as_str().unwrap());
+    let (s, _, _) = app.call("DELETE", &uri, k, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, body, _) = app.call("GET", "/api/v1/sessions", Some(&secret), None).await;
+    assert_error(s, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (s, body, _) = app.call("DELETE", "/api/v1/admin/keys/key_nope", k, None).await;
+    assert_error(s, &body, StatusCode::NOT_FOUND, "key_not_found");
+    // An admin cannot lock itself out.
+    let own = list.as_array().unwrap().iter().find(|k| k["name"] == "bootstrap admin").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, body, _) = app.call("DELETE", &format!("/api/v1/admin/keys/{own}"), k, None).await;
+    assert_error(s, &body, StatusCode::CONFLICT, "cannot_revoke_own_key");
+}
+
+#[tokio::test]
+async fn failed_sandbox_start_is_a_clear_error_and_a_failed_session() {
+    let app = App::new().await;
+    let (s, body, headers) = app
+        .call(
+            "POST",
+            "/api/v1/sessions",
+            Some(&app.admin),
+            Some(r#"{"template_id":"python-basic","id":"sess_f"}"#),
+        )
+        .await;
+    assert_error(s, &body, StatusCode::SERVICE_UNAVAILABLE, "sandbox_start_failed");
+    assert!(headers.contains_key("retry-after"));
+    assert!(body["message"].as_str().unwrap().contains("router tests run without containers"));
+    let stored = app.state.store.session("sess_f").await.unwrap().unwrap();
+    assert_eq!(stored.status, SessionStatus::Failed);
+}
+
+#[tokio::test]
+async fn metrics_count_requests() {
+    let app = App::new().await;
+    app.call("GET", "/api/v1/templates", Some(&app.admin), None).await;
+    let req = Request::builder()
+        .uri("/metrics")
+        .header("authorization", format!("Bearer {}", app.admin))
+        .body(Body::empty())
+        .unwrap();
+    let resp = api::router(app.state.clone()).oneshot(req).await.unwrap();
+    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    assert!(
+        text.contains(
+            r#"sandbox_http_requests_total{method="GET",route="/api/v1/templates",status="200"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains(r#"sandbox_sessions{status="running"} 0"#));
+}
+
+/// The committed `docs/openapi.json` is exactly what the code generates. Run with
+/// `UPDATE_OPENAPI=1` to rewrite it.
+#[test]
+fn openapi_snapshot_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    let want = api::openapi_json() + "\n";
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "docs/openapi.json is stale: run UPDATE_OPENAPI=1 cargo test -p sandbox-server --test router"
+    );
+    // Every upstream path is served.
+    let upstream: Value = serde_json::from_str(include_str!("upstream-paths.json")).unwrap();
+    let ours: Value = serde_json::from_str(&want).unwrap();
+    for p in upstream.as_array().unwrap() {
+        let p = p.as_str().unwrap();
+        assert!(ours["paths"].get(p).is_some(), "upstream path {p} missing");
+    }
+}

@@ -1,0 +1,185 @@
+//! The control plane's metadata store. [`Store`] is what the server uses; [`open`] picks the
+//! implementation from a database URL: SQLite (`sqlite://path`, the embedded default) or
+//! MySQL/MariaDB (`mysql://user:pass@host/db`, what the seed deploys). Each dialect has its own
+//! migrations, applied on open.
+//!
+//! Timestamps are stored as epoch milliseconds: they read back truncated to the millisecond.
+
+mod migrate;
+mod records;
+mod sql;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use migrate::Dialect;
+use sandbox_core::model::{ApiKey, Execution, Session, SessionStatus, Template};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Opens the store `url` names and applies the migrations it lacks.
+///
+/// - `sqlite://PATH` (`sqlite:///abs/path` or `sqlite://relative/path`): the file is created if
+///   missing (not its directory) and put in WAL mode; connections wait up to 5 s for a busy
+///   database and enforce foreign keys.
+/// - `mysql://USER:PASS@HOST:PORT/DB`: MySQL or MariaDB; the database must exist. Two processes
+///   opening it at once take turns migrating.
+///
+/// Anything else is [`StoreError::UnsupportedUrl`]. This installs sqlx's default `Any` drivers,
+/// so nothing else in the process may install other ones.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    let (dialect, connect_url) = match url.strip_prefix("sqlite://") {
+        Some(path) if !path.is_empty() => {
+            let separator = if path.contains('?') { '&' } else { '?' };
+            (Dialect::Sqlite, format!("{url}{separator}mode=rwc"))
+        }
+        None if url.starts_with("mysql://") => (Dialect::Mysql, url.to_owned()),
+        _ => return Err(StoreError::UnsupportedUrl(redact_credentials(url))),
+    };
+    Ok(Arc::new(sql::SqlStore::connect(dialect, &connect_url).await?))
+}
+
+/// A database failure as a [`StoreError`].
+fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+/// `scheme://user:pass@host/db` without `user:pass@`, for messages and logs.
+pub fn redact_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..host_end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A row with that id (or unique value) already exists.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The URL names no supported database.
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or mysql://USER:PASS@HOST/DB")]
+    UnsupportedUrl(String),
+    /// The database failed or could not be reached.
+    #[error("database error: {0}")]
+    Database(String),
+    /// A stored row could not be read back.
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// A shorthand for store results.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// One page of a list, with the total number of matching rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The rows of this page.
+    pub items: Vec<T>,
+    /// How many rows match in all.
+    pub total: u64,
+}
+
+/// Which sessions to list. Sessions come newest first.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    /// Only sessions of this key (`None`: all, for admins).
+    pub owner_key_id: Option<String>,
+    /// Only sessions in this status.
+    pub status: Option<SessionStatus>,
+    /// Only sessions of this template.
+    pub template_id: Option<String>,
+    /// Page size.
+    pub limit: u32,
+    /// Rows to skip.
+    pub offset: u64,
+}
+
+/// Everything the control plane keeps.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// `sqlite` or `mysql`.
+    fn dialect(&self) -> &'static str;
+
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Stores a new key; `Conflict` if its id or hash exists.
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<()>;
+    /// The key with this secret hash (revoked ones too; the caller checks).
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>>;
+    /// Every key, oldest first.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>>;
+    /// Marks a key revoked; `false` if there is no such key.
+    async fn revoke_api_key(&self, id: &str, at: DateTime<Utc>) -> Result<bool>;
+
+    /// Stores a new template; `Conflict` if the id exists.
+    async fn insert_template(&self, t: &Template) -> Result<()>;
+    /// One template.
+    async fn template(&self, id: &str) -> Result<Option<Template>>;
+    /// Templates ordered by id.
+    async fn list_templates(&self, limit: u32, offset: u64) -> Result<Page<Template>>;
+    /// Replaces a template's fields; `false` if it does not exist.
+    async fn update_template(&self, t: &Template) -> Result<bool>;
+    /// Removes a template; `false` if it does not exist.
+    async fn delete_template(&self, id: &str) -> Result<bool>;
+
+    /// Stores a new session; `Conflict` if the id exists (or existed and was deleted).
+    async fn insert_session(&self, s: &Session) -> Result<()>;
+    /// One session.
+    async fn session(&self, id: &str) -> Result<Option<Session>>;
+    /// Sessions matching the filter, newest first.
+    async fn list_sessions(&self, filter: &SessionFilter) -> Result<Page<Session>>;
+    /// Sessions in any of these statuses (for the background loops), oldest first.
+    async fn sessions_in_status(&self, statuses: &[SessionStatus]) -> Result<Vec<Session>>;
+    /// Replaces a session's mutable fields; `false` if it does not exist.
+    async fn update_session(&self, s: &Session) -> Result<bool>;
+    /// Sets `last_activity_at` (and `updated_at`) only.
+    async fn touch_session(&self, id: &str, at: DateTime<Utc>) -> Result<()>;
+    /// Removes a session and its executions, and leaves a tombstone recording its owner;
+    /// `false` if it does not exist.
+    async fn delete_session(&self, id: &str, at: DateTime<Utc>) -> Result<bool>;
+    /// The owner of a deleted session, if `id` names one.
+    async fn deleted_session_owner(&self, id: &str) -> Result<Option<String>>;
+    /// How many sessions not yet final use a template.
+    async fn count_live_sessions_of_template(&self, template_id: &str) -> Result<u64>;
+
+    /// Stores a new execution; `Conflict` if the id exists.
+    async fn insert_execution(&self, e: &Execution) -> Result<()>;
+    /// One execution.
+    async fn execution(&self, id: &str) -> Result<Option<Execution>>;
+    /// Replaces an execution's mutable fields; `false` if it does not exist.
+    async fn update_execution(&self, e: &Execution) -> Result<bool>;
+    /// A session's executions, newest first.
+    async fn list_executions(&self, session_id: &str, limit: u32, offset: u64) -> Result<Page<Execution>>;
+    /// Executions still `pending` or `running` (to finish after a restart), oldest first.
+    async fn unfinished_executions(&self) -> Result<Vec<Execution>>;
+
+    /// Takes or renews the lease `name` for `holder` for `ttl`; `true` if `holder` holds it now.
+    /// Another holder's lease is taken over only once it has expired.
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool>;
+    /// Gives up a lease held by `holder`.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    /// The server spawns tasks that open stores: `open`'s future must be `Send` (sqlx's generic
+    /// executors easily make it not). This fails to compile otherwise.
+    #[test]
+    fn open_future_is_send() {
+        fn is_send<T: Send>(_: &T) {}
+        is_send(&super::open("sqlite://never-polled.db"));
+    }
+}

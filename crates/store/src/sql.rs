@@ -1,0 +1,348 @@
+//! [`Store`] over sqlx's `Any` driver: one set of queries, with `?` placeholders, for both dialects.
+
+use crate::migrate::{Dialect, migrate};
+use crate::records::{
+    API_KEYS, Arg, Cols, EXECUTIONS, Fields, SESSIONS, TEMPLATES, Table, api_key_fields, api_key_from_row,
+    execution_fields, execution_from_row, session_fields, session_from_row, template_fields,
+    template_from_row,
+};
+use crate::{Page, Result, SessionFilter, Store, StoreError, db};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sandbox_core::model::{ApiKey, Execution, Session, SessionStatus, Template};
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Executor};
+use std::time::Duration;
+
+/// A query with its arguments bound as it is built.
+type Query<'q> = sqlx::query::Query<'q, Any, AnyArguments<'q>>;
+
+/// A [`Store`] in a SQLite or MySQL database.
+pub(crate) struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+impl SqlStore {
+    /// Connects to `url` (which `open` has checked names `dialect`) and migrates the schema.
+    pub(crate) async fn connect(dialect: Dialect, url: &str) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new().connect(url).await.map_err(db)?;
+        if dialect == Dialect::Sqlite {
+            // Kept in the file. sqlx already turns foreign keys on and waits 5 s on a busy database.
+            pool.execute("PRAGMA journal_mode = WAL").await.map_err(db)?;
+        }
+        migrate(&pool, dialect).await?;
+        Ok(Self { pool, dialect })
+    }
+
+    /// Rewrites every column of the row `id` but the table's fixed ones; `false` if no row matched.
+    async fn update(&self, table: &Table, id: &str, mut fields: Fields) -> Result<bool> {
+        fields.retain(|(c, _)| !table.fixed.contains(c));
+        let sets = fields.iter().map(|(c, _)| format!("{c} = ?")).collect::<Vec<_>>().join(", ");
+        let sql = format!("UPDATE {} SET {sets} WHERE id = ?", table.name);
+        // MySQL counts matched rows, not changed ones: sqlx connects with CLIENT_FOUND_ROWS.
+        let done = bind(sqlx::query(&sql), fields).bind(id).execute(&self.pool).await.map_err(db)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The rows a query returns, each read by `read`.
+    async fn fetch<T>(&self, query: Query<'_>, read: fn(&AnyRow) -> Result<T>) -> Result<Vec<T>> {
+        query.fetch_all(&self.pool).await.map_err(db)?.iter().map(read).collect()
+    }
+
+    /// The row a query returns, if any, read by `read`.
+    async fn fetch_one<T>(&self, query: Query<'_>, read: fn(&AnyRow) -> Result<T>) -> Result<Option<T>> {
+        query.fetch_optional(&self.pool).await.map_err(db)?.as_ref().map(read).transpose()
+    }
+
+    /// The `n` column of the one row a `COUNT(*) AS n` query returns.
+    async fn count(&self, table: &'static str, query: Query<'_>) -> Result<u64> {
+        let row = query.fetch_one(&self.pool).await.map_err(db)?;
+        Cols { row: &row, table }.int("n")
+    }
+}
+
+/// Inserts a record; a taken id (or unique value) is `Conflict`.
+async fn insert<'c>(
+    conn: impl Executor<'c, Database = Any>,
+    table: &Table,
+    id: &str,
+    fields: Fields,
+) -> Result<()> {
+    let columns = fields.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ");
+    let sql = format!("INSERT INTO {} ({columns}) VALUES ({})", table.name, marks(fields.len()));
+    bind(sqlx::query(&sql), fields).execute(conn).await.map_err(conflict_or_db(table.record, id))?;
+    Ok(())
+}
+
+/// Maps a unique-key violation to `Conflict` naming the record, anything else to `Database`.
+fn conflict_or_db(record: &str, id: &str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(format!("{record} {id}")),
+        _ => db(e),
+    }
+}
+
+/// Binds `fields`' values in order.
+fn bind(query: Query<'_>, fields: Fields) -> Query<'_> {
+    fields.into_iter().fold(query, |q, (_, arg)| match arg {
+        Arg::Text(v) => q.bind(v),
+        Arg::Int(v) => q.bind(v),
+        Arg::Real(v) => q.bind(v),
+    })
+}
+
+/// A count as SQL takes it, saturating.
+fn sql_int(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
+/// `?, ?, ?` for `n` values.
+fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn dialect(&self) -> &'static str {
+        self.dialect.name()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.pool.execute("SELECT 1").await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn insert_api_key(&self, key: &ApiKey) -> Result<()> {
+        insert(&self.pool, &API_KEYS, &key.id, api_key_fields(key)).await
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>> {
+        let q = sqlx::query("SELECT * FROM api_keys WHERE key_hash = ?").bind(key_hash);
+        self.fetch_one(q, api_key_from_row).await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKey>> {
+        self.fetch(sqlx::query("SELECT * FROM api_keys ORDER BY created_at, id"), api_key_from_row).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: DateTime<Utc>) -> Result<bool> {
+        let done = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ?")
+            .bind(at.timestamp_millis())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_template(&self, t: &Template) -> Result<()> {
+        insert(&self.pool, &TEMPLATES, &t.id, template_fields(t)?).await
+    }
+
+    async fn template(&self, id: &str) -> Result<Option<Template>> {
+        self.fetch_one(sqlx::query("SELECT * FROM templates WHERE id = ?").bind(id), template_from_row).await
+    }
+
+    async fn list_templates(&self, limit: u32, offset: u64) -> Result<Page<Template>> {
+        let q = sqlx::query("SELECT * FROM templates ORDER BY id LIMIT ? OFFSET ?")
+            .bind(sql_int(limit))
+            .bind(sql_int(offset));
+        let items = self.fetch(q, template_from_row).await?;
+        let total = self.count(TEMPLATES.name, sqlx::query("SELECT COUNT(*) AS n FROM templates")).await?;
+        Ok(Page { items, total })
+    }
+
+    async fn update_template(&self, t: &Template) -> Result<bool> {
+        self.update(&TEMPLATES, &t.id, template_fields(t)?).await
+    }
+
+    async fn delete_template(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM templates WHERE id = ?").bind(id).execute(&self.pool).await;
+        Ok(done.map_err(db)?.rows_affected() > 0)
+    }
+
+    async fn insert_session(&self, s: &Session) -> Result<()> {
+        // Insert first, so that SQLite takes its write lock at once, then look for a tombstone.
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        insert(&mut *tx, &SESSIONS, &s.id, session_fields(s)?).await?;
+        let tombstone = sqlx::query("SELECT id FROM deleted_sessions WHERE id = ?")
+            .bind(&s.id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if tombstone.is_some() {
+            return Err(StoreError::Conflict(format!("deleted session {}", s.id)));
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn session(&self, id: &str) -> Result<Option<Session>> {
+        self.fetch_one(sqlx::query("SELECT * FROM sessions WHERE id = ?").bind(id), session_from_row).await
+    }
+
+    async fn list_sessions(&self, filter: &SessionFilter) -> Result<Page<Session>> {
+        let conditions = [
+            ("owner_key_id", filter.owner_key_id.as_deref()),
+            ("status", filter.status.map(SessionStatus::as_str)),
+            ("template_id", filter.template_id.as_deref()),
+        ];
+        let (columns, values): (Vec<_>, Vec<_>) =
+            conditions.into_iter().filter_map(|(c, v)| Some((c, v?))).unzip();
+        let mut clause = columns.iter().map(|c| format!("{c} = ?")).collect::<Vec<_>>().join(" AND ");
+        if !clause.is_empty() {
+            clause.insert_str(0, " WHERE ");
+        }
+        let page_sql =
+            format!("SELECT * FROM sessions{clause} ORDER BY created_at DESC, id LIMIT ? OFFSET ?");
+        let count_sql = format!("SELECT COUNT(*) AS n FROM sessions{clause}");
+        let (mut page, mut count) = (sqlx::query(&page_sql), sqlx::query(&count_sql));
+        for v in values {
+            page = page.bind(v);
+            count = count.bind(v);
+        }
+        let items =
+            self.fetch(page.bind(i64::from(filter.limit)).bind(sql_int(filter.offset)), session_from_row);
+        Ok(Page { items: items.await?, total: self.count(SESSIONS.name, count).await? })
+    }
+
+    async fn sessions_in_status(&self, statuses: &[SessionStatus]) -> Result<Vec<Session>> {
+        if statuses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT * FROM sessions WHERE status IN ({}) ORDER BY created_at, id",
+            marks(statuses.len())
+        );
+        let q = statuses.iter().fold(sqlx::query(&sql), |q, s| q.bind(s.as_str()));
+        self.fetch(q, session_from_row).await
+    }
+
+    async fn update_session(&self, s: &Session) -> Result<bool> {
+        self.update(&SESSIONS, &s.id, session_fields(s)?).await
+    }
+
+    async fn touch_session(&self, id: &str, at: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE sessions SET last_activity_at = ?, updated_at = ? WHERE id = ?")
+            .bind(at.timestamp_millis())
+            .bind(at.timestamp_millis())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, id: &str, at: DateTime<Utc>) -> Result<bool> {
+        // The tombstone first: it copies the owner, tells whether the session exists, and is a
+        // write, so SQLite takes its write lock at once.
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let tombstone = sqlx::query(
+            "INSERT INTO deleted_sessions (id, owner_key_id, deleted_at) \
+             SELECT id, owner_key_id, ? FROM sessions WHERE id = ?",
+        )
+        .bind(at.timestamp_millis())
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if tombstone.rows_affected() == 0 {
+            return Ok(false);
+        }
+        for sql in ["DELETE FROM executions WHERE session_id = ?", "DELETE FROM sessions WHERE id = ?"] {
+            sqlx::query(sql).bind(id).execute(&mut *tx).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn deleted_session_owner(&self, id: &str) -> Result<Option<String>> {
+        let q = sqlx::query("SELECT owner_key_id FROM deleted_sessions WHERE id = ?").bind(id);
+        self.fetch_one(q, |row| Cols { row, table: "deleted_sessions" }.text("owner_key_id")).await
+    }
+
+    async fn count_live_sessions_of_template(&self, template_id: &str) -> Result<u64> {
+        let q = sqlx::query("SELECT COUNT(*) AS n FROM sessions WHERE template_id = ? AND status IN (?, ?)")
+            .bind(template_id)
+            .bind(SessionStatus::Creating.as_str())
+            .bind(SessionStatus::Running.as_str());
+        self.count(SESSIONS.name, q).await
+    }
+
+    async fn insert_execution(&self, e: &Execution) -> Result<()> {
+        insert(&self.pool, &EXECUTIONS, &e.id, execution_fields(e)?).await
+    }
+
+    async fn execution(&self, id: &str) -> Result<Option<Execution>> {
+        self.fetch_one(sqlx::query("SELECT * FROM executions WHERE id = ?").bind(id), execution_from_row)
+            .await
+    }
+
+    async fn update_execution(&self, e: &Execution) -> Result<bool> {
+        self.update(&EXECUTIONS, &e.id, execution_fields(e)?).await
+    }
+
+    async fn list_executions(&self, session_id: &str, limit: u32, offset: u64) -> Result<Page<Execution>> {
+        let q = sqlx::query(
+            "SELECT * FROM executions WHERE session_id = ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+        )
+        .bind(session_id)
+        .bind(i64::from(limit))
+        .bind(sql_int(offset));
+        let items = self.fetch(q, execution_from_row).await?;
+        let count = sqlx::query("SELECT COUNT(*) AS n FROM executions WHERE session_id = ?").bind(session_id);
+        Ok(Page { items, total: self.count(EXECUTIONS.name, count).await? })
+    }
+
+    async fn unfinished_executions(&self) -> Result<Vec<Execution>> {
+        let q = sqlx::query("SELECT * FROM executions WHERE status IN (?, ?) ORDER BY created_at, id")
+            .bind(sandbox_core::ExecutionStatus::Pending.as_str())
+            .bind(sandbox_core::ExecutionStatus::Running.as_str());
+        self.fetch(q, execution_from_row).await
+    }
+
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let now = Utc::now().timestamp_millis();
+        let expires_at = now.saturating_add(sql_int(ttl.as_millis()));
+        // Renew our lease or take over an expired one. MySQL reports matched rows (sqlx connects
+        // with CLIENT_FOUND_ROWS), so a renewal that changes nothing still counts.
+        let taken = sqlx::query(
+            "UPDATE leases SET holder = ?, expires_at = ? WHERE name = ? AND (holder = ? OR expires_at < ?)",
+        )
+        .bind(holder)
+        .bind(expires_at)
+        .bind(name)
+        .bind(holder)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        if taken.rows_affected() > 0 {
+            return Ok(true);
+        }
+        // No row, or another holder's live lease: only creating the row can still win.
+        let created = sqlx::query("INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?)")
+            .bind(name)
+            .bind(holder)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(conflict_or_db("lease", name));
+        match created {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,477 @@
+//! The behaviour every `Store` must show, written once and run against each backend.
+
+use chrono::{DateTime, Duration as Span, Utc};
+use sandbox_core::model::{
+    ApiKey, Artifact, DependencySpec, Execution, ExecutionMetrics, InstalledDependency, Session,
+    SessionStatus, Template,
+};
+use sandbox_core::{ExecutionStatus, Language};
+use sandbox_store::{Page, SessionFilter, Store, StoreError, open};
+use serde_json::json;
+use sqlx::{AnyPool, Row};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs every check against a fresh, empty database at `url`, then re-opens it.
+pub async fn exercise(url: &str, dialect: &str) {
+    let store = open(url).await.expect("open");
+    assert_eq!(store.dialect(), dialect);
+    store.ping().await.expect("ping");
+    api_keys(&store).await;
+    templates(&store).await;
+    sessions(&store).await;
+    executions(&store).await;
+    leases(&store).await;
+    drop(store);
+    reopen(url).await;
+}
+
+/// A millisecond-precise instant `ms` after a fixed origin.
+fn at(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(1_700_000_000_000 + ms).expect("valid time")
+}
+
+fn is_conflict<T: std::fmt::Debug>(r: Result<T, StoreError>) -> bool {
+    matches!(r, Err(StoreError::Conflict(_)))
+}
+
+fn ids<'a>(items: impl IntoIterator<Item = &'a Session>) -> Vec<&'a str> {
+    items.into_iter().map(|s| s.id.as_str()).collect()
+}
+
+fn exec_ids(items: &[Execution]) -> Vec<&str> {
+    items.iter().map(|e| e.id.as_str()).collect()
+}
+
+fn key(id: &str, hash: &str, is_admin: bool, created: i64) -> ApiKey {
+    ApiKey {
+        id: id.into(),
+        name: format!("{id} name"),
+        prefix: format!("sk_{id}"),
+        key_hash: hash.into(),
+        is_admin,
+        created_at: at(created),
+        revoked_at: None,
+    }
+}
+
+async fn api_keys(store: &Arc<dyn Store>) {
+    let k1 = key("k1", "hash1", true, 1);
+    let k2 = ApiKey { revoked_at: Some(at(3)), ..key("k2", "hash2", false, 2) };
+    // Inserted newest first: the list must sort by creation, not insertion.
+    store.insert_api_key(&k2).await.expect("insert k2");
+    store.insert_api_key(&k1).await.expect("insert k1");
+    assert!(is_conflict(store.insert_api_key(&key("k1", "other-hash", false, 4)).await), "duplicate id");
+    assert!(is_conflict(store.insert_api_key(&key("k3", "hash1", false, 4)).await), "duplicate hash");
+
+    assert_eq!(store.api_key_by_hash("hash1").await.unwrap(), Some(k1.clone()));
+    assert_eq!(store.api_key_by_hash("hash2").await.unwrap(), Some(k2.clone()));
+    assert_eq!(store.api_key_by_hash("HASH1").await.unwrap(), None, "hashes compare exactly");
+    assert_eq!(store.api_key_by_hash("nope").await.unwrap(), None);
+    assert_eq!(store.list_api_keys().await.unwrap(), vec![k1.clone(), k2.clone()]);
+
+    assert!(store.revoke_api_key("k1", at(9)).await.unwrap());
+    assert!(!store.revoke_api_key("nope", at(9)).await.unwrap());
+    let revoked = store.api_key_by_hash("hash1").await.unwrap().expect("k1");
+    assert_eq!(revoked, ApiKey { revoked_at: Some(at(9)), ..k1 });
+}
+
+fn template(id: &str, created: DateTime<Utc>) -> Template {
+    Template {
+        id: id.into(),
+        name: format!("Template {id}"),
+        image_url: format!("registry.local/{id}:1"),
+        runtime_type: "python3.11".into(),
+        default_cpu_cores: 0.5,
+        default_memory_mb: 512,
+        default_disk_mb: u32::MAX,
+        default_timeout_sec: 300,
+        default_env_vars: BTreeMap::from([("A".into(), "1".into()), ("ÜNI".into(), "çödé ✓".into())]),
+        pre_installed_packages: vec!["requests==2.31.0".into(), "numpy==1.26.4".into()],
+        is_active: true,
+        created_at: created,
+        updated_at: created,
+    }
+}
+
+async fn templates(store: &Arc<dyn Store>) {
+    // Sub-millisecond parts are dropped: timestamps are kept in milliseconds.
+    let precise = at(5) + Span::nanoseconds(456_789);
+    let tb = template("t-b", precise);
+    let ta = Template {
+        pre_installed_packages: vec![],
+        default_env_vars: BTreeMap::new(),
+        ..template("t-a", at(1))
+    };
+    let tc = template("t-c", at(3));
+    for t in [&tb, &ta, &tc] {
+        store.insert_template(t).await.expect("insert template");
+    }
+    assert!(is_conflict(store.insert_template(&template("t-a", at(9))).await));
+
+    assert_eq!(store.template("t-a").await.unwrap(), Some(ta.clone()));
+    let tb_back = store.template("t-b").await.unwrap().expect("t-b");
+    assert_eq!(tb_back, Template { created_at: at(5), updated_at: at(5), ..tb.clone() });
+    assert_eq!(store.template("T-A").await.unwrap(), None, "ids compare exactly");
+    assert_eq!(store.template("zzz").await.unwrap(), None);
+
+    let page = store.list_templates(2, 0).await.unwrap();
+    assert_eq!(
+        (page.items.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(), page.total),
+        (vec!["t-a", "t-b"], 3)
+    );
+    assert_eq!(store.list_templates(2, 2).await.unwrap(), Page { items: vec![tc.clone()], total: 3 });
+    assert_eq!(store.list_templates(5, 10).await.unwrap(), Page { items: vec![], total: 3 });
+
+    let changed = Template {
+        name: "Renamed".into(),
+        image_url: "registry.local/t-a:2".into(),
+        default_cpu_cores: 2.25,
+        default_env_vars: BTreeMap::from([("B".into(), "2".into())]),
+        is_active: false,
+        updated_at: at(20),
+        ..ta.clone()
+    };
+    assert!(store.update_template(&Template { created_at: at(999), ..changed.clone() }).await.unwrap());
+    assert_eq!(store.template("t-a").await.unwrap(), Some(changed.clone()), "created_at is kept");
+    // An update that changes nothing still finds its row (MySQL reports matched rows).
+    assert!(store.update_template(&changed).await.unwrap());
+    assert!(!store.update_template(&template("zzz", at(1))).await.unwrap());
+
+    assert!(store.delete_template("t-c").await.unwrap());
+    assert!(!store.delete_template("t-c").await.unwrap());
+    assert_eq!(store.template("t-c").await.unwrap(), None);
+    assert_eq!(store.list_templates(10, 0).await.unwrap().total, 2);
+}
+
+/// A session with every optional field set.
+fn full_session(id: &str, owner: &str, template: &str, status: SessionStatus, created: i64) -> Session {
+    Session {
+        id: id.into(),
+        owner_key_id: owner.into(),
+        template_id: template.into(),
+        status,
+        cpu: "0.5".into(),
+        memory: "512Mi".into(),
+        disk: "1Gi".into(),
+        timeout_sec: 1800,
+        env_vars: BTreeMap::from([("HOME".into(), "/workspace".into()), ("EMPTY".into(), String::new())]),
+        runtime_type: "docker".into(),
+        sandbox_name: Some(format!("sbx-{id}")),
+        container_id: Some("0123456789abcdef".into()),
+        runtime_node: Some("node-1".into()),
+        workspace_path: Some(format!("/var/lib/sandbox/{id}")),
+        error_message: Some("it's \"quoted\"; DROP TABLE sessions; --".into()),
+        python_package_index_url: "https://pypi.example/simple".into(),
+        requested_dependencies: vec![
+            DependencySpec { name: "requests".into(), version: Some("==2.31.0".into()) },
+            DependencySpec { name: "rich".into(), version: None },
+        ],
+        installed_dependencies: vec![InstalledDependency {
+            name: "requests".into(),
+            version: "2.31.0".into(),
+            install_location: "/workspace/.deps".into(),
+            // Nested in JSON, this one keeps its nanoseconds.
+            install_time: at(created + 1) + Span::nanoseconds(7),
+            is_from_template: false,
+        }],
+        dependency_install_status: "completed".into(),
+        dependency_install_error: Some("pip: warning".into()),
+        dependency_install_started_at: Some(at(created + 1)),
+        dependency_install_completed_at: Some(at(created + 2)),
+        created_at: at(created),
+        updated_at: at(created + 3),
+        completed_at: Some(at(created + 4)),
+        last_activity_at: Some(at(created + 5)),
+    }
+}
+
+/// A session with every optional field `None` (and empty collections).
+fn bare_session(id: &str, owner: &str, template: &str, status: SessionStatus, created: i64) -> Session {
+    Session {
+        sandbox_name: None,
+        container_id: None,
+        runtime_node: None,
+        workspace_path: None,
+        error_message: None,
+        env_vars: BTreeMap::new(),
+        requested_dependencies: vec![],
+        installed_dependencies: vec![],
+        dependency_install_status: "pending".into(),
+        dependency_install_error: None,
+        dependency_install_started_at: None,
+        dependency_install_completed_at: None,
+        completed_at: None,
+        last_activity_at: None,
+        ..full_session(id, owner, template, status, created)
+    }
+}
+
+fn filter(owner: Option<&str>, status: Option<SessionStatus>, template: Option<&str>) -> SessionFilter {
+    SessionFilter {
+        owner_key_id: owner.map(Into::into),
+        status,
+        template_id: template.map(Into::into),
+        limit: 100,
+        offset: 0,
+    }
+}
+
+async fn list(store: &Arc<dyn Store>, f: SessionFilter) -> (Vec<String>, u64) {
+    let page = store.list_sessions(&f).await.expect("list sessions");
+    (ids(&page.items).into_iter().map(String::from).collect(), page.total)
+}
+
+async fn sessions(store: &Arc<dyn Store>) {
+    use SessionStatus::*;
+    let s1 = full_session("s1", "k1", "t-a", Running, 100);
+    let s2 = bare_session("s2", "k1", "t-a", Creating, 200);
+    let s3 = bare_session("s3", "k1", "t-b", Terminated, 300);
+    let s4 = full_session("s4", "k2", "t-a", Failed, 400);
+    // s5 and s6 were created in the same millisecond: the id breaks the tie.
+    let s5 = bare_session("s5", "k2", "t-b", Running, 500);
+    let s6 = bare_session("s6", "k1", "t-a", Running, 500);
+    for s in [&s6, &s3, &s1, &s5, &s2, &s4] {
+        store.insert_session(s).await.expect("insert session");
+    }
+    assert!(is_conflict(store.insert_session(&bare_session("s1", "k9", "t-b", Creating, 1)).await));
+
+    assert_eq!(store.session("s1").await.unwrap(), Some(s1.clone()), "every optional field set");
+    assert_eq!(store.session("s2").await.unwrap(), Some(s2.clone()), "every optional field None");
+    assert_eq!(store.session("nope").await.unwrap(), None);
+
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let all = filter(None, None, None);
+    assert_eq!(list(store, all.clone()).await, (strings(&["s5", "s6", "s4", "s3", "s2", "s1"]), 6));
+    assert_eq!(
+        list(store, SessionFilter { limit: 2, offset: 1, ..all.clone() }).await,
+        (strings(&["s6", "s4"]), 6)
+    );
+    assert_eq!(list(store, SessionFilter { limit: 0, ..all.clone() }).await, (vec![], 6));
+    assert_eq!(list(store, SessionFilter { offset: 6, ..all.clone() }).await, (vec![], 6));
+    let mine = filter(Some("k1"), None, None);
+    assert_eq!(list(store, mine.clone()).await, (strings(&["s6", "s3", "s2", "s1"]), 4));
+    assert_eq!(list(store, SessionFilter { limit: 1, offset: 2, ..mine }).await, (strings(&["s2"]), 4));
+    assert_eq!(list(store, filter(None, Some(Running), None)).await, (strings(&["s5", "s6", "s1"]), 3));
+    assert_eq!(list(store, filter(None, None, Some("t-b"))).await, (strings(&["s5", "s3"]), 2));
+    assert_eq!(
+        list(store, filter(Some("k1"), Some(Running), Some("t-a"))).await,
+        (strings(&["s6", "s1"]), 2)
+    );
+    assert_eq!(list(store, filter(Some("k3"), None, None)).await, (vec![], 0));
+    let page =
+        store.list_sessions(&SessionFilter { limit: 1, ..filter(Some("k2"), Some(Failed), None) }).await;
+    assert_eq!(page.unwrap(), Page { items: vec![s4.clone()], total: 1 });
+
+    let live = store.sessions_in_status(&[Running, Creating]).await.unwrap();
+    assert_eq!(ids(&live), ["s1", "s2", "s5", "s6"], "oldest first");
+    assert_eq!(ids(&store.sessions_in_status(&[Failed]).await.unwrap()), ["s4"]);
+    assert!(store.sessions_in_status(&[]).await.unwrap().is_empty());
+
+    assert_eq!(store.count_live_sessions_of_template("t-a").await.unwrap(), 3);
+    assert_eq!(store.count_live_sessions_of_template("t-b").await.unwrap(), 1);
+    assert_eq!(store.count_live_sessions_of_template("zzz").await.unwrap(), 0);
+
+    // An update rewrites everything but the id, the owner and the creation time.
+    let s2_running = Session {
+        status: Running,
+        container_id: Some("c2".into()),
+        error_message: Some("none yet".into()),
+        installed_dependencies: s1.installed_dependencies.clone(),
+        dependency_install_completed_at: Some(at(250)),
+        updated_at: at(260),
+        ..s2.clone()
+    };
+    let tampered = Session { owner_key_id: "k2".into(), created_at: at(1), ..s2_running.clone() };
+    assert!(store.update_session(&tampered).await.unwrap());
+    assert_eq!(store.session("s2").await.unwrap(), Some(s2_running.clone()));
+    assert!(store.update_session(&s2_running).await.unwrap(), "an unchanged row still matches");
+    // And back to None.
+    assert!(store.update_session(&s2).await.unwrap());
+    assert_eq!(store.session("s2").await.unwrap(), Some(s2.clone()));
+    assert!(!store.update_session(&bare_session("nope", "k1", "t-a", Running, 1)).await.unwrap());
+
+    store.touch_session("s3", at(900)).await.unwrap();
+    let touched = Session { last_activity_at: Some(at(900)), updated_at: at(900), ..s3.clone() };
+    assert_eq!(store.session("s3").await.unwrap(), Some(touched));
+    store.touch_session("nope", at(900)).await.expect("touching a missing session is no error");
+
+    // Tombstones.
+    assert!(store.delete_session("s3", at(1000)).await.unwrap());
+    assert!(!store.delete_session("s3", at(1001)).await.unwrap());
+    assert!(!store.delete_session("nope", at(1001)).await.unwrap());
+    assert_eq!(store.session("s3").await.unwrap(), None);
+    assert_eq!(store.deleted_session_owner("s3").await.unwrap(), Some("k1".into()));
+    assert_eq!(store.deleted_session_owner("s1").await.unwrap(), None, "s1 lives");
+    assert_eq!(store.deleted_session_owner("nope").await.unwrap(), None);
+    assert!(is_conflict(store.insert_session(&s3).await), "a deleted id stays taken");
+    assert!(is_conflict(store.insert_session(&bare_session("s3", "k2", "t-a", Creating, 1)).await));
+    assert_eq!(store.session("s3").await.unwrap(), None, "the refused insert left nothing");
+    assert_eq!(list(store, filter(Some("k1"), None, None)).await, (strings(&["s6", "s2", "s1"]), 3));
+}
+
+/// An execution with every optional field set.
+fn full_execution(id: &str, session: &str, status: ExecutionStatus, created: i64) -> Execution {
+    Execution {
+        id: id.into(),
+        session_id: session.into(),
+        status,
+        language: Language::Python,
+        code: "def handler(event):\n    return {'ok': True}\n".into(),
+        event: Some(json!({"name": "ünï", "n": [1, 2.5, null], "nested": {"deep": true}})),
+        timeout_sec: 30,
+        exit_code: Some(-9),
+        error_message: Some("killed".into()),
+        stdout: Some("out\n".into()),
+        stderr: Some(String::new()),
+        return_value: Some(json!(null)),
+        artifacts: vec![Artifact {
+            path: "out/result.csv".into(),
+            size: 1 << 40,
+            mime_type: "text/csv".into(),
+            change: "created".into(),
+            created_at: at(created + 1),
+        }],
+        metrics: Some(ExecutionMetrics {
+            duration_ms: 12.5,
+            cpu_time_ms: Some(3.25),
+            peak_memory_mb: Some(41.0),
+        }),
+        retry_count: 2,
+        created_at: at(created),
+        started_at: Some(at(created + 1)),
+        completed_at: Some(at(created + 2)),
+        execution_time: Some(0.0125),
+    }
+}
+
+/// An execution with every optional field `None`.
+fn bare_execution(id: &str, session: &str, status: ExecutionStatus, created: i64) -> Execution {
+    Execution {
+        language: Language::Shell,
+        event: None,
+        exit_code: None,
+        error_message: None,
+        stdout: None,
+        stderr: None,
+        return_value: None,
+        artifacts: vec![],
+        metrics: None,
+        retry_count: 0,
+        started_at: None,
+        completed_at: None,
+        execution_time: None,
+        ..full_execution(id, session, status, created)
+    }
+}
+
+async fn executions(store: &Arc<dyn Store>) {
+    use ExecutionStatus::*;
+    let e1 = full_execution("e1", "s1", Completed, 1000);
+    let e2 = bare_execution("e2", "s1", Pending, 1100);
+    let e3 = bare_execution("e3", "s1", Running, 1200);
+    let e4 = bare_execution("e4", "s2", Pending, 900);
+    let e5 = bare_execution("e5", "s4", Running, 1300);
+    for e in [&e3, &e1, &e5, &e2, &e4] {
+        store.insert_execution(e).await.expect("insert execution");
+    }
+    assert!(is_conflict(store.insert_execution(&bare_execution("e1", "s2", Pending, 1)).await));
+    let orphan = store.insert_execution(&bare_execution("e9", "no-such-session", Pending, 1)).await;
+    assert!(matches!(orphan, Err(StoreError::Database(_))), "foreign keys are enforced: {orphan:?}");
+
+    assert_eq!(store.execution("e1").await.unwrap(), Some(e1.clone()), "every optional field set");
+    assert_eq!(store.execution("e2").await.unwrap(), Some(e2.clone()), "every optional field None");
+    assert_eq!(store.execution("nope").await.unwrap(), None);
+
+    let page = store.list_executions("s1", 10, 0).await.unwrap();
+    assert_eq!((exec_ids(&page.items), page.total), (vec!["e3", "e2", "e1"], 3), "newest first");
+    let page = store.list_executions("s1", 1, 1).await.unwrap();
+    assert_eq!(page, Page { items: vec![e2.clone()], total: 3 });
+    assert_eq!(store.list_executions("nope", 10, 0).await.unwrap(), Page { items: vec![], total: 0 });
+
+    let unfinished = store.unfinished_executions().await.unwrap();
+    assert_eq!(exec_ids(&unfinished), ["e4", "e2", "e3", "e5"], "oldest first");
+
+    // 1 MiB outputs, not all ASCII.
+    let mib = |s: &str| s.repeat((1 << 20) / s.len());
+    let big = Execution {
+        status: Completed,
+        code: mib("print('héllo')\n"),
+        stdout: Some(mib("line ✓ 0123456789\n")),
+        stderr: Some(mib("warn ü\n")),
+        return_value: Some(json!({"blob": mib("x")})),
+        event: Some(json!({"blob": mib("y")})),
+        completed_at: Some(at(1150)),
+        ..e2.clone()
+    };
+    assert!(big.stdout.as_ref().is_some_and(|s| s.len() > 1_000_000));
+    assert!(store.update_execution(&big).await.unwrap());
+    assert_eq!(store.execution("e2").await.unwrap(), Some(big.clone()));
+    assert!(!store.update_execution(&bare_execution("nope", "s1", Failed, 1)).await.unwrap());
+    let tampered = Execution { session_id: "s2".into(), created_at: at(1), ..e1.clone() };
+    assert!(store.update_execution(&tampered).await.unwrap());
+    assert_eq!(store.execution("e1").await.unwrap(), Some(e1.clone()), "session and creation time are kept");
+    assert_eq!(exec_ids(&store.unfinished_executions().await.unwrap()), ["e4", "e3", "e5"]);
+
+    // Deleting a session takes its executions with it.
+    assert!(store.delete_session("s4", at(2000)).await.unwrap());
+    assert_eq!(store.execution("e5").await.unwrap(), None);
+    assert_eq!(store.list_executions("s4", 10, 0).await.unwrap().total, 0);
+    assert_eq!(exec_ids(&store.unfinished_executions().await.unwrap()), ["e4", "e3"]);
+    assert_eq!(store.deleted_session_owner("s4").await.unwrap(), Some("k2".into()));
+}
+
+async fn leases(store: &Arc<dyn Store>) {
+    let minute = Duration::from_secs(60);
+    assert!(store.acquire_lease("cleaner", "a", minute).await.unwrap(), "a creates the lease");
+    assert!(!store.acquire_lease("cleaner", "b", minute).await.unwrap(), "b must wait for expiry");
+    // Renewals, many within the same millisecond (so writing an unchanged expiry).
+    for _ in 0..200 {
+        assert!(store.acquire_lease("cleaner", "a", minute).await.unwrap(), "a renews");
+    }
+    assert!(store.acquire_lease("reaper", "b", minute).await.unwrap(), "leases are independent");
+    store.release_lease("cleaner", "b").await.unwrap();
+    assert!(!store.acquire_lease("cleaner", "b", minute).await.unwrap(), "b cannot release a's lease");
+    store.release_lease("cleaner", "a").await.unwrap();
+    assert!(store.acquire_lease("cleaner", "b", minute).await.unwrap(), "released, b takes it");
+    assert!(!store.acquire_lease("cleaner", "a", minute).await.unwrap());
+    store.release_lease("nothing", "a").await.expect("releasing a missing lease is no error");
+
+    assert!(store.acquire_lease("short", "a", Duration::from_millis(1)).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(store.acquire_lease("short", "b", minute).await.unwrap(), "b takes over the expired lease");
+    assert!(!store.acquire_lease("short", "a", minute).await.unwrap(), "a lost it");
+}
+
+/// The rows of `schema_migrations`, read past the store.
+async fn migrations(url: &str) -> Vec<(i64, i64)> {
+    sqlx::any::install_default_drivers();
+    let pool = AnyPool::connect(url).await.expect("connect");
+    let rows = sqlx::query("SELECT version, applied_at FROM schema_migrations ORDER BY version")
+        .fetch_all(&pool)
+        .await
+        .expect("schema_migrations");
+    rows.iter().map(|r| (r.get("version"), r.get("applied_at"))).collect()
+}
+
+async fn reopen(url: &str) {
+    let before = migrations(url).await;
+    assert_eq!(before.iter().map(|m| m.0).collect::<Vec<_>>(), [1]);
+    let store = open(url).await.expect("re-open");
+    assert_eq!(migrations(url).await, before, "nothing applied twice");
+    assert_eq!(store.session("s1").await.unwrap().map(|s| s.owner_key_id), Some("k1".into()));
+    assert_eq!(store.list_sessions(&filter(None, None, None)).await.unwrap().total, 4);
+    assert_eq!(store.deleted_session_owner("s3").await.unwrap(), Some("k1".into()));
+    assert!(!store.acquire_lease("cleaner", "a", Duration::from_secs(60)).await.unwrap(), "leases persist");
+
+    // A row the store cannot read is reported, not panicked on.
+    let pool = AnyPool::connect(url).await.expect("connect");
+    sqlx::query("UPDATE sessions SET status = 'bogus' WHERE id = 's1'")
+        .execute(&pool)
+        .await
+        .expect("corrupt");
+    let err = store.session("s1").await;
+    assert!(matches!(err, Err(StoreError::Corrupt { table: "sessions", .. })), "{err:?}");
+    assert!(store.list_sessions(&filter(None, None, None)).await.is_err());
+}

@@ -1,0 +1,99 @@
+//! The store against real databases: SQLite in a temp dir and a real MariaDB (`scripts/mariadb.sh`).
+
+mod conformance;
+
+use sandbox_store::{StoreError, open};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
+use std::hash::{BuildHasher, RandomState};
+
+/// The admin connection the MySQL tests use when `SANDBOX_TEST_MYSQL_URL` is unset.
+const DEFAULT_MYSQL_URL: &str = "mysql://sandbox:sandbox@127.0.0.1:3306/mysql";
+
+fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    format!("sqlite://{}", dir.path().join("store.db").display())
+}
+
+#[tokio::test]
+async fn sqlite_conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("store.db");
+    assert!(!file.exists());
+    conformance::exercise(&sqlite_url(&dir), "sqlite").await;
+    assert!(file.exists(), "open created the file");
+}
+
+#[tokio::test]
+async fn sqlite_uses_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url(&dir);
+    open(&url).await.expect("open");
+    let pool = AnyPool::connect(&url).await.expect("connect");
+    let row = pool.fetch_one("PRAGMA journal_mode").await.expect("journal_mode");
+    assert_eq!(row.get::<String, _>(0), "wal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_concurrent_open() {
+    let dir = tempfile::tempdir().unwrap();
+    open_concurrently(&sqlite_url(&dir)).await;
+}
+
+#[tokio::test]
+async fn unsupported_urls() {
+    for url in ["postgres://u:p@localhost/db", "sqlite://", "store.db", "", "mysql:/x"] {
+        let result = open(url).await;
+        let shown = sandbox_store::redact_credentials(url);
+        assert!(matches!(result, Err(StoreError::UnsupportedUrl(ref u)) if *u == shown), "{url}");
+        assert!(!shown.contains(":p@"), "credentials are never shown");
+    }
+}
+
+#[tokio::test]
+async fn mysql_conformance() {
+    with_mysql_database(|url| async move { conformance::exercise(&url, "mysql").await }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_concurrent_open() {
+    with_mysql_database(|url| async move { open_concurrently(&url).await }).await;
+}
+
+/// Two stores open the same fresh database at once: both succeed, and it is migrated once.
+async fn open_concurrently(url: &str) {
+    let (a, b) = tokio::join!(open(url), open(url));
+    let (a, b) = (a.expect("first open"), b.expect("second open"));
+    a.ping().await.unwrap();
+    b.ping().await.unwrap();
+    let pool = AnyPool::connect(url).await.expect("connect");
+    let row = pool.fetch_one("SELECT COUNT(*) AS n FROM schema_migrations").await.expect("count");
+    assert_eq!(row.get::<i64, _>("n"), 1);
+}
+
+/// Runs `test` against a database of its own on the MariaDB server, dropped afterwards (even
+/// when `test` panics). Fails, never skips, when the server cannot be reached.
+async fn with_mysql_database<F, Fut>(test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    sqlx::any::install_default_drivers();
+    let admin_url = std::env::var("SANDBOX_TEST_MYSQL_URL").unwrap_or_else(|_| DEFAULT_MYSQL_URL.into());
+    let mut admin = AnyConnection::connect(&admin_url).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot reach MariaDB at {admin_url}: {e}\n\
+                 start it with `scripts/mariadb.sh` (as root), or point SANDBOX_TEST_MYSQL_URL at a server"
+        )
+    });
+    let name = format!("sandbox_test_{:016x}", RandomState::new().hash_one(std::process::id()));
+    admin
+        .execute(format!("CREATE DATABASE {name} CHARACTER SET utf8mb4").as_str())
+        .await
+        .expect("create database");
+    let base =
+        admin_url.split('?').next().and_then(|u| u.rsplit_once('/')).map_or(admin_url.as_str(), |(b, _)| b);
+    let outcome = tokio::spawn(test(format!("{base}/{name}"))).await;
+    admin.execute(format!("DROP DATABASE {name}").as_str()).await.expect("drop database");
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
