@@ -32,6 +32,12 @@ cleanup() {
     kill "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
   fi
+  # Pool sandboxes outlive a server by design; these checks leave nothing behind.
+  for d in "$work"/data/sessions/*; do
+    [ -d "$d" ] || continue
+    docker rm -f -v "sandbox-$(basename "$d")" >/dev/null 2>&1 || true
+    umount "$d/workspace" 2>/dev/null || true
+  done
   mariadb --socket=/run/mysqld/mysqld.sock -e "DROP DATABASE IF EXISTS \`$db\`" || true
   rm -rf "$work"
 }

@@ -48,6 +48,15 @@ if [ "$what" = all ]; then
 fi
 
 if ! docker info >/dev/null 2>&1; then
+  # A dockerd that was killed leaves its and its containerd's pid files behind, and a new one
+  # then refuses to start or waits for a containerd that is gone. A file is stale unless its
+  # process runs (a killed one may linger a moment as a zombie).
+  for pid_file in /var/run/docker.pid /var/run/docker/containerd/containerd.pid; do
+    old_pid=$(cat "$pid_file" 2>/dev/null || true)
+    if [ -n "$old_pid" ] && ! grep -qs '^State:[[:space:]]*[RSD]' "/proc/$old_pid/status"; then
+      rm -f "$pid_file"
+    fi
+  done
   say "starting dockerd (no default bridge, no iptables; log: $log_dir/dockerd.log)"
   # The daemon must outlive this script; setsid detaches it from our session.
   setsid dockerd --bridge=none --iptables=false >"$log_dir/dockerd.log" 2>&1 < /dev/null &

@@ -13,6 +13,8 @@ cargo fmt --all -- --check
 echo "[test] cargo clippy"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 echo "[test] cargo nextest"
-cargo nextest run --workspace --profile ci "$@"
+cargo nextest run --workspace --profile ci -E 'not binary(exclusive_e2e)' "$@"
+echo "[test] cargo nextest: tests that need the machine to themselves (they kill dockerd, load it)"
+cargo nextest run --workspace --profile ci -E 'binary(exclusive_e2e)' --test-threads 1 "$@"
 echo "[test] live checks"
 scripts/live-checks.sh

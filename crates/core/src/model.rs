@@ -272,6 +272,56 @@ pub struct Execution {
     pub execution_time: Option<f64>,
 }
 
+/// Where a warm-pool sandbox is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolState {
+    /// Its sandbox is being created.
+    Starting,
+    /// Its sandbox runs, unused, waiting to be claimed.
+    Ready,
+    /// A session took it (the session row is being written).
+    Claimed,
+}
+
+impl PoolState {
+    /// The name used in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PoolState::Starting => "starting",
+            PoolState::Ready => "ready",
+            PoolState::Claimed => "claimed",
+        }
+    }
+
+    /// Parses a name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        [PoolState::Starting, PoolState::Ready, PoolState::Claimed].into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// A sandbox started ahead of demand for a template. Its id is the id of the session that will
+/// claim it, so its workspace and socket directories are already the session's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolSandbox {
+    /// The reserved session id.
+    pub id: String,
+    /// Its template.
+    pub template_id: String,
+    /// Where it is.
+    pub state: PoolState,
+    /// The runtime's id for its sandbox, once created.
+    pub container_id: Option<String>,
+    /// The sandbox's name, once created.
+    pub sandbox_name: Option<String>,
+    /// When the pool started making it.
+    pub created_at: DateTime<Utc>,
+    /// When it became ready.
+    pub ready_at: Option<DateTime<Utc>>,
+    /// When a session claimed it.
+    pub claimed_at: Option<DateTime<Utc>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,5 +334,8 @@ mod tests {
         assert_eq!(SessionStatus::parse("bogus"), None);
         assert_eq!(ExecutionStatus::parse("timeout"), Some(ExecutionStatus::Timeout));
         assert!(SessionStatus::Failed.is_final() && !SessionStatus::Running.is_final());
+        for p in [PoolState::Starting, PoolState::Ready, PoolState::Claimed] {
+            assert_eq!(PoolState::parse(p.as_str()), Some(p));
+        }
     }
 }

@@ -10,6 +10,18 @@ use sandbox_runtime::{RuntimeError, SandboxSpec};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+/// Removes what a test server left under its data directory: the sandbox container of every
+/// session directory (pool sandboxes included) and the workspace mounts. For `Drop`
+/// implementations of test fixtures; errors are ignored (the thing may already be gone).
+pub fn clean_data_dir(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir.join("sessions")) else { return };
+    for e in entries.flatten() {
+        let name = format!("sandbox-{}", e.file_name().to_string_lossy());
+        let _ = std::process::Command::new("docker").args(["rm", "-f", "-v", &name]).output();
+        let _ = std::process::Command::new("umount").arg(e.path().join("workspace")).output();
+    }
+}
+
 /// The image of a template, as `images/build.sh` tags it.
 pub fn image(template: &str) -> String {
     format!("sandbox/{template}:latest")

@@ -68,7 +68,6 @@ pub struct EngineConfig {
 pub struct Engine {
     cfg: EngineConfig,
     seccomp: Vec<u8>,
-    memory_limit_mb: Option<u64>,
     workspace: Arc<Workspace>,
     /// Every known execution.
     pub registry: Registry,
@@ -79,11 +78,9 @@ impl Engine {
     /// Builds the engine; fails if the workspace cannot be opened.
     pub fn new(cfg: EngineConfig, retention: usize) -> std::io::Result<Self> {
         let workspace = Arc::new(Workspace::open(&cfg.workspace)?);
-        let memory_limit_mb = cfg.limits.memory_limit_mb.or_else(|| cfg.cgroup.as_ref()?.limit_mb());
         Ok(Engine {
             seccomp: crate::sandbox::seccomp::user_code_filter().to_bytes(),
             registry: Registry::new(retention, cfg.limits.max_concurrent),
-            memory_limit_mb,
             workspace,
             started: Instant::now(),
             cfg,
@@ -98,6 +95,12 @@ impl Engine {
     /// The settings.
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
+    }
+
+    /// The memory limit handlers are told about: configured, or the container's cgroup limit
+    /// as it is now (the control plane may change it on a running sandbox).
+    fn memory_limit_mb(&self) -> Option<u64> {
+        self.cfg.limits.memory_limit_mb.or_else(|| self.cfg.cgroup.as_ref()?.limit_mb())
     }
 
     /// Time since start.
@@ -193,12 +196,13 @@ impl Engine {
         let before = tokio::task::spawn_blocking(move || Snapshot::take(&ws, MAX_ENTRIES)).await?;
         let launch = lang::launch(req.language);
         let limits = &self.cfg.limits;
+        let memory_limit_mb = self.memory_limit_mb();
 
         // Inputs, each in its own memory file that bwrap copies into the sandbox.
         let context = serde_json::json!({
             "aws_request_id": req.execution_id,
             "function_name": req.function_name.clone().unwrap_or_else(|| req.execution_id.clone()),
-            "memory_limit_in_mb": self.memory_limit_mb,
+            "memory_limit_in_mb": memory_limit_mb,
             "deadline_ms": Utc::now().timestamp_millis() + req.timeout_ms as i64,
         });
         let event = req.event.clone().unwrap_or_else(|| serde_json::json!({}));
@@ -352,7 +356,7 @@ impl Engine {
             oom_killed,
             report: lang::parse_report(&report.bytes, report.total, result_cap),
             timeout_ms: req.timeout_ms,
-            memory_limit_mb: self.memory_limit_mb,
+            memory_limit_mb,
         });
         if !started && !timed_out && !killed {
             // bwrap never reached the program: the sandbox itself could not be built.

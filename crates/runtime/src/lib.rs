@@ -3,10 +3,13 @@
 //! [`Runtime`]; it reaches the executor inside through the [`ExecutorClient`] a backend returns.
 
 pub mod docker;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod profile;
 pub mod spec;
 
 use async_trait::async_trait;
+use sandbox_core::{CpuQuantity, MemoryQuantity};
 pub use sandbox_executor_client::ExecutorClient;
 pub use spec::{SandboxInfo, SandboxSpec, SandboxState, labels};
 
@@ -41,6 +44,21 @@ pub enum RuntimeError {
     /// Anything else the engine reported.
     #[error("container runtime error: {0}")]
     Engine(String),
+    /// The backend's settings, or a spec, cannot be expressed on this runtime (for example a
+    /// label value Kubernetes does not accept).
+    #[error("invalid sandbox settings: {0}")]
+    Invalid(String),
+    /// The cluster could not start the sandbox's pod: it cannot be scheduled, its image cannot
+    /// be pulled, its configuration is refused, or it failed.
+    #[error("sandbox pod {pod} cannot start: {reason}: {message}")]
+    PodFailed {
+        /// The pod's name.
+        pod: String,
+        /// Kubernetes' reason (`Unschedulable`, `ErrImagePull`, `CreateContainerConfigError`, ...).
+        reason: String,
+        /// Kubernetes' message, with the container's last log lines when it ran.
+        message: String,
+    },
 }
 
 /// A started sandbox.
@@ -85,7 +103,15 @@ pub trait Runtime: Send + Sync {
     async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError>;
 
     /// A client for the executor of a sandbox that already runs (after a control plane restart).
+    /// Backends that must ask the engine first (Kubernetes: the pod's IP and token) answer from
+    /// what they know; [`Runtime::resolve_executor`] asks.
     fn executor(&self, spec: &SandboxSpec) -> ExecutorClient;
+
+    /// Like [`Runtime::executor`], but may ask the engine, so it also works for sandboxes another
+    /// control plane replica created. Backends that need no lookup use the default.
+    async fn resolve_executor(&self, spec: &SandboxSpec) -> Result<ExecutorClient, RuntimeError> {
+        Ok(self.executor(spec))
+    }
 
     /// Whether `image` can be used to create sandboxes. Backends that cannot tell before
     /// trying (a cluster pulls images on its nodes) answer `true`.
@@ -93,4 +119,31 @@ pub trait Runtime: Send + Sync {
         let _ = image;
         Ok(true)
     }
+
+    /// Changes a running sandbox's CPU and memory limits in place (a warm-pool sandbox claimed
+    /// by a session that asked for another shape). `false` when the backend cannot.
+    async fn update_resources(
+        &self,
+        id: &str,
+        cpu: CpuQuantity,
+        memory: MemoryQuantity,
+    ) -> Result<bool, RuntimeError> {
+        let _ = (id, cpu, memory);
+        Ok(false)
+    }
+
+    /// What the host can hold: CPUs and memory bytes; `None` when the backend cannot tell (a
+    /// cluster schedules across nodes).
+    async fn host_capacity(&self) -> Result<Option<HostCapacity>, RuntimeError> {
+        Ok(None)
+    }
+}
+
+/// The resources of the machine sandboxes run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostCapacity {
+    /// CPUs.
+    pub cpus: u32,
+    /// Memory in bytes.
+    pub memory_bytes: u64,
 }

@@ -12,6 +12,7 @@ pub mod state;
 
 use anyhow::Context;
 use sandbox_runtime::docker::{DockerConfig, DockerRuntime};
+use service::executions::Recovery;
 use settings::Settings;
 use state::AppState;
 use std::future::Future;
@@ -47,14 +48,25 @@ pub async fn serve(
     .await
     .context("connecting to Docker")?;
     let listen = settings.listen;
-    let cleanup = Duration::from_secs(settings.lifecycle.cleanup_interval_sec.max(1));
+    let grace = Duration::from_secs(settings.lifecycle.shutdown_grace_sec);
     let state = AppState::new(settings, store, Arc::new(runtime));
-    let cleaner = tokio::spawn(state.sessions.clone().run_cleaner(cleanup));
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
-    tracing::info!(%listen, "sandbox-server listening");
-    axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown).await?;
-    cleaner.abort();
+    // Collect what a previous process left unfinished, then take part in leadership.
+    match state.executions.recover(Recovery::Startup).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(executions = n, "finished executions left by the previous run"),
+        Err(e) => tracing::warn!(error = %e, "collecting unfinished executions failed"),
+    }
+    if state.lifecycle.campaign().await {
+        state.lifecycle.pass().await;
+    }
+    let loops = tokio::spawn(state.lifecycle.clone().run());
+    tracing::info!(%listen, instance = %state.lifecycle.instance_id, "sandbox-server listening");
+    axum::serve(listener, api::router(state.clone())).with_graceful_shutdown(shutdown).await?;
+    loops.abort();
+    state.lifecycle.resign().await;
+    state.executions.drain(grace).await;
     tracing::info!("sandbox-server stopped");
     Ok(())
 }

@@ -44,6 +44,12 @@ struct LanguageLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClaimLabels {
+    template: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: String,
 }
@@ -65,6 +71,10 @@ pub struct Metrics {
     executions: Family<ExecutionLabels, Counter>,
     execution_seconds: Family<LanguageLabels, Histogram, Buckets>,
     sessions: Family<StatusLabels, Gauge>,
+    pool_claims: Family<ClaimLabels, Counter>,
+    pool_ready_seconds: Family<TemplateLabels, Histogram, Buckets>,
+    pool_ready: Family<TemplateLabels, Gauge>,
+    leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -78,6 +88,10 @@ impl Default for Metrics {
             executions: Family::default(),
             execution_seconds: Family::new_with_constructor(latency_buckets as Buckets),
             sessions: Family::default(),
+            pool_claims: Family::default(),
+            pool_ready_seconds: Family::new_with_constructor(latency_buckets as Buckets),
+            pool_ready: Family::default(),
+            leader: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("http_requests", "HTTP requests by route and status", m.http_requests.clone());
@@ -95,6 +109,22 @@ impl Default for Metrics {
         registry.register("executions", "Finished executions by language and status", m.executions.clone());
         registry.register("execution_duration_seconds", "Execution wall time", m.execution_seconds.clone());
         registry.register("sessions", "Sessions by status", m.sessions.clone());
+        registry.register(
+            "pool_claims",
+            "Session creations by template and pool result (hit or miss)",
+            m.pool_claims.clone(),
+        );
+        registry.register(
+            "pool_time_to_ready_seconds",
+            "Time for a pool sandbox to become ready",
+            m.pool_ready_seconds.clone(),
+        );
+        registry.register("pool_ready", "Ready pool sandboxes by template", m.pool_ready.clone());
+        registry.register(
+            "lifecycle_leader",
+            "1 when this replica runs the lifecycle loops",
+            m.leader.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -127,6 +157,29 @@ impl Metrics {
             .get_or_create(&ExecutionLabels { language: language.clone(), status: status.to_owned() })
             .inc();
         self.execution_seconds.get_or_create(&LanguageLabels { language }).observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a pool claim.
+    pub fn pool_claim(&self, template: &str, hit: bool) {
+        let result = if hit { "hit" } else { "miss" }.to_owned();
+        self.pool_claims.get_or_create(&ClaimLabels { template: template.to_owned(), result }).inc();
+    }
+
+    /// Records a pool sandbox becoming ready.
+    pub fn pool_ready(&self, template: &str, elapsed: Duration) {
+        self.pool_ready_seconds
+            .get_or_create(&TemplateLabels { template: template.to_owned() })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Sets the number of ready sandboxes of a template's pool.
+    pub fn pool_size(&self, template: &str, ready: u64) {
+        self.pool_ready.get_or_create(&TemplateLabels { template: template.to_owned() }).set(ready as i64);
+    }
+
+    /// Sets whether this replica leads.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
     }
 
     /// The exposition text, with the session counts as of now.

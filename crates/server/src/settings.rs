@@ -35,6 +35,10 @@ pub struct Settings {
     pub executor: ExecutorSettings,
     /// Background work.
     pub lifecycle: Lifecycle,
+    /// Admission: how many sessions and executions may exist.
+    pub capacity: Capacity,
+    /// Warm pools: sandboxes started ahead of demand.
+    pub pools: Pools,
     /// `SANDBOX_*` environment variables that name no setting (ignored, and logged at start:
     /// client tools use names like `SANDBOX_URL` too).
     #[serde(skip)]
@@ -75,6 +79,70 @@ pub struct Limits {
     pub sandbox_start_timeout_sec: u64,
     /// Most environment variables per session.
     pub max_env_vars: usize,
+    /// How a session's `disk` is enforced: `loop` (a size-limited ext4 image per workspace,
+    /// loop-mounted; needs root) or `none` (not enforced).
+    pub disk_enforcement: DiskEnforcement,
+}
+
+/// How workspace disk limits are enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiskEnforcement {
+    /// A sparse ext4 image of the session's size, loop-mounted as its workspace.
+    Loop,
+    /// No limit beyond the host filesystem.
+    None,
+}
+
+/// Admission limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Capacity {
+    /// Most live sessions in all (0: as many as the host's memory allows).
+    pub max_sessions: u64,
+    /// Most live sessions per API key (429 past it).
+    pub max_sessions_per_key: u64,
+    /// Most executions running at once in one session (429 past it).
+    pub max_executions_per_session: usize,
+    /// How far the sum of sessions' memory limits may exceed the host's memory (idle sandboxes
+    /// use a few MiB of their limit).
+    pub memory_overcommit: f64,
+}
+
+impl Default for Capacity {
+    fn default() -> Self {
+        Capacity {
+            max_sessions: 0,
+            max_sessions_per_key: 100,
+            max_executions_per_session: 8,
+            memory_overcommit: 16.0,
+        }
+    }
+}
+
+/// Warm pools.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pools {
+    /// Ready sandboxes kept per template (0 disables pools).
+    pub default_size: u32,
+    /// Per-template sizes that differ from the default (`{"python-datascience" = 0}`).
+    pub sizes: std::collections::BTreeMap<String, u32>,
+    /// Sandboxes the pools start at once.
+    pub max_starting: usize,
+}
+
+impl Default for Pools {
+    fn default() -> Self {
+        Pools { default_size: 2, sizes: std::collections::BTreeMap::new(), max_starting: 2 }
+    }
+}
+
+impl Pools {
+    /// The target size of a template's pool.
+    pub fn size_of(&self, template_id: &str) -> u32 {
+        self.sizes.get(template_id).copied().unwrap_or(self.default_size)
+    }
 }
 
 /// Per-execution limits enforced by the executor in each sandbox.
@@ -91,12 +159,23 @@ pub struct ExecutorSettings {
     pub max_concurrent: usize,
 }
 
-/// Background loops.
+/// Background loops (run by one replica at a time, the holder of the lifecycle lease).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Lifecycle {
-    /// Seconds between passes of the idle-session cleaner.
-    pub cleanup_interval_sec: u64,
+    /// Seconds between reconciliation passes (sandboxes vs sessions, idle and old sessions,
+    /// pools, overdue executions).
+    pub reconcile_interval_sec: u64,
+    /// Longest a session lives, idle or not, seconds.
+    pub max_session_lifetime_sec: u64,
+    /// How long records of terminated and failed sessions are kept, seconds.
+    pub retention_sec: u64,
+    /// A session still `creating` after this many seconds is failed.
+    pub creating_deadline_sec: u64,
+    /// Lifetime of the lease that elects the replica running the loops, seconds.
+    pub lease_ttl_sec: u64,
+    /// On SIGTERM, how long running executions may take to finish before the server exits.
+    pub shutdown_grace_sec: u64,
 }
 
 impl Default for Settings {
@@ -111,6 +190,8 @@ impl Default for Settings {
             limits: Limits::default(),
             executor: ExecutorSettings::default(),
             lifecycle: Lifecycle::default(),
+            capacity: Capacity::default(),
+            pools: Pools::default(),
             ignored_env: Vec::new(),
         }
     }
@@ -129,6 +210,7 @@ impl Default for Limits {
             max_execution_timeout_sec: 3600,
             sandbox_start_timeout_sec: 60,
             max_env_vars: 128,
+            disk_enforcement: DiskEnforcement::Loop,
         }
     }
 }
@@ -146,7 +228,14 @@ impl Default for ExecutorSettings {
 
 impl Default for Lifecycle {
     fn default() -> Self {
-        Lifecycle { cleanup_interval_sec: 10 }
+        Lifecycle {
+            reconcile_interval_sec: 10,
+            max_session_lifetime_sec: 86_400,
+            retention_sec: 7 * 86_400,
+            creating_deadline_sec: 180,
+            lease_ttl_sec: 15,
+            shutdown_grace_sec: 30,
+        }
     }
 }
 

@@ -2,6 +2,9 @@
 
 use crate::metrics::Metrics;
 use crate::service::executions::Executions;
+use crate::service::lifecycle::Lifecycle;
+use crate::service::pools::Pools;
+use crate::service::sandboxes::Sandboxes;
 use crate::service::sessions::Sessions;
 use crate::settings::Settings;
 use sandbox_runtime::Runtime;
@@ -22,6 +25,10 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// Executions.
     pub executions: Arc<Executions>,
+    /// Warm pools.
+    pub pools: Arc<Pools>,
+    /// The background loops and leadership.
+    pub lifecycle: Arc<Lifecycle>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// When the server started.
@@ -33,10 +40,42 @@ impl AppState {
     pub fn new(settings: Settings, store: Arc<dyn Store>, runtime: Arc<dyn Runtime>) -> Self {
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::default());
-        let sessions =
-            Arc::new(Sessions::new(settings.clone(), store.clone(), runtime.clone(), metrics.clone()));
+        let sandboxes = Arc::new(Sandboxes::new(settings.clone(), runtime.clone()));
+        let pools = Arc::new(Pools::new(
+            settings.clone(),
+            store.clone(),
+            runtime.clone(),
+            sandboxes.clone(),
+            metrics.clone(),
+        ));
+        let sessions = Arc::new(Sessions::new(
+            settings.clone(),
+            store.clone(),
+            runtime.clone(),
+            metrics.clone(),
+            sandboxes,
+            pools.clone(),
+        ));
         let executions =
             Arc::new(Executions::new(settings.clone(), store.clone(), sessions.clone(), metrics.clone()));
-        AppState { settings, store, runtime, sessions, executions, metrics, started: Instant::now() }
+        let lifecycle = Arc::new(Lifecycle::new(
+            settings.clone(),
+            store.clone(),
+            sessions.clone(),
+            executions.clone(),
+            pools.clone(),
+            metrics.clone(),
+        ));
+        AppState {
+            settings,
+            store,
+            runtime,
+            sessions,
+            executions,
+            pools,
+            lifecycle,
+            metrics,
+            started: Instant::now(),
+        }
     }
 }

@@ -1,109 +1,15 @@
 //! The real `sandbox-server` binary, on a real Docker daemon, driven only through HTTP.
 
+mod common;
+
+use common::Server;
 use futures_util::StreamExt;
-use reqwest::{Client, StatusCode};
+use reqwest::StatusCode;
 use sandbox_e2e::conformance;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Server {
-    child: Child,
-    base: String,
-    key: String,
-    http: Client,
-    dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start(env: &[(&str, &str)]) -> Server {
-        let dir = tempfile::Builder::new().prefix("sandbox-server-e2e-").tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let key = format!("test-admin-key-{}", std::process::id());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sandbox-server"));
-        cmd.arg("serve")
-            .env("SANDBOX_DATA_DIR", dir.path())
-            .env("SANDBOX_LISTEN", format!("127.0.0.1:{port}"))
-            .env("SANDBOX_API_KEY", &key)
-            .env("SANDBOX_LOG_FORMAT", "text")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("server.log")).unwrap());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().expect("sandbox-server starts");
-        let server =
-            Server { child, base: format!("http://127.0.0.1:{port}"), key, http: Client::new(), dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while server.http.get(server.url("/api/v1/health")).send().await.is_err() {
-            assert!(Instant::now() < deadline, "server did not come up: {}", server.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        server
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        key: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, self.url(path)).bearer_auth(key);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn create_session(&self, key: &str, template: &str) -> String {
-        let (s, body) = self
-            .call(reqwest::Method::POST, "/api/v1/sessions", key, Some(json!({"template_id": template})))
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{body}\n{}", self.log());
-        assert_eq!(body["status"], "running");
-        body["id"].as_str().unwrap().to_owned()
-    }
-
-    async fn execute(&self, key: &str, session: &str, body: Value) -> (StatusCode, Value, f64) {
-        let t = Instant::now();
-        let (s, b) = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/api/v1/executions/sessions/{session}/execute-sync"),
-                key,
-                Some(body),
-            )
-            .await;
-        (s, b, t.elapsed().as_secs_f64())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // Remove the sandboxes this server made (named after its sessions), then stop it.
-        let sessions = self.dir.path().join("sessions");
-        if let Ok(entries) = std::fs::read_dir(&sessions) {
-            for e in entries.flatten() {
-                let name = format!("sandbox-{}", e.file_name().to_string_lossy());
-                let _ = Command::new("docker").args(["rm", "-f", "-v", &name]).output();
-            }
-        }
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
 
 fn observed(r: &Value, seconds: f64) -> conformance::Observed {
     conformance::Observed {

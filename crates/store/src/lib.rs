@@ -12,7 +12,7 @@ mod sql;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use migrate::Dialect;
-use sandbox_core::model::{ApiKey, Execution, Session, SessionStatus, Template};
+use sandbox_core::model::{ApiKey, Execution, PoolSandbox, Session, SessionStatus, Template};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -155,6 +155,9 @@ pub trait Store: Send + Sync {
     /// How many sessions not yet final use a template.
     async fn count_live_sessions_of_template(&self, template_id: &str) -> Result<u64>;
 
+    /// Sessions in `creating` or `running`, of one owner or of all.
+    async fn count_live_sessions(&self, owner_key_id: Option<&str>) -> Result<u64>;
+
     /// Stores a new execution; `Conflict` if the id exists.
     async fn insert_execution(&self, e: &Execution) -> Result<()>;
     /// One execution.
@@ -163,8 +166,22 @@ pub trait Store: Send + Sync {
     async fn update_execution(&self, e: &Execution) -> Result<bool>;
     /// A session's executions, newest first.
     async fn list_executions(&self, session_id: &str, limit: u32, offset: u64) -> Result<Page<Execution>>;
+    /// Whether the session has an execution still `pending` or `running`.
+    async fn session_has_unfinished_executions(&self, session_id: &str) -> Result<bool>;
     /// Executions still `pending` or `running` (to finish after a restart), oldest first.
     async fn unfinished_executions(&self) -> Result<Vec<Execution>>;
+
+    /// Records a new warm-pool sandbox; `Conflict` if the id exists.
+    async fn insert_pool_sandbox(&self, p: &PoolSandbox) -> Result<()>;
+    /// Replaces a pool sandbox's mutable fields; `false` if it does not exist.
+    async fn update_pool_sandbox(&self, p: &PoolSandbox) -> Result<bool>;
+    /// Every pool sandbox, oldest first.
+    async fn list_pool_sandboxes(&self) -> Result<Vec<PoolSandbox>>;
+    /// Atomically moves one `ready` sandbox of the template to `claimed` and returns it; `None`
+    /// when the pool is empty. Concurrent claims (from any replica) never get the same one.
+    async fn claim_pool_sandbox(&self, template_id: &str, at: DateTime<Utc>) -> Result<Option<PoolSandbox>>;
+    /// Forgets a pool sandbox; `false` if it does not exist.
+    async fn delete_pool_sandbox(&self, id: &str) -> Result<bool>;
 
     /// Takes or renews the lease `name` for `holder` for `ttl`; `true` if `holder` holds it now.
     /// Another holder's lease is taken over only once it has expired.

@@ -19,11 +19,15 @@ struct Migration {
     sql: &'static str,
 }
 
-const SQLITE_MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, sql: include_str!("../migrations/sqlite/0001_initial.sql") }];
+const SQLITE_MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, sql: include_str!("../migrations/sqlite/0001_initial.sql") },
+    Migration { version: 2, sql: include_str!("../migrations/sqlite/0002_pools.sql") },
+];
 
-const MYSQL_MIGRATIONS: &[Migration] =
-    &[Migration { version: 1, sql: include_str!("../migrations/mysql/0001_initial.sql") }];
+const MYSQL_MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, sql: include_str!("../migrations/mysql/0001_initial.sql") },
+    Migration { version: 2, sql: include_str!("../migrations/mysql/0002_pools.sql") },
+];
 
 /// The MySQL named lock that keeps two processes from migrating the same database at once.
 const MYSQL_LOCK: &str = "sandbox_store_migrate";

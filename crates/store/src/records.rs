@@ -2,7 +2,7 @@
 
 use crate::{Result, StoreError};
 use chrono::{DateTime, Utc};
-use sandbox_core::model::{ApiKey, Execution, Session, SessionStatus, Template};
+use sandbox_core::model::{ApiKey, Execution, PoolSandbox, PoolState, Session, SessionStatus, Template};
 use sandbox_core::{ExecutionStatus, Language};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -31,6 +31,10 @@ pub(crate) const SESSIONS: Table =
 /// Executions.
 pub(crate) const EXECUTIONS: Table =
     Table { name: "executions", record: "execution", fixed: &["id", "session_id", "created_at"] };
+
+/// Warm-pool sandboxes.
+pub(crate) const POOL_SANDBOXES: Table =
+    Table { name: "pool_sandboxes", record: "pool sandbox", fixed: &["id", "template_id", "created_at"] };
 
 /// A value bound to a `?` placeholder: the three column kinds both dialects share.
 pub(crate) enum Arg {
@@ -171,6 +175,35 @@ pub(crate) fn execution_fields(e: &Execution) -> Result<Fields> {
         ("completed_at", e.completed_at.into()),
         ("execution_time", e.execution_time.into()),
     ])
+}
+
+/// The columns of a pool sandbox.
+pub(crate) fn pool_sandbox_fields(p: &PoolSandbox) -> Fields {
+    vec![
+        ("id", (&p.id).into()),
+        ("template_id", (&p.template_id).into()),
+        ("state", p.state.as_str().into()),
+        ("container_id", (&p.container_id).into()),
+        ("sandbox_name", (&p.sandbox_name).into()),
+        ("created_at", p.created_at.into()),
+        ("ready_at", p.ready_at.into()),
+        ("claimed_at", p.claimed_at.into()),
+    ]
+}
+
+/// Reads a row a pool sandbox was written to.
+pub(crate) fn pool_sandbox_from_row(row: &AnyRow) -> Result<PoolSandbox> {
+    let r = Cols { row, table: POOL_SANDBOXES.name };
+    Ok(PoolSandbox {
+        id: r.text("id")?,
+        template_id: r.text("template_id")?,
+        state: r.parsed("state", PoolState::parse)?,
+        container_id: r.opt_text("container_id")?,
+        sandbox_name: r.opt_text("sandbox_name")?,
+        created_at: r.time("created_at")?,
+        ready_at: r.opt_time("ready_at")?,
+        claimed_at: r.opt_time("claimed_at")?,
+    })
 }
 
 /// Reads a row an API key was written to.

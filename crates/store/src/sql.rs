@@ -2,14 +2,14 @@
 
 use crate::migrate::{Dialect, migrate};
 use crate::records::{
-    API_KEYS, Arg, Cols, EXECUTIONS, Fields, SESSIONS, TEMPLATES, Table, api_key_fields, api_key_from_row,
-    execution_fields, execution_from_row, session_fields, session_from_row, template_fields,
-    template_from_row,
+    API_KEYS, Arg, Cols, EXECUTIONS, Fields, POOL_SANDBOXES, SESSIONS, TEMPLATES, Table, api_key_fields,
+    api_key_from_row, execution_fields, execution_from_row, pool_sandbox_fields, pool_sandbox_from_row,
+    session_fields, session_from_row, template_fields, template_from_row,
 };
 use crate::{Page, Result, SessionFilter, Store, StoreError, db};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sandbox_core::model::{ApiKey, Execution, Session, SessionStatus, Template};
+use sandbox_core::model::{ApiKey, Execution, PoolSandbox, PoolState, Session, SessionStatus, Template};
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor};
 use std::time::Duration;
@@ -270,6 +270,20 @@ impl Store for SqlStore {
         self.count(SESSIONS.name, q).await
     }
 
+    async fn count_live_sessions(&self, owner_key_id: Option<&str>) -> Result<u64> {
+        let mut sql = "SELECT COUNT(*) AS n FROM sessions WHERE status IN (?, ?)".to_owned();
+        if owner_key_id.is_some() {
+            sql.push_str(" AND owner_key_id = ?");
+        }
+        let q =
+            sqlx::query(&sql).bind(SessionStatus::Creating.as_str()).bind(SessionStatus::Running.as_str());
+        let q = match owner_key_id {
+            Some(owner) => q.bind(owner),
+            None => q,
+        };
+        self.count(SESSIONS.name, q).await
+    }
+
     async fn insert_execution(&self, e: &Execution) -> Result<()> {
         insert(&self.pool, &EXECUTIONS, &e.id, execution_fields(e)?).await
     }
@@ -295,11 +309,71 @@ impl Store for SqlStore {
         Ok(Page { items, total: self.count(EXECUTIONS.name, count).await? })
     }
 
+    async fn session_has_unfinished_executions(&self, session_id: &str) -> Result<bool> {
+        let q = sqlx::query("SELECT COUNT(*) AS n FROM executions WHERE session_id = ? AND status IN (?, ?)")
+            .bind(session_id)
+            .bind(sandbox_core::ExecutionStatus::Pending.as_str())
+            .bind(sandbox_core::ExecutionStatus::Running.as_str());
+        Ok(self.count(EXECUTIONS.name, q).await? > 0)
+    }
+
     async fn unfinished_executions(&self) -> Result<Vec<Execution>> {
         let q = sqlx::query("SELECT * FROM executions WHERE status IN (?, ?) ORDER BY created_at, id")
             .bind(sandbox_core::ExecutionStatus::Pending.as_str())
             .bind(sandbox_core::ExecutionStatus::Running.as_str());
         self.fetch(q, execution_from_row).await
+    }
+
+    async fn insert_pool_sandbox(&self, p: &PoolSandbox) -> Result<()> {
+        insert(&self.pool, &POOL_SANDBOXES, &p.id, pool_sandbox_fields(p)).await
+    }
+
+    async fn update_pool_sandbox(&self, p: &PoolSandbox) -> Result<bool> {
+        self.update(&POOL_SANDBOXES, &p.id, pool_sandbox_fields(p)).await
+    }
+
+    async fn list_pool_sandboxes(&self) -> Result<Vec<PoolSandbox>> {
+        let q = sqlx::query("SELECT * FROM pool_sandboxes ORDER BY created_at, id");
+        self.fetch(q, pool_sandbox_from_row).await
+    }
+
+    async fn claim_pool_sandbox(&self, template_id: &str, at: DateTime<Utc>) -> Result<Option<PoolSandbox>> {
+        // A few candidates, oldest first; the conditional update decides who wins each one, so two
+        // replicas claiming at once never get the same sandbox. Candidates lost to other claims
+        // are looked for again until none is ready.
+        loop {
+            let q = sqlx::query(
+                "SELECT * FROM pool_sandboxes WHERE template_id = ? AND state = ? ORDER BY ready_at, id LIMIT 8",
+            )
+            .bind(template_id)
+            .bind(PoolState::Ready.as_str());
+            let candidates = self.fetch(q, pool_sandbox_from_row).await?;
+            if candidates.is_empty() {
+                return Ok(None);
+            }
+            for mut candidate in candidates {
+                let won = sqlx::query(
+                    "UPDATE pool_sandboxes SET state = ?, claimed_at = ? WHERE id = ? AND state = ?",
+                )
+                .bind(PoolState::Claimed.as_str())
+                .bind(at.timestamp_millis())
+                .bind(&candidate.id)
+                .bind(PoolState::Ready.as_str())
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+                if won.rows_affected() == 1 {
+                    candidate.state = PoolState::Claimed;
+                    candidate.claimed_at = Some(at);
+                    return Ok(Some(candidate));
+                }
+            }
+        }
+    }
+
+    async fn delete_pool_sandbox(&self, id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM pool_sandboxes WHERE id = ?").bind(id).execute(&self.pool).await;
+        Ok(done.map_err(db)?.rows_affected() > 0)
     }
 
     async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {

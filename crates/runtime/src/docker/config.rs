@@ -14,14 +14,18 @@ pub const EXECUTOR_PATH: &str = "/usr/local/bin/sandbox-executor";
 /// Where a session's installed packages are mounted in the container.
 pub const DEPS_DIR: &str = "/opt/sandbox/deps";
 /// CFS period used with `CpuQuota` (the seed's value).
-const CPU_PERIOD: i64 = 100_000;
+pub const CPU_PERIOD: i64 = 100_000;
+
+/// The CFS quota for `cpu` cores per [`CPU_PERIOD`].
+pub fn cpu_quota(cpu: sandbox_core::CpuQuantity) -> i64 {
+    i64::from(cpu.millis()) * CPU_PERIOD / 1000
+}
 
 /// Builds the create request for `spec`.
 pub fn container_config(spec: &SandboxSpec) -> ContainerCreateBody {
     let mut env: Vec<String> = vec![
         format!("SANDBOX_EXECUTOR_SOCKET={CONTAINER_SOCKET_DIR}/{SOCKET_FILE_NAME}"),
         format!("SANDBOX_EXECUTOR_WORKSPACE={WORKSPACE_DIR}"),
-        format!("SANDBOX_EXECUTOR_MEMORY_LIMIT_MB={}", spec.memory.mib()),
     ];
     let mut binds = vec![
         format!("{}:{WORKSPACE_DIR}:rw", spec.workspace_dir.display()),
@@ -43,7 +47,7 @@ pub fn container_config(spec: &SandboxSpec) -> ContainerCreateBody {
         memory: Some(memory),
         memory_swap: Some(memory),
         cpu_period: Some(CPU_PERIOD),
-        cpu_quota: Some(i64::from(spec.cpu.millis()) * CPU_PERIOD / 1000),
+        cpu_quota: Some(cpu_quota(spec.cpu)),
         pids_limit: Some(spec.pids_limit),
         // No network at all: the control plane talks to the executor through the socket
         // directory, never over a network.
@@ -135,7 +139,6 @@ mod tests {
         assert_eq!(h.memory, Some(256 << 20));
         assert_eq!(h.memory_swap, h.memory);
         assert_eq!((h.cpu_quota, h.cpu_period), (Some(50_000), Some(100_000)));
-        assert!(c.env.unwrap().contains(&"SANDBOX_EXECUTOR_MEMORY_LIMIT_MB=256".to_string()));
     }
 
     #[test]

@@ -6,7 +6,7 @@ pub mod config;
 pub use bollard;
 
 use crate::spec::{SandboxInfo, SandboxSpec, SandboxState};
-use crate::{ExecutorClient, Runtime, RuntimeError, Sandbox};
+use crate::{ExecutorClient, HostCapacity, Runtime, RuntimeError, Sandbox};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum};
@@ -15,6 +15,7 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
+use sandbox_core::{CpuQuantity, MemoryQuantity};
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -271,6 +272,34 @@ impl Runtime for DockerRuntime {
 
     fn executor(&self, spec: &SandboxSpec) -> ExecutorClient {
         ExecutorClient::unix(spec.socket_path())
+    }
+
+    async fn update_resources(
+        &self,
+        id: &str,
+        cpu: CpuQuantity,
+        memory: MemoryQuantity,
+    ) -> Result<bool, RuntimeError> {
+        let bytes = memory.bytes() as i64;
+        let body = bollard::models::ContainerUpdateBody {
+            memory: Some(bytes),
+            memory_swap: Some(bytes),
+            cpu_period: Some(config::CPU_PERIOD),
+            cpu_quota: Some(config::cpu_quota(cpu)),
+            ..Default::default()
+        };
+        self.docker.update_container(id, body).await.map_err(engine_error)?;
+        Ok(true)
+    }
+
+    async fn host_capacity(&self) -> Result<Option<HostCapacity>, RuntimeError> {
+        let info = self.docker.info().await.map_err(engine_error)?;
+        Ok(match (info.ncpu, info.mem_total) {
+            (Some(cpus), Some(mem)) if cpus > 0 && mem > 0 => {
+                Some(HostCapacity { cpus: cpus as u32, memory_bytes: mem as u64 })
+            }
+            _ => None,
+        })
     }
 
     async fn image_available(&self, image: &str) -> Result<bool, RuntimeError> {

@@ -62,6 +62,8 @@ pub async fn detailed(
         database,
         runtime,
         sessions,
+        instance_id: state.lifecycle.instance_id.clone(),
+        leader: state.lifecycle.is_leader(),
     }))
 }
 
@@ -74,11 +76,13 @@ pub async fn detailed(
 pub async fn sync(State(state): State<AppState>, caller: Caller) -> Result<Json<SyncResponse>, ApiError> {
     caller.require_admin()?;
     let report = state.sessions.reconcile().await?;
-    let idle = state.sessions.expire_idle().await?;
+    let expired = state.sessions.expire().await?;
     Ok(Json(SyncResponse {
+        sessions_recovered: report.sessions_recovered,
         sessions_failed: report.sessions_failed,
         orphans_removed: report.orphans_removed,
-        idle_terminated: idle as u64,
+        pool_discarded: report.pool_discarded,
+        expired_terminated: expired as u64,
     }))
 }
 

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod files;
 pub mod health;
 pub mod keys;
+pub mod pools;
 pub mod sessions;
 pub mod templates;
 pub mod types;
@@ -32,7 +33,7 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[openapi(
     info(title = "Sandbox Control Plane", description = "Runs untrusted code in hardened sandboxes."),
     paths(
-        health::root, health::health, health::detailed, health::sync, health::metrics,
+        health::root, health::health, health::detailed, health::sync, health::metrics, pools::list,
         sessions::create, sessions::list, sessions::get, sessions::terminate, sessions::delete,
         sessions::install_dependencies,
         executions::execute, executions::execute_sync, executions::status, executions::result, executions::list,
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/health/detailed", get(health::detailed))
         .route("/api/v1/health/sync", post(health::sync))
         .route("/metrics", get(health::metrics))
+        .route("/api/v1/pools", get(pools::list))
         .route("/api/v1/sessions", post(sessions::create).get(sessions::list))
         .route("/api/v1/sessions/{session_id}", get(sessions::get).delete(sessions::delete))
         .route("/api/v1/sessions/{session_id}/terminate", post(sessions::terminate))

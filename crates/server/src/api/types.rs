@@ -709,6 +709,10 @@ pub struct DetailedHealthResponse {
     pub runtime: ComponentHealth,
     /// Sessions by status.
     pub sessions: BTreeMap<String, u64>,
+    /// This process's id among the replicas.
+    pub instance_id: String,
+    /// Whether this process runs the lifecycle loops (holds the lease).
+    pub leader: bool,
 }
 
 /// One dependency's health.
@@ -725,12 +729,16 @@ pub struct ComponentHealth {
 /// Answer of `POST /api/v1/health/sync`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SyncResponse {
-    /// Sessions whose sandbox was gone, now marked failed.
+    /// Sessions whose lost sandbox was recreated.
+    pub sessions_recovered: u64,
+    /// Sessions marked failed (sandbox lost for good, or stuck creating).
     pub sessions_failed: u64,
-    /// Containers no session owns, removed.
+    /// Sandboxes no session or pool owns, removed.
     pub orphans_removed: u64,
-    /// Idle sessions terminated.
-    pub idle_terminated: u64,
+    /// Pool sandboxes that were dead or abandoned, removed.
+    pub pool_discarded: u64,
+    /// Sessions terminated for idling past their timeout or living past the maximum lifetime.
+    pub expired_terminated: u64,
 }
 
 /// `GET /`.

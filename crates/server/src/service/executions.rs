@@ -5,18 +5,25 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::ids;
 use crate::metrics::Metrics;
-use crate::service::sessions::Sessions;
+use crate::service::sessions::{ExecutionSlot, Sessions};
 use crate::settings::Settings;
 use chrono::Utc;
 use futures_util::StreamExt;
-use sandbox_core::model::{Artifact, Execution, ExecutionMetrics, Session};
+use sandbox_core::model::{Artifact, Execution, ExecutionMetrics, Session, SessionStatus};
 use sandbox_core::{ExecutionStatus, Language};
-use sandbox_protocol::{ExecRequest, ExecResult, FileChangeKind, StreamEvent};
+use sandbox_executor_client::{ClientError, ExecutorClient};
+use sandbox_protocol::{ExecRequest, ExecResult, ExecutionRecord, FileChangeKind, StreamEvent};
 use sandbox_store::{Page, Store};
 use serde_json::Value;
-use std::sync::Arc;
-use std::time::Instant;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+/// How long past its timeout an execution may go unfinished before the lifecycle leader treats
+/// it as abandoned and collects or ends it.
+const OVERDUE_GRACE: Duration = Duration::from_secs(60);
 
 /// A validated request to run code.
 #[derive(Debug, Clone)]
@@ -47,6 +54,20 @@ pub struct Executions {
     sessions: Arc<Sessions>,
     metrics: Arc<Metrics>,
     settings: Arc<Settings>,
+    /// Every task running or collecting an execution, so shutdown can wait for them.
+    tasks: TaskTracker,
+    /// Executions this process is running or collecting now.
+    inflight: Mutex<HashSet<String>>,
+}
+
+/// When [`Executions::recover`] acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovery {
+    /// At start-up: every unfinished execution (except one another replica may have just
+    /// recorded and not yet handed to its executor).
+    Startup,
+    /// In the lifecycle loop: only executions past their timeout plus a grace.
+    Overdue,
 }
 
 impl Executions {
@@ -57,7 +78,14 @@ impl Executions {
         sessions: Arc<Sessions>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        Executions { store, sessions, metrics, settings }
+        Executions {
+            store,
+            sessions,
+            metrics,
+            settings,
+            tasks: TaskTracker::new(),
+            inflight: Mutex::new(HashSet::new()),
+        }
     }
 
     /// Records an execution in a running session of the caller's and starts it.
@@ -82,6 +110,7 @@ impl Executions {
             ));
         }
         let session = self.sessions.get_running(caller, session_id).await?;
+        let slot = self.sessions.begin_execution(&session.id)?;
         let execution = Execution {
             id: ids::execution_id(),
             session_id: session.id.clone(),
@@ -113,16 +142,27 @@ impl Executions {
         };
         let this = self.clone();
         let record = execution.clone();
-        let done = tokio::spawn(async move { this.run(session, record, tx).await });
+        self.track(&execution.id);
+        let done = self.tasks.spawn(async move { this.run(session, record, tx, slot).await });
         Ok(Submitted { execution, done, events: rx })
     }
 
-    /// Runs a recorded execution to its end and stores the outcome.
+    fn track(&self, id: &str) -> bool {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned())
+    }
+
+    fn untrack(&self, id: &str) {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// Runs a recorded execution to its end and stores the outcome; `_slot` holds its place
+    /// among the session's running executions until then.
     async fn run(
         &self,
         session: Session,
         mut e: Execution,
         events: Option<mpsc::UnboundedSender<StreamEvent>>,
+        _slot: ExecutionSlot,
     ) -> Execution {
         let clock = Instant::now();
         e.status = ExecutionStatus::Running;
@@ -130,53 +170,38 @@ impl Executions {
         if let Err(err) = self.store.update_execution(&e).await {
             tracing::warn!(execution_id = %e.id, error = %err, "could not mark execution running");
         }
+        self.sessions.touch(&session.id).await;
         let client = self.sessions.executor(&session);
-        let req = ExecRequest {
-            execution_id: e.id.clone(),
-            language: e.language,
-            code: e.code.clone(),
-            event: e.event.clone(),
-            timeout_ms: u64::from(e.timeout_sec) * 1000,
-            env: session.env_vars.clone(),
-            function_name: Some(session.id.clone()),
-            mode: Default::default(),
-        };
+        let req = request_for(&e, &session);
         let outcome = match events {
             None => client.execute(&req).await,
-            Some(tx) => match client.execute_stream(&req).await {
-                Ok(stream) => {
-                    let mut stream = Box::pin(stream);
-                    let mut last = None;
-                    while let Some(ev) = stream.next().await {
-                        match ev {
-                            Ok(StreamEvent::Result { result }) => last = Some(Ok(*result)),
-                            Ok(chunk) => {
-                                let _ = tx.send(chunk);
-                            }
-                            Err(err) => last = Some(Err(err)),
-                        }
-                    }
-                    last.unwrap_or_else(|| {
-                        Err(sandbox_executor_client::ClientError::Protocol(
-                            "stream ended without a result".into(),
-                        ))
-                    })
-                }
-                Err(err) => Err(err),
-            },
+            Some(tx) => stream_into(&client, &req, tx).await,
         };
         match outcome {
             Ok(r) => apply_result(&mut e, r),
             Err(err) => {
                 tracing::warn!(execution_id = %e.id, session_id = %session.id, error = %err, "executor did not answer");
-                e.status = ExecutionStatus::Crashed;
-                e.error_message = Some(format!("the sandbox did not answer: {err}"));
-                e.completed_at = Some(Utc::now());
+                crash(&mut e, format!("the sandbox did not answer: {err}"));
                 e.execution_time = Some(clock.elapsed().as_secs_f64());
+                if matches!(err, ClientError::Unreachable(_)) {
+                    // Its sandbox may be gone: recreate it now rather than at the next pass.
+                    let sessions = self.sessions.clone();
+                    let id = session.id.clone();
+                    tokio::spawn(async move { sessions.recover(&id).await });
+                }
             }
         }
-        match self.store.update_execution(&e).await {
-            // Stored: the executor may drop its copy.
+        self.finish(&client, &e).await;
+        self.sessions.touch(&session.id).await;
+        self.metrics.execution(e.language.as_str(), e.status.as_str(), clock.elapsed());
+        tracing::info!(execution_id = %e.id, session_id = %session.id, status = %e.status, "execution finished");
+        self.untrack(&e.id);
+        e
+    }
+
+    /// Stores a finished execution; once stored, the executor may drop its copy.
+    async fn finish(&self, client: &ExecutorClient, e: &Execution) {
+        match self.store.update_execution(e).await {
             Ok(_) => {
                 let _ = client.forget(&e.id).await;
             }
@@ -184,10 +209,79 @@ impl Executions {
                 tracing::error!(execution_id = %e.id, error = %err, "could not store an execution result")
             }
         }
-        self.sessions.touch(&session.id).await;
-        self.metrics.execution(e.language.as_str(), e.status.as_str(), clock.elapsed());
-        tracing::info!(execution_id = %e.id, session_id = %session.id, status = %e.status, "execution finished");
-        e
+    }
+
+    /// Finishes executions left unfinished by a process that stopped (or by one that lost its
+    /// sandbox): a result the executor still holds is collected, one still running is awaited
+    /// (submitting its id again never runs it twice), and one the executor does not know ends
+    /// `crashed` with the reason. Returns how many were handled.
+    pub async fn recover(self: &Arc<Self>, when: Recovery) -> Result<usize, ApiError> {
+        let now = Utc::now();
+        let mut n = 0;
+        for mut e in self.store.unfinished_executions().await? {
+            if self.inflight.lock().unwrap_or_else(|p| p.into_inner()).contains(&e.id) {
+                continue;
+            }
+            let since = e.started_at.unwrap_or(e.created_at);
+            let allowed = Duration::from_secs(u64::from(e.timeout_sec)) + OVERDUE_GRACE;
+            let overdue = now - since > chrono::Duration::from_std(allowed).unwrap_or(chrono::Duration::MAX);
+            // Another replica may have just recorded or started it and not yet reached the
+            // executor: such young executions are left alone unless the executor knows them.
+            let recent = now - since < chrono::Duration::seconds(30);
+            if (when == Recovery::Overdue && !overdue) || (e.status == ExecutionStatus::Pending && recent) {
+                continue;
+            }
+            let Some(session) = self.store.session(&e.session_id).await? else { continue };
+            let client = self.sessions.executor(&session);
+            match client.execution(&e.id).await {
+                Ok(Some(ExecutionRecord::Finished { result })) => {
+                    apply_result(&mut e, *result);
+                    self.finish(&client, &e).await;
+                    tracing::info!(execution_id = %e.id, status = %e.status, "collected a result that finished while nobody waited");
+                }
+                Ok(Some(ExecutionRecord::Running { .. })) => {
+                    if !self.track(&e.id) {
+                        continue;
+                    }
+                    let this = self.clone();
+                    self.tasks.spawn(async move {
+                        match client.execute(&request_for(&e, &session)).await {
+                            Ok(r) => apply_result(&mut e, r),
+                            Err(err) => crash(&mut e, format!("lost while collecting its result: {err}")),
+                        }
+                        this.finish(&client, &e).await;
+                        this.untrack(&e.id);
+                    });
+                }
+                Ok(None) if recent => continue,
+                Ok(None) => {
+                    let why = match e.status {
+                        ExecutionStatus::Pending => {
+                            "never started: the control plane stopped before starting it"
+                        }
+                        _ => "lost: its sandbox stopped or was replaced while it ran",
+                    };
+                    crash(&mut e, why.into());
+                    self.finish(&client, &e).await;
+                }
+                Err(_) if !overdue && session.status == SessionStatus::Running => continue,
+                Err(err) => {
+                    crash(&mut e, format!("lost: its sandbox did not answer ({err})"));
+                    self.finish(&client, &e).await;
+                }
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Stops taking work and waits up to `grace` for running executions to finish (those still
+    /// running are collected after the next start).
+    pub async fn drain(&self, grace: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            tracing::warn!(left = self.tasks.len(), "shutting down with executions still running");
+        }
     }
 
     /// The execution `id` if the caller may see its session, else 404.
@@ -210,6 +304,47 @@ impl Executions {
         self.sessions.get(caller, session_id).await?;
         Ok(self.store.list_executions(session_id, limit, offset).await?)
     }
+}
+
+/// Runs an execution in stream mode, forwarding output chunks to `tx`; the result comes last.
+async fn stream_into(
+    client: &ExecutorClient,
+    req: &ExecRequest,
+    tx: mpsc::UnboundedSender<StreamEvent>,
+) -> Result<ExecResult, ClientError> {
+    let mut stream = Box::pin(client.execute_stream(req).await?);
+    let mut last = None;
+    while let Some(ev) = stream.next().await {
+        match ev {
+            Ok(StreamEvent::Result { result }) => last = Some(Ok(*result)),
+            Ok(chunk) => {
+                let _ = tx.send(chunk);
+            }
+            Err(err) => last = Some(Err(err)),
+        }
+    }
+    last.unwrap_or_else(|| Err(ClientError::Protocol("stream ended without a result".into())))
+}
+
+/// The executor request for a recorded execution.
+fn request_for(e: &Execution, session: &Session) -> ExecRequest {
+    ExecRequest {
+        execution_id: e.id.clone(),
+        language: e.language,
+        code: e.code.clone(),
+        event: e.event.clone(),
+        timeout_ms: u64::from(e.timeout_sec) * 1000,
+        env: session.env_vars.clone(),
+        function_name: Some(session.id.clone()),
+        mode: Default::default(),
+    }
+}
+
+/// Ends a record as `crashed` with `why`.
+fn crash(e: &mut Execution, why: String) {
+    e.status = ExecutionStatus::Crashed;
+    e.error_message = Some(why);
+    e.completed_at = Some(Utc::now());
 }
 
 /// Copies an executor result into the record.

@@ -1,5 +1,9 @@
 //! The controller layer: typed commands from the API, carried out against the store and the
-//! runtime.
+//! runtime, and the background work that keeps the two in step.
+pub mod disk;
 pub mod executions;
+pub mod lifecycle;
+pub mod pools;
+pub mod sandboxes;
 pub mod sessions;
 pub mod templates;

@@ -1,23 +1,29 @@
-//! Session lifecycle: create (a sandbox from the session's template), look up, list,
-//! terminate, delete, and the idle cleaner.
+//! Session lifecycle: admission, create (claiming a warm sandbox or starting one), look up,
+//! list, terminate, delete, and what the lifecycle loop asks of sessions (recover lost
+//! sandboxes, end idle and old sessions, purge old records).
 
 use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
 use crate::ids;
 use crate::metrics::Metrics;
+use crate::service::pools::Pools;
+use crate::service::sandboxes::{Sandboxes, Shape};
 use crate::settings::Settings;
+use axum::http::StatusCode;
 use chrono::Utc;
 use sandbox_core::model::{DependencySpec, Session, SessionStatus, Template};
 use sandbox_core::{CpuQuantity, MemoryQuantity};
-use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, SandboxSpec, labels};
+use sandbox_runtime::{ExecutorClient, HostCapacity, Runtime, RuntimeError, SandboxState, labels};
 use sandbox_store::{Page, SessionFilter, Store};
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The package index sessions use unless told otherwise.
 pub const DEFAULT_PACKAGE_INDEX: &str = "https://pypi.org/simple/";
+
+/// How long the host's capacity, as the runtime reports it, is trusted.
+const CAPACITY_TTL: Duration = Duration::from_secs(60);
 
 /// A validated request for a new session (fields the client left out are `None`).
 #[derive(Debug, Clone, Default)]
@@ -61,16 +67,61 @@ pub fn validate_env(env: &BTreeMap<String, String>, max: usize) -> Result<(), St
     Ok(())
 }
 
+/// A session's resources as its record states them.
+fn shape_of(s: &Session, template: &Template) -> Result<Shape, ApiError> {
+    Ok(Shape {
+        template_id: template.id.clone(),
+        image: template.image_url.clone(),
+        cpu: s.cpu.parse().map_err(ApiError::internal)?,
+        memory: s.memory.parse().map_err(ApiError::internal)?,
+        disk: s.disk.parse().map_err(ApiError::internal)?,
+    })
+}
+
+/// A place among a session's running executions; the place frees itself when dropped.
+pub struct ExecutionSlot {
+    sessions: Arc<Sessions>,
+    session_id: String,
+}
+
+impl Drop for ExecutionSlot {
+    fn drop(&mut self) {
+        let mut running = self.sessions.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = running.get_mut(&self.session_id) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.session_id);
+            }
+        }
+    }
+}
+
+/// What a reconciliation pass changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Sessions whose lost sandbox was recreated.
+    pub sessions_recovered: u64,
+    /// Sessions marked failed (sandbox lost and not recreatable, or stuck creating).
+    pub sessions_failed: u64,
+    /// Sandboxes nobody owns, removed.
+    pub orphans_removed: u64,
+    /// Pool sandboxes that were dead, stuck or abandoned, removed.
+    pub pool_discarded: u64,
+}
+
 /// Session lifecycle.
 pub struct Sessions {
     settings: Arc<Settings>,
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
     metrics: Arc<Metrics>,
+    sandboxes: Arc<Sandboxes>,
+    pools: Arc<Pools>,
     /// Serialises lifecycle changes of one session within this process.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// The label value marking this deployment's sandboxes.
-    deployment: String,
+    /// Executions in flight per session, in this process.
+    running: Mutex<HashMap<String, usize>>,
+    capacity: tokio::sync::Mutex<Option<(Instant, Option<HostCapacity>)>>,
 }
 
 impl Sessions {
@@ -80,9 +131,20 @@ impl Sessions {
         store: Arc<dyn Store>,
         runtime: Arc<dyn Runtime>,
         metrics: Arc<Metrics>,
+        sandboxes: Arc<Sandboxes>,
+        pools: Arc<Pools>,
     ) -> Self {
-        let deployment = settings.deployment_id();
-        Sessions { settings, store, runtime, metrics, locks: Mutex::new(HashMap::new()), deployment }
+        Sessions {
+            settings,
+            store,
+            runtime,
+            metrics,
+            sandboxes,
+            pools,
+            locks: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+            capacity: tokio::sync::Mutex::new(None),
+        }
     }
 
     fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -91,52 +153,17 @@ impl Sessions {
         locks.entry(id.to_owned()).or_default().clone()
     }
 
-    /// Host directory of a session's files: `<data_dir>/sessions/<id>`.
-    pub fn session_dir(&self, id: &str) -> PathBuf {
-        self.settings.data_dir.join("sessions").join(id)
-    }
-
-    /// The sandbox a session runs in.
-    pub fn sandbox_spec(&self, s: &Session, image: &str) -> Result<SandboxSpec, ApiError> {
-        let dir = self.session_dir(&s.id);
-        let mut spec =
-            SandboxSpec::new(format!("sandbox-{}", s.id), image, dir.join("workspace"), dir.join("run"));
-        spec.cpu = s.cpu.parse().map_err(ApiError::internal)?;
-        spec.memory = s.memory.parse().map_err(ApiError::internal)?;
-        spec.labels.insert(labels::SESSION.into(), s.id.clone());
-        spec.labels.insert(labels::TEMPLATE.into(), s.template_id.clone());
-        spec.labels.insert(labels::DEPLOYMENT.into(), self.deployment.clone());
-        let e = &self.settings.executor;
-        for (k, v) in [
-            ("SANDBOX_EXECUTOR_MAX_OUTPUT_BYTES", e.max_output_bytes.to_string()),
-            ("SANDBOX_EXECUTOR_TMP_SIZE_MB", e.tmp_size_mb.to_string()),
-            ("SANDBOX_EXECUTOR_MAX_PROCESSES", e.max_processes.to_string()),
-            ("SANDBOX_EXECUTOR_MAX_CONCURRENT", e.max_concurrent.to_string()),
-            ("SANDBOX_EXECUTOR_MAX_TIMEOUT_SECS", self.settings.limits.max_execution_timeout_sec.to_string()),
-        ] {
-            spec.executor_env.insert(k.into(), v);
-        }
-        Ok(spec)
-    }
-
-    /// A client for a running session's executor.
+    /// A client for a session's executor.
     pub fn executor(&self, s: &Session) -> ExecutorClient {
-        let dir = self.session_dir(&s.id);
-        let spec = SandboxSpec::new(
-            s.sandbox_name.clone().unwrap_or_default(),
-            "",
-            dir.join("workspace"),
-            dir.join("run"),
-        );
-        self.runtime.executor(&spec)
+        self.sandboxes.executor(&s.id)
     }
 
     /// Resolves the request against its template and the configured maxima.
-    async fn plan(&self, owner: &Caller, req: NewSession) -> Result<(Session, Template), ApiError> {
+    async fn plan(&self, owner: &Caller, req: NewSession) -> Result<(Session, Template, Shape), ApiError> {
         let template = self.store.template(&req.template_id).await?.ok_or_else(|| ApiError {
             errors: vec![FieldError { field: "template_id".into(), message: "no such template".into() }],
             ..ApiError::new(
-                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                StatusCode::UNPROCESSABLE_ENTITY,
                 "template_not_found",
                 format!("template {:?} does not exist", req.template_id),
             )
@@ -150,43 +177,44 @@ impl Sessions {
         let limits = &self.settings.limits;
         let mut errors = Vec::new();
         let mut bad = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });
+        let pool_shape = crate::service::pools::default_shape(&template)
+            .ok_or_else(|| ApiError::internal(format!("template {} has invalid defaults", template.id)))?;
 
-        let cpu = match &req.cpu {
-            Some(c) => c.clone(),
-            None => CpuQuantity::from_millis((template.default_cpu_cores * 1000.0).round() as u32)
-                .map_err(ApiError::internal)?
-                .to_string(),
-        };
         let max_cpu: CpuQuantity = limits.max_cpu.parse().map_err(ApiError::internal)?;
-        match cpu.parse::<CpuQuantity>() {
-            Ok(c) if c > max_cpu => bad("cpu", format!("at most {max_cpu} cores")),
-            Ok(_) => {}
-            Err(e) => bad("cpu", e.to_string()),
-        }
-        let mib = |n: u32| {
-            MemoryQuantity::from_mib(u64::from(n)).map(|q| q.to_string()).map_err(ApiError::internal)
+        let cpu = match req.cpu.as_deref().map(str::parse::<CpuQuantity>) {
+            None => Some(pool_shape.cpu),
+            Some(Ok(c)) if c > max_cpu => {
+                bad("cpu", format!("at most {max_cpu} cores"));
+                None
+            }
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                bad("cpu", e.to_string());
+                None
+            }
         };
-        let memory = match &req.memory {
-            Some(m) => m.clone(),
-            None => mib(template.default_memory_mb)?,
-        };
-        let max_memory: MemoryQuantity = limits.max_memory.parse().map_err(ApiError::internal)?;
-        match memory.parse::<MemoryQuantity>() {
-            Ok(m) if m > max_memory => bad("memory", format!("at most {max_memory}")),
-            Ok(m) if m.mib() < 64 => bad("memory", "at least 64Mi".into()),
-            Ok(_) => {}
-            Err(e) => bad("memory", e.to_string()),
-        }
-        let disk = match &req.disk {
-            Some(d) => d.clone(),
-            None => mib(template.default_disk_mb)?,
-        };
-        let max_disk: MemoryQuantity = limits.max_disk.parse().map_err(ApiError::internal)?;
-        match disk.parse::<MemoryQuantity>() {
-            Ok(d) if d > max_disk => bad("disk", format!("at most {max_disk}")),
-            Ok(_) => {}
-            Err(e) => bad("disk", e.to_string()),
-        }
+        let mut quantity =
+            |field: &str, given: Option<&str>, default: MemoryQuantity, max: &str, min_mib: u64| {
+                let max: MemoryQuantity = max.parse().ok()?;
+                match given.map(str::parse::<MemoryQuantity>) {
+                    None => Some(default),
+                    Some(Ok(m)) if m > max => {
+                        bad(field, format!("at most {max}"));
+                        None
+                    }
+                    Some(Ok(m)) if m.mib() < min_mib => {
+                        bad(field, format!("at least {min_mib}Mi"));
+                        None
+                    }
+                    Some(Ok(m)) => Some(m),
+                    Some(Err(e)) => {
+                        bad(field, e.to_string());
+                        None
+                    }
+                }
+            };
+        let memory = quantity("memory", req.memory.as_deref(), pool_shape.memory, &limits.max_memory, 64);
+        let disk = quantity("disk", req.disk.as_deref(), pool_shape.disk, &limits.max_disk, 16);
         let timeout = req.timeout.unwrap_or(template.default_timeout_sec);
         if timeout == 0 || timeout > limits.max_session_timeout_sec {
             bad("timeout", format!("must be between 1 and {} seconds", limits.max_session_timeout_sec));
@@ -201,24 +229,26 @@ impl Sessions {
         {
             bad("id", "must be 1-64 characters of letters, digits, '_' and '-'".into());
         }
-        if !errors.is_empty() {
-            return Err(ApiError::invalid_fields(errors));
-        }
         if !req.dependencies.is_empty() {
-            return Err(ApiError::invalid_field(
+            bad(
                 "dependencies",
-                "installing dependencies is not available in this version; leave the list empty",
-            ));
+                "installing dependencies is not available in this version; leave the list empty".into(),
+            );
         }
+        let (Some(cpu), Some(memory), Some(disk), true) = (cpu, memory, disk, errors.is_empty()) else {
+            return Err(ApiError::invalid_fields(errors));
+        };
+        let shape =
+            Shape { template_id: template.id.clone(), image: template.image_url.clone(), cpu, memory, disk };
         let now = Utc::now();
         let session = Session {
             id: req.id.unwrap_or_else(ids::session_id),
             owner_key_id: owner.key_id.clone(),
             template_id: template.id.clone(),
             status: SessionStatus::Creating,
-            cpu,
-            memory,
-            disk,
+            cpu: cpu.to_string(),
+            memory: memory.to_string(),
+            disk: disk.to_string(),
             timeout_sec: timeout,
             env_vars,
             runtime_type: self.runtime.name().into(),
@@ -241,18 +271,103 @@ impl Sessions {
             completed_at: None,
             last_activity_at: Some(now),
         };
-        Ok((session, template))
+        Ok((session, template, shape))
     }
 
-    /// Creates a session and starts its sandbox. With `wait`, returns once the sandbox runs (or
-    /// fails with the reason); otherwise at once, in `creating`.
+    async fn host_capacity(&self) -> Option<HostCapacity> {
+        let mut cached = self.capacity.lock().await;
+        if let Some((at, cap)) = *cached
+            && at.elapsed() < CAPACITY_TTL
+        {
+            return cap;
+        }
+        let cap = self.runtime.host_capacity().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read the host's capacity");
+            None
+        });
+        *cached = Some((Instant::now(), cap));
+        cap
+    }
+
+    /// Refuses a session the caller's quota or the host cannot take: 429 for the quota, 503 for
+    /// the host, 422 for a shape no host here could ever hold.
+    async fn admit(&self, owner: &Caller, shape: &Shape) -> Result<(), ApiError> {
+        let cap = &self.settings.capacity;
+        let mine = self.store.count_live_sessions(Some(&owner.key_id)).await?;
+        if cap.max_sessions_per_key > 0 && mine >= cap.max_sessions_per_key {
+            return Err(ApiError {
+                retry_after: Some(30),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "quota_exceeded",
+                    format!("this API key has {mine} live sessions, its limit; end one and retry"),
+                )
+            });
+        }
+        let host = self.host_capacity().await;
+        if let Some(h) = host {
+            if shape.memory.bytes() > h.memory_bytes {
+                return Err(ApiError::invalid_field(
+                    "memory",
+                    format!(
+                        "larger than the host's {} of memory",
+                        MemoryQuantity::from_bytes(h.memory_bytes).map(|m| m.to_string()).unwrap_or_default()
+                    ),
+                ));
+            }
+            if shape.cpu.cores() > f64::from(h.cpus) {
+                return Err(ApiError::invalid_field("cpu", format!("more than the host's {} CPUs", h.cpus)));
+            }
+        }
+        let live = self.store.sessions_in_status(&[SessionStatus::Creating, SessionStatus::Running]).await?;
+        let full = |why: String| ApiError::unavailable("capacity_exhausted", why, 30);
+        if cap.max_sessions > 0 && live.len() as u64 >= cap.max_sessions {
+            return Err(full(format!("the server runs its maximum of {} sessions", cap.max_sessions)));
+        }
+        if let Some(h) = host {
+            let committed: u64 =
+                live.iter().filter_map(|s| s.memory.parse::<MemoryQuantity>().ok()).map(|m| m.bytes()).sum();
+            let allowed = (h.memory_bytes as f64 * cap.memory_overcommit) as u64;
+            if committed + shape.memory.bytes() > allowed {
+                return Err(full(format!(
+                    "the host's memory is committed to {} live sessions; retry when some end",
+                    live.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a session: from a warm pool when one has a sandbox of its shape, else by starting
+    /// a sandbox. With `wait`, returns once it runs (or fails with the reason); otherwise at
+    /// once, in `creating` (or already `running`, from a pool).
     pub async fn create(
         self: &Arc<Self>,
         owner: &Caller,
         req: NewSession,
         wait: bool,
     ) -> Result<Session, ApiError> {
-        let (session, template) = self.plan(owner, req).await?;
+        let clock = Instant::now();
+        let client_id = req.id.is_some();
+        let (mut session, template, shape) = self.plan(owner, req).await?;
+        self.admit(owner, &shape).await?;
+        if !client_id && let Some(claimed) = self.pools.claim(&template, &shape).await {
+            session.id = claimed.session_id;
+            session.status = SessionStatus::Running;
+            session.container_id = Some(claimed.container_id.clone());
+            session.sandbox_name = Some(claimed.sandbox_name);
+            session.workspace_path =
+                Some(self.sandboxes.session_dir(&session.id).join("workspace").display().to_string());
+            session.runtime_node = hostname();
+            if let Err(e) = self.store.insert_session(&session).await {
+                self.pools.discard(&session.id, Some(&claimed.container_id)).await;
+                return Err(e.into());
+            }
+            self.pools.handed_over(&session.id).await;
+            self.metrics.session_created(&template.id, true, clock.elapsed());
+            tracing::info!(session_id = %session.id, template = %template.id, elapsed_ms = clock.elapsed().as_millis() as u64, "session claimed a pool sandbox");
+            return Ok(session);
+        }
         match self.store.insert_session(&session).await {
             Err(sandbox_store::StoreError::Conflict(_)) => {
                 return Err(ApiError::conflict(
@@ -266,7 +381,8 @@ impl Sessions {
         let this = self.clone();
         let pending = session.clone();
         // The sandbox starts in its own task: a client that hangs up does not abandon it.
-        let started = tokio::spawn(async move { this.start_sandbox(session, template).await });
+        let started =
+            tokio::spawn(async move { this.start_sandbox(session, &template, &shape, clock).await });
         if !wait {
             return Ok(pending);
         }
@@ -281,15 +397,11 @@ impl Sessions {
     async fn start_sandbox(
         &self,
         mut session: Session,
-        template: Template,
+        template: &Template,
+        shape: &Shape,
+        clock: Instant,
     ) -> Result<(Session, Option<ApiError>), ApiError> {
-        let clock = Instant::now();
-        let spec = self.sandbox_spec(&session, &template.image_url)?;
-        let limit = Duration::from_secs(self.settings.limits.sandbox_start_timeout_sec);
-        let created = match tokio::time::timeout(limit, self.runtime.create(&spec)).await {
-            Ok(r) => r,
-            Err(_) => Err(RuntimeError::NotReady { seconds: limit.as_secs(), reason: "timed out".into() }),
-        };
+        let created = self.sandboxes.start(&session.id, shape).await;
         let lock = self.lock_for(&session.id);
         let _guard = lock.lock().await;
         // Terminated or deleted while starting: the new sandbox is not wanted.
@@ -308,7 +420,8 @@ impl Sessions {
                 session.status = SessionStatus::Running;
                 session.container_id = Some(sb.id);
                 session.sandbox_name = Some(sb.name);
-                session.workspace_path = Some(spec.workspace_dir.display().to_string());
+                session.workspace_path =
+                    Some(self.sandboxes.session_dir(&session.id).join("workspace").display().to_string());
                 session.runtime_node = hostname();
                 tracing::info!(session_id = %session.id, elapsed_ms = clock.elapsed().as_millis() as u64, "session running");
             }
@@ -321,11 +434,7 @@ impl Sessions {
                 failure = Some(match why {
                     RuntimeError::ImageNotFound(_) => ApiError {
                         errors: vec![FieldError { field: "template_id".into(), message: why.to_string() }],
-                        ..ApiError::new(
-                            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                            "template_image_missing",
-                            message,
-                        )
+                        ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "template_image_missing", message)
                     },
                     _ => ApiError::unavailable("sandbox_start_failed", message, 5),
                 });
@@ -406,14 +515,14 @@ impl Sessions {
                 };
             }
         };
+        self.remove(s).await
+    }
+
+    async fn remove(&self, s: Session) -> Result<(), ApiError> {
+        let id = s.id.clone();
         self.stop(s, None).await?;
-        let dir = self.session_dir(id);
-        if let Err(e) = std::fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            return Err(ApiError::internal(format!("removing {}: {e}", dir.display())));
-        }
-        self.store.delete_session(id, Utc::now()).await?;
+        self.sandboxes.release_files(&id).await.map_err(ApiError::internal)?;
+        self.store.delete_session(&id, Utc::now()).await?;
         tracing::info!(session_id = %id, "session deleted");
         Ok(())
     }
@@ -425,35 +534,190 @@ impl Sessions {
         }
     }
 
-    /// Terminates running sessions idle for longer than their timeout; returns how many.
-    pub async fn expire_idle(&self) -> Result<usize, ApiError> {
+    /// Takes a place among the session's running executions: 429 when all are taken.
+    pub fn begin_execution(self: &Arc<Self>, session_id: &str) -> Result<ExecutionSlot, ApiError> {
+        let max = self.settings.capacity.max_executions_per_session;
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let n = running.entry(session_id.to_owned()).or_default();
+        if max > 0 && *n >= max {
+            return Err(ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_executions",
+                    format!("session {session_id} already runs {max} executions, its limit"),
+                )
+            });
+        }
+        *n += 1;
+        Ok(ExecutionSlot { sessions: self.clone(), session_id: session_id.to_owned() })
+    }
+
+    /// Recreates the sandbox of a running session whose sandbox is gone, from the session's own
+    /// template, with its workspace as it was; or marks the session failed with the reason.
+    /// Returns whether the session runs again.
+    pub async fn recover(&self, id: &str) -> Result<bool, ApiError> {
+        let lock = self.lock_for(id);
+        let _guard = lock.lock().await;
+        let Some(mut s) = self.store.session(id).await? else { return Ok(false) };
+        if s.status != SessionStatus::Running {
+            return Ok(false);
+        }
+        if let Some(c) = &s.container_id
+            && self.runtime.is_running(c).await
+        {
+            return Ok(true);
+        }
+        if let Some(c) = &s.container_id {
+            let _ = self.runtime.remove(c).await;
+        }
         let now = Utc::now();
+        s.updated_at = now;
+        let started = match self.store.template(&s.template_id).await? {
+            None => Err(format!("its template {} no longer exists", s.template_id)),
+            Some(t) => match shape_of(&s, &t) {
+                Ok(shape) => self.sandboxes.start(&s.id, &shape).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.message),
+            },
+        };
+        let recovered = match started {
+            Ok(sb) => {
+                tracing::warn!(session_id = %s.id, container = %sb.id, "recreated the session's lost sandbox");
+                s.container_id = Some(sb.id);
+                true
+            }
+            Err(why) => {
+                tracing::warn!(session_id = %s.id, error = %why, "session lost its sandbox");
+                s.status = SessionStatus::Failed;
+                s.completed_at = Some(now);
+                s.error_message =
+                    Some(format!("the session's sandbox stopped and could not be recreated: {why}"));
+                false
+            }
+        };
+        self.store.update_session(&s).await?;
+        Ok(recovered)
+    }
+
+    /// Compares the store with what the runtime runs: running sessions whose sandbox is gone are
+    /// recovered (or failed), sessions stuck creating are failed, pool sandboxes that died or
+    /// were abandoned are removed, and sandboxes no session or pool owns are removed.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, ApiError> {
+        let unavailable = |e: RuntimeError| ApiError::unavailable("runtime_unavailable", e.to_string(), 5);
+        let mut report = ReconcileReport::default();
+        let sandboxes = self
+            .runtime
+            .list(&[(labels::DEPLOYMENT, self.sandboxes.deployment())])
+            .await
+            .map_err(unavailable)?;
+        let running: HashSet<&str> =
+            sandboxes.iter().filter(|b| b.state == SandboxState::Running).map(|b| b.id.as_str()).collect();
+        let now = Utc::now();
+        let deadline = chrono::Duration::seconds(self.settings.lifecycle.creating_deadline_sec as i64);
+        for s in self.store.sessions_in_status(&[SessionStatus::Running, SessionStatus::Creating]).await? {
+            match s.status {
+                SessionStatus::Running if !s.container_id.as_deref().is_some_and(|c| running.contains(c)) => {
+                    if self.recover(&s.id).await? {
+                        report.sessions_recovered += 1;
+                    } else {
+                        report.sessions_failed += 1;
+                    }
+                }
+                SessionStatus::Creating if now - s.created_at > deadline => {
+                    let lock = self.lock_for(&s.id);
+                    let _guard = lock.lock().await;
+                    let Some(mut current) = self.store.session(&s.id).await? else { continue };
+                    if current.status == SessionStatus::Creating {
+                        let _ = self.runtime.remove(&Sandboxes::sandbox_name(&s.id)).await;
+                        current.status = SessionStatus::Failed;
+                        current.completed_at = Some(now);
+                        current.updated_at = now;
+                        current.error_message =
+                            Some(format!("still creating after {}s; given up", deadline.num_seconds()));
+                        self.store.update_session(&current).await?;
+                        report.sessions_failed += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let pool = self.store.list_pool_sandboxes().await?;
+        for p in &pool {
+            let age = now - p.created_at;
+            let dead = match p.state {
+                sandbox_core::model::PoolState::Starting => age > deadline,
+                sandbox_core::model::PoolState::Ready => {
+                    !p.container_id.as_deref().is_some_and(|c| running.contains(c))
+                }
+                sandbox_core::model::PoolState::Claimed => {
+                    p.claimed_at.is_some_and(|t| now - t > chrono::Duration::seconds(60))
+                        && self.store.session(&p.id).await?.is_none()
+                }
+            };
+            if dead {
+                self.pools.discard(&p.id, p.container_id.as_deref()).await;
+                report.pool_discarded += 1;
+            }
+        }
+        // Owners are read again: sessions may have been created while the list above was made.
+        let live: HashSet<String> = self
+            .store
+            .sessions_in_status(&[SessionStatus::Running, SessionStatus::Creating])
+            .await?
+            .into_iter()
+            .map(|s| s.id)
+            .chain(self.store.list_pool_sandboxes().await?.into_iter().map(|p| p.id))
+            .collect();
+        for b in sandboxes {
+            let owner = b.labels.get(labels::SESSION);
+            if !owner.is_some_and(|id| live.contains(id)) {
+                tracing::info!(container = %b.id, session = owner.map(String::as_str).unwrap_or("-"), "removing orphan sandbox");
+                self.runtime.remove(&b.id).await.map_err(unavailable)?;
+                report.orphans_removed += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    /// Terminates running sessions idle past their timeout (none with an execution in flight)
+    /// or older than the maximum lifetime; returns how many.
+    pub async fn expire(&self) -> Result<usize, ApiError> {
+        let now = Utc::now();
+        let max_life = self.settings.lifecycle.max_session_lifetime_sec as i64;
         let mut n = 0;
         for s in self.store.sessions_in_status(&[SessionStatus::Running]).await? {
-            let last = s.last_activity_at.unwrap_or(s.created_at);
-            let idle = (now - last).num_seconds();
-            if idle > i64::from(s.timeout_sec) {
-                let reason = format!("idle timeout: no activity for {idle}s (timeout {}s)", s.timeout_sec);
-                match self.stop(s, Some(reason)).await {
-                    Ok(_) => n += 1,
-                    Err(e) => tracing::warn!(error = %e, "could not terminate an idle session"),
-                }
+            let idle = (now - s.last_activity_at.unwrap_or(s.created_at)).num_seconds();
+            let age = (now - s.created_at).num_seconds();
+            let reason = if max_life > 0 && age > max_life {
+                format!("maximum lifetime reached: {age}s (limit {max_life}s)")
+            } else if idle > i64::from(s.timeout_sec)
+                && !self.store.session_has_unfinished_executions(&s.id).await?
+            {
+                format!("idle timeout: no activity for {idle}s (timeout {}s)", s.timeout_sec)
+            } else {
+                continue;
+            };
+            match self.stop(s, Some(reason)).await {
+                Ok(_) => n += 1,
+                Err(e) => tracing::warn!(error = %e, "could not terminate an expired session"),
             }
         }
         Ok(n)
     }
 
-    /// Runs [`expire_idle`](Self::expire_idle) every `interval` until the process ends.
-    pub async fn run_cleaner(self: Arc<Self>, interval: Duration) {
-        let mut tick = tokio::time::interval(interval);
-        loop {
-            tick.tick().await;
-            match self.expire_idle().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(terminated = n, "idle sessions terminated"),
-                Err(e) => tracing::warn!(error = %e, "idle cleaner failed"),
+    /// Deletes terminated and failed sessions that ended longer ago than the retention; returns
+    /// how many.
+    pub async fn purge(&self) -> Result<usize, ApiError> {
+        let keep = chrono::Duration::seconds(self.settings.lifecycle.retention_sec as i64);
+        let now = Utc::now();
+        let mut n = 0;
+        for s in self.store.sessions_in_status(&[SessionStatus::Terminated, SessionStatus::Failed]).await? {
+            if s.completed_at.unwrap_or(s.updated_at) + keep < now {
+                self.remove(s).await?;
+                n += 1;
             }
         }
+        Ok(n)
     }
 }
 
@@ -462,67 +726,4 @@ fn hostname() -> Option<String> {
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
-}
-
-/// What a reconciliation pass changed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ReconcileReport {
-    /// Sessions whose sandbox was gone, marked failed.
-    pub sessions_failed: u64,
-    /// Sandboxes no live session owns, removed.
-    pub orphans_removed: u64,
-}
-
-impl Sessions {
-    /// Compares the store with what the runtime runs: running sessions whose sandbox is gone
-    /// are marked failed; managed sandboxes no live session owns are removed.
-    pub async fn reconcile(&self) -> Result<ReconcileReport, ApiError> {
-        let mut report = ReconcileReport::default();
-        let sandboxes = self
-            .runtime
-            .list(&[(labels::DEPLOYMENT, &self.deployment)])
-            .await
-            .map_err(|e| ApiError::unavailable("runtime_unavailable", e.to_string(), 5))?;
-        let live = self.store.sessions_in_status(&[SessionStatus::Running, SessionStatus::Creating]).await?;
-        for s in &live {
-            if s.status != SessionStatus::Running {
-                continue;
-            }
-            let running = sandboxes.iter().any(|b| {
-                Some(&b.id) == s.container_id.as_ref() && b.state == sandbox_runtime::SandboxState::Running
-            });
-            if !running {
-                let lock = self.lock_for(&s.id);
-                let _guard = lock.lock().await;
-                let Some(mut current) = self.store.session(&s.id).await? else { continue };
-                if current.status != SessionStatus::Running {
-                    continue;
-                }
-                let now = Utc::now();
-                current.status = SessionStatus::Failed;
-                current.error_message = Some("the session's sandbox is no longer running".into());
-                current.completed_at = Some(now);
-                current.updated_at = now;
-                self.store.update_session(&current).await?;
-                if let Some(c) = &current.container_id {
-                    let _ = self.runtime.remove(c).await;
-                }
-                report.sessions_failed += 1;
-                tracing::warn!(session_id = %s.id, "session's sandbox vanished");
-            }
-        }
-        for b in sandboxes {
-            let owner = b.labels.get(labels::SESSION);
-            let owned = owner.is_some_and(|id| live.iter().any(|s| &s.id == id));
-            if !owned {
-                tracing::info!(container = %b.id, session = owner.map(String::as_str).unwrap_or("-"), "removing orphan sandbox");
-                self.runtime
-                    .remove(&b.id)
-                    .await
-                    .map_err(|e| ApiError::unavailable("runtime_unavailable", e.to_string(), 5))?;
-                report.orphans_removed += 1;
-            }
-        }
-        Ok(report)
-    }
 }

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Duration as Span, Utc};
 use sandbox_core::model::{
-    ApiKey, Artifact, DependencySpec, Execution, ExecutionMetrics, InstalledDependency, Session,
-    SessionStatus, Template,
+    ApiKey, Artifact, DependencySpec, Execution, ExecutionMetrics, InstalledDependency, PoolSandbox,
+    PoolState, Session, SessionStatus, Template,
 };
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_store::{Page, SessionFilter, Store, StoreError, open};
@@ -23,6 +23,7 @@ pub async fn exercise(url: &str, dialect: &str) {
     sessions(&store).await;
     executions(&store).await;
     leases(&store).await;
+    pools(&store).await;
     drop(store);
     reopen(url).await;
 }
@@ -272,6 +273,10 @@ async fn sessions(store: &Arc<dyn Store>) {
     assert_eq!(store.count_live_sessions_of_template("t-a").await.unwrap(), 3);
     assert_eq!(store.count_live_sessions_of_template("t-b").await.unwrap(), 1);
     assert_eq!(store.count_live_sessions_of_template("zzz").await.unwrap(), 0);
+    // Live: s1, s2, s6 of k1 and s5 of k2.
+    assert_eq!(store.count_live_sessions(None).await.unwrap(), 4);
+    assert_eq!(store.count_live_sessions(Some("k1")).await.unwrap(), 3);
+    assert_eq!(store.count_live_sessions(Some("k3")).await.unwrap(), 0);
 
     // An update rewrites everything but the id, the owner and the creation time.
     let s2_running = Session {
@@ -390,6 +395,9 @@ async fn executions(store: &Arc<dyn Store>) {
     assert_eq!(page, Page { items: vec![e2.clone()], total: 3 });
     assert_eq!(store.list_executions("nope", 10, 0).await.unwrap(), Page { items: vec![], total: 0 });
 
+    assert!(store.session_has_unfinished_executions("s1").await.unwrap());
+    assert!(store.session_has_unfinished_executions("s4").await.unwrap());
+    assert!(!store.session_has_unfinished_executions("s3").await.unwrap());
     let unfinished = store.unfinished_executions().await.unwrap();
     assert_eq!(exec_ids(&unfinished), ["e4", "e2", "e3", "e5"], "oldest first");
 
@@ -457,7 +465,7 @@ async fn migrations(url: &str) -> Vec<(i64, i64)> {
 
 async fn reopen(url: &str) {
     let before = migrations(url).await;
-    assert_eq!(before.iter().map(|m| m.0).collect::<Vec<_>>(), [1]);
+    assert_eq!(before.iter().map(|m| m.0).collect::<Vec<_>>(), [1, 2]);
     let store = open(url).await.expect("re-open");
     assert_eq!(migrations(url).await, before, "nothing applied twice");
     assert_eq!(store.session("s1").await.unwrap().map(|s| s.owner_key_id), Some("k1".into()));
@@ -474,4 +482,63 @@ async fn reopen(url: &str) {
     let err = store.session("s1").await;
     assert!(matches!(err, Err(StoreError::Corrupt { table: "sessions", .. })), "{err:?}");
     assert!(store.list_sessions(&filter(None, None, None)).await.is_err());
+}
+
+async fn pools(store: &Arc<dyn Store>) {
+    let sandbox = |id: &str, template: &str, state: PoolState, ready: Option<i64>| PoolSandbox {
+        id: id.into(),
+        template_id: template.into(),
+        state,
+        container_id: ready.map(|_| format!("c-{id}")),
+        sandbox_name: Some(format!("sandbox-{id}")),
+        created_at: at(0),
+        ready_at: ready.map(at),
+        claimed_at: None,
+    };
+    store.insert_pool_sandbox(&sandbox("p1", "py", PoolState::Ready, Some(20))).await.unwrap();
+    store.insert_pool_sandbox(&sandbox("p2", "py", PoolState::Ready, Some(10))).await.unwrap();
+    store.insert_pool_sandbox(&sandbox("p3", "py", PoolState::Starting, None)).await.unwrap();
+    store.insert_pool_sandbox(&sandbox("p4", "js", PoolState::Ready, Some(5))).await.unwrap();
+    assert!(is_conflict(store.insert_pool_sandbox(&sandbox("p1", "py", PoolState::Ready, None)).await));
+    assert_eq!(store.list_pool_sandboxes().await.unwrap().len(), 4);
+
+    // Claims take the longest-ready sandbox of the template, never one still starting.
+    let first = store.claim_pool_sandbox("py", at(100)).await.unwrap().expect("a ready sandbox");
+    assert_eq!((first.id.as_str(), first.state, first.claimed_at), ("p2", PoolState::Claimed, Some(at(100))));
+    assert_eq!(store.claim_pool_sandbox("py", at(101)).await.unwrap().map(|p| p.id), Some("p1".into()));
+    assert_eq!(store.claim_pool_sandbox("py", at(102)).await.unwrap(), None, "p3 is not ready");
+    assert_eq!(store.claim_pool_sandbox("none", at(102)).await.unwrap(), None);
+
+    // Concurrent claims never share a sandbox.
+    for i in 0..6 {
+        store
+            .insert_pool_sandbox(&sandbox(&format!("r{i}"), "race", PoolState::Ready, Some(i)))
+            .await
+            .unwrap();
+    }
+    let claims = (0..10).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move { store.claim_pool_sandbox("race", at(200 + i)).await.unwrap() })
+    });
+    let mut won: Vec<String> = Vec::new();
+    for c in claims {
+        if let Some(p) = c.await.unwrap() {
+            won.push(p.id);
+        }
+    }
+    won.sort();
+    assert_eq!(won, ["r0", "r1", "r2", "r3", "r4", "r5"], "each sandbox claimed exactly once");
+
+    let mut p3 = sandbox("p3", "py", PoolState::Ready, Some(300));
+    assert!(store.update_pool_sandbox(&p3).await.unwrap());
+    p3.id = "missing".into();
+    assert!(!store.update_pool_sandbox(&p3).await.unwrap());
+    assert_eq!(
+        store.claim_pool_sandbox("py", at(301)).await.unwrap().map(|p| p.container_id),
+        Some(Some("c-p3".into()))
+    );
+    assert!(store.delete_pool_sandbox("p4").await.unwrap());
+    assert!(!store.delete_pool_sandbox("p4").await.unwrap());
+    let left: Vec<_> = store.list_pool_sandboxes().await.unwrap().into_iter().map(|p| p.id).collect();
+    assert!(!left.contains(&"p4".to_string()) && left.len() == 9, "{left:?}");
 }

@@ -58,7 +58,8 @@ async fn mysql_concurrent_open() {
     with_mysql_database(|url| async move { open_concurrently(&url).await }).await;
 }
 
-/// Two stores open the same fresh database at once: both succeed, and it is migrated once.
+/// Two stores open the same fresh database at once: both succeed, and each migration is applied
+/// once.
 async fn open_concurrently(url: &str) {
     let (a, b) = tokio::join!(open(url), open(url));
     let (a, b) = (a.expect("first open"), b.expect("second open"));
@@ -66,7 +67,10 @@ async fn open_concurrently(url: &str) {
     b.ping().await.unwrap();
     let pool = AnyPool::connect(url).await.expect("connect");
     let row = pool.fetch_one("SELECT COUNT(*) AS n FROM schema_migrations").await.expect("count");
-    assert_eq!(row.get::<i64, _>("n"), 1);
+    let versions = row.get::<i64, _>("n");
+    let distinct =
+        pool.fetch_one("SELECT COUNT(DISTINCT version) AS n FROM schema_migrations").await.expect("count");
+    assert!(versions >= 2 && versions == distinct.get::<i64, _>("n"), "{versions} rows");
 }
 
 /// Runs `test` against a database of its own on the MariaDB server, dropped afterwards (even

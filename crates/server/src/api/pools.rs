@@ -1,0 +1,18 @@
+//! `/api/v1/pools`: the warm pools' sizes, hit rates and time to ready.
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::service::pools::PoolStatus;
+use crate::state::AppState;
+use axum::Json;
+use axum::extract::State;
+
+/// Every template's pool: target size, ready and starting sandboxes, hits, misses, hit rate
+/// and time-to-ready percentiles.
+#[utoipa::path(get, path = "/api/v1/pools", tag = "health", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Pools by template", body = [PoolStatus]),
+        (status = 401, description = "No valid API key", body = ErrorBody)))]
+pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<PoolStatus>>, ApiError> {
+    Ok(Json(state.pools.status().await?))
+}
