@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a Debian 12 machine for the sandbox platform, idempotently:
 #   1. Debian packages (docker.io, bubblewrap, mmdebstrap, mariadb-server, ...), cargo-nextest,
-#      and the Python test tools (schemathesis) in a virtualenv,
+#      and the Python test tools (schemathesis, kubernetes-validate, helm-python-sdk) in a
+#      virtualenv,
 #   2. services: dockerd (no default bridge, no iptables: sandboxes get no network) and
 #      MariaDB on 127.0.0.1 (scripts/mariadb.sh),
 #   3. the sandbox template images (images/build.sh).
@@ -14,6 +15,8 @@ cd "$(dirname "$0")/.."
 what="${1:-all}"
 TOOLS_VENV="${TOOLS_VENV:-/var/cache/sandbox-tools/venv}"
 SCHEMATHESIS_VERSION=4.32.5
+KUBERNETES_VALIDATE_VERSION=1.37.0
+HELM_PYTHON_SDK_VERSION=0.2.2
 log_dir=/var/log/sandbox
 mkdir -p "$log_dir"
 
@@ -40,10 +43,11 @@ if [ "$what" = all ]; then
     say "installing cargo-nextest"
     cargo install --locked --quiet cargo-nextest
   fi
-  if ! "$TOOLS_VENV/bin/schemathesis" --version >/dev/null 2>&1; then
-    say "installing schemathesis into $TOOLS_VENV"
-    python3 -m venv "$TOOLS_VENV"
-    "$TOOLS_VENV/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION"
+  if ! "$TOOLS_VENV/bin/python" -c 'import schemathesis, kubernetes_validate, helm_python' 2>/dev/null; then
+    say "installing schemathesis, kubernetes-validate and helm-python-sdk into $TOOLS_VENV"
+    [ -x "$TOOLS_VENV/bin/pip" ] || python3 -m venv "$TOOLS_VENV"
+    "$TOOLS_VENV/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION" \
+      "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "helm-python-sdk==$HELM_PYTHON_SDK_VERSION"
   fi
 fi
 

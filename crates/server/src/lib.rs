@@ -11,9 +11,11 @@ pub mod settings;
 pub mod state;
 
 use anyhow::Context;
+use sandbox_runtime::Runtime;
 use sandbox_runtime::docker::{DockerConfig, DockerRuntime};
+use sandbox_runtime::kubernetes::KubernetesRuntime;
 use service::executions::Recovery;
-use settings::Settings;
+use settings::{RuntimeKind, Settings};
 use state::AppState;
 use std::future::Future;
 use std::sync::Arc;
@@ -30,6 +32,25 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<(Arc<dyn sandbox_sto
     Ok((store, new_key))
 }
 
+/// Connects the configured runtime backend.
+async fn connect_runtime(settings: &Settings) -> anyhow::Result<Arc<dyn Runtime>> {
+    Ok(match settings.runtime {
+        RuntimeKind::Docker => {
+            let ready_timeout = Duration::from_secs(settings.limits.sandbox_start_timeout_sec);
+            Arc::new(
+                DockerRuntime::connect(DockerConfig { ready_timeout })
+                    .await
+                    .context("connecting to Docker")?,
+            )
+        }
+        RuntimeKind::Kubernetes => Arc::new(
+            KubernetesRuntime::connect(settings.kubernetes.clone())
+                .await
+                .context("connecting to Kubernetes")?,
+        ),
+    })
+}
+
 /// Runs the server until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(
     settings: Settings,
@@ -42,14 +63,10 @@ pub async fn serve(
             settings.data_dir.join(auth::ADMIN_KEY_FILE).display()
         );
     }
-    let runtime = DockerRuntime::connect(DockerConfig {
-        ready_timeout: Duration::from_secs(settings.limits.sandbox_start_timeout_sec),
-    })
-    .await
-    .context("connecting to Docker")?;
+    let runtime = connect_runtime(&settings).await?;
     let listen = settings.listen;
     let grace = Duration::from_secs(settings.lifecycle.shutdown_grace_sec);
-    let state = AppState::new(settings, store, Arc::new(runtime));
+    let state = AppState::new(settings, store, runtime);
     let listener =
         tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
     // Collect what a previous process left unfinished, then take part in leadership.

@@ -29,6 +29,10 @@ pub struct Settings {
     pub deployment_id: Option<String>,
     /// Log as `json` lines or `text`.
     pub log_format: LogFormat,
+    /// Where sandboxes run: `docker` (this host) or `kubernetes` (a cluster).
+    pub runtime: RuntimeKind,
+    /// The Kubernetes backend's settings (with `runtime = "kubernetes"`).
+    pub kubernetes: sandbox_runtime::kubernetes::KubernetesConfig,
     /// Bounds on what requests may ask for.
     pub limits: Limits,
     /// Settings passed to every sandbox's executor.
@@ -43,6 +47,16 @@ pub struct Settings {
     /// client tools use names like `SANDBOX_URL` too).
     #[serde(skip)]
     pub ignored_env: Vec<String>,
+}
+
+/// The runtime backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// One hardened container per session on the local Docker daemon.
+    Docker,
+    /// One pod per session in a Kubernetes namespace.
+    Kubernetes,
 }
 
 /// Log output format.
@@ -187,6 +201,8 @@ impl Default for Settings {
             database_url: None,
             deployment_id: None,
             log_format: LogFormat::Json,
+            runtime: RuntimeKind::Docker,
+            kubernetes: Default::default(),
             limits: Limits::default(),
             executor: ExecutorSettings::default(),
             lifecycle: Lifecycle::default(),

@@ -98,7 +98,9 @@ fn sse(s: Submitted) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 409, description = "The session is not running", body = ErrorBody),
         (status = 413, description = "Code or body too large", body = ErrorBody),
-        (status = 422, description = "Invalid field", body = ErrorBody)))]
+        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 429, description = "The session runs as many executions as it may", body = ErrorBody),
+        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
 pub async fn execute(
     State(state): State<AppState>,
     caller: Caller,
@@ -128,7 +130,9 @@ pub async fn execute(
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 409, description = "The session is not running", body = ErrorBody),
         (status = 413, description = "Code or body too large", body = ErrorBody),
-        (status = 422, description = "Invalid field", body = ErrorBody)))]
+        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 429, description = "The session runs as many executions as it may", body = ErrorBody),
+        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
 pub async fn execute_sync(
     State(state): State<AppState>,
     caller: Caller,

@@ -81,7 +81,8 @@ fn mime_of(path: &str) -> String {
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or directory", body = ErrorBody),
         (status = 409, description = "The session is not running, or the path is not a directory", body = ErrorBody),
-        (status = 422, description = "Invalid limit", body = ErrorBody)))]
+        (status = 422, description = "Invalid limit", body = ErrorBody),
+        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -97,6 +98,7 @@ pub async fn list(
     let listing = state
         .sessions
         .executor(&session)
+        .await?
         .list_files(&path, true, Some(limit as usize))
         .await
         .map_err(executor_error)?;
@@ -201,7 +203,8 @@ fn destination(path: Option<&str>, filename: Option<&str>) -> Result<WorkspacePa
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 409, description = "The session is not running, or the path is a directory", body = ErrorBody),
         (status = 413, description = "Larger than the upload limit", body = ErrorBody),
-        (status = 422, description = "No file in the form", body = ErrorBody)))]
+        (status = 422, description = "No file in the form", body = ErrorBody),
+        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -223,7 +226,7 @@ pub async fn upload(
         return Err(too_large());
     }
     let session = state.sessions.get_running(&caller, &session_id).await?;
-    let client = state.sessions.executor(&session);
+    let client = state.sessions.executor(&session).await?;
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -277,7 +280,8 @@ pub async fn upload(
         (status = 400, description = "Invalid path", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or file", body = ErrorBody),
-        (status = 409, description = "The session is not running, or the path is a directory", body = ErrorBody)))]
+        (status = 409, description = "The session is not running, or the path is a directory", body = ErrorBody),
+        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
     caller: Caller,
@@ -285,7 +289,8 @@ pub async fn download(
 ) -> Result<Response, ApiError> {
     let path = parse_path(&file_path, false)?;
     let session = state.sessions.get_running(&caller, &session_id).await?;
-    let (size, bytes) = state.sessions.executor(&session).read_file(&path).await.map_err(executor_error)?;
+    let (size, bytes) =
+        state.sessions.executor(&session).await?.read_file(&path).await.map_err(executor_error)?;
     state.sessions.touch(&session.id).await;
     let name = path.split_last().map(|(_, n)| n.to_owned()).unwrap_or_default();
     let mut resp = Response::new(Body::from_stream(bytes));
@@ -320,7 +325,8 @@ pub struct DeleteFileQuery {
         (status = 400, description = "Invalid path", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or file", body = ErrorBody),
-        (status = 409, description = "The session is not running, or the directory is not empty", body = ErrorBody)))]
+        (status = 409, description = "The session is not running, or the directory is not empty", body = ErrorBody),
+        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -329,7 +335,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let path = parse_path(&file_path, false)?;
     let session = state.sessions.get_running(&caller, &session_id).await?;
-    state.sessions.executor(&session).delete(&path, q.recursive).await.map_err(executor_error)?;
+    state.sessions.executor(&session).await?.delete(&path, q.recursive).await.map_err(executor_error)?;
     state.sessions.touch(&session.id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -110,6 +110,7 @@ impl Executions {
             ));
         }
         let session = self.sessions.get_running(caller, session_id).await?;
+        let client = self.sessions.executor(&session).await?;
         let slot = self.sessions.begin_execution(&session.id)?;
         let execution = Execution {
             id: ids::execution_id(),
@@ -143,7 +144,7 @@ impl Executions {
         let this = self.clone();
         let record = execution.clone();
         self.track(&execution.id);
-        let done = self.tasks.spawn(async move { this.run(session, record, tx, slot).await });
+        let done = self.tasks.spawn(async move { this.run(session, client, record, tx, slot).await });
         Ok(Submitted { execution, done, events: rx })
     }
 
@@ -160,6 +161,7 @@ impl Executions {
     async fn run(
         &self,
         session: Session,
+        client: ExecutorClient,
         mut e: Execution,
         events: Option<mpsc::UnboundedSender<StreamEvent>>,
         _slot: ExecutionSlot,
@@ -171,7 +173,6 @@ impl Executions {
             tracing::warn!(execution_id = %e.id, error = %err, "could not mark execution running");
         }
         self.sessions.touch(&session.id).await;
-        let client = self.sessions.executor(&session);
         let req = request_for(&e, &session);
         let outcome = match events {
             None => client.execute(&req).await,
@@ -191,7 +192,7 @@ impl Executions {
                 }
             }
         }
-        self.finish(&client, &e).await;
+        self.finish(Some(&client), &e).await;
         self.sessions.touch(&session.id).await;
         self.metrics.execution(e.language.as_str(), e.status.as_str(), clock.elapsed());
         tracing::info!(execution_id = %e.id, session_id = %session.id, status = %e.status, "execution finished");
@@ -199,11 +200,13 @@ impl Executions {
         e
     }
 
-    /// Stores a finished execution; once stored, the executor may drop its copy.
-    async fn finish(&self, client: &ExecutorClient, e: &Execution) {
+    /// Stores a finished execution; once stored, the executor (if reachable) may drop its copy.
+    async fn finish(&self, client: Option<&ExecutorClient>, e: &Execution) {
         match self.store.update_execution(e).await {
             Ok(_) => {
-                let _ = client.forget(&e.id).await;
+                if let Some(client) = client {
+                    let _ = client.forget(&e.id).await;
+                }
             }
             Err(err) => {
                 tracing::error!(execution_id = %e.id, error = %err, "could not store an execution result")
@@ -232,11 +235,20 @@ impl Executions {
                 continue;
             }
             let Some(session) = self.store.session(&e.session_id).await? else { continue };
-            let client = self.sessions.executor(&session);
+            let client = match self.sessions.executor(&session).await {
+                Ok(c) => c,
+                Err(_) if !overdue => continue,
+                Err(err) => {
+                    crash(&mut e, format!("lost: its sandbox cannot be reached ({})", err.message));
+                    self.finish(None, &e).await;
+                    n += 1;
+                    continue;
+                }
+            };
             match client.execution(&e.id).await {
                 Ok(Some(ExecutionRecord::Finished { result })) => {
                     apply_result(&mut e, *result);
-                    self.finish(&client, &e).await;
+                    self.finish(Some(&client), &e).await;
                     tracing::info!(execution_id = %e.id, status = %e.status, "collected a result that finished while nobody waited");
                 }
                 Ok(Some(ExecutionRecord::Running { .. })) => {
@@ -249,7 +261,7 @@ impl Executions {
                             Ok(r) => apply_result(&mut e, r),
                             Err(err) => crash(&mut e, format!("lost while collecting its result: {err}")),
                         }
-                        this.finish(&client, &e).await;
+                        this.finish(Some(&client), &e).await;
                         this.untrack(&e.id);
                     });
                 }
@@ -262,12 +274,12 @@ impl Executions {
                         _ => "lost: its sandbox stopped or was replaced while it ran",
                     };
                     crash(&mut e, why.into());
-                    self.finish(&client, &e).await;
+                    self.finish(Some(&client), &e).await;
                 }
                 Err(_) if !overdue && session.status == SessionStatus::Running => continue,
                 Err(err) => {
                     crash(&mut e, format!("lost: its sandbox did not answer ({err})"));
-                    self.finish(&client, &e).await;
+                    self.finish(Some(&client), &e).await;
                 }
             }
             n += 1;

@@ -2,7 +2,7 @@
 //! spec handed to the runtime, and the client for its executor.
 
 use crate::service::disk::WorkspaceDisks;
-use crate::settings::Settings;
+use crate::settings::{DiskEnforcement, RuntimeKind, Settings};
 use sandbox_core::{CpuQuantity, MemoryQuantity};
 use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, Sandbox, SandboxSpec, labels};
 use std::path::PathBuf;
@@ -34,7 +34,12 @@ pub struct Sandboxes {
 impl Sandboxes {
     /// The service.
     pub fn new(settings: Arc<Settings>, runtime: Arc<dyn Runtime>) -> Self {
-        let disks = WorkspaceDisks::new(settings.limits.disk_enforcement);
+        // A cluster enforces disk limits itself (ephemeral storage, volume sizes).
+        let enforcement = match settings.runtime {
+            RuntimeKind::Docker => settings.limits.disk_enforcement,
+            RuntimeKind::Kubernetes => DiskEnforcement::None,
+        };
+        let disks = WorkspaceDisks::new(enforcement);
         let deployment = settings.deployment_id();
         Sandboxes { settings, runtime, disks, deployment }
     }
@@ -116,10 +121,11 @@ impl Sandboxes {
         .map_err(|e| e.to_string())?
     }
 
-    /// A client for the executor of session `id`'s sandbox.
-    pub fn executor(&self, id: &str) -> ExecutorClient {
+    /// A client for the executor of session `id`'s sandbox (asking the runtime where it is,
+    /// when the backend needs to: a pod another replica created).
+    pub async fn executor(&self, id: &str) -> Result<ExecutorClient, RuntimeError> {
         let dir = self.session_dir(id);
         let spec = SandboxSpec::new(Self::sandbox_name(id), "", dir.join("workspace"), dir.join("run"));
-        self.runtime.executor(&spec)
+        self.runtime.resolve_executor(&spec).await
     }
 }

@@ -153,9 +153,16 @@ impl Sessions {
         locks.entry(id.to_owned()).or_default().clone()
     }
 
-    /// A client for a session's executor.
-    pub fn executor(&self, s: &Session) -> ExecutorClient {
-        self.sandboxes.executor(&s.id)
+    /// A client for a session's executor: 503 `sandbox_unavailable` when the runtime cannot say
+    /// where it is.
+    pub async fn executor(&self, s: &Session) -> Result<ExecutorClient, ApiError> {
+        self.sandboxes.executor(&s.id).await.map_err(|e| {
+            ApiError::unavailable(
+                "sandbox_unavailable",
+                format!("the session's sandbox cannot be reached: {e}"),
+                5,
+            )
+        })
     }
 
     /// Resolves the request against its template and the configured maxima.
