@@ -2,6 +2,7 @@
 
 pub mod language;
 pub mod model;
+pub mod packages;
 pub mod resources;
 pub mod status;
 pub mod workspace_path;

@@ -2,6 +2,7 @@
 //! daemon, and the conformance corpus with its checker.
 
 pub mod conformance;
+pub mod s3;
 
 use sandbox_executor_client::ExecutorClient;
 use sandbox_runtime::docker::bollard::models::ContainerCreateBody;

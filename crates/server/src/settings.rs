@@ -43,6 +43,8 @@ pub struct Settings {
     pub capacity: Capacity,
     /// Warm pools: sandboxes started ahead of demand.
     pub pools: Pools,
+    /// Where workspaces are kept durably.
+    pub storage: Storage,
     /// `SANDBOX_*` environment variables that name no setting (ignored, and logged at start:
     /// client tools use names like `SANDBOX_URL` too).
     #[serde(skip)]
@@ -134,6 +136,43 @@ impl Default for Capacity {
     }
 }
 
+/// Workspace storage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    /// `local`: the workspace lives on the host (or the pod's volume) only. `s3`: every file an
+    /// execution changes is also written to an S3-compatible bucket before the execution is
+    /// reported finished, a new sandbox is restored from the bucket, and the files API works
+    /// from the bucket while the sandbox is not running.
+    pub mode: StorageMode,
+    /// The bucket, for `s3` (`SANDBOX_STORAGE__S3__ENDPOINT`, `__BUCKET`, `__ACCESS_KEY_ID`,
+    /// `__SECRET_ACCESS_KEY`, ...).
+    pub s3: sandbox_storage::S3Settings,
+    /// In `s3` mode with `s3.public_endpoint` set, a download of a stopped session's file of at
+    /// least this many MiB is answered with a redirect (307) to a presigned URL on the public
+    /// endpoint instead of passing through the server. Default 16.
+    pub presign_min_mb: u64,
+    /// How long such a presigned URL is valid, in seconds (1 to 604800). Default 300.
+    pub presign_ttl_secs: u64,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage { mode: StorageMode::Local, s3: sandbox_storage::S3Settings::default(), presign_min_mb: 16, presign_ttl_secs: 300 }
+    }
+}
+
+/// How workspaces are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageMode {
+    /// On the sandbox's host only.
+    #[default]
+    Local,
+    /// Also in an S3-compatible bucket.
+    S3,
+}
+
 /// Warm pools.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -208,6 +247,7 @@ impl Default for Settings {
             lifecycle: Lifecycle::default(),
             capacity: Capacity::default(),
             pools: Pools::default(),
+            storage: Storage::default(),
             ignored_env: Vec::new(),
         }
     }
@@ -322,6 +362,9 @@ impl Settings {
             .max_cpu
             .parse::<sandbox_core::CpuQuantity>()
             .map_err(|e| SettingsError::Invalid(format!("limits.max_cpu: {e}")))?;
+        if !(1..=604_800).contains(&self.storage.presign_ttl_secs) {
+            return Err(SettingsError::Invalid("storage.presign_ttl_secs: must be 1 to 604800".into()));
+        }
         Ok(())
     }
 
@@ -423,6 +466,27 @@ mod tests {
         assert_eq!(a.deployment_id().len(), 12);
         assert_eq!(sandbox_store::redact_credentials("mysql://u:p@h/d"), "mysql://h/d");
         assert_eq!(sandbox_store::redact_credentials("sqlite:///x/y.db"), "sqlite:///x/y.db");
+    }
+
+    /// The settings file the Kubernetes manifests (rendered from the Helm chart) give the server
+    /// loads: every name in it is one the server knows.
+    #[test]
+    fn the_chart_configuration_loads() {
+        let manifests = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/manifests/sandbox.yaml")).unwrap();
+        let start = manifests.find("config.toml: |").expect("the ConfigMap holds config.toml");
+        let mut lines = manifests[start..].lines().skip(1);
+        let first = lines.next().unwrap();
+        let indent = first.len() - first.trim_start().len();
+        let body: Vec<&str> = std::iter::once(first)
+            .chain(lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent))
+            .map(|l| l.get(indent..).unwrap_or(""))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, body.join("\n")).unwrap();
+        let s = Settings::load(Some(&file), env(&[("SANDBOX_STORAGE__MODE", "s3")])).unwrap();
+        assert_eq!(s.runtime, RuntimeKind::Kubernetes);
+        assert_eq!(s.storage.mode, StorageMode::S3);
     }
 
     #[test]

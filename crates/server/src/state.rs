@@ -6,6 +6,7 @@ use crate::service::lifecycle::Lifecycle;
 use crate::service::pools::Pools;
 use crate::service::sandboxes::Sandboxes;
 use crate::service::sessions::Sessions;
+use crate::service::workspaces::Workspaces;
 use crate::settings::Settings;
 use sandbox_runtime::Runtime;
 use sandbox_store::Store;
@@ -37,10 +38,10 @@ pub struct AppState {
 
 impl AppState {
     /// Wires the services together.
-    pub fn new(settings: Settings, store: Arc<dyn Store>, runtime: Arc<dyn Runtime>) -> Self {
+    pub fn new(settings: Settings, store: Arc<dyn Store>, runtime: Arc<dyn Runtime>, workspaces: Workspaces) -> Self {
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::default());
-        let sandboxes = Arc::new(Sandboxes::new(settings.clone(), runtime.clone()));
+        let sandboxes = Arc::new(Sandboxes::new(settings.clone(), runtime.clone(), workspaces));
         let pools = Arc::new(Pools::new(
             settings.clone(),
             store.clone(),

@@ -60,7 +60,7 @@ impl App {
         let env = vec![("SANDBOX_DATA_DIR".to_string(), dir.path().display().to_string())];
         let settings = Settings::load(None, env).unwrap();
         let (store, admin) = sandbox_server::prepare(&settings).await.unwrap();
-        let state = AppState::new(settings, store, Arc::new(NoContainers));
+        let state = AppState::new(settings, store, Arc::new(NoContainers), Default::default());
         App { state, admin: admin.expect("first start makes an admin key"), _dir: dir }
     }
 

@@ -187,7 +187,7 @@ fn the_control_plane_deployment() {
     assert_eq!((sc.allow_privilege_escalation, sc.read_only_root_filesystem), (Some(false), Some(true)));
     let env: Vec<_> = c.env.iter().flatten().collect();
     for secret_var in
-        ["SANDBOX_API_KEY", "SANDBOX_DATABASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+        ["SANDBOX_API_KEY", "SANDBOX_DATABASE_URL", "SANDBOX_STORAGE__S3__ACCESS_KEY_ID", "SANDBOX_STORAGE__S3__SECRET_ACCESS_KEY"]
     {
         let var = env.iter().find(|e| e.name == secret_var).unwrap_or_else(|| panic!("{secret_var}"));
         assert!(var.value.is_none() && var.value_from.is_some(), "{secret_var} comes from the Secret");
@@ -343,7 +343,7 @@ fn databases_and_storage_variants() {
     assert_eq!(data["s3-access-key-id"], "AKIAEXAMPLEEXAMPLE00");
     let d: Deployment = find(objects("external"), "Deployment", "sandbox");
     let env = d.spec.unwrap().template.spec.unwrap().containers[0].env.clone().unwrap();
-    let endpoint = env.iter().find(|e| e.name == "AWS_ENDPOINT").unwrap();
+    let endpoint = env.iter().find(|e| e.name == "SANDBOX_STORAGE__S3__ENDPOINT").unwrap();
     assert_eq!(endpoint.value.as_deref(), Some("https://s3.eu-central-1.amazonaws.com"));
 
     assert!(!kinds(objects("default")).contains(&"StorageClass"));

@@ -8,18 +8,22 @@ use crate::api::types::{
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+use crate::settings::Storage;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sandbox_core::WorkspacePath;
-use sandbox_executor_client::{ByteStream, ClientError};
+use sandbox_core::model::{Session, SessionStatus};
+use sandbox_executor_client::{ByteStream, ClientError, ExecutorClient};
+use sandbox_storage::{StorageError, WorkspaceBucket};
 use sandbox_protocol::{ErrorCode, FileKind};
 use serde::Deserialize;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Maps an executor failure to the API's error.
@@ -54,6 +58,37 @@ pub fn executor_error(e: ClientError) -> ApiError {
     }
 }
 
+/// Maps a workspace storage failure to the API's error.
+fn storage_error(e: StorageError) -> ApiError {
+    match e {
+        StorageError::NotFound { .. } => ApiError::not_found("file_not_found", e.to_string()),
+        StorageError::InvalidPath { .. } => ApiError::bad_request("invalid_path", e.to_string()),
+        other => ApiError::unavailable("storage_unavailable", format!("workspace storage failed: {other}"), 5),
+    }
+}
+
+/// Where a session's files are: its running sandbox, or, in `s3` mode while it does not run,
+/// the bucket.
+enum Files {
+    Sandbox(ExecutorClient),
+    Bucket(WorkspaceBucket),
+}
+
+async fn files_of(state: &AppState, caller: &Caller, session_id: &str) -> Result<(Session, Files), ApiError> {
+    let s = state.sessions.get(caller, session_id).await?;
+    if s.status == SessionStatus::Running {
+        let client = state.sessions.executor(&s).await?;
+        return Ok((s, Files::Sandbox(client)));
+    }
+    match state.sessions.workspaces().bucket() {
+        Some(bucket) => Ok((s, Files::Bucket(bucket.clone()))),
+        None => Err(ApiError::conflict(
+            "session_not_running",
+            format!("session {session_id} is {}, not running, and workspaces are kept only in sandboxes", s.status),
+        )),
+    }
+}
+
 fn parse_path(raw: &str, allow_root: bool) -> Result<WorkspacePath, ApiError> {
     let parsed = if allow_root { WorkspacePath::parse(raw) } else { WorkspacePath::parse_non_root(raw) };
     parsed.map_err(|e| ApiError::bad_request("invalid_path", e.to_string()))
@@ -80,9 +115,9 @@ fn mime_of(path: &str) -> String {
         (status = 400, description = "Invalid path", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or directory", body = ErrorBody),
-        (status = 409, description = "The session is not running, or the path is not a directory", body = ErrorBody),
+        (status = 409, description = "With local workspaces the session is not running; or the path is not a directory", body = ErrorBody),
         (status = 422, description = "Invalid limit", body = ErrorBody),
-        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
+        (status = 503, description = "The session's sandbox or the workspace store cannot be reached", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -94,34 +129,42 @@ pub async fn list(
         return Err(ApiError::invalid_field("limit", "must be between 1 and 10000"));
     }
     let path = parse_path(q.path.as_deref().unwrap_or(""), true)?;
-    let session = state.sessions.get_running(&caller, &session_id).await?;
-    let listing = state
-        .sessions
-        .executor(&session)
-        .await?
-        .list_files(&path, true, Some(limit as usize))
-        .await
-        .map_err(executor_error)?;
-    state.sessions.touch(&session.id).await;
-    let files: Vec<FileInfo> = listing
-        .entries
+    let (session, files) = files_of(&state, &caller, &session_id).await?;
+    let (entries, truncated) = match files {
+        Files::Sandbox(client) => {
+            let listing = client.list_files(&path, true, Some(limit as usize)).await.map_err(executor_error)?;
+            state.sessions.touch(&session.id).await;
+            let entries = listing
+                .entries
+                .into_iter()
+                .map(|e| (e.path, e.kind, e.size, e.modified_at))
+                .collect::<Vec<_>>();
+            (entries, listing.truncated)
+        }
+        Files::Bucket(_) => {
+            let stored =
+                state.sessions.workspaces().list(&session.id, &path).await.map_err(storage_error)?.unwrap_or_default();
+            let truncated = stored.len() > limit as usize;
+            let entries = stored
+                .into_iter()
+                .take(limit as usize)
+                .map(|f| (f.path, FileKind::File, f.size, f.modified_at))
+                .collect();
+            (entries, truncated)
+        }
+    };
+    let files: Vec<FileInfo> = entries
         .into_iter()
-        .map(|e| FileInfo {
-            name: e.path.split_last().map(|(_, n)| n.to_owned()).unwrap_or_default(),
-            mime_type: (e.kind == FileKind::File).then(|| mime_of(e.path.as_str())),
-            path: e.path.into(),
-            kind: kind_name(e.kind).into(),
-            size: e.size,
-            modified_at: e.modified_at,
+        .map(|(path, kind, size, modified_at)| FileInfo {
+            name: path.split_last().map(|(_, n)| n.to_owned()).unwrap_or_default(),
+            mime_type: (kind == FileKind::File).then(|| mime_of(path.as_str())),
+            path: path.into(),
+            kind: kind_name(kind).into(),
+            size,
+            modified_at,
         })
         .collect();
-    Ok(Json(FileListResponse {
-        session_id,
-        path: path.into(),
-        total: files.len() as u64,
-        files,
-        truncated: listing.truncated,
-    }))
+    Ok(Json(FileListResponse { session_id, path: path.into(), total: files.len() as u64, files, truncated }))
 }
 
 /// A channel whose receiving end is a stream the executor client can send: upload chunks go in
@@ -201,10 +244,10 @@ fn destination(path: Option<&str>, filename: Option<&str>) -> Result<WorkspacePa
         (status = 400, description = "Invalid path or malformed upload", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
-        (status = 409, description = "The session is not running, or the path is a directory", body = ErrorBody),
+        (status = 409, description = "With local workspaces the session is not running; or the path is a directory", body = ErrorBody),
         (status = 413, description = "Larger than the upload limit", body = ErrorBody),
         (status = 422, description = "No file in the form", body = ErrorBody),
-        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
+        (status = 503, description = "The session's sandbox or the workspace store cannot be reached", body = ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -225,15 +268,23 @@ pub async fn upload(
         }
         return Err(too_large());
     }
-    let session = state.sessions.get_running(&caller, &session_id).await?;
-    let client = state.sessions.executor(&session).await?;
+    let (session, files) = files_of(&state, &caller, &session_id).await?;
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("multipart/form-data"));
     let (tx, stream) = byte_channel();
-    let (path, outcome) = if is_multipart {
+    let write = |path: WorkspacePath, stream: ByteStream| {
+        let (files, session_id) = (&files, session.id.clone());
+        async move {
+            match files {
+                Files::Sandbox(client) => client.write_file(&path, stream).await.map(|e| e.size).map_err(executor_error),
+                Files::Bucket(bucket) => bucket.write(&session_id, &path, stream).await.map_err(storage_error),
+            }
+        }
+    };
+    let (path, sent, written) = if is_multipart {
         let mut form = Multipart::from_request(req, &())
             .await
             .map_err(|e| ApiError::bad_request("malformed_upload", e.body_text()))?;
@@ -249,26 +300,26 @@ pub async fn upload(
             }
         };
         let path = destination(target.path.as_deref(), field.file_name())?;
-        let (sent, written) = tokio::join!(pump(field, tx, limit), client.write_file(&path, stream));
-        (path, (sent, written))
+        let (sent, written) = tokio::join!(pump(field, tx, limit), write(path.clone(), stream));
+        (path, sent, written)
     } else {
         let path = destination(target.path.as_deref(), None)?;
         let body = req.into_body().into_data_stream();
-        let (sent, written) = tokio::join!(pump(body, tx, limit), client.write_file(&path, stream));
-        (path, (sent, written))
+        let (sent, written) = tokio::join!(pump(body, tx, limit), write(path.clone(), stream));
+        (path, sent, written)
     };
-    let (sent, written) = outcome;
     if sent?.is_none() {
         return Err(too_large());
     }
-    let entry = written.map_err(executor_error)?;
-    state.sessions.touch(&session.id).await;
-    Ok(Json(UploadResponse {
-        session_id,
-        mime_type: mime_of(path.as_str()),
-        path: path.into(),
-        size: entry.size,
-    }))
+    let size = written?;
+    if let Files::Sandbox(client) = &files {
+        // The upload is durable before it is acknowledged (in `s3` mode).
+        state.sessions.workspaces().save_file(&session.id, client, &path).await.map_err(|e| {
+            ApiError::unavailable("storage_unavailable", format!("the file could not be saved to storage: {e}"), 5)
+        })?;
+        state.sessions.touch(&session.id).await;
+    }
+    Ok(Json(UploadResponse { session_id, mime_type: mime_of(path.as_str()), path: path.into(), size }))
 }
 
 /// Downloads a file, streamed, with its MIME type.
@@ -277,21 +328,34 @@ pub async fn upload(
            ("file_path" = String, Path, description = "Path relative to the workspace")),
     responses(
         (status = 200, description = "The file's bytes", content_type = "application/octet-stream"),
+        (status = 307, description = "A large file of a stopped session, on a presigned URL of the public S3 endpoint (only if `storage.s3.public_endpoint` is set)"),
         (status = 400, description = "Invalid path", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or file", body = ErrorBody),
-        (status = 409, description = "The session is not running, or the path is a directory", body = ErrorBody),
-        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
+        (status = 409, description = "With local workspaces the session is not running; or the path is a directory", body = ErrorBody),
+        (status = 503, description = "The session's sandbox or the workspace store cannot be reached", body = ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
     caller: Caller,
     PathParam((session_id, file_path)): PathParam<(String, String)>,
 ) -> Result<Response, ApiError> {
     let path = parse_path(&file_path, false)?;
-    let session = state.sessions.get_running(&caller, &session_id).await?;
-    let (size, bytes) =
-        state.sessions.executor(&session).await?.read_file(&path).await.map_err(executor_error)?;
-    state.sessions.touch(&session.id).await;
+    let (session, files) = files_of(&state, &caller, &session_id).await?;
+    let (size, bytes) = match files {
+        Files::Sandbox(client) => {
+            let read = client.read_file(&path).await.map_err(executor_error)?;
+            state.sessions.touch(&session.id).await;
+            read
+        }
+        Files::Bucket(bucket) => {
+            let (size, bytes) = bucket.read(&session.id, &path).await.map_err(storage_error)?;
+            if let Some(url) = presigned(&state.settings.storage, &bucket, &session.id, &path, size) {
+                let url = url.map_err(storage_error)?;
+                return Ok((StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, url)]).into_response());
+            }
+            (size, bytes)
+        }
+    };
     let name = path.split_last().map(|(_, n)| n.to_owned()).unwrap_or_default();
     let mut resp = Response::new(Body::from_stream(bytes));
     let h = resp.headers_mut();
@@ -306,6 +370,20 @@ pub async fn download(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)
+}
+
+/// A presigned URL for a large file of a stopped session, when a public endpoint is configured.
+fn presigned(
+    settings: &Storage,
+    bucket: &WorkspaceBucket,
+    session: &str,
+    path: &WorkspacePath,
+    size: u64,
+) -> Option<Result<String, StorageError>> {
+    if size < settings.presign_min_mb << 20 {
+        return None;
+    }
+    bucket.presigned_download(session, path, Duration::from_secs(settings.presign_ttl_secs))
 }
 
 /// Query of a delete.
@@ -325,8 +403,8 @@ pub struct DeleteFileQuery {
         (status = 400, description = "Invalid path", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or file", body = ErrorBody),
-        (status = 409, description = "The session is not running, or the directory is not empty", body = ErrorBody),
-        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
+        (status = 409, description = "With local workspaces the session is not running; or the directory is not empty", body = ErrorBody),
+        (status = 503, description = "The session's sandbox or the workspace store cannot be reached", body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -334,8 +412,27 @@ pub async fn delete(
     Query(q): Query<DeleteFileQuery>,
 ) -> Result<StatusCode, ApiError> {
     let path = parse_path(&file_path, false)?;
-    let session = state.sessions.get_running(&caller, &session_id).await?;
-    state.sessions.executor(&session).await?.delete(&path, q.recursive).await.map_err(executor_error)?;
-    state.sessions.touch(&session.id).await;
+    let (session, files) = files_of(&state, &caller, &session_id).await?;
+    let workspaces = state.sessions.workspaces();
+    match files {
+        Files::Sandbox(client) => {
+            client.delete(&path, q.recursive).await.map_err(executor_error)?;
+            state.sessions.touch(&session.id).await;
+        }
+        Files::Bucket(_) => {
+            let below = workspaces.list(&session.id, &path).await.map_err(storage_error)?.unwrap_or_default();
+            let exact = workspaces.list(&session.id, &WorkspacePath::root()).await.map_err(storage_error)?
+                .unwrap_or_default()
+                .iter()
+                .any(|f| f.path == path);
+            if !exact && below.is_empty() {
+                return Err(ApiError::not_found("file_not_found", format!("{path} does not exist")));
+            }
+            if !exact && !q.recursive {
+                return Err(ApiError::conflict("directory_not_empty", format!("{path} is a directory that is not empty")));
+            }
+        }
+    }
+    workspaces.delete_path(&session.id, &path).await.map_err(storage_error)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -54,13 +54,20 @@ pub async fn detailed(
     };
     let database = component(state.store.dialect(), db.err().map(|e| e.to_string()));
     let runtime = component(state.runtime.name(), rt.err().map(|e| e.to_string()));
+    let storage = state.sessions.workspaces().check().await.map(|r| component("s3", r.err().map(|e| e.to_string())));
     let sessions = if database.healthy { session_counts(&state).await? } else { BTreeMap::new() };
     Ok(Json(DetailedHealthResponse {
-        status: if database.healthy && runtime.healthy { "healthy" } else { "degraded" }.into(),
+        status: if database.healthy && runtime.healthy && storage.as_ref().is_none_or(|s| s.healthy) {
+            "healthy"
+        } else {
+            "degraded"
+        }
+        .into(),
         version: VERSION.into(),
         uptime: state.started.elapsed().as_secs_f64(),
         database,
         runtime,
+        storage,
         sessions,
         instance_id: state.lifecycle.instance_id.clone(),
         leader: state.lifecycle.is_leader(),

@@ -62,6 +62,7 @@ pub async fn create(
         env_vars: req.env_vars,
         dependencies: req.dependencies.into_iter().map(Into::into).collect(),
         python_package_index_url: req.python_package_index_url,
+        source_session_id: req.source_session_id,
     };
     let session = state.sessions.create(&caller, new, q.wait).await?;
     Ok((StatusCode::CREATED, render_one(&state, session).await?))

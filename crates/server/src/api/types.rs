@@ -90,6 +90,11 @@ pub struct CreateSessionRequest {
     /// Python package index URL.
     #[serde(default)]
     pub python_package_index_url: Option<String>,
+    /// Start with a copy of this session's workspace (for example a terminated one, to resume
+    /// its work).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 64)]
+    pub source_session_id: Option<String>,
 }
 
 /// Query of `POST /api/v1/sessions`.
@@ -707,6 +712,8 @@ pub struct DetailedHealthResponse {
     pub database: ComponentHealth,
     /// The runtime backend and whether it answers.
     pub runtime: ComponentHealth,
+    /// Workspace storage (`s3` mode only) and whether it answers.
+    pub storage: Option<ComponentHealth>,
     /// Sessions by status.
     pub sessions: BTreeMap<String, u64>,
     /// This process's id among the replicas.

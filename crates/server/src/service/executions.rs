@@ -179,7 +179,10 @@ impl Executions {
             Some(tx) => stream_into(&client, &req, tx).await,
         };
         match outcome {
-            Ok(r) => apply_result(&mut e, r),
+            Ok(r) => {
+                let r = self.persist(&session.id, &client, r).await;
+                apply_result(&mut e, r)
+            }
             Err(err) => {
                 tracing::warn!(execution_id = %e.id, session_id = %session.id, error = %err, "executor did not answer");
                 crash(&mut e, format!("the sandbox did not answer: {err}"));
@@ -198,6 +201,20 @@ impl Executions {
         tracing::info!(execution_id = %e.id, session_id = %session.id, status = %e.status, "execution finished");
         self.untrack(&e.id);
         e
+    }
+
+    /// Writes the files a finished execution changed to durable storage (in `s3` mode) before it
+    /// is reported finished; when that fails the execution ends `crashed`, saying so.
+    async fn persist(&self, session_id: &str, client: &ExecutorClient, mut r: ExecResult) -> ExecResult {
+        if let Err(err) = self.sessions.workspaces().save_changes(session_id, client, &r.files).await {
+            tracing::error!(execution_id = %r.execution_id, error = %err, "could not save an execution's files");
+            r.error_message = Some(format!(
+                "the execution ended ({}) but the files it changed could not be saved to storage: {err}",
+                r.status
+            ));
+            r.status = ExecutionStatus::Crashed;
+        }
+        r
     }
 
     /// Stores a finished execution; once stored, the executor (if reachable) may drop its copy.
@@ -247,7 +264,8 @@ impl Executions {
             };
             match client.execution(&e.id).await {
                 Ok(Some(ExecutionRecord::Finished { result })) => {
-                    apply_result(&mut e, *result);
+                    let result = self.persist(&session.id, &client, *result).await;
+                    apply_result(&mut e, result);
                     self.finish(Some(&client), &e).await;
                     tracing::info!(execution_id = %e.id, status = %e.status, "collected a result that finished while nobody waited");
                 }
@@ -258,7 +276,10 @@ impl Executions {
                     let this = self.clone();
                     self.tasks.spawn(async move {
                         match client.execute(&request_for(&e, &session)).await {
-                            Ok(r) => apply_result(&mut e, r),
+                            Ok(r) => {
+                                let r = this.persist(&session.id, &client, r).await;
+                                apply_result(&mut e, r)
+                            }
                             Err(err) => crash(&mut e, format!("lost while collecting its result: {err}")),
                         }
                         this.finish(Some(&client), &e).await;

@@ -7,3 +7,4 @@ pub mod pools;
 pub mod sandboxes;
 pub mod sessions;
 pub mod templates;
+pub mod workspaces;

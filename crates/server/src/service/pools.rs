@@ -235,7 +235,7 @@ impl Pools {
             return false;
         }
         let clock = Instant::now();
-        match self.sandboxes.start(&id, shape).await {
+        match self.sandboxes.start(&id, shape, None).await {
             Ok(sb) => {
                 entry.state = PoolState::Ready;
                 entry.container_id = Some(sb.id.clone());

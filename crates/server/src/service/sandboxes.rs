@@ -2,6 +2,7 @@
 //! spec handed to the runtime, and the client for its executor.
 
 use crate::service::disk::WorkspaceDisks;
+use crate::service::workspaces::Workspaces;
 use crate::settings::{DiskEnforcement, RuntimeKind, Settings};
 use sandbox_core::{CpuQuantity, MemoryQuantity};
 use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, Sandbox, SandboxSpec, labels};
@@ -29,11 +30,12 @@ pub struct Sandboxes {
     runtime: Arc<dyn Runtime>,
     disks: WorkspaceDisks,
     deployment: String,
+    workspaces: Workspaces,
 }
 
 impl Sandboxes {
     /// The service.
-    pub fn new(settings: Arc<Settings>, runtime: Arc<dyn Runtime>) -> Self {
+    pub fn new(settings: Arc<Settings>, runtime: Arc<dyn Runtime>, workspaces: Workspaces) -> Self {
         // A cluster enforces disk limits itself (ephemeral storage, volume sizes).
         let enforcement = match settings.runtime {
             RuntimeKind::Docker => settings.limits.disk_enforcement,
@@ -41,7 +43,7 @@ impl Sandboxes {
         };
         let disks = WorkspaceDisks::new(enforcement);
         let deployment = settings.deployment_id();
-        Sandboxes { settings, runtime, disks, deployment }
+        Sandboxes { settings, runtime, disks, deployment, workspaces }
     }
 
     /// The deployment label value of this installation's sandboxes.
@@ -83,25 +85,47 @@ impl Sandboxes {
     }
 
     /// Prepares the workspace (with its disk limit) and starts the sandbox of session `id`,
-    /// within the configured start timeout.
-    pub async fn start(&self, id: &str, shape: &Shape) -> Result<Sandbox, RuntimeError> {
+    /// within the configured start timeout, then restores its stored files (`s3` mode). With
+    /// `seed`, the workspace starts as a copy of that session's.
+    pub async fn start(&self, id: &str, shape: &Shape, seed: Option<&str>) -> Result<Sandbox, RuntimeError> {
         let spec = self.spec(id, shape);
         let (disks, workspace, size) = (self.disks, spec.workspace_dir.clone(), shape.disk);
-        tokio::task::spawn_blocking(move || disks.prepare(&workspace, size))
-            .await
-            .map_err(|e| RuntimeError::Engine(e.to_string()))?
-            .map_err(|e| RuntimeError::HostDir {
-                path: spec.workspace_dir.clone(),
-                source: std::io::Error::other(e),
-            })?;
+        let local_seed =
+            seed.filter(|_| self.workspaces.bucket().is_none()).map(|s| self.session_dir(s).join("workspace"));
+        tokio::task::spawn_blocking(move || {
+            disks.prepare(&workspace, size).map_err(std::io::Error::other)?;
+            match local_seed {
+                Some(from) => copy_tree(&from, &workspace),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(|e| RuntimeError::Engine(e.to_string()))?
+        .map_err(|source| RuntimeError::HostDir { path: spec.workspace_dir.clone(), source })?;
+        if let (Some(from), Some(_)) = (seed, self.workspaces.bucket()) {
+            self.workspaces
+                .copy_session(from, id)
+                .await
+                .map_err(|e| RuntimeError::Engine(format!("copying the workspace of {from}: {e}")))?;
+        }
         let limit = std::time::Duration::from_secs(self.settings.limits.sandbox_start_timeout_sec);
-        match tokio::time::timeout(limit, self.runtime.create(&spec)).await {
-            Ok(r) => r,
+        let sandbox = match tokio::time::timeout(limit, self.runtime.create(&spec)).await {
+            Ok(r) => r?,
             Err(_) => {
                 let _ = self.runtime.remove(&spec.name).await;
-                Err(RuntimeError::NotReady { seconds: limit.as_secs(), reason: "timed out".into() })
+                return Err(RuntimeError::NotReady { seconds: limit.as_secs(), reason: "timed out".into() });
             }
+        };
+        if let Err(e) = self.workspaces.restore(id, &sandbox.executor).await {
+            let _ = self.runtime.remove(&sandbox.id).await;
+            return Err(RuntimeError::Engine(format!("restoring the workspace from storage: {e}")));
         }
+        Ok(sandbox)
+    }
+
+    /// The durable copy of workspaces.
+    pub fn workspaces(&self) -> &Workspaces {
+        &self.workspaces
     }
 
     /// Removes everything of session `id` on the host: its disk and directories.
@@ -121,6 +145,7 @@ impl Sandboxes {
         .map_err(|e| e.to_string())?
     }
 
+
     /// A client for the executor of session `id`'s sandbox (asking the runtime where it is,
     /// when the backend needs to: a pod another replica created).
     pub async fn executor(&self, id: &str) -> Result<ExecutorClient, RuntimeError> {
@@ -128,4 +153,26 @@ impl Sandboxes {
         let spec = SandboxSpec::new(Self::sandbox_name(id), "", dir.join("workspace"), dir.join("run"));
         self.runtime.resolve_executor(&spec).await
     }
+}
+
+/// Copies a workspace's tree (files, directories, symlinks as symlinks) into an empty one,
+/// owned by the sandbox user. Blocking.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            std::fs::create_dir_all(&dst)?;
+            copy_tree(&src, &dst)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if kind.is_file() {
+            std::fs::copy(&src, &dst)?;
+        } else {
+            continue;
+        }
+        std::os::unix::fs::lchown(&dst, Some(1000), Some(1000))?;
+    }
+    Ok(())
 }

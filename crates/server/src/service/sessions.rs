@@ -46,6 +46,8 @@ pub struct NewSession {
     pub dependencies: Vec<DependencySpec>,
     /// Package index for installs.
     pub python_package_index_url: Option<String>,
+    /// A session whose workspace the new one starts with (a copy).
+    pub source_session_id: Option<String>,
 }
 
 /// Checks environment variable names and values.
@@ -153,6 +155,11 @@ impl Sessions {
         locks.entry(id.to_owned()).or_default().clone()
     }
 
+    /// The durable copy of workspaces.
+    pub fn workspaces(&self) -> &crate::service::workspaces::Workspaces {
+        self.sandboxes.workspaces()
+    }
+
     /// A client for a session's executor: 503 `sandbox_unavailable` when the runtime cannot say
     /// where it is.
     pub async fn executor(&self, s: &Session) -> Result<ExecutorClient, ApiError> {
@@ -167,6 +174,11 @@ impl Sessions {
 
     /// Resolves the request against its template and the configured maxima.
     async fn plan(&self, owner: &Caller, req: NewSession) -> Result<(Session, Template, Shape), ApiError> {
+        if let Some(source) = &req.source_session_id
+            && self.get(owner, source).await.is_err()
+        {
+            return Err(ApiError::invalid_field("source_session_id", format!("no session {source} to copy from")));
+        }
         let template = self.store.template(&req.template_id).await?.ok_or_else(|| ApiError {
             errors: vec![FieldError { field: "template_id".into(), message: "no such template".into() }],
             ..ApiError::new(
@@ -355,10 +367,12 @@ impl Sessions {
         wait: bool,
     ) -> Result<Session, ApiError> {
         let clock = Instant::now();
-        let client_id = req.id.is_some();
+        // A pool sandbox fits a session whose id and workspace nothing fixes in advance.
+        let poolable = req.id.is_none() && req.source_session_id.is_none();
+        let seed = req.source_session_id.clone();
         let (mut session, template, shape) = self.plan(owner, req).await?;
         self.admit(owner, &shape).await?;
-        if !client_id && let Some(claimed) = self.pools.claim(&template, &shape).await {
+        if poolable && let Some(claimed) = self.pools.claim(&template, &shape).await {
             session.id = claimed.session_id;
             session.status = SessionStatus::Running;
             session.container_id = Some(claimed.container_id.clone());
@@ -389,7 +403,7 @@ impl Sessions {
         let pending = session.clone();
         // The sandbox starts in its own task: a client that hangs up does not abandon it.
         let started =
-            tokio::spawn(async move { this.start_sandbox(session, &template, &shape, clock).await });
+            tokio::spawn(async move { this.start_sandbox(session, &template, &shape, seed.as_deref(), clock).await });
         if !wait {
             return Ok(pending);
         }
@@ -406,9 +420,10 @@ impl Sessions {
         mut session: Session,
         template: &Template,
         shape: &Shape,
+        seed: Option<&str>,
         clock: Instant,
     ) -> Result<(Session, Option<ApiError>), ApiError> {
-        let created = self.sandboxes.start(&session.id, shape).await;
+        let created = self.sandboxes.start(&session.id, shape, seed).await;
         let lock = self.lock_for(&session.id);
         let _guard = lock.lock().await;
         // Terminated or deleted while starting: the new sandbox is not wanted.
@@ -529,6 +544,9 @@ impl Sessions {
         let id = s.id.clone();
         self.stop(s, None).await?;
         self.sandboxes.release_files(&id).await.map_err(ApiError::internal)?;
+        self.sandboxes.workspaces().delete_session(&id).await.map_err(|e| {
+            ApiError::unavailable("storage_unavailable", format!("could not delete the stored workspace: {e}"), 5)
+        })?;
         self.store.delete_session(&id, Utc::now()).await?;
         tracing::info!(session_id = %id, "session deleted");
         Ok(())
@@ -583,7 +601,7 @@ impl Sessions {
         let started = match self.store.template(&s.template_id).await? {
             None => Err(format!("its template {} no longer exists", s.template_id)),
             Some(t) => match shape_of(&s, &t) {
-                Ok(shape) => self.sandboxes.start(&s.id, &shape).await.map_err(|e| e.to_string()),
+                Ok(shape) => self.sandboxes.start(&s.id, &shape, None).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.message),
             },
         };

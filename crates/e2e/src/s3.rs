@@ -1,4 +1,5 @@
-//! An in-process S3 server (s3s + s3s-fs) on a random loopback port, checking SigV4.
+//! An in-process S3 server (s3s + s3s-fs) on a random loopback port, checking SigV4, for tests
+//! of the workspace store and of the server in S3 mode.
 
 use hyper_util::rt::TokioIo;
 use s3s::auth::SimpleAuth;

@@ -1,0 +1,44 @@
+//! Execution round trip: `print(1)` through `execute-sync` (stateless, a fresh bwrap each time)
+//! against `docker exec` into the same session's container and bare bwrap on the host, the
+//! three measured in alternation.
+
+use crate::docker::{container_of, exec_print_1, ms_since, running};
+use crate::host::bwrap_print_1;
+use crate::report::{Metric, Target};
+use crate::server::Api;
+use anyhow::Result;
+use bollard::Docker;
+use std::time::Instant;
+
+/// Runs the section in a new session, deleted at the end.
+pub async fn run(api: &Api, docker: &Docker, samples: usize, warmup: usize) -> Result<Vec<Metric>> {
+    let session = api.create_session().await?;
+    let container = container_of(&session);
+    running(docker, &container).await?;
+    let (mut rest, mut inside, mut docker_exec, mut bwrap) = (vec![], vec![], vec![], vec![]);
+    for i in 0..warmup + samples {
+        let t = Instant::now();
+        let e = api.print_1(&session).await?;
+        let rest_ms = ms_since(t);
+        let d = exec_print_1(&container).await?;
+        let b = bwrap_print_1().await?;
+        if i >= warmup {
+            rest.push(rest_ms);
+            inside.push(e.executor_ms);
+            docker_exec.push(d);
+            bwrap.push(b);
+        }
+    }
+    api.delete_session(&session).await?;
+
+    let bwrap = Metric::measured("baseline.bwrap_host", "ms", &bwrap)?
+        .note("bare bwrap on the host as nobody, python3 -c 'print(1)'");
+    let docker_exec = Metric::measured("baseline.docker_exec", "ms", &docker_exec)?
+        .note("docker exec <the session's container> python3 -c 'print(1)'");
+    let rest = Metric::measured("exec.rest", "ms", &rest)?;
+    let vs_docker = rest.renamed_vs("exec.rest.vs_docker_exec", &docker_exec);
+    let inside = Metric::measured("exec.executor_reported", "ms", &inside)?
+        .vs(&bwrap)
+        .note("the execution's metrics.duration_ms, as the executor measured it");
+    Ok(vec![rest.vs(&bwrap).target(Target::RatioAtMost(1.5)), vs_docker, inside, bwrap, docker_exec])
+}
