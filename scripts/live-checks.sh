@@ -3,8 +3,8 @@
 # outside through HTTP only:
 #   1. conformance/run.py: every case of the conformance corpus through the REST API,
 #   2. schemathesis against the server's /openapi.json: no 5xx, responses match the schema.
-#      (The dependency install endpoint answers 501 by design until installs are implemented, so
-#      it is left out.)
+#      Package installers get no network here (dependencies.network = none): an install the
+#      fuzzer manages to start fails fast as "index unreachable" and nothing leaves the host.
 # Called by scripts/test.sh; needs scripts/setup.sh to have run (MariaDB, schemathesis, images).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +45,7 @@ trap cleanup EXIT
 
 say "starting sandbox-server on $SANDBOX_URL (MariaDB database $db)"
 SANDBOX_DATA_DIR="$work/data" SANDBOX_LISTEN="127.0.0.1:$port" SANDBOX_LOG_FORMAT=text \
-SANDBOX_DATABASE_URL="mysql://sandbox:sandbox@127.0.0.1:3306/$db" \
+SANDBOX_DATABASE_URL="mysql://sandbox:sandbox@127.0.0.1:3306/$db" SANDBOX_DEPENDENCIES__NETWORK=none \
   "$bin" serve >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
@@ -61,12 +61,11 @@ if ! python3 conformance/run.py conformance/cases.json; then
 fi
 
 say "schemathesis against /openapi.json"
-if ! "$TOOLS_VENV/bin/schemathesis" run "$SANDBOX_URL/openapi.json" \
+if ! "$TOOLS_VENV/bin/schemathesis" --config-file scripts/schemathesis.toml run "$SANDBOX_URL/openapi.json" \
     --header "Authorization: Bearer $key" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --phases examples,coverage,fuzzing --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
-    --workers 1 --request-timeout 120 --suppress-health-check all --no-color \
-    --exclude-path-regex '/dependencies/install$'; then
+    --workers 1 --request-timeout 120 --suppress-health-check all --no-color; then
   tail -50 "$work/server.log"
   exit 1
 fi

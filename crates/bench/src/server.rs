@@ -138,8 +138,13 @@ impl Api {
         ensure!(status == StatusCode::OK, "execute-sync in {session}: {status} {}", brief(&e));
         ensure!(
             e["status"] == "completed" && e["stdout"] == "1\n",
-            "print(1) in {session} did not complete with output 1: {}",
-            brief(&e)
+            "print(1) in {session} did not complete with output 1: status {}, error_message {}, stdout {}, \
+             stderr {} (execution {})",
+            e["status"],
+            e["error_message"],
+            e["stdout"],
+            e["stderr"],
+            e["id"]
         );
         let executor_ms = e["metrics"]["duration_ms"]
             .as_f64()

@@ -16,10 +16,14 @@ pub const MAX_VERSION_LEN: usize = 200;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequirementError {
     /// Not a PEP 508 name (with optional `[extras]`).
-    #[error("{0:?} is not a valid package name (letters, digits, '.', '_' and '-', starting and ending with a letter or digit, at most 100 characters, optionally with [extras])")]
+    #[error(
+        "{0:?} is not a valid package name (letters, digits, '.', '_' and '-', starting and ending with a letter or digit, at most 100 characters, optionally with [extras])"
+    )]
     InvalidName(String),
     /// Not a PEP 440 version constraint.
-    #[error("{version:?} is not a valid version constraint for {name} (examples: ==2.31.0, >=1.0,<2, ~=1.4): {reason}")]
+    #[error(
+        "{version:?} is not a valid version constraint for {name} (examples: ==2.31.0, >=1.0,<2, ~=1.4): {reason}"
+    )]
     InvalidVersion {
         /// The package.
         name: String,
@@ -98,7 +102,8 @@ impl Requirement {
                 if v.len() > MAX_VERSION_LEN {
                     return Err(bad(format!("longer than {MAX_VERSION_LEN} characters")));
                 }
-                let text = if v.starts_with(|c: char| c.is_ascii_digit()) { format!("=={v}") } else { v.to_owned() };
+                let text =
+                    if v.starts_with(|c: char| c.is_ascii_digit()) { format!("=={v}") } else { v.to_owned() };
                 let parsed = VersionSpecifiers::from_str(&text).map_err(|e| bad(e.to_string()))?;
                 if parsed.is_empty() {
                     return Err(bad("no constraint".into()));
@@ -208,7 +213,9 @@ pub enum TemplateFit {
 pub fn template_fit(req: &Requirement, template: &[Pin]) -> TemplateFit {
     match template.iter().find(|p| p.key() == req.key) {
         None => TemplateFit::Absent,
-        Some(p) if req.allows(&p.version) && req.extras.is_empty() => TemplateFit::Satisfied(p.version.clone()),
+        Some(p) if req.allows(&p.version) && req.extras.is_empty() => {
+            TemplateFit::Satisfied(p.version.clone())
+        }
         Some(p) if req.allows(&p.version) => TemplateFit::Absent,
         Some(p) => TemplateFit::Conflicts(p.version.clone()),
     }
@@ -252,7 +259,9 @@ mod tests {
 
     #[test]
     fn names_are_normalized_as_pep_503_says() {
-        for (given, key) in [("Requests", "requests"), ("zope.interface", "zope-interface"), ("a__b-.c", "a-b-c")] {
+        for (given, key) in
+            [("Requests", "requests"), ("zope.interface", "zope-interface"), ("a__b-.c", "a-b-c")]
+        {
             assert_eq!(normalize(given), key);
         }
     }
@@ -269,11 +278,41 @@ mod tests {
 
     #[test]
     fn anything_pip_would_read_differently_is_refused() {
-        for name in ["", "-r", "--index-url=x", "a b", "pkg;os_name=='nt'", "pkg @ https://x/y.whl", "a[", "a[b", "x/y", "é", ".a", "a-", &"a".repeat(101)] {
-            assert!(matches!(Requirement::parse(name, None), Err(RequirementError::InvalidName(_))), "{name:?}");
+        for name in [
+            "",
+            "-r",
+            "--index-url=x",
+            "a b",
+            "pkg;os_name=='nt'",
+            "pkg @ https://x/y.whl",
+            "a[",
+            "a[b",
+            "x/y",
+            "é",
+            ".a",
+            "a-",
+            &"a".repeat(101),
+        ] {
+            assert!(
+                matches!(Requirement::parse(name, None), Err(RequirementError::InvalidName(_))),
+                "{name:?}"
+            );
         }
-        for version in ["bogus", ">=1.0; python_version<'3'", "@ https://x", "==1.0 --pre", "=>1", &format!("=={}", "1".repeat(250))] {
-            assert!(matches!(Requirement::parse("pkg", Some(version)), Err(RequirementError::InvalidVersion { .. })), "{version:?}");
+        for version in [
+            "bogus",
+            ">=1.0; python_version<'3'",
+            "@ https://x",
+            "==1.0 --pre",
+            "=>1",
+            &format!("=={}", "1".repeat(250)),
+        ] {
+            assert!(
+                matches!(
+                    Requirement::parse("pkg", Some(version)),
+                    Err(RequirementError::InvalidVersion { .. })
+                ),
+                "{version:?}"
+            );
         }
     }
 

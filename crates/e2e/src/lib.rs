@@ -2,6 +2,7 @@
 //! daemon, and the conformance corpus with its checker.
 
 pub mod conformance;
+pub mod pypi;
 pub mod s3;
 
 use sandbox_executor_client::ExecutorClient;
@@ -19,6 +20,14 @@ pub fn clean_data_dir(data_dir: &Path) {
     for e in entries.flatten() {
         let name = format!("sandbox-{}", e.file_name().to_string_lossy());
         let _ = std::process::Command::new("docker").args(["rm", "-f", "-v", &name]).output();
+        let installers = format!("name=installer-{}-", e.file_name().to_string_lossy());
+        if let Ok(out) =
+            std::process::Command::new("docker").args(["ps", "-aq", "--filter", &installers]).output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = std::process::Command::new("docker").args(["rm", "-f", id]).output();
+            }
+        }
         let _ = std::process::Command::new("umount").arg(e.path().join("workspace")).output();
     }
 }

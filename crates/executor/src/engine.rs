@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::lang::{self, Launch, RESULT_FD};
 use crate::outcome::{self, Ended, Exit};
 use crate::registry::{Registry, Ticket};
-use crate::sandbox::bwrap::{BwrapOptions, DEPS_MOUNT, DataFile, SystemMount};
+use crate::sandbox::bwrap::{BwrapOptions, DataFile, SystemMount};
 use crate::sandbox::cgroup::MemoryCgroup;
 use crate::supervisor::{self, SUBCOMMAND, SupervisorArgs, SupervisorReport};
 use crate::workspace::Workspace;
@@ -175,7 +175,7 @@ impl Engine {
             ("TMPDIR".to_owned(), "/tmp".to_owned()),
         ];
         if self.cfg.deps.is_some() {
-            env.push(("PYTHONPATH".to_owned(), DEPS_MOUNT.to_owned()));
+            env.push(("PYTHONPATH".to_owned(), sandbox_protocol::DEPS_PYTHONPATH.to_owned()));
         }
         for (k, v) in &req.env {
             env.retain(|(ek, _)| ek != k);

@@ -28,6 +28,14 @@ pub const CONTAINER_SOCKET_DIR: &str = "/run/sandbox";
 pub const SOCKET_FILE_NAME: &str = "executor.sock";
 /// Where the workspace is mounted inside a sandbox container (and inside bwrap).
 pub const WORKSPACE_DIR: &str = "/workspace";
+/// Where a session's installed packages are mounted in its container, read-only.
+pub const DEPS_DIR: &str = "/opt/sandbox/deps";
+/// The name, inside [`DEPS_DIR`], of the link to the current set of installed packages; an
+/// install writes a new set beside the old one and then moves this link, so an execution never
+/// sees half an install.
+pub const DEPS_CURRENT: &str = "site";
+/// What Python finds installed packages through: `PYTHONPATH` of every execution.
+pub const DEPS_PYTHONPATH: &str = "/opt/sandbox/deps/site";
 
 /// `GET /v1/health`: the executor is up and its sandbox works.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,7 +11,7 @@ pub mod spec;
 use async_trait::async_trait;
 use sandbox_core::{CpuQuantity, MemoryQuantity};
 pub use sandbox_executor_client::ExecutorClient;
-pub use spec::{SandboxInfo, SandboxSpec, SandboxState, labels};
+pub use spec::{InstallerOutcome, InstallerSpec, SandboxInfo, SandboxSpec, SandboxState, labels};
 
 /// Why a runtime operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +58,14 @@ pub enum RuntimeError {
         reason: String,
         /// Kubernetes' message, with the container's last log lines when it ran.
         message: String,
+    },
+    /// This backend does not offer the operation.
+    #[error("not supported by the {backend} runtime: {what}")]
+    Unsupported {
+        /// The backend.
+        backend: &'static str,
+        /// What is missing.
+        what: &'static str,
     },
 }
 
@@ -130,6 +138,13 @@ pub trait Runtime: Send + Sync {
     ) -> Result<bool, RuntimeError> {
         let _ = (id, cpu, memory);
         Ok(false)
+    }
+
+    /// Runs a package installer container to its end (or kills it at its timeout) and removes
+    /// it. Backends without installers answer [`RuntimeError::Unsupported`].
+    async fn run_installer(&self, spec: &InstallerSpec) -> Result<InstallerOutcome, RuntimeError> {
+        let _ = spec;
+        Err(RuntimeError::Unsupported { backend: self.name(), what: "package installer containers" })
     }
 
     /// What the host can hold: CPUs and memory bytes; `None` when the backend cannot tell (a

@@ -19,7 +19,14 @@ pub mod labels {
     /// The deployment (control plane installation) that owns it; replicas sharing a database
     /// share it, and a control plane never touches another deployment's sandboxes.
     pub const DEPLOYMENT: &str = "io.sandbox.deployment";
+    /// What a container is for, when it is not a sandbox: `installer` for a package install.
+    pub const ROLE: &str = "io.sandbox.role";
+    /// When an installer must have finished (Unix seconds); past it, its owner is gone.
+    pub const DEADLINE: &str = "io.sandbox.deadline";
 }
+
+/// The [`labels::ROLE`] of package installer containers.
+pub const INSTALLER_ROLE: &str = "installer";
 
 /// Everything that decides one sandbox container.
 #[derive(Debug, Clone, PartialEq)]
@@ -118,5 +125,51 @@ pub struct SandboxInfo {
     /// The exit code, once exited.
     pub exit_code: Option<i64>,
     /// Whether the kernel's OOM killer ended the container's main process.
+    pub oom_killed: bool,
+    /// When it stopped, once stopped.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A one-off container that installs Python packages for a session: the template's image, with
+/// network egress (unlike a sandbox), writing only into one fresh host directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstallerSpec {
+    /// Unique name; also the container name.
+    pub name: String,
+    /// The session's template image (the same Python the sandbox runs).
+    pub image: String,
+    /// The program and its arguments (`python3 -m pip install ...`), run without a shell.
+    pub command: Vec<String>,
+    /// Host directory mounted read-write at [`InstallerSpec::TARGET`]: where packages go.
+    pub target_dir: PathBuf,
+    /// Host directory mounted read-write at `/tmp` for unpacking (kept off memory).
+    pub scratch_dir: PathBuf,
+    /// The network it joins (Docker: `bridge`, `host`, or a user-defined network).
+    pub network: String,
+    /// CPU allowance.
+    pub cpu: CpuQuantity,
+    /// Memory limit.
+    pub memory: MemoryQuantity,
+    /// Most processes and threads.
+    pub pids_limit: i64,
+    /// How long it may run before it is killed.
+    pub timeout: std::time::Duration,
+    /// Labels (the [`labels`] keys for role and deadline are added by the backend).
+    pub labels: BTreeMap<String, String>,
+}
+
+impl InstallerSpec {
+    /// Where the target directory is mounted in the installer.
+    pub const TARGET: &str = "/target";
+}
+
+/// How an installer ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallerOutcome {
+    /// Its exit code; `None` when it was killed at its timeout.
+    pub exit_code: Option<i64>,
+    /// The end of what it printed (stdout and stderr interleaved).
+    pub output: String,
+    /// Whether the kernel's OOM killer ended it.
     pub oom_killed: bool,
 }

@@ -65,7 +65,8 @@ pub async fn serve(
         );
     }
     let runtime = connect_runtime(&settings).await?;
-    let workspaces = Workspaces::connect(&settings.storage).await.context("connecting to workspace storage")?;
+    let workspaces =
+        Workspaces::connect(&settings.storage).await.context("connecting to workspace storage")?;
     let listen = settings.listen;
     let grace = Duration::from_secs(settings.lifecycle.shutdown_grace_sec);
     let state = AppState::new(settings, store, runtime, workspaces);

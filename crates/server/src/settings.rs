@@ -45,6 +45,8 @@ pub struct Settings {
     pub pools: Pools,
     /// Where workspaces are kept durably.
     pub storage: Storage,
+    /// Python package installs for sessions.
+    pub dependencies: Dependencies,
     /// `SANDBOX_*` environment variables that name no setting (ignored, and logged at start:
     /// client tools use names like `SANDBOX_URL` too).
     #[serde(skip)]
@@ -158,7 +160,62 @@ pub struct Storage {
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage { mode: StorageMode::Local, s3: sandbox_storage::S3Settings::default(), presign_min_mb: 16, presign_ttl_secs: 300 }
+        Storage {
+            mode: StorageMode::Local,
+            s3: sandbox_storage::S3Settings::default(),
+            presign_min_mb: 16,
+            presign_ttl_secs: 300,
+        }
+    }
+}
+
+/// Python package installs. Each install runs pip in a short-lived installer container of the
+/// session's template (never in the sandbox, which has no network), writing into the session's
+/// package directory that its sandbox mounts read-only.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Dependencies {
+    /// The network installer containers join; it must reach the package index. Default
+    /// `bridge` (Docker's default network). `host` reaches an index on the host's loopback;
+    /// a user-defined network can limit egress to a proxy or mirror.
+    pub network: String,
+    /// The index used when a session names none. Default `https://pypi.org/simple/`.
+    pub default_index_url: String,
+    /// Seconds an install may take when the request does not say (`install_timeout`).
+    /// Default 300.
+    pub install_timeout_sec: u32,
+    /// Longest `install_timeout` a request may ask for. Default 1800.
+    pub max_install_timeout_sec: u32,
+    /// Memory of an installer container. Default `1Gi`.
+    pub memory: String,
+    /// CPU of an installer container. Default `1`.
+    pub cpu: String,
+    /// Largest a session's installed packages may be, MiB; a bigger install fails and leaves
+    /// the previous packages in place. Default 2048.
+    pub max_size_mb: u64,
+    /// Let pip build packages from source (running their build scripts, with network, in the
+    /// installer). Default `false`: wheels only, so no package code runs during an install.
+    pub allow_source_builds: bool,
+    /// pip's `--retries` for each request to the index. Default 2.
+    pub pip_retries: u32,
+    /// pip's `--timeout`: seconds to wait on the index before a retry. Default 15.
+    pub pip_timeout_sec: u32,
+}
+
+impl Default for Dependencies {
+    fn default() -> Self {
+        Dependencies {
+            network: "bridge".into(),
+            default_index_url: "https://pypi.org/simple/".into(),
+            install_timeout_sec: 300,
+            max_install_timeout_sec: 1800,
+            memory: "1Gi".into(),
+            cpu: "1".into(),
+            max_size_mb: 2048,
+            allow_source_builds: false,
+            pip_retries: 2,
+            pip_timeout_sec: 15,
+        }
     }
 }
 
@@ -248,6 +305,7 @@ impl Default for Settings {
             capacity: Capacity::default(),
             pools: Pools::default(),
             storage: Storage::default(),
+            dependencies: Dependencies::default(),
             ignored_env: Vec::new(),
         }
     }
@@ -362,6 +420,21 @@ impl Settings {
             .max_cpu
             .parse::<sandbox_core::CpuQuantity>()
             .map_err(|e| SettingsError::Invalid(format!("limits.max_cpu: {e}")))?;
+        let d = &self.dependencies;
+        d.memory
+            .parse::<sandbox_core::MemoryQuantity>()
+            .map_err(|e| SettingsError::Invalid(format!("dependencies.memory: {e}")))?;
+        d.cpu
+            .parse::<sandbox_core::CpuQuantity>()
+            .map_err(|e| SettingsError::Invalid(format!("dependencies.cpu: {e}")))?;
+        if d.install_timeout_sec == 0 || d.install_timeout_sec > d.max_install_timeout_sec {
+            return Err(SettingsError::Invalid(
+                "dependencies.install_timeout_sec: must be from 1 to dependencies.max_install_timeout_sec"
+                    .into(),
+            ));
+        }
+        crate::service::dependencies::validate_index_url(&d.default_index_url)
+            .map_err(|e| SettingsError::Invalid(format!("dependencies.default_index_url: {e}")))?;
         if !(1..=604_800).contains(&self.storage.presign_ttl_secs) {
             return Err(SettingsError::Invalid("storage.presign_ttl_secs: must be 1 to 604800".into()));
         }
@@ -472,7 +545,11 @@ mod tests {
     /// loads: every name in it is one the server knows.
     #[test]
     fn the_chart_configuration_loads() {
-        let manifests = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/manifests/sandbox.yaml")).unwrap();
+        let manifests = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/manifests/sandbox.yaml"
+        ))
+        .unwrap();
         let start = manifests.find("config.toml: |").expect("the ConfigMap holds config.toml");
         let mut lines = manifests[start..].lines().skip(1);
         let first = lines.next().unwrap();
@@ -487,6 +564,52 @@ mod tests {
         let s = Settings::load(Some(&file), env(&[("SANDBOX_STORAGE__MODE", "s3")])).unwrap();
         assert_eq!(s.runtime, RuntimeKind::Kubernetes);
         assert_eq!(s.storage.mode, StorageMode::S3);
+    }
+
+    /// Every setting, with its default, in `key = value` form (sections dotted).
+    fn flattened(value: &serde_json::Value, prefix: &str, out: &mut Vec<(String, String)>) {
+        match value {
+            serde_json::Value::Object(map) if !map.is_empty() && !prefix.ends_with("sizes") => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    flattened(v, &key, out);
+                }
+            }
+            other => out.push((prefix.to_owned(), other.to_string())),
+        }
+    }
+
+    /// `docs/configuration.md` names every setting (the `kubernetes` section in
+    /// `docs/kubernetes.md`), so the documentation cannot fall behind the code.
+    #[test]
+    fn every_setting_is_documented() {
+        let read = |doc: &str| {
+            std::fs::read_to_string(format!("{}/../../docs/{doc}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        };
+        let (config, kubernetes) = (read("configuration.md"), read("kubernetes.md"));
+        let mut all = Vec::new();
+        flattened(&serde_json::to_value(Settings::default()).unwrap(), "", &mut all);
+        let missing: Vec<String> = all
+            .iter()
+            .filter(|(k, _)| match k.strip_prefix("kubernetes.") {
+                Some(name) => !kubernetes.contains(&format!("`{name}`")),
+                None => !config.contains(&format!("| `{k}` |")),
+            })
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
+        assert!(missing.is_empty(), "undocumented settings:\n{}", missing.join("\n"));
+        // And the default the table states is the real one.
+        let wrong: Vec<String> = all
+            .iter()
+            .filter(|(k, v)| !k.starts_with("kubernetes.") && v != "null" && v != "{}" && v != "\"\"")
+            .filter(|(k, v)| {
+                let row = config.lines().find(|l| l.starts_with(&format!("| `{k}` |"))).unwrap_or_default();
+                let default = row.split(" | ").nth(2).unwrap_or_default();
+                default != format!("`{}`", v.trim_matches('"'))
+            })
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
+        assert!(wrong.is_empty(), "documented defaults that differ from the code:\n{}", wrong.join("\n"));
     }
 
     #[test]

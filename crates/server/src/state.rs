@@ -1,6 +1,7 @@
 //! What every handler can reach: settings, store, runtime, the services, metrics.
 
 use crate::metrics::Metrics;
+use crate::service::dependencies::Dependencies;
 use crate::service::executions::Executions;
 use crate::service::lifecycle::Lifecycle;
 use crate::service::pools::Pools;
@@ -38,7 +39,12 @@ pub struct AppState {
 
 impl AppState {
     /// Wires the services together.
-    pub fn new(settings: Settings, store: Arc<dyn Store>, runtime: Arc<dyn Runtime>, workspaces: Workspaces) -> Self {
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        runtime: Arc<dyn Runtime>,
+        workspaces: Workspaces,
+    ) -> Self {
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::default());
         let sandboxes = Arc::new(Sandboxes::new(settings.clone(), runtime.clone(), workspaces));
@@ -49,6 +55,8 @@ impl AppState {
             sandboxes.clone(),
             metrics.clone(),
         ));
+        let dependencies =
+            Arc::new(Dependencies::new(settings.clone(), store.clone(), runtime.clone(), sandboxes.clone()));
         let sessions = Arc::new(Sessions::new(
             settings.clone(),
             store.clone(),
@@ -56,6 +64,7 @@ impl AppState {
             metrics.clone(),
             sandboxes,
             pools.clone(),
+            dependencies,
         ));
         let executions =
             Arc::new(Executions::new(settings.clone(), store.clone(), sessions.clone(), metrics.clone()));

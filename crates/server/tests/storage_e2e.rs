@@ -58,14 +58,20 @@ async fn finished_executions_are_in_the_bucket_and_survive_a_lost_sandbox() {
     assert_eq!(bytes, b"AB");
 
     // The node is lost: the container dies and the local workspace with it.
-    Command::new("docker").args(["rm", "-f", &format!("sandbox-{id}")]).stdout(Stdio::null()).status().unwrap();
+    Command::new("docker")
+        .args(["rm", "-f", &format!("sandbox-{id}")])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
     let workspace = srv.dir.path().join("sessions").join(&id).join("workspace");
     for entry in std::fs::read_dir(&workspace).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) }.unwrap();
     }
     let text = eventually(Duration::from_secs(90), "a new sandbox with the stored files", || async {
-        let (s, r, _) = srv.execute(&srv.key, &id, json!({"code": "print(open('out/a.txt').read())", "language": "python"})).await;
+        let (s, r, _) = srv
+            .execute(&srv.key, &id, json!({"code": "print(open('out/a.txt').read())", "language": "python"}))
+            .await;
         (s == StatusCode::OK && r["status"] == "completed").then(|| r["stdout"].as_str().unwrap().to_owned())
     })
     .await;
@@ -78,8 +84,16 @@ async fn files_api_works_from_the_bucket_while_the_sandbox_is_gone_and_resumes()
     let srv = s3_server(&s3, &[]).await;
     let id = srv.create_session(&srv.key, "python-basic").await;
     let big: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 251) as u8).collect();
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(big.clone()).file_name("big.bin"));
-    let resp = srv.http.post(srv.url(&format!("/api/v1/sessions/{id}/files/upload?path=data/"))).bearer_auth(&srv.key).multipart(form).send().await.unwrap();
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(big.clone()).file_name("big.bin"));
+    let resp = srv
+        .http
+        .post(srv.url(&format!("/api/v1/sessions/{id}/files/upload?path=data/")))
+        .bearer_auth(&srv.key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK, "{}", resp.text().await.unwrap());
     let (s, _) = srv.call(Method::POST, &format!("/api/v1/sessions/{id}/terminate"), &srv.key, None).await;
     assert_eq!(s, StatusCode::OK);
@@ -89,26 +103,64 @@ async fn files_api_works_from_the_bucket_while_the_sandbox_is_gone_and_resumes()
     assert_eq!(s, StatusCode::OK, "{listing}");
     let files: Vec<&Value> = listing["files"].as_array().unwrap().iter().collect();
     assert_eq!(files.len(), 1);
-    assert_eq!((files[0]["path"].as_str(), files[0]["size"].as_u64()), (Some("data/big.bin"), Some(20 << 20)));
-    let got = srv.http.get(srv.url(&format!("/api/v1/sessions/{id}/files/data/big.bin"))).bearer_auth(&srv.key).send().await.unwrap();
+    assert_eq!(
+        (files[0]["path"].as_str(), files[0]["size"].as_u64()),
+        (Some("data/big.bin"), Some(20 << 20))
+    );
+    let got = srv
+        .http
+        .get(srv.url(&format!("/api/v1/sessions/{id}/files/data/big.bin")))
+        .bearer_auth(&srv.key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.status(), StatusCode::OK);
     assert!(got.bytes().await.unwrap().as_ref() == big.as_slice(), "byte-exact from the bucket");
     // Uploads land in the bucket too.
-    let resp = srv.http.post(srv.url(&format!("/api/v1/sessions/{id}/files/upload?path=notes.txt"))).bearer_auth(&srv.key).body("later").send().await.unwrap();
+    let resp = srv
+        .http
+        .post(srv.url(&format!("/api/v1/sessions/{id}/files/upload?path=notes.txt")))
+        .bearer_auth(&srv.key)
+        .body("later")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 
     // A new session resumes the workspace.
-    let (s, resumed) = srv.call(Method::POST, "/api/v1/sessions", &srv.key, Some(json!({"template_id": "python-basic", "source_session_id": id}))).await;
+    let (s, resumed) = srv
+        .call(
+            Method::POST,
+            "/api/v1/sessions",
+            &srv.key,
+            Some(json!({"template_id": "python-basic", "source_session_id": id})),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{resumed}");
     let new_id = resumed["id"].as_str().unwrap();
-    let r = srv.python(new_id, "import os\nprint(os.path.getsize('data/big.bin'), open('notes.txt').read())").await;
+    let r = srv
+        .python(new_id, "import os\nprint(os.path.getsize('data/big.bin'), open('notes.txt').read())")
+        .await;
     assert_eq!(r["stdout"], format!("{} later\n", 20u32 << 20));
-    let (s, body) = srv.call(Method::POST, "/api/v1/sessions", &srv.key, Some(json!({"template_id": "python-basic", "source_session_id": "sess_nope"}))).await;
+    let (s, body) = srv
+        .call(
+            Method::POST,
+            "/api/v1/sessions",
+            &srv.key,
+            Some(json!({"template_id": "python-basic", "source_session_id": "sess_nope"})),
+        )
+        .await;
     assert_eq!((s, body["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_error")));
 
     // Deleting a session deletes its objects, and only its.
     let bucket = WorkspaceBucket::connect(s3.settings()).await.unwrap();
-    let resp = srv.http.delete(srv.url(&format!("/api/v1/sessions/{id}"))).bearer_auth(&srv.key).send().await.unwrap();
+    let resp = srv
+        .http
+        .delete(srv.url(&format!("/api/v1/sessions/{id}")))
+        .bearer_auth(&srv.key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     assert!(stored(&bucket, &id).await.is_empty());
     assert_eq!(stored(&bucket, new_id).await, ["data/big.bin", "notes.txt"]);
@@ -119,7 +171,9 @@ async fn concurrent_executions_writing_different_files_all_land() {
     let s3 = TestS3::start().await;
     let srv = s3_server(&s3, &[]).await;
     let id = srv.create_session(&srv.key, "python-basic").await;
-    let runs = (0..6).map(|i| srv.python(&id, format!("import time\ntime.sleep(0.5)\nopen('f{i}.txt','w').write('{i}')").leak()));
+    let runs = (0..6).map(|i| {
+        srv.python(&id, format!("import time\ntime.sleep(0.5)\nopen('f{i}.txt','w').write('{i}')").leak())
+    });
     for r in futures_util::future::join_all(runs).await {
         assert_eq!(r["status"], "completed", "{r}");
     }
@@ -132,8 +186,22 @@ async fn a_store_that_cannot_be_used_stops_the_server_with_a_clear_error() {
     let s3 = TestS3::start().await;
     let endpoint = s3.endpoint();
     for (what, env, expect) in [
-        ("wrong credentials", vec![("SANDBOX_STORAGE__S3__ENDPOINT", endpoint.as_str()), ("SANDBOX_STORAGE__S3__SECRET_ACCESS_KEY", "wrong-secret")], "storage"),
-        ("unreachable endpoint", vec![("SANDBOX_STORAGE__S3__ENDPOINT", "http://127.0.0.1:1"), ("SANDBOX_STORAGE__S3__SECRET_ACCESS_KEY", SECRET_KEY)], "127.0.0.1:1"),
+        (
+            "wrong credentials",
+            vec![
+                ("SANDBOX_STORAGE__S3__ENDPOINT", endpoint.as_str()),
+                ("SANDBOX_STORAGE__S3__SECRET_ACCESS_KEY", "wrong-secret"),
+            ],
+            "storage",
+        ),
+        (
+            "unreachable endpoint",
+            vec![
+                ("SANDBOX_STORAGE__S3__ENDPOINT", "http://127.0.0.1:1"),
+                ("SANDBOX_STORAGE__S3__SECRET_ACCESS_KEY", SECRET_KEY),
+            ],
+            "127.0.0.1:1",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_sandbox-server"))
@@ -159,27 +227,55 @@ async fn a_store_that_cannot_be_used_stops_the_server_with_a_clear_error() {
 async fn large_downloads_of_a_stopped_session_redirect_to_the_public_endpoint_when_configured() {
     let s3 = TestS3::start().await;
     let public = format!("http://localhost:{}", s3.port());
-    let srv = s3_server(&s3, &[("SANDBOX_STORAGE__S3__PUBLIC_ENDPOINT", public.as_str()), ("SANDBOX_STORAGE__PRESIGN_MIN_MB", "1")]).await;
+    let srv = s3_server(
+        &s3,
+        &[
+            ("SANDBOX_STORAGE__S3__PUBLIC_ENDPOINT", public.as_str()),
+            ("SANDBOX_STORAGE__PRESIGN_MIN_MB", "1"),
+        ],
+    )
+    .await;
     let id = srv.create_session(&srv.key, "python-basic").await;
-    srv.python(&id, "open('big.bin','wb').write(bytes(range(256))*8192)\nopen('small.txt','w').write('s')").await;
+    srv.python(&id, "open('big.bin','wb').write(bytes(range(256))*8192)\nopen('small.txt','w').write('s')")
+        .await;
     // While the sandbox runs, the server streams the file itself.
-    let running = srv.http.get(srv.url(&format!("/api/v1/sessions/{id}/files/big.bin"))).bearer_auth(&srv.key).send().await.unwrap();
+    let running = srv
+        .http
+        .get(srv.url(&format!("/api/v1/sessions/{id}/files/big.bin")))
+        .bearer_auth(&srv.key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!((running.status(), running.bytes().await.unwrap().len()), (StatusCode::OK, 2 << 20));
     let (s, _) = srv.call(Method::POST, &format!("/api/v1/sessions/{id}/terminate"), &srv.key, None).await;
     assert_eq!(s, StatusCode::OK);
 
-    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let resp = no_redirects.get(srv.url(&format!("/api/v1/sessions/{id}/files/big.bin"))).bearer_auth(&srv.key).send().await.unwrap();
+    let no_redirects =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let resp = no_redirects
+        .get(srv.url(&format!("/api/v1/sessions/{id}/files/big.bin")))
+        .bearer_auth(&srv.key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
     let location = resp.headers()[reqwest::header::LOCATION].to_str().unwrap().to_owned();
-    assert!(location.starts_with(&format!("{public}/{BUCKET}/")) && location.contains("X-Amz-Signature="), "{location}");
+    assert!(
+        location.starts_with(&format!("{public}/{BUCKET}/")) && location.contains("X-Amz-Signature="),
+        "{location}"
+    );
     // The URL works without the API key, byte-exact.
     let direct = reqwest::get(&location).await.unwrap();
     assert_eq!(direct.status(), StatusCode::OK);
     let expected: Vec<u8> = (0..8192).flat_map(|_| 0..=255u8).collect();
     assert!(direct.bytes().await.unwrap().as_ref() == expected.as_slice());
     // Small files are still served directly.
-    let small = no_redirects.get(srv.url(&format!("/api/v1/sessions/{id}/files/small.txt"))).bearer_auth(&srv.key).send().await.unwrap();
+    let small = no_redirects
+        .get(srv.url(&format!("/api/v1/sessions/{id}/files/small.txt")))
+        .bearer_auth(&srv.key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!((small.status(), small.text().await.unwrap()), (StatusCode::OK, "s".to_owned()));
 }
 
@@ -189,7 +285,8 @@ async fn a_store_lost_while_serving_fails_each_call_clearly_and_nothing_pretends
     let srv = s3_server(&s3, &[("SANDBOX_STORAGE__S3__REQUEST_TIMEOUT_SECS", "2")]).await;
     let id = srv.create_session(&srv.key, "python-basic").await;
     let stopped = srv.create_session(&srv.key, "python-basic").await;
-    let (s, _) = srv.call(Method::POST, &format!("/api/v1/sessions/{stopped}/terminate"), &srv.key, None).await;
+    let (s, _) =
+        srv.call(Method::POST, &format!("/api/v1/sessions/{stopped}/terminate"), &srv.key, None).await;
     assert_eq!(s, StatusCode::OK);
     s3.stop().await;
 
@@ -201,12 +298,23 @@ async fn a_store_lost_while_serving_fails_each_call_clearly_and_nothing_pretends
     let r = srv.python(&id, "print(1)").await;
     assert_eq!(r["status"], "completed", "{r}");
     // An upload is refused rather than acknowledged.
-    let resp = srv.http.post(srv.url(&format!("/api/v1/sessions/{id}/files/upload?path=u.txt"))).bearer_auth(&srv.key).body("u").send().await.unwrap();
+    let resp = srv
+        .http
+        .post(srv.url(&format!("/api/v1/sessions/{id}/files/upload?path=u.txt")))
+        .bearer_auth(&srv.key)
+        .body("u")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(resp.json::<Value>().await.unwrap()["code"], "storage_unavailable");
     // The files of a stopped session cannot be served: a clear 503, not an empty listing.
     let (s, body) = srv.call(Method::GET, &format!("/api/v1/sessions/{stopped}/files"), &srv.key, None).await;
-    assert_eq!((s, body["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("storage_unavailable")), "{body}");
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("storage_unavailable")),
+        "{body}"
+    );
     // Detailed health says which component is down.
     let (_, health) = srv.call(Method::GET, "/api/v1/health/detailed", &srv.key, None).await;
     assert_eq!(health["storage"]["healthy"], false, "{health}");

@@ -145,6 +145,15 @@ pub trait Store: Send + Sync {
     async fn sessions_in_status(&self, statuses: &[SessionStatus]) -> Result<Vec<Session>>;
     /// Replaces a session's mutable fields; `false` if it does not exist.
     async fn update_session(&self, s: &Session) -> Result<bool>;
+    /// Marks the start (at `at`) of a dependency install for a session, unless one is in
+    /// progress; `false` then, or if the session does not exist. Atomic across replicas.
+    async fn begin_dependency_install(&self, id: &str, at: DateTime<Utc>) -> Result<bool>;
+    /// Records the end of the dependency install that started at `started_at`: writes the
+    /// session's dependency fields only (index URL, requested and installed packages, install
+    /// status, error and times). `false` if that install is no longer the one in progress.
+    async fn finish_dependency_install(&self, s: &Session, started_at: DateTime<Utc>) -> Result<bool>;
+    /// Sessions with a dependency install in progress, oldest first.
+    async fn sessions_installing_dependencies(&self) -> Result<Vec<Session>>;
     /// Sets `last_activity_at` (and `updated_at`) only.
     async fn touch_session(&self, id: &str, at: DateTime<Utc>) -> Result<()>;
     /// Removes a session and its executions, and leaves a tombstone recording its owner;

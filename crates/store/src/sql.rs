@@ -223,6 +223,54 @@ impl Store for SqlStore {
         self.update(&SESSIONS, &s.id, session_fields(s)?).await
     }
 
+    async fn begin_dependency_install(&self, id: &str, at: DateTime<Utc>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE sessions SET dependency_install_status = 'installing', dependency_install_started_at = ?, \
+             dependency_install_error = NULL, updated_at = ? WHERE id = ? AND dependency_install_status <> 'installing'",
+        )
+        .bind(at.timestamp_millis())
+        .bind(at.timestamp_millis())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn finish_dependency_install(&self, s: &Session, started_at: DateTime<Utc>) -> Result<bool> {
+        const COLUMNS: [&str; 8] = [
+            "python_package_index_url",
+            "requested_dependencies",
+            "installed_dependencies",
+            "dependency_install_status",
+            "dependency_install_error",
+            "dependency_install_started_at",
+            "dependency_install_completed_at",
+            "updated_at",
+        ];
+        let mut fields = session_fields(s)?;
+        fields.retain(|(c, _)| COLUMNS.contains(c));
+        let sets = fields.iter().map(|(c, _)| format!("{c} = ?")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "UPDATE sessions SET {sets} WHERE id = ? AND dependency_install_status = 'installing' \
+             AND dependency_install_started_at = ?"
+        );
+        let done = bind(sqlx::query(&sql), fields)
+            .bind(&s.id)
+            .bind(started_at.timestamp_millis())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn sessions_installing_dependencies(&self) -> Result<Vec<Session>> {
+        let q = sqlx::query(
+            "SELECT * FROM sessions WHERE dependency_install_status = 'installing' ORDER BY created_at, id",
+        );
+        self.fetch(q, session_from_row).await
+    }
+
     async fn touch_session(&self, id: &str, at: DateTime<Utc>) -> Result<()> {
         sqlx::query("UPDATE sessions SET last_activity_at = ?, updated_at = ? WHERE id = ?")
             .bind(at.timestamp_millis())

@@ -80,7 +80,7 @@ pub struct BwrapOptions {
 }
 
 /// Where installed packages appear inside the sandbox.
-pub const DEPS_MOUNT: &str = "/opt/sandbox/deps";
+pub const DEPS_MOUNT: &str = sandbox_protocol::DEPS_DIR;
 
 impl BwrapOptions {
     /// The program and arguments to spawn.

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 /// The executor binary inside every template image.
 pub const EXECUTOR_PATH: &str = "/usr/local/bin/sandbox-executor";
 /// Where a session's installed packages are mounted in the container.
-pub const DEPS_DIR: &str = "/opt/sandbox/deps";
+pub const DEPS_DIR: &str = sandbox_protocol::DEPS_DIR;
 /// CFS period used with `CpuQuota` (the seed's value).
 pub const CPU_PERIOD: i64 = 100_000;
 

@@ -2,10 +2,11 @@
 //! through a Unix socket in a per-sandbox host directory.
 
 pub mod config;
+mod installer;
 
 pub use bollard;
 
-use crate::spec::{SandboxInfo, SandboxSpec, SandboxState};
+use crate::spec::{InstallerOutcome, InstallerSpec, SandboxInfo, SandboxSpec, SandboxState};
 use crate::{ExecutorClient, HostCapacity, Runtime, RuntimeError, Sandbox};
 use async_trait::async_trait;
 use bollard::Docker;
@@ -196,6 +197,12 @@ fn info_from_inspect(c: ContainerInspectResponse) -> SandboxInfo {
         labels: config.labels.unwrap_or_default().into_iter().collect(),
         exit_code: state.exit_code.filter(|_| state.running != Some(true)),
         oom_killed: state.oom_killed.unwrap_or(false),
+        // Docker reports `0001-01-01T00:00:00Z` for a container that never stopped.
+        finished_at: state
+            .finished_at
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .filter(|t| t.timestamp() > 0),
     }
 }
 
@@ -290,6 +297,10 @@ impl Runtime for DockerRuntime {
         };
         self.docker.update_container(id, body).await.map_err(engine_error)?;
         Ok(true)
+    }
+
+    async fn run_installer(&self, spec: &InstallerSpec) -> Result<InstallerOutcome, RuntimeError> {
+        self.installer(spec).await
     }
 
     async fn host_capacity(&self) -> Result<Option<HostCapacity>, RuntimeError> {

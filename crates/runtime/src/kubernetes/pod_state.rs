@@ -138,9 +138,7 @@ pub(crate) fn info(pod: &Pod) -> SandboxInfo {
             .unwrap_or(name),
         state,
         health: health.to_owned(),
-        created_at: meta.creation_timestamp.as_ref().and_then(|t| {
-            DateTime::<Utc>::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().unsigned_abs())
-        }),
+        created_at: meta.creation_timestamp.as_ref().and_then(time),
         image: pod
             .spec
             .as_ref()
@@ -150,7 +148,12 @@ pub(crate) fn info(pod: &Pod) -> SandboxInfo {
         labels: meta.labels.clone().unwrap_or_default(),
         exit_code: terminated.map(|t| i64::from(t.exit_code)),
         oom_killed: terminated.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled")),
+        finished_at: terminated.and_then(|t| t.finished_at.as_ref()).and_then(time),
     }
+}
+
+fn time(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().unsigned_abs())
 }
 
 #[cfg(test)]

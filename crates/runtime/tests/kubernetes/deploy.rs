@@ -186,9 +186,12 @@ fn the_control_plane_deployment() {
     let sc = c.security_context.as_ref().unwrap();
     assert_eq!((sc.allow_privilege_escalation, sc.read_only_root_filesystem), (Some(false), Some(true)));
     let env: Vec<_> = c.env.iter().flatten().collect();
-    for secret_var in
-        ["SANDBOX_API_KEY", "SANDBOX_DATABASE_URL", "SANDBOX_STORAGE__S3__ACCESS_KEY_ID", "SANDBOX_STORAGE__S3__SECRET_ACCESS_KEY"]
-    {
+    for secret_var in [
+        "SANDBOX_API_KEY",
+        "SANDBOX_DATABASE_URL",
+        "SANDBOX_STORAGE__S3__ACCESS_KEY_ID",
+        "SANDBOX_STORAGE__S3__SECRET_ACCESS_KEY",
+    ] {
         let var = env.iter().find(|e| e.name == secret_var).unwrap_or_else(|| panic!("{secret_var}"));
         assert!(var.value.is_none() && var.value_from.is_some(), "{secret_var} comes from the Secret");
     }

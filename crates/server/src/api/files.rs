@@ -20,8 +20,8 @@ use futures_util::{Stream, StreamExt};
 use sandbox_core::WorkspacePath;
 use sandbox_core::model::{Session, SessionStatus};
 use sandbox_executor_client::{ByteStream, ClientError, ExecutorClient};
-use sandbox_storage::{StorageError, WorkspaceBucket};
 use sandbox_protocol::{ErrorCode, FileKind};
+use sandbox_storage::{StorageError, WorkspaceBucket};
 use serde::Deserialize;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -63,14 +63,16 @@ fn storage_error(e: StorageError) -> ApiError {
     match e {
         StorageError::NotFound { .. } => ApiError::not_found("file_not_found", e.to_string()),
         StorageError::InvalidPath { .. } => ApiError::bad_request("invalid_path", e.to_string()),
-        other => ApiError::unavailable("storage_unavailable", format!("workspace storage failed: {other}"), 5),
+        other => {
+            ApiError::unavailable("storage_unavailable", format!("workspace storage failed: {other}"), 5)
+        }
     }
 }
 
 /// Where a session's files are: its running sandbox, or, in `s3` mode while it does not run,
 /// the bucket.
 enum Files {
-    Sandbox(ExecutorClient),
+    Sandbox(Box<ExecutorClient>),
     Bucket(WorkspaceBucket),
 }
 
@@ -78,13 +80,16 @@ async fn files_of(state: &AppState, caller: &Caller, session_id: &str) -> Result
     let s = state.sessions.get(caller, session_id).await?;
     if s.status == SessionStatus::Running {
         let client = state.sessions.executor(&s).await?;
-        return Ok((s, Files::Sandbox(client)));
+        return Ok((s, Files::Sandbox(Box::new(client))));
     }
     match state.sessions.workspaces().bucket() {
         Some(bucket) => Ok((s, Files::Bucket(bucket.clone()))),
         None => Err(ApiError::conflict(
             "session_not_running",
-            format!("session {session_id} is {}, not running, and workspaces are kept only in sandboxes", s.status),
+            format!(
+                "session {session_id} is {}, not running, and workspaces are kept only in sandboxes",
+                s.status
+            ),
         )),
     }
 }
@@ -132,7 +137,8 @@ pub async fn list(
     let (session, files) = files_of(&state, &caller, &session_id).await?;
     let (entries, truncated) = match files {
         Files::Sandbox(client) => {
-            let listing = client.list_files(&path, true, Some(limit as usize)).await.map_err(executor_error)?;
+            let listing =
+                client.list_files(&path, true, Some(limit as usize)).await.map_err(executor_error)?;
             state.sessions.touch(&session.id).await;
             let entries = listing
                 .entries
@@ -142,8 +148,13 @@ pub async fn list(
             (entries, listing.truncated)
         }
         Files::Bucket(_) => {
-            let stored =
-                state.sessions.workspaces().list(&session.id, &path).await.map_err(storage_error)?.unwrap_or_default();
+            let stored = state
+                .sessions
+                .workspaces()
+                .list(&session.id, &path)
+                .await
+                .map_err(storage_error)?
+                .unwrap_or_default();
             let truncated = stored.len() > limit as usize;
             let entries = stored
                 .into_iter()
@@ -279,8 +290,12 @@ pub async fn upload(
         let (files, session_id) = (&files, session.id.clone());
         async move {
             match files {
-                Files::Sandbox(client) => client.write_file(&path, stream).await.map(|e| e.size).map_err(executor_error),
-                Files::Bucket(bucket) => bucket.write(&session_id, &path, stream).await.map_err(storage_error),
+                Files::Sandbox(client) => {
+                    client.write_file(&path, stream).await.map(|e| e.size).map_err(executor_error)
+                }
+                Files::Bucket(bucket) => {
+                    bucket.write(&session_id, &path, stream).await.map_err(storage_error)
+                }
             }
         }
     };
@@ -315,7 +330,11 @@ pub async fn upload(
     if let Files::Sandbox(client) = &files {
         // The upload is durable before it is acknowledged (in `s3` mode).
         state.sessions.workspaces().save_file(&session.id, client, &path).await.map_err(|e| {
-            ApiError::unavailable("storage_unavailable", format!("the file could not be saved to storage: {e}"), 5)
+            ApiError::unavailable(
+                "storage_unavailable",
+                format!("the file could not be saved to storage: {e}"),
+                5,
+            )
         })?;
         state.sessions.touch(&session.id).await;
     }
@@ -421,7 +440,10 @@ pub async fn delete(
         }
         Files::Bucket(_) => {
             let below = workspaces.list(&session.id, &path).await.map_err(storage_error)?.unwrap_or_default();
-            let exact = workspaces.list(&session.id, &WorkspacePath::root()).await.map_err(storage_error)?
+            let exact = workspaces
+                .list(&session.id, &WorkspacePath::root())
+                .await
+                .map_err(storage_error)?
                 .unwrap_or_default()
                 .iter()
                 .any(|f| f.path == path);
@@ -429,7 +451,10 @@ pub async fn delete(
                 return Err(ApiError::not_found("file_not_found", format!("{path} does not exist")));
             }
             if !exact && !q.recursive {
-                return Err(ApiError::conflict("directory_not_empty", format!("{path} is a directory that is not empty")));
+                return Err(ApiError::conflict(
+                    "directory_not_empty",
+                    format!("{path} is a directory that is not empty"),
+                ));
             }
         }
     }

@@ -54,7 +54,8 @@ pub async fn detailed(
     };
     let database = component(state.store.dialect(), db.err().map(|e| e.to_string()));
     let runtime = component(state.runtime.name(), rt.err().map(|e| e.to_string()));
-    let storage = state.sessions.workspaces().check().await.map(|r| component("s3", r.err().map(|e| e.to_string())));
+    let storage =
+        state.sessions.workspaces().check().await.map(|r| component("s3", r.err().map(|e| e.to_string())));
     let sessions = if database.healthy { session_counts(&state).await? } else { BTreeMap::new() };
     Ok(Json(DetailedHealthResponse {
         status: if database.healthy && runtime.healthy && storage.as_ref().is_none_or(|s| s.healthy) {
@@ -89,6 +90,7 @@ pub async fn sync(State(state): State<AppState>, caller: Caller) -> Result<Json<
         sessions_failed: report.sessions_failed,
         orphans_removed: report.orphans_removed,
         pool_discarded: report.pool_discarded,
+        installs_failed: report.installs_failed,
         expired_terminated: expired as u64,
     }))
 }

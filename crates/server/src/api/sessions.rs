@@ -2,7 +2,8 @@
 
 use crate::api::extract::{Body, PathParam, Query, page};
 use crate::api::types::{
-    CreateSessionQuery, CreateSessionRequest, ListSessionsQuery, SessionListResponse, SessionResponse,
+    CreateSessionQuery, CreateSessionRequest, InstallDependenciesRequest, ListSessionsQuery,
+    SessionListResponse, SessionResponse,
 };
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
@@ -62,6 +63,9 @@ pub async fn create(
         env_vars: req.env_vars,
         dependencies: req.dependencies.into_iter().map(Into::into).collect(),
         python_package_index_url: req.python_package_index_url,
+        install_timeout: req.install_timeout,
+        fail_on_dependency_error: req.fail_on_dependency_error.unwrap_or(true),
+        allow_version_conflicts: req.allow_version_conflicts.unwrap_or(false),
         source_session_id: req.source_session_id,
     };
     let session = state.sessions.create(&caller, new, q.wait).await?;
@@ -149,22 +153,38 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Installs packages into the session (not available yet).
+/// Installs more Python packages into a running session and answers when they are in place:
+/// pip runs in a short-lived installer container with network access (the sandbox keeps none),
+/// and executions see the new packages from their next start. A failed install leaves the
+/// packages as they were; its error is also kept in `dependency_install_error`.
 #[utoipa::path(post, path = "/api/v1/sessions/{session_id}/dependencies/install", tag = "sessions", security(("bearer" = [])),
     params(("session_id" = String, Path, description = "Session id")),
+    request_body = InstallDependenciesRequest,
     responses(
+        (status = 200, description = "Installed; the session with its packages", body = SessionResponse),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
-        (status = 501, description = "Not available yet", body = ErrorBody)))]
+        (status = 409, description = "The session is not running, or is installing already", body = ErrorBody),
+        (status = 422, description = "Invalid package, version or index URL (`validation_error`); no such package or version on the index (`package_not_found`); pip failed (`dependency_install_failed`)", body = ErrorBody),
+        (status = 501, description = "The runtime cannot run installers (`dependencies_unsupported`)", body = ErrorBody),
+        (status = 502, description = "The index could not be reached (`package_index_unreachable`)", body = ErrorBody),
+        (status = 503, description = "The installer could not run (`installer_unavailable`)", body = ErrorBody),
+        (status = 504, description = "The install took too long (`dependency_install_timeout`)", body = ErrorBody)))]
 pub async fn install_dependencies(
     State(state): State<AppState>,
     caller: Caller,
     PathParam(id): PathParam<String>,
-) -> Result<StatusCode, ApiError> {
-    state.sessions.get(&caller, &id).await?;
-    Err(ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        "installing dependencies is not available yet",
-    ))
+    Body(req): Body<InstallDependenciesRequest>,
+) -> Result<Json<SessionResponse>, ApiError> {
+    if req.dependencies.is_empty() {
+        return Err(ApiError::invalid_field("dependencies", "name at least one package"));
+    }
+    let new = req.dependencies.into_iter().map(Into::into).collect();
+    let allow = req.allow_version_conflicts.unwrap_or(false);
+    let session =
+        state.sessions.install_dependencies(&caller, &id, new, req.python_package_index_url, allow).await?;
+    render_one(&state, session).await
 }

@@ -43,6 +43,24 @@ impl From<&DependencySpec> for DependencySpecDto {
     }
 }
 
+/// `POST /api/v1/sessions/{id}/dependencies/install`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"dependencies": [{"name": "requests", "version": "==2.31.0"}]}))]
+pub struct InstallDependenciesRequest {
+    /// Packages to add (1-50). A package asked for before is replaced by this request's
+    /// version; the others keep the exact versions they have.
+    #[schema(min_items = 1, max_items = 50)]
+    pub dependencies: Vec<DependencySpecDto>,
+    /// The index to install from; default the session's.
+    #[serde(default)]
+    #[schema(max_length = 512)]
+    pub python_package_index_url: Option<String>,
+    /// Whether a requested version may be installed over a different one the template ships
+    /// (default `false`).
+    #[serde(default)]
+    pub allow_version_conflicts: Option<bool>,
+}
+
 /// `POST /api/v1/sessions`. Fields left out take the template's defaults.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"template_id": "python-basic", "timeout": 300, "cpu": "1", "memory": "512Mi"}))]
@@ -74,21 +92,27 @@ pub struct CreateSessionRequest {
     /// Accepted for compatibility; events belong to executions.
     #[serde(default)]
     pub event: Option<Value>,
-    /// Python packages to install (not available in this version: must be empty).
+    /// Python packages to install before the session runs (in an installer container with
+    /// network access; the sandbox itself never has one). Packages the template ships in an
+    /// acceptable version are not installed again.
     #[serde(default)]
-    #[schema(max_items = 0)]
+    #[schema(max_items = 50)]
     pub dependencies: Vec<DependencySpecDto>,
-    /// Seconds allowed for installing dependencies (30-1800).
+    /// Seconds allowed for installing `dependencies` (30 to `dependencies.max_install_timeout_sec`,
+    /// 1800 by default). Default `dependencies.install_timeout_sec` (300).
     #[serde(default)]
     pub install_timeout: Option<u32>,
-    /// Whether a failed install fails the session.
+    /// Whether a failed install fails the session (default `true`); with `false` the session
+    /// runs without the packages and `dependency_install_status` says `failed`.
     #[serde(default)]
     pub fail_on_dependency_error: Option<bool>,
-    /// Whether requested versions may differ from the template's packages.
+    /// Whether a requested version may be installed over a different one the template ships
+    /// (default `false`: such a request is refused).
     #[serde(default)]
     pub allow_version_conflicts: Option<bool>,
-    /// Python package index URL.
+    /// Python package index URL (`http` or `https`, default `dependencies.default_index_url`).
     #[serde(default)]
+    #[schema(max_length = 512)]
     pub python_package_index_url: Option<String>,
     /// Start with a copy of this session's workspace (for example a terminated one, to resume
     /// its work).
@@ -176,7 +200,7 @@ pub struct SessionResponse {
     pub env_vars: BTreeMap<String, String>,
     /// Idle timeout, seconds.
     pub timeout: u32,
-    /// Package index.
+    /// Package index (a password in it is shown as `***`).
     pub python_package_index_url: String,
     /// Packages asked for.
     pub requested_dependencies: Vec<DependencySpecDto>,
@@ -226,7 +250,9 @@ impl SessionResponse {
             pod_name,
             env_vars: s.env_vars,
             timeout: s.timeout_sec,
-            python_package_index_url: s.python_package_index_url,
+            python_package_index_url: crate::service::dependencies::redact_index_url(
+                &s.python_package_index_url,
+            ),
             dependency_install_status: s.dependency_install_status,
             dependency_install_error: s.dependency_install_error,
             dependency_install_started_at: s.dependency_install_started_at,
@@ -744,6 +770,8 @@ pub struct SyncResponse {
     pub orphans_removed: u64,
     /// Pool sandboxes that were dead or abandoned, removed.
     pub pool_discarded: u64,
+    /// Dependency installs interrupted by a stopped control plane, marked failed.
+    pub installs_failed: u64,
     /// Sessions terminated for idling past their timeout or living past the maximum lifetime.
     pub expired_terminated: u64,
 }

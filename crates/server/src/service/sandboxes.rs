@@ -68,6 +68,7 @@ impl Sandboxes {
             SandboxSpec::new(Self::sandbox_name(id), &shape.image, dir.join("workspace"), dir.join("run"));
         spec.cpu = shape.cpu;
         spec.memory = shape.memory;
+        spec.deps_dir = Some(dir.join("deps"));
         spec.labels.insert(labels::SESSION.into(), id.into());
         spec.labels.insert(labels::TEMPLATE.into(), shape.template_id.clone());
         spec.labels.insert(labels::DEPLOYMENT.into(), self.deployment.clone());
@@ -90,9 +91,14 @@ impl Sandboxes {
     pub async fn start(&self, id: &str, shape: &Shape, seed: Option<&str>) -> Result<Sandbox, RuntimeError> {
         let spec = self.spec(id, shape);
         let (disks, workspace, size) = (self.disks, spec.workspace_dir.clone(), shape.disk);
-        let local_seed =
-            seed.filter(|_| self.workspaces.bucket().is_none()).map(|s| self.session_dir(s).join("workspace"));
+        let local_seed = seed
+            .filter(|_| self.workspaces.bucket().is_none())
+            .map(|s| self.session_dir(s).join("workspace"));
+        let deps = spec.deps_dir.clone();
         tokio::task::spawn_blocking(move || {
+            if let Some(deps) = deps {
+                std::fs::create_dir_all(deps)?;
+            }
             disks.prepare(&workspace, size).map_err(std::io::Error::other)?;
             match local_seed {
                 Some(from) => copy_tree(&from, &workspace),
@@ -144,7 +150,6 @@ impl Sandboxes {
         .await
         .map_err(|e| e.to_string())?
     }
-
 
     /// A client for the executor of session `id`'s sandbox (asking the runtime where it is,
     /// when the backend needs to: a pod another replica created).

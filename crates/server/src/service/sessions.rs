@@ -6,11 +6,12 @@ use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
 use crate::ids;
 use crate::metrics::Metrics;
+use crate::service::dependencies::{self, Dependencies, Plan};
 use crate::service::pools::Pools;
 use crate::service::sandboxes::{Sandboxes, Shape};
 use crate::settings::Settings;
 use axum::http::StatusCode;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sandbox_core::model::{DependencySpec, Session, SessionStatus, Template};
 use sandbox_core::{CpuQuantity, MemoryQuantity};
 use sandbox_runtime::{ExecutorClient, HostCapacity, Runtime, RuntimeError, SandboxState, labels};
@@ -18,9 +19,6 @@ use sandbox_store::{Page, SessionFilter, Store};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// The package index sessions use unless told otherwise.
-pub const DEFAULT_PACKAGE_INDEX: &str = "https://pypi.org/simple/";
 
 /// How long the host's capacity, as the runtime reports it, is trusted.
 const CAPACITY_TTL: Duration = Duration::from_secs(60);
@@ -46,6 +44,12 @@ pub struct NewSession {
     pub dependencies: Vec<DependencySpec>,
     /// Package index for installs.
     pub python_package_index_url: Option<String>,
+    /// Seconds the install of `dependencies` may take.
+    pub install_timeout: Option<u32>,
+    /// Whether a failed install fails the session (else it runs without the packages).
+    pub fail_on_dependency_error: bool,
+    /// Whether a requested version may replace a different one the template ships.
+    pub allow_version_conflicts: bool,
     /// A session whose workspace the new one starts with (a copy).
     pub source_session_id: Option<String>,
 }
@@ -109,6 +113,15 @@ pub struct ReconcileReport {
     pub orphans_removed: u64,
     /// Pool sandboxes that were dead, stuck or abandoned, removed.
     pub pool_discarded: u64,
+    /// Dependency installs whose control plane stopped during them, failed.
+    pub installs_failed: u64,
+}
+
+/// The dependency install a new session asked for.
+struct NewInstall {
+    plan: Plan,
+    timeout: Duration,
+    fail_session: bool,
 }
 
 /// Session lifecycle.
@@ -119,6 +132,7 @@ pub struct Sessions {
     metrics: Arc<Metrics>,
     sandboxes: Arc<Sandboxes>,
     pools: Arc<Pools>,
+    dependencies: Arc<Dependencies>,
     /// Serialises lifecycle changes of one session within this process.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Executions in flight per session, in this process.
@@ -135,6 +149,7 @@ impl Sessions {
         metrics: Arc<Metrics>,
         sandboxes: Arc<Sandboxes>,
         pools: Arc<Pools>,
+        dependencies: Arc<Dependencies>,
     ) -> Self {
         Sessions {
             settings,
@@ -143,6 +158,7 @@ impl Sessions {
             metrics,
             sandboxes,
             pools,
+            dependencies,
             locks: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             capacity: tokio::sync::Mutex::new(None),
@@ -173,11 +189,18 @@ impl Sessions {
     }
 
     /// Resolves the request against its template and the configured maxima.
-    async fn plan(&self, owner: &Caller, req: NewSession) -> Result<(Session, Template, Shape), ApiError> {
+    async fn plan(
+        &self,
+        owner: &Caller,
+        req: NewSession,
+    ) -> Result<(Session, Template, Shape, Option<NewInstall>), ApiError> {
         if let Some(source) = &req.source_session_id
             && self.get(owner, source).await.is_err()
         {
-            return Err(ApiError::invalid_field("source_session_id", format!("no session {source} to copy from")));
+            return Err(ApiError::invalid_field(
+                "source_session_id",
+                format!("no session {source} to copy from"),
+            ));
         }
         let template = self.store.template(&req.template_id).await?.ok_or_else(|| ApiError {
             errors: vec![FieldError { field: "template_id".into(), message: "no such template".into() }],
@@ -248,13 +271,33 @@ impl Sessions {
         {
             bad("id", "must be 1-64 characters of letters, digits, '_' and '-'".into());
         }
-        if !req.dependencies.is_empty() {
-            bad(
-                "dependencies",
-                "installing dependencies is not available in this version; leave the list empty".into(),
-            );
-        }
-        let (Some(cpu), Some(memory), Some(disk), true) = (cpu, memory, disk, errors.is_empty()) else {
+        let index_url = req
+            .python_package_index_url
+            .clone()
+            .unwrap_or_else(|| self.settings.dependencies.default_index_url.clone());
+        let install = match dependencies::plan(
+            "dependencies",
+            &template,
+            (&[], &[]),
+            &req.dependencies,
+            &index_url,
+            req.allow_version_conflicts,
+        ) {
+            Ok(plan) => match self.dependencies.timeout(req.install_timeout) {
+                Ok(timeout) => Some(NewInstall { plan, timeout, fail_session: req.fail_on_dependency_error }),
+                Err(e) => {
+                    errors.extend(e.errors);
+                    None
+                }
+            },
+            Err(e) => {
+                errors.extend(e.errors);
+                None
+            }
+        };
+        let (Some(cpu), Some(memory), Some(disk), Some(install), true) =
+            (cpu, memory, disk, install, errors.is_empty())
+        else {
             return Err(ApiError::invalid_fields(errors));
         };
         let shape =
@@ -276,21 +319,22 @@ impl Sessions {
             runtime_node: None,
             workspace_path: None,
             error_message: None,
-            python_package_index_url: req
-                .python_package_index_url
-                .unwrap_or_else(|| DEFAULT_PACKAGE_INDEX.into()),
-            requested_dependencies: req.dependencies,
-            installed_dependencies: Vec::new(),
-            dependency_install_status: "completed".into(),
+            python_package_index_url: index_url,
+            requested_dependencies: install.plan.wanted.clone(),
+            installed_dependencies: dependencies::template_packages(&template, now),
+            dependency_install_status: if install.plan.pip.is_empty() { "completed" } else { "installing" }
+                .into(),
             dependency_install_error: None,
-            dependency_install_started_at: None,
+            dependency_install_started_at: (!install.plan.pip.is_empty())
+                .then(|| DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)),
             dependency_install_completed_at: None,
             created_at: now,
             updated_at: now,
             completed_at: None,
             last_activity_at: Some(now),
         };
-        Ok((session, template, shape))
+        let install = Some(install).filter(|i| !i.plan.pip.is_empty());
+        Ok((session, template, shape, install))
     }
 
     async fn host_capacity(&self) -> Option<HostCapacity> {
@@ -367,10 +411,12 @@ impl Sessions {
         wait: bool,
     ) -> Result<Session, ApiError> {
         let clock = Instant::now();
-        // A pool sandbox fits a session whose id and workspace nothing fixes in advance.
+        // A pool sandbox fits a session whose id and workspace nothing fixes in advance; one
+        // with packages to install starts its own sandbox while they install.
         let poolable = req.id.is_none() && req.source_session_id.is_none();
         let seed = req.source_session_id.clone();
-        let (mut session, template, shape) = self.plan(owner, req).await?;
+        let (mut session, template, shape, install) = self.plan(owner, req).await?;
+        let poolable = poolable && install.is_none();
         self.admit(owner, &shape).await?;
         if poolable && let Some(claimed) = self.pools.claim(&template, &shape).await {
             session.id = claimed.session_id;
@@ -402,8 +448,9 @@ impl Sessions {
         let this = self.clone();
         let pending = session.clone();
         // The sandbox starts in its own task: a client that hangs up does not abandon it.
-        let started =
-            tokio::spawn(async move { this.start_sandbox(session, &template, &shape, seed.as_deref(), clock).await });
+        let started = tokio::spawn(async move {
+            this.start_sandbox(session, &template, &shape, seed.as_deref(), install, clock).await
+        });
         if !wait {
             return Ok(pending);
         }
@@ -421,9 +468,25 @@ impl Sessions {
         template: &Template,
         shape: &Shape,
         seed: Option<&str>,
+        install: Option<NewInstall>,
         clock: Instant,
     ) -> Result<(Session, Option<ApiError>), ApiError> {
-        let created = self.sandboxes.start(&session.id, shape, seed).await;
+        // Packages install beside the starting sandbox: they land in a directory it mounts.
+        let installing = async {
+            match &install {
+                Some(i) => Some(self.dependencies.run(&session, template, &i.plan, i.timeout).await),
+                None => None,
+            }
+        };
+        let (created, installed) = tokio::join!(self.sandboxes.start(&session.id, shape, seed), installing);
+        let mut install_failure = None;
+        if let Some((done, failure)) = installed {
+            if let Some(started) = session.dependency_install_started_at {
+                self.store.finish_dependency_install(&done, started).await?;
+            }
+            session = done;
+            install_failure = failure.filter(|_| install.as_ref().is_some_and(|i| i.fail_session));
+        }
         let lock = self.lock_for(&session.id);
         let _guard = lock.lock().await;
         // Terminated or deleted while starting: the new sandbox is not wanted.
@@ -437,8 +500,18 @@ impl Sessions {
         let now = Utc::now();
         session.updated_at = now;
         let mut failure = None;
-        match created {
-            Ok(sb) => {
+        match (created, install_failure) {
+            (created, Some(f)) => {
+                if let Ok(sb) = created {
+                    let _ = self.runtime.remove(&sb.id).await;
+                }
+                session.status = SessionStatus::Failed;
+                session.error_message = Some(format!("installing dependencies failed: {f}"));
+                session.completed_at = Some(now);
+                tracing::warn!(session_id = %session.id, error = %f, "session failed: its dependencies did not install");
+                failure = Some(f.api_error());
+            }
+            (Ok(sb), None) => {
                 session.status = SessionStatus::Running;
                 session.container_id = Some(sb.id);
                 session.sandbox_name = Some(sb.name);
@@ -447,7 +520,7 @@ impl Sessions {
                 session.runtime_node = hostname();
                 tracing::info!(session_id = %session.id, elapsed_ms = clock.elapsed().as_millis() as u64, "session running");
             }
-            Err(why) => {
+            (Err(why), None) => {
                 session.status = SessionStatus::Failed;
                 session.error_message = Some(why.to_string());
                 session.completed_at = Some(now);
@@ -545,7 +618,11 @@ impl Sessions {
         self.stop(s, None).await?;
         self.sandboxes.release_files(&id).await.map_err(ApiError::internal)?;
         self.sandboxes.workspaces().delete_session(&id).await.map_err(|e| {
-            ApiError::unavailable("storage_unavailable", format!("could not delete the stored workspace: {e}"), 5)
+            ApiError::unavailable(
+                "storage_unavailable",
+                format!("could not delete the stored workspace: {e}"),
+                5,
+            )
         })?;
         self.store.delete_session(&id, Utc::now()).await?;
         tracing::info!(session_id = %id, "session deleted");
@@ -601,7 +678,12 @@ impl Sessions {
         let started = match self.store.template(&s.template_id).await? {
             None => Err(format!("its template {} no longer exists", s.template_id)),
             Some(t) => match shape_of(&s, &t) {
-                Ok(shape) => self.sandboxes.start(&s.id, &shape, None).await.map_err(|e| e.to_string()),
+                Ok(shape) => {
+                    if let Some(restored) = self.dependencies.restore(&s, &t).await {
+                        s = restored;
+                    }
+                    self.sandboxes.start(&s.id, &shape, None).await.map_err(|e| e.to_string())
+                }
                 Err(e) => Err(e.message),
             },
         };
@@ -648,7 +730,7 @@ impl Sessions {
                         report.sessions_failed += 1;
                     }
                 }
-                SessionStatus::Creating if now - s.created_at > deadline => {
+                SessionStatus::Creating if now - s.created_at > deadline + self.install_allowance(&s) => {
                     let lock = self.lock_for(&s.id);
                     let _guard = lock.lock().await;
                     let Some(mut current) = self.store.session(&s.id).await? else { continue };
@@ -693,7 +775,8 @@ impl Sessions {
             .map(|s| s.id)
             .chain(self.store.list_pool_sandboxes().await?.into_iter().map(|p| p.id))
             .collect();
-        for b in sandboxes {
+        report.installs_failed = self.dependencies.fail_interrupted(&sandboxes).await?;
+        for b in sandboxes.iter().filter(|b| !b.labels.contains_key(labels::ROLE)) {
             let owner = b.labels.get(labels::SESSION);
             if !owner.is_some_and(|id| live.contains(id)) {
                 tracing::info!(container = %b.id, session = owner.map(String::as_str).unwrap_or("-"), "removing orphan sandbox");
@@ -702,6 +785,37 @@ impl Sessions {
             }
         }
         Ok(report)
+    }
+
+    /// Extra time a `creating` session gets while its packages install.
+    fn install_allowance(&self, s: &Session) -> chrono::Duration {
+        match s.dependency_install_status.as_str() {
+            "installing" => {
+                chrono::Duration::seconds(i64::from(self.settings.dependencies.max_install_timeout_sec))
+            }
+            _ => chrono::Duration::zero(),
+        }
+    }
+
+    /// Installs more packages into a running session of `caller`'s, waiting for the end.
+    pub async fn install_dependencies(
+        &self,
+        caller: &Caller,
+        id: &str,
+        new: Vec<DependencySpec>,
+        index_url: Option<String>,
+        allow_conflicts: bool,
+    ) -> Result<Session, ApiError> {
+        let s = self.get_running(caller, id).await?;
+        let template = self.store.template(&s.template_id).await?.ok_or_else(|| {
+            ApiError::conflict(
+                "template_not_found",
+                format!("the template {} of session {id} no longer exists", s.template_id),
+            )
+        })?;
+        let session = self.dependencies.install(s, template, new, index_url, allow_conflicts).await?;
+        self.touch(id).await;
+        Ok(session)
     }
 
     /// Terminates running sessions idle past their timeout (none with an execution in flight)

@@ -36,7 +36,9 @@ impl Workspaces {
     pub async fn connect(settings: &Storage) -> Result<Self, StorageError> {
         Ok(match settings.mode {
             StorageMode::Local => Workspaces { bucket: None },
-            StorageMode::S3 => Workspaces { bucket: Some(WorkspaceBucket::connect(settings.s3.clone()).await?) },
+            StorageMode::S3 => {
+                Workspaces { bucket: Some(WorkspaceBucket::connect(settings.s3.clone()).await?) }
+            }
         })
     }
 
@@ -62,7 +64,12 @@ impl Workspaces {
     }
 
     /// Writes what an execution changed to the bucket (retrying a failed attempt).
-    pub async fn save_changes(&self, session: &str, client: &ExecutorClient, changes: &[FileChange]) -> Result<(), SyncError> {
+    pub async fn save_changes(
+        &self,
+        session: &str,
+        client: &ExecutorClient,
+        changes: &[FileChange],
+    ) -> Result<(), SyncError> {
         let Some(bucket) = &self.bucket else { return Ok(()) };
         let mut attempt = 0;
         loop {
@@ -79,8 +86,18 @@ impl Workspaces {
     }
 
     /// Writes one file of the sandbox's workspace to the bucket (after an upload).
-    pub async fn save_file(&self, session: &str, client: &ExecutorClient, path: &WorkspacePath) -> Result<(), SyncError> {
-        let change = FileChange { path: path.clone(), change: FileChangeKind::Modified, kind: FileKind::File, size: 0 };
+    pub async fn save_file(
+        &self,
+        session: &str,
+        client: &ExecutorClient,
+        path: &WorkspacePath,
+    ) -> Result<(), SyncError> {
+        let change = FileChange {
+            path: path.clone(),
+            change: FileChangeKind::Modified,
+            kind: FileKind::File,
+            size: 0,
+        };
         self.save_changes(session, client, &[change]).await
     }
 
@@ -113,14 +130,30 @@ impl Workspaces {
     }
 
     /// The stored files of a session under `dir`, for the files API of a stopped session.
-    pub async fn list(&self, session: &str, dir: &WorkspacePath) -> Result<Option<Vec<StoredFile>>, StorageError> {
+    pub async fn list(
+        &self,
+        session: &str,
+        dir: &WorkspacePath,
+    ) -> Result<Option<Vec<StoredFile>>, StorageError> {
         let Some(bucket) = &self.bucket else { return Ok(None) };
         let prefix = if dir.is_root() { String::new() } else { format!("{dir}/") };
-        Ok(Some(bucket.list(session).await?.into_iter().filter(|f| f.path.as_str().starts_with(&prefix)).collect()))
+        Ok(Some(
+            bucket
+                .list(session)
+                .await?
+                .into_iter()
+                .filter(|f| f.path.as_str().starts_with(&prefix))
+                .collect(),
+        ))
     }
 }
 
-async fn save(bucket: &WorkspaceBucket, session: &str, client: &ExecutorClient, changes: &[FileChange]) -> Result<(), SyncError> {
+async fn save(
+    bucket: &WorkspaceBucket,
+    session: &str,
+    client: &ExecutorClient,
+    changes: &[FileChange],
+) -> Result<(), SyncError> {
     for c in changes {
         match (c.change, c.kind) {
             (FileChangeKind::Deleted, _) => bucket.delete(session, &c.path).await?,

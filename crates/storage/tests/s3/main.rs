@@ -1,13 +1,11 @@
 //! `WorkspaceBucket` against a real S3 server (s3s-fs, in-process on loopback, SigV4 checked).
 
-
-
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use object_store::ObjectStoreExt;
 use sandbox_core::workspace_path::WorkspacePath;
-use sandbox_storage::{ByteStream, S3Settings, StorageError, WorkspaceBucket};
 use sandbox_e2e::s3::{self as server, BUCKET, SECRET_KEY, TestS3};
+use sandbox_storage::{ByteStream, S3Settings, StorageError, WorkspaceBucket};
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -21,6 +21,7 @@ pub async fn exercise(url: &str, dialect: &str) {
     api_keys(&store).await;
     templates(&store).await;
     sessions(&store).await;
+    dependency_installs(&store).await;
     executions(&store).await;
     leases(&store).await;
     pools(&store).await;
@@ -317,6 +318,53 @@ async fn sessions(store: &Arc<dyn Store>) {
 }
 
 /// An execution with every optional field set.
+/// One install at a time per session, across replicas; its end writes only dependency fields,
+/// and only if it is still the install in progress.
+async fn dependency_installs(store: &Arc<dyn Store>) {
+    let s = full_session("dep_1", "key_dep", "python-basic", SessionStatus::Running, 9_000);
+    store.insert_session(&s).await.unwrap();
+    assert!(store.sessions_installing_dependencies().await.unwrap().is_empty());
+    let started = at(9_100);
+    assert!(store.begin_dependency_install("dep_1", started).await.unwrap());
+    assert!(!store.begin_dependency_install("dep_1", at(9_101)).await.unwrap(), "one at a time");
+    assert!(!store.begin_dependency_install("missing", started).await.unwrap());
+    let now = store.session("dep_1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            now.dependency_install_status.as_str(),
+            now.dependency_install_started_at,
+            now.dependency_install_error.as_deref()
+        ),
+        ("installing", Some(started), None)
+    );
+    assert_eq!(ids(&store.sessions_installing_dependencies().await.unwrap()), ["dep_1"]);
+
+    // Meanwhile the session is terminated; the install's end must not undo that.
+    let mut terminated = now.clone();
+    terminated.status = SessionStatus::Terminated;
+    store.update_session(&terminated).await.unwrap();
+    let mut done = now.clone();
+    done.status = SessionStatus::Running;
+    done.container_id = Some("stale".into());
+    done.dependency_install_status = "completed".into();
+    done.requested_dependencies = vec![DependencySpec { name: "six".into(), version: None }];
+    done.dependency_install_completed_at = Some(at(9_200));
+    assert!(!store.finish_dependency_install(&done, at(9_099)).await.unwrap(), "another install's end");
+    assert!(store.finish_dependency_install(&done, started).await.unwrap());
+    assert!(!store.finish_dependency_install(&done, started).await.unwrap(), "already finished");
+    let after = store.session("dep_1").await.unwrap().unwrap();
+    assert_eq!(
+        (after.status, after.container_id.as_deref()),
+        (SessionStatus::Terminated, Some("0123456789abcdef"))
+    );
+    assert_eq!(after.dependency_install_status, "completed");
+    assert_eq!(after.requested_dependencies, done.requested_dependencies);
+    assert_eq!(after.dependency_install_completed_at, Some(at(9_200)));
+    assert!(store.sessions_installing_dependencies().await.unwrap().is_empty());
+    assert!(store.begin_dependency_install("dep_1", at(9_300)).await.unwrap(), "a new install may start");
+    store.delete_session("dep_1", at(9_400)).await.unwrap();
+}
+
 fn full_execution(id: &str, session: &str, status: ExecutionStatus, created: i64) -> Execution {
     Execution {
         id: id.into(),

@@ -1,0 +1,161 @@
+//! Package installer containers on Docker: the template's image running pip with network
+//! egress, as the sandbox user, without capabilities, on a read-only image, writing only into
+//! the fresh target directory it is given. It runs until it exits or its timeout, then goes.
+
+use super::{DockerRuntime, engine_error, is_not_found};
+use crate::RuntimeError;
+use crate::spec::{INSTALLER_ROLE, InstallerOutcome, InstallerSpec, labels};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, WaitContainerOptionsBuilder};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+
+/// Lines of output kept from an installer.
+const OUTPUT_LINES: usize = 200;
+
+/// Builds the create request of an installer that must be done by `deadline` (Unix seconds).
+pub fn installer_config(spec: &InstallerSpec, deadline: i64) -> ContainerCreateBody {
+    let mut all_labels: HashMap<String, String> = spec.labels.clone().into_iter().collect();
+    all_labels.insert(labels::MANAGED.into(), "true".into());
+    all_labels.insert(labels::ROLE.into(), INSTALLER_ROLE.into());
+    all_labels.insert(labels::DEADLINE.into(), deadline.to_string());
+    let memory = spec.memory.bytes() as i64;
+    let host = HostConfig {
+        memory: Some(memory),
+        memory_swap: Some(memory),
+        cpu_period: Some(super::config::CPU_PERIOD),
+        cpu_quota: Some(super::config::cpu_quota(spec.cpu)),
+        pids_limit: Some(spec.pids_limit),
+        // The one difference from a sandbox that matters: the installer reaches the index.
+        network_mode: Some(spec.network.clone()),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        readonly_rootfs: Some(true),
+        binds: Some(vec![
+            format!("{}:{}:rw", spec.target_dir.display(), InstallerSpec::TARGET),
+            format!("{}:/tmp:rw", spec.scratch_dir.display()),
+        ]),
+        ipc_mode: Some("private".into()),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".into()),
+            config: Some(HashMap::from([("max-size".into(), "1m".into())])),
+        }),
+        ..Default::default()
+    };
+    let (entrypoint, args) =
+        spec.command.split_first().map_or((None, None), |(p, a)| (Some(p.clone()), Some(a)));
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        entrypoint: entrypoint.map(|p| vec![p]),
+        cmd: args.map(<[String]>::to_vec),
+        env: Some(vec!["HOME=/tmp".into(), "TMPDIR=/tmp".into(), "PYTHONUNBUFFERED=1".into()]),
+        user: Some(format!("{0}:{0}", super::SANDBOX_UID)),
+        working_dir: Some("/tmp".into()),
+        hostname: Some("installer".into()),
+        labels: Some(all_labels),
+        host_config: Some(host),
+        ..Default::default()
+    }
+}
+
+impl DockerRuntime {
+    /// Creates, runs, waits for and removes an installer.
+    pub(super) async fn installer(&self, spec: &InstallerSpec) -> Result<InstallerOutcome, RuntimeError> {
+        let deadline = chrono::Utc::now().timestamp() + spec.timeout.as_secs() as i64;
+        let opts = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        let id = match self.docker.create_container(Some(opts), installer_config(spec, deadline)).await {
+            Ok(c) => c.id,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, message })
+                if message.contains("network") =>
+            {
+                return Err(RuntimeError::Invalid(format!(
+                    "the installer network {:?} does not exist ({message}); set dependencies.network",
+                    spec.network
+                )));
+            }
+            Err(e) if is_not_found(&e) => return Err(RuntimeError::ImageNotFound(spec.image.clone())),
+            Err(e) => return Err(engine_error(e)),
+        };
+        let outcome = self.run_to_end(&id, spec).await;
+        if let Err(e) = crate::Runtime::remove(self, &id).await {
+            tracing::warn!(container = %id, error = %e, "could not remove an installer container");
+        }
+        outcome
+    }
+
+    async fn run_to_end(&self, id: &str, spec: &InstallerSpec) -> Result<InstallerOutcome, RuntimeError> {
+        self.docker.start_container(id, None).await.map_err(|e| match e {
+            bollard::errors::Error::DockerResponseServerError { message, .. }
+                if message.contains("network") =>
+            {
+                RuntimeError::Invalid(format!(
+                    "the installer cannot join network {:?} ({message}); set dependencies.network",
+                    spec.network
+                ))
+            }
+            e => engine_error(e),
+        })?;
+        let wait = WaitContainerOptionsBuilder::default().condition("not-running").build();
+        let mut waiting = self.docker.wait_container(id, Some(wait));
+        // A non-zero exit is an error item here; the exit code is read from the container below.
+        let finished = tokio::time::timeout(spec.timeout, waiting.next()).await.is_ok();
+        drop(waiting);
+        if !finished {
+            tracing::warn!(container = %id, timeout_s = spec.timeout.as_secs(), "installer timed out; killing it");
+        }
+        let output = crate::Runtime::logs(self, id, OUTPUT_LINES).await.unwrap_or_default();
+        if !finished {
+            return Ok(InstallerOutcome { exit_code: None, output, oom_killed: false });
+        }
+        let info = crate::Runtime::status(self, id)
+            .await?
+            .ok_or_else(|| RuntimeError::Engine("the installer container vanished".into()))?;
+        Ok(InstallerOutcome { exit_code: info.exit_code, output, oom_killed: info.oom_killed })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sandbox_core::{CpuQuantity, MemoryQuantity};
+
+    fn spec() -> InstallerSpec {
+        InstallerSpec {
+            name: "installer-sess_1-1".into(),
+            image: "sandbox/python-basic:latest".into(),
+            command: vec!["python3".into(), "-m".into(), "pip".into(), "install".into(), "six".into()],
+            target_dir: "/data/deps/v1".into(),
+            scratch_dir: "/data/deps/.scratch-v1".into(),
+            network: "bridge".into(),
+            cpu: CpuQuantity::from_millis(1000).unwrap(),
+            memory: MemoryQuantity::from_mib(1024).unwrap(),
+            pids_limit: 256,
+            timeout: std::time::Duration::from_secs(300),
+            labels: [(labels::SESSION.to_owned(), "sess_1".to_owned())].into(),
+        }
+    }
+
+    #[test]
+    fn an_installer_is_hardened_like_a_sandbox_except_for_its_network() {
+        let c = installer_config(&spec(), 1_700_000_000);
+        let h = c.host_config.as_ref().unwrap();
+        assert_eq!(h.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(h.cap_drop.as_deref(), Some(&["ALL".to_owned()][..]));
+        assert_eq!(h.security_opt.as_deref(), Some(&["no-new-privileges".to_owned()][..]));
+        assert_eq!(
+            (h.readonly_rootfs, h.pids_limit, h.memory, h.memory_swap),
+            (Some(true), Some(256), Some(1 << 30), Some(1 << 30))
+        );
+        assert_eq!(
+            h.binds.as_deref().unwrap(),
+            ["/data/deps/v1:/target:rw", "/data/deps/.scratch-v1:/tmp:rw"]
+        );
+        assert!(h.privileged.is_none() && h.cap_add.is_none() && h.devices.is_none());
+        assert_eq!(c.user.as_deref(), Some("1000:1000"));
+        assert_eq!(c.entrypoint.as_deref(), Some(&["python3".to_owned()][..]));
+        assert_eq!(c.cmd.as_ref().unwrap().join(" "), "-m pip install six");
+        let l = c.labels.unwrap();
+        assert_eq!((l[labels::ROLE].as_str(), l[labels::DEADLINE].as_str()), (INSTALLER_ROLE, "1700000000"));
+        assert_eq!((l[labels::SESSION].as_str(), l[labels::MANAGED].as_str()), ("sess_1", "true"));
+    }
+}

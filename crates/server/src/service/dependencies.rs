@@ -1,0 +1,761 @@
+//! Python packages for sessions. pip runs in a short-lived installer container of the
+//! session's template (the sandbox itself never gets a network), writing a complete new set of
+//! packages beside the current one in the session's package directory; the set becomes current
+//! by moving one link, so executions never see half an install and a failed install leaves the
+//! previous packages in place. The exact versions installed are recorded, so a sandbox recreated
+//! where the directory is gone gets the same packages back.
+
+use crate::error::{ApiError, FieldError};
+use crate::service::sandboxes::Sandboxes;
+use crate::settings::Settings;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use sandbox_core::model::{DependencySpec, InstalledDependency, Session, Template};
+use sandbox_core::packages::{self, Pin, Requirement, TemplateFit};
+use sandbox_core::{CpuQuantity, MemoryQuantity};
+use sandbox_protocol::{DEPS_CURRENT, DEPS_PYTHONPATH};
+use sandbox_runtime::{
+    InstallerOutcome, InstallerSpec, Runtime, RuntimeError, SandboxInfo, SandboxState, labels,
+    spec::INSTALLER_ROLE,
+};
+use sandbox_store::Store;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most packages one request may name (the upstream API's limit).
+pub const MAX_PACKAGES: usize = 50;
+/// Longest index URL accepted.
+pub const MAX_INDEX_URL_LEN: usize = 512;
+/// Where the template's own packages are reported to live.
+const TEMPLATE_LOCATION: &str = "template image";
+/// Most characters of pip's output kept in an error.
+const MAX_ERROR_CHARS: usize = 2000;
+/// How long after its start an install with no installer container counts as interrupted.
+const START_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// How long an installer may sit exited before its install counts as abandoned.
+const EXIT_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// Checks a package index URL: `http` or `https`, with a host, at most 512 characters.
+pub fn validate_index_url(raw: &str) -> Result<url::Url, String> {
+    if raw.len() > MAX_INDEX_URL_LEN {
+        return Err(format!("longer than {MAX_INDEX_URL_LEN} characters"));
+    }
+    let url = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{raw:?} must be an http:// or https:// URL with a host"));
+    }
+    if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must not contain spaces or control characters".into());
+    }
+    Ok(url)
+}
+
+/// The URL with any password replaced by `***`, for responses and logs.
+pub fn redact_index_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        _ => raw.to_owned(),
+    }
+}
+
+/// The template's packages as a session reports them.
+pub fn template_packages(template: &Template, at: DateTime<Utc>) -> Vec<InstalledDependency> {
+    template_pins(template)
+        .into_iter()
+        .map(|p| InstalledDependency {
+            name: p.name,
+            version: p.version.to_string(),
+            install_location: TEMPLATE_LOCATION.into(),
+            install_time: at,
+            is_from_template: true,
+        })
+        .collect()
+}
+
+fn template_pins(template: &Template) -> Vec<Pin> {
+    template.pre_installed_packages.iter().filter_map(|p| p.parse().ok()).collect()
+}
+
+/// A validated install: what the session will have asked for once it succeeds, and what pip
+/// is told to install for that.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The session's requests after this install (earlier ones with these merged in).
+    pub wanted: Vec<DependencySpec>,
+    /// pip's requirement arguments; empty when the template already has everything.
+    pub pip: Vec<String>,
+    /// The index.
+    pub index_url: String,
+}
+
+/// Validates an install of `new` into a session that asked for and got `before` (422 naming each bad field, prefixed with
+/// `field`): names, versions, duplicates, the index URL, and conflicts with the template's
+/// packages unless `allow_conflicts`.
+pub fn plan(
+    field: &str,
+    template: &Template,
+    before: (&[DependencySpec], &[InstalledDependency]),
+    new: &[DependencySpec],
+    index_url: &str,
+    allow_conflicts: bool,
+) -> Result<Plan, ApiError> {
+    let mut errors = Vec::new();
+    let mut bad = |f: String, message: String| errors.push(FieldError { field: f, message });
+    if new.len() > MAX_PACKAGES {
+        bad(field.into(), format!("at most {MAX_PACKAGES} packages per request"));
+    }
+    let pins = template_pins(template);
+    let mut parsed: Vec<Requirement> = Vec::new();
+    for (i, d) in new.iter().enumerate() {
+        match Requirement::parse(&d.name, d.version.as_deref()) {
+            Err(e @ packages::RequirementError::InvalidName(_)) => {
+                bad(format!("{field}.{i}.name"), e.to_string())
+            }
+            Err(e) => bad(format!("{field}.{i}.version"), e.to_string()),
+            Ok(r) if parsed.iter().any(|p| p.key() == r.key()) => {
+                bad(format!("{field}.{i}.name"), format!("{} is listed twice", r.name()))
+            }
+            Ok(r) => {
+                if let TemplateFit::Conflicts(v) = packages::template_fit(&r, &pins)
+                    && !allow_conflicts
+                {
+                    bad(
+                        format!("{field}.{i}.version"),
+                        format!(
+                            "the template ships {} {v}, which {} excludes; set allow_version_conflicts to install another version over it",
+                            r.name(),
+                            r.spec().version.unwrap_or_default()
+                        ),
+                    );
+                }
+                parsed.push(r);
+            }
+        }
+    }
+    if let Err(e) = validate_index_url(index_url) {
+        bad("python_package_index_url".into(), e);
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid_fields(errors));
+    }
+    // Earlier requests were validated when made.
+    let (requested, installed) = before;
+    let before: Vec<Requirement> =
+        requested.iter().filter_map(|d| Requirement::parse(&d.name, d.version.as_deref()).ok()).collect();
+    let wanted = packages::merge(&before, &parsed);
+    Ok(Plan {
+        pip: packages::pip_requirements(&wanted, &parsed, installed, &pins),
+        wanted: wanted.iter().map(Requirement::spec).collect(),
+        index_url: index_url.to_owned(),
+    })
+}
+
+/// Why an install did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallFailure {
+    /// A package, or a version of it that the constraint allows, is not on the index.
+    #[error("{0}")]
+    NotFound(String),
+    /// The index could not be reached.
+    #[error("the package index could not be reached: {0}")]
+    IndexUnreachable(String),
+    /// pip failed otherwise (conflicting requirements, no wheel, ...).
+    #[error("{0}")]
+    Failed(String),
+    /// The install took longer than allowed.
+    #[error("the install did not finish within {0}s")]
+    TimedOut(u64),
+    /// The packages are larger than allowed.
+    #[error("the installed packages take {size_mb} MiB, more than the limit of {limit_mb} MiB")]
+    TooLarge {
+        /// Their size.
+        size_mb: u64,
+        /// The limit.
+        limit_mb: u64,
+    },
+    /// The installer container could not run.
+    #[error("the installer could not run: {0}")]
+    Runtime(#[from] RuntimeError),
+    /// The host directory could not be prepared or read.
+    #[error("the package directory: {0}")]
+    Host(#[from] std::io::Error),
+}
+
+impl InstallFailure {
+    /// The API error a waiting client gets.
+    pub fn api_error(&self) -> ApiError {
+        let message = format!("installing dependencies failed: {self}");
+        match self {
+            InstallFailure::NotFound(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "package_not_found", message)
+            }
+            InstallFailure::Failed(_) | InstallFailure::TooLarge { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "dependency_install_failed", message)
+            }
+            InstallFailure::IndexUnreachable(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "package_index_unreachable", message)
+            }
+            InstallFailure::TimedOut(_) => {
+                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "dependency_install_timeout", message)
+            }
+            InstallFailure::Runtime(RuntimeError::Unsupported { .. }) => {
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, "dependencies_unsupported", message)
+            }
+            InstallFailure::Runtime(RuntimeError::ImageNotFound(_)) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "template_image_missing", message)
+            }
+            InstallFailure::Runtime(_) | InstallFailure::Host(_) => {
+                ApiError::unavailable("installer_unavailable", message, 5)
+            }
+        }
+    }
+}
+
+/// Reads what pip's output says went wrong.
+fn classify(outcome: &InstallerOutcome, timeout: Duration) -> InstallFailure {
+    const UNREACHABLE: [&str; 8] = [
+        "Failed to establish a new connection",
+        "NewConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "Temporary failure in name resolution",
+        "Name or service not known",
+        "ProxyError",
+        "SSLError",
+    ];
+    let Some(_) = outcome.exit_code else { return InstallFailure::TimedOut(timeout.as_secs()) };
+    if outcome.oom_killed {
+        return InstallFailure::Failed("the installer ran out of memory (dependencies.memory)".into());
+    }
+    let out = &outcome.output;
+    let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("ERROR:")).collect();
+    let summary = if errors.is_empty() {
+        let lines: Vec<&str> = out.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    } else {
+        errors.join("\n")
+    };
+    let summary: String = summary.chars().take(MAX_ERROR_CHARS).collect();
+    let not_found =
+        out.contains("No matching distribution found") || out.contains("Could not find a version");
+    if not_found && UNREACHABLE.iter().any(|u| out.contains(u)) {
+        let why = out.lines().find(|l| UNREACHABLE.iter().any(|u| l.contains(u))).unwrap_or_default();
+        let why: String = why.chars().take(MAX_ERROR_CHARS / 2).collect();
+        return InstallFailure::IndexUnreachable(format!("{why}\n{summary}"));
+    }
+    if not_found {
+        return InstallFailure::NotFound(summary);
+    }
+    InstallFailure::Failed(summary)
+}
+
+/// The packages a finished pip put into `dir`: name and version of each `*.dist-info`.
+fn installed_in(dir: &Path) -> std::io::Result<Vec<(String, String)>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if !name.to_string_lossy().ends_with(".dist-info") {
+            continue;
+        }
+        let Ok(metadata) = std::fs::read_to_string(entry.path().join("METADATA")) else { continue };
+        let header = metadata.split("\n\n").next().unwrap_or_default();
+        let field = |key: &str| header.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim().to_owned());
+        if let (Some(n), Some(v)) = (field("Name:"), field("Version:")) {
+            found.push((n, v));
+        }
+    }
+    found.sort_by_key(|(n, _)| packages::normalize(n));
+    Ok(found)
+}
+
+/// Bytes under `dir` (symlinks not followed).
+fn size_of(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() { size_of(&entry.path())? } else { meta.len() };
+    }
+    Ok(total)
+}
+
+/// Creates `dir` for the sandbox user (the installer runs as that user).
+fn prepare(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::os::unix::fs::chown(
+        dir,
+        Some(sandbox_runtime::docker::SANDBOX_UID),
+        Some(sandbox_runtime::docker::SANDBOX_UID),
+    )
+}
+
+/// Makes `set` (a directory name in `dir`) the current packages, then removes every other set
+/// but `keep` (the one current until now: executions running may still import from it).
+fn make_current(dir: &Path, set: &str, keep: Option<&str>) -> std::io::Result<()> {
+    let tmp = dir.join(format!(".{DEPS_CURRENT}.new"));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(set, &tmp)?;
+    std::fs::rename(&tmp, dir.join(DEPS_CURRENT))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("set-") && name != set && Some(name.as_str()) != keep {
+            std::fs::remove_dir_all(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// The set the link names now, if any.
+fn current_set(dir: &Path) -> Option<String> {
+    let target = std::fs::read_link(dir.join(DEPS_CURRENT)).ok()?;
+    dir.join(&target).is_dir().then(|| target.to_string_lossy().into_owned())
+}
+
+/// Runs installs and keeps their record.
+pub struct Dependencies {
+    settings: Arc<Settings>,
+    store: Arc<dyn Store>,
+    runtime: Arc<dyn Runtime>,
+    sandboxes: Arc<Sandboxes>,
+}
+
+impl Dependencies {
+    /// The service.
+    pub fn new(
+        settings: Arc<Settings>,
+        store: Arc<dyn Store>,
+        runtime: Arc<dyn Runtime>,
+        sandboxes: Arc<Sandboxes>,
+    ) -> Self {
+        Dependencies { settings, store, runtime, sandboxes }
+    }
+
+    /// The install timeout a request asks for (`None`: the default), checked against the
+    /// maximum.
+    pub fn timeout(&self, asked: Option<u32>) -> Result<Duration, ApiError> {
+        let d = &self.settings.dependencies;
+        let secs = asked.unwrap_or(d.install_timeout_sec);
+        let min = 30.min(d.max_install_timeout_sec);
+        if secs < min || secs > d.max_install_timeout_sec {
+            return Err(ApiError::invalid_field(
+                "install_timeout",
+                format!("must be from {min} to {} seconds", d.max_install_timeout_sec),
+            ));
+        }
+        Ok(Duration::from_secs(u64::from(secs)))
+    }
+
+    /// Runs `plan` for `session` (whose install is marked started) and returns the session with
+    /// its dependency fields updated, and the failure if any. Nothing is stored here.
+    pub async fn run(
+        &self,
+        session: &Session,
+        template: &Template,
+        plan: &Plan,
+        timeout: Duration,
+    ) -> (Session, Option<InstallFailure>) {
+        let clock = std::time::Instant::now();
+        let result = if plan.pip.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.install_set(&session.id, &template.image_url, &plan.index_url, &plan.pip, false, timeout)
+                .await
+        };
+        let now = Utc::now();
+        let mut s = session.clone();
+        s.updated_at = now;
+        s.dependency_install_completed_at = Some(now);
+        let failure = match result {
+            Ok(installed) => {
+                s.python_package_index_url = plan.index_url.clone();
+                s.requested_dependencies = plan.wanted.clone();
+                // Without an install nothing changed on disk: the packages stay as they were.
+                if !plan.pip.is_empty() {
+                    s.installed_dependencies = self.record(template, installed, now);
+                }
+                s.dependency_install_status = "completed".into();
+                s.dependency_install_error = None;
+                None
+            }
+            Err(e) => {
+                s.dependency_install_status = "failed".into();
+                s.dependency_install_error = Some(e.to_string());
+                Some(e)
+            }
+        };
+        tracing::info!(
+            session_id = %s.id,
+            packages = plan.pip.len(),
+            status = %s.dependency_install_status,
+            error = s.dependency_install_error.as_deref().unwrap_or(""),
+            elapsed_ms = clock.elapsed().as_millis() as u64,
+            "dependency install finished"
+        );
+        (s, failure)
+    }
+
+    /// What a session reports installed: what pip installed, and the template's packages it
+    /// did not replace.
+    fn record(
+        &self,
+        template: &Template,
+        installed: Vec<(String, String)>,
+        at: DateTime<Utc>,
+    ) -> Vec<InstalledDependency> {
+        let mut out: Vec<InstalledDependency> = template_packages(template, at)
+            .into_iter()
+            .filter(|t| {
+                !installed.iter().any(|(n, _)| packages::normalize(n) == packages::normalize(&t.name))
+            })
+            .collect();
+        out.extend(installed.into_iter().map(|(name, version)| InstalledDependency {
+            name,
+            version,
+            install_location: DEPS_PYTHONPATH.into(),
+            install_time: at,
+            is_from_template: false,
+        }));
+        out
+    }
+
+    /// Installs more packages into a running session, waiting for the end (the install goes on
+    /// if the client hangs up). 409 while another install of the session runs.
+    pub async fn install(
+        self: &Arc<Self>,
+        session: Session,
+        template: Template,
+        new: Vec<DependencySpec>,
+        index_url: Option<String>,
+        allow_conflicts: bool,
+    ) -> Result<Session, ApiError> {
+        let index_url = index_url.unwrap_or_else(|| session.python_package_index_url.clone());
+        let before = (&session.requested_dependencies[..], &session.installed_dependencies[..]);
+        let plan = plan("dependencies", &template, before, &new, &index_url, allow_conflicts)?;
+        let timeout = self.timeout(None)?;
+        // Millisecond precision: the stored start identifies this install.
+        let started = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default();
+        if !self.store.begin_dependency_install(&session.id, started).await? {
+            return Err(ApiError::conflict(
+                "dependency_install_in_progress",
+                format!("session {} is installing dependencies already; retry when it is done", session.id),
+            ));
+        }
+        let mut session = session;
+        session.dependency_install_status = "installing".into();
+        session.dependency_install_started_at = Some(started);
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let (done, failure) = this.run(&session, &template, &plan, timeout).await;
+            if !this.store.finish_dependency_install(&done, started).await? {
+                tracing::warn!(session_id = %done.id, "the install was given up meanwhile; its result is not recorded");
+            }
+            Ok::<_, ApiError>((done, failure))
+        });
+        let (done, failure) = task.await.map_err(ApiError::internal)??;
+        match failure {
+            Some(f) => Err(f.api_error()),
+            None => Ok(self.store.session(&done.id).await?.unwrap_or(done)),
+        }
+    }
+
+    /// Before a session's sandbox is recreated: if its packages are gone from this host (a new
+    /// node, a wiped directory), installs the exact recorded versions again. Returns the
+    /// session with the outcome recorded when something had to be done.
+    pub async fn restore(&self, session: &Session, template: &Template) -> Option<Session> {
+        let pinned: Vec<String> = session
+            .installed_dependencies
+            .iter()
+            .filter(|d| !d.is_from_template)
+            .map(|d| format!("{}=={}", d.name, d.version))
+            .collect();
+        let dir = self.dir(&session.id);
+        if pinned.is_empty() || current_set(&dir).is_some() {
+            return None;
+        }
+        tracing::warn!(session_id = %session.id, packages = pinned.len(), "the session's packages are missing here; installing the recorded versions");
+        let timeout = Duration::from_secs(u64::from(self.settings.dependencies.max_install_timeout_sec));
+        let result = self
+            .install_set(
+                &session.id,
+                &template.image_url,
+                &session.python_package_index_url,
+                &pinned,
+                true,
+                timeout,
+            )
+            .await;
+        let mut s = session.clone();
+        let now = Utc::now();
+        s.dependency_install_completed_at = Some(now);
+        match result {
+            Ok(_) => {
+                s.dependency_install_status = "completed".into();
+                s.dependency_install_error = None;
+            }
+            Err(e) => {
+                tracing::warn!(session_id = %s.id, error = %e, "could not reinstall the session's packages");
+                s.dependency_install_status = "failed".into();
+                s.dependency_install_error = Some(format!("reinstalling the recorded packages failed: {e}"));
+            }
+        }
+        Some(s)
+    }
+
+    /// The host directory of a session's packages (mounted read-only in its sandbox).
+    pub fn dir(&self, session_id: &str) -> PathBuf {
+        self.sandboxes.session_dir(session_id).join("deps")
+    }
+
+    /// Runs pip for `requirements` into a new set and makes it current; returns what is in it.
+    async fn install_set(
+        &self,
+        session_id: &str,
+        image: &str,
+        index_url: &str,
+        requirements: &[String],
+        no_deps: bool,
+        timeout: Duration,
+    ) -> Result<Vec<(String, String)>, InstallFailure> {
+        let d = &self.settings.dependencies;
+        let dir = self.dir(session_id);
+        let set = format!("set-{}", Utc::now().timestamp_micros());
+        let (target, scratch) = (dir.join(&set), dir.join(format!(".scratch-{set}")));
+        for p in [&dir, &target, &scratch] {
+            prepare(p)?;
+        }
+        let mut command: Vec<String> = [
+            "python3",
+            "-m",
+            "pip",
+            "install",
+            "--no-input",
+            "--disable-pip-version-check",
+            "--no-cache-dir",
+            "--no-warn-script-location",
+            "--progress-bar",
+            "off",
+            "--target",
+            InstallerSpec::TARGET,
+            "--index-url",
+            index_url,
+        ]
+        .map(String::from)
+        .into();
+        command.extend([
+            "--retries".into(),
+            d.pip_retries.max(1).to_string(),
+            "--timeout".into(),
+            d.pip_timeout_sec.to_string(),
+        ]);
+        if !d.allow_source_builds {
+            command.push("--only-binary=:all:".into());
+        }
+        if no_deps {
+            command.push("--no-deps".into());
+        }
+        if let Ok(url) = url::Url::parse(index_url)
+            && url.scheme() == "http"
+            && let Some(host) = url.host_str()
+        {
+            // The caller chose a plain-HTTP index; pip refuses one unless told to trust it.
+            command.extend(["--trusted-host".into(), host.to_owned()]);
+        }
+        command.push("--".into());
+        command.extend(requirements.iter().cloned());
+        let spec = InstallerSpec {
+            name: format!("installer-{session_id}-{}", &set[4..]),
+            image: image.to_owned(),
+            command,
+            target_dir: target.clone(),
+            scratch_dir: scratch.clone(),
+            network: d.network.clone(),
+            cpu: d.cpu.parse::<CpuQuantity>().map_err(|e| RuntimeError::Invalid(e.to_string()))?,
+            memory: d.memory.parse::<MemoryQuantity>().map_err(|e| RuntimeError::Invalid(e.to_string()))?,
+            pids_limit: 512,
+            timeout,
+            labels: [
+                (labels::SESSION.to_owned(), session_id.to_owned()),
+                (labels::DEPLOYMENT.to_owned(), self.sandboxes.deployment().to_owned()),
+            ]
+            .into(),
+        };
+        let outcome = self.runtime.run_installer(&spec).await;
+        let max = d.max_size_mb;
+        let finished =
+            tokio::task::spawn_blocking(move || -> Result<Vec<(String, String)>, InstallFailure> {
+                let _ = std::fs::remove_dir_all(&scratch);
+                let outcome = match outcome {
+                    Ok(o) => o,
+                    Err(e) => {
+                        let _ = std::fs::remove_dir_all(&target);
+                        return Err(e.into());
+                    }
+                };
+                if outcome.exit_code != Some(0) {
+                    let _ = std::fs::remove_dir_all(&target);
+                    return Err(classify(&outcome, timeout));
+                }
+                let size_mb = size_of(&target)? >> 20;
+                if size_mb > max {
+                    let _ = std::fs::remove_dir_all(&target);
+                    return Err(InstallFailure::TooLarge { size_mb, limit_mb: max });
+                }
+                let installed = installed_in(&target)?;
+                let keep = current_set(&dir);
+                make_current(&dir, &set, keep.as_deref())?;
+                Ok(installed)
+            });
+        finished.await.map_err(|e| InstallFailure::Host(std::io::Error::other(e)))?
+    }
+
+    /// Fails installs whose process is gone (a control plane that stopped mid-install): no
+    /// installer container a minute after the start, an installer that exited and was not
+    /// collected, or one past its deadline. `containers` is what the runtime runs for this
+    /// deployment. Installer containers no install waits for are removed once stopped or past
+    /// their deadline. Returns how
+    /// many installs were failed.
+    pub async fn fail_interrupted(&self, containers: &[SandboxInfo]) -> Result<u64, ApiError> {
+        let now = Utc::now();
+        let installers: Vec<&SandboxInfo> = containers
+            .iter()
+            .filter(|c| c.labels.get(labels::ROLE).map(String::as_str) == Some(INSTALLER_ROLE))
+            .collect();
+        let past_deadline = |c: &SandboxInfo| {
+            let deadline = c.labels.get(labels::DEADLINE).and_then(|d| d.parse::<i64>().ok());
+            deadline.is_some_and(|d| now.timestamp() > d + 60)
+        };
+        let installing = self.store.sessions_installing_dependencies().await?;
+        let mut failed = 0;
+        for s in &installing {
+            let Some(started) = s.dependency_install_started_at else { continue };
+            let mine: Vec<&&SandboxInfo> =
+                installers.iter().filter(|c| c.labels.get(labels::SESSION) == Some(&s.id)).collect();
+            let abandoned = |c: &SandboxInfo| {
+                c.state != SandboxState::Running && c.finished_at.is_some_and(|f| now - f > EXIT_GRACE)
+            };
+            let interrupted = if mine.is_empty() {
+                now - started > START_GRACE
+            } else {
+                mine.iter().all(|c| past_deadline(c) || abandoned(c))
+            };
+            if !interrupted {
+                continue;
+            }
+            for c in &mine {
+                let _ = self.runtime.remove(&c.id).await;
+            }
+            let mut done = s.clone();
+            done.dependency_install_status = "failed".into();
+            done.dependency_install_error = Some(
+                "the install was interrupted (the control plane stopped during it); install again".into(),
+            );
+            done.dependency_install_completed_at = Some(now);
+            done.updated_at = now;
+            if self.store.finish_dependency_install(&done, started).await? {
+                tracing::warn!(session_id = %s.id, "failed an interrupted dependency install");
+                failed += 1;
+            }
+        }
+        for c in installers {
+            let waited_for =
+                c.labels.get(labels::SESSION).is_some_and(|id| installing.iter().any(|s| &s.id == id));
+            if !waited_for && (c.state != SandboxState::Running || past_deadline(c)) {
+                let _ = self.runtime.remove(&c.id).await;
+            }
+        }
+        Ok(failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(exit: Option<i64>, output: &str) -> InstallerOutcome {
+        InstallerOutcome { exit_code: exit, output: output.into(), oom_killed: false }
+    }
+
+    #[test]
+    fn pip_failures_are_told_apart() {
+        let t = Duration::from_secs(60);
+        let unknown = "Looking in indexes: http://127.0.0.1:9/simple/\nERROR: Could not find a version that satisfies the requirement nope (from versions: none)\nERROR: No matching distribution found for nope\n";
+        assert!(
+            matches!(classify(&outcome(Some(1), unknown), t), InstallFailure::NotFound(m) if m.starts_with("ERROR: Could not find") && m.lines().count() == 2)
+        );
+        let refused = format!(
+            "WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError(... Failed to establish a new connection: [Errno 111] Connection refused')': /simple/six/\n{unknown}"
+        );
+        assert!(
+            matches!(classify(&outcome(Some(1), &refused), t), InstallFailure::IndexUnreachable(m) if m.contains("Connection refused"))
+        );
+        let conflict = "ERROR: Cannot install a==1 and b==2 because these package versions have conflicting dependencies.\nERROR: ResolutionImpossible: for help visit https://pip.pypa.io";
+        assert!(
+            matches!(classify(&outcome(Some(1), conflict), t), InstallFailure::Failed(m) if m.contains("ResolutionImpossible"))
+        );
+        assert!(matches!(classify(&outcome(None, ""), t), InstallFailure::TimedOut(60)));
+        let oom = InstallerOutcome { oom_killed: true, ..outcome(Some(137), "") };
+        assert!(matches!(classify(&oom, t), InstallFailure::Failed(m) if m.contains("memory")));
+        let long = "x\n".repeat(5000);
+        assert!(
+            matches!(classify(&outcome(Some(2), &long), t), InstallFailure::Failed(m) if m.len() <= MAX_ERROR_CHARS)
+        );
+    }
+
+    #[test]
+    fn index_urls_are_checked_and_passwords_never_shown() {
+        for ok in
+            ["https://pypi.org/simple/", "http://127.0.0.1:8080/simple", "https://user:tok@pypi.corp/simple/"]
+        {
+            assert!(validate_index_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "pypi.org/simple",
+            "ftp://x/simple",
+            "file:///etc/passwd",
+            "https://",
+            "http://a b/",
+            &format!("https://x/{}", "a".repeat(600)),
+        ] {
+            assert!(validate_index_url(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            redact_index_url("https://user:tok@pypi.corp/simple/"),
+            "https://user:***@pypi.corp/simple/"
+        );
+        assert_eq!(redact_index_url("https://pypi.org/simple/"), "https://pypi.org/simple/");
+    }
+
+    #[test]
+    fn a_new_set_becomes_current_by_moving_the_link_and_old_sets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for set in ["set-1", "set-2", "set-3"] {
+            std::fs::create_dir(d.join(set)).unwrap();
+        }
+        std::fs::create_dir(d.join("set-2/pkg-1.0.dist-info")).unwrap();
+        std::fs::write(
+            d.join("set-2/pkg-1.0.dist-info/METADATA"),
+            "Metadata-Version: 2.1\nName: Pkg\nVersion: 1.0\n\nName: not-this\n",
+        )
+        .unwrap();
+        make_current(d, "set-2", None).unwrap();
+        assert_eq!(current_set(d).as_deref(), Some("set-2"));
+        assert_eq!(installed_in(&d.join("set-2")).unwrap(), [("Pkg".to_owned(), "1.0".to_owned())]);
+        std::fs::create_dir(d.join("set-4")).unwrap();
+        make_current(d, "set-4", current_set(d).as_deref()).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["set-2", "set-4", DEPS_CURRENT]);
+        assert_eq!(current_set(d).as_deref(), Some("set-4"));
+    }
+}

@@ -1,0 +1,351 @@
+//! Python packages for sessions, end to end: the real server binary, real installer containers
+//! running the template's pip, and a real package index on loopback serving wheels this test
+//! builds (the installers use host networking here, so they reach it; sandboxes never have a
+//! network).
+
+mod common;
+
+use common::{Server, eventually};
+use reqwest::{Method, StatusCode};
+use sandbox_e2e::pypi::TestIndex;
+use serde_json::{Value, json};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// An index with `sbx-hello` 1.0.0 and `sbx-greeter` 1.0.0 (which needs `sbx-hello>=1`).
+async fn index() -> TestIndex {
+    let index = TestIndex::start().await;
+    index.publish("sbx-hello", "1.0.0", &[], "VERSION = '1.0.0'\ndef greet():\n    return 'hello 1'\n");
+    index.publish(
+        "sbx-greeter",
+        "1.0.0",
+        &["sbx-hello>=1"],
+        "import sbx_hello\ndef greet():\n    return 'greeter: ' + sbx_hello.greet()\n",
+    );
+    index
+}
+
+async fn server() -> Server {
+    Server::start(&[
+        ("SANDBOX_DEPENDENCIES__NETWORK", "host"),
+        ("SANDBOX_LIFECYCLE__RECONCILE_INTERVAL_SEC", "1"),
+    ])
+    .await
+}
+
+fn installed(session: &Value) -> Vec<(String, String, bool)> {
+    let mut out: Vec<(String, String, bool)> = session["installed_dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().to_owned(),
+                d["version"].as_str().unwrap().to_owned(),
+                d["is_from_template"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn own(names: &[(&str, &str)]) -> Vec<(String, String, bool)> {
+    names.iter().map(|(n, v)| (n.to_string(), v.to_string(), false)).collect()
+}
+
+async fn install(srv: &Server, id: &str, body: Value) -> (StatusCode, Value) {
+    srv.call(Method::POST, &format!("/api/v1/sessions/{id}/dependencies/install"), &srv.key, Some(body)).await
+}
+
+async fn session(srv: &Server, id: &str) -> Value {
+    srv.call(Method::GET, &format!("/api/v1/sessions/{id}"), &srv.key, None).await.1
+}
+
+#[tokio::test]
+async fn packages_install_at_creation_and_later_without_giving_the_sandbox_a_network() {
+    let index = index().await;
+    let srv = server().await;
+    let (s, created) = srv
+        .call(
+            Method::POST,
+            "/api/v1/sessions",
+            &srv.key,
+            Some(json!({
+                "template_id": "python-basic",
+                "dependencies": [{"name": "sbx-hello", "version": "==1.0.0"}],
+                "python_package_index_url": index.url(),
+            })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{created}\n{}", srv.log());
+    assert_eq!(
+        (created["status"].as_str(), created["dependency_install_status"].as_str()),
+        (Some("running"), Some("completed"))
+    );
+    assert_eq!(installed(&created), own(&[("sbx-hello", "1.0.0")]));
+    let id = created["id"].as_str().unwrap();
+    let r = srv.python(id, "import sbx_hello, sys\nprint(sbx_hello.greet(), sbx_hello.__file__)").await;
+    assert_eq!(r["stdout"], "hello 1 /opt/sandbox/deps/site/sbx_hello/__init__.py\n", "{r}");
+    // The packages are read-only for user code, and the sandbox still has no network.
+    let r = srv.python(id, "open('/opt/sandbox/deps/site/sbx_hello/__init__.py','a').write('x')").await;
+    assert!(r["stderr"].as_str().unwrap().contains("Read-only file system"), "{r}");
+    let port = index.url().split(':').nth(2).unwrap().split('/').next().unwrap().to_owned();
+    let r = srv.python(id, &format!("import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    print('reached')\nexcept OSError as e:\n    print('blocked', e.errno)")).await;
+    assert!(r["stdout"].as_str().unwrap().starts_with("blocked"), "{r}");
+
+    // More packages later: dependencies come along and are recorded with exact versions.
+    let (s, after) = install(&srv, id, json!({"dependencies": [{"name": "sbx-greeter"}]})).await;
+    assert_eq!(s, StatusCode::OK, "{after}");
+    assert_eq!(installed(&after), own(&[("sbx-greeter", "1.0.0"), ("sbx-hello", "1.0.0")]));
+    let requested: Vec<&str> = after["requested_dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(requested, ["sbx-hello", "sbx-greeter"]);
+    let r = srv.python(id, "import sbx_greeter\nprint(sbx_greeter.greet())").await;
+    assert_eq!(r["stdout"], "greeter: hello 1\n");
+
+    // A new version replaces the old one; the other package keeps its version.
+    index.publish("sbx-hello", "2.0.0", &[], "VERSION = '2.0.0'\ndef greet():\n    return 'hello 2'\n");
+    let (s, after) =
+        install(&srv, id, json!({"dependencies": [{"name": "sbx-hello", "version": ">=2"}]})).await;
+    assert_eq!(s, StatusCode::OK, "{after}");
+    assert_eq!(installed(&after), own(&[("sbx-greeter", "1.0.0"), ("sbx-hello", "2.0.0")]));
+    let r = srv.python(id, "import sbx_greeter\nprint(sbx_greeter.greet())").await;
+    assert_eq!(r["stdout"], "greeter: hello 2\n");
+}
+
+#[tokio::test]
+async fn bad_requests_unknown_packages_and_unreachable_indexes_fail_clearly_and_change_nothing() {
+    let index = index().await;
+    let srv = server().await;
+    let id = srv
+        .create_session_with(&srv.key, json!({"template_id": "python-basic", "python_package_index_url": index.url(), "dependencies": [{"name": "sbx-hello"}]}))
+        .await;
+    let before = session(&srv, &id).await;
+
+    for (body, field) in [
+        (json!({"dependencies": [{"name": "--index-url=http://evil"}]}), "dependencies.0.name"),
+        (json!({"dependencies": [{"name": "sbx-hello", "version": "latest"}]}), "dependencies.0.version"),
+        (
+            json!({"dependencies": [{"name": "sbx-hello", "version": ">=1; os_name=='nt'"}]}),
+            "dependencies.0.version",
+        ),
+        (json!({"dependencies": [{"name": "a"}, {"name": "A"}]}), "dependencies.1.name"),
+        (
+            json!({"dependencies": [{"name": "a"}], "python_package_index_url": "file:///etc/passwd"}),
+            "python_package_index_url",
+        ),
+        (json!({"dependencies": []}), "dependencies"),
+    ] {
+        let (s, body) = install(&srv, &id, body).await;
+        assert_eq!(
+            (s, body["code"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_error")),
+            "{body}"
+        );
+        assert_eq!(body["errors"][0]["field"], field, "{body}");
+    }
+    assert_eq!(session(&srv, &id).await, before, "validation errors change nothing");
+
+    let (s, body) = install(&srv, &id, json!({"dependencies": [{"name": "sbx-no-such-package"}]})).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("package_not_found")),
+        "{body}"
+    );
+    assert!(body["message"].as_str().unwrap().contains("sbx-no-such-package"), "{body}");
+    let (s, body) =
+        install(&srv, &id, json!({"dependencies": [{"name": "sbx-hello", "version": "==9.9"}]})).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("package_not_found")),
+        "{body}"
+    );
+    assert!(body["message"].as_str().unwrap().contains("from versions: 1.0.0"), "{body}");
+    let (s, body) = install(&srv, &id, json!({"dependencies": [{"name": "sbx-greeter"}], "python_package_index_url": "http://127.0.0.1:1/simple/"})).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("package_index_unreachable")),
+        "{body}"
+    );
+    assert!(body["message"].as_str().unwrap().contains("Connection refused"), "{body}");
+
+    // The failure is on record; the packages and the requests are as before.
+    let after = session(&srv, &id).await;
+    assert_eq!(after["dependency_install_status"], "failed");
+    assert!(after["dependency_install_error"].as_str().unwrap().contains("could not be reached"), "{after}");
+    assert_eq!(
+        (&after["installed_dependencies"], &after["requested_dependencies"]),
+        (&before["installed_dependencies"], &before["requested_dependencies"])
+    );
+    let r = srv.python(&id, "import sbx_hello\nprint(sbx_hello.VERSION)").await;
+    assert_eq!(r["stdout"], "1.0.0\n");
+
+    // At creation: the session fails with the reason, or runs without the packages if asked to.
+    let (s, body) = srv
+        .call(Method::POST, "/api/v1/sessions", &srv.key, Some(json!({"template_id": "python-basic", "python_package_index_url": index.url(), "dependencies": [{"name": "sbx-nope"}]})))
+        .await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("package_not_found")),
+        "{body}"
+    );
+    let (s, body) = srv
+        .call(Method::POST, "/api/v1/sessions", &srv.key, Some(json!({"template_id": "python-basic", "python_package_index_url": index.url(), "dependencies": [{"name": "sbx-nope"}], "fail_on_dependency_error": false})))
+        .await;
+    assert_eq!(
+        (s, body["status"].as_str(), body["dependency_install_status"].as_str()),
+        (StatusCode::CREATED, Some("running"), Some("failed")),
+        "{body}"
+    );
+    // A template package in a version the request refuses is a conflict unless allowed.
+    let (s, body) = srv
+        .call(Method::POST, "/api/v1/sessions", &srv.key, Some(json!({"template_id": "python-datascience", "dependencies": [{"name": "numpy", "version": ">=2"}]})))
+        .await;
+    assert_eq!(
+        (s, body["errors"][0]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("dependencies.0.version")),
+        "{body}"
+    );
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("numpy 1.24.2"), "{body}");
+}
+
+#[tokio::test]
+async fn template_packages_are_reported_and_satisfy_requests_without_an_install() {
+    let srv = server().await;
+    // No index is reachable at all: a request the template satisfies needs none.
+    let (s, body) = srv
+        .call(
+            Method::POST,
+            "/api/v1/sessions",
+            &srv.key,
+            Some(json!({
+                "template_id": "python-datascience",
+                "dependencies": [{"name": "NumPy", "version": ">=1.20,<2"}],
+                "python_package_index_url": "http://127.0.0.1:1/simple/",
+            })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(body["dependency_install_status"], "completed");
+    let template: Vec<(String, String, bool)> =
+        [("matplotlib", "3.6.3"), ("numpy", "1.24.2"), ("pandas", "1.5.3"), ("scipy", "1.10.1")]
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string(), true))
+            .collect();
+    assert_eq!(installed(&body), template);
+    let r = srv
+        .python(
+            body["id"].as_str().unwrap(),
+            "import numpy, pandas\nprint(numpy.__version__, pandas.__version__)",
+        )
+        .await;
+    assert_eq!(r["stdout"], "1.24.2 1.5.3\n");
+}
+
+#[tokio::test]
+async fn one_install_at_a_time_and_packages_survive_sandbox_recreation() {
+    let index = index().await;
+    let srv = server().await;
+    let id = srv
+        .create_session_with(
+            &srv.key,
+            json!({"template_id": "python-basic", "python_package_index_url": index.url()}),
+        )
+        .await;
+
+    // A slow index keeps the first install busy: a second request for the session is a 409.
+    index.set_delay(Duration::from_secs(3));
+    let first = install(&srv, &id, json!({"dependencies": [{"name": "sbx-hello"}]}));
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        install(&srv, &id, json!({"dependencies": [{"name": "sbx-greeter"}]})).await
+    };
+    let ((s1, b1), (s2, b2)) = tokio::join!(first, second);
+    assert_eq!(s1, StatusCode::OK, "{b1}");
+    assert_eq!(
+        (s2, b2["code"].as_str()),
+        (StatusCode::CONFLICT, Some("dependency_install_in_progress")),
+        "{b2}"
+    );
+    index.set_delay(Duration::ZERO);
+    assert_eq!(installed(&session(&srv, &id).await), own(&[("sbx-hello", "1.0.0")]));
+
+    // The sandbox dies: the new one mounts the same packages, nothing is installed again.
+    let requests = index.requests();
+    Command::new("docker")
+        .args(["rm", "-f", &format!("sandbox-{id}")])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    let out = recovered_output(&srv, &id).await;
+    assert_eq!(out, "1.0.0\n");
+    assert_eq!(index.requests(), requests, "no reinstall where the packages still are");
+
+    // On a host without the packages (they are wiped here), the recorded versions are
+    // installed again, even though a newer one has been published since.
+    index.publish("sbx-hello", "2.0.0", &[], "VERSION = '2.0.0'\n");
+    std::fs::remove_dir_all(srv.dir.path().join("sessions").join(&id).join("deps")).unwrap();
+    Command::new("docker")
+        .args(["rm", "-f", &format!("sandbox-{id}")])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    let out = recovered_output(&srv, &id).await;
+    assert_eq!(out, "1.0.0\n");
+    assert!(index.requests() > requests, "reinstalled from the index");
+    assert_eq!(session(&srv, &id).await["dependency_install_status"], "completed");
+}
+
+async fn recovered_output(srv: &Server, id: &str) -> String {
+    eventually(Duration::from_secs(120), "the recreated sandbox runs the package", || async {
+        let code = json!({"code": "import sbx_hello\nprint(sbx_hello.VERSION)", "language": "python"});
+        let (s, r, _) = srv.execute(&srv.key, id, code).await;
+        (s == StatusCode::OK && r["status"] == "completed").then(|| r["stdout"].as_str().unwrap().to_owned())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_install_cut_short_by_a_control_plane_crash_ends_failed_not_installing() {
+    let index = index().await;
+    let mut srv = server().await;
+    let id = srv
+        .create_session_with(
+            &srv.key,
+            json!({"template_id": "python-basic", "python_package_index_url": index.url()}),
+        )
+        .await;
+    index.set_delay(Duration::from_secs(4));
+    let url = srv.url(&format!("/api/v1/sessions/{id}/dependencies/install"));
+    let pending = srv
+        .http
+        .post(url)
+        .bearer_auth(&srv.key)
+        .json(&json!({"dependencies": [{"name": "sbx-hello"}]}))
+        .send();
+    let _ = tokio::time::timeout(Duration::from_secs(2), pending).await;
+    assert_eq!(session(&srv, &id).await["dependency_install_status"], "installing");
+    srv.kill(libc::SIGKILL);
+    srv.spawn().await;
+    let status = eventually(Duration::from_secs(120), "the interrupted install is failed", || async {
+        let s = session(&srv, &id).await;
+        (s["dependency_install_status"] != "installing").then_some(s)
+    })
+    .await;
+    assert_eq!(status["dependency_install_status"], "failed", "{status}");
+    assert!(status["dependency_install_error"].as_str().unwrap().contains("interrupted"), "{status}");
+    // Nothing is left running, and the session installs normally again.
+    index.set_delay(Duration::ZERO);
+    let (s, body) = install(&srv, &id, json!({"dependencies": [{"name": "sbx-hello"}]})).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let left = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("name=installer-{id}-")])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "installer containers left: {}", String::from_utf8_lossy(&left.stdout));
+}
