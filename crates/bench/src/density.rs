@@ -1,6 +1,4 @@
-//! Density: idle sessions created up to a ceiling (or a time limit, or the server's admission
-//! refusing more), then the memory they hold: control-plane RSS, each executor's RSS, each
-//! container's cgroup and shim, and the host's used memory; every session is deleted after.
+//! Density: idle sessions up to a ceiling, the memory they hold, then all of them deleted.
 
 use crate::docker::{container_of, ms_since, running};
 use crate::host::{cgroup_pids, container_cgroup, rss_mib, status_field, used_memory_mib};

@@ -1,5 +1,4 @@
-//! The local Docker daemon: the bare `docker run`, Docker API and `docker exec` baselines,
-//! finding a session's container, and removing containers by label.
+//! The local Docker daemon: `docker run`/API/`docker exec` baselines, containers, label cleanup.
 
 use anyhow::{Context, Result, bail, ensure};
 use bollard::Docker;
@@ -125,26 +124,40 @@ pub async fn running(docker: &Docker, name: &str) -> Result<(String, u32)> {
     Ok((c.id.unwrap_or_default(), pid as u32))
 }
 
-/// Removes (forcibly, with volumes) every container carrying `label` (`key=value`), using the
-/// CLI so it also works from `Drop`. Failures are reported on stderr.
-pub fn remove_labelled_blocking(label: &str) {
+fn labelled(label: &str) -> Option<Vec<String>> {
     let listed = std::process::Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("label={label}")])
         .output();
-    let ids: Vec<String> = match listed {
+    match listed {
         Ok(o) if o.status.success() => {
-            String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_owned).collect()
+            Some(String::from_utf8_lossy(&o.stdout).split_whitespace().map(str::to_owned).collect())
         }
         other => {
             eprintln!("warning: could not list containers labelled {label}: {other:?}");
-            return;
+            None
         }
-    };
+    }
+}
+
+/// Removes (forcibly, with volumes) every container carrying `label` (`key=value`), using the
+/// CLI so it also works from `Drop`, and waits up to 30 s until none is left (a removal the
+/// server started may still be in progress). What remains is reported on stderr.
+pub fn remove_labelled_blocking(label: &str) {
+    let Some(ids) = labelled(label) else { return };
     if ids.is_empty() {
         return;
     }
-    let removed = std::process::Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).output();
-    if !matches!(&removed, Ok(o) if o.status.success()) {
-        eprintln!("warning: could not remove containers {ids:?}: {removed:?}");
+    let _ = std::process::Command::new("docker").args(["rm", "-f", "-v"]).args(&ids).output();
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match labelled(label) {
+            Some(left) if left.is_empty() => return,
+            Some(left) if Instant::now() >= deadline => {
+                eprintln!("warning: containers labelled {label} are still there: {left:?}");
+                return;
+            }
+            Some(_) => std::thread::sleep(std::time::Duration::from_millis(500)),
+            None => return,
+        }
     }
 }

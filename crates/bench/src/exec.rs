@@ -1,6 +1,4 @@
-//! Execution round trip: `print(1)` through `execute-sync` (stateless, a fresh bwrap each time)
-//! against `docker exec` into the same session's container and bare bwrap on the host, the
-//! three measured in alternation.
+//! Execution round trip of `print(1)` via REST against `docker exec` and bare bwrap, alternating.
 
 use crate::docker::{container_of, exec_print_1, ms_since, running};
 use crate::host::bwrap_print_1;

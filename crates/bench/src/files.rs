@@ -1,5 +1,4 @@
-//! File I/O: upload and download through the REST API (raw body, streamed), in MiB/s, against
-//! writing and reading the same bytes as a plain file on this host, in alternation.
+//! File I/O: REST upload and download in MiB/s against plain file writes and reads on this host.
 
 use crate::host::{time_read, time_write};
 use crate::report::Metric;

@@ -1,5 +1,4 @@
-//! This machine: the bare-bwrap and plain-file baselines, and memory readings from `/proc`
-//! and the cgroup filesystem.
+//! This machine: bare-bwrap and plain-file baselines, memory from `/proc` and cgroups.
 
 use anyhow::{Context, Result, anyhow, ensure};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,4 @@
-//! `sandbox-bench`: measures a real `sandbox-server` (session start, execution round trip,
-//! throughput, density, file I/O) next to bare Docker and bwrap baselines measured in the same
-//! run, prints a table and writes the results as JSON.
+//! `sandbox-bench`: a real `sandbox-server` next to Docker and bwrap baselines, as a table and JSON.
 
 mod density;
 mod docker;
@@ -140,12 +138,12 @@ struct Plan {
     density_concurrency: usize,
     density_settle_secs: u64,
     image: String,
-    target: String,
+    server: String,
     s3: bool,
 }
 
 impl Plan {
-    fn from(cli: &Cli, target: String) -> Result<Plan> {
+    fn from(cli: &Cli, server: String) -> Result<Plan> {
         let q = cli.quick;
         let pick = |v: Option<usize>, full: usize, quick: usize| v.unwrap_or(if q { quick } else { full });
         let sections = if cli.only.is_empty() {
@@ -168,7 +166,7 @@ impl Plan {
             density_concurrency: cli.density_concurrency,
             density_settle_secs: if q { 1 } else { 10 },
             image: cli.image.clone(),
-            target,
+            server,
             s3: cli.s3_endpoint.is_some(),
         };
         ensure!(
@@ -236,8 +234,11 @@ fn default_server_bin() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// `git rev-parse --short HEAD` of the repository this tool was built from.
 fn git_commit() -> String {
     std::process::Command::new("git")
+        .arg("-C")
+        .arg(env!("CARGO_MANIFEST_DIR"))
         .args(["rev-parse", "--short", "HEAD"])
         .output()
         .ok()
@@ -258,7 +259,7 @@ enum Subject {
 
 struct Run {
     plan: Plan,
-    target: Subject,
+    subject: Subject,
     run_id: String,
     docker: bollard::Docker,
     scratch: tempfile::TempDir,
@@ -277,7 +278,7 @@ impl Run {
         toml: Option<String>,
         env: Vec<(String, String)>,
     ) -> Result<ServerProcess> {
-        let Subject::Own { bin, extra_env, .. } = &self.target else { bail!("no server binary") };
+        let Subject::Own { bin, extra_env, .. } = &self.subject else { bail!("no server binary") };
         let mut all = env;
         all.extend(extra_env.iter().cloned());
         progress(&format!("starting {} ({role})", bin.display()));
@@ -295,7 +296,7 @@ impl Run {
     async fn all(&mut self) -> Result<()> {
         let plan = self.plan.clone();
         let (n, w) = (plan.start_samples, plan.warmup);
-        match &self.target {
+        match &self.subject {
             Subject::Own { .. } => {
                 let mut warm = None;
                 if plan.has(Section::Start) {
@@ -327,7 +328,7 @@ impl Run {
                         .await?;
                         self.push(start::metrics(Ok(warm), Ok(&cold), &base)?);
                     }
-                    self.rest(&api, pid, "files.local").await
+                    self.rest(&api, pid).await
                 };
                 let result = Self::with_log(&main, result).await;
                 let stopped = main.shutdown().await;
@@ -357,14 +358,14 @@ impl Run {
                     };
                     self.push(start::metrics(warm.as_ref().map_err(|e| *e), cold, &base)?);
                 }
-                self.rest(&api, pid, "files.local").await?;
+                self.rest(&api, pid).await?;
                 self.s3_files().await
             }
         }
     }
 
     /// Every section after session start, on one server.
-    async fn rest(&mut self, api: &Api, pid: Option<u32>, files_prefix: &str) -> Result<()> {
+    async fn rest(&mut self, api: &Api, pid: Option<u32>) -> Result<()> {
         let plan = self.plan.clone();
         if plan.has(Section::Exec) {
             progress("exec: print(1) round trips");
@@ -378,8 +379,9 @@ impl Run {
         }
         if plan.has(Section::Files) {
             progress("files: local store");
-            let m = files::run(api, files_prefix, &plan.file_sizes(), plan.warmup, self.scratch.path(), true)
-                .await?;
+            let m =
+                files::run(api, "files.local", &plan.file_sizes(), plan.warmup, self.scratch.path(), true)
+                    .await?;
             self.push(m);
         }
         if plan.has(Section::Density) {
@@ -396,7 +398,7 @@ impl Run {
         if !self.plan.has(Section::Files) {
             return Ok(());
         }
-        let s3_env = match &self.target {
+        let s3_env = match &self.subject {
             Subject::Own { s3_env: Some(env), .. } => Some(env.clone()),
             _ => None,
         };
@@ -468,7 +470,7 @@ async fn preflight(docker: &bollard::Docker, image: &str) -> Result<()> {
 
 async fn main_inner(cli: Cli) -> Result<Report> {
     let started = chrono::Utc::now();
-    let target = match &cli.url {
+    let subject = match &cli.url {
         Some(url) => {
             ensure_loopback("--url", url)?;
             ensure!(
@@ -502,25 +504,25 @@ async fn main_inner(cli: Cli) -> Result<Report> {
             Subject::Own { bin, extra_env: cli.server_env.clone(), s3_env }
         }
     };
-    let target_desc = match &target {
+    let server = match &subject {
         Subject::Own { bin, .. } => format!("started {}", bin.display()),
         Subject::Given { api, .. } => format!("given {}", api.base()),
     };
-    let plan = Plan::from(&cli, target_desc)?;
+    let plan = Plan::from(&cli, server)?;
     let docker = docker::connect().await?;
     preflight(&docker, &plan.image).await?;
     let host = host_info(&docker).await?;
     let run_id = format!("{}-{}", std::process::id(), started.timestamp());
     let scratch = tempfile::Builder::new().prefix("sandbox-bench-scratch-").tempdir()?;
     let mut run =
-        Run { plan: plan.clone(), target, run_id: run_id.clone(), docker, scratch, metrics: Vec::new() };
+        Run { plan: plan.clone(), subject, run_id: run_id.clone(), docker, scratch, metrics: Vec::new() };
     let clock = Instant::now();
     let outcome = tokio::select! {
         r = run.all() => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
     };
     // Whatever happened: sessions left on a given server, and this run's own containers.
-    if let Subject::Given { api, .. } = &run.target
+    if let Subject::Given { api, .. } = &run.subject
         && let Err(e) = api.delete_leftovers().await
     {
         eprintln!("warning: could not delete every session this run created: {e:#}");

@@ -156,7 +156,7 @@ pub struct Host {
 /// Everything one run produced: the JSON file's content.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// `git rev-parse --short HEAD` where the tool ran, or `unknown`.
+    /// `git rev-parse --short HEAD` of the repository the tool was built from, or `unknown`.
     pub commit: String,
     /// When the run started (UTC, RFC 3339).
     pub date: String,

@@ -1,6 +1,4 @@
-//! The server under test: a `sandbox-server` process this tool starts (temporary data
-//! directory, free loopback port, its own deployment id) or one already running; and a client
-//! for the REST calls the benchmark makes, which checks every answer.
+//! The server under test (started here or given by URL) and a checking client for its REST API.
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use reqwest::{Method, StatusCode};

@@ -1,6 +1,4 @@
-//! Session start: a warm-pool claim and a cold start, each timed to the session answering
-//! `running` and to its first `print(1)` finishing, against bare `docker run` and Docker API
-//! create + start + wait of the same image, measured in alternation with the cold starts.
+//! Session start, warm and cold, to `running` and to the first `print(1)`, against bare Docker.
 
 use crate::docker::{api_create_start_wait, ms_since, run_pass};
 use crate::report::{Metric, Target};

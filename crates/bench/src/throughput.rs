@@ -1,6 +1,4 @@
-//! Throughput: `print(1)` executions per second at rising concurrency, one session per worker,
-//! each level for a fixed time, against bare bwrap on the host at the same concurrency;
-//! escalation stops once the latency p99 doubles against the first level (concurrency 1).
+//! Throughput at rising concurrency (one session per worker) against bare bwrap on the host.
 
 use crate::docker::ms_since;
 use crate::host::bwrap_print_1;
@@ -64,7 +62,8 @@ fn level_metrics(prefix: &str, c: usize, l: &Level) -> Result<(Metric, Metric)> 
     ))
 }
 
-/// Runs every level (until the p99 rule stops it) and deletes the sessions it made.
+/// Runs every level, each for `secs` seconds, and deletes the sessions it made. Escalation stops
+/// once a level's latency p99 exceeds twice the first level's; the rest are reported skipped.
 pub async fn run(api: &Api, levels: &[usize], secs: f64, warmup: usize) -> Result<Vec<Metric>> {
     let mut sessions: Vec<String> = Vec::new();
     let outcome = run_levels(api, levels, secs, warmup, &mut sessions).await;

@@ -299,3 +299,25 @@ async fn process_limit_counts_only_the_execution() {
     }
     assert_eq!((r.status, r.stdout.as_str()), (ExecutionStatus::Completed, "b'forked\\n'\n"), "{r:?}");
 }
+
+/// Hundreds of executions in one sandbox: each leaves an orphan the executor (the container's
+/// PID 1) must collect, or the zombies fill the container's process limit (128) and nothing can
+/// start any more.
+#[tokio::test]
+async fn a_sandbox_runs_hundreds_of_executions_and_leaves_no_zombies() {
+    let sb = TestSandbox::start("python-basic").await;
+    for i in 0..300 {
+        let r = run(&sb, Language::Shell, "true").await;
+        assert_eq!(r.status, ExecutionStatus::Completed, "execution {i}: {r:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out =
+        std::process::Command::new("docker").args(["top", &sb.id, "-eo", "pid,stat,args"]).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    let zombies: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(1).is_some_and(|s| s.starts_with('Z')))
+        .collect();
+    assert!(zombies.is_empty(), "zombies left in the container:\n{table}");
+}

@@ -6,6 +6,7 @@ use crate::config::Limits;
 use crate::error::Error;
 use crate::lang::{self, Launch, RESULT_FD};
 use crate::outcome::{self, Ended, Exit};
+use crate::reaper::Reaper;
 use crate::registry::{Registry, Ticket};
 use crate::sandbox::bwrap::{BwrapOptions, DataFile, SystemMount};
 use crate::sandbox::cgroup::MemoryCgroup;
@@ -71,6 +72,8 @@ pub struct Engine {
     workspace: Arc<Workspace>,
     /// Every known execution.
     pub registry: Registry,
+    /// Collects the processes executions leave behind; knows the ones the engine waits for.
+    pub reaper: Arc<Reaper>,
     started: Instant,
 }
 
@@ -82,6 +85,7 @@ impl Engine {
             seccomp: crate::sandbox::seccomp::user_code_filter().to_bytes(),
             registry: Registry::new(retention, cfg.limits.max_concurrent),
             workspace,
+            reaper: Arc::new(Reaper::default()),
             started: Instant::now(),
             cfg,
         })
@@ -272,14 +276,19 @@ impl Engine {
         if let Some(tx) = &events {
             let _ = tx.send(StreamEvent::Started { execution_id: req.execution_id.clone(), started_at });
         }
-        let mut child = cmd.spawn()?;
+        let mut child = self.reaper.spawn_owned(|| cmd.spawn())?;
         // The child has its copies; ours must close so the pipes report end-of-file.
         drop((keep, data_fds, seccomp_fd, result_tx, status_tx));
         let pid = child.id() as libc::pid_t;
         let pidfd = rustix::process::pidfd_open(
             rustix::process::Pid::from_child(&child),
             rustix::process::PidfdFlags::empty(),
-        )?;
+        )
+        .inspect_err(|_| {
+            // Nothing here will wait for it: leave it to the reaper.
+            kill_tree(pid);
+            self.reaper.release(pid);
+        })?;
         // SAFETY: the OwnedFd is moved in and stays open, unchanged, for the AsyncFd's life.
         let exited = unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
             .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -302,7 +311,11 @@ impl Engine {
             tokio::select! {
                 guard = exited.readable() => {
                     let mut guard = guard?;
-                    match reap(pid)? {
+                    let reaped = reap(pid);
+                    if !matches!(reaped, Ok(None)) {
+                        self.reaper.release(pid);
+                    }
+                    match reaped? {
                         Some(done) => break done,
                         None => guard.clear_ready(),
                     }

@@ -7,6 +7,7 @@ pub mod engine;
 pub mod error;
 pub mod lang;
 pub mod outcome;
+pub mod reaper;
 pub mod registry;
 pub mod sandbox;
 pub mod server;

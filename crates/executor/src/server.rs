@@ -75,6 +75,8 @@ pub async fn start(cfg: &ExecutorConfig) -> Result<Arc<Engine>, StartError> {
     let engine = Engine::new(engine_cfg, cfg.result_retention)
         .map_err(|source| StartError::Workspace { path: cfg.workspace.clone(), source })?;
     let engine = Arc::new(engine);
+    // A signal handler for SIGCHLD; failing to install one is an I/O error like any other.
+    engine.reaper.clone().run()?;
     probe(&engine, probe_language).await?;
     Ok(engine)
 }

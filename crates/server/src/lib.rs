@@ -15,7 +15,6 @@ use sandbox_runtime::Runtime;
 use sandbox_runtime::docker::{DockerConfig, DockerRuntime};
 use sandbox_runtime::kubernetes::KubernetesRuntime;
 use service::executions::Recovery;
-use service::workspaces::Workspaces;
 use settings::{RuntimeKind, Settings};
 use state::AppState;
 use std::future::Future;
@@ -66,7 +65,7 @@ pub async fn serve(
     }
     let runtime = connect_runtime(&settings).await?;
     let workspaces =
-        Workspaces::connect(&settings.storage).await.context("connecting to workspace storage")?;
+        service::workspaces::connect(&settings.storage).await.context("connecting to workspace storage")?;
     let listen = settings.listen;
     let grace = Duration::from_secs(settings.lifecycle.shutdown_grace_sec);
     let state = AppState::new(settings, store, runtime, workspaces);

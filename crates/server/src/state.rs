@@ -7,7 +7,7 @@ use crate::service::lifecycle::Lifecycle;
 use crate::service::pools::Pools;
 use crate::service::sandboxes::Sandboxes;
 use crate::service::sessions::Sessions;
-use crate::service::workspaces::Workspaces;
+use crate::service::workspaces::WorkspaceStore;
 use crate::settings::Settings;
 use sandbox_runtime::Runtime;
 use sandbox_store::Store;
@@ -43,7 +43,7 @@ impl AppState {
         settings: Settings,
         store: Arc<dyn Store>,
         runtime: Arc<dyn Runtime>,
-        workspaces: Workspaces,
+        workspaces: Arc<dyn WorkspaceStore>,
     ) -> Self {
         let settings = Arc::new(settings);
         let metrics = Arc::new(Metrics::default());

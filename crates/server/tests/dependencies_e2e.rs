@@ -9,7 +9,7 @@ use common::{Server, eventually};
 use reqwest::{Method, StatusCode};
 use sandbox_e2e::pypi::TestIndex;
 use serde_json::{Value, json};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// An index with `sbx-hello` 1.0.0 and `sbx-greeter` 1.0.0 (which needs `sbx-hello>=1`).
@@ -52,6 +52,12 @@ fn installed(session: &Value) -> Vec<(String, String, bool)> {
 
 fn own(names: &[(&str, &str)]) -> Vec<(String, String, bool)> {
     names.iter().map(|(n, v)| (n.to_string(), v.to_string(), false)).collect()
+}
+
+/// A running `python-basic` session that installs from `index`.
+async fn session_on(srv: &Server, index: &TestIndex) -> String {
+    let body = json!({"template_id": "python-basic", "python_package_index_url": index.url()});
+    srv.create_session_with(&srv.key, body).await
 }
 
 async fn install(srv: &Server, id: &str, body: Value) -> (StatusCode, Value) {
@@ -251,12 +257,7 @@ async fn template_packages_are_reported_and_satisfy_requests_without_an_install(
 async fn one_install_at_a_time_and_packages_survive_sandbox_recreation() {
     let index = index().await;
     let srv = server().await;
-    let id = srv
-        .create_session_with(
-            &srv.key,
-            json!({"template_id": "python-basic", "python_package_index_url": index.url()}),
-        )
-        .await;
+    let id = session_on(&srv, &index).await;
 
     // A slow index keeps the first install busy: a second request for the session is a 409.
     index.set_delay(Duration::from_secs(3));
@@ -277,11 +278,7 @@ async fn one_install_at_a_time_and_packages_survive_sandbox_recreation() {
 
     // The sandbox dies: the new one mounts the same packages, nothing is installed again.
     let requests = index.requests();
-    Command::new("docker")
-        .args(["rm", "-f", &format!("sandbox-{id}")])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
+    common::lose_sandbox(&id);
     let out = recovered_output(&srv, &id).await;
     assert_eq!(out, "1.0.0\n");
     assert_eq!(index.requests(), requests, "no reinstall where the packages still are");
@@ -290,11 +287,7 @@ async fn one_install_at_a_time_and_packages_survive_sandbox_recreation() {
     // installed again, even though a newer one has been published since.
     index.publish("sbx-hello", "2.0.0", &[], "VERSION = '2.0.0'\n");
     std::fs::remove_dir_all(srv.dir.path().join("sessions").join(&id).join("deps")).unwrap();
-    Command::new("docker")
-        .args(["rm", "-f", &format!("sandbox-{id}")])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
+    common::lose_sandbox(&id);
     let out = recovered_output(&srv, &id).await;
     assert_eq!(out, "1.0.0\n");
     assert!(index.requests() > requests, "reinstalled from the index");
@@ -314,12 +307,7 @@ async fn recovered_output(srv: &Server, id: &str) -> String {
 async fn an_install_cut_short_by_a_control_plane_crash_ends_failed_not_installing() {
     let index = index().await;
     let mut srv = server().await;
-    let id = srv
-        .create_session_with(
-            &srv.key,
-            json!({"template_id": "python-basic", "python_package_index_url": index.url()}),
-        )
-        .await;
+    let id = session_on(&srv, &index).await;
     index.set_delay(Duration::from_secs(4));
     let url = srv.url(&format!("/api/v1/sessions/{id}/dependencies/install"));
     let pending = srv

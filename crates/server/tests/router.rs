@@ -10,6 +10,7 @@ use chrono::Utc;
 use http_body_util::BodyExt;
 use sandbox_core::model::{Session, SessionStatus};
 use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, Sandbox, SandboxInfo, SandboxSpec};
+use sandbox_server::service::workspaces::HostOnly;
 use sandbox_server::settings::Settings;
 use sandbox_server::state::AppState;
 use sandbox_server::{api, auth};
@@ -60,7 +61,7 @@ impl App {
         let env = vec![("SANDBOX_DATA_DIR".to_string(), dir.path().display().to_string())];
         let settings = Settings::load(None, env).unwrap();
         let (store, admin) = sandbox_server::prepare(&settings).await.unwrap();
-        let state = AppState::new(settings, store, Arc::new(NoContainers), Default::default());
+        let state = AppState::new(settings, store, Arc::new(NoContainers), Arc::new(HostOnly));
         App { state, admin: admin.expect("first start makes an admin key"), _dir: dir }
     }
 

@@ -9,7 +9,7 @@ use sandbox_core::WorkspacePath;
 use sandbox_e2e::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, TestS3};
 use sandbox_storage::WorkspaceBucket;
 use serde_json::{Value, json};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 async fn s3_server(s3: &TestS3, extra: &[(&str, &str)]) -> Server {
@@ -58,11 +58,7 @@ async fn finished_executions_are_in_the_bucket_and_survive_a_lost_sandbox() {
     assert_eq!(bytes, b"AB");
 
     // The node is lost: the container dies and the local workspace with it.
-    Command::new("docker")
-        .args(["rm", "-f", &format!("sandbox-{id}")])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
+    common::lose_sandbox(&id);
     let workspace = srv.dir.path().join("sessions").join(&id).join("workspace");
     for entry in std::fs::read_dir(&workspace).unwrap() {
         let path = entry.unwrap().path();

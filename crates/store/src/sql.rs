@@ -27,7 +27,16 @@ impl SqlStore {
     /// Connects to `url` (which `open` has checked names `dialect`) and migrates the schema.
     pub(crate) async fn connect(dialect: Dialect, url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new().connect(url).await.map_err(db)?;
+        let mut options = AnyPoolOptions::new();
+        if dialect == Dialect::Sqlite {
+            // In WAL mode `NORMAL` syncs at checkpoints rather than at every commit: the database
+            // stays consistent through any crash, and a power cut can lose only the last commits
+            // before it. Per connection, so set on each.
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move { conn.execute("PRAGMA synchronous = NORMAL").await.map(|_| ()) })
+            });
+        }
+        let pool = options.connect(url).await.map_err(db)?;
         if dialect == Dialect::Sqlite {
             // Kept in the file. sqlx already turns foreign keys on and waits 5 s on a busy database.
             pool.execute("PRAGMA journal_mode = WAL").await.map_err(db)?;
@@ -42,8 +51,8 @@ impl SqlStore {
         let sets = fields.iter().map(|(c, _)| format!("{c} = ?")).collect::<Vec<_>>().join(", ");
         let sql = format!("UPDATE {} SET {sets} WHERE id = ?", table.name);
         // MySQL counts matched rows, not changed ones: sqlx connects with CLIENT_FOUND_ROWS.
-        let done = bind(sqlx::query(&sql), fields).bind(id).execute(&self.pool).await.map_err(db)?;
-        Ok(done.rows_affected() > 0)
+        let done = self.affected(bind(sqlx::query(&sql), fields).bind(id)).await?;
+        Ok(done > 0)
     }
 
     /// The rows a query returns, each read by `read`.
@@ -54,6 +63,11 @@ impl SqlStore {
     /// The row a query returns, if any, read by `read`.
     async fn fetch_one<T>(&self, query: Query<'_>, read: fn(&AnyRow) -> Result<T>) -> Result<Option<T>> {
         query.fetch_optional(&self.pool).await.map_err(db)?.as_ref().map(read).transpose()
+    }
+
+    /// Runs a statement; how many rows it matched.
+    async fn affected(&self, query: Query<'_>) -> Result<u64> {
+        Ok(query.execute(&self.pool).await.map_err(db)?.rows_affected())
     }
 
     /// The `n` column of the one row a `COUNT(*) AS n` query returns.
@@ -128,13 +142,14 @@ impl Store for SqlStore {
     }
 
     async fn revoke_api_key(&self, id: &str, at: DateTime<Utc>) -> Result<bool> {
-        let done = sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ?")
-            .bind(at.timestamp_millis())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(done.rows_affected() > 0)
+        let done = self
+            .affected(
+                sqlx::query("UPDATE api_keys SET revoked_at = ? WHERE id = ?")
+                    .bind(at.timestamp_millis())
+                    .bind(id),
+            )
+            .await?;
+        Ok(done > 0)
     }
 
     async fn insert_template(&self, t: &Template) -> Result<()> {
@@ -159,8 +174,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_template(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM templates WHERE id = ?").bind(id).execute(&self.pool).await;
-        Ok(done.map_err(db)?.rows_affected() > 0)
+        Ok(self.affected(sqlx::query("DELETE FROM templates WHERE id = ?").bind(id)).await? > 0)
     }
 
     async fn insert_session(&self, s: &Session) -> Result<()> {
@@ -224,17 +238,14 @@ impl Store for SqlStore {
     }
 
     async fn begin_dependency_install(&self, id: &str, at: DateTime<Utc>) -> Result<bool> {
-        let done = sqlx::query(
+        let q = sqlx::query(
             "UPDATE sessions SET dependency_install_status = 'installing', dependency_install_started_at = ?, \
              dependency_install_error = NULL, updated_at = ? WHERE id = ? AND dependency_install_status <> 'installing'",
         )
         .bind(at.timestamp_millis())
         .bind(at.timestamp_millis())
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(done.rows_affected() > 0)
+        .bind(id);
+        Ok(self.affected(q).await? > 0)
     }
 
     async fn finish_dependency_install(&self, s: &Session, started_at: DateTime<Utc>) -> Result<bool> {
@@ -255,13 +266,10 @@ impl Store for SqlStore {
             "UPDATE sessions SET {sets} WHERE id = ? AND dependency_install_status = 'installing' \
              AND dependency_install_started_at = ?"
         );
-        let done = bind(sqlx::query(&sql), fields)
-            .bind(&s.id)
-            .bind(started_at.timestamp_millis())
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(done.rows_affected() > 0)
+        let done = self
+            .affected(bind(sqlx::query(&sql), fields).bind(&s.id).bind(started_at.timestamp_millis()))
+            .await?;
+        Ok(done > 0)
     }
 
     async fn sessions_installing_dependencies(&self) -> Result<Vec<Session>> {
@@ -272,13 +280,13 @@ impl Store for SqlStore {
     }
 
     async fn touch_session(&self, id: &str, at: DateTime<Utc>) -> Result<()> {
-        sqlx::query("UPDATE sessions SET last_activity_at = ?, updated_at = ? WHERE id = ?")
-            .bind(at.timestamp_millis())
-            .bind(at.timestamp_millis())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
+        self.affected(
+            sqlx::query("UPDATE sessions SET last_activity_at = ?, updated_at = ? WHERE id = ?")
+                .bind(at.timestamp_millis())
+                .bind(at.timestamp_millis())
+                .bind(id),
+        )
+        .await?;
         Ok(())
     }
 
@@ -400,17 +408,18 @@ impl Store for SqlStore {
                 return Ok(None);
             }
             for mut candidate in candidates {
-                let won = sqlx::query(
-                    "UPDATE pool_sandboxes SET state = ?, claimed_at = ? WHERE id = ? AND state = ?",
-                )
-                .bind(PoolState::Claimed.as_str())
-                .bind(at.timestamp_millis())
-                .bind(&candidate.id)
-                .bind(PoolState::Ready.as_str())
-                .execute(&self.pool)
-                .await
-                .map_err(db)?;
-                if won.rows_affected() == 1 {
+                let won = self
+                    .affected(
+                        sqlx::query(
+                            "UPDATE pool_sandboxes SET state = ?, claimed_at = ? WHERE id = ? AND state = ?",
+                        )
+                        .bind(PoolState::Claimed.as_str())
+                        .bind(at.timestamp_millis())
+                        .bind(&candidate.id)
+                        .bind(PoolState::Ready.as_str()),
+                    )
+                    .await?;
+                if won == 1 {
                     candidate.state = PoolState::Claimed;
                     candidate.claimed_at = Some(at);
                     return Ok(Some(candidate));
@@ -420,8 +429,7 @@ impl Store for SqlStore {
     }
 
     async fn delete_pool_sandbox(&self, id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM pool_sandboxes WHERE id = ?").bind(id).execute(&self.pool).await;
-        Ok(done.map_err(db)?.rows_affected() > 0)
+        Ok(self.affected(sqlx::query("DELETE FROM pool_sandboxes WHERE id = ?").bind(id)).await? > 0)
     }
 
     async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
@@ -429,18 +437,15 @@ impl Store for SqlStore {
         let expires_at = now.saturating_add(sql_int(ttl.as_millis()));
         // Renew our lease or take over an expired one. MySQL reports matched rows (sqlx connects
         // with CLIENT_FOUND_ROWS), so a renewal that changes nothing still counts.
-        let taken = sqlx::query(
+        let taken = self.affected(sqlx::query(
             "UPDATE leases SET holder = ?, expires_at = ? WHERE name = ? AND (holder = ? OR expires_at < ?)",
         )
         .bind(holder)
         .bind(expires_at)
         .bind(name)
         .bind(holder)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        if taken.rows_affected() > 0 {
+        .bind(now)).await?;
+        if taken > 0 {
             return Ok(true);
         }
         // No row, or another holder's live lease: only creating the row can still win.
@@ -459,12 +464,10 @@ impl Store for SqlStore {
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?")
-            .bind(name)
-            .bind(holder)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
+        self.affected(
+            sqlx::query("DELETE FROM leases WHERE name = ? AND holder = ?").bind(name).bind(holder),
+        )
+        .await?;
         Ok(())
     }
 }

@@ -10,7 +10,10 @@ use crate::spec::{InstallerOutcome, InstallerSpec, SandboxInfo, SandboxSpec, San
 use crate::{ExecutorClient, HostCapacity, Runtime, RuntimeError, Sandbox};
 use async_trait::async_trait;
 use bollard::Docker;
-use bollard::models::{ContainerInspectResponse, ContainerStateStatusEnum, HealthStatusEnum};
+use bollard::models::{
+    ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, ContainerSummaryStateEnum,
+    HealthStatusEnum,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
@@ -206,6 +209,37 @@ fn info_from_inspect(c: ContainerInspectResponse) -> SandboxInfo {
     }
 }
 
+/// A running container as the listing shows it.
+fn info_from_summary(c: ContainerSummary) -> SandboxInfo {
+    let status = c.status.unwrap_or_default();
+    let health = if status.contains("(healthy)") {
+        "healthy"
+    } else if status.contains("(unhealthy)") {
+        "unhealthy"
+    } else if status.contains("(health: starting)") {
+        "starting"
+    } else {
+        "unknown"
+    };
+    SandboxInfo {
+        id: c.id.unwrap_or_default(),
+        name: c
+            .names
+            .and_then(|n| n.into_iter().next())
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
+        state: SandboxState::Running,
+        health: health.to_owned(),
+        created_at: c.created.and_then(|t| chrono::DateTime::from_timestamp(t, 0)),
+        image: c.image.unwrap_or_default(),
+        labels: c.labels.unwrap_or_default().into_iter().collect(),
+        exit_code: None,
+        oom_killed: false,
+        finished_at: None,
+    }
+}
+
 #[async_trait]
 impl Runtime for DockerRuntime {
     fn name(&self) -> &'static str {
@@ -253,11 +287,15 @@ impl Runtime for DockerRuntime {
         let summaries = self.docker.list_containers(Some(opts)).await.map_err(engine_error)?;
         let mut out = Vec::with_capacity(summaries.len());
         for s in summaries {
-            if let Some(id) = s.id {
-                // Inspect for the full picture; a container removed meanwhile is skipped.
-                if let Some(info) = self.status(&id).await? {
-                    out.push(info);
-                }
+            let Some(id) = s.id.clone() else { continue };
+            if s.state == Some(ContainerSummaryStateEnum::RUNNING) {
+                // The listing says all a running container has to say: no inspect per sandbox
+                // in every reconciliation pass.
+                out.push(info_from_summary(s));
+            } else if let Some(info) = self.status(&id).await? {
+                // A stopped one: its exit code, OOM kill and end time need an inspect (one
+                // removed meanwhile is skipped).
+                out.push(info);
             }
         }
         Ok(out)

@@ -112,10 +112,13 @@ impl Executions {
         let session = self.sessions.get_running(caller, session_id).await?;
         let client = self.sessions.executor(&session).await?;
         let slot = self.sessions.begin_execution(&session.id)?;
+        // Recorded as running before it starts (it is handed to the executor at once): whatever
+        // happens next, there is a row to finish, and one write fewer on the way.
+        let now = Utc::now();
         let execution = Execution {
             id: ids::execution_id(),
             session_id: session.id.clone(),
-            status: ExecutionStatus::Pending,
+            status: ExecutionStatus::Running,
             language: req.language,
             code: req.code,
             event: req.event,
@@ -128,12 +131,11 @@ impl Executions {
             artifacts: Vec::new(),
             metrics: None,
             retry_count: 0,
-            created_at: Utc::now(),
-            started_at: None,
+            created_at: now,
+            started_at: Some(now),
             completed_at: None,
             execution_time: None,
         };
-        // Recorded before it starts: whatever happens next, there is a row to finish.
         self.store.insert_execution(&execution).await?;
         let (tx, rx) = if stream {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -167,12 +169,6 @@ impl Executions {
         _slot: ExecutionSlot,
     ) -> Execution {
         let clock = Instant::now();
-        e.status = ExecutionStatus::Running;
-        e.started_at = Some(Utc::now());
-        if let Err(err) = self.store.update_execution(&e).await {
-            tracing::warn!(execution_id = %e.id, error = %err, "could not mark execution running");
-        }
-        self.sessions.touch(&session.id).await;
         let req = request_for(&e, &session);
         let outcome = match events {
             None => client.execute(&req).await,
@@ -196,7 +192,10 @@ impl Executions {
             }
         }
         self.finish(Some(&client), &e).await;
-        self.sessions.touch(&session.id).await;
+        // Activity is bookkeeping for the idle timeout (which never ends a session with an
+        // execution in flight): it need not delay the answer.
+        let (sessions, id) = (self.sessions.clone(), session.id.clone());
+        tokio::spawn(async move { sessions.touch(&id).await });
         self.metrics.execution(e.language.as_str(), e.status.as_str(), clock.elapsed());
         tracing::info!(execution_id = %e.id, session_id = %session.id, status = %e.status, "execution finished");
         self.untrack(&e.id);
@@ -221,8 +220,10 @@ impl Executions {
     async fn finish(&self, client: Option<&ExecutorClient>, e: &Execution) {
         match self.store.update_execution(e).await {
             Ok(_) => {
-                if let Some(client) = client {
-                    let _ = client.forget(&e.id).await;
+                if let Some(client) = client.cloned() {
+                    // Stored: the executor's copy may go, after the answer.
+                    let id = e.id.clone();
+                    tokio::spawn(async move { client.forget(&id).await });
                 }
             }
             Err(err) => {

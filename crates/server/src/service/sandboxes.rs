@@ -2,7 +2,7 @@
 //! spec handed to the runtime, and the client for its executor.
 
 use crate::service::disk::WorkspaceDisks;
-use crate::service::workspaces::Workspaces;
+use crate::service::workspaces::WorkspaceStore;
 use crate::settings::{DiskEnforcement, RuntimeKind, Settings};
 use sandbox_core::{CpuQuantity, MemoryQuantity};
 use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, Sandbox, SandboxSpec, labels};
@@ -30,12 +30,16 @@ pub struct Sandboxes {
     runtime: Arc<dyn Runtime>,
     disks: WorkspaceDisks,
     deployment: String,
-    workspaces: Workspaces,
+    workspaces: Arc<dyn WorkspaceStore>,
 }
 
 impl Sandboxes {
     /// The service.
-    pub fn new(settings: Arc<Settings>, runtime: Arc<dyn Runtime>, workspaces: Workspaces) -> Self {
+    pub fn new(
+        settings: Arc<Settings>,
+        runtime: Arc<dyn Runtime>,
+        workspaces: Arc<dyn WorkspaceStore>,
+    ) -> Self {
         // A cluster enforces disk limits itself (ephemeral storage, volume sizes).
         let enforcement = match settings.runtime {
             RuntimeKind::Docker => settings.limits.disk_enforcement,
@@ -130,8 +134,8 @@ impl Sandboxes {
     }
 
     /// The durable copy of workspaces.
-    pub fn workspaces(&self) -> &Workspaces {
-        &self.workspaces
+    pub fn workspaces(&self) -> &dyn WorkspaceStore {
+        self.workspaces.as_ref()
     }
 
     /// Removes everything of session `id` on the host: its disk and directories.

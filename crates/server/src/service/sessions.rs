@@ -137,6 +137,9 @@ pub struct Sessions {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Executions in flight per session, in this process.
     running: Mutex<HashMap<String, usize>>,
+    /// Executor clients by session, with the container each was made for: a client keeps its
+    /// connections to the executor open from one execution to the next.
+    clients: Mutex<HashMap<String, (Option<String>, ExecutorClient)>>,
     capacity: tokio::sync::Mutex<Option<(Instant, Option<HostCapacity>)>>,
 }
 
@@ -161,6 +164,7 @@ impl Sessions {
             dependencies,
             locks: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
             capacity: tokio::sync::Mutex::new(None),
         }
     }
@@ -172,20 +176,31 @@ impl Sessions {
     }
 
     /// The durable copy of workspaces.
-    pub fn workspaces(&self) -> &crate::service::workspaces::Workspaces {
+    pub fn workspaces(&self) -> &dyn crate::service::workspaces::WorkspaceStore {
         self.sandboxes.workspaces()
     }
 
     /// A client for a session's executor: 503 `sandbox_unavailable` when the runtime cannot say
     /// where it is.
     pub async fn executor(&self, s: &Session) -> Result<ExecutorClient, ApiError> {
-        self.sandboxes.executor(&s.id).await.map_err(|e| {
+        if let Some((container, client)) = self.clients().get(&s.id)
+            && *container == s.container_id
+        {
+            return Ok(client.clone());
+        }
+        let client = self.sandboxes.executor(&s.id).await.map_err(|e| {
             ApiError::unavailable(
                 "sandbox_unavailable",
                 format!("the session's sandbox cannot be reached: {e}"),
                 5,
             )
-        })
+        })?;
+        self.clients().insert(s.id.clone(), (s.container_id.clone(), client.clone()));
+        Ok(client)
+    }
+
+    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<String>, ExecutorClient)>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Resolves the request against its template and the configured maxima.
@@ -579,6 +594,7 @@ impl Sessions {
         let lock = self.lock_for(&s.id);
         let _guard = lock.lock().await;
         let mut s = self.store.session(&s.id).await?.unwrap_or(s);
+        self.clients().remove(&s.id);
         if s.status.is_final() {
             return Ok(s);
         }

@@ -150,6 +150,16 @@ impl Drop for Server {
     }
 }
 
+/// Removes a session's sandbox container behind the server's back (a lost node, a crash).
+pub fn lose_sandbox(session_id: &str) {
+    let status = Command::new("docker")
+        .args(["rm", "-f", &format!("sandbox-{session_id}")])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "docker rm of the sandbox of {session_id}");
+}
+
 /// Polls `check` every 200 ms until it yields a value, failing after `limit` with `what`.
 pub async fn eventually<T, F: Future<Output = Option<T>>>(
     limit: Duration,
