@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, clippy, the whole test suite (unit tests, the SQLite and
 # MariaDB store tests, and the end-to-end tests against real containers), then the live checks
-# (conformance corpus and schemathesis against a running server on MariaDB). Expects
+# (conformance corpus and schemathesis against a running server on MariaDB), then a quick
+# benchmark run that must succeed. Expects
 # scripts/setup.sh to have run once; it makes sure the services are up and the images match the
 # current executor.
 set -euo pipefail
@@ -18,3 +19,9 @@ echo "[test] cargo nextest: tests that need the machine to themselves (they kill
 cargo nextest run --workspace --profile ci -E 'binary(exclusive_e2e)' --test-threads 1 "$@"
 echo "[test] live checks"
 scripts/live-checks.sh
+echo "[test] benchmark, quick: every section runs and succeeds (timings are not judged on CI machines)"
+cargo build --quiet -p sandbox-server -p sandbox-bench
+target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+bench_out="$(mktemp -d)"
+"$target_dir/debug/sandbox-bench" --quick --server-bin "$target_dir/debug/sandbox-server" --json "$bench_out/bench.json"
+rm -rf "$bench_out"

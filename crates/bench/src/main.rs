@@ -99,7 +99,8 @@ struct Cli {
     #[arg(long, default_value_t = 2)]
     density_concurrency: usize,
     /// S3 endpoint (loopback) for the `s3` file rows; the server is started with
-    /// `SANDBOX_STORAGE__MODE=s3` and these settings.
+    /// `SANDBOX_STORAGE__MODE=s3` and these settings. Without it, an S3 server (s3s-fs) runs in
+    /// this process on loopback for those rows.
     #[arg(long, requires_all = ["s3_bucket", "s3_access_key", "s3_secret_key"])]
     s3_endpoint: Option<String>,
     /// S3 bucket (must exist).
@@ -111,6 +112,16 @@ struct Cli {
     /// S3 secret access key.
     #[arg(long, requires = "s3_endpoint", env = "SANDBOX_BENCH_S3_SECRET_KEY", hide_env_values = true)]
     s3_secret_key: Option<String>,
+    /// Skip the `s3` file rows instead of starting an S3 server in this process.
+    #[arg(long, conflicts_with = "s3_endpoint")]
+    no_s3: bool,
+}
+
+impl Cli {
+    /// Whether the run includes `section`.
+    fn only_or_all(&self, section: Section) -> bool {
+        self.only.is_empty() || self.only.contains(&section)
+    }
 }
 
 fn parse_env_pair(s: &str) -> Result<(String, String), String> {
@@ -139,6 +150,7 @@ struct Plan {
     density_settle_secs: u64,
     image: String,
     server: String,
+    /// Whether the `s3` file rows run.
     s3: bool,
 }
 
@@ -167,7 +179,7 @@ impl Plan {
             density_settle_secs: if q { 1 } else { 10 },
             image: cli.image.clone(),
             server,
-            s3: cli.s3_endpoint.is_some(),
+            s3: false,
         };
         ensure!(
             plan.start_samples > 0 && plan.exec_samples > 0 && plan.file_samples > 0,
@@ -470,6 +482,8 @@ async fn preflight(docker: &bollard::Docker, image: &str) -> Result<()> {
 
 async fn main_inner(cli: Cli) -> Result<Report> {
     let started = chrono::Utc::now();
+    // The in-process S3 server, when this run starts one: it lives as long as the run.
+    let mut _s3_server = None;
     let subject = match &cli.url {
         Some(url) => {
             ensure_loopback("--url", url)?;
@@ -499,7 +513,19 @@ async fn main_inner(cli: Cli) -> Result<Report> {
                         ("SANDBOX_STORAGE__S3__SECRET_ACCESS_KEY".into(), v(&cli.s3_secret_key)),
                     ])
                 }
-                None => None,
+                None if cli.no_s3 || !cli.only_or_all(Section::Files) => None,
+                None => {
+                    let s3 = sandbox_e2e::s3::TestS3::start().await;
+                    let env = vec![
+                        ("SANDBOX_STORAGE__MODE".into(), "s3".into()),
+                        ("SANDBOX_STORAGE__S3__ENDPOINT".into(), s3.endpoint()),
+                        ("SANDBOX_STORAGE__S3__BUCKET".into(), sandbox_e2e::s3::BUCKET.into()),
+                        ("SANDBOX_STORAGE__S3__ACCESS_KEY_ID".into(), sandbox_e2e::s3::ACCESS_KEY.into()),
+                        ("SANDBOX_STORAGE__S3__SECRET_ACCESS_KEY".into(), sandbox_e2e::s3::SECRET_KEY.into()),
+                    ];
+                    _s3_server = Some(s3);
+                    Some(env)
+                }
             };
             Subject::Own { bin, extra_env: cli.server_env.clone(), s3_env }
         }
@@ -508,7 +534,8 @@ async fn main_inner(cli: Cli) -> Result<Report> {
         Subject::Own { bin, .. } => format!("started {}", bin.display()),
         Subject::Given { api, .. } => format!("given {}", api.base()),
     };
-    let plan = Plan::from(&cli, server)?;
+    let mut plan = Plan::from(&cli, server)?;
+    plan.s3 = matches!(subject, Subject::Own { s3_env: Some(_), .. });
     let docker = docker::connect().await?;
     preflight(&docker, &plan.image).await?;
     let host = host_info(&docker).await?;
