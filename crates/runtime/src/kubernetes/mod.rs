@@ -1,22 +1,28 @@
 //! The Kubernetes backend (kube-rs): one hardened pod per sandbox; the control plane reaches the
 //! executor over TCP at the pod's IP with a per-sandbox bearer token kept in a Secret.
 //!
-//! A sandbox's id is its pod's name (derived from the sandbox name by [`objects::pod_name`]); the
-//! token Secret (`<pod>-token`) and workspace claim (`<pod>-workspace`) are named after it, so
-//! [`Runtime::remove`] needs nothing but the id. Creating a sandbox makes the Secret, the claim
-//! (in `pvc` mode) and the pod, then *watches* the pod (re-watching when the stream ends or
-//! fails) until it is Ready — its readiness probe is the executor's TCP port, which the executor
-//! opens only after proving its sandbox works — and finally checks the executor's health with
-//! the token. Failures that will not heal (unschedulable, image pull errors, refused
-//! configuration, the pod failing) end the wait at once with Kubernetes' reason and message;
-//! whatever was created is deleted again, also when the caller gives up and drops the future.
+//! A sandbox's id is its pod's name, a fixed-length hash of the whole sandbox name
+//! ([`objects::pod_name`]); the token Secret (`<pod>-token`) and workspace claim
+//! (`<pod>-workspace`) are named after it, so [`Runtime::remove`] needs nothing but the id. Every
+//! object also carries the sandbox name verbatim (annotation `io.sandbox.sandbox`), and the
+//! backend reads, changes or deletes an object only after that annotation shows it belongs to
+//! the sandbox in question ([`objects::owner`]); deletions name the object's uid, so an object
+//! that replaced it under the same name is left alone.
+//!
+//! Creating a sandbox makes the Secret, the claim (in `pvc` mode) and the pod, then *watches* the
+//! pod (re-watching when the stream ends or fails) until it is Ready — its readiness probe is the
+//! executor's TCP port, which the executor opens only after proving its sandbox works — and
+//! finally checks the executor's health with the token. Failures that will not heal
+//! (unschedulable, image pull errors, refused configuration, the pod failing) end the wait at
+//! once with Kubernetes' reason and message; what this create made, and nothing else, is deleted
+//! again, also when the caller gives up and drops the future.
 
 pub mod config;
 pub mod objects;
 mod pod_state;
 
 pub use config::KubernetesConfig;
-pub use objects::{ControlPlaneSelector, Names, network_policy};
+pub use objects::{ControlPlaneSelector, Names, SandboxObject, network_policy};
 
 use crate::spec::{SandboxInfo, SandboxSpec};
 use crate::{ExecutorClient, Runtime, RuntimeError, Sandbox, labels};
@@ -25,12 +31,14 @@ use config::ClientSource;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, Preconditions};
 use kube::runtime::watcher;
-use kube::{Client, Config};
+use kube::{Client, Config, Resource};
 use pod_state::Progress;
 use sandbox_executor_client::ClientError;
+use serde::de::DeserializeOwned;
 use std::collections::HashMap;
+use std::fmt::Debug;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,8 +48,18 @@ const REMOVE_GRACE_SECS: u32 = 1;
 /// Where [`Runtime::executor`] points before it knows a sandbox: connecting fails at once.
 const UNRESOLVED: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
 
-/// Executor clients by pod name.
-type ExecutorCache = Arc<Mutex<HashMap<String, ExecutorClient>>>;
+/// An executor this replica knows.
+#[derive(Clone)]
+struct Known {
+    /// The sandbox's pod.
+    pod: String,
+    /// A client for its executor.
+    client: ExecutorClient,
+}
+
+/// Known executors by sandbox name (never by a name derived from it: the first naming scheme
+/// gave two sandboxes the same pod name).
+type ExecutorCache = Arc<Mutex<HashMap<String, Known>>>;
 
 /// The Kubernetes backend.
 pub struct KubernetesRuntime {
@@ -69,35 +87,131 @@ impl Apis {
         }
     }
 
-    /// Deletes the pod, then its Secret and claim; objects already gone are fine.
-    async fn delete_all(&self, names: &Names) -> Result<(), RuntimeError> {
-        let dp = DeleteParams::default().grace_period(REMOVE_GRACE_SECS);
-        ignore_missing(self.pods.delete(&names.pod, &dp).await.map(drop), "delete pod")?;
-        ignore_missing(self.secrets.delete(&names.secret, &dp).await.map(drop), "delete secret")?;
-        ignore_missing(self.pvcs.delete(&names.pvc, &dp).await.map(drop), "delete claim")
+    /// Deletes the pod `names.pod`, then its Secret and claim, each only if it belongs to a
+    /// sandbox whose objects have these names ([`objects::owner`]); objects already gone are
+    /// fine. Tries all three, and reports the first failure.
+    async fn remove_owned(&self, names: &Names) -> Result<(), RuntimeError> {
+        let pod = delete_owned(&self.pods, &names.pod, REMOVE_GRACE_SECS).await;
+        let secret = delete_owned(&self.secrets, &names.secret, REMOVE_GRACE_SECS).await;
+        let pvc = delete_owned(&self.pvcs, &names.pvc, REMOVE_GRACE_SECS).await;
+        pod.and(secret).and(pvc)
     }
 
-    /// Reads the executor address and token of a running sandbox.
-    async fn resolve(&self, names: &Names, port: u16) -> Result<ExecutorClient, RuntimeError> {
-        let pod = self.pods.get_opt(&names.pod).await.map_err(|e| api_error("read pod", e))?;
-        let pod =
-            pod.ok_or_else(|| RuntimeError::Engine(format!("sandbox pod {} does not exist", names.pod)))?;
-        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).and_then(|ip| ip.parse().ok());
-        let ip =
-            ip.ok_or_else(|| RuntimeError::Engine(format!("sandbox pod {} has no IP address", names.pod)))?;
-        let secret = self.secrets.get_opt(&names.secret).await.map_err(|e| api_error("read secret", e))?;
-        let token = secret.as_ref().and_then(token_of).ok_or_else(|| {
-            RuntimeError::Engine(format!("secret {} with the executor token does not exist", names.secret))
-        })?;
-        Ok(ExecutorClient::tcp(SocketAddr::new(ip, port), token))
+    /// Reads the executor address and token of the sandbox `sandbox` from its pod and Secret,
+    /// under its names or the first scheme's (pods made before names were hashes).
+    async fn resolve(&self, sandbox: &str, port: u16) -> Result<Known, RuntimeError> {
+        for names in Names::candidates(sandbox) {
+            let Some(pod) = get_owned(&self.pods, &names.pod, sandbox).await? else { continue };
+            let ip = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).and_then(|ip| ip.parse().ok());
+            let ip = ip.ok_or_else(|| {
+                RuntimeError::Engine(format!("sandbox pod {} has no IP address", names.pod))
+            })?;
+            let secret = get_owned(&self.secrets, &names.secret, sandbox).await?;
+            let token = secret.as_ref().and_then(token_of).ok_or_else(|| {
+                RuntimeError::Engine(format!(
+                    "secret {} with the executor token does not exist",
+                    names.secret
+                ))
+            })?;
+            let client = ExecutorClient::tcp(SocketAddr::new(ip, port), token);
+            return Ok(Known { pod: names.pod, client });
+        }
+        Err(RuntimeError::Engine(format!("sandbox pod {} does not exist", objects::pod_name(sandbox))))
     }
 }
 
-/// Deletes a half-created sandbox when dropped armed: a failed create disarms it after cleaning
-/// up itself; a create future dropped mid-way (the caller's timeout) leaves the cleanup to a task.
+/// Reads `name` from `api`: `None` unless it exists and belongs to the sandbox `sandbox`.
+async fn get_owned<K>(api: &Api<K>, name: &str, sandbox: &str) -> Result<Option<K>, RuntimeError>
+where
+    K: SandboxObject + Clone + DeserializeOwned + Debug,
+{
+    let found = api.get_opt(name).await.map_err(|e| api_error(&format!("read {}", K::WHAT), e))?;
+    Ok(found.filter(|o| objects::owner(o) == Some(sandbox)))
+}
+
+/// Deletes `name` from `api` if it belongs to a sandbox whose objects are named so, and only
+/// the very object read (its uid); a missing one is fine, anything else is left alone.
+async fn delete_owned<K>(api: &Api<K>, name: &str, grace: u32) -> Result<(), RuntimeError>
+where
+    K: SandboxObject + Clone + DeserializeOwned + Debug,
+{
+    let found = api.get_opt(name).await.map_err(|e| api_error(&format!("read {}", K::WHAT), e))?;
+    match found {
+        Some(o) if objects::owner(&o).is_some() => delete_exact(api, &Made::of(&o), grace).await,
+        Some(_) => {
+            tracing::warn!(name, kind = K::WHAT, "not a sandbox's object; left alone");
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// Deletes `made` from `api` if the name still holds that object (its uid): gone (404) or
+/// replaced by another object (409, the precondition failed) is fine.
+async fn delete_exact<K>(api: &Api<K>, made: &Made, grace: u32) -> Result<(), RuntimeError>
+where
+    K: SandboxObject + Clone + DeserializeOwned + Debug,
+{
+    let dp = DeleteParams {
+        grace_period_seconds: Some(grace),
+        preconditions: Some(Preconditions { uid: made.uid.clone(), resource_version: None }),
+        ..Default::default()
+    };
+    match api.delete(&made.name, &dp).await {
+        Err(e) if !is_status(&e, 404) && !is_status(&e, 409) => {
+            Err(api_error(&format!("delete {}", K::WHAT), e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// One object by name and uid.
+#[derive(Debug)]
+struct Made {
+    name: String,
+    uid: Option<String>,
+}
+
+impl Made {
+    fn of<K: Resource>(obj: &K) -> Self {
+        Made { name: obj.meta().name.clone().unwrap_or_default(), uid: obj.meta().uid.clone() }
+    }
+}
+
+/// What one create has made so far.
+#[derive(Debug, Default)]
+struct MadeSandbox {
+    secret: Option<Made>,
+    pvc: Option<Made>,
+    pod: Option<Made>,
+}
+
+impl MadeSandbox {
+    /// Deletes what was made, the pod first; tries all, reports the first failure.
+    async fn undo(&self, apis: &Apis) -> Result<(), RuntimeError> {
+        async fn one<K>(api: &Api<K>, made: Option<&Made>) -> Result<(), RuntimeError>
+        where
+            K: SandboxObject + Clone + DeserializeOwned + Debug,
+        {
+            match made {
+                Some(m) => delete_exact(api, m, REMOVE_GRACE_SECS).await,
+                None => Ok(()),
+            }
+        }
+        let pod = one(&apis.pods, self.pod.as_ref()).await;
+        let secret = one(&apis.secrets, self.secret.as_ref()).await;
+        let pvc = one(&apis.pvcs, self.pvc.as_ref()).await;
+        pod.and(secret).and(pvc)
+    }
+}
+
+/// Deletes what a create made when dropped armed: a failed create disarms it after cleaning up
+/// itself; a create future dropped mid-way (the caller's timeout) leaves the cleanup to a task.
 struct CleanupGuard {
     apis: Option<Apis>,
-    names: Names,
+    /// The pod's name, for the log.
+    pod: String,
+    made: MadeSandbox,
 }
 
 impl CleanupGuard {
@@ -107,7 +221,7 @@ impl CleanupGuard {
 
     async fn run(mut self) {
         if let Some(apis) = self.apis.take() {
-            cleanup(apis, self.names.clone()).await;
+            cleanup(apis, std::mem::take(&mut self.pod), std::mem::take(&mut self.made)).await;
         }
     }
 }
@@ -117,14 +231,14 @@ impl Drop for CleanupGuard {
         if let Some(apis) = self.apis.take()
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {
-            handle.spawn(cleanup(apis, self.names.clone()));
+            handle.spawn(cleanup(apis, std::mem::take(&mut self.pod), std::mem::take(&mut self.made)));
         }
     }
 }
 
-async fn cleanup(apis: Apis, names: Names) {
-    if let Err(e) = apis.delete_all(&names).await {
-        tracing::warn!(pod = %names.pod, error = %e, "could not remove a sandbox that failed to start");
+async fn cleanup(apis: Apis, pod: String, made: MadeSandbox) {
+    if let Err(e) = made.undo(&apis).await {
+        tracing::warn!(pod = %pod, error = %e, "could not remove a sandbox that failed to start");
     }
 }
 
@@ -139,13 +253,6 @@ fn api_error(what: &str, e: kube::Error) -> RuntimeError {
 
 fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
-}
-
-fn ignore_missing(r: Result<(), kube::Error>, what: &str) -> Result<(), RuntimeError> {
-    match r {
-        Err(e) if !is_status(&e, 404) => Err(api_error(what, e)),
-        _ => Ok(()),
-    }
 }
 
 fn token_of(secret: &Secret) -> Option<String> {
@@ -171,14 +278,18 @@ fn watch_forbidden(e: &watcher::Error) -> bool {
     }
 }
 
-/// The label selector for managed sandboxes carrying all of `wanted`.
+/// The label selector for managed sandboxes carrying all of `wanted` (values as
+/// [`objects::label_value`] stores them, so a selection may hold more than `wanted`: compare the
+/// full values afterwards).
 fn selector(wanted: &[(&str, &str)]) -> Result<String, RuntimeError> {
     let mut s = format!("{}=true", labels::MANAGED);
     for (k, v) in wanted {
-        if !objects::is_label_key(k) || !objects::is_label_value(v) {
-            return Err(RuntimeError::Invalid(format!("label {k}={v:?} is not a valid Kubernetes label")));
+        if !objects::is_label_key(k) {
+            return Err(RuntimeError::Invalid(format!(
+                "label key {k:?} is not a valid Kubernetes label key"
+            )));
         }
-        s.push_str(&format!(",{k}={v}"));
+        s.push_str(&format!(",{k}={}", objects::label_value(v)));
     }
     Ok(s)
 }
@@ -255,20 +366,28 @@ impl KubernetesRuntime {
     }
 
     /// Learns the executor address and token of every running managed pod (one list of pods and
-    /// one of Secrets), so [`Runtime::executor`] answers for them; returns how many it knows.
+    /// one of Secrets, each pod paired with the Secret of the same sandbox), so
+    /// [`Runtime::executor`] answers for them; returns how many it knows.
     pub async fn refresh_executors(&self) -> Result<usize, RuntimeError> {
         let lp = ListParams::default().labels(&selector(&[])?);
         let pods = self.apis.pods.list(&lp).await.map_err(|e| api_error("list pods", e))?;
         let secrets = self.apis.secrets.list(&lp).await.map_err(|e| api_error("list secrets", e))?;
-        let tokens: HashMap<String, String> =
-            secrets.items.iter().filter_map(|s| Some((s.metadata.name.clone()?, token_of(s)?))).collect();
+        let tokens: HashMap<&str, (&str, String)> = secrets
+            .items
+            .iter()
+            .filter_map(|s| Some((s.metadata.name.as_deref()?, (objects::owner(s)?, token_of(s)?))))
+            .collect();
         let mut cache = self.executors.lock().expect("executor cache lock");
         for pod in &pods.items {
-            let Some(name) = pod.metadata.name.as_deref() else { continue };
+            let (Some(name), Some(sandbox)) = (pod.metadata.name.as_deref(), objects::owner(pod)) else {
+                continue;
+            };
             let ip = pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).and_then(|ip| ip.parse().ok());
-            if let (Some(ip), Some(token)) = (ip, tokens.get(&Names::for_pod(name).secret)) {
-                let addr = SocketAddr::new(ip, self.cfg.executor_port);
-                cache.insert(name.to_owned(), ExecutorClient::tcp(addr, token.clone()));
+            let token =
+                tokens.get(Names::for_pod(name).secret.as_str()).filter(|(owner, _)| *owner == sandbox);
+            if let (Some(ip), Some((_, token))) = (ip, token) {
+                let client = ExecutorClient::tcp(SocketAddr::new(ip, self.cfg.executor_port), token.clone());
+                cache.insert(sandbox.to_owned(), Known { pod: name.to_owned(), client });
             }
         }
         Ok(cache.len())
@@ -364,7 +483,11 @@ impl KubernetesRuntime {
     }
 
     fn forget(&self, pod: &str) {
-        self.executors.lock().expect("executor cache lock").remove(pod);
+        self.executors.lock().expect("executor cache lock").retain(|_, known| known.pod != pod);
+    }
+
+    fn known(&self, sandbox: &str) -> Option<ExecutorClient> {
+        self.executors.lock().expect("executor cache lock").get(sandbox).map(|k| k.client.clone())
     }
 }
 
@@ -378,18 +501,28 @@ impl Runtime for KubernetesRuntime {
         let token = new_token()?;
         let objects = objects::build(spec, &self.cfg, &token)?;
         let names = objects.names.clone();
-        let guard = CleanupGuard { apis: Some(self.apis.clone()), names: names.clone() };
+        let mut guard = CleanupGuard {
+            apis: Some(self.apis.clone()),
+            pod: names.pod.clone(),
+            made: MadeSandbox::default(),
+        };
+        let made = &mut guard.made;
         let started = async {
             let pp = PostParams::default();
-            self.apis
+            let secret = self
+                .apis
                 .secrets
                 .create(&pp, &objects.secret)
                 .await
                 .map_err(|e| api_error("create secret", e))?;
+            made.secret = Some(Made::of(&secret));
             if let Some(pvc) = &objects.pvc {
-                self.apis.pvcs.create(&pp, pvc).await.map_err(|e| api_error("create claim", e))?;
+                let pvc = self.apis.pvcs.create(&pp, pvc).await.map_err(|e| api_error("create claim", e))?;
+                made.pvc = Some(Made::of(&pvc));
             }
-            self.apis.pods.create(&pp, &objects.pod).await.map_err(|e| api_error("create pod", e))?;
+            let pod =
+                self.apis.pods.create(&pp, &objects.pod).await.map_err(|e| api_error("create pod", e))?;
+            made.pod = Some(Made::of(&pod));
             let mut seen = String::from("pod created");
             let waited =
                 tokio::time::timeout(self.cfg.ready_timeout(), self.wait_ready(&names.pod, token, &mut seen))
@@ -401,10 +534,8 @@ impl Runtime for KubernetesRuntime {
         match started.await {
             Ok(executor) => {
                 guard.disarm();
-                self.executors
-                    .lock()
-                    .expect("executor cache lock")
-                    .insert(names.pod.clone(), executor.clone());
+                let known = Known { pod: names.pod.clone(), client: executor.clone() };
+                self.executors.lock().expect("executor cache lock").insert(spec.name.clone(), known);
                 tracing::info!(sandbox = %spec.name, pod = %names.pod, "sandbox ready");
                 Ok(Sandbox { id: names.pod, name: spec.name.clone(), executor })
             }
@@ -418,24 +549,29 @@ impl Runtime for KubernetesRuntime {
     async fn stop(&self, id: &str) -> Result<(), RuntimeError> {
         // A pod cannot be stopped and kept; the Secret and claim stay until `remove`.
         self.forget(id);
-        let dp = DeleteParams::default().grace_period(objects::TERMINATION_GRACE_SECS as u32);
-        ignore_missing(self.apis.pods.delete(id, &dp).await.map(drop), "delete pod")
+        delete_owned(&self.apis.pods, id, objects::TERMINATION_GRACE_SECS as u32).await
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {
         self.forget(id);
-        self.apis.delete_all(&Names::for_pod(id)).await
+        self.apis.remove_owned(&Names::for_pod(id)).await
     }
 
     async fn status(&self, id: &str) -> Result<Option<SandboxInfo>, RuntimeError> {
         let pod = self.apis.pods.get_opt(id).await.map_err(|e| api_error("read pod", e))?;
-        Ok(pod.as_ref().map(pod_state::info))
+        Ok(pod.filter(|p| objects::owner(p).is_some()).as_ref().map(pod_state::info))
     }
 
     async fn list(&self, wanted: &[(&str, &str)]) -> Result<Vec<SandboxInfo>, RuntimeError> {
         let lp = ListParams::default().labels(&selector(wanted)?);
         let pods = self.apis.pods.list(&lp).await.map_err(|e| api_error("list pods", e))?;
-        Ok(pods.items.iter().map(pod_state::info).collect())
+        Ok(pods
+            .items
+            .iter()
+            .filter(|p| objects::owner(*p).is_some())
+            .map(pod_state::info)
+            .filter(|info| wanted.iter().all(|(k, v)| info.labels.get(*k).is_some_and(|have| have == v)))
+            .collect())
     }
 
     async fn logs(&self, id: &str, tail: usize) -> Result<String, RuntimeError> {
@@ -456,19 +592,19 @@ impl Runtime for KubernetesRuntime {
     /// unknown sandbox it starts resolving it in the background and returns a client that fails
     /// at once; [`Runtime::resolve_executor`] waits for the answer instead.
     fn executor(&self, spec: &SandboxSpec) -> ExecutorClient {
-        let names = Names::for_sandbox(&spec.name);
-        if let Some(known) = self.executors.lock().expect("executor cache lock").get(&names.pod) {
-            return known.clone();
+        if let Some(known) = self.known(&spec.name) {
+            return known;
         }
-        tracing::warn!(pod = %names.pod, "executor not known yet; resolving it in the background");
+        tracing::warn!(sandbox = %spec.name, "executor not known yet; resolving it in the background");
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let (apis, cache, port) = (self.apis.clone(), self.executors.clone(), self.cfg.executor_port);
+            let sandbox = spec.name.clone();
             handle.spawn(async move {
-                match apis.resolve(&names, port).await {
-                    Ok(client) => {
-                        cache.lock().expect("executor cache lock").insert(names.pod, client);
+                match apis.resolve(&sandbox, port).await {
+                    Ok(known) => {
+                        cache.lock().expect("executor cache lock").insert(sandbox, known);
                     }
-                    Err(e) => tracing::warn!(pod = %names.pod, error = %e, "cannot resolve the executor"),
+                    Err(e) => tracing::warn!(sandbox, error = %e, "cannot resolve the executor"),
                 }
             });
         }
@@ -476,12 +612,12 @@ impl Runtime for KubernetesRuntime {
     }
 
     async fn resolve_executor(&self, spec: &SandboxSpec) -> Result<ExecutorClient, RuntimeError> {
-        let names = Names::for_sandbox(&spec.name);
-        if let Some(known) = self.executors.lock().expect("executor cache lock").get(&names.pod) {
-            return Ok(known.clone());
+        if let Some(known) = self.known(&spec.name) {
+            return Ok(known);
         }
-        let client = self.apis.resolve(&names, self.cfg.executor_port).await?;
-        self.executors.lock().expect("executor cache lock").insert(names.pod, client.clone());
+        let known = self.apis.resolve(&spec.name, self.cfg.executor_port).await?;
+        let client = known.client.clone();
+        self.executors.lock().expect("executor cache lock").insert(spec.name.clone(), known);
         Ok(client)
     }
 }
@@ -505,6 +641,11 @@ mod tests {
             selector(&[("io.sandbox.session", "sess_1"), ("io.sandbox.deployment", "abc")]).unwrap(),
             "io.sandbox.managed=true,io.sandbox.session=sess_1,io.sandbox.deployment=abc"
         );
-        assert!(matches!(selector(&[("io.sandbox.session", "a,b=c")]), Err(RuntimeError::Invalid(_))));
+        // A value no label can hold is selected by its hash, never spliced into the selector.
+        assert_eq!(
+            selector(&[("io.sandbox.session", "a,b=c")]).unwrap(),
+            format!("io.sandbox.managed=true,io.sandbox.session={}", objects::label_value("a,b=c"))
+        );
+        assert!(matches!(selector(&[("a b", "x")]), Err(RuntimeError::Invalid(_))));
     }
 }

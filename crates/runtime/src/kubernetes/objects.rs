@@ -65,13 +65,42 @@ impl Names {
     pub fn for_pod(pod: &str) -> Self {
         Names { pod: pod.to_owned(), secret: format!("{pod}-token"), pvc: format!("{pod}-workspace") }
     }
+
+    /// Where the objects of `sandbox_name` may be: its names, then the names the first scheme
+    /// gave it (objects made before names were hashes; see [`legacy_pod_name`]). The second
+    /// may hold another sandbox's objects, so only an object that [`owner`] says belongs to
+    /// `sandbox_name` may be used.
+    pub(crate) fn candidates(sandbox_name: &str) -> [Self; 2] {
+        [Self::for_sandbox(sandbox_name), Self::for_pod(&legacy_pod_name(sandbox_name))]
+    }
 }
 
-/// The pod name for a sandbox name: the name itself when it is a DNS label already, otherwise
-/// a sanitised form (lowercase, `-` for other characters) with 8 hex digits of a hash of the
-/// original, so `sandbox-sess_AB` and `sandbox-sess-ab` stay distinct. Deterministic, so a
-/// restarted control plane finds the pod from the name alone.
+/// What every pod name starts with: not `sandbox-`, which begins every sandbox name the server
+/// makes (`sandbox-<session id>`), so a sandbox name passed where an id belongs names no pod.
+pub const POD_NAME_PREFIX: &str = "sbx-";
+/// Hex digits of the name hash in a pod name: 160 bits of SHA-256.
+const NAME_HASH_HEX: usize = 40;
+
+/// The pod name for a sandbox name: [`POD_NAME_PREFIX`] and the first 160 bits of the SHA-256 of
+/// the whole name, in hex. Every sandbox name gets a name of the same shape, so no name can be
+/// chosen to equal another sandbox's (that needs a SHA-256 collision), and it is deterministic,
+/// so a restarted control plane finds the pod from the name alone. The sandbox name itself is
+/// kept in the objects' `io.sandbox.sandbox` annotation, which every lookup compares.
 pub fn pod_name(sandbox_name: &str) -> String {
+    format!("{POD_NAME_PREFIX}{}", name_hash(sandbox_name))
+}
+
+/// The first [`NAME_HASH_HEX`] hex digits of the SHA-256 of `s`.
+fn name_hash(s: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+    digest.as_ref()[..NAME_HASH_HEX / 2].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The pod name the first naming scheme gave a sandbox: the name itself when it was a DNS label,
+/// otherwise a lowercase form with 32 bits of FNV-1a. Not unique (`sandbox-sess_x` and
+/// `sandbox-sess-x-998f3f2a` both get `sandbox-sess-x-998f3f2a`); used only to find pods made
+/// before names were hashes, and only together with the owner check.
+fn legacy_pod_name(sandbox_name: &str) -> String {
     if is_dns_label(sandbox_name) {
         return sandbox_name.to_owned();
     }
@@ -85,9 +114,87 @@ pub fn pod_name(sandbox_name: &str) -> String {
     format!("{base}-{:08x}", fnv1a(sandbox_name.as_bytes()) as u32)
 }
 
-/// FNV-1a: a stable hash (std's hashers may change between Rust releases).
+/// FNV-1a, as the first naming scheme computed it.
 fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// One kind of a sandbox's objects, and which of its [`Names`] it goes by.
+pub trait SandboxObject: kube::Resource {
+    /// What to call the kind in messages.
+    const WHAT: &'static str;
+
+    /// This kind's name among `names`.
+    fn name_in(names: &Names) -> &str;
+}
+
+impl SandboxObject for Pod {
+    const WHAT: &'static str = "pod";
+
+    fn name_in(names: &Names) -> &str {
+        &names.pod
+    }
+}
+
+impl SandboxObject for Secret {
+    const WHAT: &'static str = "secret";
+
+    fn name_in(names: &Names) -> &str {
+        &names.secret
+    }
+}
+
+impl SandboxObject for PersistentVolumeClaim {
+    const WHAT: &'static str = "claim";
+
+    fn name_in(names: &Names) -> &str {
+        &names.pvc
+    }
+}
+
+/// The sandbox `obj` belongs to: the name in its `io.sandbox.sandbox` annotation, if it is a
+/// managed object and its own name is one that sandbox's objects of its kind get (now or under
+/// the first scheme). `None` for anything else, which the backend never reads, changes or
+/// deletes.
+pub fn owner<K: SandboxObject>(obj: &K) -> Option<&str> {
+    let meta = obj.meta();
+    let managed = meta.labels.as_ref()?.get(labels::MANAGED).is_some_and(|v| v == "true");
+    let sandbox = meta.annotations.as_ref()?.get(labels::SANDBOX)?;
+    let name = meta.name.as_deref()?;
+    (managed && Names::candidates(sandbox).iter().any(|n| K::name_in(n) == name)).then_some(sandbox.as_str())
+}
+
+/// The value a label gets for `value`: the value itself when Kubernetes accepts it, otherwise
+/// [`HASHED_LABEL_PREFIX`] and a hash of it (the value itself is then kept in an annotation of
+/// the same key). Selecting on a label only narrows a search: the backend compares the full
+/// values ([`spec_labels`]) before it uses what it found.
+pub fn label_value(value: &str) -> String {
+    if is_label_value(value) {
+        value.to_owned()
+    } else {
+        format!("{HASHED_LABEL_PREFIX}{}", name_hash(value))
+    }
+}
+
+/// What a label value that Kubernetes would refuse (longer than 63 characters, or characters
+/// or ends a label value cannot have) is replaced with, before a hash of it.
+pub const HASHED_LABEL_PREFIX: &str = "sha256-";
+
+/// The labels of an object as its spec gave them: each label whose annotation of the same key
+/// holds a value that [`label_value`] turns into the label's value reports that value instead.
+/// (The `io.sandbox.sandbox` label, the pod's name, stays: its annotation is the sandbox name.)
+pub fn spec_labels(meta: &ObjectMeta) -> BTreeMap<String, String> {
+    let mut all = meta.labels.clone().unwrap_or_default();
+    if let Some(annotations) = &meta.annotations {
+        for (k, v) in all.iter_mut() {
+            if let Some(full) = annotations.get(k)
+                && label_value(full) == *v
+            {
+                v.clone_from(full);
+            }
+        }
+    }
+    all
 }
 
 /// Everything [`build`] makes for one sandbox.
@@ -104,7 +211,8 @@ pub struct SandboxObjects {
 }
 
 /// Builds the objects of the sandbox `spec` with the executor token `token`. Fails when a
-/// label of the spec is not a valid Kubernetes label.
+/// label key of the spec is not a valid Kubernetes label key; values Kubernetes would refuse are
+/// hashed ([`label_value`]).
 ///
 /// Fields of [`SandboxSpec`] that name host paths (`workspace_dir`, `socket_dir`, `deps_dir`)
 /// mean nothing in a cluster and are not used; `pids_limit` is the kubelet's per-pod limit
@@ -147,20 +255,29 @@ pub fn build(
 
 /// Labels and annotations shared by a sandbox's objects.
 fn metadata(spec: &SandboxSpec, cfg: &KubernetesConfig, names: &Names) -> Result<ObjectMeta, RuntimeError> {
+    // The sandbox's own name, and label values Kubernetes would refuse, are kept verbatim here.
+    let mut annotations = BTreeMap::new();
+    let mut all = BTreeMap::new();
     for (k, v) in &spec.labels {
-        if !is_label_key(k) || !is_label_value(v) {
-            return Err(RuntimeError::Invalid(format!("label {k}={v:?} is not a valid Kubernetes label")));
+        if !is_label_key(k) {
+            return Err(RuntimeError::Invalid(format!(
+                "label key {k:?} is not a valid Kubernetes label key"
+            )));
         }
+        let value = label_value(v);
+        if value != *v {
+            annotations.insert(k.clone(), v.clone());
+        }
+        all.insert(k.clone(), value);
     }
-    let mut all = spec.labels.clone();
     all.insert(APP_NAME_LABEL.into(), APP_NAME.into());
     all.insert(labels::MANAGED.into(), "true".into());
     all.insert(labels::SANDBOX.into(), names.pod.clone());
+    annotations.insert(labels::SANDBOX.to_owned(), spec.name.clone());
     Ok(ObjectMeta {
         namespace: Some(cfg.namespace.clone()),
         labels: Some(all),
-        // The sandbox's own name may not be a valid label value; it is kept here verbatim.
-        annotations: Some(BTreeMap::from([(labels::SANDBOX.to_owned(), spec.name.clone())])),
+        annotations: Some(annotations),
         ..Default::default()
     })
 }
@@ -416,27 +533,107 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pod_names_are_dns_labels_and_keep_names_apart() {
-        assert_eq!(pod_name("sandbox-abc"), "sandbox-abc");
-        let a = pod_name("sandbox-sess_AB");
-        let b = pod_name("sandbox-sess-ab");
-        assert!(is_dns_label(&a), "{a}");
-        assert!(a.starts_with("sandbox-sess-ab-"), "{a}");
-        assert_ne!(a, b);
-        assert_eq!(a, pod_name("sandbox-sess_AB"), "deterministic");
-        let long = pod_name(&format!("sandbox-{}", "X".repeat(80)));
-        assert!(is_dns_label(&long) && long.len() <= 63, "{long}");
-        assert!(is_dns_label(&pod_name("___")), "{}", pod_name("___"));
+    fn pod_names_are_one_fixed_length_hash_of_the_whole_name() {
+        let names = [
+            "sandbox-sess_x",
+            "sandbox-sess-x-998f3f2a",
+            "sandbox-sess_X",
+            "sandbox-abc",
+            "___",
+            &format!("sandbox-{}", "X".repeat(80)),
+        ];
+        let pods: Vec<String> = names.iter().map(|n| pod_name(n)).collect();
+        for p in &pods {
+            assert!(is_dns_label(p) && p.starts_with(POD_NAME_PREFIX), "{p}");
+            assert_eq!(p.len(), POD_NAME_PREFIX.len() + NAME_HASH_HEX, "{p}");
+            assert!(is_label_value(p), "the io.sandbox.sandbox label holds it: {p}");
+        }
+        let distinct: std::collections::BTreeSet<&String> = pods.iter().collect();
+        assert_eq!(distinct.len(), names.len(), "{pods:?}");
+        assert_eq!(pods[0], pod_name("sandbox-sess_x"), "deterministic");
+        assert_eq!(pod_name("a"), "sbx-ca978112ca1bbdcafac231b39a23dc4da786eff8", "SHA-256 of the name");
+        // The names the server gives sandboxes never are pod names.
+        assert!(!pod_name("x").starts_with("sandbox-"));
+    }
+
+    #[test]
+    fn the_first_scheme_is_kept_for_finding_old_pods() {
+        assert_eq!(legacy_pod_name("sandbox-sess_Abc123"), "sandbox-sess-abc123-1e16cff6");
+        assert_eq!(
+            legacy_pod_name("sandbox-sess_x"),
+            legacy_pod_name("sandbox-sess-x-998f3f2a"),
+            "why it went"
+        );
+        assert_eq!(legacy_pod_name("sandbox-abc"), "sandbox-abc");
+        let [now, then] = Names::candidates("sandbox-sess_x");
+        assert_eq!(
+            (now, then.pod.as_str()),
+            (Names::for_sandbox("sandbox-sess_x"), "sandbox-sess-x-998f3f2a")
+        );
     }
 
     #[test]
     fn names_derive_from_the_pod() {
         let n = Names::for_sandbox("sandbox-x");
+        let pod = pod_name("sandbox-x");
         assert_eq!(
-            (n.pod.as_str(), n.secret.as_str(), n.pvc.as_str()),
-            ("sandbox-x", "sandbox-x-token", "sandbox-x-workspace")
+            (n.pod.clone(), n.secret.clone(), n.pvc.clone()),
+            (pod.clone(), format!("{pod}-token"), format!("{pod}-workspace"))
         );
-        assert_eq!(Names::for_pod("sandbox-x"), n);
+        assert_eq!(Names::for_pod(&pod), n);
+        assert!(n.pvc.len() <= 63, "object names stay short: {}", n.pvc);
+    }
+
+    fn object(name: &str, sandbox: Option<&str>, managed: bool) -> Secret {
+        let mut meta = ObjectMeta { name: Some(name.into()), ..Default::default() };
+        if managed {
+            meta.labels = Some(BTreeMap::from([(labels::MANAGED.to_owned(), "true".to_owned())]));
+        }
+        meta.annotations = sandbox.map(|s| BTreeMap::from([(labels::SANDBOX.to_owned(), s.to_owned())]));
+        Secret { metadata: meta, ..Default::default() }
+    }
+
+    #[test]
+    fn an_object_belongs_to_the_sandbox_its_name_derives_from() {
+        let mine = Names::for_sandbox("sandbox-sess_x");
+        assert_eq!(owner(&object(&mine.secret, Some("sandbox-sess_x"), true)), Some("sandbox-sess_x"));
+        // An old object, named by the first scheme.
+        let old = "sandbox-sess-x-998f3f2a-token";
+        assert_eq!(owner(&object(old, Some("sandbox-sess_x"), true)), Some("sandbox-sess_x"));
+        // A name that is not its sandbox's, a name of another kind, unmanaged, unannotated.
+        assert_eq!(owner(&object(&mine.secret, Some("sandbox-sess_y"), true)), None);
+        assert_eq!(owner(&object(&mine.pod, Some("sandbox-sess_x"), true)), None);
+        assert_eq!(owner(&object(&mine.secret, Some("sandbox-sess_x"), false)), None);
+        assert_eq!(owner(&object(&mine.secret, None, true)), None);
+        let pod =
+            Pod { metadata: object(&mine.pod, Some("sandbox-sess_x"), true).metadata, ..Default::default() };
+        assert_eq!(owner(&pod), Some("sandbox-sess_x"));
+    }
+
+    #[test]
+    fn label_values_kubernetes_would_refuse_are_hashed_and_kept_in_annotations() {
+        assert_eq!(label_value("sess_Abc"), "sess_Abc");
+        for bad in ["_sess", "sess-", &"a".repeat(64), "a b", "a,b=c"] {
+            let v = label_value(bad);
+            assert!(is_label_value(&v) && v.starts_with(HASHED_LABEL_PREFIX), "{bad}: {v}");
+        }
+        assert_ne!(label_value(&"a".repeat(64)), label_value(&"a".repeat(65)));
+
+        let long = "s".repeat(64);
+        let mut spec = SandboxSpec::new("sandbox-x", "img", "/w".into(), "/r".into());
+        spec.labels.insert(labels::SESSION.into(), long.clone());
+        spec.labels.insert(labels::TEMPLATE.into(), "python-basic".into());
+        let meta = build(&spec, &KubernetesConfig::default(), "t").unwrap().pod.metadata;
+        let (l, a) = (meta.labels.as_ref().unwrap(), meta.annotations.as_ref().unwrap());
+        assert_eq!(l[labels::SESSION], label_value(&long));
+        assert_eq!(a[labels::SESSION], long);
+        assert!(!a.contains_key(labels::TEMPLATE), "valid values are not repeated");
+        let restored = spec_labels(&meta);
+        assert_eq!(
+            (restored[labels::SESSION].as_str(), restored[labels::TEMPLATE].as_str()),
+            (long.as_str(), "python-basic")
+        );
+        assert_eq!(restored[labels::SANDBOX], pod_name("sandbox-x"), "the pod name, not the annotation");
     }
 
     #[test]
@@ -448,10 +645,10 @@ mod tests {
     }
 
     #[test]
-    fn refuses_labels_kubernetes_would_refuse() {
+    fn refuses_label_keys_kubernetes_would_refuse() {
         let mut spec = SandboxSpec::new("sandbox-x", "img", "/w".into(), "/r".into());
-        spec.labels.insert(labels::SESSION.into(), "x".repeat(64));
+        spec.labels.insert("not a key".into(), "x".into());
         let err = build(&spec, &KubernetesConfig::default(), "t").unwrap_err();
-        assert!(matches!(&err, RuntimeError::Invalid(m) if m.contains(labels::SESSION)), "{err}");
+        assert!(matches!(&err, RuntimeError::Invalid(m) if m.contains("not a key")), "{err}");
     }
 }

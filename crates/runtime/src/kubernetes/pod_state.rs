@@ -1,8 +1,8 @@
 //! Reading a pod's status: whether a starting pod is ready, still on its way (and what it waits
 //! for), or failed for good; and the [`SandboxInfo`] of a pod.
 
-use super::objects::{EXECUTOR_CONTAINER, pod_name};
-use crate::spec::{SandboxInfo, SandboxState, labels};
+use super::objects::{EXECUTOR_CONTAINER, owner, spec_labels};
+use crate::spec::{SandboxInfo, SandboxState};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodCondition};
 use std::net::IpAddr;
@@ -129,13 +129,7 @@ pub(crate) fn info(pod: &Pod) -> SandboxInfo {
     let terminated = executor_status(pod).and_then(|c| c.state.as_ref()?.terminated.as_ref());
     SandboxInfo {
         id: name.clone(),
-        name: meta
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(labels::SANDBOX))
-            .filter(|n| pod_name(n) == name)
-            .cloned()
-            .unwrap_or(name),
+        name: owner(pod).map_or(name, str::to_owned),
         state,
         health: health.to_owned(),
         created_at: meta.creation_timestamp.as_ref().and_then(time),
@@ -145,7 +139,7 @@ pub(crate) fn info(pod: &Pod) -> SandboxInfo {
             .and_then(|s| s.containers.iter().find(|c| c.name == EXECUTOR_CONTAINER))
             .and_then(|c| c.image.clone())
             .unwrap_or_default(),
-        labels: meta.labels.clone().unwrap_or_default(),
+        labels: spec_labels(meta),
         exit_code: terminated.map(|t| i64::from(t.exit_code)),
         oom_killed: terminated.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled")),
         finished_at: terminated.and_then(|t| t.finished_at.as_ref()).and_then(time),
@@ -159,11 +153,12 @@ fn time(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> Option<Date
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kubernetes::objects::pod_name;
     use serde_json::json;
 
     fn pod(status: serde_json::Value) -> Pod {
         serde_json::from_value(json!({
-            "metadata": {"name": "sandbox-a", "creationTimestamp": "2026-11-28T10:00:00Z",
+            "metadata": {"name": pod_name("sandbox-a"), "creationTimestamp": "2026-11-28T10:00:00Z",
                          "labels": {"io.sandbox.managed": "true"},
                          "annotations": {"io.sandbox.sandbox": "sandbox-a"}},
             "spec": {"containers": [{"name": "executor", "image": "img:1"}]},
@@ -246,7 +241,7 @@ mod tests {
         let i = info(&running);
         assert_eq!(
             (i.id.as_str(), i.name.as_str(), i.state, i.health.as_str()),
-            ("sandbox-a", "sandbox-a", SandboxState::Running, "healthy")
+            (pod_name("sandbox-a").as_str(), "sandbox-a", SandboxState::Running, "healthy")
         );
         assert_eq!(i.image, "img:1");
         assert_eq!(i.created_at.unwrap().to_rfc3339(), "2026-11-28T10:00:00+00:00");

@@ -6,5 +6,6 @@
 mod cluster;
 mod deploy;
 mod mock;
+mod names;
 mod objects;
 mod support;

@@ -2,8 +2,8 @@
 //! request the backend makes is asserted (method, path, query, body) and answered by the test.
 
 use crate::support::{
-    ApiServer, Created, FakeExecutor, config, mock_runtime, path, pending, ready, serve_cleanup,
-    serve_creation, serve_list, serve_watch, spec, waiting, with_status,
+    ApiServer, Created, FakeExecutor, config, mock_runtime, path, pending, ready, serve_creation, serve_list,
+    serve_read_then_delete, serve_undo, serve_watch, spec, stored, waiting, with_status,
 };
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use sandbox_executor_client::ClientError;
@@ -92,7 +92,7 @@ async fn image_pull_failure_is_reported_and_cleaned_up() {
     let watch = serve_watch(&mut api, &name, "10").await.watch();
     let message = "failed to pull image \"registry.example/sandbox/python-basic:1.0\": manifest unknown";
     watch.event("MODIFIED", with_status(&created.pod, "11", waiting("ErrImagePull", message)));
-    serve_cleanup(&mut api, &name, &["persistentvolumeclaims"]).await;
+    serve_undo(&mut api, &created, &[]).await;
     let err = failed(task).await;
     let RuntimeError::PodFailed { pod, reason, message: m } = &err else { panic!("{err}") };
     assert_eq!((pod.as_str(), reason.as_str(), m.as_str()), (name.as_str(), "ErrImagePull", message));
@@ -109,8 +109,8 @@ async fn unschedulable_is_reported_and_cleaned_up() {
     let task = start_create(&rt);
     let status = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
         "reason": "Unschedulable", "message": "0/3 nodes are available: 3 Insufficient memory."}]});
-    let (_, name) = created_and_listed(&mut api, status).await;
-    serve_cleanup(&mut api, &name, &["persistentvolumeclaims"]).await;
+    let (created, _) = created_and_listed(&mut api, status).await;
+    serve_undo(&mut api, &created, &[]).await;
     let err = failed(task).await;
     assert!(
         matches!(&err, RuntimeError::PodFailed { reason, message, .. }
@@ -135,7 +135,7 @@ async fn a_failed_pod_reports_the_executors_last_words() {
         logs.query()
     );
     logs.respond_bytes(200, b"sandbox-executor: the sandbox does not work here: Can't mount proc\n".to_vec());
-    serve_cleanup(&mut api, &name, &["persistentvolumeclaims"]).await;
+    serve_undo(&mut api, &created, &[]).await;
     let err = failed(task).await;
     let text = err.to_string();
     assert!(text.contains("exited with code 1") && text.contains("Can't mount proc"), "{text}");
@@ -174,7 +174,7 @@ async fn a_pod_deleted_while_starting_fails_the_create() {
     let (created, name) = created_and_listed(&mut api, pending()).await;
     let watch = serve_watch(&mut api, &name, "10").await.watch();
     watch.event("DELETED", with_status(&created.pod, "11", pending()));
-    serve_cleanup(&mut api, &name, &["pods", "persistentvolumeclaims"]).await;
+    serve_undo(&mut api, &created, &["pods"]).await;
     let err = failed(task).await;
     assert!(matches!(&err, RuntimeError::StartFailed(m) if m.contains("deleted while starting")), "{err}");
 }
@@ -187,7 +187,7 @@ async fn a_slow_pod_times_out_with_what_was_seen() {
     let (created, name) = created_and_listed(&mut api, pending()).await;
     let watch = serve_watch(&mut api, &name, "10").await.watch();
     watch.event("MODIFIED", with_status(&created.pod, "11", pending()));
-    serve_cleanup(&mut api, &name, &["persistentvolumeclaims"]).await;
+    serve_undo(&mut api, &created, &[]).await;
     let err = failed(task).await;
     assert!(
         matches!(&err, RuntimeError::NotReady { seconds: 1, reason } if reason.contains("ContainerCreating")),
@@ -202,8 +202,8 @@ async fn an_executor_refusing_the_token_fails_the_create() {
     fake.accept_token("a-token-nobody-sent");
     let (rt, mut api) = mock_runtime(config(fake.addr.port()));
     let task = start_create(&rt);
-    let (_, name) = created_and_listed(&mut api, ready("127.0.0.1")).await;
-    serve_cleanup(&mut api, &name, &["persistentvolumeclaims"]).await;
+    let (created, _) = created_and_listed(&mut api, ready("127.0.0.1")).await;
+    serve_undo(&mut api, &created, &[]).await;
     let err = failed(task).await;
     assert!(matches!(&err, RuntimeError::StartFailed(m) if m.contains("refused")), "{err}");
 }
@@ -212,20 +212,20 @@ async fn an_executor_refusing_the_token_fails_the_create() {
 async fn a_create_its_caller_gave_up_on_is_cleaned_up() {
     let (rt, mut api) = mock_runtime(config(8080));
     let task = start_create(&rt);
-    let (_, name) = created_and_listed(&mut api, pending()).await;
+    let (created, name) = created_and_listed(&mut api, pending()).await;
     let watch = serve_watch(&mut api, &name, "10").await.watch();
     // The server's own start timeout drops the future mid-wait.
     task.abort();
     assert!(task.await.err().is_some_and(|e| e.is_cancelled()));
-    serve_cleanup(&mut api, &name, &["persistentvolumeclaims"]).await;
+    serve_undo(&mut api, &created, &[]).await;
     drop(watch);
 }
 
 #[tokio::test]
-async fn invalid_labels_are_refused_before_any_request() {
+async fn invalid_label_keys_are_refused_before_any_request() {
     let (rt, mut api) = mock_runtime(config(8080));
     let mut s = spec();
-    s.labels.insert(labels::SESSION.into(), "not a label value".into());
+    s.labels.insert("not a label key".into(), "x".into());
     let err = match rt.create(&s).await {
         Ok(_) => panic!("created"),
         Err(e) => e,
@@ -235,25 +235,46 @@ async fn invalid_labels_are_refused_before_any_request() {
 }
 
 #[tokio::test]
-async fn remove_and_stop_are_idempotent() {
-    let (rt, mut api) = mock_runtime(config(8080));
-    let id = pod_name(&spec().name);
+async fn remove_and_stop_delete_the_sandboxes_objects_and_are_idempotent() {
+    let cfg = KubernetesConfig {
+        workspace_volume: sandbox_runtime::kubernetes::config::WorkspaceVolume::Pvc,
+        ..config(8080)
+    };
+    let o = sandbox_runtime::kubernetes::objects::build(&spec(), &cfg, "t").unwrap();
+    let (pod, secret, pvc) =
+        (stored(&o.pod, "5"), stored(&o.secret, "5"), stored(o.pvc.as_ref().unwrap(), "5"));
+    let (rt, mut api) = mock_runtime(cfg);
+    let id = o.names.pod.clone();
     let removing = tokio::spawn({
         let (rt, id) = (rt.clone(), id.clone());
-        async move { rt.remove(&id).await }
+        async move { (rt.remove(&id).await, rt.remove(&id).await) }
     });
-    serve_cleanup(&mut api, &id, &["pods", "secrets", "persistentvolumeclaims"]).await;
-    removing.await.unwrap().unwrap();
+    // Each object is read, found to be the sandbox's, and deleted by uid; then all are gone.
+    serve_read_then_delete(&mut api, "pods", &o.names.pod, Some(&pod), true).await;
+    serve_read_then_delete(&mut api, "secrets", &o.names.secret, Some(&secret), true).await;
+    serve_read_then_delete(&mut api, "persistentvolumeclaims", &o.names.pvc, Some(&pvc), true).await;
+    for (resource, name) in
+        [("pods", &o.names.pod), ("secrets", &o.names.secret), ("persistentvolumeclaims", &o.names.pvc)]
+    {
+        serve_read_then_delete(&mut api, resource, name, None, false).await;
+    }
+    let (first, second) = removing.await.unwrap();
+    first.unwrap();
+    second.unwrap();
 
     let stopping = tokio::spawn({
         let (rt, id) = (rt.clone(), id.clone());
-        async move { rt.stop(&id).await }
+        async move { (rt.stop(&id).await, rt.stop(&id).await) }
     });
-    let call = api.expect("DELETE", &format!("{}/{id}", path("pods"))).await;
+    api.expect("GET", &format!("{}/{id}", path("pods"))).await.respond(200, pod);
+    let call = api.expect_delete("pods", &id).await;
     let body: Value = call.json();
     assert_eq!(body["gracePeriodSeconds"], 5, "the executor gets time to end executions");
     call.fail(404, "NotFound");
-    stopping.await.unwrap().unwrap();
+    serve_read_then_delete(&mut api, "pods", &id, None, false).await;
+    let (first, second) = stopping.await.unwrap();
+    first.unwrap();
+    second.unwrap();
     api.expect_silence().await;
 }
 

@@ -1,7 +1,7 @@
 //! The objects built for a representative sandbox: snapshots, every security-relevant field,
 //! and validation against Kubernetes' schemas.
 
-use crate::support::{NS, assert_snapshot, config, kubernetes_validate, spec};
+use crate::support::{NS, assert_snapshot, config, kubernetes_validate, session_spec, spec};
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use sandbox_runtime::kubernetes::config::{ImagePullPolicy, SeccompProfile, WorkspaceVolume};
 use sandbox_runtime::kubernetes::objects::{self, ControlPlaneSelector, SandboxObjects};
@@ -76,7 +76,8 @@ fn snapshots_are_current() {
 fn names_and_metadata() {
     let o = default_objects();
     let pod_name = o.pod.metadata.name.as_deref().unwrap();
-    assert!(pod_name.starts_with("sandbox-sess-abc123-"), "sanitised: {pod_name}");
+    assert_eq!(pod_name, objects::pod_name("sandbox-sess_Abc123"));
+    assert!(pod_name.starts_with("sbx-") && pod_name.len() == 44, "a fixed-length hash: {pod_name}");
     assert_eq!(o.names.secret, format!("{pod_name}-token"));
     for meta in [&o.pod.metadata, &o.secret.metadata] {
         assert_eq!(meta.namespace.as_deref(), Some(NS));
@@ -88,6 +89,10 @@ fn names_and_metadata() {
         assert_eq!(l["app.kubernetes.io/name"], "sandbox");
         assert_eq!(meta.annotations.as_ref().unwrap()[labels::SANDBOX], "sandbox-sess_Abc123");
     }
+    let p = pvc_objects();
+    let claim = p.pvc.as_ref().unwrap();
+    assert_eq!(claim.metadata.name.as_deref(), Some(format!("{pod_name}-workspace").as_str()));
+    assert_eq!(objects::owner(claim), Some("sandbox-sess_Abc123"), "every object names its sandbox");
 }
 
 #[test]
@@ -245,9 +250,12 @@ fn objects_pass_kubernetes_validate() {
     let dir = tempfile::tempdir().unwrap();
     let d = default_objects();
     let p = pvc_objects();
+    // A session id no label value can be (64 characters, `_` first): hashed label, annotation.
+    let h = objects::build(&session_spec(&format!("_{}", "a".repeat(63))), &config(8080), TOKEN).unwrap();
     let all: Vec<(&str, Value)> = vec![
         ("pod", serde_json::to_value(&d.pod).unwrap()),
         ("secret", serde_json::to_value(&d.secret).unwrap()),
+        ("pod-hashed-label", serde_json::to_value(&h.pod).unwrap()),
         ("pod-pvc", serde_json::to_value(&p.pod).unwrap()),
         ("pvc", serde_json::to_value(p.pvc.as_ref().unwrap()).unwrap()),
         ("networkpolicy", serde_json::to_value(network_policy(NS, &control_plane(), 8080)).unwrap()),

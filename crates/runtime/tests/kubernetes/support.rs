@@ -27,8 +27,13 @@ pub const NS: &str = "sandbox-test";
 
 /// A representative sandbox: a session id that is no DNS label, resources, labels, settings.
 pub fn spec() -> SandboxSpec {
+    session_spec("sess_Abc123")
+}
+
+/// The sandbox of session `id`, named and labelled as the server does, otherwise like [`spec`].
+pub fn session_spec(id: &str) -> SandboxSpec {
     let mut s = SandboxSpec::new(
-        "sandbox-sess_Abc123",
+        format!("sandbox-{id}"),
         "registry.example/sandbox/python-basic:1.0",
         "/unused/workspace".into(),
         "/unused/run".into(),
@@ -36,7 +41,7 @@ pub fn spec() -> SandboxSpec {
     s.cpu = "0.5".parse().unwrap();
     s.memory = "256Mi".parse().unwrap();
     s.tmp_size = "64Mi".parse().unwrap();
-    s.labels.insert(labels::SESSION.into(), "sess_Abc123".into());
+    s.labels.insert(labels::SESSION.into(), id.into());
     s.labels.insert(labels::TEMPLATE.into(), "python-basic".into());
     s.labels.insert(labels::DEPLOYMENT.into(), "0123456789ab".into());
     s.executor_env.insert("SANDBOX_EXECUTOR_MAX_PROCESSES".into(), "64".into());
@@ -162,6 +167,19 @@ impl ApiServer {
         call
     }
 
+    /// The next request, which must delete `name` in `resource` on the condition that it still
+    /// is the object with the uid [`uid_of`] gives it.
+    pub async fn expect_delete(&mut self, resource: &str, name: &str) -> Call {
+        let call = self.expect("DELETE", &format!("{}/{name}", path(resource))).await;
+        let body: Value = call.json();
+        assert_eq!(
+            body["preconditions"]["uid"],
+            json!(uid_of(name)),
+            "{resource}/{name} deleted by uid: {body}"
+        );
+        call
+    }
+
     /// Asserts the backend makes no request for a while.
     pub async fn expect_silence(&mut self) {
         let next =
@@ -225,12 +243,25 @@ impl Watch {
     }
 }
 
-/// `pod` as the API server would return it: with a resource version and `status`.
-pub fn with_status(pod: &Pod, resource_version: &str, status: Value) -> Value {
-    let mut v = serde_json::to_value(pod).unwrap();
+/// The uid the mock API server gives the object `name`.
+pub fn uid_of(name: &str) -> String {
+    format!("uid-{name}")
+}
+
+/// `object` as the API server would return it: with a uid ([`uid_of`]), a resource version and a
+/// creation time.
+pub fn stored(object: &impl Serialize, resource_version: &str) -> Value {
+    let mut v = serde_json::to_value(object).unwrap();
+    let name = v["metadata"]["name"].as_str().expect("a named object").to_owned();
+    v["metadata"]["uid"] = json!(uid_of(&name));
     v["metadata"]["resourceVersion"] = json!(resource_version);
-    v["metadata"]["uid"] = json!("6b1f3c1e-0000-4000-8000-000000000001");
     v["metadata"]["creationTimestamp"] = json!("2026-11-28T10:00:00Z");
+    v
+}
+
+/// `pod` as the API server would return it, with `status`.
+pub fn with_status(pod: &Pod, resource_version: &str, status: Value) -> Value {
+    let mut v = stored(pod, resource_version);
     v["status"] = status;
     v
 }
@@ -265,23 +296,29 @@ pub struct Created {
     pub token: String,
     /// The pod it posted.
     pub pod: Pod,
+    /// `(resource, name)` of each object made, in order.
+    pub made: Vec<(&'static str, String)>,
 }
 
 /// Answers the Secret, optional claim and pod creation of one sandbox.
 pub async fn serve_creation(server: &mut ApiServer, with_pvc: bool) -> Created {
+    let mut made = Vec::new();
     let call = server.expect("POST", &path("secrets")).await;
     let secret: Secret = call.json();
     let token = String::from_utf8(secret.data.as_ref().unwrap()[TOKEN_KEY].0.clone()).unwrap();
-    call.respond(201, serde_json::to_value(&secret).unwrap());
+    made.push(("secrets", secret.metadata.name.clone().unwrap()));
+    call.respond(201, stored(&secret, "8"));
     if with_pvc {
         let call = server.expect("POST", &path("persistentvolumeclaims")).await;
-        let body: Value = call.json();
-        call.respond(201, body);
+        let pvc: Value = call.json();
+        made.push(("persistentvolumeclaims", pvc["metadata"]["name"].as_str().unwrap().to_owned()));
+        call.respond(201, stored(&pvc, "9"));
     }
     let call = server.expect("POST", &path("pods")).await;
     let pod: Pod = call.json();
+    made.push(("pods", pod.metadata.name.clone().unwrap()));
     call.respond(201, with_status(&pod, "10", json!({"phase": "Pending"})));
-    Created { token, pod }
+    Created { token, pod, made }
 }
 
 /// Answers the watcher's initial list of the pod with `items`.
@@ -310,19 +347,40 @@ pub async fn serve_watch(server: &mut ApiServer, pod_name: &str, resource_versio
     call
 }
 
-/// Answers the deletion of the pod, its Secret and its claim; `missing` ones get 404.
-pub async fn serve_cleanup(server: &mut ApiServer, pod_name: &str, missing: &[&str]) {
-    for (resource, name) in [
-        ("pods", pod_name.to_owned()),
-        ("secrets", format!("{pod_name}-token")),
-        ("persistentvolumeclaims", format!("{pod_name}-workspace")),
-    ] {
-        let call = server.expect("DELETE", &format!("{}/{name}", path(resource))).await;
-        if missing.contains(&resource) {
-            call.fail(404, "NotFound");
-        } else {
-            call.respond(200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
+/// Answers the deletions that undo a failed create: what it made, pod first, each naming the
+/// uid it was made with; the `missing` resources answer 404.
+pub async fn serve_undo(server: &mut ApiServer, created: &Created, missing: &[&str]) {
+    for resource in ["pods", "secrets", "persistentvolumeclaims"] {
+        for (_, name) in created.made.iter().filter(|(r, _)| *r == resource) {
+            let call = server.expect_delete(resource, name).await;
+            if missing.contains(&resource) {
+                call.fail(404, "NotFound");
+            } else {
+                call.respond(200, json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}));
+            }
         }
+    }
+}
+
+/// Answers the read of `name` in `resource` with `found` (404 when `None`), then, when
+/// `deleted`, the deletion that must follow it.
+pub async fn serve_read_then_delete(
+    server: &mut ApiServer,
+    resource: &str,
+    name: &str,
+    found: Option<&Value>,
+    deleted: bool,
+) {
+    let call = server.expect("GET", &format!("{}/{name}", path(resource))).await;
+    match found {
+        Some(object) => call.respond(200, object.clone()),
+        None => call.fail(404, "NotFound"),
+    }
+    if deleted {
+        server
+            .expect_delete(resource, name)
+            .await
+            .respond(200, json!({"kind": "Status", "status": "Success"}));
     }
 }
 
