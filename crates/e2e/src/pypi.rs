@@ -22,6 +22,8 @@ struct Index {
     files: BTreeMap<String, Bytes>,
     /// Requests answered.
     requests: u64,
+    /// Connections accepted.
+    connections: u64,
     /// Wait before each answer.
     delay: Duration,
 }
@@ -77,6 +79,7 @@ impl TestIndex {
         let accept = tokio::spawn(async move {
             loop {
                 let Ok((socket, _)) = listener.accept().await else { continue };
+                shared.lock().expect("lock").connections += 1;
                 let index = shared.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| answer(index.clone(), req));
@@ -100,6 +103,30 @@ impl TestIndex {
         let mut index = self.index.lock().expect("lock");
         index.projects.entry(normalize(name)).or_default().push(file.clone());
         index.files.insert(file, bytes.into());
+    }
+
+    /// Adds a source distribution (a `.zip` sdist) of `name` at `version` holding `files`
+    /// (paths inside its top directory `name-version/`).
+    pub fn publish_sdist(&self, name: &str, version: &str, files: &[(&str, &str)]) {
+        let top = format!("{name}-{version}");
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options =
+            zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        let pkg_info = format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n");
+        for (path, content) in files.iter().copied().chain(std::iter::once(("PKG-INFO", pkg_info.as_str()))) {
+            zip.start_file(format!("{top}/{path}"), options).expect("zip entry");
+            zip.write_all(content.as_bytes()).expect("zip write");
+        }
+        let bytes = zip.finish().expect("zip finish").into_inner();
+        let file = format!("{top}.zip");
+        let mut index = self.index.lock().expect("lock");
+        index.projects.entry(normalize(name)).or_default().push(file.clone());
+        index.files.insert(file, bytes.into());
+    }
+
+    /// How many connections it has accepted.
+    pub fn connections(&self) -> u64 {
+        self.index.lock().expect("lock").connections
     }
 
     /// How many requests it has answered.

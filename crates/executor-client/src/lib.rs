@@ -11,8 +11,8 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::client::legacy::Client;
 use sandbox_core::WorkspacePath;
 use sandbox_protocol::{
-    ErrorBody, ExecMode, ExecRequest, ExecResult, ExecutionRecord, ExecutionSummary, FileEntry, FileList,
-    Health, PROTOCOL_VERSION, StreamEvent, paths,
+    ArchiveSummary, ErrorBody, ExecMode, ExecRequest, ExecResult, ExecutionRecord, ExecutionSummary,
+    FileEntry, FileList, Health, PROTOCOL_VERSION, StreamEvent, paths,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -250,10 +250,19 @@ impl ExecutorClient {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .ok_or_else(|| ClientError::Protocol("file without Content-Length".into()))?;
-        let stream = BodyStream::new(resp.into_body())
-            .try_filter_map(|f| async move { Ok(f.into_data().ok()) })
-            .map_err(std::io::Error::other);
-        Ok((size, Box::pin(stream)))
+        Ok((size, body_stream(resp)))
+    }
+
+    /// Streams the whole workspace as a tar archive (symlinks as symlinks, special files left
+    /// out). A stream that ends in an error was cut short: its archive is incomplete.
+    pub async fn archive(&self) -> Result<ByteStream, ClientError> {
+        let resp = self.send(self.request(Method::GET, paths::WORKSPACE_ARCHIVE, full(Vec::new()))).await?;
+        Ok(body_stream(resp))
+    }
+
+    /// Extracts a tar archive into the workspace.
+    pub async fn extract(&self, archive: ByteStream) -> Result<ArchiveSummary, ClientError> {
+        self.put_stream(paths::WORKSPACE_ARCHIVE, archive).await
     }
 
     /// Writes a file from a stream of bytes (parents are created; the file replaces any
@@ -264,12 +273,29 @@ impl ExecutorClient {
         content: ByteStream,
     ) -> Result<FileEntry, ClientError> {
         let uri = Self::files_uri(paths::FILES_CONTENT, path, false, None);
+        self.put_stream(&uri, content).await
+    }
+
+    /// `PUT`s a stream of bytes and reads the JSON answer.
+    async fn put_stream<T: serde::de::DeserializeOwned>(
+        &self,
+        uri: &str,
+        content: ByteStream,
+    ) -> Result<T, ClientError> {
         let body = StreamBody::new(content.map_ok(Frame::data));
-        let resp = self.send(self.request(Method::PUT, &uri, BodyExt::boxed_unsync(body))).await?;
+        let resp = self.send(self.request(Method::PUT, uri, BodyExt::boxed_unsync(body))).await?;
         let bytes =
             resp.into_body().collect().await.map_err(|e| ClientError::Unreachable(e.to_string()))?.to_bytes();
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
     }
+}
+
+/// A response's body as a stream of byte chunks.
+fn body_stream(resp: http::Response<Incoming>) -> ByteStream {
+    let stream = BodyStream::new(resp.into_body())
+        .try_filter_map(|f| async move { Ok(f.into_data().ok()) })
+        .map_err(std::io::Error::other);
+    Box::pin(stream)
 }
 
 fn full(bytes: Vec<u8>) -> Body {

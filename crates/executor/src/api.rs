@@ -4,7 +4,7 @@
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::registry::Begin;
-use crate::workspace::{Workspace, files};
+use crate::workspace::{Workspace, archive, files};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header, request::Parts};
@@ -79,6 +79,10 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route(paths::FILES_STAT, get(stat_file))
         .route(paths::FILES_MKDIR, post(make_dir))
         .route(paths::FILES_CONTENT, get(read_file).put(write_file).layer(DefaultBodyLimit::disable()))
+        .route(
+            paths::WORKSPACE_ARCHIVE,
+            get(read_archive).put(write_archive).layer(DefaultBodyLimit::disable()),
+        )
         .fallback(|| async { Error::new(ErrorCode::NotFound, "no such endpoint") })
         .layer(axum::Extension(UploadLimit(upload_limit)))
         .with_state(engine)
@@ -327,6 +331,23 @@ async fn write_file(
     }
     drop(file);
     Ok(Json(blocking(&engine, move |ws| pending.commit(ws)).await?))
+}
+
+/// Streams the whole workspace as a tar archive. A failure part way breaks the response off, so
+/// the reader cannot take a partial archive for a whole one.
+async fn read_archive(State(engine): State<Arc<Engine>>) -> Result<Response, Error> {
+    let tree = blocking(&engine, |ws| ws.tree()).await?;
+    let stream = sandbox_safefs::archive::tar_stream(tree, archive::limits());
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    Ok(resp)
+}
+
+/// Extracts a tar archive into the workspace.
+async fn write_archive(State(engine): State<Arc<Engine>>, body: Body) -> Result<impl IntoResponse, Error> {
+    let stream = body.into_data_stream().map(|c| c.map_err(std::io::Error::other));
+    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+    Ok(Json(blocking(&engine, move |ws| archive::extract(ws, reader)).await?))
 }
 
 fn io_error(e: std::io::Error, path: &WorkspacePath) -> Error {

@@ -66,3 +66,19 @@ pub struct FileChange {
     /// Its size now (0 when deleted).
     pub size: u64,
 }
+
+/// `PUT /v1/workspace/archive`: what an extracted tar archive held. `GET` on the same route
+/// streams the workspace as a tar archive (symlinks as symlinks, special files left out).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveSummary {
+    /// Regular files written (hard links included).
+    pub files: u64,
+    /// Directories made.
+    pub directories: u64,
+    /// Symbolic links made.
+    pub symlinks: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+    /// Entries left out (devices, FIFOs).
+    pub skipped: u64,
+}

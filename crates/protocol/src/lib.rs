@@ -14,7 +14,7 @@ pub use error::{ErrorBody, ErrorCode};
 pub use exec::{
     ExecMetrics, ExecMode, ExecRequest, ExecResult, ExecutionRecord, ExecutionSummary, StreamEvent,
 };
-pub use files::{FileChange, FileChangeKind, FileEntry, FileKind, FileList};
+pub use files::{ArchiveSummary, FileChange, FileChangeKind, FileEntry, FileKind, FileList};
 
 use sandbox_core::Language;
 use serde::{Deserialize, Serialize};

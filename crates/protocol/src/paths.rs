@@ -12,6 +12,10 @@ pub const FILES: &str = "/v1/files";
 pub const FILES_CONTENT: &str = "/v1/files/content";
 /// `GET /v1/files/stat?path=`: one [`FileEntry`](crate::FileEntry).
 pub const FILES_STAT: &str = "/v1/files/stat";
+/// `GET` streams the whole workspace as a tar archive; `PUT` extracts one into it and answers
+/// an [`ArchiveSummary`](crate::ArchiveSummary). Used to copy a workspace from one sandbox to
+/// another without the control plane ever reading it from the host.
+pub const WORKSPACE_ARCHIVE: &str = "/v1/workspace/archive";
 
 /// `GET` an execution's [`ExecutionRecord`](crate::ExecutionRecord); `DELETE` forgets a
 /// finished one (the control plane has stored its result).

@@ -140,6 +140,9 @@ pub struct InstallerSpec {
     pub image: String,
     /// The program and its arguments (`python3 -m pip install ...`), run without a shell.
     pub command: Vec<String>,
+    /// Environment variables besides the backend's own (`PIP_INDEX_URL`: secrets such as index
+    /// credentials go here, never into `command`).
+    pub env: BTreeMap<String, String>,
     /// Host directory mounted read-write at [`InstallerSpec::TARGET`]: where packages go.
     pub target_dir: PathBuf,
     /// Host directory mounted read-write at `/tmp` for unpacking (kept off memory).

@@ -179,8 +179,17 @@ pub struct Dependencies {
     /// `bridge` (Docker's default network). `host` reaches an index on the host's loopback;
     /// a user-defined network can limit egress to a proxy or mirror.
     pub network: String,
-    /// The index used when a session names none. Default `https://pypi.org/simple/`.
+    /// The index used when a session names none. Default `https://pypi.org/simple/`. Always
+    /// allowed.
     pub default_index_url: String,
+    /// Other package indexes sessions may name (`python_package_index_url`), besides the
+    /// default one; any other is refused with 422 `index_not_allowed` before an installer
+    /// starts. Each entry is `scheme://host[:port]/path`: a URL matches when its scheme and
+    /// host are the entry's (`*.corp.example` matches the names below `corp.example`), its port
+    /// is the entry's (`:*` matches any port), and its path lies under the entry's path;
+    /// credentials in a URL do not take part. In the environment: a comma-separated list.
+    /// Default: empty (only the default index).
+    pub allowed_index_urls: Vec<String>,
     /// Seconds an install may take when the request does not say (`install_timeout`).
     /// Default 300.
     pub install_timeout_sec: u32,
@@ -207,6 +216,7 @@ impl Default for Dependencies {
         Dependencies {
             network: "bridge".into(),
             default_index_url: "https://pypi.org/simple/".into(),
+            allowed_index_urls: Vec::new(),
             install_timeout_sec: 300,
             max_install_timeout_sec: 1800,
             memory: "1Gi".into(),
@@ -435,6 +445,8 @@ impl Settings {
         }
         crate::service::dependencies::validate_index_url(&d.default_index_url)
             .map_err(|e| SettingsError::Invalid(format!("dependencies.default_index_url: {e}")))?;
+        crate::service::dependencies::IndexAllowList::new(&d.default_index_url, &d.allowed_index_urls)
+            .map_err(|e| SettingsError::Invalid(format!("dependencies.allowed_index_urls: {e}")))?;
         if !(1..=604_800).contains(&self.storage.presign_ttl_secs) {
             return Err(SettingsError::Invalid("storage.presign_ttl_secs: must be 1 to 604800".into()));
         }
@@ -483,6 +495,13 @@ fn set_path(
         Some(serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => {
             serde_json::from_str(raw).map_err(|_| format!("{raw:?} is not a number or boolean"))?
         }
+        // A list: a JSON array, or comma-separated values.
+        Some(serde_json::Value::Array(_)) if raw.trim_start().starts_with('[') => {
+            serde_json::from_str(raw).map_err(|_| format!("{raw:?} is not a JSON array"))?
+        }
+        Some(serde_json::Value::Array(_)) => serde_json::Value::Array(
+            raw.split(',').map(str::trim).filter(|v| !v.is_empty()).map(|v| v.into()).collect(),
+        ),
         _ => serde_json::Value::String(raw.to_owned()),
     };
     node.as_object_mut().ok_or("not a section")?.insert(last.clone(), value);
@@ -610,6 +629,30 @@ mod tests {
             .map(|(k, v)| format!("{k} = {v}"))
             .collect();
         assert!(wrong.is_empty(), "documented defaults that differ from the code:\n{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn lists_come_from_the_environment_comma_separated_or_as_json() {
+        let s = Settings::load(
+            None,
+            env(&[(
+                "SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS",
+                "http://127.0.0.1:*/, https://*.corp.example/simple/",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.dependencies.allowed_index_urls,
+            ["http://127.0.0.1:*/", "https://*.corp.example/simple/"]
+        );
+        let s = Settings::load(
+            None,
+            env(&[("SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS", r#"["https://a.example/"]"#)]),
+        )
+        .unwrap();
+        assert_eq!(s.dependencies.allowed_index_urls, ["https://a.example/"]);
+        let bad = Settings::load(None, env(&[("SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS", "ftp://x/")]));
+        assert!(bad.is_err(), "an entry that is not an http(s) URL is refused at start");
     }
 
     #[test]

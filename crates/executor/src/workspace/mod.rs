@@ -2,6 +2,7 @@
 //! `RESOLVE_BENEATH` against a descriptor of the workspace root, so neither `..` nor a symlink
 //! planted by user code can lead outside it, whatever happens to the tree meanwhile.
 
+pub mod archive;
 pub mod files;
 pub mod snapshot;
 
@@ -47,6 +48,12 @@ impl Workspace {
     /// Opens the directory `path` for reading its entries.
     pub fn open_dir(&self, path: &WorkspacePath) -> Result<OwnedFd, Error> {
         self.open_at(path, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
+    }
+
+    /// The whole workspace as a tree that is walked without following any symlink.
+    pub fn tree(&self) -> Result<sandbox_safefs::Tree, Error> {
+        let fd = rustix::io::fcntl_dupfd_cloexec(&self.dir, 0).map_err(|e| Error::from_errno(e, ""))?;
+        sandbox_safefs::Tree::from_fd(fd).map_err(archive::error)
     }
 }
 

@@ -48,7 +48,12 @@ pub fn installer_config(spec: &InstallerSpec, deadline: i64) -> ContainerCreateB
         image: Some(spec.image.clone()),
         entrypoint: entrypoint.map(|p| vec![p]),
         cmd: args.map(<[String]>::to_vec),
-        env: Some(vec!["HOME=/tmp".into(), "TMPDIR=/tmp".into(), "PYTHONUNBUFFERED=1".into()]),
+        env: Some(
+            ["HOME=/tmp".to_owned(), "TMPDIR=/tmp".into(), "PYTHONUNBUFFERED=1".into()]
+                .into_iter()
+                .chain(spec.env.iter().map(|(k, v)| format!("{k}={v}")))
+                .collect(),
+        ),
         user: Some(format!("{0}:{0}", super::SANDBOX_UID)),
         working_dir: Some("/tmp".into()),
         hostname: Some("installer".into()),
@@ -124,6 +129,7 @@ mod tests {
             name: "installer-sess_1-1".into(),
             image: "sandbox/python-basic:latest".into(),
             command: vec!["python3".into(), "-m".into(), "pip".into(), "install".into(), "six".into()],
+            env: [("PIP_INDEX_URL".to_owned(), "https://u:secret@pypi.corp/simple/".to_owned())].into(),
             target_dir: "/data/deps/v1".into(),
             scratch_dir: "/data/deps/.scratch-v1".into(),
             network: "bridge".into(),
@@ -154,6 +160,9 @@ mod tests {
         assert_eq!(c.user.as_deref(), Some("1000:1000"));
         assert_eq!(c.entrypoint.as_deref(), Some(&["python3".to_owned()][..]));
         assert_eq!(c.cmd.as_ref().unwrap().join(" "), "-m pip install six");
+        assert!(
+            c.env.as_ref().unwrap().contains(&"PIP_INDEX_URL=https://u:secret@pypi.corp/simple/".to_owned())
+        );
         let l = c.labels.unwrap();
         assert_eq!((l[labels::ROLE].as_str(), l[labels::DEADLINE].as_str()), (INSTALLER_ROLE, "1700000000"));
         assert_eq!((l[labels::SESSION].as_str(), l[labels::MANAGED].as_str()), ("sess_1", "true"));

@@ -6,6 +6,7 @@
 //! where the directory is gone gets the same packages back.
 
 use crate::error::{ApiError, FieldError};
+use crate::service::package_sets::{PackageSetError, PackageSets};
 use crate::service::sandboxes::Sandboxes;
 use crate::settings::Settings;
 use axum::http::StatusCode;
@@ -13,13 +14,12 @@ use chrono::{DateTime, Utc};
 use sandbox_core::model::{DependencySpec, InstalledDependency, Session, Template};
 use sandbox_core::packages::{self, Pin, Requirement, TemplateFit};
 use sandbox_core::{CpuQuantity, MemoryQuantity};
-use sandbox_protocol::{DEPS_CURRENT, DEPS_PYTHONPATH};
+use sandbox_protocol::DEPS_PYTHONPATH;
 use sandbox_runtime::{
     InstallerOutcome, InstallerSpec, Runtime, RuntimeError, SandboxInfo, SandboxState, labels,
     spec::INSTALLER_ROLE,
 };
 use sandbox_store::Store;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +49,86 @@ pub fn validate_index_url(raw: &str) -> Result<url::Url, String> {
         return Err("must not contain spaces or control characters".into());
     }
     Ok(url)
+}
+
+/// The package indexes sessions may install from: the default index, and the operator's
+/// `dependencies.allowed_index_urls`. Anything else is refused before an installer starts, so a
+/// tenant cannot make the platform fetch an address of the operator's network.
+///
+/// An entry is `scheme://host[:port]/path`: the scheme and host must match (a host `*.corp.example`
+/// matches any name below `corp.example`), the port must match (`:*` matches any), and the URL's
+/// path must lie under the entry's path. Credentials in the URL do not take part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexAllowList {
+    entries: Vec<AllowedIndex>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AllowedIndex {
+    scheme: String,
+    /// A host name, or `.suffix` for `*.suffix`.
+    host: String,
+    /// `None`: any port.
+    port: Option<u16>,
+    path: String,
+}
+
+impl AllowedIndex {
+    fn parse(raw: &str) -> Result<Self, String> {
+        let (scheme, rest) = raw.split_once("://").ok_or_else(|| format!("{raw:?} is not a URL"))?;
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let (authority, any_port) = match authority.strip_suffix(":*") {
+            Some(a) => (a, true),
+            None => (authority, false),
+        };
+        let (authority, wildcard) = match authority.strip_prefix("*.") {
+            Some(a) => (a, true),
+            None => (authority, false),
+        };
+        let url = validate_index_url(&format!("{scheme}://{authority}{path}"))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!("{raw:?}: an allowed index has no credentials"));
+        }
+        let host = url.host_str().unwrap_or_default().to_owned();
+        Ok(AllowedIndex {
+            scheme: url.scheme().to_owned(),
+            host: if wildcard { format!(".{host}") } else { host },
+            port: if any_port { None } else { url.port_or_known_default() },
+            path: url.path().to_owned(),
+        })
+    }
+
+    fn allows(&self, url: &url::Url) -> bool {
+        let host = url.host_str().unwrap_or_default();
+        let host_ok = match self.host.strip_prefix('.') {
+            Some(suffix) => host.strip_suffix(suffix).is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
+            None => host == self.host,
+        };
+        let path = url.path();
+        let path_ok = path == self.path
+            || (self.path.ends_with('/') && path.starts_with(&self.path))
+            || path.strip_prefix(&self.path).is_some_and(|rest| rest.starts_with('/'));
+        url.scheme() == self.scheme
+            && host_ok
+            && self.port.is_none_or(|p| url.port_or_known_default() == Some(p))
+            && path_ok
+    }
+}
+
+impl IndexAllowList {
+    /// The default index and the extra entries; fails naming the first invalid entry.
+    pub fn new(default_index: &str, extra: &[String]) -> Result<Self, String> {
+        let entries = std::iter::once(default_index)
+            .chain(extra.iter().map(String::as_str))
+            .map(AllowedIndex::parse)
+            .collect::<Result<_, _>>()?;
+        Ok(IndexAllowList { entries })
+    }
+
+    /// Whether installs may use `url`.
+    pub fn allows(&self, url: &url::Url) -> bool {
+        self.entries.iter().any(|e| e.allows(url))
+    }
 }
 
 /// The URL with any password replaced by `***`, for responses and logs.
@@ -92,17 +172,37 @@ pub struct Plan {
     pub index_url: String,
 }
 
-/// Validates an install of `new` into a session that asked for and got `before` (422 naming each bad field, prefixed with
-/// `field`): names, versions, duplicates, the index URL, and conflicts with the template's
-/// packages unless `allow_conflicts`.
+/// Validates an install of `new` into a session that asked for and got `before` (422 naming
+/// each bad field, prefixed with `field`): the index URL and whether it is allowed (422
+/// `index_not_allowed`, before anything else), names, versions, duplicates, and conflicts with
+/// the template's packages unless `allow_conflicts`.
 pub fn plan(
     field: &str,
     template: &Template,
     before: (&[DependencySpec], &[InstalledDependency]),
     new: &[DependencySpec],
-    index_url: &str,
+    index: (&str, &IndexAllowList),
     allow_conflicts: bool,
 ) -> Result<Plan, ApiError> {
+    let (index_url, allowed) = index;
+    if let Ok(url) = validate_index_url(index_url)
+        && !allowed.allows(&url)
+    {
+        return Err(ApiError {
+            errors: vec![FieldError {
+                field: "python_package_index_url".into(),
+                message: "not on this server's list of allowed package indexes".into(),
+            }],
+            ..ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "index_not_allowed",
+                format!(
+                    "the package index {} is not allowed here; the operator lists the allowed ones (dependencies.allowed_index_urls)",
+                    redact_index_url(index_url)
+                ),
+            )
+        });
+    }
     let mut errors = Vec::new();
     let mut bad = |f: String, message: String| errors.push(FieldError { field: f, message });
     if new.len() > MAX_PACKAGES {
@@ -177,12 +277,23 @@ pub enum InstallFailure {
         /// The limit.
         limit_mb: u64,
     },
+    /// pip ran out of room: the packages (or pip's unpacking of them) need more than allowed.
+    #[error(
+        "the packages do not fit in the limit of {limit_mb} MiB (dependencies.max_size_mb): pip stopped with 'No space left on device'"
+    )]
+    NoSpace {
+        /// The limit.
+        limit_mb: u64,
+    },
     /// The installer container could not run.
     #[error("the installer could not run: {0}")]
     Runtime(#[from] RuntimeError),
     /// The host directory could not be prepared or read.
     #[error("the package directory: {0}")]
     Host(#[from] std::io::Error),
+    /// The package directory or the staged packages could not be handled.
+    #[error("the package directory: {0}")]
+    Sets(#[from] PackageSetError),
 }
 
 impl InstallFailure {
@@ -193,7 +304,7 @@ impl InstallFailure {
             InstallFailure::NotFound(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "package_not_found", message)
             }
-            InstallFailure::Failed(_) | InstallFailure::TooLarge { .. } => {
+            InstallFailure::Failed(_) | InstallFailure::TooLarge { .. } | InstallFailure::NoSpace { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "dependency_install_failed", message)
             }
             InstallFailure::IndexUnreachable(_) => {
@@ -208,7 +319,7 @@ impl InstallFailure {
             InstallFailure::Runtime(RuntimeError::ImageNotFound(_)) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "template_image_missing", message)
             }
-            InstallFailure::Runtime(_) | InstallFailure::Host(_) => {
+            InstallFailure::Runtime(_) | InstallFailure::Host(_) | InstallFailure::Sets(_) => {
                 ApiError::unavailable("installer_unavailable", message, 5)
             }
         }
@@ -216,7 +327,7 @@ impl InstallFailure {
 }
 
 /// Reads what pip's output says went wrong.
-fn classify(outcome: &InstallerOutcome, timeout: Duration) -> InstallFailure {
+fn classify(outcome: &InstallerOutcome, timeout: Duration, limit_mb: u64) -> InstallFailure {
     const UNREACHABLE: [&str; 8] = [
         "Failed to establish a new connection",
         "NewConnectionError",
@@ -230,6 +341,9 @@ fn classify(outcome: &InstallerOutcome, timeout: Duration) -> InstallFailure {
     let Some(_) = outcome.exit_code else { return InstallFailure::TimedOut(timeout.as_secs()) };
     if outcome.oom_killed {
         return InstallFailure::Failed("the installer ran out of memory (dependencies.memory)".into());
+    }
+    if outcome.output.contains("No space left on device") {
+        return InstallFailure::NoSpace { limit_mb };
     }
     let out = &outcome.output;
     let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("ERROR:")).collect();
@@ -253,76 +367,13 @@ fn classify(outcome: &InstallerOutcome, timeout: Duration) -> InstallFailure {
     InstallFailure::Failed(summary)
 }
 
-/// The packages a finished pip put into `dir`: name and version of each `*.dist-info`.
-fn installed_in(dir: &Path) -> std::io::Result<Vec<(String, String)>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        if !name.to_string_lossy().ends_with(".dist-info") {
-            continue;
-        }
-        let Ok(metadata) = std::fs::read_to_string(entry.path().join("METADATA")) else { continue };
-        let header = metadata.split("\n\n").next().unwrap_or_default();
-        let field = |key: &str| header.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim().to_owned());
-        if let (Some(n), Some(v)) = (field("Name:"), field("Version:")) {
-            found.push((n, v));
-        }
-    }
-    found.sort_by_key(|(n, _)| packages::normalize(n));
-    Ok(found)
-}
-
-/// Bytes under `dir` (symlinks not followed).
-fn size_of(dir: &Path) -> std::io::Result<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        total += if meta.is_dir() { size_of(&entry.path())? } else { meta.len() };
-    }
-    Ok(total)
-}
-
-/// Creates `dir` for the sandbox user (the installer runs as that user).
-fn prepare(dir: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    std::os::unix::fs::chown(
-        dir,
-        Some(sandbox_runtime::docker::SANDBOX_UID),
-        Some(sandbox_runtime::docker::SANDBOX_UID),
-    )
-}
-
-/// Makes `set` (a directory name in `dir`) the current packages, then removes every other set
-/// but `keep` (the one current until now: executions running may still import from it).
-fn make_current(dir: &Path, set: &str, keep: Option<&str>) -> std::io::Result<()> {
-    let tmp = dir.join(format!(".{DEPS_CURRENT}.new"));
-    let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(set, &tmp)?;
-    std::fs::rename(&tmp, dir.join(DEPS_CURRENT))?;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("set-") && name != set && Some(name.as_str()) != keep {
-            std::fs::remove_dir_all(entry.path())?;
-        }
-    }
-    Ok(())
-}
-
-/// The set the link names now, if any.
-fn current_set(dir: &Path) -> Option<String> {
-    let target = std::fs::read_link(dir.join(DEPS_CURRENT)).ok()?;
-    dir.join(&target).is_dir().then(|| target.to_string_lossy().into_owned())
-}
-
 /// Runs installs and keeps their record.
 pub struct Dependencies {
     settings: Arc<Settings>,
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
     sandboxes: Arc<Sandboxes>,
+    allowed_indexes: IndexAllowList,
 }
 
 impl Dependencies {
@@ -333,7 +384,16 @@ impl Dependencies {
         runtime: Arc<dyn Runtime>,
         sandboxes: Arc<Sandboxes>,
     ) -> Self {
-        Dependencies { settings, store, runtime, sandboxes }
+        let d = &settings.dependencies;
+        // Checked when the settings were loaded.
+        let allowed_indexes = IndexAllowList::new(&d.default_index_url, &d.allowed_index_urls)
+            .expect("dependencies.allowed_index_urls was validated with the settings");
+        Dependencies { settings, store, runtime, sandboxes, allowed_indexes }
+    }
+
+    /// The package indexes installs may use.
+    pub fn allowed_indexes(&self) -> &IndexAllowList {
+        &self.allowed_indexes
     }
 
     /// The install timeout a request asks for (`None`: the default), checked against the
@@ -436,7 +496,14 @@ impl Dependencies {
     ) -> Result<Session, ApiError> {
         let index_url = index_url.unwrap_or_else(|| session.python_package_index_url.clone());
         let before = (&session.requested_dependencies[..], &session.installed_dependencies[..]);
-        let plan = plan("dependencies", &template, before, &new, &index_url, allow_conflicts)?;
+        let plan = plan(
+            "dependencies",
+            &template,
+            before,
+            &new,
+            (&index_url, &self.allowed_indexes),
+            allow_conflicts,
+        )?;
         let timeout = self.timeout(None)?;
         // Millisecond precision: the stored start identifies this install.
         let started = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default();
@@ -474,8 +541,7 @@ impl Dependencies {
             .filter(|d| !d.is_from_template)
             .map(|d| format!("{}=={}", d.name, d.version))
             .collect();
-        let dir = self.dir(&session.id);
-        if pinned.is_empty() || current_set(&dir).is_some() {
+        if pinned.is_empty() || self.sets(&session.id).current().is_some() {
             return None;
         }
         tracing::warn!(session_id = %session.id, packages = pinned.len(), "the session's packages are missing here; installing the recorded versions");
@@ -507,9 +573,9 @@ impl Dependencies {
         Some(s)
     }
 
-    /// The host directory of a session's packages (mounted read-only in its sandbox).
-    pub fn dir(&self, session_id: &str) -> PathBuf {
-        self.sandboxes.session_dir(session_id).join("deps")
+    /// The package directory of a session (mounted read-only in its sandbox).
+    pub fn sets(&self, session_id: &str) -> PackageSets {
+        self.sandboxes.package_sets(session_id)
     }
 
     /// Runs pip for `requirements` into a new set and makes it current; returns what is in it.
@@ -523,12 +589,15 @@ impl Dependencies {
         timeout: Duration,
     ) -> Result<Vec<(String, String)>, InstallFailure> {
         let d = &self.settings.dependencies;
-        let dir = self.dir(session_id);
+        let sets = self.sets(session_id);
         let set = format!("set-{}", Utc::now().timestamp_micros());
-        let (target, scratch) = (dir.join(&set), dir.join(format!(".scratch-{set}")));
-        for p in [&dir, &target, &scratch] {
-            prepare(p)?;
-        }
+        let max = d.max_size_mb;
+        let staging = {
+            let (sets, set) = (sets.clone(), set.clone());
+            tokio::task::spawn_blocking(move || sets.stage(&set, max))
+                .await
+                .map_err(|e| InstallFailure::Host(std::io::Error::other(e)))??
+        };
         let mut command: Vec<String> = [
             "python3",
             "-m",
@@ -542,8 +611,6 @@ impl Dependencies {
             "off",
             "--target",
             InstallerSpec::TARGET,
-            "--index-url",
-            index_url,
         ]
         .map(String::from)
         .into();
@@ -572,8 +639,10 @@ impl Dependencies {
             name: format!("installer-{session_id}-{}", &set[4..]),
             image: image.to_owned(),
             command,
-            target_dir: target.clone(),
-            scratch_dir: scratch.clone(),
+            // The index (and any credentials in it) travels in pip's environment, never in argv.
+            env: [("PIP_INDEX_URL".to_owned(), index_url.to_owned())].into(),
+            target_dir: staging.target.clone(),
+            scratch_dir: staging.scratch.clone(),
             network: d.network.clone(),
             cpu: d.cpu.parse::<CpuQuantity>().map_err(|e| RuntimeError::Invalid(e.to_string()))?,
             memory: d.memory.parse::<MemoryQuantity>().map_err(|e| RuntimeError::Invalid(e.to_string()))?,
@@ -586,30 +655,23 @@ impl Dependencies {
             .into(),
         };
         let outcome = self.runtime.run_installer(&spec).await;
-        let max = d.max_size_mb;
         let finished =
             tokio::task::spawn_blocking(move || -> Result<Vec<(String, String)>, InstallFailure> {
-                let _ = std::fs::remove_dir_all(&scratch);
-                let outcome = match outcome {
-                    Ok(o) => o,
-                    Err(e) => {
-                        let _ = std::fs::remove_dir_all(&target);
-                        return Err(e.into());
+                let result = (|| {
+                    let outcome = outcome?;
+                    if outcome.exit_code != Some(0) {
+                        return Err(classify(&outcome, timeout, max));
                     }
-                };
-                if outcome.exit_code != Some(0) {
-                    let _ = std::fs::remove_dir_all(&target);
-                    return Err(classify(&outcome, timeout));
+                    let size_mb = sets.staged_size(&staging)? >> 20;
+                    if size_mb > max {
+                        return Err(InstallFailure::TooLarge { size_mb, limit_mb: max });
+                    }
+                    Ok(sets.commit(&staging, &set)?)
+                })();
+                if let Err(e) = sets.release(&staging) {
+                    tracing::warn!(error = %e, "could not remove an install's staging filesystem");
                 }
-                let size_mb = size_of(&target)? >> 20;
-                if size_mb > max {
-                    let _ = std::fs::remove_dir_all(&target);
-                    return Err(InstallFailure::TooLarge { size_mb, limit_mb: max });
-                }
-                let installed = installed_in(&target)?;
-                let keep = current_set(&dir);
-                make_current(&dir, &set, keep.as_deref())?;
-                Ok(installed)
+                result
             });
         finished.await.map_err(|e| InstallFailure::Host(std::io::Error::other(e)))?
     }
@@ -686,24 +748,26 @@ mod tests {
         let t = Duration::from_secs(60);
         let unknown = "Looking in indexes: http://127.0.0.1:9/simple/\nERROR: Could not find a version that satisfies the requirement nope (from versions: none)\nERROR: No matching distribution found for nope\n";
         assert!(
-            matches!(classify(&outcome(Some(1), unknown), t), InstallFailure::NotFound(m) if m.starts_with("ERROR: Could not find") && m.lines().count() == 2)
+            matches!(classify(&outcome(Some(1), unknown), t, 8), InstallFailure::NotFound(m) if m.starts_with("ERROR: Could not find") && m.lines().count() == 2)
         );
         let refused = format!(
             "WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError(... Failed to establish a new connection: [Errno 111] Connection refused')': /simple/six/\n{unknown}"
         );
         assert!(
-            matches!(classify(&outcome(Some(1), &refused), t), InstallFailure::IndexUnreachable(m) if m.contains("Connection refused"))
+            matches!(classify(&outcome(Some(1), &refused), t, 8), InstallFailure::IndexUnreachable(m) if m.contains("Connection refused"))
         );
         let conflict = "ERROR: Cannot install a==1 and b==2 because these package versions have conflicting dependencies.\nERROR: ResolutionImpossible: for help visit https://pip.pypa.io";
         assert!(
-            matches!(classify(&outcome(Some(1), conflict), t), InstallFailure::Failed(m) if m.contains("ResolutionImpossible"))
+            matches!(classify(&outcome(Some(1), conflict), t, 8), InstallFailure::Failed(m) if m.contains("ResolutionImpossible"))
         );
-        assert!(matches!(classify(&outcome(None, ""), t), InstallFailure::TimedOut(60)));
+        assert!(matches!(classify(&outcome(None, ""), t, 8), InstallFailure::TimedOut(60)));
         let oom = InstallerOutcome { oom_killed: true, ..outcome(Some(137), "") };
-        assert!(matches!(classify(&oom, t), InstallFailure::Failed(m) if m.contains("memory")));
+        assert!(matches!(classify(&oom, t, 8), InstallFailure::Failed(m) if m.contains("memory")));
+        let full = "ERROR: Exception:\nTraceback ...\nOSError: [Errno 28] No space left on device\n";
+        assert!(matches!(classify(&outcome(Some(2), full), t, 8), InstallFailure::NoSpace { limit_mb: 8 }));
         let long = "x\n".repeat(5000);
         assert!(
-            matches!(classify(&outcome(Some(2), &long), t), InstallFailure::Failed(m) if m.len() <= MAX_ERROR_CHARS)
+            matches!(classify(&outcome(Some(2), &long), t, 8), InstallFailure::Failed(m) if m.len() <= MAX_ERROR_CHARS)
         );
     }
 
@@ -733,29 +797,45 @@ mod tests {
     }
 
     #[test]
-    fn a_new_set_becomes_current_by_moving_the_link_and_old_sets_go() {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        for set in ["set-1", "set-2", "set-3"] {
-            std::fs::create_dir(d.join(set)).unwrap();
-        }
-        std::fs::create_dir(d.join("set-2/pkg-1.0.dist-info")).unwrap();
-        std::fs::write(
-            d.join("set-2/pkg-1.0.dist-info/METADATA"),
-            "Metadata-Version: 2.1\nName: Pkg\nVersion: 1.0\n\nName: not-this\n",
+    fn only_allowed_indexes_pass() {
+        let list = IndexAllowList::new(
+            "https://pypi.org/simple/",
+            &[
+                "https://*.corp.example/pypi".into(),
+                "http://127.0.0.1:*/".into(),
+                "https://mirror.example:8443/simple/".into(),
+            ],
         )
         .unwrap();
-        make_current(d, "set-2", None).unwrap();
-        assert_eq!(current_set(d).as_deref(), Some("set-2"));
-        assert_eq!(installed_in(&d.join("set-2")).unwrap(), [("Pkg".to_owned(), "1.0".to_owned())]);
-        std::fs::create_dir(d.join("set-4")).unwrap();
-        make_current(d, "set-4", current_set(d).as_deref()).unwrap();
-        let mut left: Vec<String> = std::fs::read_dir(d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(left, ["set-2", "set-4", DEPS_CURRENT]);
-        assert_eq!(current_set(d).as_deref(), Some("set-4"));
+        let allowed = |u: &str| list.allows(&url::Url::parse(u).unwrap());
+        for ok in [
+            "https://pypi.org/simple/",
+            "https://PyPI.org/simple/sub/",
+            "https://user:tok@pypi.org/simple/",
+            "https://a.corp.example/pypi",
+            "https://a.b.corp.example/pypi/simple/",
+            "http://127.0.0.1:9/",
+            "http://127.0.0.1:1234/simple/",
+            "https://mirror.example:8443/simple/",
+        ] {
+            assert!(allowed(ok), "{ok} should be allowed");
+        }
+        for bad in [
+            "http://pypi.org/simple/",
+            "https://pypi.org:8443/simple/",
+            "https://pypi.org/other/",
+            "https://pypi.org.evil.example/simple/",
+            "https://evil.example/simple/?https://pypi.org/simple/",
+            "https://corp.example/pypi",
+            "https://xcorp.example/pypi",
+            "https://a.corp.example/pypiX",
+            "http://127.0.0.2:9/",
+            "http://169.254.169.254/latest/meta-data/",
+            "https://mirror.example/simple/",
+        ] {
+            assert!(!allowed(bad), "{bad} should be refused");
+        }
+        assert!(IndexAllowList::new("https://pypi.org/simple/", &["https://u:p@x.example/".into()]).is_err());
+        assert!(IndexAllowList::new("https://pypi.org/simple/", &["not a url".into()]).is_err());
     }
 }

@@ -57,9 +57,15 @@ impl WorkspaceDisks {
         WorkspaceDisks { enforcement }
     }
 
-    /// Makes sure `workspace` exists and, with enforcement, is a mounted filesystem of `size`.
-    /// Blocking (runs `mkfs.ext4` and `mount` the first time).
+    /// Makes sure `workspace` exists and, with enforcement, is a mounted filesystem of `size`
+    /// whose root belongs to the sandbox user. Blocking (runs `mkfs.ext4` and `mount` the first
+    /// time).
     pub fn prepare(&self, workspace: &Path, size: MemoryQuantity) -> Result<(), DiskError> {
+        self.prepare_owned(workspace, size, SANDBOX_UID)
+    }
+
+    /// [`prepare`](Self::prepare), with the filesystem's root owned by `owner`.
+    pub fn prepare_owned(&self, workspace: &Path, size: MemoryQuantity, owner: u32) -> Result<(), DiskError> {
         std::fs::create_dir_all(workspace).map_err(|e| err(workspace, e))?;
         if self.enforcement == DiskEnforcement::None || is_mounted(workspace) {
             return Ok(());
@@ -81,8 +87,7 @@ impl WorkspaceDisks {
             }
         }
         run(Command::new("mount").args(["-o", "loop,nosuid,nodev"]).arg(&image).arg(workspace), workspace)?;
-        std::os::unix::fs::chown(workspace, Some(SANDBOX_UID), Some(SANDBOX_UID))
-            .map_err(|e| err(workspace, e))?;
+        std::os::unix::fs::chown(workspace, Some(owner), Some(owner)).map_err(|e| err(workspace, e))?;
         // mkfs leaves lost+found, which is not the user's; fsck recreates it when needed.
         let _ = std::fs::remove_dir(workspace.join("lost+found"));
         Ok(())

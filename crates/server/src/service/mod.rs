@@ -4,6 +4,7 @@ pub mod dependencies;
 pub mod disk;
 pub mod executions;
 pub mod lifecycle;
+pub mod package_sets;
 pub mod pools;
 pub mod sandboxes;
 pub mod sessions;

@@ -2,9 +2,11 @@
 //! spec handed to the runtime, and the client for its executor.
 
 use crate::service::disk::WorkspaceDisks;
+use crate::service::package_sets::PackageSets;
 use crate::service::workspaces::WorkspaceStore;
 use crate::settings::{DiskEnforcement, RuntimeKind, Settings};
 use sandbox_core::{CpuQuantity, MemoryQuantity};
+use sandbox_executor_client::ByteStream;
 use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, Sandbox, SandboxSpec, labels};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +24,31 @@ pub struct Shape {
     pub memory: MemoryQuantity,
     /// Workspace size.
     pub disk: MemoryQuantity,
+}
+
+/// The session whose workspace a new session starts with.
+pub enum Seed {
+    /// Its sandbox runs: its executor makes the copy.
+    Running {
+        /// The source session.
+        session_id: String,
+        /// Its executor.
+        client: Box<ExecutorClient>,
+    },
+    /// It does not run: its files are where it left them (on this host, or in the bucket).
+    Stopped {
+        /// The source session.
+        session_id: String,
+    },
+}
+
+impl Seed {
+    /// The source session.
+    pub fn session_id(&self) -> &str {
+        match self {
+            Seed::Running { session_id, .. } | Seed::Stopped { session_id } => session_id,
+        }
+    }
 }
 
 /// Makes and unmakes sandboxes.
@@ -60,6 +87,11 @@ impl Sandboxes {
         self.settings.data_dir.join("sessions").join(id)
     }
 
+    /// The package directory of session `id`.
+    pub fn package_sets(&self, id: &str) -> PackageSets {
+        PackageSets::new(self.session_dir(id).join("deps"), self.disks, sandbox_runtime::docker::SANDBOX_UID)
+    }
+
     /// The name of a session's sandbox.
     pub fn sandbox_name(id: &str) -> String {
         format!("sandbox-{id}")
@@ -90,34 +122,33 @@ impl Sandboxes {
     }
 
     /// Prepares the workspace (with its disk limit) and starts the sandbox of session `id`,
-    /// within the configured start timeout, then restores its stored files (`s3` mode). With
-    /// `seed`, the workspace starts as a copy of that session's.
-    pub async fn start(&self, id: &str, shape: &Shape, seed: Option<&str>) -> Result<Sandbox, RuntimeError> {
+    /// within the configured start timeout, then restores its stored files (`s3` mode) or copies
+    /// `seed`'s workspace into it. A sandbox whose workspace could not be filled is removed again:
+    /// the caller gets a complete sandbox or an error.
+    pub async fn start(&self, id: &str, shape: &Shape, seed: Option<Seed>) -> Result<Sandbox, RuntimeError> {
         let spec = self.spec(id, shape);
         let (disks, workspace, size) = (self.disks, spec.workspace_dir.clone(), shape.disk);
-        let local_seed = seed
-            .filter(|_| self.workspaces.bucket().is_none())
-            .map(|s| self.session_dir(s).join("workspace"));
         let deps = spec.deps_dir.clone();
         tokio::task::spawn_blocking(move || {
             if let Some(deps) = deps {
                 std::fs::create_dir_all(deps)?;
             }
-            disks.prepare(&workspace, size).map_err(std::io::Error::other)?;
-            match local_seed {
-                Some(from) => copy_tree(&from, &workspace),
-                None => Ok(()),
-            }
+            disks.prepare(&workspace, size).map_err(std::io::Error::other)
         })
         .await
         .map_err(|e| RuntimeError::Engine(e.to_string()))?
         .map_err(|source| RuntimeError::HostDir { path: spec.workspace_dir.clone(), source })?;
-        if let (Some(from), Some(_)) = (seed, self.workspaces.bucket()) {
-            self.workspaces
-                .copy_session(from, id)
-                .await
-                .map_err(|e| RuntimeError::Engine(format!("copying the workspace of {from}: {e}")))?;
-        }
+        let seed = match (seed, self.workspaces.bucket()) {
+            (Some(seed), Some(_)) => {
+                let from = seed.session_id();
+                self.workspaces
+                    .copy_session(from, id)
+                    .await
+                    .map_err(|e| RuntimeError::Engine(format!("copying the workspace of {from}: {e}")))?;
+                None
+            }
+            (seed, _) => seed,
+        };
         let limit = std::time::Duration::from_secs(self.settings.limits.sandbox_start_timeout_sec);
         let sandbox = match tokio::time::timeout(limit, self.runtime.create(&spec)).await {
             Ok(r) => r?,
@@ -126,11 +157,47 @@ impl Sandboxes {
                 return Err(RuntimeError::NotReady { seconds: limit.as_secs(), reason: "timed out".into() });
             }
         };
-        if let Err(e) = self.workspaces.restore(id, &sandbox.executor).await {
+        let filled = match seed {
+            Some(seed) => self.copy_workspace(seed, &sandbox.executor).await,
+            None => self
+                .workspaces
+                .restore(id, &sandbox.executor)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("restoring the workspace from storage: {e}")),
+        };
+        if let Err(why) = filled {
             let _ = self.runtime.remove(&sandbox.id).await;
-            return Err(RuntimeError::Engine(format!("restoring the workspace from storage: {e}")));
+            return Err(RuntimeError::Engine(why));
         }
         Ok(sandbox)
+    }
+
+    /// Copies the workspace of `seed` into a new sandbox through its executor: from the source's
+    /// executor when its sandbox runs (a tar stream it makes as the sandbox user), else from the
+    /// stopped source's directory on this host, read without following any link.
+    async fn copy_workspace(&self, seed: Seed, to: &ExecutorClient) -> Result<(), String> {
+        let from = seed.session_id().to_owned();
+        let archive: ByteStream = match seed {
+            Seed::Running { client, .. } => {
+                client.archive().await.map_err(|e| format!("reading the workspace of {from}: {e}"))?
+            }
+            Seed::Stopped { .. } => {
+                let dir = self.session_dir(&from).join("workspace");
+                let tree = tokio::task::spawn_blocking(move || sandbox_safefs::Tree::open(&dir))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| format!("the workspace of {from} is not on this host: {e}"))?;
+                Box::pin(sandbox_safefs::archive::tar_stream(
+                    tree,
+                    sandbox_safefs::archive::Limits::default(),
+                ))
+            }
+        };
+        let copied =
+            to.extract(archive).await.map_err(|e| format!("copying the workspace of {from}: {e}"))?;
+        tracing::info!(source = %from, files = copied.files, bytes = copied.bytes, symlinks = copied.symlinks, "workspace copied");
+        Ok(())
     }
 
     /// The durable copy of workspaces.
@@ -138,12 +205,23 @@ impl Sandboxes {
         self.workspaces.as_ref()
     }
 
-    /// Removes everything of session `id` on the host: its disk and directories.
+    /// Removes everything of session `id` on the host: its disk, the staging filesystems of
+    /// installs a crash left behind, and its directories.
     pub async fn release_files(&self, id: &str) -> Result<(), String> {
         let dir = self.session_dir(id);
         let disks = self.disks;
         tokio::task::spawn_blocking(move || {
             disks.release(&dir.join("workspace")).map_err(|e| e.to_string())?;
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                for e in entries.flatten() {
+                    if e.file_name().to_string_lossy().starts_with("install-") {
+                        for part in ["target", "tmp"] {
+                            disks.release(&e.path().join(part)).map_err(|e| e.to_string())?;
+                        }
+                    }
+                }
+            }
+            // Never follows a link inside (the standard library removes through descriptors).
             match std::fs::remove_dir_all(&dir) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     Err(format!("removing {}: {e}", dir.display()))
@@ -162,26 +240,4 @@ impl Sandboxes {
         let spec = SandboxSpec::new(Self::sandbox_name(id), "", dir.join("workspace"), dir.join("run"));
         self.runtime.resolve_executor(&spec).await
     }
-}
-
-/// Copies a workspace's tree (files, directories, symlinks as symlinks) into an empty one,
-/// owned by the sandbox user. Blocking.
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let (src, dst) = (entry.path(), to.join(entry.file_name()));
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
-            std::fs::create_dir_all(&dst)?;
-            copy_tree(&src, &dst)?;
-        } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
-        } else if kind.is_file() {
-            std::fs::copy(&src, &dst)?;
-        } else {
-            continue;
-        }
-        std::os::unix::fs::lchown(&dst, Some(1000), Some(1000))?;
-    }
-    Ok(())
 }

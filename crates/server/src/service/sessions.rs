@@ -8,7 +8,7 @@ use crate::ids;
 use crate::metrics::Metrics;
 use crate::service::dependencies::{self, Dependencies, Plan};
 use crate::service::pools::Pools;
-use crate::service::sandboxes::{Sandboxes, Shape};
+use crate::service::sandboxes::{Sandboxes, Seed, Shape};
 use crate::settings::Settings;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
@@ -203,6 +203,19 @@ impl Sessions {
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Where the workspace of `source` is copied from: its running sandbox's executor, or its
+    /// files as it left them.
+    async fn seed(&self, source: &str) -> Result<Seed, RuntimeError> {
+        let session = self.store.session(source).await.map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        match session {
+            Some(s) if s.status == SessionStatus::Running => {
+                let client = self.executor(&s).await.map_err(|e| RuntimeError::Engine(e.message))?;
+                Ok(Seed::Running { session_id: s.id, client: Box::new(client) })
+            }
+            _ => Ok(Seed::Stopped { session_id: source.to_owned() }),
+        }
+    }
+
     /// Resolves the request against its template and the configured maxima.
     async fn plan(
         &self,
@@ -295,7 +308,7 @@ impl Sessions {
             &template,
             (&[], &[]),
             &req.dependencies,
-            &index_url,
+            (&index_url, self.dependencies.allowed_indexes()),
             req.allow_version_conflicts,
         ) {
             Ok(plan) => match self.dependencies.timeout(req.install_timeout) {
@@ -305,6 +318,8 @@ impl Sessions {
                     None
                 }
             },
+            // A refusal of its own (an index that is not allowed) answers on its own.
+            Err(e) if e.code != "validation_error" => return Err(e),
             Err(e) => {
                 errors.extend(e.errors);
                 None
@@ -493,7 +508,14 @@ impl Sessions {
                 None => None,
             }
         };
-        let (created, installed) = tokio::join!(self.sandboxes.start(&session.id, shape, seed), installing);
+        let starting = async {
+            let seed = match seed {
+                Some(source) => Some(self.seed(source).await?),
+                None => None,
+            };
+            self.sandboxes.start(&session.id, shape, seed).await
+        };
+        let (created, installed) = tokio::join!(starting, installing);
         let mut install_failure = None;
         if let Some((done, failure)) = installed {
             if let Some(started) = session.dependency_install_started_at {

@@ -61,7 +61,11 @@ impl Server {
             .append(true)
             .open(self.dir.path().join("server.log"))
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sandbox-server"));
+        // SANDBOX_TEST_SERVER_BIN runs the tests against another build (an older one, to see
+        // an attack succeed there).
+        let bin = std::env::var("SANDBOX_TEST_SERVER_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sandbox-server").to_owned());
+        let mut cmd = Command::new(bin);
         cmd.arg("serve").stdout(Stdio::null()).stderr(log);
         for (k, v) in &self.env {
             cmd.env(k, v);
