@@ -321,3 +321,44 @@ async fn a_sandbox_runs_hundreds_of_executions_and_leaves_no_zombies() {
         .collect();
     assert!(zombies.is_empty(), "zombies left in the container:\n{table}");
 }
+
+/// On Kubernetes the container's seccomp profile may be the runtime's default or none at all:
+/// the sandbox's own filter must refuse on its own what Docker's default profile refuses. The
+/// container here runs unconfined, so only the executor's filter stands between the seccomp
+/// cases of the corpus and the kernel.
+#[tokio::test]
+async fn the_inner_filter_stands_alone_in_an_unconfined_container() {
+    let sb = TestSandbox::start_with(
+        "multi-language",
+        |_| {},
+        |c| {
+            let h = c.host_config.as_mut().unwrap();
+            h.security_opt = Some(vec!["no-new-privileges".into(), "seccomp=unconfined".into()]);
+        },
+    )
+    .await
+    .expect("an unconfined sandbox starts");
+    let wanted = [
+        "py_seccomp_docker_parity",
+        "py_socket_families_denied",
+        "py_tty_injection_denied",
+        "py_ptrace_denied",
+        "py_unshare_userns_denied",
+        "py_mount_denied",
+    ];
+    let cases: Vec<_> =
+        conformance::cases().into_iter().filter(|c| wanted.contains(&c.name.as_str())).collect();
+    assert_eq!(cases.len(), wanted.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let mut req = request(case.language.parse().unwrap(), &case.code, case.timeout);
+        req.event = case.event.clone();
+        let t = Instant::now();
+        let r = sb.executor.execute(&req).await.expect("execution answered");
+        let probs = conformance::check(case, &observed(&r, t.elapsed().as_secs_f64()));
+        if !probs.is_empty() {
+            failures.push(format!("{}: {} (stdout {:?})", case.name, probs.join("; "), r.stdout));
+        }
+    }
+    assert!(failures.is_empty(), "failing cases:\n{}", failures.join("\n"));
+}
