@@ -322,6 +322,28 @@ async fn a_sandbox_runs_hundreds_of_executions_and_leaves_no_zombies() {
     assert!(zombies.is_empty(), "zombies left in the container:\n{table}");
 }
 
+/// User code can leave a FIFO where the files API expects a file; a plain open of it waits for
+/// a writer forever and would hang the request.
+#[tokio::test]
+async fn reading_a_fifo_fails_at_once_with_not_a_regular_file() {
+    let sb = TestSandbox::start("python-basic").await;
+    let r =
+        run(&sb, Language::Python, "import os\nos.mkfifo('pipe')\nos.mkdir('dir')\nos.mkfifo('dir/pipe')")
+            .await;
+    assert_eq!(r.status, ExecutionStatus::Completed, "{r:?}");
+    for path in ["pipe", "dir/pipe"] {
+        let wpath = WorkspacePath::parse(path).unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(5), sb.executor.read_file(&wpath))
+            .await
+            .expect("the read answers at once")
+            .err()
+            .expect("a FIFO is refused");
+        assert_eq!(err.api_error().unwrap().code, ErrorCode::NotARegularFile, "{path}: {err}");
+    }
+    // The executor still serves files and runs code.
+    assert_eq!(run(&sb, Language::Shell, "echo ok").await.stdout, "ok\n");
+}
+
 /// On Kubernetes the container's seccomp profile may be the runtime's default or none at all:
 /// the sandbox's own filter must refuse on its own what Docker's default profile refuses. The
 /// container here runs unconfined, so only the executor's filter stands between the seccomp
