@@ -8,7 +8,7 @@ use crate::lang::{self, Launch, RESULT_FD};
 use crate::outcome::{self, Ended, Exit};
 use crate::reaper::Reaper;
 use crate::registry::{Registry, Ticket};
-use crate::sandbox::bwrap::{BwrapOptions, DataFile, SystemMount};
+use crate::sandbox::bwrap::{BwrapOptions, DataFile, ProcMask, SystemMount};
 use crate::sandbox::cgroup::MemoryCgroup;
 use crate::supervisor::{self, SUBCOMMAND, SupervisorArgs, SupervisorReport};
 use crate::workspace::Workspace;
@@ -57,6 +57,8 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// The system directories to expose.
     pub system: Vec<SystemMount>,
+    /// What each sandbox's private `/proc` hides.
+    pub proc_masks: Vec<ProcMask>,
     /// The executable run as each sandbox's supervisor (this binary).
     pub supervisor: PathBuf,
     /// Languages whose interpreters exist.
@@ -423,6 +425,7 @@ impl Engine {
             workspace: self.cfg.workspace.clone(),
             deps: self.cfg.deps.clone(),
             tmp_size_bytes: l.tmp_size_mb << 20,
+            proc_masks: self.cfg.proc_masks.clone(),
             env: self.environment(req),
             seccomp_fd: SECCOMP_FD,
             files,
