@@ -322,6 +322,37 @@ async fn a_sandbox_runs_hundreds_of_executions_and_leaves_no_zombies() {
     assert!(zombies.is_empty(), "zombies left in the container:\n{table}");
 }
 
+/// The session's environment variables are for the user's program. Given to the supervisor,
+/// the dynamic loader's variables (`LD_PRELOAD`, `LD_DEBUG_OUTPUT`, ...) would run code or write
+/// files in it before its limits are set; `LD_DEBUG_OUTPUT` makes every process the loader
+/// starts leave a file named after its pid, so the test sees which processes got them.
+#[tokio::test]
+async fn session_environment_reaches_only_the_program() {
+    let sb = TestSandbox::start("python-basic").await;
+    let mut req = request(Language::Python, "import os\nprint(os.getpid(), os.getppid())", 20);
+    req.env = [
+        ("LD_PRELOAD", "/workspace/evil.so"),
+        ("LD_DEBUG", "libs"),
+        ("LD_DEBUG_OUTPUT", "/workspace/ld"),
+        ("GREETING", "hello"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    req.code.push_str("\nprint(os.environ['GREETING'], os.environ['LD_PRELOAD'])");
+    let r = sb.executor.execute(&req).await.unwrap();
+    assert_eq!(r.status, ExecutionStatus::Completed, "{r:?}");
+    let mut lines = r.stdout.lines();
+    let pids: Vec<u32> = lines.next().unwrap().split(' ').map(|p| p.parse().unwrap()).collect();
+    assert_eq!(lines.next(), Some("hello /workspace/evil.so"), "{r:?}");
+    let (program, supervisor) = (pids[0], pids[1]);
+    assert!(sb.workspace_path(&format!("ld.{program}")).exists(), "the program gets the variables");
+    assert!(
+        !sb.workspace_path(&format!("ld.{supervisor}")).exists(),
+        "the supervisor (pid {supervisor}) ran with the session's loader variables"
+    );
+}
+
 /// User code can leave a FIFO where the files API expects a file; a plain open of it waits for
 /// a writer forever and would hang the request.
 #[tokio::test]

@@ -10,7 +10,7 @@ use crate::reaper::Reaper;
 use crate::registry::{Registry, Ticket};
 use crate::sandbox::bwrap::{BwrapOptions, DataFile, ProcMask, SystemMount};
 use crate::sandbox::cgroup::MemoryCgroup;
-use crate::supervisor::{self, SUBCOMMAND, SupervisorArgs, SupervisorReport};
+use crate::supervisor::{self, ENV_FILE, SUBCOMMAND, SupervisorArgs, SupervisorReport};
 use crate::workspace::Workspace;
 use crate::workspace::snapshot::{MAX_ENTRIES, Snapshot};
 use chrono::Utc;
@@ -173,7 +173,9 @@ impl Engine {
         ticket.finish(&self.registry, result)
     }
 
-    fn environment(&self, req: &ExecRequest) -> Vec<(String, String)> {
+    /// The environment the sandbox starts with. The session's own variables are not part of it:
+    /// the supervisor adds them for the user's program alone (see [`ENV_FILE`]).
+    fn environment(&self) -> Vec<(String, String)> {
         let mut env = vec![
             ("PATH".to_owned(), lang::SANDBOX_PATH.to_owned()),
             ("HOME".to_owned(), "/tmp".to_owned()),
@@ -182,10 +184,6 @@ impl Engine {
         ];
         if self.cfg.deps.is_some() {
             env.push(("PYTHONPATH".to_owned(), sandbox_protocol::DEPS_PYTHONPATH.to_owned()));
-        }
-        for (k, v) in &req.env {
-            env.retain(|(ek, _)| ek != k);
-            env.push((k.clone(), v.clone()));
         }
         env
     }
@@ -212,10 +210,12 @@ impl Engine {
             "deadline_ms": Utc::now().timestamp_millis() + req.timeout_ms as i64,
         });
         let event = req.event.clone().unwrap_or_else(|| serde_json::json!({}));
+        let session_env: Vec<(&String, &String)> = req.env.iter().collect();
         let mut data: Vec<(&'static str, Vec<u8>)> = vec![
             (launch.code_path, req.code.clone().into_bytes()),
             ("/sandbox/event.json", serde_json::to_vec(&event)?),
             ("/sandbox/context.json", serde_json::to_vec(&context)?),
+            (ENV_FILE, serde_json::to_vec(&session_env)?),
         ];
         if let Some((path, source)) = launch.runner {
             data.push((path, source.as_bytes().to_vec()));
@@ -246,7 +246,7 @@ impl Engine {
             files.push(DataFile { fd: target, dest });
         }
 
-        let (program, args) = self.bwrap_options(req, &launch, files).to_command_line();
+        let (program, args) = self.bwrap_options(&launch, files).to_command_line();
         let mut cmd = std::process::Command::new(program);
         cmd.args(args)
             .env_clear()
@@ -405,7 +405,7 @@ impl Engine {
         })
     }
 
-    fn bwrap_options(&self, req: &ExecRequest, launch: &Launch, files: Vec<DataFile>) -> BwrapOptions {
+    fn bwrap_options(&self, launch: &Launch, files: Vec<DataFile>) -> BwrapOptions {
         let l = &self.cfg.limits;
         let supervisor = SupervisorArgs {
             processes: l.max_processes,
@@ -426,7 +426,7 @@ impl Engine {
             deps: self.cfg.deps.clone(),
             tmp_size_bytes: l.tmp_size_mb << 20,
             proc_masks: self.cfg.proc_masks.clone(),
-            env: self.environment(req),
+            env: self.environment(),
             seccomp_fd: SECCOMP_FD,
             files,
             command,

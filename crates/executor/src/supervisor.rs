@@ -1,6 +1,8 @@
 //! The first program inside each sandbox (`sandbox-executor supervise`). It applies the
 //! per-execution rlimits, tells the executor the sandbox is up, runs the interpreter as its
-//! child, reaps every orphan the program leaves (it is a subreaper), and finally reports the
+//! child with the session's environment variables (read from a data file: they never reach
+//! this process's own environment, so `LD_PRELOAD` and its kind act on the user's program
+//! only), reaps every orphan the program leaves (it is a subreaper), and finally reports the
 //! program's exact exit code or signal and the CPU time and peak memory of the whole process
 //! tree on its status descriptor.
 //!
@@ -18,6 +20,10 @@ pub const SUBCOMMAND: &str = "supervise";
 
 /// The first byte on the status descriptor: the sandbox is built and the program starting.
 pub const STARTED: u8 = b'S';
+
+/// Where the session's environment variables are inside the sandbox: a read-only data file
+/// holding a JSON list of `[name, value]` pairs.
+pub const ENV_FILE: &str = "/sandbox/env.json";
 
 /// The limits `supervise` applies, in argument order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +101,12 @@ fn fail(msg: std::fmt::Arguments<'_>) -> ! {
     std::process::exit(125);
 }
 
+/// Reads the session's environment variables from [`ENV_FILE`].
+fn session_environment() -> std::io::Result<Vec<(String, String)>> {
+    let text = std::fs::read(ENV_FILE)?;
+    serde_json::from_slice(&text).map_err(std::io::Error::other)
+}
+
 /// Runs `supervise` with the arguments after its name. Never returns.
 pub fn main(args: &[OsString]) -> ! {
     let Some((a, command)) = SupervisorArgs::parse(args) else {
@@ -104,6 +116,7 @@ pub fn main(args: &[OsString]) -> ! {
     // CLOEXEC keeps it from the program.
     let mut status = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(a.status_fd) };
     unsafe { libc::fcntl(a.status_fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let env = session_environment().unwrap_or_else(|e| fail(format_args!("cannot read {ENV_FILE}: {e}")));
     let applied = set_limit(libc::RLIMIT_NPROC, a.processes)
         .and_then(|_| set_limit(libc::RLIMIT_NOFILE, a.open_files))
         .and_then(|_| set_limit(libc::RLIMIT_FSIZE, a.file_size))
@@ -114,7 +127,7 @@ pub fn main(args: &[OsString]) -> ! {
     // Orphans of the program become our children, so their resource use is counted.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let _ = status.write_all(&[STARTED]);
-    let child = match std::process::Command::new(&command[0]).args(&command[1..]).spawn() {
+    let child = match std::process::Command::new(&command[0]).args(&command[1..]).envs(env).spawn() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sandbox: cannot start {}: {e}", command[0].to_string_lossy());
