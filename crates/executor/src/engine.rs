@@ -309,6 +309,8 @@ impl Engine {
         let deadline = tokio::time::sleep(Duration::from_millis(req.timeout_ms));
         tokio::pin!(deadline);
         let (mut timed_out, mut killed) = (false, false);
+        // bwrap waits for the supervisor, the supervisor for every process of the sandbox: the
+        // kernel's count of bwrap's resource use is the whole sandbox's, out of user code's reach.
         let (status, usage) = loop {
             tokio::select! {
                 guard = exited.readable() => {
@@ -350,22 +352,21 @@ impl Engine {
         let after = tokio::task::spawn_blocking(move || Snapshot::take(&ws, MAX_ENTRIES)).await?;
         let (files, files_truncated) = before.diff(&after);
 
-        // The supervisor saw exactly how the program ended; bwrap's own status is the fallback
-        // for when the supervisor itself was killed.
+        // Only the supervisor saw how the program ended; without its report the outcome is
+        // unknown (bwrap's status only tells how the supervisor ended).
         let (started, supervisor_report) = supervisor::parse_status(&status_bytes.bytes);
-        let (exit, exit_is_precise) = match &supervisor_report {
-            Some(SupervisorReport { signal: Some(s), .. }) => (Exit::Signal(*s), true),
-            Some(SupervisorReport { exit_code: Some(c), .. }) => (Exit::Code(*c), true),
-            _ if libc::WIFSIGNALED(status) => (Exit::Signal(libc::WTERMSIG(status)), false),
-            _ => (Exit::Code(libc::WEXITSTATUS(status)), false),
-        };
-        let (cpu_ms, max_rss_kb) = match &supervisor_report {
-            Some(r) => (r.cpu_ms, r.max_rss_kb),
-            None => (timeval_ms(usage.ru_utime) + timeval_ms(usage.ru_stime), usage.ru_maxrss),
+        let exit = supervisor_report.and_then(|r| match r {
+            SupervisorReport { signal: Some(s), .. } => Some(Exit::Signal(s)),
+            SupervisorReport { exit_code, .. } => exit_code.map(Exit::Code),
+        });
+        let sandbox_exit = if libc::WIFSIGNALED(status) {
+            Exit::Signal(libc::WTERMSIG(status))
+        } else {
+            Exit::Code(libc::WEXITSTATUS(status))
         };
         let mut verdict = outcome::classify(&Ended {
             exit,
-            exit_is_precise,
+            sandbox_exit,
             timed_out,
             killed,
             oom_killed,
@@ -397,8 +398,8 @@ impl Engine {
             finished_at: Utc::now(),
             metrics: ExecMetrics {
                 duration_ms: duration.as_secs_f64() * 1000.0,
-                cpu_time_ms: cpu_ms,
-                peak_memory_mb: max_rss_kb as f64 / 1024.0,
+                cpu_time_ms: timeval_ms(usage.ru_utime) + timeval_ms(usage.ru_stime),
+                peak_memory_mb: usage.ru_maxrss as f64 / 1024.0,
             },
             files,
             files_truncated,

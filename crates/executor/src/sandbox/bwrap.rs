@@ -147,6 +147,9 @@ impl BwrapOptions {
             // Code inside cannot make user namespaces of its own (the seccomp filter also
             // refuses the calls; this closes it at the kernel's counter too).
             "--disable-userns",
+            // The command (the supervisor) is the PID namespace's init, which nothing inside can
+            // signal; bwrap waits for it, so nothing is left for the executor to collect.
+            "--as-pid-1",
         ]);
         for m in &self.system {
             match m {
@@ -252,6 +255,7 @@ mod tests {
             "--unshare-net",
             "--unshare-cgroup",
             "--disable-userns",
+            "--as-pid-1",
             "--die-with-parent",
             "--new-session",
             "--clearenv",
