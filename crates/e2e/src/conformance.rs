@@ -161,7 +161,7 @@ mod tests {
     #[test]
     fn corpus_loads_and_checks_can_fail() {
         let all = cases();
-        assert_eq!(all.len(), 27);
+        assert_eq!(all.len(), 33);
         let hello = all.iter().find(|c| c.name == "py_hello").unwrap();
         let good = Observed {
             status: "completed".into(),

@@ -108,9 +108,9 @@ async fn concurrent_executions_are_isolated_but_share_the_workspace() {
                  print(sorted(p for p in os.listdir('/proc') if p.isdigit()))";
     let (a, b) = tokio::join!(run(&sb, Language::Python, writer), run(&sb, Language::Python, other));
     assert_eq!((a.status, b.status), (ExecutionStatus::Completed, ExecutionStatus::Completed), "{a:?} {b:?}");
-    // Each sees only its own processes (bwrap's init and itself) and its own /tmp.
-    assert!(a.stdout.starts_with("['1', '2', '3']\nFalse"), "{}", a.stdout);
-    assert_eq!(b.stdout, "False from a\n['1', '2', '3']\n");
+    // Each sees only its own processes (its supervisor as PID 1, and itself) and its own /tmp.
+    assert!(a.stdout.starts_with("['1', '2']\nFalse"), "{}", a.stdout);
+    assert_eq!(b.stdout, "False from a\n['1', '2']\n");
 }
 
 #[tokio::test]
@@ -320,4 +320,184 @@ async fn a_sandbox_runs_hundreds_of_executions_and_leaves_no_zombies() {
         .filter(|l| l.split_whitespace().nth(1).is_some_and(|s| s.starts_with('Z')))
         .collect();
     assert!(zombies.is_empty(), "zombies left in the container:\n{table}");
+}
+
+/// User code runs as the same uid as the supervisor that reports how it ended. It must not be
+/// able to write a report of its own into the supervisor's status pipe (or memory) through
+/// `/proc`, nor kill the supervisor to make bwrap's status stand for the program's: the
+/// execution ends with the program's true status and the CPU time it really used, not
+/// `completed` with none.
+#[tokio::test]
+async fn a_forged_report_and_a_killed_supervisor_change_nothing() {
+    let sb = TestSandbox::start("python-basic").await;
+    let code = "import os, signal, time\n\
+                t = time.process_time()\n\
+                while time.process_time() - t < 1.5:\n    pass\n\
+                sup = os.getppid()\n\
+                leaks = []\n\
+                for name, flags in (('fd/4', os.O_WRONLY), ('mem', os.O_RDWR), ('environ', os.O_RDONLY)):\n\
+                \x20   try:\n\
+                \x20       fd = os.open('/proc/%d/%s' % (sup, name), flags)\n\
+                \x20   except OSError:\n\
+                \x20       continue\n\
+                \x20   leaks.append(name)\n\
+                \x20   if name == 'fd/4':\n\
+                \x20       os.write(fd, b'{\"exit_code\":0,\"signal\":null,\"cpu_ms\":0.0,\"max_rss_kb\":0}')\n\
+                print('LEAK %s' % leaks if leaks else 'BLOCKED', flush=True)\n\
+                for target in (sup, 1):\n\
+                \x20   os.kill(target, signal.SIGKILL)\n\
+                time.sleep(0.5)\n\
+                raise SystemExit(3)\n";
+    let r = run(&sb, Language::Python, code).await;
+    assert!(r.stdout.starts_with("BLOCKED"), "{r:?}");
+    assert_eq!((r.status, r.exit_code), (ExecutionStatus::Failed, Some(3)), "{r:?}");
+    assert!(r.metrics.cpu_time_ms >= 1400.0, "CPU time {} ms", r.metrics.cpu_time_ms);
+    assert!(r.metrics.peak_memory_mb > 1.0, "peak memory {} MiB", r.metrics.peak_memory_mb);
+}
+
+/// Should the supervisor die all the same (here killed from outside the sandbox), nothing
+/// inside can say how the program ended: the execution is `crashed`, never `completed`.
+#[tokio::test]
+async fn a_supervisor_killed_from_outside_ends_crashed() {
+    let sb = TestSandbox::start("python-basic").await;
+    let req = request(Language::Python, "import time\nprint('started', flush=True)\ntime.sleep(30)", 60);
+    sb.executor.start(&req).await.unwrap();
+    // The supervisor, as the container sees it (any uid-1000 process there may signal it).
+    let kill = "import os, sys, time\n\
+                for _ in range(200):\n\
+                \x20   for p in filter(str.isdigit, os.listdir('/proc')):\n\
+                \x20       try:\n\
+                \x20           cmd = open('/proc/%s/cmdline' % p, 'rb').read()\n\
+                \x20       except OSError:\n\
+                \x20           continue\n\
+                \x20       if cmd.startswith(b'/sandbox/supervisor\\0supervise'):\n\
+                \x20           os.kill(int(p), 9)\n\
+                \x20           sys.exit(0)\n\
+                \x20   time.sleep(0.05)\n\
+                sys.exit('no supervisor found')\n";
+    let out = std::process::Command::new("docker")
+        .args(["exec", "-u", "1000", &sb.id, "python3", "-c", kill])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r = sb.executor.execute(&req).await.unwrap();
+    assert_eq!(r.status, ExecutionStatus::Crashed, "{r:?}");
+    assert!(r.error_message.as_deref().unwrap_or("").contains("supervisor"), "{r:?}");
+    assert!(r.metrics.duration_ms < 20_000.0, "{r:?}");
+}
+
+/// Processes the program leaves running when it exits are killed with the sandbox; the CPU
+/// time they burnt until then still counts.
+#[tokio::test]
+async fn cpu_time_of_processes_left_behind_counts() {
+    let sb = TestSandbox::start("python-basic").await;
+    // The child says when it has burnt a second of CPU, and burns on; the program then exits.
+    let code = "import os, time\n\
+                r, w = os.pipe()\n\
+                if os.fork() == 0:\n\
+                \x20   while time.process_time() < 1.0:\n\
+                \x20       pass\n\
+                \x20   os.write(w, b'x')\n\
+                \x20   while True:\n\
+                \x20       pass\n\
+                os.read(r, 1)\n\
+                os._exit(0)\n";
+    let r = run(&sb, Language::Python, code).await;
+    assert_eq!(r.status, ExecutionStatus::Completed, "{r:?}");
+    assert!(r.metrics.cpu_time_ms >= 1000.0, "CPU time {} ms", r.metrics.cpu_time_ms);
+}
+
+/// The session's environment variables are for the user's program. Given to the supervisor,
+/// the dynamic loader's variables (`LD_PRELOAD`, `LD_DEBUG_OUTPUT`, ...) would run code or write
+/// files in it before its limits are set; `LD_DEBUG_OUTPUT` makes every process the loader
+/// starts leave a file named after its pid, so the test sees which processes got them.
+#[tokio::test]
+async fn session_environment_reaches_only_the_program() {
+    let sb = TestSandbox::start("python-basic").await;
+    let mut req = request(Language::Python, "import os\nprint(os.getpid(), os.getppid())", 20);
+    req.env = [
+        ("LD_PRELOAD", "/workspace/evil.so"),
+        ("LD_DEBUG", "libs"),
+        ("LD_DEBUG_OUTPUT", "/workspace/ld"),
+        ("GREETING", "hello"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    req.code.push_str("\nprint(os.environ['GREETING'], os.environ['LD_PRELOAD'])");
+    let r = sb.executor.execute(&req).await.unwrap();
+    assert_eq!(r.status, ExecutionStatus::Completed, "{r:?}");
+    let mut lines = r.stdout.lines();
+    let pids: Vec<u32> = lines.next().unwrap().split(' ').map(|p| p.parse().unwrap()).collect();
+    assert_eq!(lines.next(), Some("hello /workspace/evil.so"), "{r:?}");
+    let (program, supervisor) = (pids[0], pids[1]);
+    assert!(sb.workspace_path(&format!("ld.{program}")).exists(), "the program gets the variables");
+    assert!(
+        !sb.workspace_path(&format!("ld.{supervisor}")).exists(),
+        "the supervisor (pid {supervisor}) ran with the session's loader variables"
+    );
+}
+
+/// User code can leave a FIFO where the files API expects a file; a plain open of it waits for
+/// a writer forever and would hang the request.
+#[tokio::test]
+async fn reading_a_fifo_fails_at_once_with_not_a_regular_file() {
+    let sb = TestSandbox::start("python-basic").await;
+    let r =
+        run(&sb, Language::Python, "import os\nos.mkfifo('pipe')\nos.mkdir('dir')\nos.mkfifo('dir/pipe')")
+            .await;
+    assert_eq!(r.status, ExecutionStatus::Completed, "{r:?}");
+    for path in ["pipe", "dir/pipe"] {
+        let wpath = WorkspacePath::parse(path).unwrap();
+        let err = tokio::time::timeout(Duration::from_secs(5), sb.executor.read_file(&wpath))
+            .await
+            .expect("the read answers at once")
+            .err()
+            .expect("a FIFO is refused");
+        assert_eq!(err.api_error().unwrap().code, ErrorCode::NotARegularFile, "{path}: {err}");
+    }
+    // The executor still serves files and runs code.
+    assert_eq!(run(&sb, Language::Shell, "echo ok").await.stdout, "ok\n");
+}
+
+/// On Kubernetes the container's seccomp profile may be the runtime's default or none at all:
+/// the sandbox's own filter must refuse on its own what Docker's default profile refuses. The
+/// container here runs unconfined, so only the executor's filter stands between the seccomp
+/// cases of the corpus and the kernel.
+#[tokio::test]
+async fn the_inner_filter_stands_alone_in_an_unconfined_container() {
+    let sb = TestSandbox::start_with(
+        "multi-language",
+        |_| {},
+        |c| {
+            let h = c.host_config.as_mut().unwrap();
+            h.security_opt = Some(vec!["no-new-privileges".into(), "seccomp=unconfined".into()]);
+        },
+    )
+    .await
+    .expect("an unconfined sandbox starts");
+    let wanted = [
+        "py_seccomp_docker_parity",
+        "py_socket_families_denied",
+        "py_tty_injection_denied",
+        "py_ptrace_denied",
+        "py_unshare_userns_denied",
+        "py_mount_denied",
+        "py_report_not_forgeable",
+    ];
+    let cases: Vec<_> =
+        conformance::cases().into_iter().filter(|c| wanted.contains(&c.name.as_str())).collect();
+    assert_eq!(cases.len(), wanted.len());
+    let mut failures = Vec::new();
+    for case in &cases {
+        let mut req = request(case.language.parse().unwrap(), &case.code, case.timeout);
+        req.event = case.event.clone();
+        let t = Instant::now();
+        let r = sb.executor.execute(&req).await.expect("execution answered");
+        let probs = conformance::check(case, &observed(&r, t.elapsed().as_secs_f64()));
+        if !probs.is_empty() {
+            failures.push(format!("{}: {} (stdout {:?})", case.name, probs.join("; "), r.stdout));
+        }
+    }
+    assert!(failures.is_empty(), "failing cases:\n{}", failures.join("\n"));
 }

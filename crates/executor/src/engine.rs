@@ -8,9 +8,9 @@ use crate::lang::{self, Launch, RESULT_FD};
 use crate::outcome::{self, Ended, Exit};
 use crate::reaper::Reaper;
 use crate::registry::{Registry, Ticket};
-use crate::sandbox::bwrap::{BwrapOptions, DataFile, SystemMount};
+use crate::sandbox::bwrap::{BwrapOptions, DataFile, ProcMask, SystemMount};
 use crate::sandbox::cgroup::MemoryCgroup;
-use crate::supervisor::{self, SUBCOMMAND, SupervisorArgs, SupervisorReport};
+use crate::supervisor::{self, ENV_FILE, SUBCOMMAND, SupervisorArgs, SupervisorReport};
 use crate::workspace::Workspace;
 use crate::workspace::snapshot::{MAX_ENTRIES, Snapshot};
 use chrono::Utc;
@@ -57,6 +57,8 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// The system directories to expose.
     pub system: Vec<SystemMount>,
+    /// What each sandbox's private `/proc` hides.
+    pub proc_masks: Vec<ProcMask>,
     /// The executable run as each sandbox's supervisor (this binary).
     pub supervisor: PathBuf,
     /// Languages whose interpreters exist.
@@ -171,7 +173,9 @@ impl Engine {
         ticket.finish(&self.registry, result)
     }
 
-    fn environment(&self, req: &ExecRequest) -> Vec<(String, String)> {
+    /// The environment the sandbox starts with. The session's own variables are not part of it:
+    /// the supervisor adds them for the user's program alone (see [`ENV_FILE`]).
+    fn environment(&self) -> Vec<(String, String)> {
         let mut env = vec![
             ("PATH".to_owned(), lang::SANDBOX_PATH.to_owned()),
             ("HOME".to_owned(), "/tmp".to_owned()),
@@ -180,10 +184,6 @@ impl Engine {
         ];
         if self.cfg.deps.is_some() {
             env.push(("PYTHONPATH".to_owned(), sandbox_protocol::DEPS_PYTHONPATH.to_owned()));
-        }
-        for (k, v) in &req.env {
-            env.retain(|(ek, _)| ek != k);
-            env.push((k.clone(), v.clone()));
         }
         env
     }
@@ -210,10 +210,12 @@ impl Engine {
             "deadline_ms": Utc::now().timestamp_millis() + req.timeout_ms as i64,
         });
         let event = req.event.clone().unwrap_or_else(|| serde_json::json!({}));
+        let session_env: Vec<(&String, &String)> = req.env.iter().collect();
         let mut data: Vec<(&'static str, Vec<u8>)> = vec![
             (launch.code_path, req.code.clone().into_bytes()),
             ("/sandbox/event.json", serde_json::to_vec(&event)?),
             ("/sandbox/context.json", serde_json::to_vec(&context)?),
+            (ENV_FILE, serde_json::to_vec(&session_env)?),
         ];
         if let Some((path, source)) = launch.runner {
             data.push((path, source.as_bytes().to_vec()));
@@ -244,7 +246,7 @@ impl Engine {
             files.push(DataFile { fd: target, dest });
         }
 
-        let (program, args) = self.bwrap_options(req, &launch, files).to_command_line();
+        let (program, args) = self.bwrap_options(&launch, files).to_command_line();
         let mut cmd = std::process::Command::new(program);
         cmd.args(args)
             .env_clear()
@@ -307,6 +309,8 @@ impl Engine {
         let deadline = tokio::time::sleep(Duration::from_millis(req.timeout_ms));
         tokio::pin!(deadline);
         let (mut timed_out, mut killed) = (false, false);
+        // bwrap waits for the supervisor, the supervisor for every process of the sandbox: the
+        // kernel's count of bwrap's resource use is the whole sandbox's, out of user code's reach.
         let (status, usage) = loop {
             tokio::select! {
                 guard = exited.readable() => {
@@ -348,22 +352,21 @@ impl Engine {
         let after = tokio::task::spawn_blocking(move || Snapshot::take(&ws, MAX_ENTRIES)).await?;
         let (files, files_truncated) = before.diff(&after);
 
-        // The supervisor saw exactly how the program ended; bwrap's own status is the fallback
-        // for when the supervisor itself was killed.
+        // Only the supervisor saw how the program ended; without its report the outcome is
+        // unknown (bwrap's status only tells how the supervisor ended).
         let (started, supervisor_report) = supervisor::parse_status(&status_bytes.bytes);
-        let (exit, exit_is_precise) = match &supervisor_report {
-            Some(SupervisorReport { signal: Some(s), .. }) => (Exit::Signal(*s), true),
-            Some(SupervisorReport { exit_code: Some(c), .. }) => (Exit::Code(*c), true),
-            _ if libc::WIFSIGNALED(status) => (Exit::Signal(libc::WTERMSIG(status)), false),
-            _ => (Exit::Code(libc::WEXITSTATUS(status)), false),
-        };
-        let (cpu_ms, max_rss_kb) = match &supervisor_report {
-            Some(r) => (r.cpu_ms, r.max_rss_kb),
-            None => (timeval_ms(usage.ru_utime) + timeval_ms(usage.ru_stime), usage.ru_maxrss),
+        let exit = supervisor_report.and_then(|r| match r {
+            SupervisorReport { signal: Some(s), .. } => Some(Exit::Signal(s)),
+            SupervisorReport { exit_code, .. } => exit_code.map(Exit::Code),
+        });
+        let sandbox_exit = if libc::WIFSIGNALED(status) {
+            Exit::Signal(libc::WTERMSIG(status))
+        } else {
+            Exit::Code(libc::WEXITSTATUS(status))
         };
         let mut verdict = outcome::classify(&Ended {
             exit,
-            exit_is_precise,
+            sandbox_exit,
             timed_out,
             killed,
             oom_killed,
@@ -395,15 +398,15 @@ impl Engine {
             finished_at: Utc::now(),
             metrics: ExecMetrics {
                 duration_ms: duration.as_secs_f64() * 1000.0,
-                cpu_time_ms: cpu_ms,
-                peak_memory_mb: max_rss_kb as f64 / 1024.0,
+                cpu_time_ms: timeval_ms(usage.ru_utime) + timeval_ms(usage.ru_stime),
+                peak_memory_mb: usage.ru_maxrss as f64 / 1024.0,
             },
             files,
             files_truncated,
         })
     }
 
-    fn bwrap_options(&self, req: &ExecRequest, launch: &Launch, files: Vec<DataFile>) -> BwrapOptions {
+    fn bwrap_options(&self, launch: &Launch, files: Vec<DataFile>) -> BwrapOptions {
         let l = &self.cfg.limits;
         let supervisor = SupervisorArgs {
             processes: l.max_processes,
@@ -423,7 +426,8 @@ impl Engine {
             workspace: self.cfg.workspace.clone(),
             deps: self.cfg.deps.clone(),
             tmp_size_bytes: l.tmp_size_mb << 20,
-            env: self.environment(req),
+            proc_masks: self.cfg.proc_masks.clone(),
+            env: self.environment(),
             seccomp_fd: SECCOMP_FD,
             files,
             command,

@@ -38,6 +38,8 @@ impl Error {
             Errno::LOOP => (ErrorCode::InvalidPath, format!("{shown} has too many symbolic links")),
             Errno::NAMETOOLONG => (ErrorCode::InvalidPath, format!("{shown} is too long")),
             Errno::NOTDIR => (ErrorCode::NotADirectory, format!("a component of {shown} is not a directory")),
+            // Opening a socket, or a device nothing drives.
+            Errno::NXIO => (ErrorCode::NotARegularFile, format!("{shown} is not a regular file")),
             Errno::ISDIR => (ErrorCode::IsADirectory, format!("{shown} is a directory")),
             Errno::EXIST => (ErrorCode::AlreadyExists, format!("{shown} already exists")),
             Errno::NOTEMPTY => {

@@ -5,23 +5,24 @@ use crate::lang::{Report, ReportError};
 use sandbox_core::ExecutionStatus;
 use serde_json::Value;
 
-/// How the process tree ended.
+/// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
-    /// bwrap exited with this code (it passes on the code of the program, or 128 + signal).
+    /// It exited with this code.
     Code(i32),
-    /// bwrap itself was killed by this signal.
+    /// This signal killed it.
     Signal(i32),
 }
 
 /// Everything known when an execution has ended.
 #[derive(Debug, Clone)]
 pub struct Ended {
-    /// The exit status.
-    pub exit: Exit,
-    /// Whether `exit` is the program's own (reported by the supervisor) rather than bwrap's, which
-    /// turns "killed by signal N" into exit code 128 + N.
-    pub exit_is_precise: bool,
+    /// How the program ended, as the supervisor reported it; `None` when no report came (the
+    /// supervisor was killed, by user code or with the whole sandbox, before it could send one).
+    pub exit: Option<Exit>,
+    /// How bwrap ended: with the supervisor's exit code (128 + N when signal N killed it), or
+    /// killed itself.
+    pub sandbox_exit: Exit,
     /// The wall-clock limit ended it.
     pub timed_out: bool,
     /// A kill request ended it.
@@ -77,7 +78,7 @@ pub fn classify(e: &Ended) -> Verdict {
         kill(&mut v, ExecutionStatus::Crashed, "execution was killed on request".into());
         return v;
     }
-    let sigkilled = matches!(e.exit, Exit::Signal(libc::SIGKILL) | Exit::Code(137));
+    let sigkilled = matches!(e.exit.unwrap_or(e.sandbox_exit), Exit::Signal(libc::SIGKILL) | Exit::Code(137));
     if e.oom_killed && sigkilled {
         let limit = e.memory_limit_mb.map(|m| format!(" ({m} MiB)")).unwrap_or_default();
         kill(
@@ -88,7 +89,21 @@ pub fn classify(e: &Ended) -> Verdict {
         return v;
     }
 
-    let code = match e.exit {
+    let Some(exit) = e.exit else {
+        // Without the supervisor's word nothing the sandbox left behind can be believed (user
+        // code may have killed the supervisor to make its own story stick).
+        v.status = ExecutionStatus::Crashed;
+        v.error_message = Some(format!(
+            "the sandbox's supervisor ended before it reported how the program ended ({})",
+            match e.sandbox_exit {
+                Exit::Code(c) if c > 128 && c <= 128 + 64 => format!("killed by {}", signal_name(c - 128)),
+                Exit::Code(c) => format!("exit code {c}"),
+                Exit::Signal(s) => format!("bwrap killed by {}", signal_name(s)),
+            }
+        ));
+        return v;
+    };
+    let code = match exit {
         Exit::Signal(s) => {
             v.status = ExecutionStatus::Crashed;
             v.signal = Some(s);
@@ -113,16 +128,6 @@ pub fn classify(e: &Ended) -> Verdict {
         }
         Some(Err(err @ ReportError::TooLarge(_))) => return failed(v, code, err.to_string()),
         _ => {}
-    }
-    // Without the supervisor's report, bwrap's 128 + N stands for "killed by signal N" unless a
-    // runner reported a deliberate exit.
-    let reported_exit = matches!(&e.report, Some(Ok(Report::Exit { .. } | Report::Script)));
-    if !e.exit_is_precise && code > 128 && code <= 128 + 64 && !reported_exit {
-        let s = code - 128;
-        v.status = ExecutionStatus::Crashed;
-        v.signal = Some(s);
-        v.error_message = Some(format!("killed by signal {}", signal_name(s)));
-        return v;
     }
     if code == 0 {
         v.exit_code = Some(0);
@@ -189,10 +194,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn ended(exit_is_precise: bool, exit: Exit, report: Option<Result<Report, ReportError>>) -> Ended {
+    fn ended(exit: Exit, report: Option<Result<Report, ReportError>>) -> Ended {
         Ended {
-            exit,
-            exit_is_precise,
+            exit: Some(exit),
+            sandbox_exit: match exit {
+                Exit::Code(c) => Exit::Code(c),
+                Exit::Signal(s) => Exit::Code(128 + s),
+            },
             timed_out: false,
             killed: false,
             oom_killed: false,
@@ -204,7 +212,7 @@ mod tests {
 
     #[test]
     fn completed_handler_keeps_its_value() {
-        let v = classify(&ended(true, Exit::Code(0), Some(Ok(Report::Returned { value: json!(42) }))));
+        let v = classify(&ended(Exit::Code(0), Some(Ok(Report::Returned { value: json!(42) }))));
         assert_eq!(v.status, ExecutionStatus::Completed);
         assert_eq!(v.return_value, Some(json!(42)));
         assert_eq!(v.error_message, None);
@@ -214,47 +222,84 @@ mod tests {
     fn exceptions_and_bad_values_fail_with_a_message() {
         let exc =
             Report::Exception { error_type: "ZeroDivisionError".into(), message: "division by zero".into() };
-        let v = classify(&ended(true, Exit::Code(1), Some(Ok(exc))));
+        let v = classify(&ended(Exit::Code(1), Some(Ok(exc))));
         assert_eq!(v.status, ExecutionStatus::Failed);
         assert_eq!(v.error_message.as_deref(), Some("ZeroDivisionError: division by zero"));
         let ns = Report::NotSerializable { message: "Object of type set is not JSON serializable".into() };
-        let v = classify(&ended(true, Exit::Code(1), Some(Ok(ns))));
+        let v = classify(&ended(Exit::Code(1), Some(Ok(ns))));
         assert_eq!(v.status, ExecutionStatus::Failed);
         assert!(v.error_message.unwrap().contains("not JSON-serialisable"));
-        let v = classify(&ended(true, Exit::Code(0), Some(Err(ReportError::TooLarge(10)))));
+        let v = classify(&ended(Exit::Code(0), Some(Err(ReportError::TooLarge(10)))));
         assert_eq!(v.status, ExecutionStatus::Failed);
     }
 
     #[test]
     fn exit_codes() {
-        let v = classify(&ended(true, Exit::Code(3), None));
+        let v = classify(&ended(Exit::Code(3), None));
         assert_eq!((v.status, v.exit_code), (ExecutionStatus::Failed, Some(3)));
         assert_eq!(v.error_message.as_deref(), Some("exited with code 3"));
-        // A shell passes on 137 from a child: with the supervisor's report that is an exit code.
-        let v = classify(&ended(true, Exit::Code(137), None));
+        // A shell passes on 137 from a child: the supervisor reports it as an exit code.
+        let v = classify(&ended(Exit::Code(137), None));
         assert_eq!(v.status, ExecutionStatus::Failed);
-        // From bwrap alone, 137 means the program was killed by SIGKILL.
-        let v = classify(&ended(false, Exit::Code(137), None));
-        assert_eq!((v.status, v.signal), (ExecutionStatus::Crashed, Some(9)));
         // sys.exit(130) in Python is reported by the runner and stays an exit code.
-        let v = classify(&ended(true, Exit::Code(130), Some(Ok(Report::Exit { code: 130 }))));
+        let v = classify(&ended(Exit::Code(130), Some(Ok(Report::Exit { code: 130 }))));
         assert_eq!((v.status, v.exit_code), (ExecutionStatus::Failed, Some(130)));
-        let v = classify(&ended(true, Exit::Code(0), Some(Ok(Report::Exit { code: 0 }))));
+        let v = classify(&ended(Exit::Code(0), Some(Ok(Report::Exit { code: 0 }))));
         assert_eq!(v.status, ExecutionStatus::Completed);
+    }
+
+    /// User code that kills the supervisor, after leaving a cheerful report of its own on the
+    /// result channel, gets `crashed`, whatever bwrap's status says.
+    #[test]
+    fn no_supervisor_report_is_a_crash() {
+        for sandbox_exit in [Exit::Code(0), Exit::Code(137), Exit::Code(1), Exit::Signal(9)] {
+            let e = Ended {
+                exit: None,
+                sandbox_exit,
+                ..ended(Exit::Code(0), Some(Ok(Report::Returned { value: json!("all fine") })))
+            };
+            let v = classify(&e);
+            assert_eq!(
+                (v.status, v.return_value.as_ref()),
+                (ExecutionStatus::Crashed, None),
+                "{sandbox_exit:?}"
+            );
+            assert!(
+                v.error_message.as_ref().unwrap().contains("supervisor ended before it reported"),
+                "{v:?}"
+            );
+        }
+        let e = Ended { exit: None, sandbox_exit: Exit::Code(137), ..ended(Exit::Code(0), None) };
+        assert!(classify(&e).error_message.unwrap().ends_with("(killed by SIGKILL)"));
+        // The limits still name themselves.
+        let e = Ended {
+            exit: None,
+            sandbox_exit: Exit::Code(137),
+            timed_out: true,
+            ..ended(Exit::Code(0), None)
+        };
+        assert_eq!(classify(&e).status, ExecutionStatus::Timeout);
+        let e = Ended {
+            exit: None,
+            sandbox_exit: Exit::Code(137),
+            oom_killed: true,
+            ..ended(Exit::Code(0), None)
+        };
+        assert!(classify(&e).error_message.unwrap().contains("out of memory"));
     }
 
     #[test]
     fn signals_crash() {
-        let v = classify(&ended(true, Exit::Signal(11), None));
+        let v = classify(&ended(Exit::Signal(11), None));
         assert_eq!((v.status, v.signal), (ExecutionStatus::Crashed, Some(11)));
         assert_eq!(v.error_message.as_deref(), Some("killed by signal SIGSEGV"));
-        let v = classify(&ended(true, Exit::Signal(9), None));
+        let v = classify(&ended(Exit::Signal(9), None));
         assert_eq!(v.status, ExecutionStatus::Crashed);
     }
 
     #[test]
     fn timeout_oom_and_kill_win_over_everything() {
-        let mut e = ended(true, Exit::Signal(9), None);
+        let mut e = ended(Exit::Signal(9), None);
         e.oom_killed = true;
         let v = classify(&e);
         assert_eq!(v.status, ExecutionStatus::Crashed);
@@ -268,7 +313,7 @@ mod tests {
         e.killed = true;
         assert_eq!(classify(&e).status, ExecutionStatus::Crashed);
         // An OOM kill elsewhere in the container does not taint a clean exit.
-        let mut e = ended(true, Exit::Code(0), Some(Ok(Report::Script)));
+        let mut e = ended(Exit::Code(0), Some(Ok(Report::Script)));
         e.oom_killed = true;
         assert_eq!(classify(&e).status, ExecutionStatus::Completed);
     }

@@ -1,8 +1,7 @@
 //! Reaping orphans. The executor is its container's PID 1, so every process orphaned inside
-//! the container becomes its child. bwrap leaves one per execution: its outer process exits as
-//! soon as the sandbox's init reports the exit status, without waiting for that init. Unreaped,
-//! each stays a zombie holding a slot of the container's process limit until no process can
-//! start at all. The [`Reaper`] collects every exited child that no execution waits for; the
+//! the container becomes its child: a sandbox's supervisor, for one, when a timeout or a kill
+//! request ends bwrap before bwrap has collected it. Unreaped, each stays a zombie holding a
+//! slot of the container's process limit until no process can start at all. The [`Reaper`] collects every exited child that no execution waits for; the
 //! engine registers the children it waits for itself, so the two never collect the same one.
 
 use std::collections::HashSet;

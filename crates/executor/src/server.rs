@@ -5,7 +5,7 @@ use crate::config::ExecutorConfig;
 use crate::engine::{Engine, EngineConfig};
 use crate::lang;
 use crate::registry::Begin;
-use crate::sandbox::bwrap::discover_system_mounts;
+use crate::sandbox::bwrap::{discover_proc_masks, discover_system_mounts};
 use crate::sandbox::cgroup::MemoryCgroup;
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_protocol::ExecRequest;
@@ -68,6 +68,7 @@ pub async fn start(cfg: &ExecutorConfig) -> Result<Arc<Engine>, StartError> {
         deps: cfg.deps_dir.clone(),
         limits: cfg.limits.clone(),
         system: discover_system_mounts(Path::new("/"))?,
+        proc_masks: discover_proc_masks(Path::new("/proc"))?,
         supervisor: std::env::current_exe()?,
         languages,
         cgroup: MemoryCgroup::detect(Path::new("/sys/fs/cgroup")),

@@ -1,8 +1,19 @@
-//! The first program inside each sandbox (`sandbox-executor supervise`). It applies the
-//! per-execution rlimits, tells the executor the sandbox is up, runs the interpreter as its
-//! child, reaps every orphan the program leaves (it is a subreaper), and finally reports the
-//! program's exact exit code or signal and the CPU time and peak memory of the whole process
-//! tree on its status descriptor.
+//! The first program inside each sandbox (`sandbox-executor supervise`), and the init (PID 1)
+//! of its PID namespace. It makes itself non-dumpable, applies the per-execution rlimits, tells
+//! the executor the sandbox is up, runs the interpreter as its child with the session's
+//! environment variables (read from a data file: they never reach this process's own
+//! environment, so `LD_PRELOAD` and its kind act on the user's program only), reaps every
+//! orphan, and when the program has ended kills and reaps whatever it left running, then
+//! reports the program's exact exit code or signal on its status descriptor.
+//!
+//! User code runs with the same uid, so everything it could do to this process is closed off:
+//! a PID namespace's init cannot be signalled from inside the namespace (this process installs
+//! no handler), and a non-dumpable process's `/proc/<pid>/fd`, `mem` and `environ` belong to
+//! root and refuse it, so it can neither kill this process nor write a forged report into the
+//! status pipe or its memory. Should this process die anyway, the executor gets no report and
+//! calls the execution `crashed`. CPU time and memory are not reported from here: bwrap waits
+//! for this process, which has collected every other one, so the executor takes them from the
+//! kernel's count for bwrap, out of user code's reach.
 //!
 //! The limits are set here, inside bwrap's user namespace, rather than before bwrap starts:
 //! `RLIMIT_NPROC` counts every process of a user *in each user namespace up the chain*, and
@@ -19,6 +30,10 @@ pub const SUBCOMMAND: &str = "supervise";
 /// The first byte on the status descriptor: the sandbox is built and the program starting.
 pub const STARTED: u8 = b'S';
 
+/// Where the session's environment variables are inside the sandbox: a read-only data file
+/// holding a JSON list of `[name, value]` pairs.
+pub const ENV_FILE: &str = "/sandbox/env.json";
+
 /// The limits `supervise` applies, in argument order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SupervisorArgs {
@@ -33,16 +48,12 @@ pub struct SupervisorArgs {
 }
 
 /// How the program ended, as `supervise` saw it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SupervisorReport {
     /// Its exit code, if it exited.
     pub exit_code: Option<i32>,
     /// The signal that killed it, if one did.
     pub signal: Option<i32>,
-    /// User plus system CPU time of every process reaped.
-    pub cpu_ms: f64,
-    /// The largest resident set among them, KiB.
-    pub max_rss_kb: i64,
 }
 
 /// Splits what arrived on the status descriptor: whether the program started, and the final
@@ -95,8 +106,26 @@ fn fail(msg: std::fmt::Arguments<'_>) -> ! {
     std::process::exit(125);
 }
 
+/// Reads the session's environment variables from [`ENV_FILE`].
+fn session_environment() -> std::io::Result<Vec<(String, String)>> {
+    let text = std::fs::read(ENV_FILE)?;
+    serde_json::from_slice(&text).map_err(std::io::Error::other)
+}
+
+/// Writes the final report and exits with the program's status.
+fn report(mut status: std::fs::File, r: &SupervisorReport) -> ! {
+    let _ = status.write_all(&serde_json::to_vec(r).unwrap_or_default());
+    drop(status);
+    std::process::exit(r.exit_code.unwrap_or_else(|| 128 + r.signal.unwrap_or(0)));
+}
+
 /// Runs `supervise` with the arguments after its name. Never returns.
 pub fn main(args: &[OsString]) -> ! {
+    // First of all, before any user code exists: nothing running as this uid may open this
+    // process's descriptors or memory through /proc.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        fail(format_args!("cannot make the supervisor non-dumpable: {}", std::io::Error::last_os_error()));
+    }
     let Some((a, command)) = SupervisorArgs::parse(args) else {
         fail(format_args!("usage: supervise NPROC NOFILE FSIZE STATUS_FD -- PROGRAM [ARGS...]"));
     };
@@ -104,6 +133,7 @@ pub fn main(args: &[OsString]) -> ! {
     // CLOEXEC keeps it from the program.
     let mut status = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(a.status_fd) };
     unsafe { libc::fcntl(a.status_fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    let env = session_environment().unwrap_or_else(|e| fail(format_args!("cannot read {ENV_FILE}: {e}")));
     let applied = set_limit(libc::RLIMIT_NPROC, a.processes)
         .and_then(|_| set_limit(libc::RLIMIT_NOFILE, a.open_files))
         .and_then(|_| set_limit(libc::RLIMIT_FSIZE, a.file_size))
@@ -111,40 +141,46 @@ pub fn main(args: &[OsString]) -> ! {
     if let Err(e) = applied {
         fail(format_args!("cannot set resource limits: {e}"));
     }
-    // Orphans of the program become our children, so their resource use is counted.
-    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let _ = status.write_all(&[STARTED]);
-    let child = match std::process::Command::new(&command[0]).args(&command[1..]).spawn() {
+    let child = match std::process::Command::new(&command[0]).args(&command[1..]).envs(env).spawn() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sandbox: cannot start {}: {e}", command[0].to_string_lossy());
-            std::process::exit(127);
+            report(status, &SupervisorReport { exit_code: Some(127), signal: None });
         }
     };
     let pid = child.id() as libc::pid_t;
-    let mut wstatus = 0;
+    // As the namespace's init, every orphan is ours to reap; the program's status is kept.
+    let mut program_status = None;
     loop {
-        let r = unsafe { libc::waitpid(-1, &mut wstatus, 0) };
-        if r == pid {
-            break;
+        let mut st = 0;
+        match unsafe { libc::waitpid(-1, &mut st, 0) } {
+            r if r == pid => program_status = Some(st),
+            r if r > 0 => {}
+            _ => match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EINTR) => continue,
+                // Nothing left: the program has ended and everything it started with it.
+                Some(libc::ECHILD) => break,
+                _ => fail(format_args!("lost track of the program: {}", std::io::Error::last_os_error())),
+            },
         }
-        if r < 0 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            fail(format_args!("lost track of the program: {}", std::io::Error::last_os_error()));
+        if program_status.is_some() {
+            // What the program left running ends with it and is reaped here (so its CPU time is
+            // counted) rather than thrown away with the namespace. Again after every reap, for
+            // a child forked while the last sweep went on.
+            unsafe { libc::kill(-1, libc::SIGKILL) };
         }
     }
-    // SAFETY: rusage is plain data that getrusage fills.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    let ms = |t: libc::timeval| t.tv_sec as f64 * 1000.0 + t.tv_usec as f64 / 1000.0;
-    let report = SupervisorReport {
-        exit_code: libc::WIFEXITED(wstatus).then(|| libc::WEXITSTATUS(wstatus)),
-        signal: libc::WIFSIGNALED(wstatus).then(|| libc::WTERMSIG(wstatus)),
-        cpu_ms: ms(ru.ru_utime) + ms(ru.ru_stime),
-        max_rss_kb: ru.ru_maxrss,
+    let Some(wstatus) = program_status else {
+        fail(format_args!("lost track of the program"));
     };
-    let _ = status.write_all(&serde_json::to_vec(&report).unwrap_or_default());
-    drop(status);
-    std::process::exit(report.exit_code.unwrap_or_else(|| 128 + report.signal.unwrap_or(0)));
+    report(
+        status,
+        &SupervisorReport {
+            exit_code: libc::WIFEXITED(wstatus).then(|| libc::WEXITSTATUS(wstatus)),
+            signal: libc::WIFSIGNALED(wstatus).then(|| libc::WTERMSIG(wstatus)),
+        },
+    );
 }
 
 #[cfg(test)]
@@ -168,7 +204,7 @@ mod tests {
     fn status_parses() {
         assert_eq!(parse_status(b""), (false, None));
         assert_eq!(parse_status(b"S"), (true, None));
-        let (started, r) = parse_status(br#"S{"exit_code":null,"signal":9,"cpu_ms":1.5,"max_rss_kb":2048}"#);
+        let (started, r) = parse_status(br#"S{"exit_code":null,"signal":9}"#);
         assert!(started);
         assert_eq!(r.unwrap().signal, Some(9));
     }

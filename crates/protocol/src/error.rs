@@ -19,6 +19,9 @@ pub enum ErrorCode {
     AlreadyExists,
     /// A directory was given where a file is needed.
     IsADirectory,
+    /// The path names something other than a regular file or directory (a FIFO, a socket, a
+    /// device, a symbolic link) where file content is needed.
+    NotARegularFile,
     /// A file was given where a directory is needed.
     NotADirectory,
     /// The executor may not touch the path (user code removed its permissions).
@@ -53,7 +56,7 @@ impl ErrorCode {
             | ErrorCode::DirectoryNotEmpty
             | ErrorCode::Conflict => 409,
             ErrorCode::TooLarge => 413,
-            ErrorCode::LanguageUnavailable => 422,
+            ErrorCode::LanguageUnavailable | ErrorCode::NotARegularFile => 422,
             ErrorCode::Busy => 429,
             ErrorCode::NoSpace => 507,
             ErrorCode::Internal => 500,

@@ -47,6 +47,52 @@ pub fn discover_system_mounts(root: &Path) -> std::io::Result<Vec<SystemMount>> 
     Ok(out)
 }
 
+/// What the private `/proc` hides, as Docker's default `MaskedPaths` does (and, since the
+/// container itself runs with unmasked paths so that bwrap can mount a fresh `/proc`, nothing
+/// else hides): files that reveal kernel memory, keys, timers, interrupts and scheduler state,
+/// the magic SysRq trigger, and hardware directories.
+pub const MASKED_PROC_PATHS: &[&str] = &[
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/key-users",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/latency_stats",
+    "/proc/interrupts",
+    "/proc/sysrq-trigger",
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/scsi",
+];
+
+/// How one path of the private `/proc` is hidden.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcMask {
+    /// A file: `/dev/null` is bound over it read-only (and without device access, so opening it
+    /// fails).
+    File(PathBuf),
+    /// A directory: an empty read-only tmpfs covers it.
+    Dir(PathBuf),
+}
+
+/// Inspects [`MASKED_PROC_PATHS`] in `proc` (the executor's own `/proc`, which shows the same
+/// kernel's entries as the sandbox's fresh one) and describes how each present one is hidden;
+/// bwrap cannot cover a path the kernel does not have.
+pub fn discover_proc_masks(proc: &Path) -> std::io::Result<Vec<ProcMask>> {
+    let mut out = Vec::new();
+    for p in MASKED_PROC_PATHS {
+        let entry = proc.join(p.trim_start_matches("/proc/"));
+        match std::fs::symlink_metadata(&entry) {
+            Ok(m) if m.is_dir() => out.push(ProcMask::Dir(p.into())),
+            Ok(_) => out.push(ProcMask::File(p.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
 /// A file bwrap copies from a file descriptor into the sandbox, read-only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataFile {
@@ -69,7 +115,10 @@ pub struct BwrapOptions {
     pub deps: Option<PathBuf>,
     /// Size of the private `/tmp` and `/dev/shm`, in bytes.
     pub tmp_size_bytes: u64,
-    /// The whole environment user code gets.
+    /// What the private `/proc` hides.
+    pub proc_masks: Vec<ProcMask>,
+    /// The environment the sandbox's first program starts with (never the session's own
+    /// variables, which reach only the user's program, through a data file).
     pub env: Vec<(String, String)>,
     /// Descriptor holding the compiled seccomp program.
     pub seccomp_fd: RawFd,
@@ -98,6 +147,9 @@ impl BwrapOptions {
             // Code inside cannot make user namespaces of its own (the seccomp filter also
             // refuses the calls; this closes it at the kernel's counter too).
             "--disable-userns",
+            // The command (the supervisor) is the PID namespace's init, which nothing inside can
+            // signal; bwrap waits for it, so nothing is left for the executor to collect.
+            "--as-pid-1",
         ]);
         for m in &self.system {
             match m {
@@ -106,6 +158,15 @@ impl BwrapOptions {
             }
         }
         a.one("--proc", "/proc");
+        for m in &self.proc_masks {
+            match m {
+                ProcMask::File(p) => a.pair("--ro-bind", "/dev/null", p),
+                ProcMask::Dir(p) => {
+                    a.one("--tmpfs", p);
+                    a.one("--remount-ro", p);
+                }
+            }
+        }
         a.one("--dev", "/dev");
         let size = self.tmp_size_bytes.to_string();
         a.one("--size", &size);
@@ -167,6 +228,7 @@ mod tests {
             workspace: "/workspace".into(),
             deps: Some("/opt/deps".into()),
             tmp_size_bytes: 64 << 20,
+            proc_masks: vec![ProcMask::File("/proc/keys".into()), ProcMask::Dir("/proc/acpi".into())],
             env: vec![("PATH".into(), "/usr/bin".into()), ("X".into(), "a b;$(c)".into())],
             seccomp_fd: 9,
             files: vec![DataFile { fd: 10, dest: "/sandbox/main.py" }],
@@ -193,6 +255,7 @@ mod tests {
             "--unshare-net",
             "--unshare-cgroup",
             "--disable-userns",
+            "--as-pid-1",
             "--die-with-parent",
             "--new-session",
             "--clearenv",
@@ -201,6 +264,27 @@ mod tests {
         }
         assert!(has_seq(&v, &["--cap-drop", "ALL"]));
         assert!(has_seq(&v, &["--seccomp", "9"]));
+    }
+
+    #[test]
+    fn private_proc_hides_what_docker_masks() {
+        let v = argv();
+        assert!(has_seq(&v, &["--ro-bind", "/dev/null", "/proc/keys"]));
+        assert!(has_seq(&v, &["--tmpfs", "/proc/acpi", "--remount-ro", "/proc/acpi"]));
+        // Masks go on the fresh /proc, so after it is mounted.
+        let proc = v.iter().position(|a| a == "--proc").unwrap();
+        let first_mask = v.iter().position(|a| a.starts_with("/proc/")).unwrap();
+        assert!(proc < first_mask);
+    }
+
+    #[test]
+    fn discovers_the_masks_this_kernel_needs() {
+        let proc = tempfile::tempdir().unwrap();
+        std::fs::write(proc.path().join("keys"), "").unwrap();
+        std::fs::create_dir(proc.path().join("acpi")).unwrap();
+        std::fs::write(proc.path().join("meminfo"), "").unwrap();
+        let m = discover_proc_masks(proc.path()).unwrap();
+        assert_eq!(m, vec![ProcMask::File("/proc/keys".into()), ProcMask::Dir("/proc/acpi".into())]);
     }
 
     #[test]
@@ -215,7 +299,7 @@ mod tests {
         assert!(has_seq(&v, &["--ro-bind-data", "10", "/sandbox/main.py"]));
         assert!(has_seq(&v, &["--chdir", "/workspace"]));
         // The root is made read-only after every mount that needs to create a directory in it.
-        let ro = v.iter().position(|a| a == "--remount-ro").unwrap();
+        let ro = v.windows(2).position(|w| w[0] == "--remount-ro" && w[1] == "/").unwrap();
         let last_mount = v.iter().rposition(|a| a.starts_with("--ro-bind") || a == "--bind").unwrap();
         assert!(ro > last_mount);
     }

@@ -112,13 +112,18 @@ pub fn list(ws: &Workspace, path: &WorkspacePath, recursive: bool, limit: usize)
 }
 
 /// Opens a regular file for reading; returns it with its size.
+///
+/// The open never waits: user code may leave a FIFO (whose open would block until a writer
+/// comes) or a socket where a file is expected, so the path is opened non-blocking and without
+/// following a final symlink, the descriptor itself is inspected, and anything but a regular
+/// file is refused with `not_a_regular_file` (a socket already fails to open, with `ENXIO`).
 pub fn open_read(ws: &Workspace, path: &WorkspacePath) -> Result<(std::fs::File, u64), Error> {
-    let fd = ws.open_at(path, OFlags::RDONLY, Mode::empty())?;
+    let fd = ws.open_at(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW, Mode::empty())?;
     let st = rustix::fs::fstat(&fd).map_err(|e| Error::from_errno(e, path.as_str()))?;
     match kind_of(&st) {
         FileKind::File => Ok((fd.into(), st.st_size as u64)),
         FileKind::Directory => Err(Error::new(ErrorCode::IsADirectory, format!("{path} is a directory"))),
-        _ => Err(Error::new(ErrorCode::InvalidPath, format!("{path} is not a regular file"))),
+        _ => Err(Error::new(ErrorCode::NotARegularFile, format!("{path} is not a regular file"))),
     }
 }
 
@@ -321,6 +326,40 @@ mod tests {
         // Deleting a symlink removes the link, never what it points to.
         delete(&ws, &p("etc"), true).unwrap();
         assert!(std::path::Path::new("/etc/passwd").exists());
+    }
+
+    /// User code can leave a FIFO (whose plain open waits for a writer forever) or a socket
+    /// where the files API expects a file; reading either must fail at once.
+    #[test]
+    fn fifos_and_sockets_are_refused_without_blocking() {
+        let (d, ws) = setup();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            d.path().join("fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(d.path().join("sock")).unwrap();
+        std::os::unix::fs::symlink("fifo", d.path().join("link")).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for name in ["fifo", "sock", "link"] {
+                let code = open_read(&ws, &p(name)).map(|_| ()).unwrap_err().code;
+                tx.send((name, code)).unwrap();
+            }
+        });
+        let want = [
+            ("fifo", ErrorCode::NotARegularFile),
+            ("sock", ErrorCode::NotARegularFile),
+            // A final symlink is not followed, not even to a target inside.
+            ("link", ErrorCode::InvalidPath),
+        ];
+        for w in want {
+            let got = rx.recv_timeout(std::time::Duration::from_secs(5)).expect("open_read returns at once");
+            assert_eq!(got, w);
+        }
     }
 
     #[test]
