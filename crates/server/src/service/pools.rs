@@ -193,7 +193,8 @@ impl Pools {
     }
 
     /// Starts sandboxes until every active template's pool has its target size (at most
-    /// `pools.max_starting` at once). Returns how many were started.
+    /// `pools.max_starting` at once), as far as the pool has free places in the store (another
+    /// replica may be refilling it too). Returns how many were started.
     pub async fn refill(&self) -> Result<usize, sandbox_store::StoreError> {
         let existing = self.store.list_pool_sandboxes().await?;
         let mut wanted: Vec<(Template, Shape)> = Vec::new();
@@ -231,7 +232,8 @@ impl Pools {
             ready_at: None,
             claimed_at: None,
         };
-        if self.store.insert_pool_sandbox(&entry).await.is_err() {
+        let size = self.settings.pools.size_of(&template.id);
+        if !matches!(self.store.insert_pool_sandbox(&entry, size).await, Ok(true)) {
             return false;
         }
         let clock = Instant::now();
