@@ -1,6 +1,7 @@
 //! The background loops, run by one replica at a time: the holder of a lease in the store.
 //! Each pass reconciles sessions with the runtime, collects overdue executions, ends idle and
-//! old sessions, purges old records; the pool loop keeps warm pools full.
+//! old sessions, purges old records; the pool loop keeps warm pools full. Refilling after a claim
+//! does not wait for the lease: every replica refills after its own claims.
 
 use crate::metrics::Metrics;
 use crate::service::executions::{Executions, Recovery};
@@ -144,8 +145,10 @@ impl Lifecycle {
             let this = self.clone();
             async move {
                 loop {
-                    let _ = tokio::time::timeout(POOL_INTERVAL, this.pools.claimed.notified()).await;
-                    if this.is_leader() {
+                    // A claim here refills at once, leading or not: the store's pool places keep
+                    // replicas from over-filling a pool. Otherwise the leader looks now and then.
+                    let claimed = tokio::time::timeout(POOL_INTERVAL, this.pools.claimed.notified()).await;
+                    if claimed.is_ok() || this.is_leader() {
                         this.refill_pools().await;
                     }
                 }
