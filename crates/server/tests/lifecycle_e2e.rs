@@ -29,6 +29,31 @@ async fn wait_pool_ready(srv: &Server, template: &str, ready: u64) {
     .await;
 }
 
+/// Creates `n` sessions of `template` on `srv`, one after another, each once the pool has a ready
+/// sandbox again, and checks that every one was a pool hit (by this replica's counters) and that
+/// the pool never holds more than `target` sandboxes. Returns the sessions.
+async fn drain_pool(srv: &Server, template: &str, target: u64, n: usize) -> Vec<String> {
+    let count = |p: &Value, field: &str| p[field].as_u64().unwrap();
+    let mut sessions = Vec::new();
+    for i in 0..n {
+        eventually(Duration::from_secs(60), &format!("a ready pool sandbox for create {i}"), || async {
+            let p = pool(srv, template).await;
+            assert!(count(&p, "ready") + count(&p, "starting") <= target, "over-filled: {p}");
+            (count(&p, "ready") > 0).then_some(())
+        })
+        .await;
+        let before = pool(srv, template).await;
+        sessions.push(srv.create_session(&srv.key, template).await);
+        let after = pool(srv, template).await;
+        assert_eq!(
+            (count(&after, "hits"), count(&after, "misses")),
+            (count(&before, "hits") + 1, count(&before, "misses")),
+            "create {i} claimed a pool sandbox: {after}"
+        );
+    }
+    sessions
+}
+
 #[tokio::test]
 async fn warm_pool_claims_are_fresh_sandboxes_with_the_sessions_settings() {
     let dir = tempfile::Builder::new().prefix("sandbox-server-e2e-").tempdir().unwrap();
@@ -266,22 +291,45 @@ async fn idle_sessions_end_and_old_records_are_purged() {
     assert!(!srv.dir.path().join("sessions").join(&idle).exists(), "its files went with it");
 }
 
+/// A database of its own on the local MariaDB (scripts/mariadb.sh), dropped with the value (after
+/// the servers declared later, which stop first).
+struct MariaDb {
+    name: String,
+    url: String,
+}
+
+impl MariaDb {
+    fn sql(sql: &str) -> bool {
+        let out = Command::new("mariadb").args(["--socket=/run/mysqld/mysqld.sock", "-e", sql]).output();
+        out.is_ok_and(|o| o.status.success())
+    }
+
+    fn create(purpose: &str) -> MariaDb {
+        let name = format!("sandbox_{purpose}_{}", std::process::id());
+        assert!(Self::sql(&format!("CREATE DATABASE `{name}`")), "MariaDB runs (scripts/mariadb.sh)");
+        let url = format!("mysql://sandbox:sandbox@127.0.0.1:3306/{name}");
+        MariaDb { name, url }
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        Self::sql(&format!("DROP DATABASE `{}`", self.name));
+    }
+}
+
+async fn health(srv: &Server) -> Value {
+    srv.call(Method::GET, "/api/v1/health/detailed", &srv.key, None).await.1
+}
+
 async fn leads(srv: &Server) -> bool {
-    let (_, h) = srv.call(Method::GET, "/api/v1/health/detailed", &srv.key, None).await;
-    h["leader"].as_bool().unwrap_or(false)
+    health(srv).await["leader"].as_bool().unwrap_or(false)
 }
 
 #[tokio::test]
 async fn two_replicas_on_one_database_elect_one_leader_and_hand_over() {
-    let db = format!("sandbox_replicas_{}", std::process::id());
-    let mariadb =
-        |sql: String| Command::new("mariadb").args(["--socket=/run/mysqld/mysqld.sock", "-e", &sql]).output();
-    assert!(
-        mariadb(format!("CREATE DATABASE `{db}`")).unwrap().status.success(),
-        "MariaDB runs (scripts/mariadb.sh)"
-    );
-    let url = format!("mysql://sandbox:sandbox@127.0.0.1:3306/{db}");
-    let env = [("SANDBOX_DATABASE_URL", url.as_str()), ("SANDBOX_LIFECYCLE__LEASE_TTL_SEC", "3")];
+    let db = MariaDb::create("replicas");
+    let env = [("SANDBOX_DATABASE_URL", db.url.as_str()), ("SANDBOX_LIFECYCLE__LEASE_TTL_SEC", "3")];
     let mut a = Server::start(&env).await;
     let b = Server::start(&env).await;
     // Over several lease periods, exactly one leads at every look.
@@ -302,7 +350,46 @@ async fn two_replicas_on_one_database_elect_one_leader_and_hand_over() {
         leads(&b).await.then_some(())
     })
     .await;
-    drop(b);
-    drop(a);
-    let _ = mariadb(format!("DROP DATABASE `{db}`"));
+}
+
+/// A lease far longer than any test: nothing may wait for a lease to expire.
+const LONG_LEASE: (&str, &str) = ("SANDBOX_LIFECYCLE__LEASE_TTL_SEC", "600");
+
+#[tokio::test]
+async fn pools_stay_warm_across_a_killed_control_plane() {
+    let dir = tempfile::Builder::new().prefix("sandbox-server-e2e-").tempdir().unwrap();
+    let config = pools_config(dir.path(), "\"python-basic\" = 2");
+    let mut srv = Server::start_in(dir, &[("SANDBOX_CONFIG", &config), LONG_LEASE]).await;
+    wait_pool_ready(&srv, "python-basic", 2).await;
+    let before = health(&srv).await;
+    assert_eq!(before["leader"], true);
+    srv.kill(libc::SIGKILL);
+    srv.spawn().await;
+    assert_eq!(health(&srv).await["instance_id"], before["instance_id"], "the same replica");
+    // More sessions than the pool holds: past the two sandboxes the killed process left, every
+    // one is a sandbox the restarted process refilled.
+    for id in drain_pool(&srv, "python-basic", 2, 6).await {
+        assert_eq!(srv.python(&id, "print(1)").await["stdout"], "1\n");
+    }
+    assert!(leads(&srv).await, "the restarted process took its own lease back");
+}
+
+#[tokio::test]
+async fn pools_stay_warm_when_the_leading_replica_is_killed() {
+    let db = MariaDb::create("pools");
+    let conf = tempfile::tempdir().unwrap();
+    let config = pools_config(conf.path(), "\"python-basic\" = 2");
+    let env = [("SANDBOX_DATABASE_URL", db.url.as_str()), ("SANDBOX_CONFIG", config.as_str()), LONG_LEASE];
+    let mut a = Server::start(&env).await;
+    let b = Server::start(&env).await;
+    assert!(leads(&a).await && !leads(&b).await);
+    wait_pool_ready(&b, "python-basic", 2).await;
+    a.kill(libc::SIGKILL);
+    // The leader's lease outlives the test: the survivor refills on its own claims.
+    drain_pool(&b, "python-basic", 2, 6).await;
+    assert!(!leads(&b).await);
+    // The killed replica, started again, leads again at once; both keep the pool at its size.
+    a.spawn().await;
+    assert!(leads(&a).await, "the restarted replica took its own lease back");
+    drain_pool(&b, "python-basic", 2, 3).await;
 }

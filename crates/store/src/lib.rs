@@ -180,14 +180,18 @@ pub trait Store: Send + Sync {
     /// Executions still `pending` or `running` (to finish after a restart), oldest first.
     async fn unfinished_executions(&self) -> Result<Vec<Execution>>;
 
-    /// Records a new warm-pool sandbox; `Conflict` if the id exists.
-    async fn insert_pool_sandbox(&self, p: &PoolSandbox) -> Result<()>;
+    /// Records a new warm-pool sandbox in one of its template's `size` places: `false`, recording
+    /// nothing, when sandboxes of the template not yet claimed hold all of them; otherwise
+    /// `Conflict` if the id exists. A claim or a delete frees a place. Concurrent inserts (from
+    /// any replica) never place more than `size`.
+    async fn insert_pool_sandbox(&self, p: &PoolSandbox, size: u32) -> Result<bool>;
     /// Replaces a pool sandbox's mutable fields; `false` if it does not exist.
     async fn update_pool_sandbox(&self, p: &PoolSandbox) -> Result<bool>;
     /// Every pool sandbox, oldest first.
     async fn list_pool_sandboxes(&self) -> Result<Vec<PoolSandbox>>;
-    /// Atomically moves one `ready` sandbox of the template to `claimed` and returns it; `None`
-    /// when the pool is empty. Concurrent claims (from any replica) never get the same one.
+    /// Atomically moves one `ready` sandbox of the template to `claimed`, freeing its place, and
+    /// returns it; `None` when the pool is empty. Concurrent claims (from any replica) never get
+    /// the same one.
     async fn claim_pool_sandbox(&self, template_id: &str, at: DateTime<Utc>) -> Result<Option<PoolSandbox>>;
     /// Forgets a pool sandbox; `false` if it does not exist.
     async fn delete_pool_sandbox(&self, id: &str) -> Result<bool>;

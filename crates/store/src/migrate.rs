@@ -22,11 +22,13 @@ struct Migration {
 const SQLITE_MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sql: include_str!("../migrations/sqlite/0001_initial.sql") },
     Migration { version: 2, sql: include_str!("../migrations/sqlite/0002_pools.sql") },
+    Migration { version: 3, sql: include_str!("../migrations/sqlite/0003_pool_slots.sql") },
 ];
 
 const MYSQL_MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sql: include_str!("../migrations/mysql/0001_initial.sql") },
     Migration { version: 2, sql: include_str!("../migrations/mysql/0002_pools.sql") },
+    Migration { version: 3, sql: include_str!("../migrations/mysql/0003_pool_slots.sql") },
 ];
 
 /// The MySQL named lock that keeps two processes from migrating the same database at once.

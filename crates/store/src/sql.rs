@@ -70,6 +70,12 @@ impl SqlStore {
         Ok(query.execute(&self.pool).await.map_err(db)?.rows_affected())
     }
 
+    /// Whether a pool sandbox `id` is recorded.
+    async fn pool_sandbox_exists(&self, id: &str) -> Result<bool> {
+        let q = sqlx::query("SELECT COUNT(*) AS n FROM pool_sandboxes WHERE id = ?").bind(id);
+        Ok(self.count(POOL_SANDBOXES.name, q).await? > 0)
+    }
+
     /// The `n` column of the one row a `COUNT(*) AS n` query returns.
     async fn count(&self, table: &'static str, query: Query<'_>) -> Result<u64> {
         let row = query.fetch_one(&self.pool).await.map_err(db)?;
@@ -380,8 +386,22 @@ impl Store for SqlStore {
         self.fetch(q, execution_from_row).await
     }
 
-    async fn insert_pool_sandbox(&self, p: &PoolSandbox) -> Result<()> {
-        insert(&self.pool, &POOL_SANDBOXES, &p.id, pool_sandbox_fields(p)).await
+    async fn insert_pool_sandbox(&self, p: &PoolSandbox, size: u32) -> Result<bool> {
+        // The lowest free place; the unique index on (template_id, slot) decides who gets it, so a
+        // place lost to another insert means looking again.
+        loop {
+            let q = sqlx::query("SELECT slot FROM pool_sandboxes WHERE template_id = ? AND slot IS NOT NULL")
+                .bind(&p.template_id);
+            let taken: Vec<u32> =
+                self.fetch(q, |row| Cols { row, table: POOL_SANDBOXES.name }.int("slot")).await?;
+            let Some(slot) = (0..size).find(|s| !taken.contains(s)) else { return Ok(false) };
+            let mut fields = pool_sandbox_fields(p);
+            fields.push(("slot", slot.into()));
+            match insert(&self.pool, &POOL_SANDBOXES, &p.id, fields).await {
+                Err(StoreError::Conflict(_)) if !self.pool_sandbox_exists(&p.id).await? => continue,
+                placed => return placed.map(|()| true),
+            }
+        }
     }
 
     async fn update_pool_sandbox(&self, p: &PoolSandbox) -> Result<bool> {
@@ -411,7 +431,8 @@ impl Store for SqlStore {
                 let won = self
                     .affected(
                         sqlx::query(
-                            "UPDATE pool_sandboxes SET state = ?, claimed_at = ? WHERE id = ? AND state = ?",
+                            "UPDATE pool_sandboxes SET state = ?, claimed_at = ?, slot = NULL \
+                             WHERE id = ? AND state = ?",
                         )
                         .bind(PoolState::Claimed.as_str())
                         .bind(at.timestamp_millis())

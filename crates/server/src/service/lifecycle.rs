@@ -1,9 +1,12 @@
 //! The background loops, run by one replica at a time: the holder of a lease in the store.
 //! Each pass reconciles sessions with the runtime, collects overdue executions, ends idle and
-//! old sessions, purges old records; the pool loop keeps warm pools full.
+//! old sessions, purges old records; the pool loop keeps warm pools full. A replica holds the
+//! lease under its [`Identity`], which a restarted process keeps: it leads again at once.
+//! Refilling after a claim does not wait for the lease: every replica refills after its own claims.
 
 use crate::metrics::Metrics;
 use crate::service::executions::{Executions, Recovery};
+use crate::service::identity::Identity;
 use crate::service::pools::Pools;
 use crate::service::sessions::Sessions;
 use crate::settings::Settings;
@@ -28,6 +31,8 @@ pub struct Lifecycle {
     metrics: Arc<Metrics>,
     /// This process's id in the lease.
     pub instance_id: String,
+    /// What keeps `instance_id` this process's alone (`None`: a one-off id).
+    _identity: Option<Identity>,
     leader: AtomicBool,
 }
 
@@ -41,7 +46,12 @@ impl Lifecycle {
         pools: Arc<Pools>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let instance_id = format!("{}-{}", hostname(), crate::ids::key_id().trim_start_matches("key_"));
+        let identity = Identity::take(&settings.data_dir)
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "no lasting replica identity; after a restart, leading waits for the lease to expire")
+            })
+            .ok();
+        let instance_id = identity.as_ref().map_or_else(Identity::one_off, |i| i.name().to_owned());
         Lifecycle {
             settings,
             store,
@@ -50,6 +60,7 @@ impl Lifecycle {
             pools,
             metrics,
             instance_id,
+            _identity: identity,
             leader: AtomicBool::new(false),
         }
     }
@@ -144,8 +155,10 @@ impl Lifecycle {
             let this = self.clone();
             async move {
                 loop {
-                    let _ = tokio::time::timeout(POOL_INTERVAL, this.pools.claimed.notified()).await;
-                    if this.is_leader() {
+                    // A claim here refills at once, leading or not: the store's pool places keep
+                    // replicas from over-filling a pool. Otherwise the leader looks now and then.
+                    let claimed = tokio::time::timeout(POOL_INTERVAL, this.pools.claimed.notified()).await;
+                    if claimed.is_ok() || this.is_leader() {
                         this.refill_pools().await;
                     }
                 }
@@ -160,10 +173,4 @@ impl Lifecycle {
             let _ = self.store.release_lease(LEASE, &self.instance_id).await;
         }
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "host".into())
 }

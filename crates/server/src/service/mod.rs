@@ -3,6 +3,7 @@
 pub mod dependencies;
 pub mod disk;
 pub mod executions;
+pub mod identity;
 pub mod lifecycle;
 pub mod package_sets;
 pub mod pools;

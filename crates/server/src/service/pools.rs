@@ -1,7 +1,8 @@
 //! Warm pools: per template, sandboxes started ahead of demand so that creating a session only
 //! claims one. A pool sandbox is made for a reserved session id, so the session that claims it
 //! finds its workspace and socket directories where they always are. Claims are atomic in the
-//! store (any replica may claim); refilling is done by the lifecycle leader.
+//! store (any replica may claim), and so are a pool's places: the replica that claimed refills at
+//! once and the lifecycle leader now and then, and together they never over-fill a pool.
 
 use crate::metrics::Metrics;
 use crate::service::sandboxes::{Sandboxes, Shape};
@@ -77,7 +78,7 @@ pub struct Pools {
     sandboxes: Arc<Sandboxes>,
     metrics: Arc<Metrics>,
     stats: Mutex<HashMap<String, Stats>>,
-    /// Woken after a claim, so the leader refills at once.
+    /// Woken after a claim, so this replica refills at once.
     pub claimed: tokio::sync::Notify,
 }
 
@@ -193,7 +194,8 @@ impl Pools {
     }
 
     /// Starts sandboxes until every active template's pool has its target size (at most
-    /// `pools.max_starting` at once). Returns how many were started.
+    /// `pools.max_starting` at once), as far as the pool has free places in the store (another
+    /// replica may be refilling it too). Returns how many were started.
     pub async fn refill(&self) -> Result<usize, sandbox_store::StoreError> {
         let existing = self.store.list_pool_sandboxes().await?;
         let mut wanted: Vec<(Template, Shape)> = Vec::new();
@@ -231,7 +233,8 @@ impl Pools {
             ready_at: None,
             claimed_at: None,
         };
-        if self.store.insert_pool_sandbox(&entry).await.is_err() {
+        let size = self.settings.pools.size_of(&template.id);
+        if !matches!(self.store.insert_pool_sandbox(&entry, size).await, Ok(true)) {
             return false;
         }
         let clock = Instant::now();

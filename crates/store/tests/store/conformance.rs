@@ -513,7 +513,7 @@ async fn migrations(url: &str) -> Vec<(i64, i64)> {
 
 async fn reopen(url: &str) {
     let before = migrations(url).await;
-    assert_eq!(before.iter().map(|m| m.0).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(before.iter().map(|m| m.0).collect::<Vec<_>>(), [1, 2, 3]);
     let store = open(url).await.expect("re-open");
     assert_eq!(migrations(url).await, before, "nothing applied twice");
     assert_eq!(store.session("s1").await.unwrap().map(|s| s.owner_key_id), Some("k1".into()));
@@ -532,8 +532,9 @@ async fn reopen(url: &str) {
     assert!(store.list_sessions(&filter(None, None, None)).await.is_err());
 }
 
-async fn pools(store: &Arc<dyn Store>) {
-    let sandbox = |id: &str, template: &str, state: PoolState, ready: Option<i64>| PoolSandbox {
+/// A pool sandbox of `template`, ready since `ready` when that is given.
+fn sandbox(id: &str, template: &str, state: PoolState, ready: Option<i64>) -> PoolSandbox {
+    PoolSandbox {
         id: id.into(),
         template_id: template.into(),
         state,
@@ -542,12 +543,15 @@ async fn pools(store: &Arc<dyn Store>) {
         created_at: at(0),
         ready_at: ready.map(at),
         claimed_at: None,
-    };
-    store.insert_pool_sandbox(&sandbox("p1", "py", PoolState::Ready, Some(20))).await.unwrap();
-    store.insert_pool_sandbox(&sandbox("p2", "py", PoolState::Ready, Some(10))).await.unwrap();
-    store.insert_pool_sandbox(&sandbox("p3", "py", PoolState::Starting, None)).await.unwrap();
-    store.insert_pool_sandbox(&sandbox("p4", "js", PoolState::Ready, Some(5))).await.unwrap();
-    assert!(is_conflict(store.insert_pool_sandbox(&sandbox("p1", "py", PoolState::Ready, None)).await));
+    }
+}
+
+async fn pools(store: &Arc<dyn Store>) {
+    assert!(store.insert_pool_sandbox(&sandbox("p1", "py", PoolState::Ready, Some(20)), 8).await.unwrap());
+    assert!(store.insert_pool_sandbox(&sandbox("p2", "py", PoolState::Ready, Some(10)), 8).await.unwrap());
+    assert!(store.insert_pool_sandbox(&sandbox("p3", "py", PoolState::Starting, None), 8).await.unwrap());
+    assert!(store.insert_pool_sandbox(&sandbox("p4", "js", PoolState::Ready, Some(5)), 8).await.unwrap());
+    assert!(is_conflict(store.insert_pool_sandbox(&sandbox("p1", "py", PoolState::Ready, None), 8).await));
     assert_eq!(store.list_pool_sandboxes().await.unwrap().len(), 4);
 
     // Claims take the longest-ready sandbox of the template, never one still starting.
@@ -559,10 +563,8 @@ async fn pools(store: &Arc<dyn Store>) {
 
     // Concurrent claims never share a sandbox.
     for i in 0..6 {
-        store
-            .insert_pool_sandbox(&sandbox(&format!("r{i}"), "race", PoolState::Ready, Some(i)))
-            .await
-            .unwrap();
+        let ready = sandbox(&format!("r{i}"), "race", PoolState::Ready, Some(i));
+        assert!(store.insert_pool_sandbox(&ready, 6).await.unwrap());
     }
     let claims = (0..10).map(|i| {
         let store = store.clone();
@@ -589,4 +591,74 @@ async fn pools(store: &Arc<dyn Store>) {
     assert!(!store.delete_pool_sandbox("p4").await.unwrap());
     let left: Vec<_> = store.list_pool_sandboxes().await.unwrap().into_iter().map(|p| p.id).collect();
     assert!(!left.contains(&"p4".to_string()) && left.len() == 9, "{left:?}");
+    pool_places(store).await;
+}
+
+/// A pool holds at most its size in sandboxes not claimed yet, however many refill it at once.
+async fn pool_places(store: &Arc<dyn Store>) {
+    let starting = |id: &str| sandbox(id, "cap", PoolState::Starting, None);
+    assert!(store.insert_pool_sandbox(&starting("c1"), 2).await.unwrap());
+    assert!(store.insert_pool_sandbox(&starting("c2"), 2).await.unwrap());
+    assert!(!store.insert_pool_sandbox(&starting("c3"), 2).await.unwrap(), "the pool is full");
+    assert!(store.insert_pool_sandbox(&starting("c3"), 3).await.unwrap(), "a larger pool has room");
+    assert!(!store.insert_pool_sandbox(&starting("c4"), 3).await.unwrap());
+    assert_eq!(store.list_pool_sandboxes().await.unwrap().iter().filter(|p| p.id == "c4").count(), 0);
+    // Becoming ready keeps the place; a claim frees it, and so does removing the sandbox.
+    assert!(store.update_pool_sandbox(&sandbox("c1", "cap", PoolState::Ready, Some(400))).await.unwrap());
+    assert!(!store.insert_pool_sandbox(&starting("c4"), 3).await.unwrap());
+    assert_eq!(store.claim_pool_sandbox("cap", at(401)).await.unwrap().map(|p| p.id), Some("c1".into()));
+    assert!(store.insert_pool_sandbox(&starting("c4"), 3).await.unwrap(), "the claim freed a place");
+    assert!(store.delete_pool_sandbox("c2").await.unwrap());
+    assert!(is_conflict(store.insert_pool_sandbox(&starting("c3"), 3).await), "ids stay unique");
+    assert!(store.insert_pool_sandbox(&starting("c5"), 3).await.unwrap(), "the removal freed a place");
+    assert!(!store.insert_pool_sandbox(&starting("c6"), 3).await.unwrap());
+
+    // Concurrent refills (replicas, or the leader and a claim) never over-fill a pool.
+    let inserts = (0..10).map(|i| {
+        let (store, p) = (store.clone(), sandbox(&format!("f{i}"), "fill", PoolState::Starting, None));
+        tokio::spawn(async move { store.insert_pool_sandbox(&p, 3).await.unwrap() })
+    });
+    let mut placed = 0;
+    for i in inserts {
+        placed += usize::from(i.await.unwrap());
+    }
+    let filled = store.list_pool_sandboxes().await.unwrap().into_iter().filter(|p| p.template_id == "fill");
+    assert_eq!((placed, filled.count()), (3, 3), "exactly the pool's size was recorded");
+}
+
+/// A database whose pools were filled before pools had places: once migrated, each sandbox not
+/// claimed holds a place, so the pool is exactly as full as before.
+pub async fn places_of_earlier_pool_sandboxes(url: &str, dialect: &str) {
+    sqlx::any::install_default_drivers();
+    let create = if dialect == "sqlite" { format!("{url}?mode=rwc") } else { url.to_owned() };
+    let pool = AnyPool::connect(&create).await.expect("connect");
+    let earlier = match dialect {
+        "sqlite" => [
+            include_str!("../../migrations/sqlite/0001_initial.sql"),
+            include_str!("../../migrations/sqlite/0002_pools.sql"),
+        ],
+        _ => [
+            include_str!("../../migrations/mysql/0001_initial.sql"),
+            include_str!("../../migrations/mysql/0002_pools.sql"),
+        ],
+    };
+    for sql in earlier {
+        sqlx::raw_sql(sql).execute(&pool).await.expect("an earlier migration");
+    }
+    for sql in [
+        "CREATE TABLE schema_migrations (version BIGINT NOT NULL PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        "INSERT INTO schema_migrations (version, applied_at) VALUES (1, 0), (2, 0)",
+        "INSERT INTO pool_sandboxes (id, template_id, state, created_at) VALUES \
+         ('e1', 'py', 'ready', 0), ('e2', 'py', 'starting', 0), ('e3', 'py', 'claimed', 0), \
+         ('e4', 'js', 'ready', 0)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.expect("the earlier state");
+    }
+    let store = open(url).await.expect("open migrates");
+    let new = |id: &str, template: &str| sandbox(id, template, PoolState::Starting, None);
+    assert!(!store.insert_pool_sandbox(&new("n1", "py"), 2).await.unwrap(), "e1 and e2 fill the pool");
+    assert!(store.insert_pool_sandbox(&new("n1", "py"), 3).await.unwrap());
+    assert!(!store.insert_pool_sandbox(&new("n2", "js"), 1).await.unwrap(), "e4 fills its pool");
+    assert_eq!(store.claim_pool_sandbox("py", at(1)).await.unwrap().map(|p| p.id), Some("e1".into()));
+    assert!(store.insert_pool_sandbox(&new("n2", "py"), 3).await.unwrap(), "e1's place is free");
 }

@@ -23,6 +23,12 @@ async fn sqlite_conformance() {
 }
 
 #[tokio::test]
+async fn sqlite_places_of_earlier_pool_sandboxes() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance::places_of_earlier_pool_sandboxes(&sqlite_url(&dir), "sqlite").await;
+}
+
+#[tokio::test]
 async fn sqlite_uses_wal() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite_url(&dir);
@@ -51,6 +57,14 @@ async fn unsupported_urls() {
 #[tokio::test]
 async fn mysql_conformance() {
     with_mysql_database(|url| async move { conformance::exercise(&url, "mysql").await }).await;
+}
+
+#[tokio::test]
+async fn mysql_places_of_earlier_pool_sandboxes() {
+    with_mysql_database(
+        |url| async move { conformance::places_of_earlier_pool_sandboxes(&url, "mysql").await },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
