@@ -350,7 +350,7 @@ impl Engine {
         };
         let ws = self.workspace.clone();
         let after = tokio::task::spawn_blocking(move || Snapshot::take(&ws, MAX_ENTRIES)).await?;
-        let (files, files_truncated) = before.diff(&after);
+        let changes = before.diff(&after);
 
         // Only the supervisor saw how the program ended; without its report the outcome is
         // unknown (bwrap's status only tells how the supervisor ended).
@@ -401,8 +401,9 @@ impl Engine {
                 cpu_time_ms: timeval_ms(usage.ru_utime) + timeval_ms(usage.ru_stime),
                 peak_memory_mb: usage.ru_maxrss as f64 / 1024.0,
             },
-            files,
-            files_truncated,
+            files: changes.files,
+            files_truncated: changes.truncated,
+            files_skipped: changes.skipped,
         })
     }
 
@@ -460,6 +461,7 @@ fn failed_to_start(
         metrics: ExecMetrics { duration_ms: clock.elapsed().as_secs_f64() * 1000.0, ..Default::default() },
         files: vec![],
         files_truncated: false,
+        files_skipped: 0,
     }
 }
 

@@ -200,6 +200,7 @@ mod tests {
             metrics: ExecMetrics::default(),
             files: vec![],
             files_truncated: false,
+            files_skipped: 0,
         }
     }
 

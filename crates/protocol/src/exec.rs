@@ -97,6 +97,10 @@ pub struct ExecResult {
     pub files: Vec<FileChange>,
     /// Whether the change list was cut short (very large workspaces).
     pub files_truncated: bool,
+    /// Workspace entries left out of `files` because no API path can name them (paths longer
+    /// than 4096 bytes).
+    #[serde(default)]
+    pub files_skipped: u64,
 }
 
 /// `GET /v1/executions/{id}`.

@@ -316,3 +316,23 @@ async fn a_store_lost_while_serving_fails_each_call_clearly_and_nothing_pretends
     assert_eq!(health["storage"]["healthy"], false, "{health}");
     assert_ne!(health["status"], "healthy", "{health}");
 }
+
+/// A path too long for any API path (or object key) does not silently stop the write-back: the
+/// other changes are saved, and the execution says what could not be.
+#[tokio::test]
+async fn a_path_too_long_to_store_fails_the_save_visibly_and_the_rest_is_saved() {
+    let s3 = TestS3::start().await;
+    let bucket = WorkspaceBucket::connect(s3.settings()).await.unwrap();
+    let srv = s3_server(&s3, &[]).await;
+    let id = srv.create_session(&srv.key, "python-basic").await;
+    // Deeper than PATH_MAX, one directory at a time.
+    let code = "import os\nos.mkdir('a')\nos.chdir('a')\nfor _ in range(18):\n    os.mkdir('d' * 250)\n    os.chdir('d' * 250)\nopen('deep.txt', 'w').write('deep')\nos.chdir('/workspace')\nos.mkdir('b')\nopen('b/later.txt', 'w').write('b')\nopen('z.txt', 'w').write('z')";
+    let r = srv.python(&id, code).await;
+    assert_eq!(r["status"], "crashed", "{r}");
+    let message = r["error_message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("could not all be saved") && message.contains("longer than 4096 bytes"),
+        "{message}"
+    );
+    assert_eq!(stored(&bucket, &id).await, ["b/later.txt", "z.txt"], "what could be saved was");
+}

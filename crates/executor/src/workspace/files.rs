@@ -60,18 +60,29 @@ fn read_entries(fd: OwnedFd, path: &WorkspacePath) -> Result<Vec<(String, Stat)>
         .collect())
 }
 
+/// How a walk ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WalkEnd {
+    /// It stopped at its limit.
+    pub truncated: bool,
+    /// Entries passed over because their path is longer than any API path may be (their
+    /// contents were not visited either).
+    pub skipped: u64,
+}
+
 /// Visits the entries below `start` (all levels when `recursive`), at most `limit` of them.
-/// Only real directories are descended into, never symlinks. Returns whether it stopped at the
-/// limit.
+/// Only real directories are descended into, never symlinks. An entry whose path is too long
+/// to name is counted and passed over; the walk goes on with the rest.
 pub fn walk(
     ws: &Workspace,
     start: &WorkspacePath,
     recursive: bool,
     limit: usize,
     mut visit: impl FnMut(WorkspacePath, &Stat),
-) -> Result<bool, Error> {
+) -> Result<WalkEnd, Error> {
     let mut stack = vec![start.clone()];
     let mut seen = 0usize;
+    let mut end = WalkEnd::default();
     while let Some(dir) = stack.pop() {
         let fd = match ws.open_dir(&dir) {
             Ok(fd) => fd,
@@ -82,10 +93,14 @@ pub fn walk(
         let mut subdirs = Vec::new();
         for (name, st) in read_entries(fd, &dir)? {
             if seen == limit {
-                return Ok(true);
+                end.truncated = true;
+                return Ok(end);
             }
             seen += 1;
-            let path = dir.join(&name)?;
+            let Ok(path) = dir.join(&name) else {
+                end.skipped += 1;
+                continue;
+            };
             if recursive && kind_of(&st) == FileKind::Directory {
                 subdirs.push(path.clone());
             }
@@ -93,7 +108,7 @@ pub fn walk(
         }
         stack.extend(subdirs.into_iter().rev());
     }
-    Ok(false)
+    Ok(end)
 }
 
 /// One entry; a final symlink is described, not followed.
@@ -106,9 +121,9 @@ pub fn stat(ws: &Workspace, path: &WorkspacePath) -> Result<FileEntry, Error> {
 /// The entries of a directory (and below it when `recursive`), sorted by path.
 pub fn list(ws: &Workspace, path: &WorkspacePath, recursive: bool, limit: usize) -> Result<FileList, Error> {
     let mut entries = Vec::new();
-    let truncated = walk(ws, path, recursive, limit, |p, st| entries.push(to_entry(p, st)))?;
+    let end = walk(ws, path, recursive, limit, |p, st| entries.push(to_entry(p, st)))?;
     entries.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(FileList { entries, truncated })
+    Ok(FileList { entries, truncated: end.truncated })
 }
 
 /// Opens a regular file for reading; returns it with its size.

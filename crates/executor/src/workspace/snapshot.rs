@@ -23,6 +23,19 @@ struct Meta {
 pub struct Snapshot {
     entries: HashMap<WorkspacePath, Meta>,
     truncated: bool,
+    skipped: u64,
+}
+
+/// What changed between two snapshots.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// The changes, sorted by path.
+    pub files: Vec<FileChange>,
+    /// Whether the list may be short (a snapshot stopped at its limit). Deletions are then not
+    /// reported: an entry missing from a cut-short picture may simply not have been reached.
+    pub truncated: bool,
+    /// Entries neither snapshot could name (paths too long).
+    pub skipped: u64,
 }
 
 impl Snapshot {
@@ -41,12 +54,14 @@ impl Snapshot {
                 entries.insert(p, meta);
             }
         };
-        let truncated = files::walk(ws, &WorkspacePath::root(), true, limit, record).unwrap_or(true);
-        Snapshot { entries, truncated }
+        let end = files::walk(ws, &WorkspacePath::root(), true, limit, record)
+            .unwrap_or(files::WalkEnd { truncated: true, skipped: 0 });
+        Snapshot { entries, truncated: end.truncated, skipped: end.skipped }
     }
 
-    /// What changed from `self` to `after`, sorted by path, and whether the list may be short.
-    pub fn diff(&self, after: &Snapshot) -> (Vec<FileChange>, bool) {
+    /// What changed from `self` to `after`.
+    pub fn diff(&self, after: &Snapshot) -> Changes {
+        let truncated = self.truncated || after.truncated;
         let mut out = Vec::new();
         for (path, now) in &after.entries {
             let change = match self.entries.get(path) {
@@ -56,7 +71,7 @@ impl Snapshot {
             };
             out.push(FileChange { path: path.clone(), change, kind: now.kind, size: now.size });
         }
-        for (path, before) in &self.entries {
+        for (path, before) in self.entries.iter().filter(|_| !truncated) {
             if !after.entries.contains_key(path) {
                 out.push(FileChange {
                     path: path.clone(),
@@ -67,7 +82,7 @@ impl Snapshot {
             }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
-        (out, self.truncated || after.truncated)
+        Changes { files: out, truncated, skipped: self.skipped.max(after.skipped) }
     }
 }
 
@@ -88,8 +103,8 @@ mod tests {
         std::fs::create_dir(d.path().join("new")).unwrap();
         std::fs::write(d.path().join("new/file"), "n").unwrap();
         let after = Snapshot::take(&ws, MAX_ENTRIES);
-        let (changes, truncated) = before.diff(&after);
-        let got: Vec<_> = changes.iter().map(|c| (c.path.as_str(), c.change)).collect();
+        let changes = before.diff(&after);
+        let got: Vec<_> = changes.files.iter().map(|c| (c.path.as_str(), c.change)).collect();
         assert_eq!(
             got,
             [
@@ -98,7 +113,31 @@ mod tests {
                 ("new/file", FileChangeKind::Created),
             ]
         );
-        assert!(!truncated);
+        assert!(!changes.truncated);
         assert!(Snapshot::take(&ws, 1).truncated);
+        // A cut-short picture reports no deletions: what it did not reach is not gone.
+        assert!(
+            before.diff(&Snapshot::take(&ws, 1)).files.iter().all(|c| c.change != FileChangeKind::Deleted)
+        );
+    }
+
+    /// An entry whose path is too long to name is counted and passed over, and the walk goes on
+    /// (it used to stop there, leaving everything after it out of the change list).
+    #[test]
+    fn a_path_too_long_to_name_is_counted_and_the_rest_still_seen() {
+        let d = tempfile::tempdir().unwrap();
+        let mut deep = d.path().join("a");
+        for _ in 0..18 {
+            deep = deep.join("d".repeat(250));
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(deep.join("f"), "x").unwrap();
+        let ws = Workspace::open(d.path()).unwrap();
+        let before = Snapshot::take(&ws, MAX_ENTRIES);
+        std::fs::write(d.path().join("z.txt"), "z").unwrap();
+        let changes = before.diff(&Snapshot::take(&ws, MAX_ENTRIES));
+        assert_eq!(changes.files.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(), ["z.txt"]);
+        assert_eq!(changes.skipped, 1);
+        assert!(!changes.truncated);
     }
 }

@@ -34,6 +34,7 @@ pub fn executor_error(e: ClientError) -> ApiError {
                 ErrorCode::InvalidPath | ErrorCode::BadRequest => (StatusCode::BAD_REQUEST, "invalid_path"),
                 ErrorCode::NotFound => (StatusCode::NOT_FOUND, "file_not_found"),
                 ErrorCode::IsADirectory => (StatusCode::CONFLICT, "is_a_directory"),
+                ErrorCode::NotARegularFile => (StatusCode::UNPROCESSABLE_ENTITY, "not_a_regular_file"),
                 ErrorCode::NotADirectory => (StatusCode::CONFLICT, "not_a_directory"),
                 ErrorCode::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
                 ErrorCode::DirectoryNotEmpty => (StatusCode::CONFLICT, "directory_not_empty"),

@@ -203,12 +203,24 @@ impl Executions {
     }
 
     /// Writes the files a finished execution changed to durable storage (in `s3` mode) before it
-    /// is reported finished; when that fails the execution ends `crashed`, saying so.
+    /// is reported finished; when that fails, or the change list could not name every change,
+    /// the execution ends `crashed`, saying so.
     async fn persist(&self, session_id: &str, client: &ExecutorClient, mut r: ExecResult) -> ExecResult {
-        if let Err(err) = self.sessions.workspaces().save_changes(session_id, client, &r.files).await {
+        let workspaces = self.sessions.workspaces();
+        let incomplete = match (r.files_truncated, r.files_skipped) {
+            _ if workspaces.bucket().is_none() => None,
+            (true, _) => Some("the workspace holds more entries than one change list can carry".to_owned()),
+            (_, n) if n > 0 => Some(format!(
+                "{n} entries have paths longer than {} bytes, which storage cannot name",
+                sandbox_core::workspace_path::MAX_PATH_BYTES
+            )),
+            _ => None,
+        };
+        let saved = workspaces.save_changes(session_id, client, &r.files).await.map_err(|e| e.to_string());
+        if let Some(err) = saved.err().or(incomplete) {
             tracing::error!(execution_id = %r.execution_id, error = %err, "could not save an execution's files");
             r.error_message = Some(format!(
-                "the execution ended ({}) but the files it changed could not be saved to storage: {err}",
+                "the execution ended ({}) but the files it changed could not all be saved to storage: {err}",
                 r.status
             ));
             r.status = ExecutionStatus::Crashed;
