@@ -8,11 +8,16 @@
 #                when missing; set e.g. debian:bookworm-slim where a registry is reachable)
 #   EXECUTOR     a prebuilt sandbox-executor binary (default: cargo build --release)
 #   MIRROR       Debian mirror for mmdebstrap (default: http://deb.debian.org/debian)
+#   IMAGE_PREFIX put before every image name of images/templates.tsv (default: none), e.g.
+#                IMAGE_PREFIX=ctx- builds ctx-sandbox/python-basic:latest, so a second set of
+#                images can be built and tested (crates/e2e reads the same variable) without
+#                replacing the set others use
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BASE_IMAGE="${BASE_IMAGE:-sandbox-base:bookworm}"
 MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+IMAGE_PREFIX="${IMAGE_PREFIX:-}"
 step=0
 t0=$SECONDS
 say() { step=$((step + 1)); printf '[images %d] %s\n' "$step" "$*"; }
@@ -56,6 +61,7 @@ wanted=("$@")
 while IFS=$'\t' read -r template image packages; do
   case "$template" in ''|'#'*) continue ;; esac
   if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " == *" $template "* ]]; then continue; fi
+  image="$IMAGE_PREFIX$image"
   say "building $template -> $image"
   s=$SECONDS
   # Host networking lets apt reach the mirror even when dockerd runs without a bridge.

@@ -32,9 +32,17 @@ pub fn clean_data_dir(data_dir: &Path) {
     }
 }
 
-/// The image of a template, as `images/build.sh` tags it.
+/// The environment variable naming a prefix put before every image name, as
+/// `IMAGE_PREFIX=ctx- images/build.sh` builds `ctx-sandbox/python-basic:latest`.
+pub const IMAGE_PREFIX_VAR: &str = "IMAGE_PREFIX";
+
+/// The image of a template, as `images/build.sh` tags it (with `$IMAGE_PREFIX` in front).
 pub fn image(template: &str) -> String {
-    format!("sandbox/{template}:latest")
+    image_with_prefix(&std::env::var(IMAGE_PREFIX_VAR).unwrap_or_default(), template)
+}
+
+fn image_with_prefix(prefix: &str, template: &str) -> String {
+    format!("{prefix}sandbox/{template}:latest")
 }
 
 /// A sandbox container for one test, removed (with its directories) when dropped.
@@ -103,5 +111,14 @@ impl TestSandbox {
 impl Drop for TestSandbox {
     fn drop(&mut self) {
         let _ = std::process::Command::new("docker").args(["rm", "-f", "-v", &self.id]).output();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn images_are_named_as_build_sh_tags_them() {
+        assert_eq!(super::image_with_prefix("", "python-basic"), "sandbox/python-basic:latest");
+        assert_eq!(super::image_with_prefix("ctx-", "multi-language"), "ctx-sandbox/multi-language:latest");
     }
 }
