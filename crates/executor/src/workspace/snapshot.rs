@@ -125,13 +125,18 @@ mod tests {
     /// (it used to stop there, leaving everything after it out of the change list).
     #[test]
     fn a_path_too_long_to_name_is_counted_and_the_rest_still_seen() {
+        use rustix::fs::{Mode, OFlags, mkdirat, openat};
         let d = tempfile::tempdir().unwrap();
-        let mut deep = d.path().join("a");
+        // Made one directory at a time, relative to the last: the whole path is longer than
+        // any path a system call takes.
+        std::fs::create_dir(d.path().join("a")).unwrap();
+        let mut dir = rustix::fs::open(d.path().join("a"), OFlags::DIRECTORY, Mode::empty()).unwrap();
+        let name = "d".repeat(250);
         for _ in 0..18 {
-            deep = deep.join("d".repeat(250));
+            mkdirat(&dir, name.as_str(), Mode::RWXU).unwrap();
+            dir = openat(&dir, name.as_str(), OFlags::DIRECTORY, Mode::empty()).unwrap();
         }
-        std::fs::create_dir_all(&deep).unwrap();
-        std::fs::write(deep.join("f"), "x").unwrap();
+        openat(&dir, "f", OFlags::CREATE | OFlags::WRONLY, Mode::RUSR).unwrap();
         let ws = Workspace::open(d.path()).unwrap();
         let before = Snapshot::take(&ws, MAX_ENTRIES);
         std::fs::write(d.path().join("z.txt"), "z").unwrap();
