@@ -38,6 +38,14 @@ pub enum ErrorCode {
     Conflict,
     /// Too many executions are running in this sandbox.
     Busy,
+    /// The context has lost its interpreter (or was reclaimed when idle): its state is gone.
+    /// Restart it, or create another.
+    ContextLost,
+    /// An execution is already running in the context (or it is starting); contexts run one
+    /// execution at a time.
+    ContextBusy,
+    /// The sandbox has as many live contexts as it may.
+    TooManyContexts,
     /// Something failed inside the executor.
     Internal,
 }
@@ -54,10 +62,12 @@ impl ErrorCode {
             | ErrorCode::IsADirectory
             | ErrorCode::NotADirectory
             | ErrorCode::DirectoryNotEmpty
-            | ErrorCode::Conflict => 409,
+            | ErrorCode::Conflict
+            | ErrorCode::ContextLost
+            | ErrorCode::ContextBusy => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::LanguageUnavailable | ErrorCode::NotARegularFile => 422,
-            ErrorCode::Busy => 429,
+            ErrorCode::Busy | ErrorCode::TooManyContexts => 429,
             ErrorCode::NoSpace => 507,
             ErrorCode::Internal => 500,
         }

@@ -21,7 +21,8 @@ pub enum ExecMode {
     Detach,
 }
 
-/// `POST /v1/executions`.
+/// `POST /v1/executions` (stateless: a sandbox of its own), or `POST /v1/contexts/{id}/executions`
+/// (a cell in a persistent context, see [`crate::context`]).
 ///
 /// Submitting an `execution_id` the executor already knows does not run the code again: the
 /// executor answers with that execution (so a control plane can retry safely).
@@ -34,11 +35,13 @@ pub struct ExecRequest {
     /// The program. Passed to the interpreter as a file, never through a shell.
     pub code: String,
     /// Passed to a handler as its first argument, and readable at `/sandbox/event.json`.
+    /// Contexts have no handlers: an execution in a context must not carry one.
     #[serde(default)]
     pub event: Option<Value>,
     /// Wall-clock limit in milliseconds.
     pub timeout_ms: u64,
-    /// Extra environment variables for this execution (the session's variables).
+    /// Extra environment variables for this execution (the session's variables). A context's
+    /// interpreter keeps the environment it was created with; there this is not used.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// `context.function_name` for handlers; defaults to the execution id.
@@ -101,6 +104,47 @@ pub struct ExecResult {
     /// than 4096 bytes).
     #[serde(default)]
     pub files_skipped: u64,
+    /// The context it ran in; `None` for a stateless execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_id: Option<String>,
+    /// Rich display outputs in the order they were produced: `display()` calls, figures, and
+    /// (in a context) the value of the cell's last expression, the one marked
+    /// [`is_main_result`](DisplayOutput::is_main_result).
+    #[serde(default)]
+    pub results: Vec<DisplayOutput>,
+    /// Whether display outputs were left out because together they passed the executor's cap.
+    #[serde(default)]
+    pub results_truncated: bool,
+    /// The uncaught exception that ended the code, when one did (Python and JavaScript).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ExecError>,
+}
+
+/// One rich output: the same value in one or more representations, as Jupyter's
+/// `display_data` and `execute_result` carry it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DisplayOutput {
+    /// MIME type to representation: a string for text types (`text/plain`, `text/html`,
+    /// `text/markdown`, `image/svg+xml`, ...), base64 for binary ones (`image/png`,
+    /// `image/jpeg`, `application/pdf`), any JSON value for `application/json`.
+    pub data: BTreeMap<String, Value>,
+    /// Per-type details the producer gave (such as an image's `width` and `height`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, Value>,
+    /// Whether this is the value of the last expression (at most one per execution).
+    #[serde(default)]
+    pub is_main_result: bool,
+}
+
+/// An uncaught exception, as Jupyter reports one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecError {
+    /// The exception's type (`ZeroDivisionError`, `TypeError`, `KeyboardInterrupt`).
+    pub name: String,
+    /// Its message.
+    pub value: String,
+    /// The traceback as printed on standard error (the runner's own frames left out).
+    pub traceback: String,
 }
 
 /// `GET /v1/executions/{id}`.
@@ -158,7 +202,31 @@ pub enum StreamEvent {
     },
 }
 
-/// Whether `id` is acceptable as an execution id (`[A-Za-z0-9_-]{1,64}`).
+/// One line of a streamed execution as this executor sends it: a [`StreamEvent`], or a display
+/// output as soon as the code produced it (`{"type": "display", "output": {...}}`). The result's
+/// [`results`](ExecResult::results) repeats every display output, so a reader that knows only
+/// [`StreamEvent`] loses nothing but the timing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ExecEvent {
+    /// A display output (see [`ExecResult::results`]).
+    Display {
+        /// The output.
+        output: DisplayOutput,
+    },
+    /// Everything else.
+    #[serde(untagged)]
+    Stream(StreamEvent),
+}
+
+impl From<StreamEvent> for ExecEvent {
+    fn from(e: StreamEvent) -> Self {
+        ExecEvent::Stream(e)
+    }
+}
+
+/// Whether `id` is acceptable as an execution id (`[A-Za-z0-9_-]{1,64}`); context ids follow
+/// the same rule.
 pub fn valid_execution_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 64
@@ -191,5 +259,42 @@ mod tests {
     fn stream_event_tags() {
         let e = StreamEvent::Stdout { data: "hi".into() };
         assert_eq!(serde_json::to_string(&e).unwrap(), r#"{"type":"stdout","data":"hi"}"#);
+    }
+
+    /// Display lines carry their own tag; every other line reads as the [`StreamEvent`] it was,
+    /// both ways.
+    #[test]
+    fn exec_events_extend_stream_events() {
+        let stdout = ExecEvent::from(StreamEvent::Stdout { data: "hi".into() });
+        let line = serde_json::to_string(&stdout).unwrap();
+        assert_eq!(line, r#"{"type":"stdout","data":"hi"}"#);
+        assert_eq!(serde_json::from_str::<ExecEvent>(&line).unwrap(), stdout);
+        let output = DisplayOutput {
+            data: [("text/plain".to_owned(), Value::from("2"))].into(),
+            is_main_result: true,
+            ..Default::default()
+        };
+        let display = ExecEvent::Display { output };
+        let line = serde_json::to_string(&display).unwrap();
+        assert_eq!(line, r#"{"type":"display","output":{"data":{"text/plain":"2"},"is_main_result":true}}"#);
+        assert_eq!(serde_json::from_str::<ExecEvent>(&line).unwrap(), display);
+        assert!(serde_json::from_str::<StreamEvent>(&line).is_err(), "older readers skip it");
+    }
+
+    /// A result from an executor that predates contexts and display outputs still reads.
+    #[test]
+    fn results_without_the_newer_fields_read() {
+        let r: ExecResult = serde_json::from_value(serde_json::json!({
+            "execution_id": "e1", "status": "completed", "exit_code": 0, "signal": null,
+            "stdout": "", "stderr": "", "stdout_truncated": false, "stderr_truncated": false,
+            "return_value": null, "error_message": null, "timed_out": false, "oom_killed": false,
+            "started_at": "2026-12-01T00:00:00Z", "finished_at": "2026-12-01T00:00:01Z",
+            "metrics": {"duration_ms": 1.0, "cpu_time_ms": 1.0, "peak_memory_mb": 1.0},
+            "files": [], "files_truncated": false
+        }))
+        .unwrap();
+        assert!(r.results.is_empty() && r.error.is_none() && r.context_id.is_none());
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json.get("context_id").is_none() && json.get("error").is_none(), "{json}");
     }
 }

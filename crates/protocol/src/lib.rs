@@ -5,21 +5,26 @@
 //! client refuses an executor whose version it does not speak. Every error body is an
 //! [`ErrorBody`] with a stable [`ErrorCode`].
 
+pub mod context;
 pub mod error;
 pub mod exec;
 pub mod files;
 pub mod paths;
 
+pub use context::{ContextInfo, ContextRequest, ContextStatus, SpareInfo};
 pub use error::{ErrorBody, ErrorCode};
 pub use exec::{
-    ExecMetrics, ExecMode, ExecRequest, ExecResult, ExecutionRecord, ExecutionSummary, StreamEvent,
+    DisplayOutput, ExecError, ExecEvent, ExecMetrics, ExecMode, ExecRequest, ExecResult, ExecutionRecord,
+    ExecutionSummary, StreamEvent,
 };
 pub use files::{ArchiveSummary, FileChange, FileChangeKind, FileEntry, FileKind, FileList};
 
 use sandbox_core::Language;
 use serde::{Deserialize, Serialize};
 
-/// The version of this protocol. Bump it on any change an older peer would misread.
+/// The version of this protocol. Bump it on any change an older peer would misread (additions
+/// an older peer ignores, such as contexts, display outputs and new fields with defaults, keep
+/// it).
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Where the executor's Unix socket lives inside a sandbox container.

@@ -17,6 +17,36 @@ pub const FILES_STAT: &str = "/v1/files/stat";
 /// another without the control plane ever reading it from the host.
 pub const WORKSPACE_ARCHIVE: &str = "/v1/workspace/archive";
 
+/// `POST` a [`ContextRequest`](crate::ContextRequest) (answers its
+/// [`ContextInfo`](crate::ContextInfo)); `GET` lists every context.
+pub const CONTEXTS: &str = "/v1/contexts";
+/// `GET`: the pre-started interpreters waiting for executions, as [`SpareInfo`](crate::SpareInfo)s.
+pub const SPARES: &str = "/v1/spares";
+
+/// `GET` a context's [`ContextInfo`](crate::ContextInfo); `DELETE` ends it (its interpreter is
+/// killed, a running execution ends `crashed`) and forgets it.
+pub fn context(id: &str) -> String {
+    format!("{CONTEXTS}/{id}")
+}
+
+/// `POST` an [`ExecRequest`](crate::ExecRequest) to run it as the context's next cell; answered
+/// as `POST /v1/executions` is.
+pub fn context_executions(id: &str) -> String {
+    format!("{CONTEXTS}/{id}/executions")
+}
+
+/// `POST`: kill the context's interpreter (a running execution ends `crashed`) and start a fresh
+/// one in its place, with the same settings; a lost or expired context comes back this way.
+pub fn context_restart(id: &str) -> String {
+    format!("{CONTEXTS}/{id}/restart")
+}
+
+/// `POST`: interrupt the running execution (`KeyboardInterrupt` in Python, an interrupted
+/// script in JavaScript, `SIGINT` to the foreground job in a shell); the context survives.
+pub fn context_interrupt(id: &str) -> String {
+    format!("{CONTEXTS}/{id}/interrupt")
+}
+
 /// `GET` an execution's [`ExecutionRecord`](crate::ExecutionRecord); `DELETE` forgets a
 /// finished one (the control plane has stored its result).
 pub fn execution(id: &str) -> String {
