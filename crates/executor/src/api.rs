@@ -1,7 +1,7 @@
 //! The executor's HTTP API: typed requests in, [`Engine`] and workspace calls, typed answers
 //! out. Every error leaves as an [`ErrorBody`](sandbox_protocol::ErrorBody).
 
-use crate::engine::Engine;
+use crate::engine::{Engine, Start};
 use crate::error::Error;
 use crate::registry::Begin;
 use crate::workspace::{Workspace, archive, files};
@@ -15,8 +15,8 @@ use axum::{Json, Router};
 use futures_util::StreamExt;
 use sandbox_core::WorkspacePath;
 use sandbox_protocol::{
-    ErrorBody, ErrorCode, ExecMode, ExecRequest, ExecResult, ExecutionRecord, Health, PROTOCOL_VERSION,
-    StreamEvent, paths,
+    ContextInfo, ContextRequest, ErrorBody, ErrorCode, ExecEvent, ExecMode, ExecRequest, ExecResult,
+    ExecutionRecord, Health, PROTOCOL_VERSION, SpareInfo, StreamEvent, paths,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -75,6 +75,15 @@ pub fn router(engine: Arc<Engine>) -> Router {
         )
         .route("/v1/executions/{id}", get(get_execution).delete(forget_execution))
         .route("/v1/executions/{id}/kill", post(kill_execution))
+        .route(paths::CONTEXTS, post(create_context).get(list_contexts))
+        .route("/v1/contexts/{id}", get(get_context).delete(delete_context))
+        .route("/v1/contexts/{id}/restart", post(restart_context))
+        .route("/v1/contexts/{id}/interrupt", post(interrupt_context))
+        .route(
+            "/v1/contexts/{id}/executions",
+            post(submit_in_context).layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES)),
+        )
+        .route(paths::SPARES, get(list_spares))
         .route(paths::FILES, get(list_files).delete(delete_file))
         .route(paths::FILES_STAT, get(stat_file))
         .route(paths::FILES_MKDIR, post(make_dir))
@@ -133,6 +142,19 @@ async fn submit(
     State(engine): State<Arc<Engine>>,
     JsonBody(req): JsonBody<ExecRequest>,
 ) -> Result<Response, Error> {
+    dispatch(engine, req, None).await
+}
+
+async fn submit_in_context(
+    State(engine): State<Arc<Engine>>,
+    Path(context_id): Path<String>,
+    JsonBody(req): JsonBody<ExecRequest>,
+) -> Result<Response, Error> {
+    dispatch(engine, req, Some(context_id)).await
+}
+
+/// Runs an execution, stateless or in a context, and answers as its `mode` says.
+async fn dispatch(engine: Arc<Engine>, req: ExecRequest, context: Option<String>) -> Result<Response, Error> {
     engine.validate(&req)?;
     let id = req.execution_id.clone();
     let mode = req.mode;
@@ -143,13 +165,24 @@ async fn submit(
         }
         ExecMode::Wait | ExecMode::Detach => (None, None),
     };
+    // A new execution in a context reserves the context under the registry's lock; a retry of
+    // a known one (whichever route it comes by) is answered from the registry.
+    let begun = engine.registry.begin_with(&id, || match &context {
+        Some(cid) => engine.contexts.acquire(cid, &req).map(Some),
+        None => Ok(None),
+    })?;
     // The execution runs in its own task: a client that hangs up does not stop it, and its
     // result stays collectable.
-    let done = match engine.registry.begin(&id)? {
-        Begin::New(ticket) => {
-            tracing::info!(execution_id = %id, language = %req.language, "execution started");
+    let done = match begun {
+        Begin::New(ticket, reserved) => {
+            tracing::info!(execution_id = %id, language = %req.language, context_id = ?context, "execution started");
             let (engine, events) = (engine.clone(), events.clone());
-            tokio::spawn(async move { engine.run(ticket, req, events).await })
+            tokio::spawn(async move {
+                match reserved {
+                    Some(ctx) => engine.run_in_context(ticket, ctx, req, events).await,
+                    None => engine.run(ticket, req, events, Start::Spare).await,
+                }
+            })
         }
         Begin::Running(rx) => tokio::spawn(wait_for(rx)),
         Begin::Finished(r) => tokio::spawn(async move { r }),
@@ -158,7 +191,7 @@ async fn submit(
         (ExecMode::Stream, Some(tx), Some(rx)) => {
             tokio::spawn(async move {
                 if let Ok(r) = done.await {
-                    let _ = tx.send(StreamEvent::Result { result: Box::new((*r).clone()) });
+                    let _ = tx.send(StreamEvent::Result { result: Box::new((*r).clone()) }.into());
                 }
             });
             Ok(ndjson(rx))
@@ -186,7 +219,7 @@ async fn wait_for(mut rx: tokio::sync::watch::Receiver<Option<Arc<ExecResult>>>)
 }
 
 /// A response of one JSON event per line, ending when the channel closes.
-fn ndjson(rx: mpsc::UnboundedReceiver<StreamEvent>) -> Response {
+fn ndjson(rx: mpsc::UnboundedReceiver<ExecEvent>) -> Response {
     let lines = futures_util::stream::unfold(rx, |mut rx| async move {
         let ev = rx.recv().await?;
         let mut line = serde_json::to_vec(&ev).unwrap_or_default();
@@ -232,6 +265,52 @@ async fn kill_execution(
         Some(_) => Err(Error::new(ErrorCode::Conflict, format!("execution {id} has already finished"))),
         None => Err(unknown(&id)),
     }
+}
+
+async fn create_context(
+    State(engine): State<Arc<Engine>>,
+    JsonBody(req): JsonBody<ContextRequest>,
+) -> Result<Response, Error> {
+    let (new, info) = engine.create_context(req).await?;
+    let status = if new { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(info)).into_response())
+}
+
+async fn list_contexts(State(engine): State<Arc<Engine>>) -> Json<Vec<ContextInfo>> {
+    Json(engine.contexts.list())
+}
+
+async fn get_context(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<Json<ContextInfo>, Error> {
+    engine.contexts.info(&id).map(Json)
+}
+
+async fn delete_context(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    engine.delete_context(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn restart_context(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<Json<ContextInfo>, Error> {
+    engine.restart_context(&id).await.map(Json)
+}
+
+async fn interrupt_context(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<Json<ContextInfo>, Error> {
+    engine.contexts.interrupt(&id).map(Json)
+}
+
+async fn list_spares(State(engine): State<Arc<Engine>>) -> Json<Vec<SpareInfo>> {
+    Json(engine.spares().list())
 }
 
 #[derive(Deserialize)]

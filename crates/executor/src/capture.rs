@@ -1,7 +1,9 @@
-//! Reads a child's output pipe to the end, keeping at most a cap of it, and turns byte chunks
-//! into text without splitting a UTF-8 character across two chunks.
+//! Reads a child's output pipe, keeping at most a cap of it, and turns byte chunks into text
+//! without splitting a UTF-8 character across two chunks.
 
+use sandbox_protocol::{ExecEvent, StreamEvent};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc::UnboundedSender;
 
 /// What was read from one pipe.
 #[derive(Debug, Default)]
@@ -16,6 +18,14 @@ impl Captured {
     /// Whether more was written than kept.
     pub fn truncated(&self) -> bool {
         self.total > self.bytes.len() as u64
+    }
+
+    /// Counts `chunk` and keeps what fits under `cap`; returns the part kept.
+    pub fn push<'a>(&mut self, chunk: &'a [u8], cap: usize) -> &'a [u8] {
+        self.total += chunk.len() as u64;
+        let room = cap.saturating_sub(self.bytes.len()).min(chunk.len());
+        self.bytes.extend_from_slice(&chunk[..room]);
+        &chunk[..room]
     }
 }
 
@@ -34,12 +44,58 @@ pub async fn capture<R: AsyncRead + Unpin>(
         if n == 0 {
             return Ok(out);
         }
-        out.total += n as u64;
-        let room = cap.saturating_sub(out.bytes.len()).min(n);
-        if room > 0 {
-            out.bytes.extend_from_slice(&buf[..room]);
-            on_chunk(&buf[..room]);
+        let kept = out.push(&buf[..n], cap);
+        if !kept.is_empty() {
+            on_chunk(kept);
         }
+    }
+}
+
+/// Standard output or error as an execution sees it: the first `cap` bytes kept, and each kept
+/// chunk sent on as text to the execution's event stream, if it has one.
+#[derive(Debug)]
+pub struct Output {
+    captured: Captured,
+    cap: usize,
+    text: Utf8Chunks,
+    wrap: fn(String) -> StreamEvent,
+}
+
+impl Output {
+    /// Standard output, keeping `cap` bytes.
+    pub fn stdout(cap: usize) -> Self {
+        Self::new(cap, |data| StreamEvent::Stdout { data })
+    }
+
+    /// Standard error, keeping `cap` bytes.
+    pub fn stderr(cap: usize) -> Self {
+        Self::new(cap, |data| StreamEvent::Stderr { data })
+    }
+
+    fn new(cap: usize, wrap: fn(String) -> StreamEvent) -> Self {
+        Output { captured: Captured::default(), cap, text: Utf8Chunks::default(), wrap }
+    }
+
+    /// Takes the next chunk the program wrote.
+    pub fn push(&mut self, chunk: &[u8], events: Option<&UnboundedSender<ExecEvent>>) {
+        let kept = self.captured.push(chunk, self.cap);
+        if let Some(tx) = events {
+            let s = self.text.push(kept);
+            if !s.is_empty() {
+                let _ = tx.send((self.wrap)(s).into());
+            }
+        }
+    }
+
+    /// The stream has ended; what was kept.
+    pub fn finish(self, events: Option<&UnboundedSender<ExecEvent>>) -> Captured {
+        if let Some(tx) = events {
+            let rest = self.text.finish();
+            if !rest.is_empty() {
+                let _ = tx.send((self.wrap)(rest).into());
+            }
+        }
+        self.captured
     }
 }
 
@@ -105,6 +161,21 @@ mod tests {
         let small = capture(&b"hi"[..], 1000, |_| {}).await.unwrap();
         assert!(!small.truncated());
         assert_eq!(small.bytes, b"hi");
+    }
+
+    #[test]
+    fn output_streams_the_kept_text() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut out = Output::stderr(5);
+        out.push("h\u{e9}".as_bytes(), Some(&tx));
+        out.push(b"llo world", Some(&tx));
+        let c = out.finish(Some(&tx));
+        assert_eq!((c.bytes.as_slice(), c.total, c.truncated()), ("h\u{e9}ll".as_bytes(), 12, true));
+        let mut text = String::new();
+        while let Ok(ExecEvent::Stream(StreamEvent::Stderr { data })) = rx.try_recv() {
+            text.push_str(&data);
+        }
+        assert_eq!(text, "h\u{e9}ll");
     }
 
     #[test]

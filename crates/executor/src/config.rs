@@ -1,6 +1,7 @@
 //! The executor's settings: command-line flags, each also readable from an environment variable.
 
 use clap::Args;
+use sandbox_core::Language;
 use std::path::PathBuf;
 
 /// Default for `--max-output-bytes`.
@@ -21,6 +22,16 @@ pub const DEFAULT_MAX_CONCURRENT: usize = 16;
 pub const DEFAULT_MAX_TIMEOUT_SECS: u64 = 3600;
 /// Default for `--max-upload-mb`.
 pub const DEFAULT_MAX_UPLOAD_MB: u64 = 1024;
+/// Default for `--max-display-bytes`.
+pub const DEFAULT_MAX_DISPLAY_BYTES: usize = 4 << 20;
+/// Default for `--max-contexts`.
+pub const DEFAULT_MAX_CONTEXTS: usize = 8;
+/// Default for `--context-idle-timeout-secs`.
+pub const DEFAULT_CONTEXT_IDLE_TIMEOUT_SECS: u64 = 1800;
+/// Default for `--interrupt-grace-ms`.
+pub const DEFAULT_INTERRUPT_GRACE_MS: u64 = 2000;
+/// Default for `--spare-idle-secs`.
+pub const DEFAULT_SPARE_IDLE_SECS: u64 = 120;
 
 /// Everything `sandbox-executor serve` can be told.
 #[derive(Debug, Clone, Args)]
@@ -49,9 +60,19 @@ pub struct ExecutorConfig {
     #[arg(long, env = "SANDBOX_EXECUTOR_BWRAP", default_value = "bwrap")]
     pub bwrap: PathBuf,
 
+    /// A directory of the executor's own (emptied at start) holding one directory per sandbox:
+    /// its runner and, once a request comes, the code and its inputs, bound read-only at
+    /// `/sandbox` inside it.
+    #[arg(long, env = "SANDBOX_EXECUTOR_SCRATCH_DIR", default_value = "/tmp/sandbox-executor")]
+    pub scratch_dir: PathBuf,
+
     #[command(flatten)]
     #[allow(missing_docs)]
     pub limits: Limits,
+
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub interpreters: Interpreters,
 
     /// Finished results kept while nobody has collected them; the oldest go first past this.
     #[arg(long, env = "SANDBOX_EXECUTOR_RESULT_RETENTION", default_value_t = 256)]
@@ -105,6 +126,54 @@ pub struct Limits {
     /// container's cgroup when not given.
     #[arg(long, env = "SANDBOX_EXECUTOR_MEMORY_LIMIT_MB")]
     pub memory_limit_mb: Option<u64>,
+
+    /// Bytes of display outputs (`results`) kept per execution, as their JSON lines; the rest
+    /// are dropped and `results_truncated` set.
+    #[arg(long, env = "SANDBOX_EXECUTOR_MAX_DISPLAY_BYTES", default_value_t = DEFAULT_MAX_DISPLAY_BYTES)]
+    pub max_display_bytes: usize,
+}
+
+/// Long-lived interpreters: code contexts, and interpreters started before their execution.
+#[derive(Debug, Clone, Args)]
+pub struct Interpreters {
+    /// Live contexts allowed at once; more are refused with `too_many_contexts`. Each costs its
+    /// interpreter's memory and processes (about 4 for Python, 15 for Node.js) against the
+    /// container's limits.
+    #[arg(long, env = "SANDBOX_EXECUTOR_MAX_CONTEXTS", default_value_t = DEFAULT_MAX_CONTEXTS)]
+    pub max_contexts: usize,
+
+    /// Seconds a context may stay idle before its interpreter is reclaimed (it becomes
+    /// `expired`; a restart brings it back, empty).
+    #[arg(long, env = "SANDBOX_EXECUTOR_CONTEXT_IDLE_TIMEOUT_SECS", default_value_t = DEFAULT_CONTEXT_IDLE_TIMEOUT_SECS)]
+    pub context_idle_timeout_secs: u64,
+
+    /// Milliseconds a context's cell has, once interrupted at its timeout, to stop; after that
+    /// the interpreter is killed and the context is `lost`.
+    #[arg(long, env = "SANDBOX_EXECUTOR_INTERRUPT_GRACE_MS", default_value_t = DEFAULT_INTERRUPT_GRACE_MS)]
+    pub interrupt_grace_ms: u64,
+
+    /// Seconds a pre-started interpreter (a spare) of a language is kept after that language
+    /// was last used; 0 starts every interpreter when its execution comes.
+    #[arg(long, env = "SANDBOX_EXECUTOR_SPARE_IDLE_SECS", default_value_t = DEFAULT_SPARE_IDLE_SECS)]
+    pub spare_idle_secs: u64,
+
+    /// Languages (comma-separated) to pre-start an interpreter for at once, kept until the
+    /// language is first used: for a pooled sandbox, whose first execution then skips
+    /// interpreter start-up. Empty by default: an idle sandbox runs nothing but the executor.
+    #[arg(long, env = "SANDBOX_EXECUTOR_PRESTART", value_delimiter = ',')]
+    pub prestart: Vec<Language>,
+}
+
+impl Default for Interpreters {
+    fn default() -> Self {
+        Interpreters {
+            max_contexts: DEFAULT_MAX_CONTEXTS,
+            context_idle_timeout_secs: DEFAULT_CONTEXT_IDLE_TIMEOUT_SECS,
+            interrupt_grace_ms: DEFAULT_INTERRUPT_GRACE_MS,
+            spare_idle_secs: DEFAULT_SPARE_IDLE_SECS,
+            prestart: Vec::new(),
+        }
+    }
 }
 
 /// Log output format.
@@ -129,6 +198,7 @@ impl Default for Limits {
             max_timeout_secs: DEFAULT_MAX_TIMEOUT_SECS,
             max_upload_mb: DEFAULT_MAX_UPLOAD_MB,
             memory_limit_mb: None,
+            max_display_bytes: DEFAULT_MAX_DISPLAY_BYTES,
         }
     }
 }

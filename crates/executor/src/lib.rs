@@ -3,13 +3,17 @@
 pub mod api;
 pub mod capture;
 pub mod config;
+pub mod context;
 pub mod engine;
 pub mod error;
+pub mod instance;
 pub mod lang;
 pub mod outcome;
 pub mod reaper;
 pub mod registry;
 pub mod sandbox;
 pub mod server;
+pub mod spares;
 pub mod supervisor;
+pub mod usage;
 pub mod workspace;

@@ -2,7 +2,9 @@
 //! and message users see. Pure: every rule is a unit test away.
 
 use crate::lang::{Report, ReportError};
+use crate::supervisor::SupervisorReport;
 use sandbox_core::ExecutionStatus;
+use sandbox_protocol::ExecError;
 use serde_json::Value;
 
 /// How a process ended.
@@ -12,6 +14,25 @@ pub enum Exit {
     Code(i32),
     /// This signal killed it.
     Signal(i32),
+}
+
+impl Exit {
+    /// How the program ended, by the supervisor's report.
+    pub fn from_report(r: &SupervisorReport) -> Option<Exit> {
+        match r {
+            SupervisorReport { signal: Some(s), .. } => Some(Exit::Signal(*s)),
+            SupervisorReport { exit_code, .. } => exit_code.map(Exit::Code),
+        }
+    }
+
+    /// How a process ended, by its `wait` status.
+    pub fn from_wait_status(status: i32) -> Exit {
+        if libc::WIFSIGNALED(status) {
+            Exit::Signal(libc::WTERMSIG(status))
+        } else {
+            Exit::Code(libc::WEXITSTATUS(status))
+        }
+    }
 }
 
 /// Everything known when an execution has ended.
@@ -50,6 +71,8 @@ pub struct Verdict {
     pub return_value: Option<Value>,
     /// Why it did not complete.
     pub error_message: Option<String>,
+    /// The uncaught exception the runner described, if any.
+    pub error: Option<ExecError>,
 }
 
 /// Decides the outcome.
@@ -60,6 +83,7 @@ pub fn classify(e: &Ended) -> Verdict {
         signal: None,
         return_value: None,
         error_message: None,
+        error: None,
     };
     let kill = |v: &mut Verdict, status, msg: String| {
         v.status = status;
@@ -121,9 +145,14 @@ pub fn classify(e: &Ended) -> Verdict {
         Some(Ok(Report::NotSerializable { message })) => {
             return failed(v, code, format!("handler return value is not JSON-serialisable: {message}"));
         }
-        Some(Ok(Report::Exception { error_type, message })) => {
+        Some(Ok(Report::Exception { error_type, message, traceback })) => {
             let text =
                 if message.is_empty() { error_type.clone() } else { format!("{error_type}: {message}") };
+            v.error = Some(ExecError {
+                name: error_type.clone(),
+                value: message.clone(),
+                traceback: traceback.clone(),
+            });
             return failed(v, code, text);
         }
         Some(Err(err @ ReportError::TooLarge(_))) => return failed(v, code, err.to_string()),
@@ -143,7 +172,8 @@ fn failed(mut v: Verdict, code: i32, msg: String) -> Verdict {
     v
 }
 
-fn seconds(ms: u64) -> String {
+/// A duration in milliseconds as people write it: `2s`, `1.5s`.
+pub fn seconds(ms: u64) -> String {
     if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{:.1}s", ms as f64 / 1000.0) }
 }
 
@@ -220,11 +250,17 @@ mod tests {
 
     #[test]
     fn exceptions_and_bad_values_fail_with_a_message() {
-        let exc =
-            Report::Exception { error_type: "ZeroDivisionError".into(), message: "division by zero".into() };
+        let exc = Report::Exception {
+            error_type: "ZeroDivisionError".into(),
+            message: "division by zero".into(),
+            traceback: "Traceback (most recent call last): ...".into(),
+        };
         let v = classify(&ended(Exit::Code(1), Some(Ok(exc))));
         assert_eq!(v.status, ExecutionStatus::Failed);
         assert_eq!(v.error_message.as_deref(), Some("ZeroDivisionError: division by zero"));
+        let error = v.error.unwrap();
+        assert_eq!((error.name.as_str(), error.value.as_str()), ("ZeroDivisionError", "division by zero"));
+        assert!(error.traceback.starts_with("Traceback"));
         let ns = Report::NotSerializable { message: "Object of type set is not JSON serializable".into() };
         let v = classify(&ended(Exit::Code(1), Some(Ok(ns))));
         assert_eq!(v.status, ExecutionStatus::Failed);

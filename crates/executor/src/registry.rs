@@ -32,10 +32,10 @@ pub struct Registry {
     max_running: usize,
 }
 
-/// What [`Registry::begin`] found.
-pub enum Begin {
+/// What [`Registry::begin`] found; `T` is what admitting a new execution reserved.
+pub enum Begin<T = ()> {
     /// A new execution: run it and hand the result to the ticket.
-    New(Ticket),
+    New(Ticket, T),
     /// Already running: wait on this for its result.
     Running(watch::Receiver<Option<Arc<ExecResult>>>),
     /// Already finished.
@@ -83,6 +83,16 @@ impl Registry {
 
     /// Registers execution `id`, or finds it if it is already known (retries are idempotent).
     pub fn begin(&self, id: &str) -> Result<Begin, Error> {
+        self.begin_with(id, || Ok(()))
+    }
+
+    /// Like [`begin`](Self::begin), but a new execution is registered only if `admit` (run
+    /// under the registry's lock, so no retry can slip in between) reserves what it needs.
+    pub fn begin_with<T>(
+        &self,
+        id: &str,
+        admit: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<Begin<T>, Error> {
         let mut inner = self.lock();
         if let Some(r) = inner.finished.get(id) {
             return Ok(Begin::Finished(r.clone()));
@@ -96,10 +106,11 @@ impl Registry {
                 format!("{} executions are already running in this sandbox", inner.running.len()),
             ));
         }
+        let admitted = admit()?;
         let (tx, rx) = watch::channel(None);
         let kill = CancellationToken::new();
         inner.running.insert(id.to_owned(), Running { started_at: Utc::now(), kill: kill.clone(), done: rx });
-        Ok(Begin::New(Ticket { id: id.to_owned(), kill, done: tx }))
+        Ok(Begin::New(Ticket { id: id.to_owned(), kill, done: tx }, admitted))
     }
 
     fn store(&self, id: &str, result: Arc<ExecResult>) {
@@ -201,13 +212,31 @@ mod tests {
             files: vec![],
             files_truncated: false,
             files_skipped: 0,
+            context_id: None,
+            results: vec![],
+            results_truncated: false,
+            error: None,
         }
+    }
+
+    /// A new execution is registered only when what it needs was reserved; a retry of a known
+    /// one is answered without asking again.
+    #[test]
+    fn admission_is_asked_for_new_executions_only() {
+        let reg = Registry::new(10, 4);
+        let refused = reg.begin_with("a", || Err::<(), _>(Error::new(ErrorCode::ContextBusy, "busy")));
+        assert_eq!(refused.err().unwrap().code, ErrorCode::ContextBusy);
+        assert!(reg.get("a").is_none(), "nothing was registered");
+        let Ok(Begin::New(t, 7)) = reg.begin_with("a", || Ok(7)) else { panic!() };
+        let again = reg.begin_with("a", || -> Result<(), Error> { panic!("asked again") });
+        assert!(matches!(again, Ok(Begin::Running(_))));
+        t.finish(&reg, result("a"));
     }
 
     #[tokio::test]
     async fn lifecycle_is_idempotent() {
         let reg = Registry::new(10, 2);
-        let Ok(Begin::New(t)) = reg.begin("a") else { panic!() };
+        let Ok(Begin::New(t, ())) = reg.begin("a") else { panic!() };
         let Ok(Begin::Running(mut rx)) = reg.begin("a") else { panic!() };
         assert!(matches!(reg.get("a"), Some(ExecutionRecord::Running { .. })));
         assert_eq!(reg.forget("a").unwrap_err().code, ErrorCode::Conflict);
@@ -226,11 +255,11 @@ mod tests {
     #[test]
     fn refuses_past_the_concurrency_limit_and_evicts_past_retention() {
         let reg = Registry::new(2, 1);
-        let Ok(Begin::New(t)) = reg.begin("a") else { panic!() };
+        let Ok(Begin::New(t, ())) = reg.begin("a") else { panic!() };
         assert_eq!(reg.begin("b").err().unwrap().code, ErrorCode::Busy);
         t.finish(&reg, result("a"));
         for id in ["b", "c"] {
-            let Ok(Begin::New(t)) = reg.begin(id) else { panic!() };
+            let Ok(Begin::New(t, ())) = reg.begin(id) else { panic!() };
             t.finish(&reg, result(id));
         }
         let ids: Vec<_> = reg.list().into_iter().map(|s| s.execution_id).collect();

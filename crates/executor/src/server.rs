@@ -2,7 +2,7 @@
 
 use crate::api;
 use crate::config::ExecutorConfig;
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::{BuildError, Engine, EngineConfig, Start};
 use crate::lang;
 use crate::registry::Begin;
 use crate::sandbox::bwrap::{discover_proc_masks, discover_system_mounts};
@@ -27,6 +27,14 @@ pub enum StartError {
     /// The workspace directory is unusable.
     #[error("workspace {path} cannot be opened: {source}")]
     Workspace {
+        /// The configured directory.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The scratch directory is unusable.
+    #[error("scratch directory {path} cannot be prepared: {source}")]
+    Scratch {
         /// The configured directory.
         path: PathBuf,
         /// What failed.
@@ -70,15 +78,29 @@ pub async fn start(cfg: &ExecutorConfig) -> Result<Arc<Engine>, StartError> {
         system: discover_system_mounts(Path::new("/"))?,
         proc_masks: discover_proc_masks(Path::new("/proc"))?,
         supervisor: std::env::current_exe()?,
+        scratch: cfg.scratch_dir.clone(),
+        interpreters: cfg.interpreters.clone(),
         languages,
         cgroup: MemoryCgroup::detect(Path::new("/sys/fs/cgroup")),
     };
-    let engine = Engine::new(engine_cfg, cfg.result_retention)
-        .map_err(|source| StartError::Workspace { path: cfg.workspace.clone(), source })?;
+    let engine = Engine::new(engine_cfg, cfg.result_retention).map_err(|e| match e {
+        BuildError::Workspace(source) => StartError::Workspace { path: cfg.workspace.clone(), source },
+        BuildError::Scratch(source) => StartError::Scratch { path: cfg.scratch_dir.clone(), source },
+    })?;
     let engine = Arc::new(engine);
     // A signal handler for SIGCHLD; failing to install one is an I/O error like any other.
-    engine.reaper.clone().run()?;
+    engine.reaper().clone().run()?;
     probe(&engine, probe_language).await?;
+    engine.prestart();
+    let tidy = engine.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(tidy.tidy_interval());
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            tidy.tidy();
+        }
+    });
     Ok(engine)
 }
 
@@ -107,10 +129,11 @@ async fn probe(engine: &Arc<Engine>, language: Language) -> Result<(), StartErro
         function_name: None,
         mode: Default::default(),
     };
-    let Ok(Begin::New(ticket)) = engine.registry.begin(id) else {
+    let Ok(Begin::New(ticket, ())) = engine.registry.begin(id) else {
         return Err(StartError::SandboxBroken("the probe could not be registered".into()));
     };
-    let r = engine.run(ticket, req, None).await;
+    // A sandbox of its own: the probe uses no language, so it leaves no spare behind.
+    let r = engine.run(ticket, req, None, Start::Fresh).await;
     let _ = engine.registry.forget(id);
     if r.status != ExecutionStatus::Completed {
         let detail = [r.error_message.as_deref().unwrap_or(""), r.stderr.trim()]
@@ -155,7 +178,7 @@ pub async fn serve(
     }
     shutdown.await;
     tracing::info!(running = engine.registry.running(), "shutting down");
-    engine.registry.kill_all();
+    engine.shutdown();
     let _ = stop_tx.send(true);
     while let Some(r) = servers.join_next().await {
         r.map_err(std::io::Error::other)??;

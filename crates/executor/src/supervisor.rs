@@ -1,16 +1,20 @@
 //! The first program inside each sandbox (`sandbox-executor supervise`), and the init (PID 1)
 //! of its PID namespace. It makes itself non-dumpable, applies the per-execution rlimits, tells
-//! the executor the sandbox is up, runs the interpreter as its child with the session's
-//! environment variables (read from a data file: they never reach this process's own
-//! environment, so `LD_PRELOAD` and its kind act on the user's program only), reaps every
+//! the executor the sandbox is up, runs the interpreter (the language's runner) as its child
+//! with the session's environment variables (read from a data file: they never reach this
+//! process's own environment, so `LD_PRELOAD` and its kind act on the user's program only),
+//! forwards `SIGINT` to it (how the executor interrupts a context's running cell), reaps every
 //! orphan, and when the program has ended kills and reaps whatever it left running, then
 //! reports the program's exact exit code or signal on its status descriptor.
 //!
 //! User code runs with the same uid, so everything it could do to this process is closed off:
-//! a PID namespace's init cannot be signalled from inside the namespace (this process installs
-//! no handler), and a non-dumpable process's `/proc/<pid>/fd`, `mem` and `environ` belong to
-//! root and refuse it, so it can neither kill this process nor write a forged report into the
-//! status pipe or its memory. Should this process die anyway, the executor gets no report and
+//! a PID namespace's init cannot be signalled from inside the namespace except by signals it
+//! handles, and the only one this process handles is `SIGINT`, which it passes on to the
+//! program (code can interrupt itself, nothing more); a non-dumpable process's
+//! `/proc/<pid>/fd`, `mem` and `environ` belong to root and refuse it, so it can neither kill
+//! this process nor write a forged report into the status pipe or its memory. It keeps no
+//! descriptor but its status pipe: those meant for the program are closed here once the
+//! program has them. Should this process die anyway, the executor gets no report and
 //! calls the execution `crashed`. CPU time and memory are not reported from here: bwrap waits
 //! for this process, which has collected every other one, so the executor takes them from the
 //! kernel's count for bwrap, out of user code's reach.
@@ -23,6 +27,8 @@
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// The subcommand name bwrap is told to run.
 pub const SUBCOMMAND: &str = "supervise";
@@ -34,8 +40,26 @@ pub const STARTED: u8 = b'S';
 /// holding a JSON list of `[name, value]` pairs.
 pub const ENV_FILE: &str = "/sandbox/env.json";
 
-/// The limits `supervise` applies, in argument order.
+/// Whom a forwarded `SIGINT` reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupt {
+    /// The program alone (Python and Node.js turn it into an exception in the running code).
+    Program,
+    /// The program's process group, as a terminal's Ctrl-C: a shell and its foreground command.
+    Group,
+}
+
+impl Interrupt {
+    fn as_arg(self) -> &'static str {
+        match self {
+            Interrupt::Program => "program",
+            Interrupt::Group => "group",
+        }
+    }
+}
+
+/// What `supervise` is told, in argument order.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SupervisorArgs {
     /// `RLIMIT_NPROC`.
     pub processes: u64,
@@ -45,7 +69,15 @@ pub struct SupervisorArgs {
     pub file_size: u64,
     /// The status descriptor.
     pub status_fd: i32,
+    /// Whom `SIGINT` is forwarded to.
+    pub interrupt: Interrupt,
+    /// Descriptors handed on to the program; every other one but the status descriptor is
+    /// closed before the program starts.
+    pub program_fds: Vec<i32>,
 }
+
+/// The highest descriptor number the supervisor closes before starting the program.
+const MAX_INHERITED_FD: i32 = 255;
 
 /// How the program ended, as `supervise` saw it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,29 +99,71 @@ pub fn parse_status(bytes: &[u8]) -> (bool, Option<SupervisorReport>) {
 
 impl SupervisorArgs {
     /// The arguments after the subcommand name, up to and including `--`.
-    pub fn to_args(self) -> Vec<OsString> {
+    pub fn to_args(&self) -> Vec<OsString> {
+        let fds = self.program_fds.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
         [
             self.processes.to_string(),
             self.open_files.to_string(),
             self.file_size.to_string(),
             self.status_fd.to_string(),
+            self.interrupt.as_arg().to_owned(),
+            fds,
+            "--".to_owned(),
         ]
         .into_iter()
         .map(OsString::from)
-        .chain(std::iter::once(OsString::from("--")))
         .collect()
     }
 
     fn parse(args: &[OsString]) -> Option<(SupervisorArgs, &[OsString])> {
-        let num = |i: usize| args.get(i)?.to_str()?.parse::<u64>().ok();
+        let text = |i: usize| args.get(i)?.to_str();
+        let num = |i: usize| text(i)?.parse::<u64>().ok();
+        let interrupt = match text(4)? {
+            "program" => Interrupt::Program,
+            "group" => Interrupt::Group,
+            _ => return None,
+        };
+        let program_fds = match text(5)? {
+            "" => Vec::new(),
+            list => list.split(',').map(|f| f.parse().ok()).collect::<Option<Vec<i32>>>()?,
+        };
         let parsed = SupervisorArgs {
             processes: num(0)?,
             open_files: num(1)?,
             file_size: num(2)?,
             status_fd: i32::try_from(num(3)?).ok()?,
+            interrupt,
+            program_fds,
         };
-        (args.get(4)? == "--" && args.len() > 5).then_some((parsed, &args[5..]))
+        (args.get(6)? == "--" && args.len() > 7).then_some((parsed, &args[7..]))
     }
+}
+
+/// Where a forwarded `SIGINT` goes: the program's pid, or its process group as `-pid`; 0
+/// before the program starts and once it has ended.
+static INTERRUPT_TARGET: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn forward_interrupt(_: libc::c_int) {
+    let target = INTERRUPT_TARGET.load(Ordering::Relaxed);
+    if target != 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(target, libc::SIGINT) };
+    }
+}
+
+/// Makes `SIGINT` reach the program (see [`INTERRUPT_TARGET`]).
+fn handle_interrupts() -> std::io::Result<()> {
+    // SAFETY: a plain sigaction with a handler that only reads an atomic and calls kill.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = forward_interrupt as *const () as usize;
+        action.sa_flags = libc::SA_RESTART;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
@@ -127,7 +201,9 @@ pub fn main(args: &[OsString]) -> ! {
         fail(format_args!("cannot make the supervisor non-dumpable: {}", std::io::Error::last_os_error()));
     }
     let Some((a, command)) = SupervisorArgs::parse(args) else {
-        fail(format_args!("usage: supervise NPROC NOFILE FSIZE STATUS_FD -- PROGRAM [ARGS...]"));
+        fail(format_args!(
+            "usage: supervise NPROC NOFILE FSIZE STATUS_FD program|group FD,... -- PROGRAM [ARGS...]"
+        ));
     };
     // SAFETY: the descriptor was handed to us for this; taking ownership closes it at exit and
     // CLOEXEC keeps it from the program.
@@ -141,8 +217,24 @@ pub fn main(args: &[OsString]) -> ! {
     if let Err(e) = applied {
         fail(format_args!("cannot set resource limits: {e}"));
     }
+    if let Err(e) = handle_interrupts() {
+        fail(format_args!("cannot forward interrupts: {e}"));
+    }
+    // Nothing but the program's own descriptors reaches it.
+    for fd in 3..=MAX_INHERITED_FD {
+        if fd != a.status_fd && !a.program_fds.contains(&fd) {
+            unsafe { libc::close(fd) };
+        }
+    }
     let _ = status.write_all(&[STARTED]);
-    let child = match std::process::Command::new(&command[0]).args(&command[1..]).envs(env).spawn() {
+    // The program leads a process group of its own, which a group interrupt reaches without
+    // this process.
+    let spawned =
+        std::process::Command::new(&command[0]).args(&command[1..]).envs(env).process_group(0).spawn();
+    for &fd in &a.program_fds {
+        unsafe { libc::close(fd) };
+    }
+    let child = match spawned {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sandbox: cannot start {}: {e}", command[0].to_string_lossy());
@@ -150,12 +242,22 @@ pub fn main(args: &[OsString]) -> ! {
         }
     };
     let pid = child.id() as libc::pid_t;
+    INTERRUPT_TARGET.store(
+        match a.interrupt {
+            Interrupt::Program => pid,
+            Interrupt::Group => -pid,
+        },
+        Ordering::Relaxed,
+    );
     // As the namespace's init, every orphan is ours to reap; the program's status is kept.
     let mut program_status = None;
     loop {
         let mut st = 0;
         match unsafe { libc::waitpid(-1, &mut st, 0) } {
-            r if r == pid => program_status = Some(st),
+            r if r == pid => {
+                INTERRUPT_TARGET.store(0, Ordering::Relaxed);
+                program_status = Some(st);
+            }
             r if r > 0 => {}
             _ => match std::io::Error::last_os_error().raw_os_error() {
                 Some(libc::EINTR) => continue,
@@ -189,15 +291,26 @@ mod tests {
 
     #[test]
     fn arguments_round_trip() {
-        let l = SupervisorArgs { processes: 64, open_files: 1024, file_size: 1 << 30, status_fd: 4 };
+        let l = SupervisorArgs {
+            processes: 64,
+            open_files: 1024,
+            file_size: 1 << 30,
+            status_fd: 4,
+            interrupt: Interrupt::Group,
+            program_fds: vec![3, 6],
+        };
         let mut args = l.to_args();
         args.push("python3".into());
         args.push("-u".into());
         let (parsed, cmd) = SupervisorArgs::parse(&args).unwrap();
         assert_eq!(parsed, l);
         assert_eq!(cmd, [OsString::from("python3"), OsString::from("-u")]);
-        assert!(SupervisorArgs::parse(&args[..5]).is_none(), "no command");
+        assert!(SupervisorArgs::parse(&args[..7]).is_none(), "no command");
         assert!(SupervisorArgs::parse(&[OsString::from("x")]).is_none());
+        let none = SupervisorArgs { program_fds: vec![], interrupt: Interrupt::Program, ..l };
+        let mut args = none.to_args();
+        args.push("bash".into());
+        assert_eq!(SupervisorArgs::parse(&args).unwrap().0, none);
     }
 
     #[test]

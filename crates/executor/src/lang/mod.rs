@@ -1,32 +1,45 @@
-//! How each language starts inside the sandbox, and what its runner reports back.
+//! How each language starts inside the sandbox, and how the executor talks to its runner.
 //!
-//! User code is never put on a command line or through a shell: it is copied into the sandbox
-//! as `/sandbox/main.<ext>` and started by a small runner (Python, JavaScript) or by `bash`
-//! directly. Runners call handlers and report the outcome on file descriptor 3.
+//! Every language has a small runner (`runner.py`, `runner.js`, `runner.sh`) that the sandbox's
+//! supervisor starts before any request arrives. User code is never put on a command line or
+//! through a shell: the executor writes it into the sandbox's `/sandbox` directory (read-only to
+//! the code) and then tells the runner, on [`REQUEST_FD`], what to do with it ([`Request`]).
+//! The runner answers on [`RESULT_FD`] with one JSON message per line ([`messages`]).
 
+pub mod messages;
+#[cfg(test)]
+mod runner_tests;
+
+use crate::supervisor::Interrupt;
 use sandbox_core::Language;
-use serde::Deserialize;
-use serde_json::Value;
 use std::path::Path;
 
-/// The file descriptor runners report on, inside the sandbox.
+pub use messages::{Collected, Done, LineSplitter, Report, ReportError};
+
+/// The descriptor runners answer on, inside the sandbox.
 pub const RESULT_FD: i32 = 3;
+/// The descriptor runners read requests from, inside the sandbox.
+pub const REQUEST_FD: i32 = 6;
+
+/// Where the executor's files appear inside the sandbox (read-only to user code).
+pub const SANDBOX_DIR: &str = "/sandbox";
 
 /// Where a language's pieces live inside the sandbox, and how it starts.
 #[derive(Debug, Clone, Copy)]
 pub struct Launch {
     /// The interpreter, looked up on the sandbox's `PATH`.
     pub program: &'static str,
-    /// Its arguments.
+    /// Its arguments (the runner's path last).
     pub args: &'static [&'static str],
-    /// Where the user's code is placed.
-    pub code_path: &'static str,
-    /// The runner script (its path and source), if the language has one.
-    pub runner: Option<(&'static str, &'static str)>,
+    /// The runner's file name in [`SANDBOX_DIR`], and its source.
+    pub runner: (&'static str, &'static str),
+    /// The file name, in [`SANDBOX_DIR`], of a stateless execution's code.
+    pub main_file: &'static str,
+    /// The file name, in [`SANDBOX_DIR`], of a context's cell.
+    pub cell_file: &'static str,
+    /// Whom an interrupt reaches.
+    pub interrupt: Interrupt,
 }
-
-const PY_RUNNER: &str = "/sandbox/runner.py";
-const JS_RUNNER: &str = "/sandbox/runner.js";
 
 /// How `language` starts.
 pub fn launch(language: Language) -> Launch {
@@ -35,22 +48,51 @@ pub fn launch(language: Language) -> Launch {
             program: "python3",
             // Unbuffered, so output written before a timeout is not lost; no .pyc files in the
             // workspace.
-            args: &["-u", "-B", PY_RUNNER],
-            code_path: "/sandbox/main.py",
-            runner: Some((PY_RUNNER, include_str!("runner.py"))),
+            args: &["-u", "-B", "/sandbox/runner.py"],
+            runner: ("runner.py", include_str!("runner.py")),
+            main_file: "main.py",
+            cell_file: "cell.py",
+            interrupt: Interrupt::Program,
         },
         Language::Javascript => Launch {
             program: "node",
-            args: &[JS_RUNNER],
-            code_path: "/sandbox/main.js",
-            runner: Some((JS_RUNNER, include_str!("runner.js"))),
+            args: &["/sandbox/runner.js"],
+            runner: ("runner.js", include_str!("runner.js")),
+            main_file: "main.js",
+            cell_file: "cell.js",
+            interrupt: Interrupt::Program,
         },
         Language::Shell => Launch {
             program: "bash",
-            args: &["/sandbox/main.sh"],
-            code_path: "/sandbox/main.sh",
-            runner: None,
+            args: &["/sandbox/runner.sh"],
+            runner: ("runner.sh", include_str!("runner.sh")),
+            main_file: "main.sh",
+            cell_file: "cell.sh",
+            interrupt: Interrupt::Group,
         },
+    }
+}
+
+/// What the executor asks a runner to do, one line on [`REQUEST_FD`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// Run the stateless execution in [`Launch::main_file`] once, then exit.
+    Run,
+    /// Become a context working in this directory (an absolute path without control
+    /// characters); answered as cell 0.
+    Context(&'a str),
+    /// Run [`Launch::cell_file`] as this cell of the context.
+    Cell(u64),
+}
+
+impl Request<'_> {
+    /// The line to send.
+    pub fn line(&self) -> String {
+        match self {
+            Request::Run => "run\n".to_owned(),
+            Request::Context(cwd) => format!("context {cwd}\n"),
+            Request::Cell(seq) => format!("cell {seq}\n"),
+        }
     }
 }
 
@@ -68,71 +110,9 @@ pub fn available(root: &Path) -> Vec<Language> {
         .collect()
 }
 
-/// What a runner wrote on [`RESULT_FD`].
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Report {
-    /// The handler returned this value.
-    Returned {
-        /// The value.
-        value: Value,
-    },
-    /// The handler returned something JSON cannot carry.
-    NotSerializable {
-        /// The serialiser's complaint.
-        message: String,
-    },
-    /// The code raised and did not catch.
-    Exception {
-        /// The exception's type name.
-        error_type: String,
-        /// Its message.
-        message: String,
-    },
-    /// The code asked to exit with this code.
-    Exit {
-        /// The exit code.
-        code: i32,
-    },
-    /// There was no handler; the script ran to its end.
-    Script,
-}
-
-/// Why a runner's report could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReportError {
-    /// More bytes than the result cap.
-    #[error("handler return value is larger than the {0}-byte limit")]
-    TooLarge(usize),
-    /// Not a report at all (user code wrote to the result descriptor).
-    #[error("the result channel carried something that is not a result: {0}")]
-    Malformed(String),
-}
-
-/// Parses what arrived on the result descriptor; `None` when nothing did.
-pub fn parse_report(bytes: &[u8], total: u64, cap: usize) -> Option<Result<Report, ReportError>> {
-    if total == 0 {
-        return None;
-    }
-    if total > cap as u64 {
-        return Some(Err(ReportError::TooLarge(cap)));
-    }
-    Some(serde_json::from_slice(bytes).map_err(|e| ReportError::Malformed(e.to_string())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reports_parse() {
-        let r = parse_report(br#"{"outcome":"returned","value":{"a":1}}"#, 38, 100);
-        assert_eq!(r, Some(Ok(Report::Returned { value: serde_json::json!({"a": 1}) })));
-        assert_eq!(parse_report(b"", 0, 100), None);
-        assert_eq!(parse_report(b"xx", 500, 100), Some(Err(ReportError::TooLarge(100))));
-        assert!(matches!(parse_report(b"junk", 4, 100), Some(Err(ReportError::Malformed(_)))));
-        assert_eq!(parse_report(br#"{"outcome":"script"}"#, 20, 100), Some(Ok(Report::Script)));
-    }
 
     #[test]
     fn finds_interpreters() {
@@ -141,5 +121,16 @@ mod tests {
         std::fs::write(root.path().join("usr/bin/python3"), "").unwrap();
         std::fs::write(root.path().join("usr/bin/bash"), "").unwrap();
         assert_eq!(available(root.path()), vec![Language::Python, Language::Shell]);
+    }
+
+    #[test]
+    fn request_lines() {
+        assert_eq!(Request::Run.line(), "run\n");
+        assert_eq!(Request::Context("/workspace/a b").line(), "context /workspace/a b\n");
+        assert_eq!(Request::Cell(7).line(), "cell 7\n");
+        for l in Language::ALL {
+            let launch = launch(l);
+            assert_eq!(launch.args.last(), Some(&format!("{SANDBOX_DIR}/{}", launch.runner.0).as_str()));
+        }
     }
 }

@@ -93,15 +93,6 @@ pub fn discover_proc_masks(proc: &Path) -> std::io::Result<Vec<ProcMask>> {
     Ok(out)
 }
 
-/// A file bwrap copies from a file descriptor into the sandbox, read-only.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DataFile {
-    /// The descriptor number *in bwrap's process*.
-    pub fd: RawFd,
-    /// Where it appears inside the sandbox.
-    pub dest: &'static str,
-}
-
 /// Everything that shapes one sandbox.
 #[derive(Debug, Clone)]
 pub struct BwrapOptions {
@@ -122,11 +113,21 @@ pub struct BwrapOptions {
     pub env: Vec<(String, String)>,
     /// Descriptor holding the compiled seccomp program.
     pub seccomp_fd: RawFd,
-    /// Files copied in from descriptors.
-    pub files: Vec<DataFile>,
+    /// Descriptor bwrap writes `{"child-pid": N, ...}` to: the pid, outside, of the sandbox's
+    /// first process (its supervisor).
+    pub info_fd: RawFd,
+    /// A directory of the executor's, bound read-only at [`SANDBOX_DIR`](crate::lang::SANDBOX_DIR):
+    /// the runner, the code and its inputs, written there by the executor alone.
+    pub sandbox_dir: PathBuf,
+    /// The supervisor's executable, bound read-only at [`SUPERVISOR_PATH`] (over an empty file
+    /// of `sandbox_dir`).
+    pub supervisor: PathBuf,
     /// The command to run, first element the program.
     pub command: Vec<OsString>,
 }
+
+/// Where the supervisor (the executor's own executable) appears inside the sandbox.
+pub const SUPERVISOR_PATH: &str = "/sandbox/supervisor";
 
 /// Where installed packages appear inside the sandbox.
 pub const DEPS_MOUNT: &str = sandbox_protocol::DEPS_DIR;
@@ -177,9 +178,8 @@ impl BwrapOptions {
         if let Some(deps) = &self.deps {
             a.pair("--ro-bind", deps, DEPS_MOUNT);
         }
-        for f in &self.files {
-            a.pair("--ro-bind-data", f.fd.to_string(), f.dest);
-        }
+        a.pair("--ro-bind", &self.sandbox_dir, crate::lang::SANDBOX_DIR);
+        a.pair("--ro-bind", &self.supervisor, SUPERVISOR_PATH);
         // The root itself (a tmpfs bwrap made) becomes read-only once everything is in place.
         a.one("--remount-ro", "/");
         a.one("--chdir", sandbox_protocol::WORKSPACE_DIR);
@@ -190,6 +190,7 @@ impl BwrapOptions {
             a.pair("--setenv", k, v);
         }
         a.one("--seccomp", self.seccomp_fd.to_string());
+        a.one("--info-fd", self.info_fd.to_string());
         a.flags(&["--"]);
         a.0.extend(self.command.iter().cloned());
         (self.bwrap.clone(), a.0)
@@ -231,7 +232,9 @@ mod tests {
             proc_masks: vec![ProcMask::File("/proc/keys".into()), ProcMask::Dir("/proc/acpi".into())],
             env: vec![("PATH".into(), "/usr/bin".into()), ("X".into(), "a b;$(c)".into())],
             seccomp_fd: 9,
-            files: vec![DataFile { fd: 10, dest: "/sandbox/main.py" }],
+            info_fd: 10,
+            sandbox_dir: "/tmp/executor/sb-1".into(),
+            supervisor: "/usr/local/bin/sandbox-executor".into(),
             command: vec!["python3".into(), "/sandbox/runner.py".into()],
         }
     }
@@ -264,6 +267,7 @@ mod tests {
         }
         assert!(has_seq(&v, &["--cap-drop", "ALL"]));
         assert!(has_seq(&v, &["--seccomp", "9"]));
+        assert!(has_seq(&v, &["--info-fd", "10"]));
     }
 
     #[test]
@@ -296,7 +300,18 @@ mod tests {
         assert!(has_seq(&v, &["--ro-bind", "/opt/deps", DEPS_MOUNT]));
         assert!(has_seq(&v, &["--size", "67108864", "--tmpfs", "/tmp"]));
         assert!(has_seq(&v, &["--size", "67108864", "--tmpfs", "/dev/shm"]));
-        assert!(has_seq(&v, &["--ro-bind-data", "10", "/sandbox/main.py"]));
+        // The executor's directory, then the supervisor over the empty file waiting for it there.
+        assert!(has_seq(
+            &v,
+            &[
+                "--ro-bind",
+                "/tmp/executor/sb-1",
+                "/sandbox",
+                "--ro-bind",
+                "/usr/local/bin/sandbox-executor",
+                SUPERVISOR_PATH
+            ]
+        ));
         assert!(has_seq(&v, &["--chdir", "/workspace"]));
         // The root is made read-only after every mount that needs to create a directory in it.
         let ro = v.windows(2).position(|w| w[0] == "--remount-ro" && w[1] == "/").unwrap();

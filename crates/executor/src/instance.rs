@@ -1,0 +1,472 @@
+//! One sandbox, started before the work it will do: bwrap (namespaces, mounts, seccomp filter),
+//! the supervisor as its PID 1 (rlimits, reaping, the exact exit status), and the language's
+//! runner with its imports done, waiting on its request descriptor.
+//!
+//! The executor gives each instance a directory of its own, bound read-only at `/sandbox`: the
+//! runner and the environment file are written there before bwrap starts, the code and its
+//! inputs when the work comes (user code can read them, never change them). A stateless
+//! execution uses an instance once and lets it end; a context keeps one for its life. Nothing
+//! is shared between two instances but the workspace.
+
+use crate::config::Limits;
+use crate::engine::EngineConfig;
+use crate::lang::{self, Launch, REQUEST_FD, RESULT_FD, Request};
+use crate::reaper::Reaper;
+use crate::sandbox::bwrap::BwrapOptions;
+use crate::supervisor::{self, ENV_FILE, SUBCOMMAND, SupervisorArgs};
+use rustix::fs::MemfdFlags;
+use sandbox_core::Language;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use tokio::io::AsyncReadExt;
+use tokio::io::unix::AsyncFd;
+use tokio::net::unix::pipe;
+
+/// Descriptor numbers inside bwrap's process (besides [`RESULT_FD`] and [`REQUEST_FD`]).
+const STATUS_FD: RawFd = 4;
+const SECCOMP_FD: RawFd = 5;
+const INFO_FD: RawFd = 7;
+/// Descriptors are first moved at or above this, clear of the numbers above.
+const HIGH_FD: RawFd = 64;
+
+/// Starts instances; one per executor, shared by executions, contexts and the spare pool.
+pub struct Launcher {
+    cfg: EngineConfig,
+    seccomp: Vec<u8>,
+    reaper: Arc<Reaper>,
+    next: AtomicU64,
+}
+
+impl Launcher {
+    /// A launcher for sandboxes as `cfg` describes them; empties the scratch directory.
+    pub fn new(cfg: EngineConfig, reaper: Arc<Reaper>) -> std::io::Result<Self> {
+        match std::fs::remove_dir_all(&cfg.scratch) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::fs::create_dir_all(&cfg.scratch)?;
+        Ok(Launcher {
+            seccomp: crate::sandbox::seccomp::user_code_filter().to_bytes(),
+            cfg,
+            reaper,
+            next: AtomicU64::new(1),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// The collector of processes nobody waits for.
+    pub fn reaper(&self) -> &Arc<Reaper> {
+        &self.reaper
+    }
+
+    /// Which set of installed packages `PYTHONPATH` leads to now (the target of the `site`
+    /// link an install moves); an interpreter started before an install would miss the new
+    /// set's `.pth` files.
+    pub fn packages(&self) -> Option<PathBuf> {
+        std::fs::read_link(self.cfg.deps.as_ref()?.join(sandbox_protocol::DEPS_CURRENT)).ok()
+    }
+
+    /// The environment the sandbox starts with. The session's own variables are not part of
+    /// it: the supervisor adds them for the runner alone (see [`ENV_FILE`]).
+    fn environment(&self) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("PATH".to_owned(), lang::SANDBOX_PATH.to_owned()),
+            ("HOME".to_owned(), "/tmp".to_owned()),
+            ("LANG".to_owned(), "C.UTF-8".to_owned()),
+            ("TMPDIR".to_owned(), "/tmp".to_owned()),
+        ];
+        if self.cfg.deps.is_some() {
+            env.push(("PYTHONPATH".to_owned(), sandbox_protocol::DEPS_PYTHONPATH.to_owned()));
+        }
+        env
+    }
+
+    fn bwrap_options(&self, launch: &Launch, dir: &Path) -> BwrapOptions {
+        let l: &Limits = &self.cfg.limits;
+        let supervisor = SupervisorArgs {
+            processes: l.max_processes,
+            open_files: l.max_open_files,
+            file_size: l.max_file_size_mb << 20,
+            status_fd: STATUS_FD,
+            interrupt: launch.interrupt,
+            program_fds: vec![RESULT_FD, REQUEST_FD],
+        };
+        let mut command: Vec<OsString> =
+            vec![crate::sandbox::bwrap::SUPERVISOR_PATH.into(), SUBCOMMAND.into()];
+        command.extend(supervisor.to_args());
+        command.push(launch.program.into());
+        command.extend(launch.args.iter().map(OsString::from));
+        BwrapOptions {
+            bwrap: self.cfg.bwrap.clone(),
+            system: self.cfg.system.clone(),
+            workspace: self.cfg.workspace.clone(),
+            deps: self.cfg.deps.clone(),
+            tmp_size_bytes: l.tmp_size_mb << 20,
+            proc_masks: self.cfg.proc_masks.clone(),
+            env: self.environment(),
+            seccomp_fd: SECCOMP_FD,
+            info_fd: INFO_FD,
+            sandbox_dir: dir.to_owned(),
+            supervisor: self.cfg.supervisor.clone(),
+            command,
+        }
+    }
+
+    /// Starts a sandbox for `language` whose runner gets `env`. It returns as soon as bwrap is
+    /// spawned; the runner reads its request whenever it is ready.
+    pub fn start(&self, language: Language, env: &BTreeMap<String, String>) -> std::io::Result<Instance> {
+        let launch = lang::launch(language);
+        let dir = ScratchDir::create(
+            self.cfg.scratch.join(format!("sb-{}", self.next.fetch_add(1, Ordering::Relaxed))),
+        )?;
+        dir.write(launch.runner.0, launch.runner.1.as_bytes())?;
+        let session_env: Vec<(&String, &String)> = env.iter().collect();
+        dir.write(ENV_FILE.trim_start_matches("/sandbox/"), &serde_json::to_vec(&session_env)?)?;
+        // The mount point of the supervisor's executable.
+        dir.write("supervisor", b"")?;
+
+        let seccomp = memfd("seccomp", &self.seccomp)?;
+        let cloexec = rustix::pipe::PipeFlags::CLOEXEC;
+        let (results_rx, results_tx) = rustix::pipe::pipe_with(cloexec)?;
+        let (status_rx, status_tx) = rustix::pipe::pipe_with(cloexec)?;
+        let (requests_rx, requests_tx) = rustix::pipe::pipe_with(cloexec)?;
+        let (info_rx, info_tx) = rustix::pipe::pipe_with(cloexec)?;
+
+        // Map each descriptor to its number in bwrap's process (moved high first, so no target
+        // number can collide with a source).
+        let mut keep: Vec<OwnedFd> = Vec::new();
+        let mut map: Vec<(RawFd, RawFd)> = Vec::new();
+        for (fd, target) in [
+            (&results_tx, RESULT_FD),
+            (&status_tx, STATUS_FD),
+            (&seccomp, SECCOMP_FD),
+            (&requests_rx, REQUEST_FD),
+            (&info_tx, INFO_FD),
+        ] {
+            let high = rustix::io::fcntl_dupfd_cloexec(fd, HIGH_FD)?;
+            map.push((high.as_raw_fd(), target));
+            keep.push(high);
+        }
+
+        let (program, args) = self.bwrap_options(&launch, dir.path()).to_command_line();
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+        // system calls on data prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                for &(from, to) in &map {
+                    if libc::dup2(from, to) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                // User code is the first choice of the OOM killer, never the executor.
+                let f = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                if f >= 0 {
+                    libc::write(f, b"1000".as_ptr().cast(), 4);
+                    libc::close(f);
+                }
+                Ok(())
+            });
+        }
+        let mut child = self.reaper.spawn_owned(|| cmd.spawn())?;
+        // The child has its copies; ours must close so the pipes report end-of-file.
+        drop((keep, seccomp, results_tx, status_tx, requests_rx, info_tx));
+        let pid = child.id() as libc::pid_t;
+        let process = SandboxProcess::watch(&child, pid, self.reaper.clone(), dir)?;
+        rustix::io::ioctl_fionbio(&requests_tx, true)?;
+        Ok(Instance {
+            language,
+            env: env.clone(),
+            packages: self.packages(),
+            started: Instant::now(),
+            stdout: pipe::Receiver::from_owned_fd(child.stdout.take().expect("piped").into())?,
+            stderr: pipe::Receiver::from_owned_fd(child.stderr.take().expect("piped").into())?,
+            results: pipe::Receiver::from_owned_fd(results_rx)?,
+            status: pipe::Receiver::from_owned_fd(status_rx)?,
+            requests: Some(requests_tx),
+            info: Some(pipe::Receiver::from_owned_fd(info_rx)?),
+            process,
+        })
+    }
+}
+
+/// A sandbox with its runner, started and waiting for work (or doing it).
+pub struct Instance {
+    /// The runner's language.
+    pub language: Language,
+    env: BTreeMap<String, String>,
+    packages: Option<PathBuf>,
+    started: Instant,
+    /// The sandbox's standard output.
+    pub stdout: pipe::Receiver,
+    /// Its standard error.
+    pub stderr: pipe::Receiver,
+    /// The runner's messages ([`lang::messages`]).
+    pub results: pipe::Receiver,
+    /// The supervisor's status: [`supervisor::STARTED`], then its report.
+    pub status: pipe::Receiver,
+    requests: Option<OwnedFd>,
+    info: Option<pipe::Receiver>,
+    /// bwrap's process.
+    pub process: SandboxProcess,
+}
+
+impl Instance {
+    /// Whether it can serve work for `env` when `packages` are installed: its runner has that
+    /// environment and those packages, and it is still alive.
+    pub fn serves(&self, env: &BTreeMap<String, String>, packages: &Option<PathBuf>) -> bool {
+        self.env == *env && self.packages == *packages && !self.process.has_exited()
+    }
+
+    /// How long ago it was started.
+    pub fn age(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Writes a file into its `/sandbox` (the code, its inputs).
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        self.process.dir.write(name, bytes)
+    }
+
+    /// Sends the runner a request. Fails when the runner is gone or not reading (the request
+    /// pipe is full), which the caller then sees as the sandbox ending.
+    pub fn send(&self, request: Request<'_>) -> std::io::Result<()> {
+        let fd = self.requests.as_ref().ok_or_else(|| std::io::Error::other("requests are closed"))?;
+        let line = request.line();
+        let n = rustix::io::write(fd, line.as_bytes())?;
+        if n < line.len() {
+            return Err(std::io::Error::other("the runner is not reading its requests"));
+        }
+        Ok(())
+    }
+
+    /// Closes the request descriptor: the runner reads end-of-file.
+    pub fn close_requests(&mut self) {
+        self.requests = None;
+    }
+
+    /// The sandbox's supervisor, as bwrap reported it. Waits for bwrap's report the first time.
+    pub async fn supervisor(&mut self) -> std::io::Result<Supervisor> {
+        let mut info = self.info.take().ok_or_else(|| std::io::Error::other("already asked"))?;
+        let mut text = Vec::new();
+        (&mut info).take(64 * 1024).read_to_end(&mut text).await?;
+        let pid = serde_json::from_slice::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("child-pid")?.as_i64())
+            .and_then(|p| libc::pid_t::try_from(p).ok())
+            .ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "bwrap did not report its child: {:?}",
+                    String::from_utf8_lossy(&text)
+                ))
+            })?;
+        let pidfd = rustix::process::pidfd_open(
+            rustix::process::Pid::from_raw(pid).ok_or_else(|| std::io::Error::other("pid 0"))?,
+            rustix::process::PidfdFlags::empty(),
+        )?;
+        Ok(Supervisor { pid, pidfd: Arc::new(pidfd) })
+    }
+
+    /// What the supervisor reported, once the sandbox has ended: whether the program started,
+    /// and how it ended.
+    pub async fn status_report(&mut self) -> std::io::Result<(bool, Option<supervisor::SupervisorReport>)> {
+        let mut bytes = Vec::new();
+        (&mut self.status).take(4096).read_to_end(&mut bytes).await?;
+        Ok(supervisor::parse_status(&bytes))
+    }
+}
+
+/// The sandbox's first process, the PID 1 of its namespace.
+#[derive(Debug, Clone)]
+pub struct Supervisor {
+    /// Its pid, as the executor sees it.
+    pub pid: libc::pid_t,
+    pidfd: Arc<OwnedFd>,
+}
+
+impl Supervisor {
+    /// Has it pass `SIGINT` on to the program (the runner): an interrupt.
+    pub fn interrupt(&self) -> std::io::Result<()> {
+        Ok(rustix::process::pidfd_send_signal(&*self.pidfd, rustix::process::Signal::INT)?)
+    }
+}
+
+/// bwrap's process: waited for by its owner, killed and left to the reaper when dropped
+/// before that. Its scratch directory goes with it.
+pub struct SandboxProcess {
+    pid: libc::pid_t,
+    exited: AsyncFd<OwnedFd>,
+    reaped: bool,
+    reaper: Arc<Reaper>,
+    dir: ScratchDir,
+}
+
+/// A way to kill a sandbox that does not borrow it.
+#[derive(Debug, Clone, Copy)]
+pub struct Killer(libc::pid_t);
+
+impl Killer {
+    /// Kills bwrap and its process group; bwrap's `--die-with-parent` and the end of its PID
+    /// namespace take everything inside with it.
+    pub fn kill(self) {
+        unsafe {
+            libc::killpg(self.0, libc::SIGKILL);
+            libc::kill(self.0, libc::SIGKILL);
+        }
+    }
+}
+
+impl SandboxProcess {
+    fn watch(
+        child: &std::process::Child,
+        pid: libc::pid_t,
+        reaper: Arc<Reaper>,
+        dir: ScratchDir,
+    ) -> std::io::Result<Self> {
+        let opened = rustix::process::pidfd_open(
+            rustix::process::Pid::from_child(child),
+            rustix::process::PidfdFlags::empty(),
+        )
+        .map_err(std::io::Error::from)
+        // SAFETY: the OwnedFd is moved in and stays open, unchanged, for the AsyncFd's life.
+        .and_then(|fd| {
+            unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        });
+        match opened {
+            Ok(exited) => Ok(SandboxProcess { pid, exited, reaped: false, reaper, dir }),
+            Err(e) => {
+                // Nothing here will wait for it: leave it to the reaper.
+                reaper.release(pid);
+                Killer(pid).kill();
+                Err(e)
+            }
+        }
+    }
+
+    /// The handle that kills it.
+    pub fn killer(&self) -> Killer {
+        Killer(self.pid)
+    }
+
+    /// Whether bwrap has ended (without collecting it).
+    pub fn has_exited(&self) -> bool {
+        use rustix::process::{WaitId, WaitIdOptions, waitid};
+        let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+        matches!(waitid(WaitId::PidFd(self.exited.get_ref().as_fd()), options), Ok(Some(_)))
+    }
+
+    /// Waits for bwrap to end and collects its exit status and resource use. bwrap waits for
+    /// the supervisor, the supervisor for every process of the sandbox: the kernel's count of
+    /// bwrap's use is the whole sandbox's, out of user code's reach. Cancel-safe.
+    pub async fn wait(&mut self) -> std::io::Result<(i32, libc::rusage)> {
+        loop {
+            let mut guard = self.exited.readable().await?;
+            let reaped = reap(self.pid);
+            if !matches!(reaped, Ok(None)) {
+                self.reaped = true;
+                self.reaper.release(self.pid);
+            }
+            match reaped? {
+                Some(done) => return Ok(done),
+                None => guard.clear_ready(),
+            }
+        }
+    }
+}
+
+impl Drop for SandboxProcess {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.reaper.release(self.pid);
+            Killer(self.pid).kill();
+            // Collected now if it is already gone, else by the reaper when it goes.
+            let _ = reap(self.pid);
+        }
+    }
+}
+
+/// Collects the exit status and resource use of `pid` if it has ended.
+fn reap(pid: libc::pid_t) -> std::io::Result<Option<(i32, libc::rusage)>> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    match unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) } {
+        0 => Ok(None),
+        p if p == pid => Ok(Some((status, usage))),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// An instance's directory in the scratch directory, removed with it.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn create(path: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir(&path)?;
+        Ok(ScratchDir(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Writes `name` whole, then renames it into place: the runner never reads half a file.
+    fn write(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let tmp = self.0.join(format!(".{name}.new"));
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, self.0.join(name))
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn memfd(name: &str, bytes: &[u8]) -> std::io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC)?;
+    let mut f = std::fs::File::from(fd);
+    f.write_all(bytes)?;
+    rustix::fs::seek(f.as_fd(), rustix::fs::SeekFrom::Start(0))?;
+    Ok(f.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_files_appear_whole_and_go_with_their_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let path = root.path().join("sb-1");
+        let dir = ScratchDir::create(path.clone()).unwrap();
+        dir.write("main.py", b"print(1)").unwrap();
+        dir.write("main.py", b"print(2)").unwrap();
+        let names: Vec<_> = std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["main.py"], "no temporary file is left");
+        assert_eq!(std::fs::read(path.join("main.py")).unwrap(), b"print(2)");
+        assert!(ScratchDir::create(path.clone()).is_err(), "a directory is never shared");
+        drop(dir);
+        assert!(!path.exists());
+    }
+}
