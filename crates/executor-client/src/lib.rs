@@ -11,8 +11,9 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::client::legacy::Client;
 use sandbox_core::WorkspacePath;
 use sandbox_protocol::{
-    ArchiveSummary, ErrorBody, ExecMode, ExecRequest, ExecResult, ExecutionRecord, ExecutionSummary,
-    FileEntry, FileList, Health, PROTOCOL_VERSION, StreamEvent, paths,
+    ArchiveSummary, ContextInfo, ContextRequest, ErrorBody, ExecEvent, ExecMode, ExecRequest, ExecResult,
+    ExecutionRecord, ExecutionSummary, FileEntry, FileList, Health, PROTOCOL_VERSION, SpareInfo, StreamEvent,
+    paths,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -159,23 +160,82 @@ impl ExecutorClient {
 
     /// Runs an execution and waits for its result.
     pub async fn execute(&self, req: &ExecRequest) -> Result<ExecResult, ClientError> {
-        let req = ExecRequest { mode: ExecMode::Wait, ..req.clone() };
-        self.call(Method::POST, paths::EXECUTIONS, Some(to_json(&req))).await
+        self.submit(paths::EXECUTIONS, req, ExecMode::Wait).await
     }
 
     /// Starts an execution without waiting for it.
     pub async fn start(&self, req: &ExecRequest) -> Result<ExecutionRecord, ClientError> {
-        let req = ExecRequest { mode: ExecMode::Detach, ..req.clone() };
-        self.call(Method::POST, paths::EXECUTIONS, Some(to_json(&req))).await
+        self.submit(paths::EXECUTIONS, req, ExecMode::Detach).await
     }
 
-    /// Runs an execution, yielding output chunks as they happen and the result last.
+    /// Runs an execution, yielding output chunks as they happen and the result last. Display
+    /// outputs are in the result only; [`execute_events`](Self::execute_events) streams them
+    /// too.
     pub async fn execute_stream(
         &self,
         req: &ExecRequest,
     ) -> Result<impl Stream<Item = Result<StreamEvent, ClientError>> + Send + use<>, ClientError> {
+        let events = self.events(paths::EXECUTIONS, req).await?;
+        Ok(events.try_filter_map(|e| async move {
+            Ok(match e {
+                ExecEvent::Stream(e) => Some(e),
+                ExecEvent::Display { .. } => None,
+            })
+        }))
+    }
+
+    /// Runs an execution, yielding output chunks and display outputs as they happen and the
+    /// result last.
+    pub async fn execute_events(
+        &self,
+        req: &ExecRequest,
+    ) -> Result<impl Stream<Item = Result<ExecEvent, ClientError>> + Send + use<>, ClientError> {
+        self.events(paths::EXECUTIONS, req).await
+    }
+
+    /// Runs an execution as the next cell of context `context_id` and waits for its result.
+    /// Refused with `context_busy` while another runs there, `context_lost` when the context's
+    /// interpreter is gone.
+    pub async fn execute_in(&self, context_id: &str, req: &ExecRequest) -> Result<ExecResult, ClientError> {
+        self.submit(&paths::context_executions(context_id), req, ExecMode::Wait).await
+    }
+
+    /// Starts an execution in context `context_id` without waiting for it.
+    pub async fn start_in(
+        &self,
+        context_id: &str,
+        req: &ExecRequest,
+    ) -> Result<ExecutionRecord, ClientError> {
+        self.submit(&paths::context_executions(context_id), req, ExecMode::Detach).await
+    }
+
+    /// Runs an execution in context `context_id`, yielding output chunks and display outputs as
+    /// they happen and the result last.
+    pub async fn execute_events_in(
+        &self,
+        context_id: &str,
+        req: &ExecRequest,
+    ) -> Result<impl Stream<Item = Result<ExecEvent, ClientError>> + Send + use<>, ClientError> {
+        self.events(&paths::context_executions(context_id), req).await
+    }
+
+    async fn submit<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        req: &ExecRequest,
+        mode: ExecMode,
+    ) -> Result<T, ClientError> {
+        let req = ExecRequest { mode, ..req.clone() };
+        self.call(Method::POST, path, Some(to_json(&req))).await
+    }
+
+    async fn events(
+        &self,
+        path: &str,
+        req: &ExecRequest,
+    ) -> Result<impl Stream<Item = Result<ExecEvent, ClientError>> + Send + use<>, ClientError> {
         let req = ExecRequest { mode: ExecMode::Stream, ..req.clone() };
-        let mut http_req = self.request(Method::POST, paths::EXECUTIONS, full(to_json(&req)));
+        let mut http_req = self.request(Method::POST, path, full(to_json(&req)));
         http_req
             .headers_mut()
             .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
@@ -184,6 +244,46 @@ impl ExecutorClient {
             .try_filter_map(|f| async move { Ok(f.into_data().ok()) })
             .map_err(|e| ClientError::Unreachable(e.to_string()));
         Ok(ndjson_lines(bytes))
+    }
+
+    /// Starts a context (or, for an id it knows, answers with that context).
+    pub async fn create_context(&self, req: &ContextRequest) -> Result<ContextInfo, ClientError> {
+        self.call(Method::POST, paths::CONTEXTS, Some(to_json(req))).await
+    }
+
+    /// Every context the executor knows.
+    pub async fn contexts(&self) -> Result<Vec<ContextInfo>, ClientError> {
+        self.call(Method::GET, paths::CONTEXTS, None).await
+    }
+
+    /// One context; `None` if the executor does not know it.
+    pub async fn context(&self, id: &str) -> Result<Option<ContextInfo>, ClientError> {
+        match self.call(Method::GET, &paths::context(id), None).await {
+            Ok(c) => Ok(Some(c)),
+            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ends a context's interpreter and forgets the context.
+    pub async fn delete_context(&self, id: &str) -> Result<(), ClientError> {
+        self.call_empty(Method::DELETE, &paths::context(id)).await
+    }
+
+    /// Replaces a context's interpreter with a fresh one (a lost or expired context comes back
+    /// this way).
+    pub async fn restart_context(&self, id: &str) -> Result<ContextInfo, ClientError> {
+        self.call(Method::POST, &paths::context_restart(id), None).await
+    }
+
+    /// Interrupts the execution running in a context, if any.
+    pub async fn interrupt_context(&self, id: &str) -> Result<ContextInfo, ClientError> {
+        self.call(Method::POST, &paths::context_interrupt(id), None).await
+    }
+
+    /// The pre-started interpreters waiting for executions.
+    pub async fn spares(&self) -> Result<Vec<SpareInfo>, ClientError> {
+        self.call(Method::GET, paths::SPARES, None).await
     }
 
     /// One execution's state; `None` if the executor does not know it.
@@ -317,10 +417,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Splits a byte stream into lines and parses each as a [`StreamEvent`].
+/// Splits a byte stream into lines and parses each as an [`ExecEvent`].
 fn ndjson_lines(
     bytes: impl Stream<Item = Result<Bytes, ClientError>> + Send + 'static,
-) -> impl Stream<Item = Result<StreamEvent, ClientError>> + Send {
+) -> impl Stream<Item = Result<ExecEvent, ClientError>> + Send {
     futures_util::stream::unfold(
         (Box::pin(bytes), Vec::<u8>::new(), false),
         |(mut bytes, mut buf, mut done)| async move {
@@ -353,4 +453,36 @@ fn ndjson_lines(
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sandbox_protocol::DisplayOutput;
+
+    /// Lines split anywhere across chunks come out whole and in order, display outputs among
+    /// them; a line cut off by the end of the stream is an error, not an event.
+    #[tokio::test]
+    async fn stream_lines_become_events() {
+        let display = ExecEvent::Display {
+            output: DisplayOutput {
+                data: [("text/html".to_owned(), serde_json::json!("<b>x</b>"))].into(),
+                ..Default::default()
+            },
+        };
+        let stdout = ExecEvent::from(StreamEvent::Stdout { data: "hi\n".into() });
+        let mut body = Vec::new();
+        for e in [&stdout, &display, &stdout] {
+            body.extend(serde_json::to_vec(e).unwrap());
+            body.push(b'\n');
+        }
+        body.extend(b"{\"type\":\"std");
+        let chunks: Vec<Result<Bytes, ClientError>> =
+            body.chunks(7).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let events: Vec<_> = ndjson_lines(futures_util::stream::iter(chunks)).collect().await;
+        assert_eq!(events.len(), 4);
+        let parsed: Vec<&ExecEvent> = events[..3].iter().map(|e| e.as_ref().unwrap()).collect();
+        assert_eq!(parsed, [&stdout, &display, &stdout]);
+        assert!(matches!(&events[3], Err(ClientError::Protocol(m)) if m.contains("mid-line")));
+    }
 }
