@@ -1,6 +1,7 @@
 //! The conformance corpus (`conformance/cases.json`, programs every sandbox must handle) and the
 //! same checks `conformance/run.py` applies to a live server.
 
+use sandbox_protocol::ExecResult;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -85,6 +86,21 @@ pub struct Observed {
     pub return_value: Option<Value>,
     /// Wall time of the call, seconds.
     pub seconds: f64,
+}
+
+impl Observed {
+    /// What an executor result shows, the call having taken `seconds`.
+    pub fn of(r: &ExecResult, seconds: f64) -> Observed {
+        Observed {
+            status: r.status.to_string(),
+            stdout: r.stdout.clone(),
+            stderr: r.stderr.clone(),
+            error_message: r.error_message.clone(),
+            exit_code: r.exit_code.map(i64::from),
+            return_value: r.return_value.clone(),
+            seconds,
+        }
+    }
 }
 
 /// Every way `seen` misses `case`'s expectations; empty when it passes.

@@ -5,7 +5,9 @@ pub mod conformance;
 pub mod pypi;
 pub mod s3;
 
+use sandbox_core::Language;
 use sandbox_executor_client::ExecutorClient;
+use sandbox_protocol::ExecRequest;
 use sandbox_runtime::docker::bollard::models::ContainerCreateBody;
 use sandbox_runtime::docker::{DockerConfig, DockerRuntime, config::container_config};
 use sandbox_runtime::{RuntimeError, SandboxSpec};
@@ -43,6 +45,21 @@ pub fn image(template: &str) -> String {
 
 fn image_with_prefix(prefix: &str, template: &str) -> String {
     format!("{prefix}sandbox/{template}:latest")
+}
+
+/// A request to run `code`, with an id no other request of this process has.
+pub fn exec_request(language: Language, code: &str, timeout_secs: u64) -> ExecRequest {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    ExecRequest {
+        execution_id: format!("t{}", SEQ.fetch_add(1, Ordering::Relaxed)),
+        language,
+        code: code.into(),
+        event: None,
+        timeout_ms: timeout_secs * 1000,
+        env: Default::default(),
+        function_name: None,
+        mode: Default::default(),
+    }
 }
 
 /// A sandbox container for one test, removed (with its directories) when dropped.
@@ -91,6 +108,31 @@ impl TestSandbox {
             runtime,
             _dir: dir,
         })
+    }
+
+    /// Like [`start`](Self::start), with these `SANDBOX_EXECUTOR_*` settings for the executor.
+    pub async fn with_settings(template: &str, settings: &[(&str, &str)]) -> TestSandbox {
+        let env: Vec<(String, String)> =
+            settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Self::start_with(template, |spec| spec.executor_env.extend(env), |_| {})
+            .await
+            .unwrap_or_else(|e| panic!("cannot start a {template} sandbox: {e}"))
+    }
+
+    /// Resident memory of the container's executor (its first process), in MiB.
+    pub fn executor_rss_mib(&self) -> f64 {
+        let out = std::process::Command::new("docker")
+            .args(["inspect", "-f", "{{.State.Pid}}", &self.id])
+            .output()
+            .expect("docker inspect runs");
+        let pid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the executor runs");
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("VmRSS");
+        kib / 1024.0
     }
 
     /// Processes in the container, as `docker top` lists them (command lines).

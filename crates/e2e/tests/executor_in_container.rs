@@ -6,37 +6,14 @@ use sandbox_e2e::TestSandbox;
 use sandbox_e2e::conformance::{self, Observed};
 use sandbox_executor_client::ByteStream;
 use sandbox_protocol::{ErrorCode, ExecRequest, ExecResult, ExecutionRecord, FileKind, StreamEvent};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 fn request(language: Language, code: &str, timeout_secs: u64) -> ExecRequest {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    ExecRequest {
-        execution_id: format!("t{}", SEQ.fetch_add(1, Ordering::Relaxed)),
-        language,
-        code: code.into(),
-        event: None,
-        timeout_ms: timeout_secs * 1000,
-        env: Default::default(),
-        function_name: None,
-        mode: Default::default(),
-    }
+    sandbox_e2e::exec_request(language, code, timeout_secs)
 }
 
 async fn run(sb: &TestSandbox, language: Language, code: &str) -> ExecResult {
     sb.executor.execute(&request(language, code, 20)).await.expect("execution answered")
-}
-
-fn observed(r: &ExecResult, seconds: f64) -> Observed {
-    Observed {
-        status: r.status.to_string(),
-        stdout: r.stdout.clone(),
-        stderr: r.stderr.clone(),
-        error_message: r.error_message.clone(),
-        exit_code: r.exit_code.map(i64::from),
-        return_value: r.return_value.clone(),
-        seconds,
-    }
 }
 
 fn bytes(data: &'static [u8]) -> ByteStream {
@@ -55,11 +32,11 @@ async fn conformance_corpus_passes_in_a_hardened_container() {
         req.event = case.event.clone();
         let t = Instant::now();
         let r = sb.executor.execute(&req).await.expect("execution answered");
-        let mut probs = conformance::check(case, &observed(&r, t.elapsed().as_secs_f64()));
+        let mut probs = conformance::check(case, &Observed::of(&r, t.elapsed().as_secs_f64()));
         if probs.is_empty() && case.then_healthy {
             let h = conformance::healthy_case();
             let r2 = run(&sb, Language::Python, &h.code).await;
-            let p2 = conformance::check(&h, &observed(&r2, 0.0));
+            let p2 = conformance::check(&h, &Observed::of(&r2, 0.0));
             if !p2.is_empty() {
                 probs.push(format!("unhealthy afterwards: {p2:?}"));
             }
@@ -128,10 +105,19 @@ async fn nothing_outlives_an_execution() {
     req.timeout_ms = 1000;
     let t = sb.executor.execute(&req).await.unwrap();
     assert_eq!(t.status, ExecutionStatus::Timeout);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = sb.processes();
-    assert!(after.iter().all(|p| !p.contains("sleep")), "stray processes: {after:?}");
-    assert_eq!(after.len(), baseline.len(), "before {baseline:?}, after {after:?}");
+    // Besides the executor, what is left is the spare the executions had started for the next
+    // one: its bwrap, supervisor and runner.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let after = sb.processes();
+        let spares = sb.executor.spares().await.unwrap();
+        let stray = after.iter().any(|p| p.contains("sleep"));
+        if !stray && after.len() == baseline.len() + 3 * spares.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "before {baseline:?}, after {after:?}, spares {spares:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -362,16 +348,19 @@ async fn a_supervisor_killed_from_outside_ends_crashed() {
     let sb = TestSandbox::start("python-basic").await;
     let req = request(Language::Python, "import time\nprint('started', flush=True)\ntime.sleep(30)", 60);
     sb.executor.start(&req).await.unwrap();
-    // The supervisor, as the container sees it (any uid-1000 process there may signal it).
+    // The supervisor, as the container sees it (any uid-1000 process there may signal it): the
+    // parent of the runner whose sandbox holds the code (a spare's has none yet).
     let kill = "import os, sys, time\n\
                 for _ in range(200):\n\
                 \x20   for p in filter(str.isdigit, os.listdir('/proc')):\n\
                 \x20       try:\n\
                 \x20           cmd = open('/proc/%s/cmdline' % p, 'rb').read()\n\
+                \x20           running = os.path.exists('/proc/%s/root/sandbox/main.py' % p)\n\
+                \x20           parent = int(open('/proc/%s/stat' % p).read().rsplit(')', 1)[1].split()[1])\n\
                 \x20       except OSError:\n\
                 \x20           continue\n\
-                \x20       if cmd.startswith(b'/sandbox/supervisor\\0supervise'):\n\
-                \x20           os.kill(int(p), 9)\n\
+                \x20       if cmd.startswith(b'python3\\0-u\\0-B\\0/sandbox/runner.py') and running:\n\
+                \x20           os.kill(parent, 9)\n\
                 \x20           sys.exit(0)\n\
                 \x20   time.sleep(0.05)\n\
                 sys.exit('no supervisor found')\n";
@@ -494,7 +483,7 @@ async fn the_inner_filter_stands_alone_in_an_unconfined_container() {
         req.event = case.event.clone();
         let t = Instant::now();
         let r = sb.executor.execute(&req).await.expect("execution answered");
-        let probs = conformance::check(case, &observed(&r, t.elapsed().as_secs_f64()));
+        let probs = conformance::check(case, &Observed::of(&r, t.elapsed().as_secs_f64()));
         if !probs.is_empty() {
             failures.push(format!("{}: {} (stdout {:?})", case.name, probs.join("; "), r.stdout));
         }
