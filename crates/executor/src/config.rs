@@ -202,3 +202,47 @@ impl Default for Limits {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        cfg: ExecutorConfig,
+    }
+
+    /// The defaults the flags document are the ones code that builds its settings gets.
+    #[test]
+    fn flag_defaults_match_the_default_settings() {
+        let cli = Cli::try_parse_from(["sandbox-executor"]).unwrap();
+        let (limits, interpreters) = (cli.cfg.limits, cli.cfg.interpreters);
+        let d = Limits::default();
+        assert_eq!(
+            (limits.max_output_bytes, limits.max_result_bytes, limits.max_display_bytes, limits.tmp_size_mb),
+            (d.max_output_bytes, d.max_result_bytes, d.max_display_bytes, d.tmp_size_mb)
+        );
+        assert_eq!(
+            (limits.max_processes, limits.max_open_files, limits.max_file_size_mb, limits.max_concurrent),
+            (d.max_processes, d.max_open_files, d.max_file_size_mb, d.max_concurrent)
+        );
+        assert_eq!(
+            (limits.max_timeout_secs, limits.max_upload_mb, limits.memory_limit_mb),
+            (3600, 1024, None)
+        );
+        let i = Interpreters::default();
+        assert_eq!(
+            (
+                interpreters.max_contexts,
+                interpreters.context_idle_timeout_secs,
+                interpreters.interrupt_grace_ms
+            ),
+            (i.max_contexts, i.context_idle_timeout_secs, i.interrupt_grace_ms)
+        );
+        assert_eq!((interpreters.spare_idle_secs, interpreters.prestart), (i.spare_idle_secs, i.prestart));
+        let cli = Cli::try_parse_from(["sandbox-executor", "--prestart", "python,shell"]).unwrap();
+        assert_eq!(cli.cfg.interpreters.prestart, [Language::Python, Language::Shell]);
+    }
+}

@@ -556,7 +556,15 @@ impl Engine {
     /// context's directory.
     async fn start_live(&self, ctx: &Context) -> Result<Live, Error> {
         let mut instance = self.instance(Start::Spare, ctx.language, &ctx.env).map_err(internal)?;
-        let supervisor = instance.supervisor().await.map_err(internal)?;
+        let supervisor = match instance.supervisor().await {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(Error::internal(format!(
+                    "the sandbox did not start: {e}: {}",
+                    instance.stderr_so_far()
+                )));
+            }
+        };
         let mut live =
             Live { instance, supervisor, lines: LineSplitter::new(self.collected().max_line()), next_seq: 1 };
         ctx.state().handle = Some(live.handle());
@@ -591,7 +599,17 @@ impl Engine {
         let started_at = Utc::now();
         let clock = Instant::now();
         let mut live = ctx.live.lock().await;
+        // A restart that came between this execution's admission and now has replaced the
+        // interpreter the execution was admitted to.
+        let admitted = {
+            let s = ctx.state();
+            s.status == ContextStatus::Busy && s.running.as_deref() == Some(req.execution_id.as_str())
+        };
         let (result, lost) = match live.as_mut() {
+            _ if !admitted => {
+                let why = "the context was restarted before the execution started".to_owned();
+                (failed_to_start(&req, started_at, clock, why), None)
+            }
             None => {
                 let why = "the context has no interpreter".to_owned();
                 (failed_to_start(&req, started_at, clock, why.clone()), Some(why))

@@ -12,7 +12,7 @@ use crate::config::Limits;
 use crate::engine::EngineConfig;
 use crate::lang::{self, Launch, REQUEST_FD, RESULT_FD, Request};
 use crate::reaper::Reaper;
-use crate::sandbox::bwrap::BwrapOptions;
+use crate::sandbox::bwrap::{BwrapOptions, SUPERVISOR_PATH};
 use crate::supervisor::{self, ENV_FILE, SUBCOMMAND, SupervisorArgs};
 use rustix::fs::MemfdFlags;
 use sandbox_core::Language;
@@ -103,8 +103,7 @@ impl Launcher {
             interrupt: launch.interrupt,
             program_fds: vec![RESULT_FD, REQUEST_FD],
         };
-        let mut command: Vec<OsString> =
-            vec![crate::sandbox::bwrap::SUPERVISOR_PATH.into(), SUBCOMMAND.into()];
+        let mut command: Vec<OsString> = vec![SUPERVISOR_PATH.into(), SUBCOMMAND.into()];
         command.extend(supervisor.to_args());
         command.push(launch.program.into());
         command.extend(launch.args.iter().map(OsString::from));
@@ -133,9 +132,9 @@ impl Launcher {
         )?;
         dir.write(launch.runner.0, launch.runner.1.as_bytes())?;
         let session_env: Vec<(&String, &String)> = env.iter().collect();
-        dir.write(ENV_FILE.trim_start_matches("/sandbox/"), &serde_json::to_vec(&session_env)?)?;
+        dir.write(in_sandbox_dir(ENV_FILE), &serde_json::to_vec(&session_env)?)?;
         // The mount point of the supervisor's executable.
-        dir.write("supervisor", b"")?;
+        dir.write(in_sandbox_dir(SUPERVISOR_PATH), b"")?;
 
         let seccomp = memfd("seccomp", &self.seccomp)?;
         let cloexec = rustix::pipe::PipeFlags::CLOEXEC;
@@ -285,6 +284,16 @@ impl Instance {
         Ok(Supervisor { pid, pidfd: Arc::new(pidfd) })
     }
 
+    /// What the sandbox wrote on standard error so far, without waiting for more.
+    pub fn stderr_so_far(&mut self) -> String {
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = self.stderr.try_read(&mut buf) {
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&bytes).trim().to_owned()
+    }
+
     /// What the supervisor reported, once the sandbox has ended: whether the program started,
     /// and how it ended.
     pub async fn status_report(&mut self) -> std::io::Result<(bool, Option<supervisor::SupervisorReport>)> {
@@ -416,6 +425,11 @@ fn reap(pid: libc::pid_t) -> std::io::Result<Option<(i32, libc::rusage)>> {
     }
 }
 
+/// The name, in the instance's directory, of a file the sandbox sees at `path` under `/sandbox`.
+fn in_sandbox_dir(path: &str) -> &str {
+    path.strip_prefix(lang::SANDBOX_DIR).and_then(|p| p.strip_prefix('/')).expect("a path under /sandbox")
+}
+
 /// An instance's directory in the scratch directory, removed with it.
 struct ScratchDir(PathBuf);
 
@@ -454,6 +468,12 @@ fn memfd(name: &str, bytes: &[u8]) -> std::io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sandbox_files_are_named_in_the_instance_directory() {
+        assert_eq!(in_sandbox_dir(ENV_FILE), "env.json");
+        assert_eq!(in_sandbox_dir(SUPERVISOR_PATH), "supervisor");
+    }
 
     #[test]
     fn scratch_files_appear_whole_and_go_with_their_directory() {
