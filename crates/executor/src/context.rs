@@ -572,6 +572,7 @@ impl Engine {
             .drive(&mut live, Request::Context(&ctx.cwd), 0, START_TIMEOUT, None, &CancellationToken::new())
             .await
             .map_err(internal)?;
+        self.spares().replenish(ctx.language);
         match run.end {
             CellEnd::Done(Done { exit_code: 0, error: None, .. }) => Ok(live),
             CellEnd::Done(done) => Err(Error::bad_request(format!(

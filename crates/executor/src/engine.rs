@@ -228,7 +228,8 @@ impl Engine {
         self.spares.clear();
     }
 
-    /// A sandbox for a stateless execution or a context.
+    /// A sandbox for a stateless execution or a context (a spare's taker then calls
+    /// [`Spares::replenish`]).
     pub fn instance(
         &self,
         start: Start,
@@ -260,6 +261,9 @@ impl Engine {
                 failed_to_start(&req, started_at, clock, e.to_string())
             }
         };
+        if start == Start::Spare {
+            self.spares.replenish(req.language);
+        }
         tracing::info!(
             execution_id = %req.execution_id,
             status = %result.status,
@@ -315,6 +319,7 @@ impl Engine {
         tokio::pin!(deadline);
         let killer = process.killer();
         let (mut timed_out, mut killed) = (false, false);
+        let handed = Instant::now();
         let (wstatus, usage) = loop {
             tokio::select! {
                 done = process.wait() => break done?,
@@ -329,6 +334,7 @@ impl Engine {
             }
         };
         let duration = clock.elapsed();
+        let exited_after = handed.elapsed();
 
         let drained = tokio::time::timeout(DRAIN_GRACE, async {
             (stdout_task.await, stderr_task.await, results_task.await, status_task.await)
@@ -340,6 +346,13 @@ impl Engine {
         };
         let oom_killed = oom_rose(oom_before, self.oom_kills());
         let changes = before.diff(&self.snapshot().await?);
+        tracing::debug!(
+            execution_id = %req.execution_id,
+            prepared_ms = (handed - clock).as_secs_f64() * 1000.0,
+            exited_ms = exited_after.as_secs_f64() * 1000.0,
+            finished_ms = clock.elapsed().as_secs_f64() * 1000.0,
+            "stateless execution phases"
+        );
 
         // Only the supervisor saw how the program ended; without its report the outcome is
         // unknown (bwrap's status only tells how the supervisor ended).

@@ -54,12 +54,9 @@ impl Spares {
     }
 
     /// An instance for `language` with `env`: the spare when it fits, else a new one. Either
-    /// way the next spare is started.
-    pub fn take(
-        self: &Arc<Self>,
-        language: Language,
-        env: &BTreeMap<String, String>,
-    ) -> std::io::Result<Instance> {
+    /// way the language counts as used; once the instance's work is done (or, for a context,
+    /// under way) the taker calls [`replenish`](Self::replenish) to start the next spare.
+    pub fn take(&self, language: Language, env: &BTreeMap<String, String>) -> std::io::Result<Instance> {
         let spare = {
             let mut pool = self.pool();
             if self.enabled() {
@@ -70,12 +67,10 @@ impl Spares {
             pool.ready.remove(&language)
         };
         let packages = self.launcher.packages();
-        let instance = match spare {
-            Some(s) if s.serves(env, &packages) => s,
-            _ => self.launcher.start(language, env)?,
-        };
-        self.refill(language);
-        Ok(instance)
+        match spare {
+            Some(s) if s.serves(env, &packages) => Ok(s),
+            _ => self.launcher.start(language, env),
+        }
     }
 
     /// Starts spares for `languages` now, kept until each is first used.
@@ -87,12 +82,15 @@ impl Spares {
             self.pool()
                 .wanted
                 .insert(language, Wanted { env: BTreeMap::new(), until: None, starting: false });
-            self.refill(language);
+            self.replenish(language);
         }
     }
 
-    /// Starts a spare for `language` in the background, if it is wanted and has none.
-    fn refill(self: &Arc<Self>, language: Language) {
+    /// Starts a spare for `language` in the background, if it is wanted and has none. It is
+    /// started on a blocking thread, off the executor's own, and only when asked: after the
+    /// execution that used the last one, so that its start does not compete with that
+    /// execution for the CPU.
+    pub fn replenish(self: &Arc<Self>, language: Language) {
         let env = {
             let mut pool = self.pool();
             let has_one = pool.ready.contains_key(&language);
@@ -105,7 +103,7 @@ impl Spares {
             }
         };
         let this = self.clone();
-        tokio::spawn(async move {
+        tokio::task::spawn_blocking(move || {
             let started = this.launcher.start(language, &env);
             if let Err(e) = &started {
                 tracing::warn!(%language, error = %e, "a spare interpreter could not be started");
@@ -139,7 +137,7 @@ impl Spares {
             });
         }
         for language in dead {
-            self.refill(language);
+            self.replenish(language);
         }
     }
 

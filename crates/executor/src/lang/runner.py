@@ -39,31 +39,32 @@ for _fd in (_RESULTS, _COMMANDS):
     except OSError:
         pass
 
-# Imported now, while the runner waits, so that a request pays only for running the code (and
-# before sys.path names the workspace, where a user's json.py cannot stand in for the real one).
-import ast
-import base64
+# Only what every request needs is imported now: a spare is started for each execution, and
+# every module imported here is CPU time each execution pays (a context imports the rest when
+# it starts, below).
 import builtins
-import io
-import json
-import linecache
-import signal
-import traceback
+import gc
 
 _CO_COROUTINE = 0x80
 
 
-def _send(message):
-    """Writes one message; returns the encoding error when it has no JSON form."""
-    try:
-        data = json.dumps(message, allow_nan=False, separators=(",", ":")).encode() + b"\n"
-    except (TypeError, ValueError) as e:
-        return e
+def _write(data):
     try:
         while data:
             data = data[_os.write(_RESULTS, data):]
     except OSError:
         pass
+
+
+def _send(message):
+    """Writes one message; returns the encoding error when it has no JSON form."""
+    import json
+
+    try:
+        data = json.dumps(message, allow_nan=False, separators=(",", ":")).encode() + b"\n"
+    except (TypeError, ValueError) as e:
+        return e
+    _write(data)
     return None
 
 
@@ -107,6 +108,9 @@ def _warn(what, e):
 
 def _encode(mime, value):
     """The JSON form of one representation; raises when it has none."""
+    import base64
+    import json
+
     if mime in _BINARY:
         return value if isinstance(value, str) else base64.b64encode(value).decode("ascii")
     if mime == "application/json" or mime.endswith("+json"):
@@ -140,6 +144,9 @@ def _bundle(obj):
     data, metadata = {}, {}
     if _figure(obj):
         try:
+            import base64
+            import io
+
             buf = io.BytesIO()
             obj.savefig(buf, format="png", bbox_inches="tight")
             data["image/png"] = base64.b64encode(buf.getvalue()).decode("ascii")
@@ -246,6 +253,8 @@ sys.meta_path.insert(0, _PyplotHook())
 
 def _error(e):
     """Prints the traceback (the runner's own frames left out) and describes the exception."""
+    import traceback
+
     tb = e.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
@@ -341,8 +350,10 @@ def _run():
         handler = g.get("handler")
         if not callable(handler):
             _show_figures()
-            _report({"outcome": "script"})
+            _write(b'{"type":"report","outcome":"script"}\n')
             return 0
+        import json
+
         with open(_DIR + "/event.json") as f:
             event = json.load(f)
         with open(_DIR + "/context.json") as f:
@@ -392,6 +403,8 @@ def _await(awaitable):
 def _execute(source, name, ns):
     """Runs a cell; the value of its last statement when that is an expression (and the cell
     does not end with ';', which keeps it quiet, as in Jupyter), else None."""
+    import ast
+
     flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
     tree = compile(source, name, "exec", ast.PyCF_ONLY_AST | flags, dont_inherit=True)
     last = None
@@ -413,6 +426,9 @@ def _execute(source, name, ns):
 def _cell(seq, ns):
     """Runs cell `seq`; its exit code (0, 1 for an exception, a SystemExit's code) and error.
     Only here may SIGINT interrupt (KeyboardInterrupt); between cells it is ignored."""
+    import linecache
+    import signal
+
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         with open(_DIR + "/cell.py", "rb") as f:
@@ -437,6 +453,18 @@ def _cell(seq, ns):
 
 
 def _context(cwd):
+    # Everything a cell needs, imported before sys.path names the context's directory (where a
+    # user's json.py cannot stand in for the real one), and frozen with the rest.
+    import ast
+    import base64
+    import io
+    import json
+    import linecache
+    import signal
+    import traceback
+
+    del ast, base64, io, json, linecache, traceback
+    gc.freeze()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         _os.chdir(cwd)
@@ -471,6 +499,9 @@ def _main():
     return _run()
 
 
+# What the runner has made so far lives as long as the interpreter: the collector need not look
+# at it again, which also keeps it out of the final collection when the interpreter exits.
+gc.freeze()
 _status = _main()
 _flush()
 sys.exit(_status)
