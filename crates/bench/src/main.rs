@@ -3,6 +3,7 @@
 mod density;
 mod docker;
 mod exec;
+mod executor;
 mod files;
 mod host;
 mod report;
@@ -32,6 +33,16 @@ enum Section {
     Files,
     /// Idle sessions held, and their memory.
     Density,
+    /// The executor alone over its socket: pre-started and fresh interpreters, a context cell,
+    /// and executions per second at four clients (no server needed).
+    Executor,
+}
+
+impl Section {
+    /// Whether the section measures through a `sandbox-server`.
+    fn needs_server(self) -> bool {
+        self != Section::Executor
+    }
 }
 
 #[derive(Debug, Parser)]
@@ -159,7 +170,14 @@ impl Plan {
         let q = cli.quick;
         let pick = |v: Option<usize>, full: usize, quick: usize| v.unwrap_or(if q { quick } else { full });
         let sections = if cli.only.is_empty() {
-            vec![Section::Start, Section::Exec, Section::Throughput, Section::Files, Section::Density]
+            vec![
+                Section::Start,
+                Section::Exec,
+                Section::Throughput,
+                Section::Files,
+                Section::Density,
+                Section::Executor,
+            ]
         } else {
             cli.only.clone()
         };
@@ -196,6 +214,10 @@ impl Plan {
 
     fn has(&self, s: Section) -> bool {
         self.sections.contains(&s)
+    }
+
+    fn needs_server(&self) -> bool {
+        self.sections.iter().any(|s| s.needs_server())
     }
 
     fn file_sizes(&self) -> Vec<files::Size> {
@@ -263,9 +285,10 @@ fn progress(msg: &str) {
     eprintln!("[sandbox-bench] {msg}");
 }
 
-/// Where the metrics come from: servers this tool starts, or one given by URL.
+/// Where the metrics come from: servers this tool starts (`bin` is `None` when no section
+/// needs one), or one given by URL.
 enum Subject {
-    Own { bin: PathBuf, extra_env: Vec<(String, String)>, s3_env: Option<Vec<(String, String)>> },
+    Own { bin: Option<PathBuf>, extra_env: Vec<(String, String)>, s3_env: Option<Vec<(String, String)>> },
     Given { api: Api, pid: Option<u32> },
 }
 
@@ -290,7 +313,7 @@ impl Run {
         toml: Option<String>,
         env: Vec<(String, String)>,
     ) -> Result<ServerProcess> {
-        let Subject::Own { bin, extra_env, .. } = &self.subject else { bail!("no server binary") };
+        let Subject::Own { bin: Some(bin), extra_env, .. } = &self.subject else { bail!("no server binary") };
         let mut all = env;
         all.extend(extra_env.iter().cloned());
         progress(&format!("starting {} ({role})", bin.display()));
@@ -307,6 +330,21 @@ impl Run {
 
     async fn all(&mut self) -> Result<()> {
         let plan = self.plan.clone();
+        if plan.has(Section::Executor) {
+            progress("executor: print(1) and 1+1 through the executor's socket");
+            let m = executor::run(
+                plan.exec_samples,
+                plan.start_samples,
+                plan.warmup,
+                plan.throughput_secs as f64,
+                4,
+            )
+            .await?;
+            self.push(m);
+        }
+        if !plan.needs_server() {
+            return Ok(());
+        }
         let (n, w) = (plan.start_samples, plan.warmup);
         match &self.subject {
             Subject::Own { .. } => {
@@ -496,11 +534,15 @@ async fn main_inner(cli: Cli) -> Result<Report> {
             Subject::Given { api, pid: cli.server_pid }
         }
         None => {
+            let server_needed = cli.only.is_empty() || cli.only.iter().any(|s| s.needs_server());
             let bin = match &cli.server_bin {
-                Some(b) => b.clone(),
-                None => default_server_bin()?,
+                Some(b) => Some(b.clone()),
+                None if server_needed => Some(default_server_bin()?),
+                None => None,
             };
-            ensure!(bin.is_file(), "no server binary at {}", bin.display());
+            if let Some(bin) = &bin {
+                ensure!(bin.is_file(), "no server binary at {}", bin.display());
+            }
             let s3_env = match &cli.s3_endpoint {
                 Some(endpoint) => {
                     ensure_loopback("--s3-endpoint", endpoint)?;
@@ -531,7 +573,8 @@ async fn main_inner(cli: Cli) -> Result<Report> {
         }
     };
     let server = match &subject {
-        Subject::Own { bin, .. } => format!("started {}", bin.display()),
+        Subject::Own { bin: Some(bin), .. } => format!("started {}", bin.display()),
+        Subject::Own { bin: None, .. } => "none (no section needs one)".to_owned(),
         Subject::Given { api, .. } => format!("given {}", api.base()),
     };
     let mut plan = Plan::from(&cli, server)?;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 pub const WINDOW_SECS: f64 = 1.0;
 
 /// What one level produced.
-struct Level {
+pub struct Level {
     /// Each execution's latency, ms.
     latencies: Vec<f64>,
     /// Executions per second in each whole window.
@@ -24,7 +24,7 @@ struct Level {
 }
 
 /// Runs `op(worker)` in `workers` concurrent loops that start new calls for `secs` seconds.
-async fn drive<F, Fut>(workers: usize, secs: f64, op: F) -> Result<Level>
+pub async fn drive<F, Fut>(workers: usize, secs: f64, op: F) -> Result<Level>
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = Result<()>>,
@@ -54,7 +54,8 @@ where
     })
 }
 
-fn level_metrics(prefix: &str, c: usize, l: &Level) -> Result<(Metric, Metric)> {
+/// The rate and latency rows of one level, named `{prefix}.c{c}.rate` and `.latency`.
+pub fn level_metrics(prefix: &str, c: usize, l: &Level) -> Result<(Metric, Metric)> {
     let note = format!("{} executions in {:.1} s", l.total, l.elapsed);
     Ok((
         Metric::measured(&format!("{prefix}.c{c}.rate"), "exec/s", &l.rates)?.note(note),

@@ -20,7 +20,6 @@
 // display.raw({mime: value}) send other representations.
 'use strict';
 const fs = require('fs');
-const net = require('net');
 const path = require('path');
 const util = require('util');
 const vm = require('vm');
@@ -262,6 +261,7 @@ function serve(cwd) {
   process.on('uncaughtException', (e) => console.error(describe(e).traceback));
   process.on('unhandledRejection', (e) => console.error(describe(e).traceback));
   process.on('SIGINT', () => interrupt && interrupt());
+  const net = require('net');
   const input = new net.Socket({ fd: private_(6, fs.constants.O_RDONLY), readable: true, writable: false });
   let pending = '';
   let queue = Promise.resolve();
