@@ -135,6 +135,31 @@ async fn a_context_runs_one_execution_at_a_time_and_contexts_run_side_by_side() 
     assert_eq!(api_code(sb.executor.execute_in("a", &with_event).await.unwrap_err()), ErrorCode::BadRequest);
     let nowhere = cell_request(Language::Python, "1", 20);
     assert_eq!(api_code(sb.executor.execute_in("nope", &nowhere).await.unwrap_err()), ErrorCode::NotFound);
+
+    // Ending a context under a running execution ends that execution, saying why.
+    for (id, end) in [("a", "restarted"), ("b", "deleted"), ("c", "killed")] {
+        if id == "c" {
+            create(&sb, "c", Language::Python).await;
+        }
+        let req = cell_request(Language::Python, "import time\ntime.sleep(30)", 60);
+        sb.executor.start_in(id, &req).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        match end {
+            "restarted" => {
+                assert_eq!(sb.executor.restart_context(id).await.unwrap().status, ContextStatus::Idle)
+            }
+            "deleted" => sb.executor.delete_context(id).await.unwrap(),
+            _ => sb.executor.kill(&req.execution_id).await.unwrap(),
+        }
+        let r = sb.executor.execute_in(id, &req).await.unwrap();
+        assert_eq!(r.status, ExecutionStatus::Crashed, "{end}: {r:?}");
+        assert!(r.metrics.duration_ms < 10_000.0, "{end}: {r:?}");
+        let why = r.error_message.unwrap();
+        assert!(why.contains(end) || end == "killed" && why.contains("killed on request"), "{end}: {why}");
+    }
+    assert_eq!(main_text(&cell(&sb, "a", Language::Python, "'fresh'").await), Some("'fresh'"));
+    assert!(sb.executor.context("b").await.unwrap().is_none());
+    assert_eq!(sb.executor.context("c").await.unwrap().unwrap().status, ContextStatus::Lost);
 }
 
 #[tokio::test]
