@@ -130,7 +130,9 @@ impl Launcher {
         let dir = ScratchDir::create(
             self.cfg.scratch.join(format!("sb-{}", self.next.fetch_add(1, Ordering::Relaxed))),
         )?;
-        dir.write(launch.runner.0, launch.runner.1.as_bytes())?;
+        for (name, source) in launch.files {
+            dir.write(name, source.as_bytes())?;
+        }
         let session_env: Vec<(&String, &String)> = env.iter().collect();
         dir.write(in_sandbox_dir(ENV_FILE), &serde_json::to_vec(&session_env)?)?;
         // The mount point of the supervisor's executable.

@@ -31,8 +31,8 @@ pub struct Launch {
     pub program: &'static str,
     /// Its arguments (the runner's path last).
     pub args: &'static [&'static str],
-    /// The runner's file name in [`SANDBOX_DIR`], and its source.
-    pub runner: (&'static str, &'static str),
+    /// The runner's files in [`SANDBOX_DIR`] (name and source), the runner itself first.
+    pub files: &'static [(&'static str, &'static str)],
     /// The file name, in [`SANDBOX_DIR`], of a stateless execution's code.
     pub main_file: &'static str,
     /// The file name, in [`SANDBOX_DIR`], of a context's cell.
@@ -49,7 +49,7 @@ pub fn launch(language: Language) -> Launch {
             // Unbuffered, so output written before a timeout is not lost; no .pyc files in the
             // workspace.
             args: &["-u", "-B", "/sandbox/runner.py"],
-            runner: ("runner.py", include_str!("runner.py")),
+            files: &[("runner.py", include_str!("runner.py")), ("notebook.py", include_str!("notebook.py"))],
             main_file: "main.py",
             cell_file: "cell.py",
             interrupt: Interrupt::Program,
@@ -57,7 +57,7 @@ pub fn launch(language: Language) -> Launch {
         Language::Javascript => Launch {
             program: "node",
             args: &["/sandbox/runner.js"],
-            runner: ("runner.js", include_str!("runner.js")),
+            files: &[("runner.js", include_str!("runner.js"))],
             main_file: "main.js",
             cell_file: "cell.js",
             interrupt: Interrupt::Program,
@@ -65,7 +65,7 @@ pub fn launch(language: Language) -> Launch {
         Language::Shell => Launch {
             program: "bash",
             args: &["/sandbox/runner.sh"],
-            runner: ("runner.sh", include_str!("runner.sh")),
+            files: &[("runner.sh", include_str!("runner.sh"))],
             main_file: "main.sh",
             cell_file: "cell.sh",
             interrupt: Interrupt::Group,
@@ -130,7 +130,7 @@ mod tests {
         assert_eq!(Request::Cell(7).line(), "cell 7\n");
         for l in Language::ALL {
             let launch = launch(l);
-            assert_eq!(launch.args.last(), Some(&format!("{SANDBOX_DIR}/{}", launch.runner.0).as_str()));
+            assert_eq!(launch.args.last(), Some(&format!("{SANDBOX_DIR}/{}", launch.files[0].0).as_str()));
         }
     }
 }
