@@ -29,6 +29,17 @@ pub struct ExecutorConfig {
     #[arg(long, env = "SANDBOX_EXECUTOR_SOCKET", default_value = "/run/sandbox/executor.sock")]
     pub socket: PathBuf,
 
+    /// Uids whose processes may connect to the Unix socket (the control plane's; root by
+    /// default). A connection from any other process is closed unanswered, whatever the socket's
+    /// file permissions allow.
+    #[arg(
+        long = "control-uid",
+        env = "SANDBOX_EXECUTOR_CONTROL_UIDS",
+        value_delimiter = ',',
+        default_value = "0"
+    )]
+    pub control_uids: Vec<u32>,
+
     /// Also listen on TCP at this address (Kubernetes); requires a token.
     #[arg(long, env = "SANDBOX_EXECUTOR_TCP")]
     pub tcp: Option<std::net::SocketAddr>,

@@ -22,6 +22,11 @@ use serde::{Deserialize, Serialize};
 /// The version of this protocol. Bump it on any change an older peer would misread.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The host uid (and gid) sandbox containers and package installers run as unless the operator
+/// chooses another: one no host account uses (below systemd's dynamic range, above the
+/// human-user range), so a sandbox's processes and files are nobody's on the host.
+pub const DEFAULT_SANDBOX_UID: u32 = 61_000;
+
 /// Where the executor's Unix socket lives inside a sandbox container.
 pub const CONTAINER_SOCKET_DIR: &str = "/run/sandbox";
 /// The socket's file name inside [`CONTAINER_SOCKET_DIR`].

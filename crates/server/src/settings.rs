@@ -125,6 +125,13 @@ pub struct Capacity {
     /// How far the sum of sessions' memory limits may exceed the host's memory (idle sandboxes
     /// use a few MiB of their limit).
     pub memory_overcommit: f64,
+    /// Most workspace disk the live sessions of one API key may hold in all (429 past it);
+    /// `0`: no limit per key.
+    pub max_disk_per_key: String,
+    /// How far the sum of live sessions' disk sizes (and running installs' staging space) may
+    /// exceed the size of the filesystem holding the data directory (workspaces are sparse
+    /// images). Docker only.
+    pub disk_overcommit: f64,
 }
 
 impl Default for Capacity {
@@ -134,6 +141,8 @@ impl Default for Capacity {
             max_sessions_per_key: 100,
             max_executions_per_session: 8,
             memory_overcommit: 16.0,
+            max_disk_per_key: "100Gi".into(),
+            disk_overcommit: 1.0,
         }
     }
 }
@@ -277,6 +286,10 @@ pub struct ExecutorSettings {
     pub max_processes: u64,
     /// Executions running at once in one sandbox.
     pub max_concurrent: usize,
+    /// The host uid (and gid) sandbox containers and package installers run as. It must belong
+    /// to no host account or group (checked at start with Docker): a host user of that uid
+    /// would own every sandbox's files and processes.
+    pub uid: u32,
 }
 
 /// Background loops (run by one replica at a time, the holder of the lifecycle lease).
@@ -296,6 +309,11 @@ pub struct Lifecycle {
     pub lease_ttl_sec: u64,
     /// On SIGTERM, how long running executions may take to finish before the server exits.
     pub shutdown_grace_sec: u64,
+    /// Finished executions kept per session; older ones are deleted as new ones finish.
+    pub kept_executions_per_session: u64,
+    /// MiB of stored execution text (code, event, output, return value) kept per session; the
+    /// oldest executions past it are deleted as new ones finish.
+    pub kept_execution_mb_per_session: u64,
 }
 
 impl Default for Settings {
@@ -346,6 +364,7 @@ impl Default for ExecutorSettings {
             tmp_size_mb: 128,
             max_processes: 64,
             max_concurrent: 16,
+            uid: sandbox_protocol::DEFAULT_SANDBOX_UID,
         }
     }
 }
@@ -359,6 +378,8 @@ impl Default for Lifecycle {
             creating_deadline_sec: 180,
             lease_ttl_sec: 15,
             shutdown_grace_sec: 30,
+            kept_executions_per_session: 1000,
+            kept_execution_mb_per_session: 256,
         }
     }
 }
@@ -425,6 +446,12 @@ impl Settings {
         {
             v.parse::<sandbox_core::MemoryQuantity>()
                 .map_err(|e| SettingsError::Invalid(format!("{name}: {e}")))?;
+        }
+        if self.capacity.max_disk_per_key != "0" {
+            self.capacity
+                .max_disk_per_key
+                .parse::<sandbox_core::MemoryQuantity>()
+                .map_err(|e| SettingsError::Invalid(format!("capacity.max_disk_per_key: {e}")))?;
         }
         self.limits
             .max_cpu

@@ -89,6 +89,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::fs::Mode;
 
     #[test]
     fn reports_created_modified_deleted() {
@@ -126,12 +127,23 @@ mod tests {
     #[test]
     fn a_path_too_long_to_name_is_counted_and_the_rest_still_seen() {
         let d = tempfile::tempdir().unwrap();
-        let mut deep = d.path().join("a");
+        // Deeper than PATH_MAX: made one level at a time, relative to the level above.
+        std::fs::create_dir(d.path().join("a")).unwrap();
+        let mut dir =
+            rustix::fs::open(d.path().join("a"), rustix::fs::OFlags::DIRECTORY, Mode::empty()).unwrap();
         for _ in 0..18 {
-            deep = deep.join("d".repeat(250));
+            let name = "d".repeat(250);
+            rustix::fs::mkdirat(&dir, name.as_str(), Mode::from_raw_mode(0o755)).unwrap();
+            dir = rustix::fs::openat(&dir, name.as_str(), rustix::fs::OFlags::DIRECTORY, Mode::empty())
+                .unwrap();
         }
-        std::fs::create_dir_all(&deep).unwrap();
-        std::fs::write(deep.join("f"), "x").unwrap();
+        rustix::fs::openat(
+            &dir,
+            "f",
+            rustix::fs::OFlags::CREATE | rustix::fs::OFlags::WRONLY,
+            Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
         let ws = Workspace::open(d.path()).unwrap();
         let before = Snapshot::take(&ws, MAX_ENTRIES);
         std::fs::write(d.path().join("z.txt"), "z").unwrap();

@@ -58,7 +58,7 @@ pub fn container_config(spec: &SandboxSpec) -> ContainerCreateBody {
         security_opt: Some(vec!["no-new-privileges".into(), format!("seccomp={}", container_profile_json())]),
         // bwrap mounts a fresh /proc for each execution; the kernel refuses that while parts of
         // the container's /proc are masked, so system paths are left unmasked. User code only
-        // ever sees bwrap's private /proc, and the container runs as uid 1000 without
+        // ever sees bwrap's private /proc, and the container runs as the sandbox uid without
         // capabilities, so it cannot use what unmasking exposes.
         masked_paths: Some(vec![]),
         readonly_paths: Some(vec![]),
@@ -85,7 +85,7 @@ pub fn container_config(spec: &SandboxSpec) -> ContainerCreateBody {
         entrypoint: Some(vec![EXECUTOR_PATH.into()]),
         cmd: Some(vec!["serve".into()]),
         env: Some(env),
-        user: Some("1000:1000".into()),
+        user: Some(format!("{0}:{0}", spec.uid)),
         working_dir: Some(WORKSPACE_DIR.into()),
         hostname: Some("sandbox".into()),
         labels: Some(all_labels),
@@ -121,7 +121,7 @@ mod tests {
         let profile = sec.iter().find_map(|s| s.strip_prefix("seccomp=")).unwrap();
         let parsed: serde_json::Value = serde_json::from_str(profile).unwrap();
         assert_eq!(parsed["defaultAction"], "SCMP_ACT_ERRNO");
-        assert_eq!(c.user.as_deref(), Some("1000:1000"));
+        assert_eq!(c.user.as_deref(), Some("61000:61000"), "a uid no host account uses");
         assert_eq!(h.readonly_rootfs, Some(true));
         assert_eq!(h.privileged, None);
         assert_eq!(h.pids_limit, Some(128));

@@ -4,7 +4,6 @@
 
 use super::config::{AppArmor, KubernetesConfig, ProcMount, SeccompProfile, WorkspaceVolume, is_dns_label};
 use crate::RuntimeError;
-use crate::docker::SANDBOX_UID;
 use crate::docker::config::EXECUTOR_PATH;
 use crate::spec::{SandboxSpec, labels};
 use k8s_openapi::ByteString;
@@ -283,7 +282,7 @@ fn metadata(spec: &SandboxSpec, cfg: &KubernetesConfig, names: &Names) -> Result
 }
 
 fn pod_spec(spec: &SandboxSpec, cfg: &KubernetesConfig, names: &Names) -> Result<PodSpec, RuntimeError> {
-    let uid = i64::from(SANDBOX_UID);
+    let uid = i64::from(spec.uid);
     let seccomp = match cfg.seccomp_profile {
         SeccompProfile::Localhost => K8sSeccompProfile {
             type_: "Localhost".into(),
@@ -333,7 +332,7 @@ fn pod_spec(spec: &SandboxSpec, cfg: &KubernetesConfig, names: &Names) -> Result
             name: "token".into(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(names.secret.clone()),
-                // Read-only for the owner and the pod's group (uid 1000 reads it through fsGroup).
+                // Read-only for the owner and the pod's group (the sandbox uid reads it through fsGroup).
                 default_mode: Some(0o440),
                 items: Some(vec![KeyToPath { key: TOKEN_KEY.into(), path: TOKEN_KEY.into(), mode: None }]),
                 optional: None,

@@ -653,6 +653,7 @@ impl Dependencies {
                 (labels::DEPLOYMENT.to_owned(), self.sandboxes.deployment().to_owned()),
             ]
             .into(),
+            uid: self.settings.executor.uid,
         };
         let outcome = self.runtime.run_installer(&spec).await;
         let finished =

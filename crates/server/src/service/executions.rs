@@ -237,6 +237,20 @@ impl Executions {
                     let id = e.id.clone();
                     tokio::spawn(async move { client.forget(&id).await });
                 }
+                // The session's oldest results go past its retention, after the answer too.
+                let (store, session) = (self.store.clone(), e.session_id.clone());
+                let l = &self.settings.lifecycle;
+                let (keep, keep_bytes) =
+                    (l.kept_executions_per_session, l.kept_execution_mb_per_session << 20);
+                tokio::spawn(async move {
+                    match store.prune_executions(&session, keep, keep_bytes).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(session_id = %session, deleted = n, "pruned old executions"),
+                        Err(err) => {
+                            tracing::warn!(session_id = %session, error = %err, "could not prune old executions")
+                        }
+                    }
+                });
             }
             Err(err) => {
                 tracing::error!(execution_id = %e.id, error = %err, "could not store an execution result")

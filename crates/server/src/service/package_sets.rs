@@ -22,6 +22,12 @@ const MAX_METADATA_BYTES: u64 = 1 << 20;
 /// Room an install gets for pip's downloads and unpacking, besides twice the packages' limit.
 const SCRATCH_EXTRA_MB: u64 = 64;
 
+/// Bytes of disk the staging filesystems of one install take at most, when packages may take
+/// `max_mb`.
+pub fn staging_bytes(max_mb: u64) -> u64 {
+    (max_mb + 2 * max_mb + SCRATCH_EXTRA_MB) << 20
+}
+
 /// Why the package directory could not be prepared, read or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum PackageSetError {
@@ -74,8 +80,8 @@ impl PackageSets {
         let (target_size, scratch_size) = (mib(max_mb)?, mib(2 * max_mb + SCRATCH_EXTRA_MB)?);
         let made = self
             .disks
-            .prepare_owned(&staging.target, target_size, self.owner)
-            .and_then(|_| self.disks.prepare_owned(&staging.scratch, scratch_size, self.owner));
+            .prepare(&staging.target, target_size, self.owner)
+            .and_then(|_| self.disks.prepare(&staging.scratch, scratch_size, self.owner));
         if let Err(e) = made {
             let _ = self.release(&staging);
             return Err(e.into());

@@ -89,7 +89,7 @@ impl Sandboxes {
 
     /// The package directory of session `id`.
     pub fn package_sets(&self, id: &str) -> PackageSets {
-        PackageSets::new(self.session_dir(id).join("deps"), self.disks, sandbox_runtime::docker::SANDBOX_UID)
+        PackageSets::new(self.session_dir(id).join("deps"), self.disks, self.settings.executor.uid)
     }
 
     /// The name of a session's sandbox.
@@ -104,6 +104,7 @@ impl Sandboxes {
             SandboxSpec::new(Self::sandbox_name(id), &shape.image, dir.join("workspace"), dir.join("run"));
         spec.cpu = shape.cpu;
         spec.memory = shape.memory;
+        spec.uid = self.settings.executor.uid;
         spec.deps_dir = Some(dir.join("deps"));
         spec.labels.insert(labels::SESSION.into(), id.into());
         spec.labels.insert(labels::TEMPLATE.into(), shape.template_id.clone());
@@ -115,6 +116,8 @@ impl Sandboxes {
             ("SANDBOX_EXECUTOR_MAX_PROCESSES", e.max_processes.to_string()),
             ("SANDBOX_EXECUTOR_MAX_CONCURRENT", e.max_concurrent.to_string()),
             ("SANDBOX_EXECUTOR_MAX_TIMEOUT_SECS", self.settings.limits.max_execution_timeout_sec.to_string()),
+            // Only this process may drive the executor through its socket.
+            ("SANDBOX_EXECUTOR_CONTROL_UIDS", rustix::process::geteuid().as_raw().to_string()),
         ] {
             spec.executor_env.insert(k.into(), v);
         }
@@ -127,13 +130,14 @@ impl Sandboxes {
     /// the caller gets a complete sandbox or an error.
     pub async fn start(&self, id: &str, shape: &Shape, seed: Option<Seed>) -> Result<Sandbox, RuntimeError> {
         let spec = self.spec(id, shape);
-        let (disks, workspace, size) = (self.disks, spec.workspace_dir.clone(), shape.disk);
+        let (disks, workspace, size, uid) = (self.disks, spec.workspace_dir.clone(), shape.disk, spec.uid);
         let deps = spec.deps_dir.clone();
         tokio::task::spawn_blocking(move || {
             if let Some(deps) = deps {
                 std::fs::create_dir_all(deps)?;
             }
-            disks.prepare(&workspace, size).map_err(std::io::Error::other)
+            disks.prepare(&workspace, size, uid).map_err(std::io::Error::other)?;
+            adopt_workspace(&workspace, uid)
         })
         .await
         .map_err(|e| RuntimeError::Engine(e.to_string()))?
@@ -240,4 +244,17 @@ impl Sandboxes {
         let spec = SandboxSpec::new(Self::sandbox_name(id), "", dir.join("workspace"), dir.join("run"));
         self.runtime.resolve_executor(&spec).await
     }
+}
+
+/// Hands a workspace made for another sandbox uid (before the operator changed `executor.uid`,
+/// or by an older version) to `uid`, entry by entry through descriptors, never following a link.
+fn adopt_workspace(workspace: &std::path::Path, uid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata(workspace)?.uid() == uid {
+        return Ok(());
+    }
+    tracing::info!(workspace = %workspace.display(), uid, "handing a workspace to the sandbox uid");
+    sandbox_safefs::Tree::open(workspace)
+        .and_then(|t| t.chown_all(uid, uid))
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }

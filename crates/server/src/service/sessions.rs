@@ -6,6 +6,7 @@ use crate::auth::Caller;
 use crate::error::{ApiError, FieldError};
 use crate::ids;
 use crate::metrics::Metrics;
+use crate::service::admission::Admission;
 use crate::service::dependencies::{self, Dependencies, Plan};
 use crate::service::pools::Pools;
 use crate::service::sandboxes::{Sandboxes, Seed, Shape};
@@ -14,14 +15,11 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use sandbox_core::model::{DependencySpec, Session, SessionStatus, Template};
 use sandbox_core::{CpuQuantity, MemoryQuantity};
-use sandbox_runtime::{ExecutorClient, HostCapacity, Runtime, RuntimeError, SandboxState, labels};
+use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, SandboxState, labels};
 use sandbox_store::{Page, SessionFilter, Store};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// How long the host's capacity, as the runtime reports it, is trusted.
-const CAPACITY_TTL: Duration = Duration::from_secs(60);
 
 /// A validated request for a new session (fields the client left out are `None`).
 #[derive(Debug, Clone, Default)]
@@ -140,7 +138,7 @@ pub struct Sessions {
     /// Executor clients by session, with the container each was made for: a client keeps its
     /// connections to the executor open from one execution to the next.
     clients: Mutex<HashMap<String, (Option<String>, ExecutorClient)>>,
-    capacity: tokio::sync::Mutex<Option<(Instant, Option<HostCapacity>)>>,
+    admission: Admission,
 }
 
 impl Sessions {
@@ -154,6 +152,7 @@ impl Sessions {
         pools: Arc<Pools>,
         dependencies: Arc<Dependencies>,
     ) -> Self {
+        let admission = Admission::new(settings.clone(), store.clone(), runtime.clone());
         Sessions {
             settings,
             store,
@@ -165,7 +164,7 @@ impl Sessions {
             locks: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
-            capacity: tokio::sync::Mutex::new(None),
+            admission,
         }
     }
 
@@ -367,70 +366,6 @@ impl Sessions {
         Ok((session, template, shape, install))
     }
 
-    async fn host_capacity(&self) -> Option<HostCapacity> {
-        let mut cached = self.capacity.lock().await;
-        if let Some((at, cap)) = *cached
-            && at.elapsed() < CAPACITY_TTL
-        {
-            return cap;
-        }
-        let cap = self.runtime.host_capacity().await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "could not read the host's capacity");
-            None
-        });
-        *cached = Some((Instant::now(), cap));
-        cap
-    }
-
-    /// Refuses a session the caller's quota or the host cannot take: 429 for the quota, 503 for
-    /// the host, 422 for a shape no host here could ever hold.
-    async fn admit(&self, owner: &Caller, shape: &Shape) -> Result<(), ApiError> {
-        let cap = &self.settings.capacity;
-        let mine = self.store.count_live_sessions(Some(&owner.key_id)).await?;
-        if cap.max_sessions_per_key > 0 && mine >= cap.max_sessions_per_key {
-            return Err(ApiError {
-                retry_after: Some(30),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "quota_exceeded",
-                    format!("this API key has {mine} live sessions, its limit; end one and retry"),
-                )
-            });
-        }
-        let host = self.host_capacity().await;
-        if let Some(h) = host {
-            if shape.memory.bytes() > h.memory_bytes {
-                return Err(ApiError::invalid_field(
-                    "memory",
-                    format!(
-                        "larger than the host's {} of memory",
-                        MemoryQuantity::from_bytes(h.memory_bytes).map(|m| m.to_string()).unwrap_or_default()
-                    ),
-                ));
-            }
-            if shape.cpu.cores() > f64::from(h.cpus) {
-                return Err(ApiError::invalid_field("cpu", format!("more than the host's {} CPUs", h.cpus)));
-            }
-        }
-        let live = self.store.sessions_in_status(&[SessionStatus::Creating, SessionStatus::Running]).await?;
-        let full = |why: String| ApiError::unavailable("capacity_exhausted", why, 30);
-        if cap.max_sessions > 0 && live.len() as u64 >= cap.max_sessions {
-            return Err(full(format!("the server runs its maximum of {} sessions", cap.max_sessions)));
-        }
-        if let Some(h) = host {
-            let committed: u64 =
-                live.iter().filter_map(|s| s.memory.parse::<MemoryQuantity>().ok()).map(|m| m.bytes()).sum();
-            let allowed = (h.memory_bytes as f64 * cap.memory_overcommit) as u64;
-            if committed + shape.memory.bytes() > allowed {
-                return Err(full(format!(
-                    "the host's memory is committed to {} live sessions; retry when some end",
-                    live.len()
-                )));
-            }
-        }
-        Ok(())
-    }
-
     /// Creates a session: from a warm pool when one has a sandbox of its shape, else by starting
     /// a sandbox. With `wait`, returns once it runs (or fails with the reason); otherwise at
     /// once, in `creating` (or already `running`, from a pool).
@@ -447,7 +382,7 @@ impl Sessions {
         let seed = req.source_session_id.clone();
         let (mut session, template, shape, install) = self.plan(owner, req).await?;
         let poolable = poolable && install.is_none();
-        self.admit(owner, &shape).await?;
+        self.admission.admit_session(owner, &shape, install.is_some()).await?;
         if poolable && let Some(claimed) = self.pools.claim(&template, &shape).await {
             session.id = claimed.session_id;
             session.status = SessionStatus::Running;
@@ -851,6 +786,7 @@ impl Sessions {
                 format!("the template {} of session {id} no longer exists", s.template_id),
             )
         })?;
+        self.admission.admit_install().await?;
         let session = self.dependencies.install(s, template, new, index_url, allow_conflicts).await?;
         self.touch(id).await;
         Ok(session)
