@@ -148,8 +148,11 @@ pub struct InstalledDependency {
 /// A session: one sandbox and its workspace, owned by the key that created it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
-    /// Unique id (`sess_…` or chosen by the client).
+    /// Unique id (`sess_…`; for a client-chosen id, derived from the owner's key and that id).
     pub id: String,
+    /// The id its owner chose, if it did: unique per API key, not across keys, so choosing an
+    /// id another key holds neither fails nor reveals that it exists.
+    pub client_id: Option<String>,
     /// The API key that owns it.
     pub owner_key_id: String,
     /// Its template.

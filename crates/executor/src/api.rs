@@ -356,3 +356,31 @@ fn io_error(e: std::io::Error, path: &WorkspacePath) -> Error {
         None => Error::internal(format!("{path}: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    /// The TCP listener (Kubernetes) answers only requests with the sandbox's token.
+    #[tokio::test]
+    async fn tcp_listener_requires_the_token() {
+        let app = Router::new().route(paths::HEALTH, get(|| async { "up" })).layer(
+            middleware::from_fn_with_state(Arc::new("s3cret-token-0123456789".to_owned()), require_token),
+        );
+        for (header, want) in [
+            (None, StatusCode::UNAUTHORIZED),
+            (Some("Bearer wrong"), StatusCode::UNAUTHORIZED),
+            (Some("Bearer s3cret-token-012345678"), StatusCode::UNAUTHORIZED),
+            (Some("s3cret-token-0123456789"), StatusCode::UNAUTHORIZED),
+            (Some("Bearer s3cret-token-0123456789"), StatusCode::OK),
+        ] {
+            let mut req = Request::builder().uri(paths::HEALTH);
+            if let Some(h) = header {
+                req = req.header(header::AUTHORIZATION, h);
+            }
+            let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            assert_eq!(resp.status(), want, "{header:?}");
+        }
+    }
+}

@@ -12,6 +12,7 @@ use chrono::Utc;
 use sandbox_core::model::ApiKey;
 use sandbox_store::Store;
 use sha2::{Digest, Sha256};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// File in the data directory holding the admin key the server made on first start.
@@ -95,8 +96,16 @@ pub async fn bootstrap(
     }
     let (_, secret) = create_key(store, "bootstrap admin", true).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let path = data_dir.join(ADMIN_KEY_FILE);
-    std::fs::write(&path, format!("{secret}\n"))?;
+    // Readable by its owner only from the moment it exists; never written through a link.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)?;
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    std::io::Write::write_all(&mut file, format!("{secret}\n").as_bytes())?;
     Ok(Some(secret))
 }
 

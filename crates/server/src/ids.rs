@@ -14,6 +14,23 @@ pub fn session_id() -> String {
     format!("sess_{}", random(20))
 }
 
+/// The id of the session API key `key_id` names `client_id`: `sess_` and 20 characters of a
+/// hash of both, so the same name chosen by two keys gives two sessions, and nobody can pick a
+/// name that lands on another key's session.
+pub fn scoped_session_id(key_id: &str, client_id: &str) -> String {
+    use sha2::Digest;
+    let digest =
+        sha2::Sha256::new().chain_update(key_id).chain_update([0]).chain_update(client_id).finalize();
+    let mut bits = digest.iter().flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1));
+    let chars: String = (0..20)
+        .map(|_| {
+            let v = (0..5).fold(0usize, |v, _| (v << 1) | usize::from(bits.next().unwrap_or(0)));
+            ALPHABET[v] as char
+        })
+        .collect();
+    format!("sess_{chars}")
+}
+
 /// A new execution id.
 pub fn execution_id() -> String {
     format!("exec_{}", random(20))
@@ -47,5 +64,10 @@ mod tests {
         assert_ne!(a, session_id());
         assert!(key_secret().len() > 40);
         assert!(!valid_client_id("a/b") && !valid_client_id("") && !valid_client_id(&"x".repeat(65)));
+        let s = scoped_session_id("key_a", "my-session");
+        assert!(s.starts_with("sess_") && s.len() == 25 && valid_client_id(&s));
+        assert_eq!(s, scoped_session_id("key_a", "my-session"), "stable");
+        assert_ne!(s, scoped_session_id("key_b", "my-session"), "per key");
+        assert_ne!(scoped_session_id("key_a", "b\0c"), scoped_session_id("key_a\0b", "c"), "unambiguous");
     }
 }

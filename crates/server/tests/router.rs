@@ -98,6 +98,7 @@ impl App {
         let now = Utc::now();
         let s = Session {
             id: id.into(),
+            client_id: None,
             owner_key_id: owner.into(),
             template_id: "python-basic".into(),
             status: SessionStatus::Running,
@@ -417,15 +418,13 @@ async fn terminate_and_delete_are_idempotent() {
     }
     let (s, body, _) = app.call("GET", "/api/v1/sessions/sess_t", k, None).await;
     assert_error(s, &body, StatusCode::NOT_FOUND, "session_not_found");
-    // A deleted id cannot be reused.
-    let (s, body, _) = app
-        .call(
-            "POST",
-            "/api/v1/sessions?wait=false",
-            k,
-            Some(r#"{"template_id":"python-basic","id":"sess_t"}"#),
-        )
-        .await;
+    // A name a key chose cannot be reused by that key once deleted.
+    let create = r#"{"template_id":"python-basic","id":"gone"}"#;
+    let (s, _, _) = app.call("POST", "/api/v1/sessions?wait=false", k, Some(create)).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _, _) = app.call("DELETE", "/api/v1/sessions/gone", k, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, body, _) = app.call("POST", "/api/v1/sessions?wait=false", k, Some(create)).await;
     assert_error(s, &body, StatusCode::CONFLICT, "session_exists");
 }
 
@@ -516,7 +515,9 @@ async fn failed_sandbox_start_is_a_clear_error_and_a_failed_session() {
     assert_error(s, &body, StatusCode::SERVICE_UNAVAILABLE, "sandbox_start_failed");
     assert!(headers.contains_key("retry-after"));
     assert!(body["message"].as_str().unwrap().contains("router tests run without containers"));
-    let stored = app.state.store.session("sess_f").await.unwrap().unwrap();
+    let filter = sandbox_store::SessionFilter { limit: 100, ..Default::default() };
+    let all = app.state.store.list_sessions(&filter).await.unwrap().items;
+    let stored = all.into_iter().find(|s| s.client_id.as_deref() == Some("sess_f")).unwrap();
     assert_eq!(stored.status, SessionStatus::Failed);
 }
 

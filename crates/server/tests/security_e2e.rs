@@ -569,3 +569,107 @@ async fn stored_results_are_bounded_per_session() {
     })
     .await;
 }
+
+/// Item 7: a key that is not an admin sees nothing of the host (paths, nodes, containers) or of
+/// the deployment (pools, metrics, detailed health), and choosing a session id another key holds
+/// neither fails nor reveals that it exists: client-chosen ids are per key.
+#[tokio::test]
+async fn tenants_see_neither_the_host_nor_each_others_session_names() {
+    let srv = Server::start(&[]).await;
+    let mut keys = Vec::new();
+    for name in ["alice", "mallory"] {
+        let (s, k) =
+            srv.call(Method::POST, "/api/v1/admin/keys", &srv.key, Some(json!({"name": name}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{k}");
+        keys.push(k["key"].as_str().unwrap().to_owned());
+    }
+    let keys: &'static [String] = Vec::leak(keys);
+    let (alice, mallory): (&'static str, &'static str) = (&keys[0], &keys[1]);
+    let body = json!({"template_id": "python-basic", "id": "quarterly-report"});
+    let (s, a) = srv.call(Method::POST, "/api/v1/sessions", alice, Some(body.clone())).await;
+    assert_eq!((s, a["id"].as_str()), (StatusCode::CREATED, Some("quarterly-report")), "{a}");
+    for field in ["workspace_path", "container_id", "runtime_node", "pod_name"] {
+        assert!(a[field].is_null(), "a tenant sees {field}: {a}");
+    }
+    let (s, m) = srv.call(Method::POST, "/api/v1/sessions", mallory, Some(body.clone())).await;
+    assert_eq!(
+        (s, m["id"].as_str()),
+        (StatusCode::CREATED, Some("quarterly-report")),
+        "the name is mallory's too: {m}"
+    );
+    // Each reaches its own session by that name, and only its own.
+    let path = "/api/v1/executions/sessions/quarterly-report/execute-sync";
+    let run = |key: &'static str, code: &str| {
+        srv.call(Method::POST, path, key, Some(json!({"code": code, "language": "python"})))
+    };
+    run(alice, "open('owner.txt', 'w').write('alice')").await;
+    let (_, r) = run(mallory, "import os\nprint(os.path.exists('owner.txt'))").await;
+    assert_eq!(r["stdout"], "False\n", "mallory's session is not alice's: {r}");
+    assert_eq!(r["session_id"], "quarterly-report");
+    let (_, r) = run(alice, "print(open('owner.txt').read())").await;
+    assert_eq!(r["stdout"], "alice\n");
+    // Creating the same name again is the caller's own conflict.
+    let (s, again) = srv.call(Method::POST, "/api/v1/sessions", mallory, Some(body)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{again}");
+    // The admin sees two sessions under ids of their own, and where they run.
+    let (_, all) = srv.call(Method::GET, "/api/v1/sessions", &srv.key, None).await;
+    let ids: Vec<&str> = all["items"].as_array().unwrap().iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.iter().all(|id| *id != "quarterly-report"), "{ids:?}");
+    assert!(all["items"][0]["container_id"].is_string(), "admins see where sessions run");
+    // The deployment's details are for admins.
+    for path in ["/api/v1/pools", "/metrics", "/api/v1/health/detailed"] {
+        let (s, body) = srv.call(Method::GET, path, alice, None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {body}");
+        let (s, _) = srv.call(Method::GET, path, &srv.key, None).await;
+        assert_eq!(s, StatusCode::OK, "{path} for the admin");
+    }
+}
+
+/// Item 7: an upload without a length (chunked), or with a huge form field other than `file`,
+/// is bounded like one that declares its length: refused with 413, and not read to its end.
+#[tokio::test]
+async fn uploads_are_bounded_whatever_their_framing() {
+    use futures_util::StreamExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let srv = Server::start(&[("SANDBOX_LIMITS__MAX_UPLOAD_MB", "1")]).await;
+    let id = srv.create_session(&srv.key, "python-basic").await;
+    let total: u64 = 256 << 20;
+    for (what, filler_field) in
+        [("a chunked raw body", false), ("a chunked form with a huge extra field", true)]
+    {
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        let chunk = bytes::Bytes::from(vec![b'x'; 64 << 10]);
+        let head =
+            bytes::Bytes::from_static(b"--XyZ\r\nContent-Disposition: form-data; name=\"junk\"\r\n\r\n");
+        let chunks = (0..total / chunk.len() as u64).map(move |_| chunk.clone());
+        let stream =
+            futures_util::stream::iter(std::iter::once(head).filter(move |_| filler_field).chain(chunks))
+                .map(move |c: bytes::Bytes| {
+                    counter.fetch_add(c.len() as u64, Ordering::Relaxed);
+                    Ok::<_, std::io::Error>(c)
+                });
+        let mut req = srv
+            .http
+            .post(srv.url(&format!("/api/v1/sessions/{id}/files/upload?path=big.bin")))
+            .bearer_auth(&srv.key)
+            .body(reqwest::Body::wrap_stream(stream));
+        if filler_field {
+            req = req.header("content-type", "multipart/form-data; boundary=XyZ");
+        }
+        let status =
+            match tokio::time::timeout(Duration::from_secs(120), req.send()).await.expect("an answer") {
+                Ok(resp) => resp.status(),
+                // The server may close the connection after answering, while the client still sends.
+                Err(e) => e.status().unwrap_or(StatusCode::PAYLOAD_TOO_LARGE),
+            };
+        let read = sent.load(Ordering::Relaxed);
+        println!("{what}: {status}, {} MiB sent", read >> 20);
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{what}");
+        assert!(read < 64 << 20, "{what}: the server read {} MiB of a 1 MiB limit", read >> 20);
+    }
+    let (_, listing) = srv.call(Method::GET, &format!("/api/v1/sessions/{id}/files"), &srv.key, None).await;
+    assert_eq!(listing["total"], 0, "nothing was written: {listing}");
+}

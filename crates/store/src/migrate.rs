@@ -23,12 +23,14 @@ const SQLITE_MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sql: include_str!("../migrations/sqlite/0001_initial.sql") },
     Migration { version: 2, sql: include_str!("../migrations/sqlite/0002_pools.sql") },
     Migration { version: 3, sql: include_str!("../migrations/sqlite/0003_pool_slots.sql") },
+    Migration { version: 4, sql: include_str!("../migrations/sqlite/0004_client_ids.sql") },
 ];
 
 const MYSQL_MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sql: include_str!("../migrations/mysql/0001_initial.sql") },
     Migration { version: 2, sql: include_str!("../migrations/mysql/0002_pools.sql") },
     Migration { version: 3, sql: include_str!("../migrations/mysql/0003_pool_slots.sql") },
+    Migration { version: 4, sql: include_str!("../migrations/mysql/0004_client_ids.sql") },
 ];
 
 /// The MySQL named lock that keeps two processes from migrating the same database at once.

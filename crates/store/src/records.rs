@@ -124,6 +124,7 @@ pub(crate) fn session_fields(s: &Session) -> Result<Fields> {
     Ok(vec![
         ("id", (&s.id).into()),
         ("owner_key_id", (&s.owner_key_id).into()),
+        ("client_id", (&s.client_id).into()),
         ("template_id", (&s.template_id).into()),
         ("status", s.status.as_str().into()),
         ("cpu", (&s.cpu).into()),
@@ -246,6 +247,7 @@ pub(crate) fn session_from_row(row: &AnyRow) -> Result<Session> {
     Ok(Session {
         id: r.text("id")?,
         owner_key_id: r.text("owner_key_id")?,
+        client_id: r.opt_text("client_id")?,
         template_id: r.text("template_id")?,
         status: r.parsed("status", SessionStatus::parse)?,
         cpu: r.text("cpu")?,

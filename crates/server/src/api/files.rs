@@ -229,6 +229,12 @@ async fn drain<E>(mut chunks: impl Stream<Item = Result<Bytes, E>> + Unpin, budg
     .await;
 }
 
+/// The most bytes a multipart upload of a `limit`-byte file may take: the file and a little
+/// framing.
+fn form_limit(limit: u64) -> usize {
+    usize::try_from(limit + (64 << 10)).unwrap_or(usize::MAX)
+}
+
 /// Where an upload goes: the `path` query, with the file's own name appended when the path is
 /// empty or ends in `/`.
 fn destination(path: Option<&str>, filename: Option<&str>) -> Result<WorkspacePath, ApiError> {
@@ -274,7 +280,7 @@ pub async fn upload(
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
     // Multipart framing adds a little; anything beyond that is refused before it reaches the
     // sandbox (and read and dropped when not too big, so the client gets the answer).
-    if let Some(n) = declared.filter(|n| *n > limit + (64 << 10)) {
+    if let Some(n) = declared.filter(|n| *n as usize > form_limit(limit)) {
         if n <= limit.saturating_mul(2) {
             drain(req.into_body().into_data_stream(), n).await;
         }
@@ -301,15 +307,20 @@ pub async fn upload(
         }
     };
     let (path, sent, written) = if is_multipart {
+        // The whole form is bounded, whatever its framing and whichever fields it has: parts
+        // other than `file` are read through (and dropped) only up to the limit too.
+        let (parts, body) = req.into_parts();
+        let req =
+            Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, form_limit(limit))));
         let mut form = Multipart::from_request(req, &())
             .await
             .map_err(|e| ApiError::bad_request("malformed_upload", e.body_text()))?;
+        let malformed = |e: axum::extract::multipart::MultipartError| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+            _ => ApiError::bad_request("malformed_upload", e.body_text()),
+        };
         let field = loop {
-            match form
-                .next_field()
-                .await
-                .map_err(|e| ApiError::bad_request("malformed_upload", e.body_text()))?
-            {
+            match form.next_field().await.map_err(malformed)? {
                 Some(f) if f.name() == Some("file") => break f,
                 Some(_) => continue,
                 None => return Err(ApiError::invalid_field("file", "the form has no 'file' field")),

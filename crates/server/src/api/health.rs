@@ -40,11 +40,13 @@ async fn session_counts(state: &AppState) -> Result<BTreeMap<String, u64>, ApiEr
 #[utoipa::path(get, path = "/api/v1/health/detailed", tag = "health", security(("bearer" = [])),
     responses(
         (status = 200, description = "Component health", body = DetailedHealthResponse),
-        (status = 401, description = "No valid API key", body = ErrorBody)))]
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "Not an admin key (the deployment's details)", body = ErrorBody)))]
 pub async fn detailed(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Json<DetailedHealthResponse>, ApiError> {
+    caller.require_admin()?;
     let db = state.store.ping().await;
     let rt = state.runtime.list(&[("io.sandbox.probe", "none")]).await;
     let component = |kind: &str, err: Option<String>| ComponentHealth {
@@ -109,8 +111,10 @@ pub async fn root() -> Json<RootResponse> {
 #[utoipa::path(get, path = "/metrics", tag = "health", security(("bearer" = [])),
     responses(
         (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
-        (status = 401, description = "No valid API key", body = ErrorBody)))]
-pub async fn metrics(State(state): State<AppState>, _caller: Caller) -> Result<impl IntoResponse, ApiError> {
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "Not an admin key (the deployment's metrics)", body = ErrorBody)))]
+pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
     let counts = session_counts(&state).await?;
     let counts: Vec<(&str, u64)> = counts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render(&counts)))

@@ -1,6 +1,7 @@
 //! Request and response bodies of the REST API, field for field compatible with the upstream
 //! API (`shared/reference/upstream-openapi.json`), plus the additions this server makes.
 
+use crate::auth::Caller;
 use chrono::{DateTime, Utc};
 use sandbox_core::model::{
     ApiKey, Artifact, DependencySpec, Execution, InstalledDependency, Session, Template,
@@ -226,9 +227,25 @@ pub struct SessionResponse {
     pub last_activity_at: Option<DateTime<Utc>>,
 }
 
+/// The id `caller` knows a session by: its owner, the name it chose (if it chose one); anyone
+/// else (an admin), the session's own id.
+pub fn shown_session_id(caller: &Caller, s: &Session) -> String {
+    match &s.client_id {
+        Some(chosen) if caller.key_id == s.owner_key_id => chosen.clone(),
+        _ => s.id.clone(),
+    }
+}
+
 impl SessionResponse {
-    /// Renders a session; `language_runtime` comes from its template.
-    pub fn new(s: Session, language_runtime: String) -> Self {
+    /// Renders a session for `caller`; `language_runtime` comes from its template. Where it runs
+    /// (host path, node, container, pod) is shown to admin keys only.
+    pub fn new(s: Session, language_runtime: String, caller: &Caller) -> Self {
+        let id = shown_session_id(caller, &s);
+        let s = if caller.is_admin {
+            s
+        } else {
+            Session { workspace_path: None, runtime_node: None, container_id: None, sandbox_name: None, ..s }
+        };
         let pod_name = (s.runtime_type == "kubernetes").then(|| s.sandbox_name.clone()).flatten();
         SessionResponse {
             resource_limit: Some(ResourceLimitResponse {
@@ -239,7 +256,7 @@ impl SessionResponse {
             }),
             requested_dependencies: s.requested_dependencies.iter().map(Into::into).collect(),
             installed_dependencies: s.installed_dependencies.iter().map(Into::into).collect(),
-            id: s.id,
+            id,
             template_id: s.template_id,
             status: s.status.as_str().into(),
             workspace_path: s.workspace_path,
@@ -436,6 +453,13 @@ pub struct ExecutionResponse {
     pub return_value: Option<Value>,
     /// Resource use.
     pub metrics: Option<ExecutionMetricsResponse>,
+}
+
+impl ExecutionResponse {
+    /// The same, naming its session `session_id` (what the caller calls it).
+    pub fn in_session(self, session_id: String) -> Self {
+        ExecutionResponse { session_id, ..self }
+    }
 }
 
 impl From<Execution> for ExecutionResponse {

@@ -344,13 +344,13 @@ impl Executions {
         }
     }
 
-    /// The execution `id` if the caller may see its session, else 404.
-    pub async fn get(&self, caller: &Caller, id: &str) -> Result<Execution, ApiError> {
+    /// The execution `id` and its session, if the caller may see the session, else 404.
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<(Execution, Session), ApiError> {
         let not_found =
             || ApiError::not_found("execution_not_found", format!("execution {id} does not exist"));
         let e = self.store.execution(id).await?.ok_or_else(not_found)?;
-        self.sessions.get(caller, &e.session_id).await.map_err(|_| not_found())?;
-        Ok(e)
+        let session = self.sessions.get(caller, &e.session_id).await.map_err(|_| not_found())?;
+        Ok((e, session))
     }
 
     /// A session's executions, newest first.
@@ -361,8 +361,8 @@ impl Executions {
         limit: u32,
         offset: u64,
     ) -> Result<Page<Execution>, ApiError> {
-        self.sessions.get(caller, session_id).await?;
-        Ok(self.store.list_executions(session_id, limit, offset).await?)
+        let session = self.sessions.get(caller, session_id).await?;
+        Ok(self.store.list_executions(&session.id, limit, offset).await?)
     }
 }
 

@@ -333,7 +333,11 @@ impl Sessions {
             Shape { template_id: template.id.clone(), image: template.image_url.clone(), cpu, memory, disk };
         let now = Utc::now();
         let session = Session {
-            id: req.id.unwrap_or_else(ids::session_id),
+            id: match &req.id {
+                Some(chosen) => ids::scoped_session_id(&owner.key_id, chosen),
+                None => ids::session_id(),
+            },
+            client_id: req.id.clone(),
             owner_key_id: owner.key_id.clone(),
             template_id: template.id.clone(),
             status: SessionStatus::Creating,
@@ -513,11 +517,22 @@ impl Sessions {
     }
 
     /// The session `id` if `caller` may see it, else 404.
+    /// `id` is the caller's own name for one of its sessions (a client-chosen id), or a session's
+    /// id.
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<Session, ApiError> {
-        match self.store.session(id).await? {
-            Some(s) if caller.can_see(&s.owner_key_id) => Ok(s),
-            _ => Err(ApiError::not_found("session_not_found", format!("session {id} does not exist"))),
+        for candidate in Self::candidates(caller, id) {
+            if let Some(s) = self.store.session(&candidate).await?
+                && caller.can_see(&s.owner_key_id)
+            {
+                return Ok(s);
+            }
         }
+        Err(ApiError::not_found("session_not_found", format!("session {id} does not exist")))
+    }
+
+    /// The session ids `id` may stand for, for `caller`: its own client-chosen name first.
+    fn candidates(caller: &Caller, id: &str) -> [String; 2] {
+        [ids::scoped_session_id(&caller.key_id, id), id.to_owned()]
     }
 
     /// The session `id` if `caller` may see it and it runs, else 404 or 409.
@@ -577,10 +592,14 @@ impl Sessions {
         let s = match self.get(caller, id).await {
             Ok(s) => s,
             Err(e) => {
-                return match self.store.deleted_session_owner(id).await? {
-                    Some(owner) if caller.can_see(&owner) => Ok(()),
-                    _ => Err(e),
-                };
+                for candidate in Self::candidates(caller, id) {
+                    if let Some(owner) = self.store.deleted_session_owner(&candidate).await?
+                        && caller.can_see(&owner)
+                    {
+                        return Ok(());
+                    }
+                }
+                return Err(e);
             }
         };
         self.remove(s).await
@@ -788,7 +807,7 @@ impl Sessions {
         })?;
         self.admission.admit_install().await?;
         let session = self.dependencies.install(s, template, new, index_url, allow_conflicts).await?;
-        self.touch(id).await;
+        self.touch(&session.id).await;
         Ok(session)
     }
 

@@ -151,6 +151,7 @@ async fn templates(store: &Arc<dyn Store>) {
 fn full_session(id: &str, owner: &str, template: &str, status: SessionStatus, created: i64) -> Session {
     Session {
         id: id.into(),
+        client_id: Some(format!("my-{id}")),
         owner_key_id: owner.into(),
         template_id: template.into(),
         status,
@@ -192,6 +193,7 @@ fn full_session(id: &str, owner: &str, template: &str, status: SessionStatus, cr
 /// A session with every optional field `None` (and empty collections).
 fn bare_session(id: &str, owner: &str, template: &str, status: SessionStatus, created: i64) -> Session {
     Session {
+        client_id: None,
         sandbox_name: None,
         container_id: None,
         runtime_node: None,
