@@ -19,8 +19,12 @@ pub fn session_id() -> String {
 /// name that lands on another key's session.
 pub fn scoped_session_id(key_id: &str, client_id: &str) -> String {
     use sha2::Digest;
-    let digest =
-        sha2::Sha256::new().chain_update(key_id).chain_update([0]).chain_update(client_id).finalize();
+    // The key's length first: no two (key, name) pairs hash the same bytes.
+    let digest = sha2::Sha256::new()
+        .chain_update((key_id.len() as u64).to_le_bytes())
+        .chain_update(key_id)
+        .chain_update(client_id)
+        .finalize();
     let mut bits = digest.iter().flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1));
     let chars: String = (0..20)
         .map(|_| {
