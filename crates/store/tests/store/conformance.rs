@@ -473,7 +473,7 @@ async fn executions(store: &Arc<dyn Store>) {
     assert_eq!(exec_ids(&store.unfinished_executions().await.unwrap()), ["e4", "e3", "e5"]);
 
     // Retention: the oldest finished executions go past a count or a size; unfinished ones stay.
-    store.insert_session(&bare_session("s5", "k1", "t-a", Running, 1400)).await.unwrap();
+    store.insert_session(&bare_session("s5", "k1", "t-a", SessionStatus::Running, 1400)).await.unwrap();
     for (i, n) in [(0, 10), (1, 10), (2, 1800), (3, 10), (4, 10)] {
         let e = Execution {
             stdout: Some("é".repeat(n / 2)),
