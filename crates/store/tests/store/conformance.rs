@@ -473,25 +473,25 @@ async fn executions(store: &Arc<dyn Store>) {
     assert_eq!(exec_ids(&store.unfinished_executions().await.unwrap()), ["e4", "e3", "e5"]);
 
     // Retention: the oldest finished executions go past a count or a size; unfinished ones stay.
-    store.insert_session(&bare_session("s5", "k1", "t-a", SessionStatus::Running, 1400)).await.unwrap();
+    store.insert_session(&bare_session("s-retention", "k1", "t-a", SessionStatus::Running, 1400)).await.unwrap();
     for (i, n) in [(0, 10), (1, 10), (2, 1800), (3, 10), (4, 10)] {
         let e = Execution {
             stdout: Some("é".repeat(n / 2)),
             completed_at: Some(at(1500 + i)),
-            ..bare_execution(&format!("p{i}"), "s5", Completed, 1500 + i)
+            ..bare_execution(&format!("p{i}"), "s-retention", Completed, 1500 + i)
         };
         store.insert_execution(&e).await.expect("insert execution");
     }
-    store.insert_execution(&bare_execution("p9", "s5", Running, 1400)).await.unwrap();
+    store.insert_execution(&bare_execution("p9", "s-retention", Running, 1400)).await.unwrap();
     let p_ids = |page: Page<Execution>| page.items.into_iter().map(|e| e.id).collect::<Vec<_>>();
-    assert_eq!(store.prune_executions("s5", 10, 1 << 20).await.unwrap(), 0, "within both limits");
-    assert_eq!(store.prune_executions("s5", 4, 1 << 20).await.unwrap(), 1, "by count: the oldest goes");
-    assert_eq!(p_ids(store.list_executions("s5", 10, 0).await.unwrap()), ["p4", "p3", "p2", "p1", "p9"]);
+    assert_eq!(store.prune_executions("s-retention", 10, 1 << 20).await.unwrap(), 0, "within both limits");
+    assert_eq!(store.prune_executions("s-retention", 4, 1 << 20).await.unwrap(), 1, "by count: the oldest goes");
+    assert_eq!(p_ids(store.list_executions("s-retention", 10, 0).await.unwrap()), ["p4", "p3", "p2", "p1", "p9"]);
     // Bytes (two per "é"), not characters: p2's 1800 bytes (900 characters) do not fit in 1000.
     let code = bare_execution("x", "s3", Completed, 0).code.len() as u64;
-    assert_eq!(store.prune_executions("s5", 10, 1000 + 2 * code).await.unwrap(), 2);
+    assert_eq!(store.prune_executions("s-retention", 10, 1000 + 2 * code).await.unwrap(), 2);
     assert_eq!(
-        p_ids(store.list_executions("s5", 10, 0).await.unwrap()),
+        p_ids(store.list_executions("s-retention", 10, 0).await.unwrap()),
         ["p4", "p3", "p9"],
         "never the running one"
     );
