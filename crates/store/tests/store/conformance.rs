@@ -501,7 +501,7 @@ async fn executions(store: &Arc<dyn Store>) {
     assert!(store.delete_session("s4", at(2000)).await.unwrap());
     assert_eq!(store.execution("e5").await.unwrap(), None);
     assert_eq!(store.list_executions("s4", 10, 0).await.unwrap().total, 0);
-    assert_eq!(exec_ids(&store.unfinished_executions().await.unwrap()), ["e4", "e3"]);
+    assert_eq!(exec_ids(&store.unfinished_executions().await.unwrap()), ["e4", "e3", "p9"]);
     assert_eq!(store.deleted_session_owner("s4").await.unwrap(), Some("k2".into()));
 }
 
