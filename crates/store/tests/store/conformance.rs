@@ -540,7 +540,7 @@ async fn migrations(url: &str) -> Vec<(i64, i64)> {
 
 async fn reopen(url: &str) {
     let before = migrations(url).await;
-    assert_eq!(before.iter().map(|m| m.0).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(before.iter().map(|m| m.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
     let store = open(url).await.expect("re-open");
     assert_eq!(migrations(url).await, before, "nothing applied twice");
     assert_eq!(store.session("s1").await.unwrap().map(|s| s.owner_key_id), Some("k1".into()));
