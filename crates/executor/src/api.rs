@@ -100,19 +100,11 @@ async fn require_token(State(token): State<Arc<String>>, req: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+    if sandbox_protocol::contract::constant_time_eq(given.as_bytes(), token.as_bytes()) {
         next.run(req).await
     } else {
         Error::new(ErrorCode::Unauthorized, "missing or wrong bearer token").into_response()
     }
-}
-
-/// Compares without an early exit, so timing does not tell how much of a guess was right.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[derive(Clone, Copy)]

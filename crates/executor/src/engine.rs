@@ -16,7 +16,7 @@ use crate::workspace::snapshot::{MAX_ENTRIES, Snapshot};
 use chrono::Utc;
 use rustix::fs::MemfdFlags;
 use sandbox_core::{ExecutionStatus, Language};
-use sandbox_protocol::{ErrorCode, ExecMetrics, ExecRequest, ExecResult, StreamEvent};
+use sandbox_protocol::{ErrorCode, ExecMetrics, ExecRequest, ExecResult, StreamEvent, contract};
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -116,7 +116,7 @@ impl Engine {
 
     /// Checks a request before anything runs.
     pub fn validate(&self, req: &ExecRequest) -> Result<(), Error> {
-        if !sandbox_protocol::exec::valid_execution_id(&req.execution_id) {
+        if !contract::valid_id(&req.execution_id) {
             return Err(Error::bad_request("execution_id must be 1-64 characters of [A-Za-z0-9_-]"));
         }
         if !self.cfg.languages.contains(&req.language) {
@@ -137,11 +137,8 @@ impl Engine {
             )));
         }
         for (k, v) in &req.env {
-            let valid_name = k.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !valid_name || v.contains('\0') {
-                return Err(Error::bad_request(format!("invalid environment variable {k:?}")));
-            }
+            contract::check_env(k, v)
+                .map_err(|e| Error::bad_request(format!("invalid environment variable: {e}")))?;
         }
         Ok(())
     }

@@ -45,11 +45,6 @@ pub fn hash_key(secret: &str) -> String {
     Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Compares without an early exit.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Creates and stores a new key; returns the record and the secret (shown once, never stored).
 pub async fn create_key(store: &dyn Store, name: &str, is_admin: bool) -> Result<(ApiKey, String), ApiError> {
     let secret = ids::key_secret();
@@ -126,7 +121,10 @@ pub async fn require_key(State(state): State<AppState>, mut req: Request, next: 
         Err(e) => return ApiError::from(e).into_response(),
     };
     match key {
-        Some(k) if k.revoked_at.is_none() && constant_time_eq(k.key_hash.as_bytes(), hash.as_bytes()) => {
+        Some(k)
+            if k.revoked_at.is_none()
+                && sandbox_protocol::contract::constant_time_eq(k.key_hash.as_bytes(), hash.as_bytes()) =>
+        {
             tracing::Span::current().record("key_id", k.id.as_str());
             req.extensions_mut().insert(Caller { key_id: k.id, is_admin: k.is_admin });
             next.run(req).await

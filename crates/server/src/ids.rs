@@ -50,13 +50,6 @@ pub fn key_secret() -> String {
     format!("sk_{}", random(43))
 }
 
-/// Whether a client-chosen id is acceptable: 1-64 characters of `[A-Za-z0-9_-]`.
-pub fn valid_client_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,12 +57,16 @@ mod tests {
     #[test]
     fn ids_are_distinct_and_valid() {
         let a = session_id();
-        assert!(a.starts_with("sess_") && a.len() == 25 && valid_client_id(&a));
+        assert!(a.starts_with("sess_") && a.len() == 25 && sandbox_protocol::contract::valid_id(&a));
         assert_ne!(a, session_id());
         assert!(key_secret().len() > 40);
-        assert!(!valid_client_id("a/b") && !valid_client_id("") && !valid_client_id(&"x".repeat(65)));
+        assert!(
+            !sandbox_protocol::contract::valid_id("a/b")
+                && !sandbox_protocol::contract::valid_id("")
+                && !sandbox_protocol::contract::valid_id(&"x".repeat(65))
+        );
         let s = scoped_session_id("key_a", "my-session");
-        assert!(s.starts_with("sess_") && s.len() == 25 && valid_client_id(&s));
+        assert!(s.starts_with("sess_") && s.len() == 25 && sandbox_protocol::contract::valid_id(&s));
         assert_eq!(s, scoped_session_id("key_a", "my-session"), "stable");
         assert_ne!(s, scoped_session_id("key_b", "my-session"), "per key");
         assert_ne!(scoped_session_id("key_a", "b\0c"), scoped_session_id("key_a\0b", "c"), "unambiguous");

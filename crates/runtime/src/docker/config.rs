@@ -6,13 +6,11 @@ use crate::spec::{SandboxSpec, labels};
 use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum,
 };
-use sandbox_protocol::{CONTAINER_SOCKET_DIR, SOCKET_FILE_NAME, WORKSPACE_DIR};
+use sandbox_protocol::contract::{
+    CONTAINER_SOCKET_DIR, DEPS_DIR, EXECUTOR_PATH, SOCKET_FILE_NAME, WORKSPACE_DIR, env as executor_env,
+};
 use std::collections::HashMap;
 
-/// The executor binary inside every template image.
-pub const EXECUTOR_PATH: &str = "/usr/local/bin/sandbox-executor";
-/// Where a session's installed packages are mounted in the container.
-pub const DEPS_DIR: &str = sandbox_protocol::DEPS_DIR;
 /// CFS period used with `CpuQuota` (the seed's value).
 pub const CPU_PERIOD: i64 = 100_000;
 
@@ -24,8 +22,8 @@ pub fn cpu_quota(cpu: sandbox_core::CpuQuantity) -> i64 {
 /// Builds the create request for `spec`.
 pub fn container_config(spec: &SandboxSpec) -> ContainerCreateBody {
     let mut env: Vec<String> = vec![
-        format!("SANDBOX_EXECUTOR_SOCKET={CONTAINER_SOCKET_DIR}/{SOCKET_FILE_NAME}"),
-        format!("SANDBOX_EXECUTOR_WORKSPACE={WORKSPACE_DIR}"),
+        format!("{}={CONTAINER_SOCKET_DIR}/{SOCKET_FILE_NAME}", executor_env::SOCKET),
+        format!("{}={WORKSPACE_DIR}", executor_env::WORKSPACE),
     ];
     let mut binds = vec![
         format!("{}:{WORKSPACE_DIR}:rw", spec.workspace_dir.display()),
@@ -33,7 +31,7 @@ pub fn container_config(spec: &SandboxSpec) -> ContainerCreateBody {
     ];
     if let Some(deps) = &spec.deps_dir {
         binds.push(format!("{}:{DEPS_DIR}:ro", deps.display()));
-        env.push(format!("SANDBOX_EXECUTOR_DEPS_DIR={DEPS_DIR}"));
+        env.push(format!("{}={DEPS_DIR}", executor_env::DEPS_DIR));
     }
     env.extend(spec.executor_env.iter().map(|(k, v)| format!("{k}={v}")));
 

@@ -7,6 +7,7 @@ use crate::service::workspaces::WorkspaceStore;
 use crate::settings::{DiskEnforcement, RuntimeKind, Settings};
 use sandbox_core::{CpuQuantity, MemoryQuantity};
 use sandbox_executor_client::ByteStream;
+use sandbox_protocol::contract::env as executor_env;
 use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, Sandbox, SandboxSpec, labels};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -111,13 +112,13 @@ impl Sandboxes {
         spec.labels.insert(labels::DEPLOYMENT.into(), self.deployment.clone());
         let e = &self.settings.executor;
         for (k, v) in [
-            ("SANDBOX_EXECUTOR_MAX_OUTPUT_BYTES", e.max_output_bytes.to_string()),
-            ("SANDBOX_EXECUTOR_TMP_SIZE_MB", e.tmp_size_mb.to_string()),
-            ("SANDBOX_EXECUTOR_MAX_PROCESSES", e.max_processes.to_string()),
-            ("SANDBOX_EXECUTOR_MAX_CONCURRENT", e.max_concurrent.to_string()),
-            ("SANDBOX_EXECUTOR_MAX_TIMEOUT_SECS", self.settings.limits.max_execution_timeout_sec.to_string()),
+            (executor_env::MAX_OUTPUT_BYTES, e.max_output_bytes.to_string()),
+            (executor_env::TMP_SIZE_MB, e.tmp_size_mb.to_string()),
+            (executor_env::MAX_PROCESSES, e.max_processes.to_string()),
+            (executor_env::MAX_CONCURRENT, e.max_concurrent.to_string()),
+            (executor_env::MAX_TIMEOUT_SECS, self.settings.limits.max_execution_timeout_sec.to_string()),
             // Only this process may drive the executor through its socket.
-            ("SANDBOX_EXECUTOR_CONTROL_UIDS", rustix::process::geteuid().as_raw().to_string()),
+            (executor_env::CONTROL_UIDS, rustix::process::geteuid().as_raw().to_string()),
         ] {
             spec.executor_env.insert(k.into(), v);
         }

@@ -15,6 +15,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use sandbox_core::model::{DependencySpec, Session, SessionStatus, Template};
 use sandbox_core::{CpuQuantity, MemoryQuantity};
+use sandbox_protocol::contract;
 use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, SandboxState, labels};
 use sandbox_store::{Page, SessionFilter, Store};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -57,18 +58,7 @@ pub fn validate_env(env: &BTreeMap<String, String>, max: usize) -> Result<(), St
     if env.len() > max {
         return Err(format!("at most {max} variables"));
     }
-    for (k, v) in env {
-        let valid = k.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            && k.len() <= 128;
-        if !valid {
-            return Err(format!("{k:?} is not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)"));
-        }
-        if v.contains('\0') || v.len() > 32 * 1024 {
-            return Err(format!("the value of {k} must be at most 32 KiB without NUL bytes"));
-        }
-    }
-    Ok(())
+    env.iter().try_for_each(|(k, v)| contract::check_env(k, v)).map_err(|e| e.to_string())
 }
 
 /// A session's resources as its record states them.
@@ -294,7 +284,7 @@ impl Sessions {
             bad("env_vars", e);
         }
         if let Some(id) = &req.id
-            && !ids::valid_client_id(id)
+            && !contract::valid_id(id)
         {
             bad("id", "must be 1-64 characters of letters, digits, '_' and '-'".into());
         }

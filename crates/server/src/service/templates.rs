@@ -61,7 +61,7 @@ pub const RUNTIME_TYPES: &[&str] = &["python3.11", "nodejs20", "java17", "go1.21
 pub fn validate(t: &Template) -> Result<(), ApiError> {
     let mut errors = Vec::new();
     let mut bad = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });
-    if !crate::ids::valid_client_id(&t.id) {
+    if !sandbox_protocol::contract::valid_id(&t.id) {
         bad("id", "must be 1-64 characters of letters, digits, '_' and '-'".into());
     }
     if t.name.trim().is_empty() || t.name.len() > 255 {

@@ -473,7 +473,10 @@ async fn executions(store: &Arc<dyn Store>) {
     assert_eq!(exec_ids(&store.unfinished_executions().await.unwrap()), ["e4", "e3", "e5"]);
 
     // Retention: the oldest finished executions go past a count or a size; unfinished ones stay.
-    store.insert_session(&bare_session("s-retention", "k1", "t-a", SessionStatus::Running, 1400)).await.unwrap();
+    store
+        .insert_session(&bare_session("s-retention", "k1", "t-a", SessionStatus::Running, 1400))
+        .await
+        .unwrap();
     for (i, n) in [(0, 10), (1, 10), (2, 1800), (3, 10), (4, 10)] {
         let e = Execution {
             stdout: Some("é".repeat(n / 2)),
@@ -485,8 +488,15 @@ async fn executions(store: &Arc<dyn Store>) {
     store.insert_execution(&bare_execution("p9", "s-retention", Running, 1400)).await.unwrap();
     let p_ids = |page: Page<Execution>| page.items.into_iter().map(|e| e.id).collect::<Vec<_>>();
     assert_eq!(store.prune_executions("s-retention", 10, 1 << 20).await.unwrap(), 0, "within both limits");
-    assert_eq!(store.prune_executions("s-retention", 4, 1 << 20).await.unwrap(), 1, "by count: the oldest goes");
-    assert_eq!(p_ids(store.list_executions("s-retention", 10, 0).await.unwrap()), ["p4", "p3", "p2", "p1", "p9"]);
+    assert_eq!(
+        store.prune_executions("s-retention", 4, 1 << 20).await.unwrap(),
+        1,
+        "by count: the oldest goes"
+    );
+    assert_eq!(
+        p_ids(store.list_executions("s-retention", 10, 0).await.unwrap()),
+        ["p4", "p3", "p2", "p1", "p9"]
+    );
     // Bytes (two per "é"), not characters: p2's 1800 bytes (900 characters) do not fit in 1000.
     let code = bare_execution("x", "s3", Completed, 0).code.len() as u64;
     assert_eq!(store.prune_executions("s-retention", 10, 1000 + 2 * code).await.unwrap(), 2);
@@ -544,7 +554,11 @@ async fn reopen(url: &str) {
     let store = open(url).await.expect("re-open");
     assert_eq!(migrations(url).await, before, "nothing applied twice");
     assert_eq!(store.session("s1").await.unwrap().map(|s| s.owner_key_id), Some("k1".into()));
-    assert_eq!(store.list_sessions(&filter(None, None, None)).await.unwrap().total, 5, "with the retention test's session");
+    assert_eq!(
+        store.list_sessions(&filter(None, None, None)).await.unwrap().total,
+        5,
+        "with the retention test's session"
+    );
     assert_eq!(store.deleted_session_owner("s3").await.unwrap(), Some("k1".into()));
     assert!(!store.acquire_lease("cleaner", "a", Duration::from_secs(60)).await.unwrap(), "leases persist");
 
