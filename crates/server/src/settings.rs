@@ -4,6 +4,7 @@
 //! `SANDBOX_DATABASE_URL`, ...) and `SANDBOX_<SECTION>__<NAME>` inside a section
 //! (`SANDBOX_LIMITS__MAX_UPLOAD_MB`). `docs/configuration.md` lists them all.
 
+use sandbox_core::{CpuQuantity, MemoryQuantity};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -84,11 +85,11 @@ pub struct Limits {
     /// Largest JSON request body, bytes.
     pub max_request_bytes: usize,
     /// Most CPU cores a session may ask for.
-    pub max_cpu: String,
+    pub max_cpu: CpuQuantity,
     /// Most memory a session may ask for.
-    pub max_memory: String,
+    pub max_memory: MemoryQuantity,
     /// Most disk a session may ask for.
-    pub max_disk: String,
+    pub max_disk: MemoryQuantity,
     /// Longest session idle timeout, seconds.
     pub max_session_timeout_sec: u32,
     /// Longest execution timeout, seconds.
@@ -126,8 +127,9 @@ pub struct Capacity {
     /// use a few MiB of their limit).
     pub memory_overcommit: f64,
     /// Most workspace disk the live sessions of one API key may hold in all (429 past it);
-    /// `0`: no limit per key.
-    pub max_disk_per_key: String,
+    /// `0` (`None`): no limit per key.
+    #[serde(with = "zero_is_none")]
+    pub max_disk_per_key: Option<MemoryQuantity>,
     /// How far the sum of live sessions' disk sizes (and running installs' staging space) may
     /// exceed the size of the filesystem holding the data directory (workspaces are sparse
     /// images). Docker only.
@@ -141,7 +143,7 @@ impl Default for Capacity {
             max_sessions_per_key: 100,
             max_executions_per_session: 8,
             memory_overcommit: 16.0,
-            max_disk_per_key: "100Gi".into(),
+            max_disk_per_key: Some(MemoryQuantity::from_mib(100 << 10).expect("non-zero")),
             disk_overcommit: 1.0,
         }
     }
@@ -205,9 +207,9 @@ pub struct Dependencies {
     /// Longest `install_timeout` a request may ask for. Default 1800.
     pub max_install_timeout_sec: u32,
     /// Memory of an installer container. Default `1Gi`.
-    pub memory: String,
+    pub memory: MemoryQuantity,
     /// CPU of an installer container. Default `1`.
-    pub cpu: String,
+    pub cpu: CpuQuantity,
     /// Largest a session's installed packages may be, MiB; a bigger install fails and leaves
     /// the previous packages in place. Default 2048.
     pub max_size_mb: u64,
@@ -228,8 +230,8 @@ impl Default for Dependencies {
             allowed_index_urls: Vec::new(),
             install_timeout_sec: 300,
             max_install_timeout_sec: 1800,
-            memory: "1Gi".into(),
-            cpu: "1".into(),
+            memory: MemoryQuantity::from_mib(1024).expect("non-zero"),
+            cpu: CpuQuantity::from_millis(1000).expect("non-zero"),
             max_size_mb: 2048,
             allow_source_builds: false,
             pip_retries: 2,
@@ -345,9 +347,9 @@ impl Default for Limits {
             max_upload_mb: 100,
             max_code_bytes: 102_400,
             max_request_bytes: 8 << 20,
-            max_cpu: "4".into(),
-            max_memory: "8Gi".into(),
-            max_disk: "50Gi".into(),
+            max_cpu: CpuQuantity::from_millis(4000).expect("non-zero"),
+            max_memory: MemoryQuantity::from_mib(8 << 10).expect("non-zero"),
+            max_disk: MemoryQuantity::from_mib(50 << 10).expect("non-zero"),
             max_session_timeout_sec: 86_400,
             max_execution_timeout_sec: 3600,
             sandbox_start_timeout_sec: 60,
@@ -441,29 +443,7 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), SettingsError> {
-        for (name, v) in
-            [("limits.max_memory", &self.limits.max_memory), ("limits.max_disk", &self.limits.max_disk)]
-        {
-            v.parse::<sandbox_core::MemoryQuantity>()
-                .map_err(|e| SettingsError::Invalid(format!("{name}: {e}")))?;
-        }
-        if self.capacity.max_disk_per_key != "0" {
-            self.capacity
-                .max_disk_per_key
-                .parse::<sandbox_core::MemoryQuantity>()
-                .map_err(|e| SettingsError::Invalid(format!("capacity.max_disk_per_key: {e}")))?;
-        }
-        self.limits
-            .max_cpu
-            .parse::<sandbox_core::CpuQuantity>()
-            .map_err(|e| SettingsError::Invalid(format!("limits.max_cpu: {e}")))?;
         let d = &self.dependencies;
-        d.memory
-            .parse::<sandbox_core::MemoryQuantity>()
-            .map_err(|e| SettingsError::Invalid(format!("dependencies.memory: {e}")))?;
-        d.cpu
-            .parse::<sandbox_core::CpuQuantity>()
-            .map_err(|e| SettingsError::Invalid(format!("dependencies.cpu: {e}")))?;
         if d.install_timeout_sec == 0 || d.install_timeout_sec > d.max_install_timeout_sec {
             return Err(SettingsError::Invalid(
                 "dependencies.install_timeout_sec: must be from 1 to dependencies.max_install_timeout_sec"
@@ -533,6 +513,27 @@ fn set_path(
     };
     node.as_object_mut().ok_or("not a section")?.insert(last.clone(), value);
     Ok(())
+}
+
+/// Serde for an optional quantity written `0` when absent (a limit that is off).
+mod zero_is_none {
+    use sandbox_core::MemoryQuantity;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(q: &Option<MemoryQuantity>, s: S) -> Result<S::Ok, S::Error> {
+        match q {
+            Some(q) => q.serialize(s),
+            None => s.serialize_str("0"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MemoryQuantity>, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) if s == "0" => Ok(None),
+            serde_json::Value::Number(n) if n.as_u64() == Some(0) => Ok(None),
+            other => MemoryQuantity::deserialize(other).map(Some).map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::Utc;
 use http_body_util::BodyExt;
-use sandbox_core::model::{Session, SessionStatus};
+use sandbox_core::model::{InstallStatus, Session, SessionStatus};
 use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, Sandbox, SandboxInfo, SandboxSpec};
 use sandbox_server::service::workspaces::HostOnly;
 use sandbox_server::settings::Settings;
@@ -102,12 +102,12 @@ impl App {
             owner_key_id: owner.into(),
             template_id: "python-basic".into(),
             status: SessionStatus::Running,
-            cpu: "1".into(),
-            memory: "512Mi".into(),
-            disk: "1Gi".into(),
+            cpu: "1".parse().unwrap(),
+            memory: "512Mi".parse().unwrap(),
+            disk: "1Gi".parse().unwrap(),
             timeout_sec: 300,
             env_vars: Default::default(),
-            runtime_type: "none".into(),
+            runtime_backend: "none".into(),
             sandbox_name: Some(format!("sandbox-{id}")),
             container_id: Some(format!("c-{id}")),
             runtime_node: None,
@@ -116,7 +116,7 @@ impl App {
             python_package_index_url: "https://pypi.org/simple/".into(),
             requested_dependencies: vec![],
             installed_dependencies: vec![],
-            dependency_install_status: "completed".into(),
+            dependency_install_status: InstallStatus::Completed,
             dependency_install_error: None,
             dependency_install_started_at: None,
             dependency_install_completed_at: None,

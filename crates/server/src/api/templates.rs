@@ -62,7 +62,7 @@ pub async fn create(
         id: req.id,
         name: req.name,
         image_url: req.image_url,
-        runtime_type: req.runtime_type,
+        language_runtime: req.runtime_type,
         default_cpu_cores: req.default_cpu_cores.unwrap_or(0.5),
         default_memory_mb: req.default_memory_mb.unwrap_or(512),
         default_disk_mb: req.default_disk_mb.unwrap_or(1024),

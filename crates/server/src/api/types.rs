@@ -246,12 +246,12 @@ impl SessionResponse {
         } else {
             Session { workspace_path: None, runtime_node: None, container_id: None, sandbox_name: None, ..s }
         };
-        let pod_name = (s.runtime_type == "kubernetes").then(|| s.sandbox_name.clone()).flatten();
+        let pod_name = (s.runtime_backend == "kubernetes").then(|| s.sandbox_name.clone()).flatten();
         SessionResponse {
             resource_limit: Some(ResourceLimitResponse {
-                cpu: s.cpu.clone(),
-                memory: s.memory.clone(),
-                disk: s.disk.clone(),
+                cpu: s.cpu.to_string(),
+                memory: s.memory.to_string(),
+                disk: s.disk.to_string(),
                 max_processes: Some(128),
             }),
             requested_dependencies: s.requested_dependencies.iter().map(Into::into).collect(),
@@ -261,7 +261,7 @@ impl SessionResponse {
             status: s.status.as_str().into(),
             workspace_path: s.workspace_path,
             language_runtime,
-            runtime_type: s.runtime_type,
+            runtime_type: s.runtime_backend,
             runtime_node: s.runtime_node,
             container_id: s.container_id,
             pod_name,
@@ -270,7 +270,7 @@ impl SessionResponse {
             python_package_index_url: crate::service::dependencies::redact_index_url(
                 &s.python_package_index_url,
             ),
-            dependency_install_status: s.dependency_install_status,
+            dependency_install_status: s.dependency_install_status.to_string(),
             dependency_install_error: s.dependency_install_error,
             dependency_install_started_at: s.dependency_install_started_at,
             dependency_install_completed_at: s.dependency_install_completed_at,
@@ -396,7 +396,7 @@ impl From<&Artifact> for ArtifactResponse {
             path: a.path.clone(),
             size: a.size,
             mime_type: a.mime_type.clone(),
-            kind: a.change.clone(),
+            kind: a.change.as_str().into(),
             created_at: a.created_at,
             checksum: None,
         }
@@ -609,7 +609,7 @@ impl From<Template> for TemplateResponse {
             id: t.id,
             name: t.name,
             image_url: t.image_url,
-            runtime_type: t.runtime_type,
+            runtime_type: t.language_runtime,
             default_cpu_cores: t.default_cpu_cores,
             default_memory_mb: t.default_memory_mb,
             default_disk_mb: t.default_disk_mb,

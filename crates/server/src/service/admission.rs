@@ -12,7 +12,7 @@ use crate::service::sandboxes::Shape;
 use crate::settings::{RuntimeKind, Settings};
 use axum::http::StatusCode;
 use sandbox_core::MemoryQuantity;
-use sandbox_core::model::{Session, SessionStatus};
+use sandbox_core::model::{InstallStatus, Session, SessionStatus};
 use sandbox_runtime::{HostCapacity, Runtime};
 use sandbox_store::Store;
 use std::sync::Arc;
@@ -37,10 +37,6 @@ pub struct Admission {
     host: tokio::sync::Mutex<Option<(Instant, Option<HostCapacity>)>>,
 }
 
-fn quantity(raw: &str) -> u64 {
-    raw.parse::<MemoryQuantity>().map(|m| m.bytes()).unwrap_or(0)
-}
-
 fn shown(bytes: u64) -> String {
     MemoryQuantity::from_bytes(bytes).map(|m| m.to_string()).unwrap_or_else(|_| format!("{bytes} bytes"))
 }
@@ -54,17 +50,17 @@ impl Admission {
     /// What one running install holds: the installer's memory, and its staging filesystems.
     fn install_cost(&self) -> (u64, u64) {
         let d = &self.settings.dependencies;
-        (quantity(&d.memory), package_sets::staging_bytes(d.max_size_mb))
+        (d.memory.bytes(), package_sets::staging_bytes(d.max_size_mb))
     }
 
     fn commitments<'a>(&self, sessions: impl IntoIterator<Item = &'a Session>) -> Committed {
         let (install_memory, install_disk) = self.install_cost();
         sessions.into_iter().fold(Committed::default(), |c, s| {
-            let installing = s.dependency_install_status == "installing";
+            let installing = s.dependency_install_status == InstallStatus::Installing;
             Committed {
                 sessions: c.sessions + 1,
-                memory: c.memory + quantity(&s.memory) + if installing { install_memory } else { 0 },
-                disk: c.disk + quantity(&s.disk) + if installing { install_disk } else { 0 },
+                memory: c.memory + s.memory.bytes() + if installing { install_memory } else { 0 },
+                disk: c.disk + s.disk.bytes() + if installing { install_disk } else { 0 },
             }
         })
     }
@@ -120,13 +116,14 @@ impl Admission {
                 mine.sessions
             )));
         }
-        let key_disk = quantity(&cap.max_disk_per_key);
-        if key_disk > 0 && mine.disk + shape.disk.bytes() > key_disk {
+        if let Some(key_disk) = cap.max_disk_per_key
+            && mine.disk + shape.disk.bytes() > key_disk.bytes()
+        {
             return Err(quota(format!(
                 "this API key's live sessions hold {} of disk; {} more would pass its limit of {}",
                 shown(mine.disk),
                 shape.disk,
-                shown(key_disk)
+                key_disk
             )));
         }
         let host = self.host_capacity().await;

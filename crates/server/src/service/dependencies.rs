@@ -11,9 +11,8 @@ use crate::service::sandboxes::Sandboxes;
 use crate::settings::Settings;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use sandbox_core::model::{DependencySpec, InstalledDependency, Session, Template};
+use sandbox_core::model::{DependencySpec, InstallStatus, InstalledDependency, Session, Template};
 use sandbox_core::packages::{self, Pin, Requirement, TemplateFit};
-use sandbox_core::{CpuQuantity, MemoryQuantity};
 use sandbox_protocol::DEPS_PYTHONPATH;
 use sandbox_runtime::{
     InstallerOutcome, InstallerSpec, Runtime, RuntimeError, SandboxInfo, SandboxState, labels,
@@ -439,12 +438,12 @@ impl Dependencies {
                 if !plan.pip.is_empty() {
                     s.installed_dependencies = self.record(template, installed, now);
                 }
-                s.dependency_install_status = "completed".into();
+                s.dependency_install_status = InstallStatus::Completed;
                 s.dependency_install_error = None;
                 None
             }
             Err(e) => {
-                s.dependency_install_status = "failed".into();
+                s.dependency_install_status = InstallStatus::Failed;
                 s.dependency_install_error = Some(e.to_string());
                 Some(e)
             }
@@ -514,7 +513,7 @@ impl Dependencies {
             ));
         }
         let mut session = session;
-        session.dependency_install_status = "installing".into();
+        session.dependency_install_status = InstallStatus::Installing;
         session.dependency_install_started_at = Some(started);
         let this = self.clone();
         let task = tokio::spawn(async move {
@@ -561,12 +560,12 @@ impl Dependencies {
         s.dependency_install_completed_at = Some(now);
         match result {
             Ok(_) => {
-                s.dependency_install_status = "completed".into();
+                s.dependency_install_status = InstallStatus::Completed;
                 s.dependency_install_error = None;
             }
             Err(e) => {
                 tracing::warn!(session_id = %s.id, error = %e, "could not reinstall the session's packages");
-                s.dependency_install_status = "failed".into();
+                s.dependency_install_status = InstallStatus::Failed;
                 s.dependency_install_error = Some(format!("reinstalling the recorded packages failed: {e}"));
             }
         }
@@ -644,8 +643,8 @@ impl Dependencies {
             target_dir: staging.target.clone(),
             scratch_dir: staging.scratch.clone(),
             network: d.network.clone(),
-            cpu: d.cpu.parse::<CpuQuantity>().map_err(|e| RuntimeError::Invalid(e.to_string()))?,
-            memory: d.memory.parse::<MemoryQuantity>().map_err(|e| RuntimeError::Invalid(e.to_string()))?,
+            cpu: d.cpu,
+            memory: d.memory,
             pids_limit: 512,
             timeout,
             labels: [
@@ -714,7 +713,7 @@ impl Dependencies {
                 let _ = self.runtime.remove(&c.id).await;
             }
             let mut done = s.clone();
-            done.dependency_install_status = "failed".into();
+            done.dependency_install_status = InstallStatus::Failed;
             done.dependency_install_error = Some(
                 "the install was interrupted (the control plane stopped during it); install again".into(),
             );

@@ -12,7 +12,7 @@ use futures_util::StreamExt;
 use sandbox_core::model::{Artifact, Execution, ExecutionMetrics, Session, SessionStatus};
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_executor_client::{ClientError, ExecutorClient};
-use sandbox_protocol::{ExecRequest, ExecResult, ExecutionRecord, FileChangeKind, StreamEvent};
+use sandbox_protocol::{ExecRequest, ExecResult, ExecutionRecord, StreamEvent};
 use sandbox_store::{Page, Store};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -433,12 +433,7 @@ fn apply_result(e: &mut Execution, r: ExecResult) {
                 .to_owned(),
             path: f.path.into(),
             size: f.size,
-            change: match f.change {
-                FileChangeKind::Created => "created",
-                FileChangeKind::Modified => "modified",
-                FileChangeKind::Deleted => "deleted",
-            }
-            .into(),
+            change: f.change,
             created_at: r.finished_at,
         })
         .collect();

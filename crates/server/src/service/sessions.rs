@@ -13,7 +13,7 @@ use crate::service::sandboxes::{Sandboxes, Seed, Shape};
 use crate::settings::Settings;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use sandbox_core::model::{DependencySpec, Session, SessionStatus, Template};
+use sandbox_core::model::{DependencySpec, InstallStatus, Session, SessionStatus, Template};
 use sandbox_core::{CpuQuantity, MemoryQuantity};
 use sandbox_protocol::contract;
 use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, SandboxState, labels};
@@ -66,9 +66,9 @@ fn shape_of(s: &Session, template: &Template) -> Result<Shape, ApiError> {
     Ok(Shape {
         template_id: template.id.clone(),
         image: template.image_url.clone(),
-        cpu: s.cpu.parse().map_err(ApiError::internal)?,
-        memory: s.memory.parse().map_err(ApiError::internal)?,
-        disk: s.disk.parse().map_err(ApiError::internal)?,
+        cpu: s.cpu,
+        memory: s.memory,
+        disk: s.disk,
     })
 }
 
@@ -239,7 +239,7 @@ impl Sessions {
         let pool_shape = crate::service::pools::default_shape(&template)
             .ok_or_else(|| ApiError::internal(format!("template {} has invalid defaults", template.id)))?;
 
-        let max_cpu: CpuQuantity = limits.max_cpu.parse().map_err(ApiError::internal)?;
+        let max_cpu = limits.max_cpu;
         let cpu = match req.cpu.as_deref().map(str::parse::<CpuQuantity>) {
             None => Some(pool_shape.cpu),
             Some(Ok(c)) if c > max_cpu => {
@@ -253,8 +253,7 @@ impl Sessions {
             }
         };
         let mut quantity =
-            |field: &str, given: Option<&str>, default: MemoryQuantity, max: &str, min_mib: u64| {
-                let max: MemoryQuantity = max.parse().ok()?;
+            |field: &str, given: Option<&str>, default: MemoryQuantity, max: MemoryQuantity, min_mib: u64| {
                 match given.map(str::parse::<MemoryQuantity>) {
                     None => Some(default),
                     Some(Ok(m)) if m > max => {
@@ -272,8 +271,8 @@ impl Sessions {
                     }
                 }
             };
-        let memory = quantity("memory", req.memory.as_deref(), pool_shape.memory, &limits.max_memory, 64);
-        let disk = quantity("disk", req.disk.as_deref(), pool_shape.disk, &limits.max_disk, 16);
+        let memory = quantity("memory", req.memory.as_deref(), pool_shape.memory, limits.max_memory, 64);
+        let disk = quantity("disk", req.disk.as_deref(), pool_shape.disk, limits.max_disk, 16);
         let timeout = req.timeout.unwrap_or(template.default_timeout_sec);
         if timeout == 0 || timeout > limits.max_session_timeout_sec {
             bad("timeout", format!("must be between 1 and {} seconds", limits.max_session_timeout_sec));
@@ -331,12 +330,12 @@ impl Sessions {
             owner_key_id: owner.key_id.clone(),
             template_id: template.id.clone(),
             status: SessionStatus::Creating,
-            cpu: cpu.to_string(),
-            memory: memory.to_string(),
-            disk: disk.to_string(),
+            cpu,
+            memory,
+            disk,
             timeout_sec: timeout,
             env_vars,
-            runtime_type: self.runtime.name().into(),
+            runtime_backend: self.runtime.name().into(),
             sandbox_name: None,
             container_id: None,
             runtime_node: None,
@@ -345,8 +344,11 @@ impl Sessions {
             python_package_index_url: index_url,
             requested_dependencies: install.plan.wanted.clone(),
             installed_dependencies: dependencies::template_packages(&template, now),
-            dependency_install_status: if install.plan.pip.is_empty() { "completed" } else { "installing" }
-                .into(),
+            dependency_install_status: if install.plan.pip.is_empty() {
+                InstallStatus::Completed
+            } else {
+                InstallStatus::Installing
+            },
             dependency_install_error: None,
             dependency_install_started_at: (!install.plan.pip.is_empty())
                 .then(|| DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)),
@@ -771,8 +773,8 @@ impl Sessions {
 
     /// Extra time a `creating` session gets while its packages install.
     fn install_allowance(&self, s: &Session) -> chrono::Duration {
-        match s.dependency_install_status.as_str() {
-            "installing" => {
+        match s.dependency_install_status {
+            InstallStatus::Installing => {
                 chrono::Duration::seconds(i64::from(self.settings.dependencies.max_install_timeout_sec))
             }
             _ => chrono::Duration::zero(),

@@ -35,7 +35,7 @@ pub async fn seed(store: &dyn Store) -> Result<(), ApiError> {
             id: (*id).into(),
             name: (*name).into(),
             image_url: image_of(id),
-            runtime_type: (*runtime).into(),
+            language_runtime: (*runtime).into(),
             default_cpu_cores: 1.0,
             default_memory_mb: 512,
             default_disk_mb: 1024,
@@ -70,7 +70,7 @@ pub fn validate(t: &Template) -> Result<(), ApiError> {
     if t.image_url.trim().is_empty() || t.image_url.len() > 512 || t.image_url.contains(char::is_whitespace) {
         bad("image_url", "must be an image reference of 1-512 characters without spaces".into());
     }
-    if !RUNTIME_TYPES.contains(&t.runtime_type.as_str()) {
+    if !RUNTIME_TYPES.contains(&t.language_runtime.as_str()) {
         bad("runtime_type", format!("must be one of {}", RUNTIME_TYPES.join(", ")));
     }
     if !(0.1..=4.0).contains(&t.default_cpu_cores) || !t.default_cpu_cores.is_finite() {

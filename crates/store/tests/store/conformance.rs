@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Duration as Span, Utc};
 use sandbox_core::model::{
-    ApiKey, Artifact, DependencySpec, Execution, ExecutionMetrics, InstalledDependency, PoolSandbox,
-    PoolState, Session, SessionStatus, Template,
+    ApiKey, Artifact, DependencySpec, Execution, ExecutionMetrics, FileChangeKind, InstallStatus,
+    InstalledDependency, PoolSandbox, PoolState, Session, SessionStatus, Template,
 };
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_store::{Page, SessionFilter, Store, StoreError, open};
@@ -84,7 +84,7 @@ fn template(id: &str, created: DateTime<Utc>) -> Template {
         id: id.into(),
         name: format!("Template {id}"),
         image_url: format!("registry.local/{id}:1"),
-        runtime_type: "python3.11".into(),
+        language_runtime: "python3.11".into(),
         default_cpu_cores: 0.5,
         default_memory_mb: 512,
         default_disk_mb: u32::MAX,
@@ -155,12 +155,12 @@ fn full_session(id: &str, owner: &str, template: &str, status: SessionStatus, cr
         owner_key_id: owner.into(),
         template_id: template.into(),
         status,
-        cpu: "0.5".into(),
-        memory: "512Mi".into(),
-        disk: "1Gi".into(),
+        cpu: "0.5".parse().unwrap(),
+        memory: "512Mi".parse().unwrap(),
+        disk: "1Gi".parse().unwrap(),
         timeout_sec: 1800,
         env_vars: BTreeMap::from([("HOME".into(), "/workspace".into()), ("EMPTY".into(), String::new())]),
-        runtime_type: "docker".into(),
+        runtime_backend: "docker".into(),
         sandbox_name: Some(format!("sbx-{id}")),
         container_id: Some("0123456789abcdef".into()),
         runtime_node: Some("node-1".into()),
@@ -179,7 +179,7 @@ fn full_session(id: &str, owner: &str, template: &str, status: SessionStatus, cr
             install_time: at(created + 1) + Span::nanoseconds(7),
             is_from_template: false,
         }],
-        dependency_install_status: "completed".into(),
+        dependency_install_status: InstallStatus::Completed,
         dependency_install_error: Some("pip: warning".into()),
         dependency_install_started_at: Some(at(created + 1)),
         dependency_install_completed_at: Some(at(created + 2)),
@@ -202,7 +202,7 @@ fn bare_session(id: &str, owner: &str, template: &str, status: SessionStatus, cr
         env_vars: BTreeMap::new(),
         requested_dependencies: vec![],
         installed_dependencies: vec![],
-        dependency_install_status: "pending".into(),
+        dependency_install_status: InstallStatus::Pending,
         dependency_install_error: None,
         dependency_install_started_at: None,
         dependency_install_completed_at: None,
@@ -348,7 +348,7 @@ async fn dependency_installs(store: &Arc<dyn Store>) {
     let mut done = now.clone();
     done.status = SessionStatus::Running;
     done.container_id = Some("stale".into());
-    done.dependency_install_status = "completed".into();
+    done.dependency_install_status = InstallStatus::Completed;
     done.requested_dependencies = vec![DependencySpec { name: "six".into(), version: None }];
     done.dependency_install_completed_at = Some(at(9_200));
     assert!(!store.finish_dependency_install(&done, at(9_099)).await.unwrap(), "another install's end");
@@ -359,7 +359,7 @@ async fn dependency_installs(store: &Arc<dyn Store>) {
         (after.status, after.container_id.as_deref()),
         (SessionStatus::Terminated, Some("0123456789abcdef"))
     );
-    assert_eq!(after.dependency_install_status, "completed");
+    assert_eq!(after.dependency_install_status, InstallStatus::Completed);
     assert_eq!(after.requested_dependencies, done.requested_dependencies);
     assert_eq!(after.dependency_install_completed_at, Some(at(9_200)));
     assert!(store.sessions_installing_dependencies().await.unwrap().is_empty());
@@ -385,7 +385,7 @@ fn full_execution(id: &str, session: &str, status: ExecutionStatus, created: i64
             path: "out/result.csv".into(),
             size: 1 << 40,
             mime_type: "text/csv".into(),
-            change: "created".into(),
+            change: FileChangeKind::Created,
             created_at: at(created + 1),
         }],
         metrics: Some(ExecutionMetrics {
