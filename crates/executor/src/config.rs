@@ -1,6 +1,7 @@
 //! The executor's settings: command-line flags, each also readable from an environment variable.
 
 use clap::Args;
+pub use sandbox_daemon::LogFormat;
 use sandbox_protocol::contract::env;
 use std::path::PathBuf;
 
@@ -117,15 +118,6 @@ pub struct Limits {
     /// container's cgroup when not given.
     #[arg(long, env = env::MEMORY_LIMIT_MB)]
     pub memory_limit_mb: Option<u64>,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable lines.
-    Text,
 }
 
 impl Default for Limits {

@@ -2,8 +2,8 @@
 //! and runs sessions in sandboxes through a runtime backend.
 
 pub mod api;
-pub mod auth;
-pub mod error;
+pub mod caller;
+
 pub mod ids;
 pub mod metrics;
 pub mod service;
@@ -28,7 +28,9 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<(Arc<dyn sandbox_sto
         .with_context(|| format!("creating the data directory {}", settings.data_dir.display()))?;
     let store = sandbox_store::open(&settings.database_url()).await.context("opening the database")?;
     service::templates::seed(store.as_ref()).await.map_err(|e| anyhow::anyhow!("seeding templates: {e}"))?;
-    let new_key = auth::bootstrap(store.as_ref(), settings.api_key.as_deref(), &settings.data_dir).await?;
+    let new_key = service::keys::Keys::new(store.clone())
+        .bootstrap(settings.api_key.as_deref(), &settings.data_dir)
+        .await?;
     Ok((store, new_key))
 }
 
@@ -94,7 +96,7 @@ pub async fn serve(
     if let Some(key) = new_key {
         println!(
             "Created an admin API key (also stored in {}):\n\n    {key}\n",
-            settings.data_dir.join(auth::ADMIN_KEY_FILE).display()
+            settings.data_dir.join(service::keys::ADMIN_KEY_FILE).display()
         );
     }
     let runtime = connect_runtime(&settings).await?;

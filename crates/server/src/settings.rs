@@ -5,6 +5,7 @@
 //! (`SANDBOX_LIMITS__MAX_UPLOAD_MB`). `docs/configuration.md` lists them all.
 
 use sandbox_core::{CpuQuantity, MemoryQuantity};
+pub use sandbox_daemon::LogFormat;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -62,16 +63,6 @@ pub enum RuntimeKind {
     Docker,
     /// One pod per session in a Kubernetes namespace.
     Kubernetes,
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable lines.
-    Text,
 }
 
 /// Bounds on requests.

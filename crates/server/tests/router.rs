@@ -10,10 +10,10 @@ use chrono::Utc;
 use http_body_util::BodyExt;
 use sandbox_core::model::{InstallStatus, Session, SessionStatus};
 use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, Sandbox, SandboxInfo, SandboxSpec};
+use sandbox_server::api;
 use sandbox_server::service::workspaces::HostOnly;
 use sandbox_server::settings::Settings;
 use sandbox_server::state::AppState;
-use sandbox_server::{api, auth};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -66,7 +66,7 @@ impl App {
     }
 
     async fn key(&self, admin: bool) -> (String, String) {
-        let (k, secret) = auth::create_key(self.state.store.as_ref(), "test", admin).await.unwrap();
+        let (k, secret) = self.state.keys.make("test", admin).await.unwrap();
         (k.id, secret)
     }
 

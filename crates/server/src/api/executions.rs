@@ -1,12 +1,12 @@
 //! `/api/v1/executions`: submit (async or sync, optionally streamed), status, result, list.
 
+use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, PathParam, Query, page};
 use crate::api::types::{
     ExecuteCodeRequest, ExecuteCodeResponse, ExecuteQuery, ExecuteSyncQuery, ExecutionListResponse,
     ExecutionResponse, PageQuery, shown_session_id,
 };
-use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::caller::Caller;
 use crate::service::executions::{NewExecution, Submitted};
 use crate::state::AppState;
 use axum::Json;

@@ -1,10 +1,10 @@
 //! Health, root information, metrics, and the manual state sync.
 
+use crate::api::error::{ApiError, ErrorBody};
 use crate::api::types::{
     ComponentHealth, DetailedHealthResponse, HealthResponse, RootResponse, SyncResponse,
 };
-use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::caller::Caller;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;

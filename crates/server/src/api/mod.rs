@@ -1,6 +1,8 @@
 //! The REST API: routes, middleware (request ids, logging, metrics, authentication) and the
 //! OpenAPI document generated from the handlers.
 
+pub mod auth;
+pub mod error;
 pub mod executions;
 pub mod extract;
 pub mod files;
@@ -11,8 +13,7 @@ pub mod sessions;
 pub mod templates;
 pub mod types;
 
-use crate::auth;
-use crate::error::{ApiError, ErrorBody};
+use crate::api::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};

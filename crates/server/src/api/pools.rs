@@ -1,7 +1,7 @@
 //! `/api/v1/pools`: the warm pools' sizes, hit rates and time to ready.
 
-use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::api::error::{ApiError, ErrorBody};
+use crate::caller::Caller;
 use crate::service::pools::PoolStatus;
 use crate::state::AppState;
 use axum::Json;

@@ -1,12 +1,12 @@
 //! `/api/v1/sessions`: create, list, get, terminate, delete.
 
+use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, PathParam, Query, page};
 use crate::api::types::{
     CreateSessionQuery, CreateSessionRequest, InstallDependenciesRequest, ListSessionsQuery,
     SessionListResponse, SessionResponse,
 };
-use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::caller::Caller;
 use crate::service::sessions::NewSession;
 use crate::state::AppState;
 use axum::Json;

@@ -1,7 +1,7 @@
 //! Request and response bodies of the REST API, field for field compatible with the upstream
 //! API (`shared/reference/upstream-openapi.json`), plus the additions this server makes.
 
-use crate::auth::Caller;
+use crate::caller::Caller;
 use chrono::{DateTime, Utc};
 use sandbox_core::model::{
     ApiKey, Artifact, DependencySpec, Execution, InstalledDependency, Session, Template,

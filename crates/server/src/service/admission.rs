@@ -5,12 +5,11 @@
 //! full host 503 `capacity_exhausted`, both with `Retry-After`; a shape no host here could ever
 //! hold is 422.
 
-use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::caller::Caller;
+use crate::service::error::ServiceError;
 use crate::service::package_sets;
 use crate::service::sandboxes::Shape;
 use crate::settings::{RuntimeKind, Settings};
-use axum::http::StatusCode;
 use sandbox_core::MemoryQuantity;
 use sandbox_core::model::{InstallStatus, Session, SessionStatus};
 use sandbox_runtime::{HostCapacity, Runtime};
@@ -102,14 +101,11 @@ impl Admission {
         owner: &Caller,
         shape: &Shape,
         installing: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         let cap = &self.settings.capacity;
         let live = self.store.sessions_in_status(&[SessionStatus::Creating, SessionStatus::Running]).await?;
         let mine = self.commitments(live.iter().filter(|s| s.owner_key_id == owner.key_id));
-        let quota = |message: String| ApiError {
-            retry_after: Some(30),
-            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message)
-        };
+        let quota = |message: String| ServiceError::quota("quota_exceeded", message, 30);
         if cap.max_sessions_per_key > 0 && mine.sessions >= cap.max_sessions_per_key {
             return Err(quota(format!(
                 "this API key has {} live sessions, its limit; end one and retry",
@@ -129,13 +125,16 @@ impl Admission {
         let host = self.host_capacity().await;
         if let Some(h) = host {
             if shape.memory.bytes() > h.memory_bytes {
-                return Err(ApiError::invalid_field(
+                return Err(ServiceError::invalid_field(
                     "memory",
                     format!("larger than the host's {} of memory", shown(h.memory_bytes)),
                 ));
             }
             if shape.cpu.cores() > f64::from(h.cpus) {
-                return Err(ApiError::invalid_field("cpu", format!("more than the host's {} CPUs", h.cpus)));
+                return Err(ServiceError::invalid_field(
+                    "cpu",
+                    format!("more than the host's {} CPUs", h.cpus),
+                ));
             }
         }
         if cap.max_sessions > 0 && live.len() as u64 >= cap.max_sessions {
@@ -147,7 +146,7 @@ impl Admission {
 
     /// Refuses a package install into a running session when the host has no room for its
     /// installer (memory) and staging space (disk).
-    pub async fn admit_install(&self) -> Result<(), ApiError> {
+    pub async fn admit_install(&self) -> Result<(), ServiceError> {
         let live = self.store.sessions_in_status(&[SessionStatus::Creating, SessionStatus::Running]).await?;
         let (memory, disk) = self.install_cost();
         let host = self.host_capacity().await;
@@ -161,7 +160,7 @@ impl Admission {
         memory: u64,
         disk: u64,
         host: Option<HostCapacity>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ServiceError> {
         let cap = &self.settings.capacity;
         let all = self.commitments(live);
         if let Some(h) = host {
@@ -189,6 +188,6 @@ impl Admission {
 }
 
 /// 503 `capacity_exhausted`, retry in 30 s.
-fn full(why: String) -> ApiError {
-    ApiError::unavailable("capacity_exhausted", why, 30)
+fn full(why: String) -> ServiceError {
+    ServiceError::unavailable("capacity_exhausted", why, 30)
 }

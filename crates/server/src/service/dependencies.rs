@@ -5,11 +5,10 @@
 //! previous packages in place. The exact versions installed are recorded, so a sandbox recreated
 //! where the directory is gone gets the same packages back.
 
-use crate::error::{ApiError, FieldError};
+use crate::service::error::{FieldError, ServiceError};
 use crate::service::package_sets::{PackageSetError, PackageSets};
 use crate::service::sandboxes::Sandboxes;
 use crate::settings::Settings;
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use sandbox_core::model::{DependencySpec, InstallStatus, InstalledDependency, Session, Template};
 use sandbox_core::packages::{self, Pin, Requirement, TemplateFit};
@@ -182,25 +181,22 @@ pub fn plan(
     new: &[DependencySpec],
     index: (&str, &IndexAllowList),
     allow_conflicts: bool,
-) -> Result<Plan, ApiError> {
+) -> Result<Plan, ServiceError> {
     let (index_url, allowed) = index;
     if let Ok(url) = validate_index_url(index_url)
         && !allowed.allows(&url)
     {
-        return Err(ApiError {
-            errors: vec![FieldError {
-                field: "python_package_index_url".into(),
-                message: "not on this server's list of allowed package indexes".into(),
-            }],
-            ..ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "index_not_allowed",
-                format!(
-                    "the package index {} is not allowed here; the operator lists the allowed ones (dependencies.allowed_index_urls)",
-                    redact_index_url(index_url)
-                ),
-            )
-        });
+        return Err(ServiceError::refused(
+            "index_not_allowed",
+            format!(
+                "the package index {} is not allowed here; the operator lists the allowed ones (dependencies.allowed_index_urls)",
+                redact_index_url(index_url)
+            ),
+            Some(FieldError::new(
+                "python_package_index_url",
+                "not on this server's list of allowed package indexes",
+            )),
+        ));
     }
     let mut errors = Vec::new();
     let mut bad = |f: String, message: String| errors.push(FieldError { field: f, message });
@@ -239,7 +235,7 @@ pub fn plan(
         bad("python_package_index_url".into(), e);
     }
     if !errors.is_empty() {
-        return Err(ApiError::invalid_fields(errors));
+        return Err(ServiceError::Invalid(errors));
     }
     // Earlier requests were validated when made.
     let (requested, installed) = before;
@@ -293,36 +289,6 @@ pub enum InstallFailure {
     /// The package directory or the staged packages could not be handled.
     #[error("the package directory: {0}")]
     Sets(#[from] PackageSetError),
-}
-
-impl InstallFailure {
-    /// The API error a waiting client gets.
-    pub fn api_error(&self) -> ApiError {
-        let message = format!("installing dependencies failed: {self}");
-        match self {
-            InstallFailure::NotFound(_) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "package_not_found", message)
-            }
-            InstallFailure::Failed(_) | InstallFailure::TooLarge { .. } | InstallFailure::NoSpace { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "dependency_install_failed", message)
-            }
-            InstallFailure::IndexUnreachable(_) => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "package_index_unreachable", message)
-            }
-            InstallFailure::TimedOut(_) => {
-                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "dependency_install_timeout", message)
-            }
-            InstallFailure::Runtime(RuntimeError::Unsupported { .. }) => {
-                ApiError::new(StatusCode::NOT_IMPLEMENTED, "dependencies_unsupported", message)
-            }
-            InstallFailure::Runtime(RuntimeError::ImageNotFound(_)) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "template_image_missing", message)
-            }
-            InstallFailure::Runtime(_) | InstallFailure::Host(_) | InstallFailure::Sets(_) => {
-                ApiError::unavailable("installer_unavailable", message, 5)
-            }
-        }
-    }
 }
 
 /// Reads what pip's output says went wrong.
@@ -397,12 +363,12 @@ impl Dependencies {
 
     /// The install timeout a request asks for (`None`: the default), checked against the
     /// maximum.
-    pub fn timeout(&self, asked: Option<u32>) -> Result<Duration, ApiError> {
+    pub fn timeout(&self, asked: Option<u32>) -> Result<Duration, ServiceError> {
         let d = &self.settings.dependencies;
         let secs = asked.unwrap_or(d.install_timeout_sec);
         let min = 30.min(d.max_install_timeout_sec);
         if secs < min || secs > d.max_install_timeout_sec {
-            return Err(ApiError::invalid_field(
+            return Err(ServiceError::invalid_field(
                 "install_timeout",
                 format!("must be from {min} to {} seconds", d.max_install_timeout_sec),
             ));
@@ -492,7 +458,7 @@ impl Dependencies {
         new: Vec<DependencySpec>,
         index_url: Option<String>,
         allow_conflicts: bool,
-    ) -> Result<Session, ApiError> {
+    ) -> Result<Session, ServiceError> {
         let index_url = index_url.unwrap_or_else(|| session.python_package_index_url.clone());
         let before = (&session.requested_dependencies[..], &session.installed_dependencies[..]);
         let plan = plan(
@@ -507,7 +473,7 @@ impl Dependencies {
         // Millisecond precision: the stored start identifies this install.
         let started = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default();
         if !self.store.begin_dependency_install(&session.id, started).await? {
-            return Err(ApiError::conflict(
+            return Err(ServiceError::conflict(
                 "dependency_install_in_progress",
                 format!("session {} is installing dependencies already; retry when it is done", session.id),
             ));
@@ -521,11 +487,11 @@ impl Dependencies {
             if !this.store.finish_dependency_install(&done, started).await? {
                 tracing::warn!(session_id = %done.id, "the install was given up meanwhile; its result is not recorded");
             }
-            Ok::<_, ApiError>((done, failure))
+            Ok::<_, ServiceError>((done, failure))
         });
-        let (done, failure) = task.await.map_err(ApiError::internal)??;
+        let (done, failure) = task.await.map_err(ServiceError::internal)??;
         match failure {
-            Some(f) => Err(f.api_error()),
+            Some(f) => Err(f.into()),
             None => Ok(self.store.session(&done.id).await?.unwrap_or(done)),
         }
     }
@@ -682,7 +648,7 @@ impl Dependencies {
     /// deployment. Installer containers no install waits for are removed once stopped or past
     /// their deadline. Returns how
     /// many installs were failed.
-    pub async fn fail_interrupted(&self, containers: &[SandboxInfo]) -> Result<u64, ApiError> {
+    pub async fn fail_interrupted(&self, containers: &[SandboxInfo]) -> Result<u64, ServiceError> {
         let now = Utc::now();
         let installers: Vec<&SandboxInfo> = containers
             .iter()

@@ -1,10 +1,10 @@
 //! Executions: recorded before they start, run in their own task through the session's
 //! executor, and always stored with a terminal status.
 
-use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::caller::Caller;
 use crate::ids;
 use crate::metrics::Metrics;
+use crate::service::error::ServiceError;
 use crate::service::sessions::{ExecutionSlot, Sessions};
 use crate::settings::Settings;
 use chrono::Utc;
@@ -95,16 +95,16 @@ impl Executions {
         session_id: &str,
         req: NewExecution,
         stream: bool,
-    ) -> Result<Submitted, ApiError> {
+    ) -> Result<Submitted, ServiceError> {
         let limits = &self.settings.limits;
         if req.code.len() > limits.max_code_bytes {
-            return Err(ApiError::too_large(
+            return Err(ServiceError::too_large(
                 "code_too_large",
                 format!("code is {} bytes; the limit is {}", req.code.len(), limits.max_code_bytes),
             ));
         }
         if req.timeout_sec == 0 || req.timeout_sec > limits.max_execution_timeout_sec {
-            return Err(ApiError::invalid_field(
+            return Err(ServiceError::invalid_field(
                 "timeout",
                 format!("must be between 1 and {} seconds", limits.max_execution_timeout_sec),
             ));
@@ -262,7 +262,7 @@ impl Executions {
     /// sandbox): a result the executor still holds is collected, one still running is awaited
     /// (submitting its id again never runs it twice), and one the executor does not know ends
     /// `crashed` with the reason. Returns how many were handled.
-    pub async fn recover(self: &Arc<Self>, when: Recovery) -> Result<usize, ApiError> {
+    pub async fn recover(self: &Arc<Self>, when: Recovery) -> Result<usize, ServiceError> {
         let now = Utc::now();
         let mut n = 0;
         for mut e in self.store.unfinished_executions().await? {
@@ -283,7 +283,7 @@ impl Executions {
                 Ok(c) => c,
                 Err(_) if !overdue => continue,
                 Err(err) => {
-                    crash(&mut e, format!("lost: its sandbox cannot be reached ({})", err.message));
+                    crash(&mut e, format!("lost: its sandbox cannot be reached ({})", err));
                     self.finish(None, &e).await;
                     n += 1;
                     continue;
@@ -345,9 +345,9 @@ impl Executions {
     }
 
     /// The execution `id` and its session, if the caller may see the session, else 404.
-    pub async fn get(&self, caller: &Caller, id: &str) -> Result<(Execution, Session), ApiError> {
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<(Execution, Session), ServiceError> {
         let not_found =
-            || ApiError::not_found("execution_not_found", format!("execution {id} does not exist"));
+            || ServiceError::not_found("execution_not_found", format!("execution {id} does not exist"));
         let e = self.store.execution(id).await?.ok_or_else(not_found)?;
         let session = self.sessions.get(caller, &e.session_id).await.map_err(|_| not_found())?;
         Ok((e, session))
@@ -360,7 +360,7 @@ impl Executions {
         session_id: &str,
         limit: u32,
         offset: u64,
-    ) -> Result<Page<Execution>, ApiError> {
+    ) -> Result<Page<Execution>, ServiceError> {
         let session = self.sessions.get(caller, session_id).await?;
         Ok(self.store.list_executions(&session.id, limit, offset).await?)
     }

@@ -3,8 +3,11 @@
 pub mod admission;
 pub mod dependencies;
 pub mod disk;
+pub mod error;
 pub mod executions;
+pub mod files;
 pub mod identity;
+pub mod keys;
 pub mod lifecycle;
 pub mod package_sets;
 pub mod pools;

@@ -2,16 +2,15 @@
 //! list, terminate, delete, and what the lifecycle loop asks of sessions (recover lost
 //! sandboxes, end idle and old sessions, purge old records).
 
-use crate::auth::Caller;
-use crate::error::{ApiError, FieldError};
+use crate::caller::Caller;
 use crate::ids;
 use crate::metrics::Metrics;
 use crate::service::admission::Admission;
 use crate::service::dependencies::{self, Dependencies, Plan};
+use crate::service::error::{FieldError, ServiceError};
 use crate::service::pools::Pools;
 use crate::service::sandboxes::{Sandboxes, Seed, Shape};
 use crate::settings::Settings;
-use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use sandbox_core::model::{DependencySpec, InstallStatus, Session, SessionStatus, Template};
 use sandbox_core::{CpuQuantity, MemoryQuantity};
@@ -62,7 +61,7 @@ pub fn validate_env(env: &BTreeMap<String, String>, max: usize) -> Result<(), St
 }
 
 /// A session's resources as its record states them.
-fn shape_of(s: &Session, template: &Template) -> Result<Shape, ApiError> {
+fn shape_of(s: &Session, template: &Template) -> Result<Shape, ServiceError> {
     Ok(Shape {
         template_id: template.id.clone(),
         image: template.image_url.clone(),
@@ -171,14 +170,14 @@ impl Sessions {
 
     /// A client for a session's executor: 503 `sandbox_unavailable` when the runtime cannot say
     /// where it is.
-    pub async fn executor(&self, s: &Session) -> Result<ExecutorClient, ApiError> {
+    pub async fn executor(&self, s: &Session) -> Result<ExecutorClient, ServiceError> {
         if let Some((container, client)) = self.clients().get(&s.id)
             && *container == s.container_id
         {
             return Ok(client.clone());
         }
         let client = self.sandboxes.executor(&s.id).await.map_err(|e| {
-            ApiError::unavailable(
+            ServiceError::unavailable(
                 "sandbox_unavailable",
                 format!("the session's sandbox cannot be reached: {e}"),
                 5,
@@ -198,7 +197,7 @@ impl Sessions {
         let session = self.store.session(source).await.map_err(|e| RuntimeError::Engine(e.to_string()))?;
         match session {
             Some(s) if s.status == SessionStatus::Running => {
-                let client = self.executor(&s).await.map_err(|e| RuntimeError::Engine(e.message))?;
+                let client = self.executor(&s).await.map_err(|e| RuntimeError::Engine(e.to_string()))?;
                 Ok(Seed::Running { session_id: s.id, client: Box::new(client) })
             }
             _ => Ok(Seed::Stopped { session_id: source.to_owned() }),
@@ -210,25 +209,24 @@ impl Sessions {
         &self,
         owner: &Caller,
         req: NewSession,
-    ) -> Result<(Session, Template, Shape, Option<NewInstall>), ApiError> {
+    ) -> Result<(Session, Template, Shape, Option<NewInstall>), ServiceError> {
         if let Some(source) = &req.source_session_id
             && self.get(owner, source).await.is_err()
         {
-            return Err(ApiError::invalid_field(
+            return Err(ServiceError::invalid_field(
                 "source_session_id",
                 format!("no session {source} to copy from"),
             ));
         }
-        let template = self.store.template(&req.template_id).await?.ok_or_else(|| ApiError {
-            errors: vec![FieldError { field: "template_id".into(), message: "no such template".into() }],
-            ..ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+        let template = self.store.template(&req.template_id).await?.ok_or_else(|| {
+            ServiceError::refused(
                 "template_not_found",
                 format!("template {:?} does not exist", req.template_id),
+                Some(FieldError::new("template_id", "no such template")),
             )
         })?;
         if !template.is_active {
-            return Err(ApiError::invalid_field(
+            return Err(ServiceError::invalid_field(
                 "template_id",
                 format!("template {} is not active", template.id),
             ));
@@ -236,8 +234,9 @@ impl Sessions {
         let limits = &self.settings.limits;
         let mut errors = Vec::new();
         let mut bad = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });
-        let pool_shape = crate::service::pools::default_shape(&template)
-            .ok_or_else(|| ApiError::internal(format!("template {} has invalid defaults", template.id)))?;
+        let pool_shape = crate::service::pools::default_shape(&template).ok_or_else(|| {
+            ServiceError::internal(format!("template {} has invalid defaults", template.id))
+        })?;
 
         let max_cpu = limits.max_cpu;
         let cpu = match req.cpu.as_deref().map(str::parse::<CpuQuantity>) {
@@ -301,22 +300,23 @@ impl Sessions {
         ) {
             Ok(plan) => match self.dependencies.timeout(req.install_timeout) {
                 Ok(timeout) => Some(NewInstall { plan, timeout, fail_session: req.fail_on_dependency_error }),
-                Err(e) => {
-                    errors.extend(e.errors);
+                Err(ServiceError::Invalid(invalid)) => {
+                    errors.extend(invalid);
                     None
                 }
+                Err(e) => return Err(e),
             },
-            // A refusal of its own (an index that is not allowed) answers on its own.
-            Err(e) if e.code != "validation_error" => return Err(e),
-            Err(e) => {
-                errors.extend(e.errors);
+            Err(ServiceError::Invalid(invalid)) => {
+                errors.extend(invalid);
                 None
             }
+            // A refusal of its own (an index that is not allowed) answers on its own.
+            Err(e) => return Err(e),
         };
         let (Some(cpu), Some(memory), Some(disk), Some(install), true) =
             (cpu, memory, disk, install, errors.is_empty())
         else {
-            return Err(ApiError::invalid_fields(errors));
+            return Err(ServiceError::Invalid(errors));
         };
         let shape =
             Shape { template_id: template.id.clone(), image: template.image_url.clone(), cpu, memory, disk };
@@ -370,7 +370,7 @@ impl Sessions {
         owner: &Caller,
         req: NewSession,
         wait: bool,
-    ) -> Result<Session, ApiError> {
+    ) -> Result<Session, ServiceError> {
         let clock = Instant::now();
         // A pool sandbox fits a session whose id and workspace nothing fixes in advance; one
         // with packages to install starts its own sandbox while they install.
@@ -398,7 +398,7 @@ impl Sessions {
         }
         match self.store.insert_session(&session).await {
             Err(sandbox_store::StoreError::Conflict(_)) => {
-                return Err(ApiError::conflict(
+                return Err(ServiceError::conflict(
                     "session_exists",
                     format!("a session with id {} exists", session.id),
                 ));
@@ -415,7 +415,7 @@ impl Sessions {
         if !wait {
             return Ok(pending);
         }
-        match started.await.map_err(ApiError::internal)?? {
+        match started.await.map_err(ServiceError::internal)?? {
             (session, None) => Ok(session),
             (_, Some(error)) => Err(error),
         }
@@ -431,7 +431,7 @@ impl Sessions {
         seed: Option<&str>,
         install: Option<NewInstall>,
         clock: Instant,
-    ) -> Result<(Session, Option<ApiError>), ApiError> {
+    ) -> Result<(Session, Option<ServiceError>), ServiceError> {
         // Packages install beside the starting sandbox: they land in a directory it mounts.
         let installing = async {
             match &install {
@@ -477,7 +477,7 @@ impl Sessions {
                 session.error_message = Some(format!("installing dependencies failed: {f}"));
                 session.completed_at = Some(now);
                 tracing::warn!(session_id = %session.id, error = %f, "session failed: its dependencies did not install");
-                failure = Some(f.api_error());
+                failure = Some(ServiceError::Install(f));
             }
             (Ok(sb), None) => {
                 session.status = SessionStatus::Running;
@@ -495,11 +495,12 @@ impl Sessions {
                 tracing::warn!(session_id = %session.id, error = %why, "session failed to start");
                 let message = format!("the sandbox for session {} could not be started: {why}", session.id);
                 failure = Some(match why {
-                    RuntimeError::ImageNotFound(_) => ApiError {
-                        errors: vec![FieldError { field: "template_id".into(), message: why.to_string() }],
-                        ..ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "template_image_missing", message)
-                    },
-                    _ => ApiError::unavailable("sandbox_start_failed", message, 5),
+                    RuntimeError::ImageNotFound(_) => ServiceError::refused(
+                        "template_image_missing",
+                        message,
+                        Some(FieldError::new("template_id", why.to_string())),
+                    ),
+                    _ => ServiceError::unavailable("sandbox_start_failed", message, 5),
                 });
             }
         }
@@ -511,7 +512,7 @@ impl Sessions {
     /// The session `id` if `caller` may see it, else 404.
     /// `id` is the caller's own name for one of its sessions (a client-chosen id), or a session's
     /// id.
-    pub async fn get(&self, caller: &Caller, id: &str) -> Result<Session, ApiError> {
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<Session, ServiceError> {
         for candidate in Self::candidates(caller, id) {
             if let Some(s) = self.store.session(&candidate).await?
                 && caller.can_see(&s.owner_key_id)
@@ -519,7 +520,7 @@ impl Sessions {
                 return Ok(s);
             }
         }
-        Err(ApiError::not_found("session_not_found", format!("session {id} does not exist")))
+        Err(ServiceError::not_found("session_not_found", format!("session {id} does not exist")))
     }
 
     /// The session ids `id` may stand for, for `caller`: its own client-chosen name first.
@@ -528,10 +529,10 @@ impl Sessions {
     }
 
     /// The session `id` if `caller` may see it and it runs, else 404 or 409.
-    pub async fn get_running(&self, caller: &Caller, id: &str) -> Result<Session, ApiError> {
+    pub async fn get_running(&self, caller: &Caller, id: &str) -> Result<Session, ServiceError> {
         let s = self.get(caller, id).await?;
         if s.status != SessionStatus::Running {
-            return Err(ApiError::conflict(
+            return Err(ServiceError::conflict(
                 "session_not_running",
                 format!("session {id} is {}, not running", s.status),
             ));
@@ -540,7 +541,11 @@ impl Sessions {
     }
 
     /// Sessions the caller may see.
-    pub async fn list(&self, caller: &Caller, mut filter: SessionFilter) -> Result<Page<Session>, ApiError> {
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        mut filter: SessionFilter,
+    ) -> Result<Page<Session>, ServiceError> {
         if !caller.is_admin {
             filter.owner_key_id = Some(caller.key_id.clone());
         }
@@ -548,13 +553,13 @@ impl Sessions {
     }
 
     /// Stops a session's sandbox and keeps its record; terminating again changes nothing.
-    pub async fn terminate(&self, caller: &Caller, id: &str) -> Result<Session, ApiError> {
+    pub async fn terminate(&self, caller: &Caller, id: &str) -> Result<Session, ServiceError> {
         let s = self.get(caller, id).await?;
         self.stop(s, None).await
     }
 
     /// Stops the sandbox of `s` (unless already final) and records `reason`.
-    pub async fn stop(&self, s: Session, reason: Option<String>) -> Result<Session, ApiError> {
+    pub async fn stop(&self, s: Session, reason: Option<String>) -> Result<Session, ServiceError> {
         let lock = self.lock_for(&s.id);
         let _guard = lock.lock().await;
         let mut s = self.store.session(&s.id).await?.unwrap_or(s);
@@ -564,7 +569,11 @@ impl Sessions {
         }
         if let Some(container) = &s.container_id {
             self.runtime.remove(container).await.map_err(|e| {
-                ApiError::unavailable("runtime_unavailable", format!("could not stop the sandbox: {e}"), 5)
+                ServiceError::unavailable(
+                    "runtime_unavailable",
+                    format!("could not stop the sandbox: {e}"),
+                    5,
+                )
             })?;
         }
         let now = Utc::now();
@@ -580,7 +589,7 @@ impl Sessions {
     }
 
     /// Removes a session, its executions and its workspace. Deleting a deleted session succeeds.
-    pub async fn delete(&self, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    pub async fn delete(&self, caller: &Caller, id: &str) -> Result<(), ServiceError> {
         let s = match self.get(caller, id).await {
             Ok(s) => s,
             Err(e) => {
@@ -597,12 +606,12 @@ impl Sessions {
         self.remove(s).await
     }
 
-    async fn remove(&self, s: Session) -> Result<(), ApiError> {
+    async fn remove(&self, s: Session) -> Result<(), ServiceError> {
         let id = s.id.clone();
         self.stop(s, None).await?;
-        self.sandboxes.release_files(&id).await.map_err(ApiError::internal)?;
+        self.sandboxes.release_files(&id).await.map_err(ServiceError::internal)?;
         self.sandboxes.workspaces().delete_session(&id).await.map_err(|e| {
-            ApiError::unavailable(
+            ServiceError::unavailable(
                 "storage_unavailable",
                 format!("could not delete the stored workspace: {e}"),
                 5,
@@ -621,19 +630,16 @@ impl Sessions {
     }
 
     /// Takes a place among the session's running executions: 429 when all are taken.
-    pub fn begin_execution(self: &Arc<Self>, session_id: &str) -> Result<ExecutionSlot, ApiError> {
+    pub fn begin_execution(self: &Arc<Self>, session_id: &str) -> Result<ExecutionSlot, ServiceError> {
         let max = self.settings.capacity.max_executions_per_session;
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         let n = running.entry(session_id.to_owned()).or_default();
         if max > 0 && *n >= max {
-            return Err(ApiError {
-                retry_after: Some(1),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_executions",
-                    format!("session {session_id} already runs {max} executions, its limit"),
-                )
-            });
+            return Err(ServiceError::quota(
+                "too_many_executions",
+                format!("session {session_id} already runs {max} executions, its limit"),
+                1,
+            ));
         }
         *n += 1;
         Ok(ExecutionSlot { sessions: self.clone(), session_id: session_id.to_owned() })
@@ -642,7 +648,7 @@ impl Sessions {
     /// Recreates the sandbox of a running session whose sandbox is gone, from the session's own
     /// template, with its workspace as it was; or marks the session failed with the reason.
     /// Returns whether the session runs again.
-    pub async fn recover(&self, id: &str) -> Result<bool, ApiError> {
+    pub async fn recover(&self, id: &str) -> Result<bool, ServiceError> {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         let Some(mut s) = self.store.session(id).await? else { return Ok(false) };
@@ -668,7 +674,7 @@ impl Sessions {
                     }
                     self.sandboxes.start(&s.id, &shape, None).await.map_err(|e| e.to_string())
                 }
-                Err(e) => Err(e.message),
+                Err(e) => Err(e.to_string()),
             },
         };
         let recovered = match started {
@@ -693,8 +699,9 @@ impl Sessions {
     /// Compares the store with what the runtime runs: running sessions whose sandbox is gone are
     /// recovered (or failed), sessions stuck creating are failed, pool sandboxes that died or
     /// were abandoned are removed, and sandboxes no session or pool owns are removed.
-    pub async fn reconcile(&self) -> Result<ReconcileReport, ApiError> {
-        let unavailable = |e: RuntimeError| ApiError::unavailable("runtime_unavailable", e.to_string(), 5);
+    pub async fn reconcile(&self) -> Result<ReconcileReport, ServiceError> {
+        let unavailable =
+            |e: RuntimeError| ServiceError::unavailable("runtime_unavailable", e.to_string(), 5);
         let mut report = ReconcileReport::default();
         let sandboxes = self
             .runtime
@@ -789,10 +796,10 @@ impl Sessions {
         new: Vec<DependencySpec>,
         index_url: Option<String>,
         allow_conflicts: bool,
-    ) -> Result<Session, ApiError> {
+    ) -> Result<Session, ServiceError> {
         let s = self.get_running(caller, id).await?;
         let template = self.store.template(&s.template_id).await?.ok_or_else(|| {
-            ApiError::conflict(
+            ServiceError::conflict(
                 "template_not_found",
                 format!("the template {} of session {id} no longer exists", s.template_id),
             )
@@ -805,7 +812,7 @@ impl Sessions {
 
     /// Terminates running sessions idle past their timeout (none with an execution in flight)
     /// or older than the maximum lifetime; returns how many.
-    pub async fn expire(&self) -> Result<usize, ApiError> {
+    pub async fn expire(&self) -> Result<usize, ServiceError> {
         let now = Utc::now();
         let max_life = self.settings.lifecycle.max_session_lifetime_sec as i64;
         let mut n = 0;
@@ -831,7 +838,7 @@ impl Sessions {
 
     /// Deletes terminated and failed sessions that ended longer ago than the retention; returns
     /// how many.
-    pub async fn purge(&self) -> Result<usize, ApiError> {
+    pub async fn purge(&self) -> Result<usize, ServiceError> {
         let keep = chrono::Duration::seconds(self.settings.lifecycle.retention_sec as i64);
         let now = Utc::now();
         let mut n = 0;
