@@ -1,6 +1,5 @@
 //! The controller layer: typed commands from the API, carried out against the store and the
 //! runtime, and the background work that keeps the two in step.
-pub mod admission;
 pub mod dependencies;
 pub mod disk;
 pub mod error;

@@ -5,12 +5,14 @@ use crate::service::disk::WorkspaceDisks;
 use crate::service::package_sets::PackageSets;
 use crate::service::workspaces::WorkspaceStore;
 use crate::settings::{DiskEnforcement, RuntimeKind, Settings};
+use sandbox_core::model::Session;
 use sandbox_core::{CpuQuantity, MemoryQuantity};
 use sandbox_executor_client::ByteStream;
 use sandbox_protocol::contract::env as executor_env;
 use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, Sandbox, SandboxSpec, labels};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// What a sandbox is made of, besides its session id.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +61,9 @@ pub struct Sandboxes {
     disks: WorkspaceDisks,
     deployment: String,
     workspaces: Arc<dyn WorkspaceStore>,
+    /// Executor clients by session, with the container each was made for: a client keeps its
+    /// connections to the executor open from one execution to the next.
+    clients: Mutex<HashMap<String, (Option<String>, ExecutorClient)>>,
 }
 
 impl Sandboxes {
@@ -75,7 +80,7 @@ impl Sandboxes {
         };
         let disks = WorkspaceDisks::new(enforcement);
         let deployment = settings.deployment_id();
-        Sandboxes { settings, runtime, disks, deployment, workspaces }
+        Sandboxes { settings, runtime, disks, deployment, workspaces, clients: Mutex::default() }
     }
 
     /// The deployment label value of this installation's sandboxes.
@@ -238,12 +243,29 @@ impl Sandboxes {
         .map_err(|e| e.to_string())?
     }
 
-    /// A client for the executor of session `id`'s sandbox (asking the runtime where it is,
-    /// when the backend needs to: a pod another replica created).
-    pub async fn executor(&self, id: &str) -> Result<ExecutorClient, RuntimeError> {
-        let dir = self.session_dir(id);
-        let spec = SandboxSpec::new(Self::sandbox_name(id), "", dir.join("workspace"), dir.join("run"));
-        self.runtime.resolve_executor(&spec).await
+    /// A client for the executor of session `s`'s sandbox: the one kept for its container, or a
+    /// new one (asking the runtime where it is, when the backend needs to: a pod another replica
+    /// created).
+    pub async fn client(&self, s: &Session) -> Result<ExecutorClient, RuntimeError> {
+        if let Some((container, client)) = self.clients().get(&s.id)
+            && *container == s.container_id
+        {
+            return Ok(client.clone());
+        }
+        let dir = self.session_dir(&s.id);
+        let spec = SandboxSpec::new(Self::sandbox_name(&s.id), "", dir.join("workspace"), dir.join("run"));
+        let client = self.runtime.resolve_executor(&spec).await?;
+        self.clients().insert(s.id.clone(), (s.container_id.clone(), client.clone()));
+        Ok(client)
+    }
+
+    /// Drops the client kept for session `id` (its sandbox is going).
+    pub fn forget_client(&self, id: &str) {
+        self.clients().remove(id);
+    }
+
+    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<String>, ExecutorClient)>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

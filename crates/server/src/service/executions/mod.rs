@@ -1,29 +1,34 @@
 //! Executions: recorded before they start, run in their own task through the session's
-//! executor, and always stored with a terminal status.
+//! executor, and always stored with a terminal status. Collecting what a stopped control plane
+//! left unfinished is in `recover`; turning executor results into records in `record`; the
+//! per-session limit of running executions in `slots`.
+
+mod record;
+mod recover;
+mod slots;
+
+pub use recover::Recovery;
+pub use slots::ExecutionSlot;
 
 use crate::caller::Caller;
 use crate::ids;
 use crate::metrics::Metrics;
 use crate::service::error::ServiceError;
-use crate::service::sessions::{ExecutionSlot, Sessions};
+use crate::service::sessions::Sessions;
 use crate::settings::Settings;
 use chrono::Utc;
-use futures_util::StreamExt;
-use sandbox_core::model::{Artifact, Execution, ExecutionMetrics, Session, SessionStatus};
+use record::{apply_result, crash, request_for, stream_into};
+use sandbox_core::model::{Execution, Session};
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_executor_client::{ClientError, ExecutorClient};
-use sandbox_protocol::{ExecRequest, ExecResult, ExecutionRecord, StreamEvent};
+use sandbox_protocol::{ExecResult, StreamEvent};
 use sandbox_store::{Page, Store};
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
-
-/// How long past its timeout an execution may go unfinished before the lifecycle leader treats
-/// it as abandoned and collects or ends it.
-const OVERDUE_GRACE: Duration = Duration::from_secs(60);
 
 /// A validated request to run code.
 #[derive(Debug, Clone)]
@@ -58,16 +63,8 @@ pub struct Executions {
     tasks: TaskTracker,
     /// Executions this process is running or collecting now.
     inflight: Mutex<HashSet<String>>,
-}
-
-/// When [`Executions::recover`] acts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recovery {
-    /// At start-up: every unfinished execution (except one another replica may have just
-    /// recorded and not yet handed to its executor).
-    Startup,
-    /// In the lifecycle loop: only executions past their timeout plus a grace.
-    Overdue,
+    /// Executions running per session, in this process.
+    running: Arc<Mutex<HashMap<String, usize>>>,
 }
 
 impl Executions {
@@ -85,6 +82,7 @@ impl Executions {
             settings,
             tasks: TaskTracker::new(),
             inflight: Mutex::new(HashSet::new()),
+            running: Arc::default(),
         }
     }
 
@@ -111,7 +109,7 @@ impl Executions {
         }
         let session = self.sessions.get_running(caller, session_id).await?;
         let client = self.sessions.executor(&session).await?;
-        let slot = self.sessions.begin_execution(&session.id)?;
+        let slot = self.begin(&session.id)?;
         // Recorded as running before it starts (it is handed to the executor at once): whatever
         // happens next, there is a row to finish, and one write fewer on the way.
         let now = Utc::now();
@@ -258,83 +256,6 @@ impl Executions {
         }
     }
 
-    /// Finishes executions left unfinished by a process that stopped (or by one that lost its
-    /// sandbox): a result the executor still holds is collected, one still running is awaited
-    /// (submitting its id again never runs it twice), and one the executor does not know ends
-    /// `crashed` with the reason. Returns how many were handled.
-    pub async fn recover(self: &Arc<Self>, when: Recovery) -> Result<usize, ServiceError> {
-        let now = Utc::now();
-        let mut n = 0;
-        for mut e in self.store.unfinished_executions().await? {
-            if self.inflight.lock().unwrap_or_else(|p| p.into_inner()).contains(&e.id) {
-                continue;
-            }
-            let since = e.started_at.unwrap_or(e.created_at);
-            let allowed = Duration::from_secs(u64::from(e.timeout_sec)) + OVERDUE_GRACE;
-            let overdue = now - since > chrono::Duration::from_std(allowed).unwrap_or(chrono::Duration::MAX);
-            // Another replica may have just recorded or started it and not yet reached the
-            // executor: such young executions are left alone unless the executor knows them.
-            let recent = now - since < chrono::Duration::seconds(30);
-            if (when == Recovery::Overdue && !overdue) || (e.status == ExecutionStatus::Pending && recent) {
-                continue;
-            }
-            let Some(session) = self.store.session(&e.session_id).await? else { continue };
-            let client = match self.sessions.executor(&session).await {
-                Ok(c) => c,
-                Err(_) if !overdue => continue,
-                Err(err) => {
-                    crash(&mut e, format!("lost: its sandbox cannot be reached ({})", err));
-                    self.finish(None, &e).await;
-                    n += 1;
-                    continue;
-                }
-            };
-            match client.execution(&e.id).await {
-                Ok(Some(ExecutionRecord::Finished { result })) => {
-                    let result = self.persist(&session.id, &client, *result).await;
-                    apply_result(&mut e, result);
-                    self.finish(Some(&client), &e).await;
-                    tracing::info!(execution_id = %e.id, status = %e.status, "collected a result that finished while nobody waited");
-                }
-                Ok(Some(ExecutionRecord::Running { .. })) => {
-                    if !self.track(&e.id) {
-                        continue;
-                    }
-                    let this = self.clone();
-                    self.tasks.spawn(async move {
-                        match client.execute(&request_for(&e, &session)).await {
-                            Ok(r) => {
-                                let r = this.persist(&session.id, &client, r).await;
-                                apply_result(&mut e, r)
-                            }
-                            Err(err) => crash(&mut e, format!("lost while collecting its result: {err}")),
-                        }
-                        this.finish(Some(&client), &e).await;
-                        this.untrack(&e.id);
-                    });
-                }
-                Ok(None) if recent => continue,
-                Ok(None) => {
-                    let why = match e.status {
-                        ExecutionStatus::Pending => {
-                            "never started: the control plane stopped before starting it"
-                        }
-                        _ => "lost: its sandbox stopped or was replaced while it ran",
-                    };
-                    crash(&mut e, why.into());
-                    self.finish(Some(&client), &e).await;
-                }
-                Err(_) if !overdue && session.status == SessionStatus::Running => continue,
-                Err(err) => {
-                    crash(&mut e, format!("lost: its sandbox did not answer ({err})"));
-                    self.finish(Some(&client), &e).await;
-                }
-            }
-            n += 1;
-        }
-        Ok(n)
-    }
-
     /// Stops taking work and waits up to `grace` for running executions to finish (those still
     /// running are collected after the next start).
     pub async fn drain(&self, grace: Duration) {
@@ -364,77 +285,4 @@ impl Executions {
         let session = self.sessions.get(caller, session_id).await?;
         Ok(self.store.list_executions(&session.id, limit, offset).await?)
     }
-}
-
-/// Runs an execution in stream mode, forwarding output chunks to `tx`; the result comes last.
-async fn stream_into(
-    client: &ExecutorClient,
-    req: &ExecRequest,
-    tx: mpsc::UnboundedSender<StreamEvent>,
-) -> Result<ExecResult, ClientError> {
-    let mut stream = Box::pin(client.execute_stream(req).await?);
-    let mut last = None;
-    while let Some(ev) = stream.next().await {
-        match ev {
-            Ok(StreamEvent::Result { result }) => last = Some(Ok(*result)),
-            Ok(chunk) => {
-                let _ = tx.send(chunk);
-            }
-            Err(err) => last = Some(Err(err)),
-        }
-    }
-    last.unwrap_or_else(|| Err(ClientError::Protocol("stream ended without a result".into())))
-}
-
-/// The executor request for a recorded execution.
-fn request_for(e: &Execution, session: &Session) -> ExecRequest {
-    ExecRequest {
-        execution_id: e.id.clone(),
-        language: e.language,
-        code: e.code.clone(),
-        event: e.event.clone(),
-        timeout_ms: u64::from(e.timeout_sec) * 1000,
-        env: session.env_vars.clone(),
-        function_name: Some(session.id.clone()),
-        mode: Default::default(),
-    }
-}
-
-/// Ends a record as `crashed` with `why`.
-fn crash(e: &mut Execution, why: String) {
-    e.status = ExecutionStatus::Crashed;
-    e.error_message = Some(why);
-    e.completed_at = Some(Utc::now());
-}
-
-/// Copies an executor result into the record.
-fn apply_result(e: &mut Execution, r: ExecResult) {
-    e.status = r.status;
-    e.exit_code = r.exit_code;
-    e.error_message = r.error_message;
-    e.stdout = Some(r.stdout);
-    e.stderr = Some(r.stderr);
-    e.return_value = r.return_value;
-    e.started_at = Some(r.started_at);
-    e.completed_at = Some(r.finished_at);
-    e.execution_time = Some(r.metrics.duration_ms / 1000.0);
-    e.metrics = Some(ExecutionMetrics {
-        duration_ms: r.metrics.duration_ms,
-        cpu_time_ms: Some(r.metrics.cpu_time_ms),
-        peak_memory_mb: Some(r.metrics.peak_memory_mb),
-    });
-    e.artifacts = r
-        .files
-        .into_iter()
-        .map(|f| Artifact {
-            mime_type: mime_guess::from_path(f.path.as_str())
-                .first_or_octet_stream()
-                .essence_str()
-                .to_owned(),
-            path: f.path.into(),
-            size: f.size,
-            change: f.change,
-            created_at: r.finished_at,
-        })
-        .collect();
 }
