@@ -441,9 +441,9 @@ impl Settings {
                     .into(),
             ));
         }
-        crate::service::dependencies::validate_index_url(&d.default_index_url)
+        sandbox_core::packages::index::validate_index_url(&d.default_index_url)
             .map_err(|e| SettingsError::Invalid(format!("dependencies.default_index_url: {e}")))?;
-        crate::service::dependencies::IndexAllowList::new(&d.default_index_url, &d.allowed_index_urls)
+        sandbox_core::packages::index::IndexAllowList::new(&d.default_index_url, &d.allowed_index_urls)
             .map_err(|e| SettingsError::Invalid(format!("dependencies.allowed_index_urls: {e}")))?;
         if !(1..=604_800).contains(&self.storage.presign_ttl_secs) {
             return Err(SettingsError::Invalid("storage.presign_ttl_secs: must be 1 to 604800".into()));

@@ -6,7 +6,7 @@
 //! this one is compatible with, which read FastAPI's `detail`. Server-side failures are logged
 //! here, once, with their cause; the client gets the code and a sentence.
 
-use crate::service::dependencies::InstallFailure;
+use crate::service::dependencies::pip_output::InstallFailure;
 use crate::service::error::{FieldError, ServiceError};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

@@ -267,7 +267,7 @@ impl SessionResponse {
             pod_name,
             env_vars: s.env_vars,
             timeout: s.timeout_sec,
-            python_package_index_url: crate::service::dependencies::redact_index_url(
+            python_package_index_url: sandbox_core::packages::index::redact_index_url(
                 &s.python_package_index_url,
             ),
             dependency_install_status: s.dependency_install_status.to_string(),

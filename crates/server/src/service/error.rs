@@ -1,7 +1,7 @@
 //! What can go wrong in a service, said in the service's terms. Every variant carries the stable
 //! code clients match on; which HTTP status each gets is decided in one place, `api::error`.
 
-use crate::service::dependencies::InstallFailure;
+use crate::service::dependencies::pip_output::InstallFailure;
 use sandbox_executor_client::ClientError;
 use sandbox_storage::StorageError;
 use sandbox_store::StoreError;
@@ -161,6 +161,27 @@ impl ServiceError {
     /// `Internal`.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         ServiceError::Internal(cause.to_string())
+    }
+}
+
+impl From<sandbox_core::packages::plan::PlanError> for ServiceError {
+    fn from(e: sandbox_core::packages::plan::PlanError) -> Self {
+        use sandbox_core::packages::plan::PlanError;
+        match e {
+            PlanError::Invalid(fields) => {
+                ServiceError::Invalid(fields.into_iter().map(|(f, m)| FieldError::new(f, m)).collect())
+            }
+            PlanError::IndexNotAllowed(url) => ServiceError::refused(
+                "index_not_allowed",
+                format!(
+                    "the package index {url} is not allowed here; the operator lists the allowed ones (dependencies.allowed_index_urls)"
+                ),
+                Some(FieldError::new(
+                    "python_package_index_url",
+                    "not on this server's list of allowed package indexes",
+                )),
+            ),
+        }
     }
 }
 

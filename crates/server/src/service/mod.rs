@@ -8,7 +8,6 @@ pub mod files;
 pub mod identity;
 pub mod keys;
 pub mod lifecycle;
-pub mod package_sets;
 pub mod pools;
 pub mod sandboxes;
 pub mod sessions;

@@ -1,8 +1,8 @@
 //! How a session's sandbox is made and unmade on this host: its directories, its disk, the
 //! spec handed to the runtime, and the client for its executor.
 
+use crate::service::dependencies::package_sets::PackageSets;
 use crate::service::disk::WorkspaceDisks;
-use crate::service::package_sets::PackageSets;
 use crate::service::workspaces::WorkspaceStore;
 use crate::settings::{DiskEnforcement, RuntimeKind, Settings};
 use sandbox_core::model::Session;

@@ -6,8 +6,8 @@
 //! hold is 422.
 
 use crate::caller::Caller;
+use crate::service::dependencies::package_sets;
 use crate::service::error::ServiceError;
-use crate::service::package_sets;
 use crate::service::sandboxes::Shape;
 use crate::settings::{RuntimeKind, Settings};
 use sandbox_core::MemoryQuantity;

@@ -5,11 +5,11 @@
 use super::{Sessions, hostname};
 use crate::caller::Caller;
 use crate::ids;
-use crate::service::dependencies::{self, Plan};
 use crate::service::error::{FieldError, ServiceError};
 use crate::service::sandboxes::{Seed, Shape};
 use chrono::{DateTime, Utc};
 use sandbox_core::model::{DependencySpec, InstallStatus, Session, SessionStatus, Template};
+use sandbox_core::packages::plan::{self, Plan};
 use sandbox_core::{CpuQuantity, MemoryQuantity};
 use sandbox_protocol::contract;
 use sandbox_runtime::RuntimeError;
@@ -163,7 +163,7 @@ impl Sessions {
             .python_package_index_url
             .clone()
             .unwrap_or_else(|| self.settings.dependencies.default_index_url.clone());
-        let install = match dependencies::plan(
+        let install = match plan::plan(
             "dependencies",
             &template,
             (&[], &[]),
@@ -179,12 +179,12 @@ impl Sessions {
                 }
                 Err(e) => return Err(e),
             },
-            Err(ServiceError::Invalid(invalid)) => {
-                errors.extend(invalid);
+            Err(plan::PlanError::Invalid(invalid)) => {
+                errors.extend(invalid.into_iter().map(|(f, m)| FieldError::new(f, m)));
                 None
             }
             // A refusal of its own (an index that is not allowed) answers on its own.
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let (Some(cpu), Some(memory), Some(disk), Some(install), true) =
             (cpu, memory, disk, install, errors.is_empty())
@@ -216,7 +216,7 @@ impl Sessions {
             error_message: None,
             python_package_index_url: index_url,
             requested_dependencies: install.plan.wanted.clone(),
-            installed_dependencies: dependencies::template_packages(&template, now),
+            installed_dependencies: plan::template_packages(&template, now),
             dependency_install_status: if install.plan.pip.is_empty() {
                 InstallStatus::Completed
             } else {

@@ -2,6 +2,9 @@
 //! them, how a session's requests merge with new ones, and how they meet the packages its
 //! template already ships.
 
+pub mod index;
+pub mod plan;
+
 use crate::model::{DependencySpec, InstalledDependency};
 use pep440_rs::{Version, VersionSpecifiers};
 use std::fmt;
