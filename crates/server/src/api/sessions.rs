@@ -26,8 +26,7 @@ pub async fn render(
     let mut out = Vec::with_capacity(sessions.len());
     for s in sessions {
         if !runtimes.contains_key(&s.template_id) {
-            let rt =
-                state.store.template(&s.template_id).await?.map(|t| t.language_runtime).unwrap_or_default();
+            let rt = state.templates.language_runtime(&s.template_id).await?;
             runtimes.insert(s.template_id.clone(), rt);
         }
         let rt = runtimes[&s.template_id].clone();

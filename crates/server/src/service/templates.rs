@@ -212,6 +212,11 @@ impl Templates {
         self.store.template(id).await?.ok_or_else(|| not_found(id))
     }
 
+    /// The language runtime of template `id` (empty when the template is gone).
+    pub async fn language_runtime(&self, id: &str) -> Result<String> {
+        Ok(self.store.template(id).await?.map(|t| t.language_runtime).unwrap_or_default())
+    }
+
     /// Changes a template (admins only); sessions already made keep what they got.
     pub async fn update(&self, caller: &Caller, id: &str, changes: TemplateChanges) -> Result<Template> {
         caller.require_admin()?;
