@@ -225,8 +225,10 @@ pub(crate) fn open_dir_in(parent: BorrowedFd<'_>, name: &OsStr, expected: &Stat)
     (st.st_dev == expected.st_dev && st.st_ino == expected.st_ino).then_some(fd)
 }
 
-/// The entries of an open directory (not `.` and `..`), sorted by name, each with its `lstat`.
-pub(crate) fn read_dir(fd: OwnedFd, path: &Path) -> Result<Vec<(OsString, Stat)>, Error> {
+/// The entries of an open directory (not `.` and `..`), sorted by name, each with its `lstat`
+/// (`path` names the directory in errors); an entry removed between reading and stat-ing it is
+/// simply gone.
+pub fn read_dir(fd: OwnedFd, path: &Path) -> Result<Vec<(OsString, Stat)>, Error> {
     let err = |e| Error::io(path, e);
     let mut dir = Dir::new(fd).map_err(err)?;
     let mut names = Vec::new();

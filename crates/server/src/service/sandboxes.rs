@@ -93,6 +93,17 @@ impl Sandboxes {
         self.settings.data_dir.join("sessions").join(id)
     }
 
+    /// Host directory of a session's workspace: `<data_dir>/sessions/<id>/workspace`.
+    pub fn workspace_dir(&self, id: &str) -> PathBuf {
+        self.session_dir(id).join("workspace")
+    }
+
+    /// The runtime's spec of session `id`'s sandbox as far as finding it needs (no image or
+    /// shape).
+    fn locator(&self, id: &str) -> SandboxSpec {
+        SandboxSpec::new(Self::sandbox_name(id), "", self.workspace_dir(id), self.session_dir(id).join("run"))
+    }
+
     /// The package directory of session `id`.
     pub fn package_sets(&self, id: &str) -> PackageSets {
         PackageSets::new(self.session_dir(id).join("deps"), self.disks, self.settings.executor.uid)
@@ -105,13 +116,12 @@ impl Sandboxes {
 
     /// The spec of the sandbox for session `id`.
     pub fn spec(&self, id: &str, shape: &Shape) -> SandboxSpec {
-        let dir = self.session_dir(id);
-        let mut spec =
-            SandboxSpec::new(Self::sandbox_name(id), &shape.image, dir.join("workspace"), dir.join("run"));
+        let mut spec = self.locator(id);
+        spec.image = shape.image.clone();
         spec.cpu = shape.cpu;
         spec.memory = shape.memory;
         spec.uid = self.settings.executor.uid;
-        spec.deps_dir = Some(dir.join("deps"));
+        spec.deps_dir = Some(self.session_dir(id).join("deps"));
         spec.labels.insert(labels::SESSION.into(), id.into());
         spec.labels.insert(labels::TEMPLATE.into(), shape.template_id.clone());
         spec.labels.insert(labels::DEPLOYMENT.into(), self.deployment.clone());
@@ -193,7 +203,7 @@ impl Sandboxes {
                 client.archive().await.map_err(|e| format!("reading the workspace of {from}: {e}"))?
             }
             Seed::Stopped { .. } => {
-                let dir = self.session_dir(&from).join("workspace");
+                let dir = self.workspace_dir(&from);
                 let tree = tokio::task::spawn_blocking(move || sandbox_safefs::Tree::open(&dir))
                     .await
                     .map_err(|e| e.to_string())?
@@ -218,10 +228,10 @@ impl Sandboxes {
     /// Removes everything of session `id` on the host: its disk, the staging filesystems of
     /// installs a crash left behind, and its directories.
     pub async fn release_files(&self, id: &str) -> Result<(), String> {
-        let dir = self.session_dir(id);
+        let (dir, workspace) = (self.session_dir(id), self.workspace_dir(id));
         let disks = self.disks;
         tokio::task::spawn_blocking(move || {
-            disks.release(&dir.join("workspace")).map_err(|e| e.to_string())?;
+            disks.release(&workspace).map_err(|e| e.to_string())?;
             if let Ok(entries) = std::fs::read_dir(&dir) {
                 for e in entries.flatten() {
                     if e.file_name().to_string_lossy().starts_with("install-") {
@@ -252,9 +262,7 @@ impl Sandboxes {
         {
             return Ok(client.clone());
         }
-        let dir = self.session_dir(&s.id);
-        let spec = SandboxSpec::new(Self::sandbox_name(&s.id), "", dir.join("workspace"), dir.join("run"));
-        let client = self.runtime.resolve_executor(&spec).await?;
+        let client = self.runtime.resolve_executor(&self.locator(&s.id)).await?;
         self.clients().insert(s.id.clone(), (s.container_id.clone(), client.clone()));
         Ok(client)
     }

@@ -257,8 +257,7 @@ impl Sessions {
             session.status = SessionStatus::Running;
             session.container_id = Some(claimed.container_id.clone());
             session.sandbox_name = Some(claimed.sandbox_name);
-            session.workspace_path =
-                Some(self.sandboxes.session_dir(&session.id).join("workspace").display().to_string());
+            session.workspace_path = Some(self.sandboxes.workspace_dir(&session.id).display().to_string());
             session.runtime_node = hostname();
             if let Err(e) = self.store.insert_session(&session).await {
                 self.pools.discard(&session.id, Some(&claimed.container_id)).await;
@@ -357,7 +356,7 @@ impl Sessions {
                 session.container_id = Some(sb.id);
                 session.sandbox_name = Some(sb.name);
                 session.workspace_path =
-                    Some(self.sandboxes.session_dir(&session.id).join("workspace").display().to_string());
+                    Some(self.sandboxes.workspace_dir(&session.id).display().to_string());
                 session.runtime_node = hostname();
                 tracing::info!(session_id = %session.id, elapsed_ms = clock.elapsed().as_millis() as u64, "session running");
             }
