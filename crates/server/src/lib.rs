@@ -118,7 +118,7 @@ pub async fn serve(
     }
     let loops = tokio::spawn(state.lifecycle.clone().run());
     tracing::info!(%listen, instance = %state.lifecycle.instance_id, "sandbox-server listening");
-    axum::serve(listener, api::router(state.clone())).with_graceful_shutdown(shutdown).await?;
+    api::serve(listener, state.clone(), shutdown).await?;
     loops.abort();
     state.lifecycle.resign().await;
     state.executions.drain(grace).await;

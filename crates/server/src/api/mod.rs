@@ -75,6 +75,15 @@ pub fn openapi_json() -> String {
     ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises")
 }
 
+/// Serves the API on `listener` until `shutdown` resolves, then lets requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     let limits = &state.settings.limits;
