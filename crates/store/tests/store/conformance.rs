@@ -477,20 +477,20 @@ async fn executions(store: &Arc<dyn Store>) {
         let e = Execution {
             stdout: Some("é".repeat(n / 2)),
             completed_at: Some(at(1500 + i)),
-            ..bare_execution(&format!("p{i}"), "s3", Completed, 1500 + i)
+            ..bare_execution(&format!("p{i}"), "s6", Completed, 1500 + i)
         };
         store.insert_execution(&e).await.expect("insert execution");
     }
-    store.insert_execution(&bare_execution("p9", "s3", Running, 1400)).await.unwrap();
+    store.insert_execution(&bare_execution("p9", "s6", Running, 1400)).await.unwrap();
     let p_ids = |page: Page<Execution>| page.items.into_iter().map(|e| e.id).collect::<Vec<_>>();
-    assert_eq!(store.prune_executions("s3", 10, 1 << 20).await.unwrap(), 0, "within both limits");
-    assert_eq!(store.prune_executions("s3", 4, 1 << 20).await.unwrap(), 1, "by count: the oldest goes");
-    assert_eq!(p_ids(store.list_executions("s3", 10, 0).await.unwrap()), ["p4", "p3", "p2", "p1", "p9"]);
+    assert_eq!(store.prune_executions("s6", 10, 1 << 20).await.unwrap(), 0, "within both limits");
+    assert_eq!(store.prune_executions("s6", 4, 1 << 20).await.unwrap(), 1, "by count: the oldest goes");
+    assert_eq!(p_ids(store.list_executions("s6", 10, 0).await.unwrap()), ["p4", "p3", "p2", "p1", "p9"]);
     // Bytes (two per "é"), not characters: p2's 1800 bytes (900 characters) do not fit in 1000.
-    let code = bare_execution("x", "s3", Completed, 0).code.len() as u64;
-    assert_eq!(store.prune_executions("s3", 10, 1000 + 2 * code).await.unwrap(), 2);
+    let code = bare_execution("x", "s6", Completed, 0).code.len() as u64;
+    assert_eq!(store.prune_executions("s6", 10, 1000 + 2 * code).await.unwrap(), 2);
     assert_eq!(
-        p_ids(store.list_executions("s3", 10, 0).await.unwrap()),
+        p_ids(store.list_executions("s6", 10, 0).await.unwrap()),
         ["p4", "p3", "p9"],
         "never the running one"
     );
@@ -500,7 +500,7 @@ async fn executions(store: &Arc<dyn Store>) {
     assert!(store.delete_session("s4", at(2000)).await.unwrap());
     assert_eq!(store.execution("e5").await.unwrap(), None);
     assert_eq!(store.list_executions("s4", 10, 0).await.unwrap().total, 0);
-    assert_eq!(exec_ids(&store.unfinished_executions().await.unwrap()), ["e4", "e3"]);
+    assert_eq!(exec_ids(&store.unfinished_executions().await.unwrap()), ["e4", "e3", "p9"]);
     assert_eq!(store.deleted_session_owner("s4").await.unwrap(), Some("k2".into()));
 }
 
@@ -539,7 +539,7 @@ async fn migrations(url: &str) -> Vec<(i64, i64)> {
 
 async fn reopen(url: &str) {
     let before = migrations(url).await;
-    assert_eq!(before.iter().map(|m| m.0).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(before.iter().map(|m| m.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
     let store = open(url).await.expect("re-open");
     assert_eq!(migrations(url).await, before, "nothing applied twice");
     assert_eq!(store.session("s1").await.unwrap().map(|s| s.owner_key_id), Some("k1".into()));
