@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Prepares a Debian 12 machine for the sandbox platform, idempotently:
+# Prepares a Debian 12 machine for the sandbox platform, idempotently, once it has found a Rust
+# toolchain of at least the workspace's rust-version (it stops, saying how to get one, otherwise):
 #   1. Debian packages (docker.io, bubblewrap, mmdebstrap, mariadb-server, ...), cargo-nextest,
 #      and the Python test tools (schemathesis, kubernetes-validate, helm-python-sdk) in a
 #      virtualenv,
@@ -12,6 +13,7 @@
 #   scripts/setup.sh services   only make sure the services run
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/common.sh
 what="${1:-all}"
 TOOLS_VENV="${TOOLS_VENV:-/var/cache/sandbox-tools/venv}"
 SCHEMATHESIS_VERSION=4.32.5
@@ -26,6 +28,7 @@ if [ "$(id -u)" != 0 ]; then
   echo "scripts/setup.sh must run as root (it installs packages and starts dockerd)" >&2
   exit 1
 fi
+require_rust
 
 packages=(docker.io bubblewrap mmdebstrap mariadb-server ca-certificates python3 python3-venv curl)
 if [ "$what" = all ]; then
