@@ -1,6 +1,19 @@
 # shellcheck shell=bash
-# Helpers of the machine-preparing scripts, sourced from the repository root (require_rust reads
-# ./Cargo.toml). Each makes sure of one thing and is quick when it already holds.
+# Helpers of the machine-preparing scripts (setup.sh, test-tools.sh, mariadb.sh), sourced from
+# the repository root (require_rust reads ./Cargo.toml). Each makes sure of one thing and is
+# quick when it already holds.
+
+# Where the Python test tools live (scripts/test-tools.sh installs them there).
+TOOLS_VENV="${TOOLS_VENV:-/var/cache/sandbox-tools/venv}"
+log_dir=/var/log/sandbox
+
+# require_root SCRIPT WHY: stops unless running as root.
+require_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "$1 must run as root ($2)" >&2
+    exit 1
+  fi
+}
 
 # version_at_least HAVE WANT: whether version HAVE is WANT or later (1.95.0 >= 1.95).
 version_at_least() {
@@ -29,4 +42,18 @@ Install one with rustup (https://rustup.rs), then run $0 again:
 A toolchain rustup installed earlier is brought up to date with: rustup update stable
 EOM
   exit 1
+}
+
+# ensure_packages PACKAGE...: installs the Debian packages that are not installed yet.
+ensure_packages() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  printf '[packages] installing %s (log: %s/apt.log)\n' "${missing[*]}" "$log_dir"
+  mkdir -p "$log_dir"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$log_dir/apt.log"
 }

@@ -30,7 +30,7 @@ fn report() -> &'static Value {
         let python = venv.join("bin/python");
         assert!(
             python.exists(),
-            "{} is missing: run scripts/setup.sh, which installs helm-python-sdk and kubernetes-validate into \
+            "{} is missing: run scripts/test-tools.sh, which installs helm-python-sdk and kubernetes-validate into \
              {} (or set SANDBOX_TOOLS_VENV)",
             python.display(),
             venv.display()
@@ -41,7 +41,7 @@ fn report() -> &'static Value {
             .expect("render.py runs");
         assert!(
             out.status.success(),
-            "deploy/tests/render.py failed (exit {:?}); scripts/setup.sh installs what it needs:\n{}",
+            "deploy/tests/render.py failed (exit {:?}); scripts/test-tools.sh installs what it needs:\n{}",
             out.status.code(),
             String::from_utf8_lossy(&out.stderr)
         );
