@@ -1,4 +1,4 @@
-//! CPU and memory quantities in the formats the upstream API and Kubernetes use
+//! CPU and memory quantities in the formats the Python control plane's API and Kubernetes use
 //! (`"1"`, `"0.5"`, `"500m"`; `"512Mi"`, `"1Gi"`, `"1G"`, `"1048576"`).
 
 use serde::{Deserialize, Serialize};

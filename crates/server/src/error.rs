@@ -1,7 +1,7 @@
 //! The one error type every handler returns, and its single mapping to an HTTP response:
 //! `{"code": "...", "message": "...", "detail": "...", "request_id": "...", "errors": [...]}`.
 //! `code` is stable and machine-readable; `detail` repeats the message for clients of the
-//! upstream API, which read FastAPI's `detail`.
+//! Python control plane this server replaces (docs/design.md), which read FastAPI's `detail`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +24,7 @@ pub struct ErrorBody {
     pub code: String,
     /// What went wrong, for people.
     pub message: String,
-    /// The same as `message` (compatibility with clients of the upstream API).
+    /// The same as `message` (for clients of the Python control plane's API).
     pub detail: String,
     /// The request's id (also in the `X-Request-ID` header).
     pub request_id: Option<String>,

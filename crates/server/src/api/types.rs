@@ -1,5 +1,6 @@
-//! Request and response bodies of the REST API, field for field compatible with the upstream
-//! API (`shared/reference/upstream-openapi.json`), plus the additions this server makes.
+//! Request and response bodies of the REST API, field for field compatible with the API of the
+//! Python control plane this server replaces (docs/design.md), plus the additions this server
+//! makes.
 
 use crate::auth::Caller;
 use chrono::{DateTime, Utc};

@@ -23,7 +23,7 @@ use sandbox_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Most packages one request may name (the upstream API's limit).
+/// Most packages one request may name (the Python control plane's limit).
 pub const MAX_PACKAGES: usize = 50;
 /// Longest index URL accepted.
 pub const MAX_INDEX_URL_LEN: usize = 512;
