@@ -6,10 +6,11 @@
 #   3. schemathesis against the server's /openapi.json: no 5xx, responses match the schema.
 #      Package installers get no network here (dependencies.network = none): an install the
 #      fuzzer manages to start fails fast as "index unreachable" and nothing leaves the host.
-# Called by scripts/test.sh; needs scripts/setup.sh to have run (MariaDB, schemathesis, images).
+# Called by scripts/test.sh; needs scripts/setup.sh (images) and scripts/test-tools.sh (MariaDB,
+# schemathesis) to have run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TOOLS_VENV="${TOOLS_VENV:-/var/cache/sandbox-tools/venv}"
+source scripts/common.sh
 say() { printf '[live] %s\n' "$*"; }
 
 cargo build --quiet -p sandbox-server

@@ -1,4 +1,4 @@
-//! CPU and memory quantities in the formats the REST API and Kubernetes use
+//! CPU and memory quantities in the formats the Python control plane's API and Kubernetes use
 //! (`"1"`, `"0.5"`, `"500m"`; `"512Mi"`, `"1Gi"`, `"1G"`, `"1048576"`). Serialized as those
 //! strings; read from a string or a plain number.
 

@@ -18,8 +18,11 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
 
-/// A runtime that has no containers and cannot make any.
-struct NoContainers;
+/// A runtime that has no containers and cannot make any; one not `reachable` does not answer at
+/// all.
+struct NoContainers {
+    reachable: bool,
+}
 
 #[async_trait]
 impl Runtime for NoContainers {
@@ -39,7 +42,11 @@ impl Runtime for NoContainers {
         Ok(None)
     }
     async fn list(&self, _: &[(&str, &str)]) -> Result<Vec<SandboxInfo>, RuntimeError> {
-        Ok(Vec::new())
+        if self.reachable {
+            Ok(Vec::new())
+        } else {
+            Err(RuntimeError::Unavailable("the runtime does not answer".into()))
+        }
     }
     async fn logs(&self, _: &str, _: usize) -> Result<String, RuntimeError> {
         Ok(String::new())
@@ -57,11 +64,15 @@ struct App {
 
 impl App {
     async fn new() -> App {
+        App::with_runtime(NoContainers { reachable: true }).await
+    }
+
+    async fn with_runtime(runtime: NoContainers) -> App {
         let dir = tempfile::tempdir().unwrap();
         let env = vec![("SANDBOX_DATA_DIR".to_string(), dir.path().display().to_string())];
         let settings = Settings::load(None, env).unwrap();
         let (store, admin) = sandbox_server::prepare(&settings).await.unwrap();
-        let state = AppState::new(settings, store, Arc::new(NoContainers), Arc::new(HostOnly));
+        let state = AppState::new(settings, store, Arc::new(runtime), Arc::new(HostOnly));
         App { state, admin: admin.expect("first start makes an admin key"), _dir: dir }
     }
 
@@ -164,6 +175,23 @@ async fn health_is_public_and_everything_else_needs_a_valid_key() {
     }
     let (s, _, _) = app.call("GET", "/api/v1/templates", Some(&app.admin), None).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+/// Readiness needs no key and says whether the database and the runtime answer: 200, or 503
+/// naming the one that does not (liveness does not depend on them).
+#[tokio::test]
+async fn readiness_is_public_and_reports_the_database_and_the_runtime() {
+    let ready = json!({"status": "ready", "database": "up", "runtime": "up"});
+    let app = App::new().await;
+    let (s, body, _) = app.call("GET", "/api/v1/health/ready", None, None).await;
+    assert_eq!((s, body), (StatusCode::OK, ready));
+
+    let app = App::with_runtime(NoContainers { reachable: false }).await;
+    let (s, body, _) = app.call("GET", "/api/v1/health/ready", None, None).await;
+    let runtime_down = json!({"status": "not_ready", "database": "up", "runtime": "down"});
+    assert_eq!((s, body), (StatusCode::SERVICE_UNAVAILABLE, runtime_down));
+    let (s, _, _) = app.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(s, StatusCode::OK, "alive all the same");
 }
 
 #[tokio::test]
@@ -555,11 +583,12 @@ fn openapi_snapshot_is_current() {
         have == want,
         "docs/openapi.json is stale: run UPDATE_OPENAPI=1 cargo test -p sandbox-server --test router"
     );
-    // Every upstream path is served.
+    // Every path of the Python control plane's API but its internal callbacks is served
+    // (docs/design.md).
     let upstream: Value = serde_json::from_str(include_str!("upstream-paths.json")).unwrap();
     let ours: Value = serde_json::from_str(&want).unwrap();
     for p in upstream.as_array().unwrap() {
         let p = p.as_str().unwrap();
-        assert!(ours["paths"].get(p).is_some(), "upstream path {p} missing");
+        assert!(ours["paths"].get(p).is_some(), "{p} of the Python control plane's API is missing");
     }
 }

@@ -1,6 +1,6 @@
 //! The control plane's metadata store. [`Store`] is what the server uses; [`open`] picks the
 //! implementation from a database URL: SQLite (`sqlite://path`, the embedded default) or
-//! MySQL/MariaDB (`mysql://user:pass@host/db`, what the seed deploys). Each dialect has its own
+//! MySQL/MariaDB (`mysql://user:pass@host/db`, what the Helm chart deploys). Each dialect has its own
 //! migrations, applied on open.
 //!
 //! Timestamps are stored as epoch milliseconds: they read back truncated to the millisecond.

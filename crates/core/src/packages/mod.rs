@@ -10,7 +10,7 @@ use pep440_rs::{Version, VersionSpecifiers};
 use std::fmt;
 use std::str::FromStr;
 
-/// Longest package name accepted (the upstream API's limit).
+/// Longest package name accepted (the Python control plane's limit).
 pub const MAX_NAME_LEN: usize = 100;
 /// Longest version constraint accepted.
 pub const MAX_VERSION_LEN: usize = 200;

@@ -1,5 +1,6 @@
 //! The hardened container configuration, as code: a [`SandboxSpec`] becomes Docker's create
-//! request. This is the seed's "first layer" with the changes bwrap needs, each explained.
+//! request. This is the "first layer" of the Python control plane's design (docs/design.md)
+//! with the changes bwrap needs, each explained.
 
 use crate::profile::container_profile_json;
 use crate::spec::{SandboxSpec, labels};
@@ -11,7 +12,7 @@ use sandbox_protocol::contract::{
 };
 use std::collections::HashMap;
 
-/// CFS period used with `CpuQuota` (the seed's value).
+/// CFS period used with `CpuQuota` (the Python control plane's value).
 pub const CPU_PERIOD: i64 = 100_000;
 
 /// The CFS quota for `cpu` cores per [`CPU_PERIOD`].

@@ -51,7 +51,8 @@ pub struct KubernetesConfig {
     pub workspace_volume: WorkspaceVolume,
     /// Size of the workspace: the emptyDir's `sizeLimit` or the claim's storage request.
     pub workspace_size: MemoryQuantity,
-    /// StorageClass of workspace claims (`pvc` mode), such as the seed's JuiceFS `juicefs-sc`;
+    /// StorageClass of workspace claims (`pvc` mode), such as `juicefs-sc` (JuiceFS, as the
+    /// Python control plane's production deployments use);
     /// unset uses the cluster's default class.
     pub storage_class_name: Option<String>,
     /// Access mode of workspace claims.

@@ -17,7 +17,8 @@ fn default_objects() -> SandboxObjects {
     objects::build(&spec(), &config(8080), TOKEN).unwrap()
 }
 
-/// The seed's production shape: a JuiceFS claim, gVisor, a private registry, AppArmor off.
+/// A production shape: a JuiceFS claim (as the Python control plane's production deployments
+/// use), gVisor, a private registry, AppArmor off.
 fn pvc_config() -> KubernetesConfig {
     KubernetesConfig {
         workspace_volume: WorkspaceVolume::Pvc,

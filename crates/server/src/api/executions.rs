@@ -20,7 +20,7 @@ use sandbox_protocol::StreamEvent;
 use std::convert::Infallible;
 use std::time::Duration;
 
-/// Default execution timeout, seconds (the upstream API's).
+/// Default execution timeout, seconds (the Python control plane's).
 const DEFAULT_TIMEOUT_SEC: u32 = 30;
 
 fn parse_request(req: ExecuteCodeRequest) -> Result<NewExecution, ApiError> {

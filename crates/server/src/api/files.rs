@@ -148,8 +148,8 @@ fn destination(path: Option<&str>, filename: Option<&str>) -> Result<WorkspacePa
     parse_path(&joined, false)
 }
 
-/// Uploads a file: `multipart/form-data` with a `file` field (as upstream), or the raw bytes as
-/// the body. Streamed to the sandbox; the file appears only once complete.
+/// Uploads a file: `multipart/form-data` with a `file` field (as the Python control plane
+/// takes it), or the raw bytes as the body. Streamed to the sandbox; the file appears only once complete.
 #[utoipa::path(post, path = "/api/v1/sessions/{session_id}/files/upload", tag = "files", security(("bearer" = [])),
     params(("session_id" = String, Path, description = "Session id"), UploadQuery),
     request_body(content = UploadForm, content_type = "multipart/form-data"),

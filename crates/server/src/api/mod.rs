@@ -34,7 +34,8 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[openapi(
     info(title = "Sandbox Control Plane", description = "Runs untrusted code in hardened sandboxes."),
     paths(
-        health::root, health::health, health::detailed, health::sync, health::metrics, pools::list,
+        health::root, health::health, health::ready, health::detailed, health::sync, health::metrics,
+        pools::list,
         sessions::create, sessions::list, sessions::get, sessions::terminate, sessions::delete,
         sessions::install_dependencies,
         executions::execute, executions::execute_sync, executions::status, executions::result, executions::list,
@@ -118,6 +119,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(health::root))
         .route("/api/v1/health", get(health::health))
+        .route("/api/v1/health/ready", get(health::ready))
         .route("/openapi.json", get(|| async { ([("content-type", "application/json")], openapi_json()) }))
         .merge(authenticated)
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })

@@ -45,7 +45,8 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(t.into())))
 }
 
-/// Lists templates by id. The body is an array (as upstream); `X-Total-Count` has the total.
+/// Lists templates by id. The body is an array (as in the Python control plane's API);
+/// `X-Total-Count` has the total.
 #[utoipa::path(get, path = "/api/v1/templates", tag = "templates", security(("bearer" = [])),
     params(PageQuery),
     responses(

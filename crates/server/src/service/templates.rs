@@ -58,10 +58,10 @@ pub async fn seed(store: &dyn Store) -> Result<()> {
     Ok(())
 }
 
-/// The runtime types templates may declare (the upstream API's list).
+/// The runtime types templates may declare (the Python control plane's list).
 pub const RUNTIME_TYPES: &[&str] = &["python3.11", "nodejs20", "java17", "go1.21"];
 
-/// Checks a template's fields against the upstream API's bounds.
+/// Checks a template's fields against the Python control plane's bounds.
 pub fn validate(t: &Template) -> Result<()> {
     let mut errors = Vec::new();
     let mut bad = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });

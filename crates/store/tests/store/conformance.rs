@@ -8,7 +8,7 @@ use sandbox_core::model::{
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_store::{Page, SessionFilter, Store, StoreError, open};
 use serde_json::json;
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,11 +26,11 @@ pub async fn exercise(url: &str, dialect: &str) {
     leases(&store).await;
     pools(&store).await;
     drop(store);
-    reopen(url).await;
+    reopen(url, dialect).await;
 }
 
 /// A millisecond-precise instant `ms` after a fixed origin.
-fn at(ms: i64) -> DateTime<Utc> {
+pub fn at(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(1_700_000_000_000 + ms).expect("valid time")
 }
 
@@ -537,22 +537,15 @@ async fn leases(store: &Arc<dyn Store>) {
     assert!(!store.acquire_lease("short", "a", minute).await.unwrap(), "a lost it");
 }
 
-/// The rows of `schema_migrations`, read past the store.
-async fn migrations(url: &str) -> Vec<(i64, i64)> {
-    sqlx::any::install_default_drivers();
-    let pool = AnyPool::connect(url).await.expect("connect");
-    let rows = sqlx::query("SELECT version, applied_at FROM schema_migrations ORDER BY version")
-        .fetch_all(&pool)
-        .await
-        .expect("schema_migrations");
-    rows.iter().map(|r| (r.get("version"), r.get("applied_at"))).collect()
-}
-
-async fn reopen(url: &str) {
-    let before = migrations(url).await;
-    assert_eq!(before.iter().map(|m| m.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
+async fn reopen(url: &str, dialect: &str) {
+    let before = crate::recorded_migrations(url).await;
+    assert_eq!(
+        before.iter().map(crate::Recorded::identity).collect::<Vec<_>>(),
+        crate::migration_files(dialect).await,
+        "every migration recorded with its file's checksum"
+    );
     let store = open(url).await.expect("re-open");
-    assert_eq!(migrations(url).await, before, "nothing applied twice");
+    assert_eq!(crate::recorded_migrations(url).await, before, "nothing applied twice");
     assert_eq!(store.session("s1").await.unwrap().map(|s| s.owner_key_id), Some("k1".into()));
     assert_eq!(
         store.list_sessions(&filter(None, None, None)).await.unwrap().total,

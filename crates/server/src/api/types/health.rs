@@ -15,6 +15,17 @@ pub struct HealthResponse {
     pub uptime: f64,
 }
 
+/// `GET /api/v1/health/ready`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReadinessResponse {
+    /// `ready`, or `not_ready` when the database or the runtime does not answer.
+    pub status: String,
+    /// `up` or `down`.
+    pub database: String,
+    /// `up` or `down`.
+    pub runtime: String,
+}
+
 /// `GET /api/v1/health/detailed`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DetailedHealthResponse {
