@@ -1,6 +1,7 @@
 //! What the proxy decided about one attempt, and why.
 
 use crate::address::AddressClass;
+use http::StatusCode;
 use std::fmt;
 
 /// The outcome of one connection attempt.
@@ -109,6 +110,19 @@ impl Decision {
             Decision::Error(Failure::Cancelled) => "cancelled",
         }
     }
+
+    /// The status the client gets for an attempt that did not connect.
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            Decision::Allowed => StatusCode::OK,
+            Decision::DeniedPolicy(_) | Decision::DeniedAddress(_) => StatusCode::FORBIDDEN,
+            Decision::DeniedLimit => StatusCode::TOO_MANY_REQUESTS,
+            Decision::Error(Failure::BadRequest) => StatusCode::BAD_REQUEST,
+            Decision::Error(Failure::ResolveFailed | Failure::ConnectFailed) => StatusCode::BAD_GATEWAY,
+            Decision::Error(Failure::ConnectTimeout) => StatusCode::GATEWAY_TIMEOUT,
+            Decision::Error(Failure::Cancelled) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
 }
 
 impl fmt::Display for Decision {
@@ -125,23 +139,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn decisions_name_their_kind_and_reason() {
-        for (decision, shown) in [
-            (Decision::Allowed, "allowed"),
-            (Decision::DeniedPolicy(PolicyDenial::NotInAllowList), "denied_policy: not_in_allow_list"),
+    fn decisions_name_their_kind_reason_and_status() {
+        for (decision, shown, status) in [
+            (Decision::Allowed, "allowed", 200),
+            (Decision::DeniedPolicy(PolicyDenial::NotInAllowList), "denied_policy: not_in_allow_list", 403),
             (
                 Decision::DeniedPolicy(PolicyDenial::NotPermittedByOperator),
                 "denied_policy: not_permitted_by_operator",
+                403,
             ),
-            (Decision::DeniedAddress(AddressClass::LinkLocal), "denied_address: link_local"),
-            (Decision::DeniedLimit, "denied_limit: too_many_connections"),
-            (Decision::Error(Failure::BadRequest), "error: bad_request"),
-            (Decision::Error(Failure::ResolveFailed), "error: resolve_failed"),
-            (Decision::Error(Failure::ConnectFailed), "error: connect_failed"),
-            (Decision::Error(Failure::ConnectTimeout), "error: connect_timeout"),
-            (Decision::Error(Failure::Cancelled), "error: cancelled"),
+            (Decision::DeniedAddress(AddressClass::LinkLocal), "denied_address: link_local", 403),
+            (Decision::DeniedLimit, "denied_limit: too_many_connections", 429),
+            (Decision::Error(Failure::BadRequest), "error: bad_request", 400),
+            (Decision::Error(Failure::ResolveFailed), "error: resolve_failed", 502),
+            (Decision::Error(Failure::ConnectFailed), "error: connect_failed", 502),
+            (Decision::Error(Failure::ConnectTimeout), "error: connect_timeout", 504),
+            (Decision::Error(Failure::Cancelled), "error: cancelled", 503),
         ] {
             assert_eq!(decision.to_string(), shown);
+            assert_eq!(decision.status().as_u16(), status, "{shown}");
             assert!(DecisionKind::ALL.contains(&decision.kind()));
         }
     }
