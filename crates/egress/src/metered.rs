@@ -45,8 +45,14 @@ impl Traffic {
 
     fn moved(&self, counter: &AtomicU64, bytes: usize) {
         counter.fetch_add(bytes as u64, Ordering::Relaxed);
-        let now = self.origin.elapsed().as_millis() as u64;
-        self.last_activity_ms.fetch_max(now, Ordering::Relaxed);
+        self.active_until(Instant::now());
+    }
+
+    /// Counts the connection as active until `instant` (a transfer waiting for the session's
+    /// bucket is not idle).
+    fn active_until(&self, instant: Instant) {
+        let ms = instant.saturating_duration_since(self.origin).as_millis() as u64;
+        self.last_activity_ms.fetch_max(ms, Ordering::Relaxed);
     }
 
     /// Completes once no byte has moved either way for `timeout`.
@@ -80,6 +86,7 @@ impl<S> Metered<S> {
 /// Ready once the bucket (if any) is out of debt, sleeping in `wait` meanwhile.
 fn poll_bucket(
     bucket: Option<&TokenBucket>,
+    traffic: &Traffic,
     wait: &mut Option<Pin<Box<Sleep>>>,
     cx: &mut Context<'_>,
 ) -> Poll<()> {
@@ -91,7 +98,11 @@ fn poll_bucket(
         }
         match bucket.delay() {
             None => return Poll::Ready(()),
-            Some(delay) => *wait = Some(Box::pin(tokio::time::sleep(delay))),
+            Some(delay) => {
+                let until = Instant::now() + delay;
+                traffic.active_until(until);
+                *wait = Some(Box::pin(tokio::time::sleep_until(until)));
+            }
         }
     }
 }
@@ -99,7 +110,7 @@ fn poll_bucket(
 impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(poll_bucket(this.bucket.as_deref(), &mut this.read_wait, cx));
+        ready!(poll_bucket(this.bucket.as_deref(), &this.traffic, &mut this.read_wait, cx));
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
         let read = buf.filled().len() - before;
@@ -114,7 +125,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
 impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        ready!(poll_bucket(this.bucket.as_deref(), &mut this.write_wait, cx));
+        ready!(poll_bucket(this.bucket.as_deref(), &this.traffic, &mut this.write_wait, cx));
         let written = ready!(Pin::new(&mut this.inner).poll_write(cx, data))?;
         this.traffic.moved(&this.traffic.up, written);
         if let Some(bucket) = &this.bucket {
@@ -173,5 +184,28 @@ mod tests {
         let start = Instant::now();
         traffic.idle(Duration::from_secs(10)).await;
         assert_eq!(start.elapsed(), Duration::from_secs(10));
+    }
+
+    /// A transfer that waits for the bucket longer than the idle timeout is not idle.
+    #[tokio::test(start_paused = true)]
+    async fn waiting_for_the_bucket_is_not_idleness() {
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let traffic = Arc::new(Traffic::new());
+        let mut metered = Metered::new(near, traffic.clone(), Some(Arc::new(TokenBucket::new(100))));
+        metered.write_all(&[0; 1100]).await.unwrap(); // 10 s of debt
+        let start = Instant::now();
+        let write = async {
+            metered.write_all(b"x").await.unwrap();
+            start.elapsed()
+        };
+        let idle = async {
+            traffic.idle(Duration::from_secs(5)).await;
+            start.elapsed()
+        };
+        let (written, idle) = tokio::join!(write, idle);
+        assert_eq!(written, Duration::from_secs(10));
+        assert_eq!(idle, Duration::from_secs(15), "idle from the end of the wait");
+        let mut all = vec![0; 1101];
+        far.read_exact(&mut all).await.unwrap();
     }
 }
