@@ -1,10 +1,4 @@
-//! Which resolved addresses the proxy may connect to. Never the special-purpose ranges below nor
-//! the host's own addresses, whatever a name resolves to, unless the operator lists the address
-//! (or a range holding it) in `egress.allowed_addresses`.
-//!
-//! IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) and NAT64 addresses of the well-known prefix
-//! (`64:ff9b::a.b.c.d`) are judged by the IPv4 address they carry. Outside the IPv6 global
-//! unicast block `2000::/3` nothing is reachable.
+//! Which resolved addresses the proxy may connect to: forbidden ranges and operator exceptions.
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -136,7 +130,10 @@ fn effective(ip: IpAddr) -> IpAddr {
 }
 
 /// The forbidden class `ip` belongs to by itself, or `None` for an ordinary public address.
-/// Operator allowances and the host's own addresses are [`AddressRules`]'s.
+/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) and NAT64 addresses of the well-known prefix
+/// (`64:ff9b::a.b.c.d`) are judged by the IPv4 address they carry; outside the IPv6 global
+/// unicast block `2000::/3` nothing is reachable. Operator allowances and the host's own
+/// addresses are [`AddressRules`]'s.
 pub fn classify(ip: IpAddr) -> Option<AddressClass> {
     match effective(ip) {
         IpAddr::V4(v4) => V4.iter().find(|(net, len, _)| in_v4(v4, (*net, *len))).map(|(_, _, c)| *c),
@@ -214,7 +211,9 @@ impl fmt::Display for AddressRange {
     }
 }
 
-/// The address rules in force: the operator's allowances and the host's own addresses.
+/// The address rules in force: never a special-purpose address ([`classify`]) nor one of the
+/// host's own, whatever a name resolves to, unless the operator lists the address (or a range
+/// holding it) in `egress.allowed_addresses`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AddressRules {
     allowed: Vec<AddressRange>,

@@ -1,6 +1,4 @@
-//! The audit trail and the counters: one [`AuditRecord`] per attempt, handed to an
-//! [`AuditSink`] when the attempt ends (however it ends, the session's proxy stopping included),
-//! and an [`EgressMetrics`] callback per decision and per finished connection.
+//! The audit trail: one record per attempt for an [`AuditSink`], and the callbacks of the counters.
 
 use crate::decision::{Decision, Failure};
 use crate::destination::Destination;
@@ -31,7 +29,8 @@ impl RequestKind {
     }
 }
 
-/// One attempt to reach a destination.
+/// One attempt to reach a destination, handed to the [`AuditSink`] when the attempt ends,
+/// however it ends (the session's proxy stopping included).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
     /// The session whose listener the connection came in on (the only identity the proxy

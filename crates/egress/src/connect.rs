@@ -1,5 +1,4 @@
-//! Reaching a destination: resolve the name (an address literal is taken as it is), keep the
-//! addresses the rules allow, connect to those exactly, in order.
+//! Reaching a destination: resolve, keep the addresses the rules allow, connect to exactly those.
 
 use crate::address::AddressRules;
 use crate::decision::{Decision, Failure};

@@ -1,5 +1,4 @@
-//! What a request asks to reach: a host (a DNS name or an IP address) and a port, read from a
-//! CONNECT request's authority or an absolute-form `http://` URI.
+//! What a request asks to reach: a host and a port, from a CONNECT authority or an `http://` URI.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

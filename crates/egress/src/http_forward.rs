@@ -1,6 +1,4 @@
-//! Plain HTTP forwarding: a request in absolute form (`GET http://host:port/path`) is decided on
-//! its URI's authority, sent on a fresh connection in origin form with `Host` set to that
-//! authority, and its response streamed back; hop-by-hop and `Proxy-*` headers go neither way.
+//! Plain HTTP forwarding of absolute-form requests, without hop-by-hop or `Proxy-*` headers.
 
 use crate::audit::Attempt;
 use crate::decision::{Decision, Failure};
@@ -28,7 +26,9 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     http::header::UPGRADE,
 ];
 
-/// Forwards one plain HTTP request.
+/// Forwards one plain HTTP request in absolute form (`GET http://host:port/path`): decided on
+/// its URI's authority, sent on a fresh connection in origin form with `Host` set to that
+/// authority, its response streamed back; hop-by-hop and `Proxy-*` headers go neither way.
 pub(crate) async fn forward(
     session: &Session,
     mut attempt: Attempt,

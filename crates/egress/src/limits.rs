@@ -1,9 +1,4 @@
-//! Per-session limits and their defaults: connections at once, bandwidth (one token bucket per
-//! session, shared by all its connections and both directions), connect and idle timeouts.
-//!
-//! Every session has its own semaphores and its own bucket, and the bucket's lock is held only
-//! to do arithmetic, never across I/O, so a session that floods the proxy waits on its own bucket
-//! and leaves the others alone.
+//! Per-session limits, their defaults, and the token bucket that holds a session's bandwidth.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -49,6 +44,9 @@ pub struct Limits {
 }
 
 /// A token bucket of bytes: it holds up to one second of its rate and refills continuously.
+/// Every session has its own, shared by all its connections and both directions, and its lock is
+/// held only for arithmetic, never across I/O: a session that floods the proxy waits on its own
+/// bucket and leaves the others alone.
 /// Transfers take what they moved after the fact, so the bucket may go into debt by one read or
 /// write; the next transfer on any of the session's connections waits until the debt is paid.
 #[derive(Debug)]

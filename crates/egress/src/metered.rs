@@ -1,6 +1,4 @@
-//! The proxy's side of a connection to a destination: it counts the bytes each way, waits on the
-//! session's token bucket before each read and write, and notes when traffic last moved (for
-//! the idle timeout).
+//! A connection to a destination that counts its bytes, obeys the session's bucket, notes activity.
 
 use crate::limits::TokenBucket;
 use std::future::Future;

@@ -1,14 +1,4 @@
-//! The destination pattern language of session allow-lists and of the operator's bound:
-//! `host:port`, matched against what a request names and compared for coverage.
-//!
-//! - host: a DNS name (`pypi.org`), `*.suffix` (any name strictly below `suffix`, not `suffix`
-//!   itself), an IPv4 address, an IPv6 address in brackets, or `*` (any host);
-//! - port: a number from 1 to 65535, or `*` (any port). The port is never implied: `pypi.org`
-//!   alone is an error, so a forgotten port cannot silently widen (or narrow) an entry.
-//!
-//! Names compare case-insensitively and without a trailing dot. A pattern matches what the client
-//! *named*: a name pattern never matches an IP literal, nor an address pattern a name that
-//! resolves to it; which addresses may be reached at all is [`crate::address`]'s business.
+//! The `host:port` pattern language of session allow-lists and of the operator's bound.
 
 use crate::destination::{Destination, Host, ParseError, normalize_name, parse_port, split_host_port};
 use std::fmt;
@@ -41,6 +31,15 @@ pub enum PortPattern {
 }
 
 /// One `host:port` pattern.
+///
+/// - host: a DNS name (`pypi.org`), `*.suffix` (any name strictly below `suffix`, not `suffix`
+///   itself), an IPv4 address, an IPv6 address in brackets, or `*` (any host);
+/// - port: a number from 1 to 65535, or `*` (any port). The port is never implied: `pypi.org`
+///   alone is an error, so a forgotten port cannot silently widen (or narrow) an entry.
+///
+/// Names compare case-insensitively and without a trailing dot. A pattern matches what the client
+/// *named*: a name pattern never matches an IP literal, nor an address pattern a name that
+/// resolves to it; which addresses may be reached at all is [`crate::address`]'s business.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Pattern {

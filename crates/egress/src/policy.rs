@@ -1,5 +1,4 @@
-//! A session's egress policy (`network: {mode, allow}`), the operator's bound on it
-//! (`egress.permitted`), and the check the server makes when a session asks for one.
+//! A session's egress policy, the operator's bound on it, and the check made on session create.
 
 use crate::destination::{Destination, ParseError};
 use crate::pattern::Pattern;

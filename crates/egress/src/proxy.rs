@@ -1,9 +1,4 @@
-//! The proxy: one accept loop per session listener, HTTP/1.1 on each client connection, every
-//! request decided (policy, limits, addresses), answered or relayed, and audited.
-//!
-//! A session's identity is the listener its connections arrive on, never anything the client
-//! sends: the server creates one listener (a Unix socket) per session and hands it to
-//! [`Proxy::serve_session`] with that session's id and policy.
+//! The proxy: an accept loop per session listener; every request decided, relayed and audited.
 
 use crate::address::AddressRules;
 use crate::audit::{Attempt, AuditSink, EgressMetrics, Reporter, RequestKind};
@@ -85,6 +80,10 @@ struct Shared {
 }
 
 /// The egress proxy. Cheap to clone; serves any number of sessions, each on its own listener.
+///
+/// A session's identity is the listener its connections arrive on, never anything the client
+/// sends: the server creates one listener (a Unix socket) per session and hands it to
+/// [`Proxy::serve_session`] with that session's id and policy.
 #[derive(Clone)]
 pub struct Proxy {
     shared: Arc<Shared>,

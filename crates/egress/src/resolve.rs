@@ -1,6 +1,4 @@
-//! Name resolution: the proxy resolves every name itself, checks each address and connects to
-//! exactly the address it checked, so a name cannot resolve to one address for the check and to
-//! another for the connection.
+//! Name resolution, by the proxy itself, so the address it checks is the address it connects to.
 
 use std::collections::HashMap;
 use std::io;

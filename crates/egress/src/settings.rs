@@ -1,5 +1,4 @@
-//! The operator's egress settings (an `[egress]` section for the server to embed), with their
-//! defaults: egress disabled, no address exception, the limits of [`crate::limits`].
+//! The operator's egress settings, an `[egress]` section for the server to embed, with defaults.
 
 use crate::address::{AddressRange, AddressRules};
 use crate::limits::{

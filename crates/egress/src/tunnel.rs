@@ -1,6 +1,4 @@
-//! `CONNECT host:port`: decide, connect, answer `200 Connection Established`, then relay bytes
-//! both ways until both sides close, the connection idles out or the session stops. TLS inside
-//! the tunnel is not intercepted.
+//! CONNECT tunnels: decide, connect, answer 200, relay bytes both ways (TLS is not intercepted).
 
 use crate::audit::Attempt;
 use crate::decision::{Decision, Failure};
