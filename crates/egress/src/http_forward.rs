@@ -41,7 +41,6 @@ pub(crate) async fn forward(
         Ok(upstream) => upstream,
         Err(decision) => return refuse(attempt, decision),
     };
-    attempt.decide(Decision::Allowed);
     let Upstream { io, traffic, permit } = upstream;
     let (mut sender, connection) = match hyper::client::conn::http1::handshake(TokioIo::new(io)).await {
         Ok(handshake) => handshake,

@@ -270,9 +270,10 @@ impl Session {
         }
     }
 
-    /// Decides `destination` for this session and connects to it: the session's list, the
+    /// Judges `destination` for this session and connects to it: the session's list, the
     /// operator's bound, the connection limit, then resolution, the address rules and the
-    /// connection itself, within the connect timeout.
+    /// connection itself, within the connect timeout. A connection decides the attempt as
+    /// allowed; a refusal is for the caller to answer (and decide) with [`refuse`].
     pub(crate) async fn open(
         &self,
         attempt: &mut Attempt,
@@ -302,6 +303,7 @@ impl Session {
         let stream = dialed?;
         let traffic = Arc::new(Traffic::new());
         attempt.traffic(traffic.clone());
+        attempt.decide(Decision::Allowed);
         Ok(Upstream { io: Metered::new(stream, traffic.clone(), self.bucket.clone()), traffic, permit })
     }
 }

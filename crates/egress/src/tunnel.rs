@@ -27,7 +27,6 @@ pub(crate) async fn open(
         Ok(upstream) => upstream,
         Err(decision) => return refuse(attempt, decision),
     };
-    attempt.decide(Decision::Allowed);
     let idle_timeout = session.idle_timeout();
     session.spawn(async move {
         // The record is written when the tunnel ends, with its byte counts.

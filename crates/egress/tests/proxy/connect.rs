@@ -9,20 +9,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
-/// A proxy that permits `*.test` names on any port and reaches 127.0.0.1, with `web.test`
-/// mapped to it; and a session allowed `web.test` on the server's port.
-async fn web() -> (Harness, TestServer, Served) {
-    let harness = Harness::new(settings(&["*.test:*"], &["127.0.0.1"]));
-    harness.map("web.test", &["127.0.0.1"]);
-    let server = TestServer::http().await;
-    let served = harness.serve("sess_web", allowlist(&[format!("web.test:{}", server.port)])).await;
-    (harness, server, served)
-}
-
 #[tokio::test]
 async fn a_name_on_the_allow_list_is_reached_and_audited_to_the_byte() {
     let (harness, mut server, served) = web().await;
-    let target = format!("web.test:{}", server.port);
+    let target = server.at("web.test");
     let tunnel = connect(served.address, &target, &[("X-Sandbox-Execution", "exec_1")]).await.tunnel();
     let (head, body) = get_over(tunnel, "web.test", "/bytes/1000").await;
     assert_eq!(status(&head), 200);
@@ -50,10 +40,9 @@ async fn a_name_on_the_allow_list_is_reached_and_audited_to_the_byte() {
 
 #[tokio::test]
 async fn tls_passes_through_the_tunnel_untouched() {
-    let harness = Harness::new(settings(&["*.test:*"], &["127.0.0.1"]));
-    harness.map("tls.test", &["127.0.0.1"]);
+    let harness = Harness::new(loopback_settings());
     let (mut server, cert) = TestServer::tls("tls.test").await;
-    let target = format!("tls.test:{}", server.port);
+    let target = server.at("tls.test");
     let served = harness.serve("sess_tls", allowlist(std::slice::from_ref(&target))).await;
 
     let tunnel = connect(served.address, &target, &[]).await.tunnel();
@@ -95,8 +84,7 @@ async fn a_session_without_egress_reaches_nothing() {
     let (harness, server, _) = web().await;
     let none = harness.serve("sess_none", SessionPolicy::none()).await;
     let denied = Decision::DeniedPolicy(PolicyDenial::NotInAllowList);
-    let record =
-        refused_before_connecting(&harness, &none, &format!("web.test:{}", server.port), 403, denied).await;
+    let record = refused_before_connecting(&harness, &none, &server.at("web.test"), 403, denied).await;
     assert_eq!(record.session_id, "sess_none");
     assert_eq!(record.address, None, "nothing was even resolved");
 }
@@ -113,7 +101,7 @@ async fn another_port_of_an_allowed_name_is_refused() {
 #[tokio::test]
 async fn a_name_that_re_resolves_to_a_forbidden_address_is_refused() {
     let (harness, server, served) = web().await;
-    let target = format!("web.test:{}", server.port);
+    let target = server.at("web.test");
     drop(connect(served.address, &target, &[]).await.tunnel());
     assert_eq!(harness.record(1).await.decision, Decision::Allowed);
     for (address, class) in [
@@ -137,9 +125,8 @@ async fn a_name_that_re_resolves_to_a_forbidden_address_is_refused() {
 #[tokio::test]
 async fn loopback_is_forbidden_unless_the_operator_lists_it() {
     let harness = Harness::new(settings(&["*.test:*", "127.0.0.1:*"], &[]));
-    harness.map("web.test", &["127.0.0.1"]);
     let server = TestServer::http().await;
-    let targets = [format!("web.test:{}", server.port), format!("127.0.0.1:{}", server.port)];
+    let targets = [server.at("web.test"), format!("127.0.0.1:{}", server.port)];
     let served = harness.serve("sess_web", allowlist(&targets)).await;
     for target in &targets {
         let denied = Decision::DeniedAddress(AddressClass::Loopback);
@@ -152,8 +139,8 @@ async fn loopback_is_forbidden_unless_the_operator_lists_it() {
 #[tokio::test]
 async fn the_operator_bound_applies_to_a_running_session() {
     // The session's list was valid when it was made; the operator has narrowed the bound since.
-    let harness = Harness::new(settings(&["web.test:*"], &["127.0.0.1"]));
-    harness.map("api.test", &["127.0.0.1"]);
+    let harness = Harness::new(settings(&["web.test:*"], &[LOOPBACK]));
+    harness.map("api.test", &[LOOPBACK]);
     let served = harness.serve("sess_old", allowlist(&["api.test:443".into()])).await;
     let denied = Decision::DeniedPolicy(PolicyDenial::NotPermittedByOperator);
     refused_before_connecting(&harness, &served, "api.test:443", 403, denied).await;
@@ -161,7 +148,7 @@ async fn the_operator_bound_applies_to_a_running_session() {
 
 #[tokio::test]
 async fn unresolvable_names_and_address_literals_are_judged_without_connecting() {
-    let harness = Harness::new(settings(&["*:*"], &["127.0.0.1"]));
+    let harness = Harness::new(settings(&["*:*"], &[LOOPBACK]));
     let allow = ["nowhere.test:80", "169.254.169.254:80", "[::1]:80", "[fe80::1]:80", "10.0.0.1:80"]
         .map(String::from);
     let served = harness.serve("sess_x", allowlist(&allow)).await;
@@ -201,8 +188,8 @@ async fn malformed_targets_are_bad_requests() {
 
 #[tokio::test]
 async fn a_closed_port_is_a_bad_gateway() {
-    let harness = Harness::new(settings(&["*.test:*"], &["127.0.0.1"]));
-    harness.map("closed.test", &["127.0.0.1"]);
+    let harness = Harness::new(loopback_settings());
+    harness.map("closed.test", &[LOOPBACK]);
     let port = {
         let listener = std::net::TcpListener::bind((LOOPBACK, 0)).unwrap();
         listener.local_addr().unwrap().port()
@@ -218,10 +205,10 @@ async fn a_closed_port_is_a_bad_gateway() {
 
 #[tokio::test]
 async fn a_connection_that_never_completes_times_out() {
-    let mut settings = settings(&["*.test:*"], &["127.0.0.1"]);
+    let mut settings = loopback_settings();
     settings.connect_timeout_sec = 1;
     let harness = Harness::with_connector(settings, LoopbackOnly::hanging());
-    harness.map("slow.test", &["127.0.0.1"]);
+    harness.map("slow.test", &[LOOPBACK]);
     let served = harness.serve("sess_s", allowlist(&["slow.test:9".into()])).await;
     let (code, _) = connect(served.address, "slow.test:9", &[]).await.refused();
     assert_eq!(code, 504);
@@ -233,13 +220,10 @@ async fn a_connection_that_never_completes_times_out() {
 
 #[tokio::test]
 async fn an_idle_tunnel_is_closed() {
-    let mut settings = settings(&["*.test:*"], &["127.0.0.1"]);
+    let mut settings = loopback_settings();
     settings.idle_timeout_sec = 1;
-    let harness = Harness::new(settings);
-    harness.map("web.test", &["127.0.0.1"]);
-    let server = TestServer::http().await;
-    let target = format!("web.test:{}", server.port);
-    let served = harness.serve("sess_i", allowlist(std::slice::from_ref(&target))).await;
+    let (harness, server, served) = web_with(settings).await;
+    let target = server.at("web.test");
     let mut tunnel = connect(served.address, &target, &[]).await.tunnel();
     // Nothing is sent either way: the proxy closes the tunnel, and the client reads its end.
     let mut rest = Vec::new();

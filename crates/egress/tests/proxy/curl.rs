@@ -22,13 +22,10 @@ async fn curl(proxy: &str, args: &[&str]) -> Output {
 
 #[tokio::test]
 async fn curl_reaches_http_and_https_through_the_proxy() {
-    let harness = Harness::new(settings(&["*.test:*"], &["127.0.0.1"]));
-    harness.map("web.test", &["127.0.0.1"]);
-    harness.map("tls.test", &["127.0.0.1"]);
+    let harness = Harness::new(loopback_settings());
     let web = TestServer::http().await;
     let (tls, _) = TestServer::tls("tls.test").await;
-    let allow = [format!("web.test:{}", web.port), format!("tls.test:{}", tls.port)];
-    let served = harness.serve("sess_curl", allowlist(&allow)).await;
+    let served = harness.serve("sess_curl", allowlist(&[web.at("web.test"), tls.at("tls.test")])).await;
     let proxy = format!("http://{}", served.address);
 
     let plain = curl(&proxy, &["--fail", &format!("http://web.test:{}/bytes/5", web.port)]).await;

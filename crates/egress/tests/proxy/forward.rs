@@ -7,14 +7,6 @@ use sandbox_egress::{Decision, Failure, PolicyDenial, RequestKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-async fn web() -> (Harness, TestServer, Served) {
-    let harness = Harness::new(settings(&["*.test:*"], &["127.0.0.1"]));
-    harness.map("web.test", &["127.0.0.1"]);
-    let server = TestServer::http().await;
-    let served = harness.serve("sess_web", allowlist(&[format!("web.test:{}", server.port)])).await;
-    (harness, server, served)
-}
-
 #[tokio::test]
 async fn a_request_is_forwarded_in_origin_form_without_proxy_headers() {
     let (harness, mut server, served) = web().await;

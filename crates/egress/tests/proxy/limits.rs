@@ -10,15 +10,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
 async fn connections_past_the_limit_are_refused_until_one_closes() {
-    let mut settings = settings(&["*.test:*"], &["127.0.0.1"]);
+    let mut settings = loopback_settings();
     settings.max_connections_per_session = 2;
-    let harness = Harness::new(settings);
-    harness.map("web.test", &["127.0.0.1"]);
-    let server = TestServer::http().await;
-    let target = format!("web.test:{}", server.port);
-    let allow = [target.clone()];
-    let served = harness.serve("sess_a", allowlist(&allow)).await;
-    let other = harness.serve("sess_b", allowlist(&allow)).await;
+    let (harness, server, served) = web_with(settings).await;
+    let target = server.at("web.test");
+    let other = harness.serve("sess_other", allowlist(std::slice::from_ref(&target))).await;
 
     let first = connect(served.address, &target, &[]).await.tunnel();
     let _second = connect(served.address, &target, &[]).await.tunnel();
@@ -49,15 +45,11 @@ async fn connections_past_the_limit_are_refused_until_one_closes() {
 async fn a_flooding_session_does_not_slow_another() {
     const RATE: f64 = (4 << 20) as f64;
     const DOWNLOAD: usize = 6 << 20;
-    let mut settings = settings(&["*.test:*"], &["127.0.0.1"]);
+    let mut settings = loopback_settings();
     settings.bandwidth_kib_per_sec = 4096;
-    let harness = Harness::new(settings);
-    harness.map("web.test", &["127.0.0.1"]);
-    let server = TestServer::http().await;
-    let target = format!("web.test:{}", server.port);
-    let allow = [target.clone()];
-    let flooder = harness.serve("sess_flood", allowlist(&allow)).await;
-    let quiet = harness.serve("sess_quiet", allowlist(&allow)).await;
+    let (harness, server, flooder) = web_with(settings).await;
+    let target = server.at("web.test");
+    let quiet = harness.serve("sess_quiet", allowlist(std::slice::from_ref(&target))).await;
 
     let flooded = Arc::new(AtomicU64::new(0));
     let mut readers = Vec::new();

@@ -10,10 +10,9 @@ use tokio::net::{TcpStream, UnixListener, UnixStream};
 
 #[tokio::test]
 async fn identity_is_the_socket_a_connection_arrives_on() {
-    let harness = Harness::new(settings(&["*.test:*"], &["127.0.0.1"]));
-    harness.map("web.test", &["127.0.0.1"]);
+    let harness = Harness::new(loopback_settings());
     let server = TestServer::http().await;
-    let target = format!("web.test:{}", server.port);
+    let target = server.at("web.test");
     let dir = tempfile::tempdir().unwrap();
     let (path_a, path_b) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
     let policy = allowlist(std::slice::from_ref(&target));
@@ -49,18 +48,15 @@ async fn identity_is_the_socket_a_connection_arrives_on() {
 
 #[tokio::test]
 async fn stopping_a_session_closes_its_tunnels_and_audits_them() {
-    let harness = Harness::new(settings(&["*.test:*"], &["127.0.0.1"]));
-    harness.map("web.test", &["127.0.0.1"]);
-    let server = TestServer::http().await;
-    let target = format!("web.test:{}", server.port);
-    let served = harness.serve("sess_stop", allowlist(std::slice::from_ref(&target))).await;
+    let (harness, server, served) = web().await;
+    let target = server.at("web.test");
     let mut tunnel = connect(served.address, &target, &[]).await.tunnel();
     let address = served.address;
     drop(served);
     let mut rest = Vec::new();
     step("the tunnel's end", tunnel.read_to_end(&mut rest)).await.unwrap();
     let record = harness.record(1).await;
-    assert_eq!((record.session_id.as_str(), record.decision), ("sess_stop", Decision::Allowed));
+    assert_eq!((record.session_id.as_str(), record.decision), ("sess_web", Decision::Allowed));
     assert!(TcpStream::connect(address).await.is_err(), "the listener is closed");
 }
 

@@ -32,6 +32,11 @@ pub async fn step<T>(what: &str, future: impl Future<Output = T>) -> T {
     tokio::time::timeout(STEP, future).await.unwrap_or_else(|_| panic!("{what}: timed out"))
 }
 
+/// Settings that permit any `*.test` name on any port and make 127.0.0.1 reachable.
+pub fn loopback_settings() -> EgressSettings {
+    settings(&["*.test:*"], &[LOOPBACK])
+}
+
 /// Settings with these permitted patterns and allowed addresses, other settings at their
 /// defaults.
 pub fn settings(permitted: &[&str], allowed_addresses: &[&str]) -> EgressSettings {
@@ -125,6 +130,7 @@ impl Harness {
         Harness::with_connector(settings, LoopbackOnly::default())
     }
 
+    /// A harness whose name table maps `web.test` and `tls.test` to 127.0.0.1.
     pub fn with_connector(settings: EgressSettings, connector: LoopbackOnly) -> Harness {
         let resolver = Arc::new(StaticResolver::new());
         let connector = Arc::new(connector);
@@ -136,7 +142,10 @@ impl Harness {
             .metrics(counters.clone())
             .build()
             .unwrap();
-        Harness { proxy, resolver, connector, audit, counters }
+        let harness = Harness { proxy, resolver, connector, audit, counters };
+        harness.map("web.test", &[LOOPBACK]);
+        harness.map("tls.test", &[LOOPBACK]);
+        harness
     }
 
     /// Maps `name` to these addresses.
@@ -156,6 +165,20 @@ impl Harness {
     pub async fn record(&self, count: usize) -> sandbox_egress::AuditRecord {
         step("the audit record", self.audit.wait_for(count)).await.swap_remove(count - 1)
     }
+}
+
+/// A harness with `settings`, an HTTP test server, and the session `sess_web` allowed
+/// `web.test` on the server's port.
+pub async fn web_with(settings: EgressSettings) -> (Harness, TestServer, Served) {
+    let harness = Harness::new(settings);
+    let server = TestServer::http().await;
+    let served = harness.serve("sess_web", allowlist(&[server.at("web.test")])).await;
+    (harness, server, served)
+}
+
+/// [`web_with`] the [`loopback_settings`].
+pub async fn web() -> (Harness, TestServer, Served) {
+    web_with(loopback_settings()).await
 }
 
 /// A session's proxy being served; dropping it stops the session.
@@ -238,6 +261,11 @@ impl TestServer {
             }
         });
         TestServer { port, exchanges, _task: AbortOnDrop(task) }
+    }
+
+    /// `name:port` for this server.
+    pub fn at(&self, name: &str) -> String {
+        format!("{name}:{}", self.port)
     }
 
     /// The next request the server finished with.
