@@ -111,3 +111,25 @@ async fn only_absolute_http_uris_are_forwarded() {
     assert_eq!(hosts, ["", &format!("web.test:{port}"), "web.test:0"]);
     assert!(harness.connector.asked().is_empty());
 }
+
+#[tokio::test]
+async fn a_destination_that_does_not_answer_http_is_a_bad_gateway() {
+    const GARBAGE: &[u8] = b"SSH-2.0-not-http\r\n\r\n";
+    let harness = Harness::new(loopback_settings());
+    let listener = tokio::net::TcpListener::bind((LOOPBACK, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _server = AbortOnDrop(tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        read_head(&mut stream).await.unwrap();
+        stream.write_all(GARBAGE).await.unwrap();
+    }));
+    let served = harness.serve("sess_g", allowlist(&[format!("web.test:{port}")])).await;
+    let request =
+        format!("GET http://web.test:{port}/ HTTP/1.1\r\nHost: web.test\r\nConnection: close\r\n\r\n");
+    let (head, body) = raw_request(served.address, &request).await;
+    assert_eq!(status(&head), 502);
+    assert_eq!(body, b"egress: the destination did not answer\n");
+    let record = harness.record(1).await;
+    assert_eq!(record.decision, Decision::Allowed, "the connection was made");
+    assert_eq!(record.bytes_down, GARBAGE.len() as u64);
+}
