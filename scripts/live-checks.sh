@@ -2,13 +2,15 @@
 # Starts the real sandbox-server on a MariaDB store and a real Docker daemon, and checks it from
 # outside through HTTP only:
 #   1. conformance/run.py: every case of the conformance corpus through the REST API,
-#   2. schemathesis against the server's /openapi.json: no 5xx, responses match the schema.
+#   2. conformance/attacks.py: the attacks on the control plane itself (control-plane.json),
+#   3. schemathesis against the server's /openapi.json: no 5xx, responses match the schema.
 #      Package installers get no network here (dependencies.network = none): an install the
 #      fuzzer manages to start fails fast as "index unreachable" and nothing leaves the host.
-# Called by scripts/test.sh; needs scripts/setup.sh to have run (MariaDB, schemathesis, images).
+# Called by scripts/test.sh; needs scripts/setup.sh (images) and scripts/test-tools.sh (MariaDB,
+# schemathesis) to have run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TOOLS_VENV="${TOOLS_VENV:-/var/cache/sandbox-tools/venv}"
+source scripts/common.sh
 say() { printf '[live] %s\n' "$*"; }
 
 cargo build --quiet -p sandbox-server
@@ -56,6 +58,12 @@ curl -fsS "$SANDBOX_URL/api/v1/health" >/dev/null || { cat "$work/server.log"; e
 
 say "conformance corpus through the REST API"
 if ! python3 conformance/run.py conformance/cases.json; then
+  tail -50 "$work/server.log"
+  exit 1
+fi
+
+say "attacks on the control plane through the REST API"
+if ! SANDBOX_TEMPLATE=python-basic python3 conformance/attacks.py conformance/control-plane.json; then
   tail -50 "$work/server.log"
   exit 1
 fi

@@ -7,26 +7,20 @@
 # TEST/DEV MACHINES ONLY: the `sandbox` user has a well-known password and every privilege on
 # every database (the tests create and drop their own databases).
 set -euo pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "$0")/common.sh"
 
 socket=/run/mysqld/mysqld.sock
 datadir=/var/lib/mysql
-log_dir=/var/log/sandbox
 log="$log_dir/mariadb.log"
 
 say() { printf '[mariadb] %s\n' "$*"; }
 
-if [ "$(id -u)" != 0 ]; then
-  echo "scripts/mariadb.sh must run as root (it installs and starts mariadbd)" >&2
-  exit 1
-fi
+require_root scripts/mariadb.sh "it installs and starts mariadbd"
 
 answering() { mariadb-admin --socket="$socket" --connect-timeout=2 ping >/dev/null 2>&1; }
 
-if ! command -v mariadbd >/dev/null 2>&1; then
-  say "installing mariadb-server"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null
-fi
+ensure_packages mariadb-server
 
 if ! answering; then
   mkdir -p "$log_dir" /run/mysqld

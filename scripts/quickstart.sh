@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The newcomer's first command: prepares this machine (packages, dockerd, MariaDB, images),
-# starts sandbox-server on its embedded defaults (SQLite and workspaces in /var/lib/sandbox,
-# listening on 127.0.0.1:8000) and runs a demo through the REST API. The server keeps running.
+# The newcomer's first command: prepares this machine (scripts/setup.sh: packages, dockerd,
+# images; the test tools are scripts/test.sh's), starts sandbox-server on its embedded defaults
+# (SQLite and workspaces in /var/lib/sandbox, listening on 127.0.0.1:8000) and runs a demo
+# through the REST API. The server keeps running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

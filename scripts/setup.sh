@@ -1,54 +1,27 @@
 #!/usr/bin/env bash
-# Prepares a Debian 12 machine for the sandbox platform, idempotently:
-#   1. Debian packages (docker.io, bubblewrap, mmdebstrap, mariadb-server, ...), cargo-nextest,
-#      and the Python test tools (schemathesis, kubernetes-validate, helm-python-sdk) in a
-#      virtualenv,
-#   2. services: dockerd (no default bridge, no iptables: sandboxes get no network) and
-#      MariaDB on 127.0.0.1 (scripts/mariadb.sh),
-#   3. the sandbox template images (images/build.sh).
+# Prepares a Debian 12 machine to run the sandbox platform, idempotently: what the quick start
+# needs, nothing for the tests (scripts/test-tools.sh installs those; scripts/test.sh runs it).
+#   1. checks for a Rust toolchain of at least the workspace's rust-version (rustup installs one),
+#   2. Debian packages: docker.io, bubblewrap, mmdebstrap, python3, curl, ca-certificates,
+#   3. dockerd (no default bridge, no iptables: sandboxes get no network),
+#   4. the sandbox template images (images/build.sh).
 # Run as root. Re-running only does what is missing.
 #
 #   scripts/setup.sh            everything
-#   scripts/setup.sh services   only make sure the services run
+#   scripts/setup.sh services   only make sure dockerd runs
+#   scripts/setup.sh images     dockerd and the images
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/common.sh
 what="${1:-all}"
-TOOLS_VENV="${TOOLS_VENV:-/var/cache/sandbox-tools/venv}"
-SCHEMATHESIS_VERSION=4.32.5
-KUBERNETES_VALIDATE_VERSION=1.37.0
-HELM_PYTHON_SDK_VERSION=0.2.2
-log_dir=/var/log/sandbox
-mkdir -p "$log_dir"
 
 say() { printf '[setup] %s\n' "$*"; }
 
-if [ "$(id -u)" != 0 ]; then
-  echo "scripts/setup.sh must run as root (it installs packages and starts dockerd)" >&2
-  exit 1
-fi
-
-packages=(docker.io bubblewrap mmdebstrap mariadb-server ca-certificates python3 python3-venv curl)
+require_root scripts/setup.sh "it installs packages and starts dockerd"
+require_rust
+mkdir -p "$log_dir"
 if [ "$what" = all ]; then
-  missing=()
-  for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    say "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log_dir/apt.log"
-  fi
-  if ! cargo nextest --version >/dev/null 2>&1; then
-    say "installing cargo-nextest"
-    cargo install --locked --quiet cargo-nextest
-  fi
-  if ! "$TOOLS_VENV/bin/python" -c 'import schemathesis, kubernetes_validate, helm_python' 2>/dev/null; then
-    say "installing schemathesis, kubernetes-validate and helm-python-sdk into $TOOLS_VENV"
-    [ -x "$TOOLS_VENV/bin/pip" ] || python3 -m venv "$TOOLS_VENV"
-    "$TOOLS_VENV/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION" \
-      "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" "helm-python-sdk==$HELM_PYTHON_SDK_VERSION"
-  fi
+  ensure_packages docker.io bubblewrap mmdebstrap ca-certificates python3 curl
 fi
 
 if ! docker info >/dev/null 2>&1; then
@@ -70,8 +43,6 @@ if ! docker info >/dev/null 2>&1; then
   done
   docker info >/dev/null 2>&1 || { echo "dockerd did not start; see $log_dir/dockerd.log" >&2; exit 1; }
 fi
-
-scripts/mariadb.sh
 
 if [ "$what" = all ] || [ "$what" = images ]; then
   images/build.sh

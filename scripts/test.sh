@@ -2,12 +2,14 @@
 # Runs every check CI runs: formatting, clippy, the whole test suite (unit tests, the SQLite and
 # MariaDB store tests, and the end-to-end tests against real containers), then the live checks
 # (conformance corpus and schemathesis against a running server on MariaDB), then a quick
-# benchmark run that must succeed. Expects
-# scripts/setup.sh to have run once; it makes sure the services are up and the images match the
-# current executor.
+# benchmark run that must succeed. Expects scripts/setup.sh to have run once (packages, images);
+# it makes sure dockerd runs, installs and starts the test tools (scripts/test-tools.sh: MariaDB,
+# cargo-nextest, schemathesis, kubernetes-validate, helm-python-sdk) and rebuilds the images if
+# the executor changed. Arguments go to both cargo nextest runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh services
+scripts/test-tools.sh
 images/build.sh
 echo "[test] cargo fmt --check"
 cargo fmt --all -- --check

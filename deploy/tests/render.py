@@ -24,7 +24,7 @@ try:
     import yaml
 except ImportError as e:  # pragma: no cover - the message is the point
     sys.stderr.write(
-        "render.py: %s. Install the chart tools with scripts/setup.sh, or by hand:\n"
+        "render.py: %s. Install the chart tools with scripts/test-tools.sh, or by hand:\n"
         "  /var/cache/sandbox-tools/venv/bin/pip install helm-python-sdk==0.2.2 kubernetes-validate==1.37.0\n" % e
     )
     sys.exit(3)

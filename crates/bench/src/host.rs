@@ -10,7 +10,7 @@ use tokio::process::Command;
 /// as root.
 pub const NOBODY: u32 = 65534;
 
-/// The bwrap baseline's command line (after `setpriv`), as DESIGN.md states it.
+/// The bwrap baseline's command line (after `setpriv`), as docs/design.md states it.
 pub fn bwrap_argv() -> Vec<String> {
     let args = "bwrap --unshare-all --die-with-parent --ro-bind /usr /usr --symlink usr/bin /bin \
                 --symlink usr/lib /lib --symlink usr/lib64 /lib64 --proc /proc --dev /dev -- \

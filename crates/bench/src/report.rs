@@ -38,7 +38,7 @@ pub struct Metric {
     pub note: Option<String>,
 }
 
-/// A budget from DESIGN.md.
+/// A performance budget (docs/design.md).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Target {
     /// The median must not exceed this value.

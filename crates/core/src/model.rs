@@ -1,12 +1,76 @@
 //! The control plane's records: API keys, templates, sessions, executions. Plain data; the
 //! store persists them and the API renders them.
 
-use crate::{ExecutionStatus, Language};
+use crate::{CpuQuantity, ExecutionStatus, Language, MemoryQuantity};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
+
+/// Where a session's package installs stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstallStatus {
+    /// Nothing asked for yet.
+    Pending,
+    /// An install runs.
+    Installing,
+    /// The last install succeeded (or there was nothing to install).
+    Completed,
+    /// The last install failed; the session says why.
+    Failed,
+}
+
+impl InstallStatus {
+    /// Every status, in a stable order.
+    pub const ALL: [InstallStatus; 4] =
+        [InstallStatus::Pending, InstallStatus::Installing, InstallStatus::Completed, InstallStatus::Failed];
+
+    /// The name used in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstallStatus::Pending => "pending",
+            InstallStatus::Installing => "installing",
+            InstallStatus::Completed => "completed",
+            InstallStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses a name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+impl fmt::Display for InstallStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How an execution changed a path of its workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileChangeKind {
+    /// It did not exist before the execution.
+    Created,
+    /// Its size, modification time or identity changed.
+    Modified,
+    /// It existed before and not after.
+    Deleted,
+}
+
+impl FileChangeKind {
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileChangeKind::Created => "created",
+            FileChangeKind::Modified => "modified",
+            FileChangeKind::Deleted => "deleted",
+        }
+    }
+}
 
 /// Where a session is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -98,8 +162,8 @@ pub struct Template {
     pub name: String,
     /// The container image.
     pub image_url: String,
-    /// `python3.11`, `nodejs20`, ...
-    pub runtime_type: String,
+    /// The language runtime its image provides (`python3.11`, `nodejs20`, ...).
+    pub language_runtime: String,
     /// Default CPU cores.
     pub default_cpu_cores: f64,
     /// Default memory, MiB.
@@ -148,26 +212,29 @@ pub struct InstalledDependency {
 /// A session: one sandbox and its workspace, owned by the key that created it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Session {
-    /// Unique id (`sess_…` or chosen by the client).
+    /// Unique id (`sess_…`; for a client-chosen id, derived from the owner's key and that id).
     pub id: String,
+    /// The id its owner chose, if it did: unique per API key, not across keys, so choosing an
+    /// id another key holds neither fails nor reveals that it exists.
+    pub client_id: Option<String>,
     /// The API key that owns it.
     pub owner_key_id: String,
     /// Its template.
     pub template_id: String,
     /// Where it is in its life.
     pub status: SessionStatus,
-    /// CPU as requested (`"1"`, `"0.5"`).
-    pub cpu: String,
-    /// Memory as requested (`"512Mi"`).
-    pub memory: String,
-    /// Disk as requested (`"1Gi"`).
-    pub disk: String,
+    /// CPU.
+    pub cpu: CpuQuantity,
+    /// Memory.
+    pub memory: MemoryQuantity,
+    /// Workspace disk.
+    pub disk: MemoryQuantity,
     /// Idle timeout, seconds.
     pub timeout_sec: u32,
     /// Environment variables for its executions (template defaults merged in).
     pub env_vars: BTreeMap<String, String>,
-    /// The runtime backend (`docker`, `kubernetes`).
-    pub runtime_type: String,
+    /// The runtime backend it runs on (`docker`, `kubernetes`).
+    pub runtime_backend: String,
     /// The sandbox's name in the runtime.
     pub sandbox_name: Option<String>,
     /// The runtime's id for the sandbox (container id).
@@ -184,8 +251,8 @@ pub struct Session {
     pub requested_dependencies: Vec<DependencySpec>,
     /// Packages installed.
     pub installed_dependencies: Vec<InstalledDependency>,
-    /// `pending`, `installing`, `completed`, `failed`.
-    pub dependency_install_status: String,
+    /// Where its package installs stand.
+    pub dependency_install_status: InstallStatus,
     /// pip's error of the last failed install.
     pub dependency_install_error: Option<String>,
     /// When the last install started.
@@ -211,9 +278,9 @@ pub struct Artifact {
     pub size: u64,
     /// Guessed from the extension.
     pub mime_type: String,
-    /// `created`, `modified` or `deleted`.
+    /// What happened to it.
     #[serde(rename = "type")]
-    pub change: String,
+    pub change: FileChangeKind,
     /// When the change was observed.
     pub created_at: DateTime<Utc>,
 }

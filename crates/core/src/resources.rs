@@ -1,7 +1,8 @@
-//! CPU and memory quantities in the formats the upstream API and Kubernetes use
-//! (`"1"`, `"0.5"`, `"500m"`; `"512Mi"`, `"1Gi"`, `"1G"`, `"1048576"`).
+//! CPU and memory quantities in the formats the Python control plane's API and Kubernetes use
+//! (`"1"`, `"0.5"`, `"500m"`; `"512Mi"`, `"1Gi"`, `"1G"`, `"1048576"`). Serialized as those
+//! strings; read from a string or a plain number.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
 
@@ -30,7 +31,7 @@ const CPU_HINT: &str = "use cores such as \"1\" or \"0.5\", or millicores such a
 const MEM_HINT: &str = "use bytes or a suffix such as \"512Mi\", \"1Gi\", \"500M\"";
 
 /// A CPU allowance in millicores (1000 = one core).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct CpuQuantity(u32);
 
 impl CpuQuantity {
@@ -87,7 +88,7 @@ impl fmt::Display for CpuQuantity {
 }
 
 /// An amount of memory or disk in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MemoryQuantity(u64);
 
 const SUFFIXES: [(&str, u64); 12] = [
@@ -170,9 +171,43 @@ impl fmt::Display for MemoryQuantity {
     }
 }
 
+/// Serde as the quantity's text, read back from text or a number (`cpu = 2` in TOML).
+macro_rules! serde_as_text {
+    ($($t:ty),*) => {$(
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = match serde_json::Value::deserialize(d)? {
+                    serde_json::Value::String(s) => s,
+                    serde_json::Value::Number(n) => n.to_string(),
+                    other => return Err(serde::de::Error::custom(format!("a quantity, not {other}"))),
+                };
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+
+serde_as_text!(CpuQuantity, MemoryQuantity);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serde_as_text() {
+        let m: MemoryQuantity = serde_json::from_str(r#""512Mi""#).unwrap();
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#""512Mi""#);
+        let c: CpuQuantity = serde_json::from_str("2").unwrap();
+        assert_eq!(serde_json::to_string(&c).unwrap(), r#""2""#);
+        assert!(serde_json::from_str::<CpuQuantity>(r#""lots""#).is_err());
+        assert!(serde_json::from_str::<MemoryQuantity>("true").is_err());
+    }
 
     #[test]
     fn cpu_formats() {

@@ -1,4 +1,4 @@
-//! Execution statuses, as the upstream API names them.
+//! Execution statuses, as the Python control plane's API names them.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -260,15 +260,16 @@ async fn executor_refuses_to_run_without_a_working_sandbox() {
 }
 
 /// RLIMIT_NPROC is counted per user in every user namespace up the chain; the executor sets it
-/// inside the sandbox's own namespace, so other processes of uid 1000 elsewhere on the host do
-/// not count against an execution.
+/// inside the sandbox's own namespace, so other processes of the sandbox uid elsewhere on the
+/// host do not count against an execution.
 #[tokio::test]
 async fn process_limit_counts_only_the_execution() {
     let sb = TestSandbox::start("python-basic").await;
+    let uid = sandbox_protocol::DEFAULT_SANDBOX_UID.to_string();
     let mut others: Vec<_> = (0..100)
         .map(|_| {
             std::process::Command::new("setpriv")
-                .args(["--reuid=1000", "--regid=1000", "--clear-groups", "sleep", "60"])
+                .args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "sleep", "60"])
                 .spawn()
                 .expect("setpriv runs (tests run as root)")
         })
@@ -348,8 +349,8 @@ async fn a_supervisor_killed_from_outside_ends_crashed() {
     let sb = TestSandbox::start("python-basic").await;
     let req = request(Language::Python, "import time\nprint('started', flush=True)\ntime.sleep(30)", 60);
     sb.executor.start(&req).await.unwrap();
-    // The supervisor, as the container sees it (any uid-1000 process there may signal it): the
-    // parent of the runner whose sandbox holds the code (a spare's has none yet).
+    // The supervisor, as the container sees it (any process of the sandbox uid there may signal
+    // it): the parent of the runner whose sandbox holds the code (a spare's has none yet).
     let kill = "import os, sys, time\n\
                 for _ in range(200):\n\
                 \x20   for p in filter(str.isdigit, os.listdir('/proc')):\n\
@@ -365,7 +366,15 @@ async fn a_supervisor_killed_from_outside_ends_crashed() {
                 \x20   time.sleep(0.05)\n\
                 sys.exit('no supervisor found')\n";
     let out = std::process::Command::new("docker")
-        .args(["exec", "-u", "1000", &sb.id, "python3", "-c", kill])
+        .args([
+            "exec",
+            "-u",
+            &sandbox_protocol::DEFAULT_SANDBOX_UID.to_string(),
+            &sb.id,
+            "python3",
+            "-c",
+            kill,
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -82,7 +82,14 @@ struct FileQuery<'a> {
 impl ExecutorClient {
     /// A client for the executor listening on the Unix socket at `path`.
     pub fn unix(path: impl Into<PathBuf>) -> Self {
-        Self::new(Endpoint::Unix(path.into()), None)
+        Self::new(Endpoint::Unix(path.into(), None), None)
+    }
+
+    /// A client for the executor on the Unix socket at `path` that talks only to a listener
+    /// running as `uid` (the sandbox's): anything else put in the socket's place, such as a link
+    /// to another service's socket, is refused before a byte is sent.
+    pub fn unix_served_by(path: impl Into<PathBuf>, uid: u32) -> Self {
+        Self::new(Endpoint::Unix(path.into(), Some(uid)), None)
     }
 
     /// A client for the executor at `addr`, authenticating with `token`.
@@ -92,7 +99,7 @@ impl ExecutorClient {
 
     fn new(endpoint: Endpoint, token: Option<String>) -> Self {
         let authority = match &endpoint {
-            Endpoint::Unix(_) => "executor".to_owned(),
+            Endpoint::Unix(..) => "executor".to_owned(),
             Endpoint::Tcp(a) => a.to_string(),
         };
         let http = Client::builder(hyper_util::rt::TokioExecutor::new())

@@ -16,8 +16,10 @@ use tokio::net::{TcpStream, UnixStream};
 /// Where an executor listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
-    /// A Unix socket path (reachable from the host through the sandbox's socket directory).
-    Unix(PathBuf),
+    /// A Unix socket path (reachable from the host through the sandbox's socket directory), and
+    /// the uid its listener must run as, if the caller knows it: the socket's directory is the
+    /// sandbox's to write, so whatever is there is checked before it is spoken to.
+    Unix(PathBuf, Option<u32>),
     /// A TCP address (a pod IP and port).
     Tcp(SocketAddr),
 }
@@ -49,7 +51,22 @@ impl tower::Service<http::Uri> for Connector {
         let endpoint = self.0.clone();
         Box::pin(async move {
             Ok(TokioIo::new(match &*endpoint {
-                Endpoint::Unix(p) => Stream::Unix(connect_unix(p).await?),
+                Endpoint::Unix(p, peer_uid) => {
+                    let s = connect_unix(p).await?;
+                    if let Some(want) = peer_uid {
+                        let got = s.peer_cred()?.uid();
+                        if got != *want {
+                            return Err(io::Error::new(
+                                io::ErrorKind::PermissionDenied,
+                                format!(
+                                    "{} is served by uid {got}, not by the sandbox's uid {want}",
+                                    p.display()
+                                ),
+                            ));
+                        }
+                    }
+                    Stream::Unix(s)
+                }
                 Endpoint::Tcp(a) => {
                     let s = TcpStream::connect(a).await?;
                     s.set_nodelay(true)?;
@@ -141,5 +158,39 @@ mod tests {
         connect_unix(&path).await.expect("connects through /proc/self/fd");
         accept.await.unwrap().unwrap();
         assert!(UnixStream::connect(&path).await.is_err(), "the plain path is indeed too long");
+    }
+
+    /// A socket put where the executor's should be, but served by someone else (here: this
+    /// test, as root), is refused before anything is sent to it.
+    #[tokio::test]
+    async fn a_socket_served_by_another_uid_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("executor.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        // SAFETY: geteuid cannot fail.
+        let me = unsafe { libc::geteuid() };
+        let accept = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut got = Vec::new();
+            let _ = tokio::io::AsyncReadExt::read_to_end(&mut s, &mut got).await;
+            got
+        });
+        let connector = Connector::new(Endpoint::Unix(path.clone(), Some(me + 1)));
+        let err =
+            match tower::ServiceExt::oneshot(connector, http::Uri::from_static("http://executor/")).await {
+                Ok(_) => panic!("connected to a socket of another uid"),
+                Err(e) => e,
+            };
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
+        assert!(accept.await.unwrap().is_empty(), "nothing was sent");
+        // Served by the expected uid, it connects.
+        let path = dir.path().join("right.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let ok = Connector::new(Endpoint::Unix(path, Some(me)));
+        let (connected, accepted) = tokio::join!(
+            tower::ServiceExt::oneshot(ok, http::Uri::from_static("http://executor/")),
+            listener.accept()
+        );
+        assert!(connected.is_ok() && accepted.is_ok());
     }
 }

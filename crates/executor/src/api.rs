@@ -109,19 +109,11 @@ async fn require_token(State(token): State<Arc<String>>, req: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+    if sandbox_protocol::contract::constant_time_eq(given.as_bytes(), token.as_bytes()) {
         next.run(req).await
     } else {
         Error::new(ErrorCode::Unauthorized, "missing or wrong bearer token").into_response()
     }
-}
-
-/// Compares without an early exit, so timing does not tell how much of a guess was right.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[derive(Clone, Copy)]
@@ -433,5 +425,33 @@ fn io_error(e: std::io::Error, path: &WorkspacePath) -> Error {
     match e.raw_os_error() {
         Some(n) => Error::from_errno(rustix::io::Errno::from_raw_os_error(n), path.as_str()),
         None => Error::internal(format!("{path}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    /// The TCP listener (Kubernetes) answers only requests with the sandbox's token.
+    #[tokio::test]
+    async fn tcp_listener_requires_the_token() {
+        let app = Router::new().route(paths::HEALTH, get(|| async { "up" })).layer(
+            middleware::from_fn_with_state(Arc::new("s3cret-token-0123456789".to_owned()), require_token),
+        );
+        for (header, want) in [
+            (None, StatusCode::UNAUTHORIZED),
+            (Some("Bearer wrong"), StatusCode::UNAUTHORIZED),
+            (Some("Bearer s3cret-token-012345678"), StatusCode::UNAUTHORIZED),
+            (Some("s3cret-token-0123456789"), StatusCode::UNAUTHORIZED),
+            (Some("Bearer s3cret-token-0123456789"), StatusCode::OK),
+        ] {
+            let mut req = Request::builder().uri(paths::HEALTH);
+            if let Some(h) = header {
+                req = req.header(header::AUTHORIZATION, h);
+            }
+            let resp = app.clone().oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+            assert_eq!(resp.status(), want, "{header:?}");
+        }
     }
 }

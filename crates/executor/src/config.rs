@@ -2,6 +2,8 @@
 
 use clap::Args;
 use sandbox_core::Language;
+pub use sandbox_daemon::LogFormat;
+use sandbox_protocol::contract::env;
 use std::path::PathBuf;
 
 /// Default for `--max-output-bytes`.
@@ -37,23 +39,34 @@ pub const DEFAULT_SPARE_IDLE_SECS: u64 = 120;
 #[derive(Debug, Clone, Args)]
 pub struct ExecutorConfig {
     /// Unix socket to listen on (created; its directory must exist and be writable).
-    #[arg(long, env = "SANDBOX_EXECUTOR_SOCKET", default_value = "/run/sandbox/executor.sock")]
+    #[arg(long, env = env::SOCKET, default_value = "/run/sandbox/executor.sock")]
     pub socket: PathBuf,
 
+    /// Uids whose processes may connect to the Unix socket (the control plane's; root by
+    /// default). A connection from any other process is closed unanswered, whatever the socket's
+    /// file permissions allow.
+    #[arg(
+        long = "control-uid",
+        env = env::CONTROL_UIDS,
+        value_delimiter = ',',
+        default_value = "0"
+    )]
+    pub control_uids: Vec<u32>,
+
     /// Also listen on TCP at this address (Kubernetes); requires a token.
-    #[arg(long, env = "SANDBOX_EXECUTOR_TCP")]
+    #[arg(long, env = env::TCP)]
     pub tcp: Option<std::net::SocketAddr>,
 
     /// File holding the bearer token the TCP listener requires (read once at start).
-    #[arg(long, env = "SANDBOX_EXECUTOR_TOKEN_FILE")]
+    #[arg(long, env = env::TOKEN_FILE)]
     pub token_file: Option<PathBuf>,
 
     /// The workspace directory user code sees as `/workspace`.
-    #[arg(long, env = "SANDBOX_EXECUTOR_WORKSPACE", default_value = "/workspace")]
+    #[arg(long, env = env::WORKSPACE, default_value = "/workspace")]
     pub workspace: PathBuf,
 
     /// A directory of installed Python packages, mounted read-only and put on `PYTHONPATH`.
-    #[arg(long, env = "SANDBOX_EXECUTOR_DEPS_DIR")]
+    #[arg(long, env = env::DEPS_DIR)]
     pub deps_dir: Option<PathBuf>,
 
     /// The bubblewrap binary.
@@ -87,7 +100,7 @@ pub struct ExecutorConfig {
 #[derive(Debug, Clone, Args)]
 pub struct Limits {
     /// Bytes of stdout and of stderr kept per execution; the rest is counted and dropped.
-    #[arg(long, env = "SANDBOX_EXECUTOR_MAX_OUTPUT_BYTES", default_value_t = DEFAULT_MAX_OUTPUT_BYTES)]
+    #[arg(long, env = env::MAX_OUTPUT_BYTES, default_value_t = DEFAULT_MAX_OUTPUT_BYTES)]
     pub max_output_bytes: usize,
 
     /// Largest handler return value, in bytes of JSON.
@@ -95,11 +108,11 @@ pub struct Limits {
     pub max_result_bytes: usize,
 
     /// Size of each execution's private `/tmp` (and `/dev/shm`), in MiB.
-    #[arg(long, env = "SANDBOX_EXECUTOR_TMP_SIZE_MB", default_value_t = DEFAULT_TMP_SIZE_MB)]
+    #[arg(long, env = env::TMP_SIZE_MB, default_value_t = DEFAULT_TMP_SIZE_MB)]
     pub tmp_size_mb: u64,
 
     /// `RLIMIT_NPROC`: processes and threads per execution.
-    #[arg(long, env = "SANDBOX_EXECUTOR_MAX_PROCESSES", default_value_t = DEFAULT_MAX_PROCESSES)]
+    #[arg(long, env = env::MAX_PROCESSES, default_value_t = DEFAULT_MAX_PROCESSES)]
     pub max_processes: u64,
 
     /// `RLIMIT_NOFILE`: open files per process.
@@ -111,11 +124,11 @@ pub struct Limits {
     pub max_file_size_mb: u64,
 
     /// Executions allowed to run at once; more are refused with `busy`.
-    #[arg(long, env = "SANDBOX_EXECUTOR_MAX_CONCURRENT", default_value_t = DEFAULT_MAX_CONCURRENT)]
+    #[arg(long, env = env::MAX_CONCURRENT, default_value_t = DEFAULT_MAX_CONCURRENT)]
     pub max_concurrent: usize,
 
     /// Longest timeout accepted, in seconds.
-    #[arg(long, env = "SANDBOX_EXECUTOR_MAX_TIMEOUT_SECS", default_value_t = DEFAULT_MAX_TIMEOUT_SECS)]
+    #[arg(long, env = env::MAX_TIMEOUT_SECS, default_value_t = DEFAULT_MAX_TIMEOUT_SECS)]
     pub max_timeout_secs: u64,
 
     /// Largest upload through the files API, in MiB.
@@ -124,7 +137,7 @@ pub struct Limits {
 
     /// Memory limit reported to handlers as `context.memory_limit_in_mb`; read from the
     /// container's cgroup when not given.
-    #[arg(long, env = "SANDBOX_EXECUTOR_MEMORY_LIMIT_MB")]
+    #[arg(long, env = env::MEMORY_LIMIT_MB)]
     pub memory_limit_mb: Option<u64>,
 
     /// Bytes of display outputs (`results`) kept per execution, as their JSON lines; the rest
@@ -174,15 +187,6 @@ impl Default for Interpreters {
             prestart: Vec::new(),
         }
     }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable lines.
-    Text,
 }
 
 impl Default for Limits {

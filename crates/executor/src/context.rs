@@ -468,7 +468,7 @@ fn cell_verdict(end: &CellEnd, c: &Circumstances) -> (Verdict, Option<String>) {
 impl Engine {
     /// `POST /v1/contexts`: starts a context, or finds the one with that id (then `false`).
     pub async fn create_context(&self, req: ContextRequest) -> Result<(bool, ContextInfo), Error> {
-        if !sandbox_protocol::exec::valid_execution_id(&req.context_id) {
+        if !sandbox_protocol::contract::valid_id(&req.context_id) {
             return Err(Error::bad_request("context_id must be 1-64 characters of [A-Za-z0-9_-]"));
         }
         self.check_language(req.language)?;

@@ -20,7 +20,7 @@ use crate::workspace::Workspace;
 use crate::workspace::snapshot::{Changes, MAX_ENTRIES, Snapshot};
 use chrono::Utc;
 use sandbox_core::{ExecutionStatus, Language};
-use sandbox_protocol::{ErrorCode, ExecEvent, ExecMetrics, ExecRequest, ExecResult, StreamEvent};
+use sandbox_protocol::{ErrorCode, ExecEvent, ExecMetrics, ExecRequest, ExecResult, StreamEvent, contract};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -168,7 +168,7 @@ impl Engine {
 
     /// Checks a request before anything runs.
     pub fn validate(&self, req: &ExecRequest) -> Result<(), Error> {
-        if !sandbox_protocol::exec::valid_execution_id(&req.execution_id) {
+        if !contract::valid_id(&req.execution_id) {
             return Err(Error::bad_request("execution_id must be 1-64 characters of [A-Za-z0-9_-]"));
         }
         self.check_language(req.language)?;
@@ -397,11 +397,8 @@ pub fn validate_env(env: &BTreeMap<String, String>) -> Result<(), Error> {
         )));
     }
     for (k, v) in env {
-        let valid_name = k.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-            && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !valid_name || v.contains('\0') {
-            return Err(Error::bad_request(format!("invalid environment variable {k:?}")));
-        }
+        contract::check_env(k, v)
+            .map_err(|e| Error::bad_request(format!("invalid environment variable: {e}")))?;
     }
     Ok(())
 }

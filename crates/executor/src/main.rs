@@ -1,7 +1,7 @@
 //! `sandbox-executor`: the daemon inside every sandbox container.
 
 use clap::{Parser, Subcommand};
-use sandbox_executor::config::{ExecutorConfig, LogFormat};
+use sandbox_executor::config::ExecutorConfig;
 use sandbox_executor::{server, supervisor};
 
 #[derive(Parser)]
@@ -29,13 +29,7 @@ fn main() -> std::process::ExitCode {
     let cfg = match &cli.command {
         Command::Serve(c) | Command::Check(c) => c.clone(),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match cfg.log_format {
-        LogFormat::Json => fmt.json().init(),
-        LogFormat::Text => fmt.init(),
-    }
+    sandbox_daemon::init_logging(cfg.log_format);
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -46,7 +40,7 @@ fn main() -> std::process::ExitCode {
     let result = rt.block_on(async {
         let engine = server::start(&cfg).await?;
         if let Command::Serve(_) = cli.command {
-            server::serve(&cfg, engine, shutdown_signal()).await?;
+            server::serve(&cfg, engine, sandbox_daemon::shutdown_signal()).await?;
         } else {
             println!("sandbox works");
         }
@@ -59,17 +53,5 @@ fn main() -> std::process::ExitCode {
             eprintln!("sandbox-executor: {e}");
             std::process::ExitCode::FAILURE
         }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
 }

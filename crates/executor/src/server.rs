@@ -166,6 +166,7 @@ pub async fn serve(
     let unix_app = api::router(engine.clone());
     servers.spawn({
         let stop = stopped(stop_rx.clone());
+        let unix = ControlPlaneOnly { inner: unix, allowed: cfg.control_uids.clone() };
         async move { axum::serve(unix, unix_app).with_graceful_shutdown(stop).await }
     });
     if let Some(addr) = cfg.tcp {
@@ -184,6 +185,36 @@ pub async fn serve(
         r.map_err(std::io::Error::other)??;
     }
     Ok(())
+}
+
+/// The Unix listener, admitting only processes of the control plane's uids (`SO_PEERCRED`).
+struct ControlPlaneOnly {
+    inner: tokio::net::UnixListener,
+    allowed: Vec<u32>,
+}
+
+impl axum::serve::Listener for ControlPlaneOnly {
+    type Io = tokio::net::UnixStream;
+    type Addr = tokio::net::unix::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            match io.peer_cred() {
+                Ok(peer) if self.allowed.contains(&peer.uid()) => return (io, addr),
+                Ok(peer) => tracing::warn!(
+                    uid = peer.uid(),
+                    pid = peer.pid(),
+                    "closed a connection from a process that is not the control plane"
+                ),
+                Err(e) => tracing::warn!(error = %e, "closed a connection whose peer cannot be told"),
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
 }
 
 fn read_token(cfg: &ExecutorConfig) -> Result<String, StartError> {

@@ -21,7 +21,7 @@
 //!
 //! The limits are set here, inside bwrap's user namespace, rather than before bwrap starts:
 //! `RLIMIT_NPROC` counts every process of a user *in each user namespace up the chain*, and
-//! every sandbox on a host runs as uid 1000, so a limit set outside would count the whole
+//! every sandbox on a host runs as the same uid, so a limit set outside would count the whole
 //! host's sandboxes. Lowered inside a fresh namespace it counts this execution alone.
 
 use serde::{Deserialize, Serialize};

@@ -225,25 +225,9 @@ impl From<StreamEvent> for ExecEvent {
     }
 }
 
-/// Whether `id` is acceptable as an execution id (`[A-Za-z0-9_-]{1,64}`); context ids follow
-/// the same rule.
-pub fn valid_execution_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn execution_ids() {
-        assert!(valid_execution_id("exec_01H-abc"));
-        for bad in ["", "a/b", "../x", "a b", &"x".repeat(65)] {
-            assert!(!valid_execution_id(bad), "{bad}");
-        }
-    }
 
     #[test]
     fn request_defaults() {

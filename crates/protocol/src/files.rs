@@ -42,17 +42,7 @@ pub struct FileList {
     pub truncated: bool,
 }
 
-/// How an execution changed a path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FileChangeKind {
-    /// It did not exist before the execution.
-    Created,
-    /// Its size, modification time or identity changed.
-    Modified,
-    /// It existed before and not after.
-    Deleted,
-}
+pub use sandbox_core::model::FileChangeKind;
 
 /// A file the execution created, changed or deleted in the workspace.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,12 +6,17 @@
 //! [`ErrorBody`] with a stable [`ErrorCode`].
 
 pub mod context;
+pub mod contract;
 pub mod error;
 pub mod exec;
 pub mod files;
 pub mod paths;
 
 pub use context::{ContextInfo, ContextRequest, ContextStatus, SpareInfo};
+pub use contract::{
+    CONTAINER_SOCKET_DIR, DEFAULT_SANDBOX_UID, DEPS_CURRENT, DEPS_DIR, DEPS_PYTHONPATH, SOCKET_FILE_NAME,
+    WORKSPACE_DIR,
+};
 pub use error::{ErrorBody, ErrorCode};
 pub use exec::{
     DisplayOutput, ExecError, ExecEvent, ExecMetrics, ExecMode, ExecRequest, ExecResult, ExecutionRecord,
@@ -26,21 +31,6 @@ use serde::{Deserialize, Serialize};
 /// an older peer ignores, such as contexts, display outputs and new fields with defaults, keep
 /// it).
 pub const PROTOCOL_VERSION: u32 = 1;
-
-/// Where the executor's Unix socket lives inside a sandbox container.
-pub const CONTAINER_SOCKET_DIR: &str = "/run/sandbox";
-/// The socket's file name inside [`CONTAINER_SOCKET_DIR`].
-pub const SOCKET_FILE_NAME: &str = "executor.sock";
-/// Where the workspace is mounted inside a sandbox container (and inside bwrap).
-pub const WORKSPACE_DIR: &str = "/workspace";
-/// Where a session's installed packages are mounted in its container, read-only.
-pub const DEPS_DIR: &str = "/opt/sandbox/deps";
-/// The name, inside [`DEPS_DIR`], of the link to the current set of installed packages; an
-/// install writes a new set beside the old one and then moves this link, so an execution never
-/// sees half an install.
-pub const DEPS_CURRENT: &str = "site";
-/// What Python finds installed packages through: `PYTHONPATH` of every execution.
-pub const DEPS_PYTHONPATH: &str = "/opt/sandbox/deps/site";
 
 /// `GET /v1/health`: the executor is up and its sandbox works.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -95,11 +95,12 @@ pub trait Runtime: Send + Sync {
     /// Removes a sandbox. Removing a missing one succeeds.
     async fn remove(&self, id: &str) -> Result<(), RuntimeError>;
 
-    /// Inspects a sandbox straight from the engine (the seed's `get_container_status`);
+    /// Inspects a sandbox straight from the engine (the Python control plane's
+    /// `get_container_status`);
     /// `None` if it does not exist.
     async fn status(&self, id: &str) -> Result<Option<SandboxInfo>, RuntimeError>;
 
-    /// Whether the sandbox exists and runs (the seed's `is_container_running`).
+    /// Whether the sandbox exists and runs (the Python control plane's `is_container_running`).
     async fn is_running(&self, id: &str) -> bool {
         matches!(self.status(id).await, Ok(Some(info)) if info.state == SandboxState::Running)
     }

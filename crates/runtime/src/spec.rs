@@ -53,6 +53,8 @@ pub struct SandboxSpec {
     pub deps_dir: Option<PathBuf>,
     /// Settings for the executor (`SANDBOX_EXECUTOR_*` variables).
     pub executor_env: BTreeMap<String, String>,
+    /// The uid and gid everything in the sandbox runs as (on the host too: no user namespace).
+    pub uid: u32,
 }
 
 impl SandboxSpec {
@@ -75,6 +77,7 @@ impl SandboxSpec {
             socket_dir,
             deps_dir: None,
             executor_env: BTreeMap::new(),
+            uid: sandbox_protocol::DEFAULT_SANDBOX_UID,
         }
     }
 
@@ -159,6 +162,8 @@ pub struct InstallerSpec {
     pub timeout: std::time::Duration,
     /// Labels (the [`labels`] keys for role and deadline are added by the backend).
     pub labels: BTreeMap<String, String>,
+    /// The uid and gid it runs as (the sandbox's).
+    pub uid: u32,
 }
 
 impl InstallerSpec {

@@ -14,7 +14,7 @@
 pub mod archive;
 mod tree;
 
-pub use tree::{Entry, EntryKind, Tree};
+pub use tree::{Entry, EntryKind, Tree, read_dir};
 
 /// Why an operation on a tree failed.
 #[derive(Debug, thiserror::Error)]

@@ -164,6 +164,22 @@ impl Tree {
         Ok(total)
     }
 
+    /// Gives the root and every entry below it (symlinks themselves, never what they point to)
+    /// to `uid`:`gid`.
+    pub fn chown_all(&self, uid: u32, gid: u32) -> Result<(), Error> {
+        let (uid, gid) = (rustix::process::Uid::from_raw(uid), rustix::process::Gid::from_raw(gid));
+        rustix::fs::chownat(&self.fd, "", Some(uid), Some(gid), AtFlags::EMPTY_PATH)
+            .map_err(|e| Error::io(".", e))?;
+        let mut failed = None;
+        self.walk(|path, _, dir| {
+            let name = path.file_name().unwrap_or_default();
+            if let Err(e) = rustix::fs::chownat(dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW) {
+                failed.get_or_insert(Error::io(path, e));
+            }
+        })?;
+        failed.map_or(Ok(()), Err)
+    }
+
     /// Visits every entry below the root, directories before their contents, with its path, its
     /// `lstat` and the descriptor of the directory holding it. Only real directories on the
     /// tree's device are descended into.
@@ -209,8 +225,10 @@ pub(crate) fn open_dir_in(parent: BorrowedFd<'_>, name: &OsStr, expected: &Stat)
     (st.st_dev == expected.st_dev && st.st_ino == expected.st_ino).then_some(fd)
 }
 
-/// The entries of an open directory (not `.` and `..`), sorted by name, each with its `lstat`.
-pub(crate) fn read_dir(fd: OwnedFd, path: &Path) -> Result<Vec<(OsString, Stat)>, Error> {
+/// The entries of an open directory (not `.` and `..`), sorted by name, each with its `lstat`
+/// (`path` names the directory in errors); an entry removed between reading and stat-ing it is
+/// simply gone.
+pub fn read_dir(fd: OwnedFd, path: &Path) -> Result<Vec<(OsString, Stat)>, Error> {
     let err = |e| Error::io(path, e);
     let mut dir = Dir::new(fd).map_err(err)?;
     let mut names = Vec::new();
@@ -298,6 +316,27 @@ mod tests {
                 ("big".into(), EntryKind::Symlink),
                 ("out".into(), EntryKind::Symlink)
             ]
+        );
+    }
+
+    #[test]
+    fn chown_all_gives_away_the_tree_but_not_what_links_point_to() {
+        use std::os::unix::fs::MetadataExt;
+        let outside = secret();
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(d.path().join("sub/f"), "x").unwrap();
+        symlink(outside.path().join("secret"), d.path().join("link")).unwrap();
+        Tree::open(d.path()).unwrap().chown_all(61_000, 61_001).unwrap();
+        for p in ["", "sub", "sub/f"] {
+            let m = std::fs::metadata(d.path().join(p)).unwrap();
+            assert_eq!((m.uid(), m.gid()), (61_000, 61_001), "{p}");
+        }
+        assert_eq!(std::fs::symlink_metadata(d.path().join("link")).unwrap().uid(), 61_000);
+        assert_eq!(
+            std::fs::metadata(outside.path().join("secret")).unwrap().uid(),
+            0,
+            "the target is untouched"
         );
     }
 }

@@ -14,6 +14,27 @@ pub fn session_id() -> String {
     format!("sess_{}", random(20))
 }
 
+/// The id of the session API key `key_id` names `client_id`: `sess_` and 20 characters of a
+/// hash of both, so the same name chosen by two keys gives two sessions, and nobody can pick a
+/// name that lands on another key's session.
+pub fn scoped_session_id(key_id: &str, client_id: &str) -> String {
+    use sha2::Digest;
+    // The key's length first: no two (key, name) pairs hash the same bytes.
+    let digest = sha2::Sha256::new()
+        .chain_update((key_id.len() as u64).to_le_bytes())
+        .chain_update(key_id)
+        .chain_update(client_id)
+        .finalize();
+    let mut bits = digest.iter().flat_map(|b| (0..8).rev().map(move |i| (b >> i) & 1));
+    let chars: String = (0..20)
+        .map(|_| {
+            let v = (0..5).fold(0usize, |v, _| (v << 1) | usize::from(bits.next().unwrap_or(0)));
+            ALPHABET[v] as char
+        })
+        .collect();
+    format!("sess_{chars}")
+}
+
 /// A new execution id.
 pub fn execution_id() -> String {
     format!("exec_{}", random(20))
@@ -29,13 +50,6 @@ pub fn key_secret() -> String {
     format!("sk_{}", random(43))
 }
 
-/// Whether a client-chosen id is acceptable: 1-64 characters of `[A-Za-z0-9_-]`.
-pub fn valid_client_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -43,9 +57,18 @@ mod tests {
     #[test]
     fn ids_are_distinct_and_valid() {
         let a = session_id();
-        assert!(a.starts_with("sess_") && a.len() == 25 && valid_client_id(&a));
+        assert!(a.starts_with("sess_") && a.len() == 25 && sandbox_protocol::contract::valid_id(&a));
         assert_ne!(a, session_id());
         assert!(key_secret().len() > 40);
-        assert!(!valid_client_id("a/b") && !valid_client_id("") && !valid_client_id(&"x".repeat(65)));
+        assert!(
+            !sandbox_protocol::contract::valid_id("a/b")
+                && !sandbox_protocol::contract::valid_id("")
+                && !sandbox_protocol::contract::valid_id(&"x".repeat(65))
+        );
+        let s = scoped_session_id("key_a", "my-session");
+        assert!(s.starts_with("sess_") && s.len() == 25 && sandbox_protocol::contract::valid_id(&s));
+        assert_eq!(s, scoped_session_id("key_a", "my-session"), "stable");
+        assert_ne!(s, scoped_session_id("key_b", "my-session"), "per key");
+        assert_ne!(scoped_session_id("key_a", "b\0c"), scoped_session_id("key_a\0b", "c"), "unambiguous");
     }
 }

@@ -2,8 +2,8 @@
 //! and runs sessions in sandboxes through a runtime backend.
 
 pub mod api;
-pub mod auth;
-pub mod error;
+pub mod caller;
+
 pub mod ids;
 pub mod metrics;
 pub mod service;
@@ -28,14 +28,50 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<(Arc<dyn sandbox_sto
         .with_context(|| format!("creating the data directory {}", settings.data_dir.display()))?;
     let store = sandbox_store::open(&settings.database_url()).await.context("opening the database")?;
     service::templates::seed(store.as_ref()).await.map_err(|e| anyhow::anyhow!("seeding templates: {e}"))?;
-    let new_key = auth::bootstrap(store.as_ref(), settings.api_key.as_deref(), &settings.data_dir).await?;
+    let new_key = service::keys::Keys::new(store.clone())
+        .bootstrap(settings.api_key.as_deref(), &settings.data_dir)
+        .await?;
     Ok((store, new_key))
+}
+
+/// The name of the host account or group that has id `id`, if one does (through NSS, so LDAP
+/// and systemd's dynamic users count too).
+fn host_name_of(id: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: the out-parameters are plain data the calls fill; `buf` outlives the names read.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        if libc::getpwuid_r(id, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) == 0 && !found.is_null() {
+            return Some(format!("user {}", std::ffi::CStr::from_ptr(pw.pw_name).to_string_lossy()));
+        }
+        let mut gr: libc::group = std::mem::zeroed();
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        if libc::getgrgid_r(id, &mut gr, buf.as_mut_ptr(), buf.len(), &mut found) == 0 && !found.is_null() {
+            return Some(format!("group {}", std::ffi::CStr::from_ptr(gr.gr_name).to_string_lossy()));
+        }
+    }
+    None
+}
+
+/// Refuses a sandbox uid that is a host identity: its owner would own every sandbox's files and
+/// processes on the host (Docker runs containers without a user namespace).
+fn check_sandbox_uid(uid: u32) -> anyhow::Result<()> {
+    if let Some(name) = host_name_of(uid) {
+        anyhow::bail!(
+            "executor.uid {uid} is the host's {name}; sandboxes must run under an id no host account or group \
+             uses. Choose a free one (SANDBOX_EXECUTOR__UID) — the default is {}",
+            sandbox_protocol::DEFAULT_SANDBOX_UID
+        );
+    }
+    Ok(())
 }
 
 /// Connects the configured runtime backend.
 async fn connect_runtime(settings: &Settings) -> anyhow::Result<Arc<dyn Runtime>> {
     Ok(match settings.runtime {
         RuntimeKind::Docker => {
+            check_sandbox_uid(settings.executor.uid)?;
             let ready_timeout = Duration::from_secs(settings.limits.sandbox_start_timeout_sec);
             Arc::new(
                 DockerRuntime::connect(DockerConfig { ready_timeout })
@@ -60,7 +96,7 @@ pub async fn serve(
     if let Some(key) = new_key {
         println!(
             "Created an admin API key (also stored in {}):\n\n    {key}\n",
-            settings.data_dir.join(auth::ADMIN_KEY_FILE).display()
+            settings.data_dir.join(service::keys::ADMIN_KEY_FILE).display()
         );
     }
     let runtime = connect_runtime(&settings).await?;
@@ -82,10 +118,22 @@ pub async fn serve(
     }
     let loops = tokio::spawn(state.lifecycle.clone().run());
     tracing::info!(%listen, instance = %state.lifecycle.instance_id, "sandbox-server listening");
-    axum::serve(listener, api::router(state.clone())).with_graceful_shutdown(shutdown).await?;
+    api::serve(listener, state.clone(), shutdown).await?;
     loops.abort();
     state.lifecycle.resign().await;
     state.executions.drain(grace).await;
     tracing::info!("sandbox-server stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_uid_of_a_host_account_is_refused() {
+        let err = check_sandbox_uid(0).unwrap_err().to_string();
+        assert!(err.contains("user root"), "{err}");
+        assert!(check_sandbox_uid(sandbox_protocol::DEFAULT_SANDBOX_UID).is_ok(), "the default is free here");
+    }
 }

@@ -2,8 +2,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use sandbox_server::settings::{LogFormat, Settings};
-use sandbox_server::{api, auth, prepare, serve};
+use sandbox_server::settings::Settings;
+use sandbox_server::{api, prepare, serve};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -49,29 +49,6 @@ enum KeyAction {
     },
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => fmt.json().init(),
-        LogFormat::Text => fmt.init(),
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    tracing::info!("shutdown requested; draining requests");
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -80,17 +57,24 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let settings = Settings::load(cli.config.as_deref(), std::env::vars()).context("loading settings")?;
-    init_logging(settings.log_format);
+    sandbox_daemon::init_logging(settings.log_format);
     for name in &settings.ignored_env {
         tracing::warn!(variable = %name, "environment variable names no setting; ignored");
     }
     match cli.command {
-        Command::Serve => serve(settings, shutdown_signal()).await,
+        Command::Serve => {
+            let shutdown = async {
+                sandbox_daemon::shutdown_signal().await;
+                tracing::info!("shutdown requested; draining requests");
+            };
+            serve(settings, shutdown).await
+        }
         Command::Keys { action } => {
             let (store, _) = prepare(&settings).await?;
             match action {
                 KeyAction::Create { name, admin } => {
-                    let (key, secret) = auth::create_key(store.as_ref(), &name, admin)
+                    let (key, secret) = sandbox_server::service::keys::Keys::new(store.clone())
+                        .make(&name, admin)
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                     println!("{secret}");

@@ -3,10 +3,13 @@
 use crate::metrics::Metrics;
 use crate::service::dependencies::Dependencies;
 use crate::service::executions::Executions;
+use crate::service::files::Files;
+use crate::service::keys::Keys;
 use crate::service::lifecycle::Lifecycle;
 use crate::service::pools::Pools;
 use crate::service::sandboxes::Sandboxes;
 use crate::service::sessions::Sessions;
+use crate::service::templates::Templates;
 use crate::service::workspaces::WorkspaceStore;
 use crate::settings::Settings;
 use sandbox_runtime::Runtime;
@@ -23,8 +26,14 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// The runtime backend.
     pub runtime: Arc<dyn Runtime>,
+    /// API keys.
+    pub keys: Arc<Keys>,
+    /// Templates.
+    pub templates: Arc<Templates>,
     /// Session lifecycle.
     pub sessions: Arc<Sessions>,
+    /// Sessions' files.
+    pub files: Arc<Files>,
     /// Executions.
     pub executions: Arc<Executions>,
     /// Warm pools.
@@ -77,6 +86,9 @@ impl AppState {
             metrics.clone(),
         ));
         AppState {
+            keys: Arc::new(Keys::new(store.clone())),
+            templates: Arc::new(Templates::new(store.clone(), runtime.clone())),
+            files: Arc::new(Files::new(sessions.clone(), settings.storage.clone())),
             settings,
             store,
             runtime,

@@ -8,18 +8,21 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::Utc;
 use http_body_util::BodyExt;
-use sandbox_core::model::{Session, SessionStatus};
+use sandbox_core::model::{InstallStatus, Session, SessionStatus};
 use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, Sandbox, SandboxInfo, SandboxSpec};
+use sandbox_server::api;
 use sandbox_server::service::workspaces::HostOnly;
 use sandbox_server::settings::Settings;
 use sandbox_server::state::AppState;
-use sandbox_server::{api, auth};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use tower::ServiceExt;
 
-/// A runtime that has no containers and cannot make any.
-struct NoContainers;
+/// A runtime that has no containers and cannot make any; one not `reachable` does not answer at
+/// all.
+struct NoContainers {
+    reachable: bool,
+}
 
 #[async_trait]
 impl Runtime for NoContainers {
@@ -39,7 +42,11 @@ impl Runtime for NoContainers {
         Ok(None)
     }
     async fn list(&self, _: &[(&str, &str)]) -> Result<Vec<SandboxInfo>, RuntimeError> {
-        Ok(Vec::new())
+        if self.reachable {
+            Ok(Vec::new())
+        } else {
+            Err(RuntimeError::Unavailable("the runtime does not answer".into()))
+        }
     }
     async fn logs(&self, _: &str, _: usize) -> Result<String, RuntimeError> {
         Ok(String::new())
@@ -57,16 +64,20 @@ struct App {
 
 impl App {
     async fn new() -> App {
+        App::with_runtime(NoContainers { reachable: true }).await
+    }
+
+    async fn with_runtime(runtime: NoContainers) -> App {
         let dir = tempfile::tempdir().unwrap();
         let env = vec![("SANDBOX_DATA_DIR".to_string(), dir.path().display().to_string())];
         let settings = Settings::load(None, env).unwrap();
         let (store, admin) = sandbox_server::prepare(&settings).await.unwrap();
-        let state = AppState::new(settings, store, Arc::new(NoContainers), Arc::new(HostOnly));
+        let state = AppState::new(settings, store, Arc::new(runtime), Arc::new(HostOnly));
         App { state, admin: admin.expect("first start makes an admin key"), _dir: dir }
     }
 
     async fn key(&self, admin: bool) -> (String, String) {
-        let (k, secret) = auth::create_key(self.state.store.as_ref(), "test", admin).await.unwrap();
+        let (k, secret) = self.state.keys.make("test", admin).await.unwrap();
         (k.id, secret)
     }
 
@@ -98,15 +109,16 @@ impl App {
         let now = Utc::now();
         let s = Session {
             id: id.into(),
+            client_id: None,
             owner_key_id: owner.into(),
             template_id: "python-basic".into(),
             status: SessionStatus::Running,
-            cpu: "1".into(),
-            memory: "512Mi".into(),
-            disk: "1Gi".into(),
+            cpu: "1".parse().unwrap(),
+            memory: "512Mi".parse().unwrap(),
+            disk: "1Gi".parse().unwrap(),
             timeout_sec: 300,
             env_vars: Default::default(),
-            runtime_type: "none".into(),
+            runtime_backend: "none".into(),
             sandbox_name: Some(format!("sandbox-{id}")),
             container_id: Some(format!("c-{id}")),
             runtime_node: None,
@@ -115,7 +127,7 @@ impl App {
             python_package_index_url: "https://pypi.org/simple/".into(),
             requested_dependencies: vec![],
             installed_dependencies: vec![],
-            dependency_install_status: "completed".into(),
+            dependency_install_status: InstallStatus::Completed,
             dependency_install_error: None,
             dependency_install_started_at: None,
             dependency_install_completed_at: None,
@@ -163,6 +175,23 @@ async fn health_is_public_and_everything_else_needs_a_valid_key() {
     }
     let (s, _, _) = app.call("GET", "/api/v1/templates", Some(&app.admin), None).await;
     assert_eq!(s, StatusCode::OK);
+}
+
+/// Readiness needs no key and says whether the database and the runtime answer: 200, or 503
+/// naming the one that does not (liveness does not depend on them).
+#[tokio::test]
+async fn readiness_is_public_and_reports_the_database_and_the_runtime() {
+    let ready = json!({"status": "ready", "database": "up", "runtime": "up"});
+    let app = App::new().await;
+    let (s, body, _) = app.call("GET", "/api/v1/health/ready", None, None).await;
+    assert_eq!((s, body), (StatusCode::OK, ready));
+
+    let app = App::with_runtime(NoContainers { reachable: false }).await;
+    let (s, body, _) = app.call("GET", "/api/v1/health/ready", None, None).await;
+    let runtime_down = json!({"status": "not_ready", "database": "up", "runtime": "down"});
+    assert_eq!((s, body), (StatusCode::SERVICE_UNAVAILABLE, runtime_down));
+    let (s, _, _) = app.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(s, StatusCode::OK, "alive all the same");
 }
 
 #[tokio::test]
@@ -417,15 +446,13 @@ async fn terminate_and_delete_are_idempotent() {
     }
     let (s, body, _) = app.call("GET", "/api/v1/sessions/sess_t", k, None).await;
     assert_error(s, &body, StatusCode::NOT_FOUND, "session_not_found");
-    // A deleted id cannot be reused.
-    let (s, body, _) = app
-        .call(
-            "POST",
-            "/api/v1/sessions?wait=false",
-            k,
-            Some(r#"{"template_id":"python-basic","id":"sess_t"}"#),
-        )
-        .await;
+    // A name a key chose cannot be reused by that key once deleted.
+    let create = r#"{"template_id":"python-basic","id":"gone"}"#;
+    let (s, _, _) = app.call("POST", "/api/v1/sessions?wait=false", k, Some(create)).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _, _) = app.call("DELETE", "/api/v1/sessions/gone", k, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, body, _) = app.call("POST", "/api/v1/sessions?wait=false", k, Some(create)).await;
     assert_error(s, &body, StatusCode::CONFLICT, "session_exists");
 }
 
@@ -516,7 +543,9 @@ async fn failed_sandbox_start_is_a_clear_error_and_a_failed_session() {
     assert_error(s, &body, StatusCode::SERVICE_UNAVAILABLE, "sandbox_start_failed");
     assert!(headers.contains_key("retry-after"));
     assert!(body["message"].as_str().unwrap().contains("router tests run without containers"));
-    let stored = app.state.store.session("sess_f").await.unwrap().unwrap();
+    let filter = sandbox_store::SessionFilter { limit: 100, ..Default::default() };
+    let all = app.state.store.list_sessions(&filter).await.unwrap().items;
+    let stored = all.into_iter().find(|s| s.client_id.as_deref() == Some("sess_f")).unwrap();
     assert_eq!(stored.status, SessionStatus::Failed);
 }
 
@@ -554,11 +583,12 @@ fn openapi_snapshot_is_current() {
         have == want,
         "docs/openapi.json is stale: run UPDATE_OPENAPI=1 cargo test -p sandbox-server --test router"
     );
-    // Every upstream path is served.
+    // Every path of the Python control plane's API but its internal callbacks is served
+    // (docs/design.md).
     let upstream: Value = serde_json::from_str(include_str!("upstream-paths.json")).unwrap();
     let ours: Value = serde_json::from_str(&want).unwrap();
     for p in upstream.as_array().unwrap() {
         let p = p.as_str().unwrap();
-        assert!(ours["paths"].get(p).is_some(), "upstream path {p} missing");
+        assert!(ours["paths"].get(p).is_some(), "{p} of the Python control plane's API is missing");
     }
 }

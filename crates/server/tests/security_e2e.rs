@@ -334,3 +334,342 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     assert!(!names.contains(&"leaked"), "the control plane read the host file: {names:?}");
     assert!(!session.to_string().contains(&marker));
 }
+
+/// Speaks HTTP to a Unix socket and prints the answer's status line, or why there was none.
+const DRIVE_EXECUTOR: &str = r#"
+import json, socket, sys
+body = json.dumps({"execution_id": "intruder", "language": "python", "code": "print('driven')",
+                   "timeout_ms": 10000, "mode": "wait"}).encode()
+try:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(sys.argv[1])
+    s.sendall(b"POST /v1/executions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    answer = s.recv(65536).decode(errors="replace")
+    print(answer.splitlines()[0] if answer else "closed without an answer")
+    print("driven" in answer and "DRIVEN" or "")
+except OSError as e:
+    print("refused:", e)
+"#;
+
+/// Item 5: sandboxes run under a host uid no account uses, and even a process of that uid on the
+/// host cannot drive a session's executor: it answers the control plane only.
+#[tokio::test]
+async fn a_host_process_running_as_the_sandbox_user_cannot_drive_an_executor() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let srv = Server::start(&[]).await;
+    let id = srv.create_session(&srv.key, "python-basic").await;
+    // As in a real deployment, the data directory is traversable (0755); only the socket's own
+    // directory is private to the sandbox user.
+    for dir in [
+        srv.dir.path().to_owned(),
+        srv.dir.path().join("sessions"),
+        srv.dir.path().join("sessions").join(&id),
+    ] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let run = srv.dir.path().join("sessions").join(&id).join("run");
+    let uid = std::fs::metadata(&run).unwrap().uid().to_string();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "/usr/bin/python3", "-c", DRIVE_EXECUTOR])
+        .arg(run.join("executor.sock"))
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    println!("as uid {uid}: {said}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!said.contains("DRIVEN") && !said.contains(" 200 "), "a host process drove the executor: {said}");
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    assert!(
+        !passwd.lines().any(|l| l.split(':').nth(2) == Some(uid.as_str())),
+        "the sandbox uid {uid} belongs to a host account"
+    );
+    // The control plane still can.
+    assert_eq!(srv.python(&id, "print('ok')").await["stdout"], "ok\n");
+}
+
+/// Bytes of the filesystem holding `dir`.
+fn filesystem_bytes(dir: &std::path::Path) -> f64 {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: statvfs fills the struct it is given.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+    st.f_blocks as f64 * st.f_frsize as f64
+}
+
+/// The host's memory as Docker reports it.
+fn host_memory_bytes() -> f64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .parse()
+        .unwrap();
+    kib * 1024.0
+}
+
+fn create_body(disk: &str) -> Value {
+    json!({"template_id": "python-basic", "disk": disk})
+}
+
+/// Item 4: workspace disk is admitted per key and per host like CPU and memory, so sparse
+/// images cannot promise more disk than the data filesystem has, and one key cannot take it all.
+#[tokio::test]
+async fn disk_is_admitted_per_key_and_per_host() {
+    let probe = tempfile::Builder::new().prefix("sandbox-server-e2e-").tempdir().unwrap();
+    // The host may promise 3.5 GiB of workspaces in all; one key 2.5 GiB.
+    let overcommit = (3.5 * (1u64 << 30) as f64 / filesystem_bytes(probe.path())).to_string();
+    let srv = Server::start_in(
+        probe,
+        &[
+            ("SANDBOX_CAPACITY__DISK_OVERCOMMIT", &overcommit),
+            ("SANDBOX_CAPACITY__MAX_DISK_PER_KEY", "2560Mi"),
+        ],
+    )
+    .await;
+    let (_, other) =
+        srv.call(Method::POST, "/api/v1/admin/keys", &srv.key, Some(json!({"name": "other"}))).await;
+    let other = other["key"].as_str().unwrap().to_owned();
+    let create = |key: &str, disk: &str| {
+        let req = srv.http.post(srv.url("/api/v1/sessions")).bearer_auth(key).json(&create_body(disk));
+        async move {
+            let resp = req.send().await.unwrap();
+            let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            (resp.status(), retry, resp.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, _, first) = create(&srv.key, "2Gi").await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    let (s, retry, body) = create(&srv.key, "1Gi").await;
+    assert_eq!((s, body["code"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("quota_exceeded")), "{body}");
+    assert!(retry.is_some(), "429 says when to retry");
+    // Another key still gets a session, until the host's promise is used up.
+    let (s, _, mine) = create(&other, "1Gi").await;
+    assert_eq!(s, StatusCode::CREATED, "{mine}");
+    let (s, retry, body) = create(&other, "1Gi").await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("capacity_exhausted")),
+        "{body}"
+    );
+    assert!(retry.is_some(), "503 says when to retry");
+    // Those that run keep working.
+    let id = mine["id"].as_str().unwrap();
+    let (s, r) = srv
+        .call(
+            Method::POST,
+            &format!("/api/v1/executions/sessions/{id}/execute-sync"),
+            &other,
+            Some(json!({"code": "print('fine')", "language": "python"})),
+        )
+        .await;
+    assert_eq!((s, r["stdout"].as_str()), (StatusCode::OK, Some("fine\n")), "{r}");
+}
+
+/// Item 4: a package installer counts against the host's memory while it runs.
+#[tokio::test]
+async fn a_package_installer_counts_against_the_hosts_capacity() {
+    let index = sandbox_e2e::pypi::TestIndex::start().await;
+    index.publish("sbx-tiny", "1.0.0", &[], "X = 1\n");
+    // Room for one 512 MiB session, not for one with a 1 GiB installer beside it.
+    let overcommit = (1.2 * (1u64 << 30) as f64 / host_memory_bytes()).to_string();
+    let srv = Server::start(&[
+        ("SANDBOX_CAPACITY__MEMORY_OVERCOMMIT", &overcommit),
+        ("SANDBOX_DEPENDENCIES__NETWORK", "host"),
+        ("SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS", "http://127.0.0.1:*/"),
+    ])
+    .await;
+    let body = json!({"template_id": "python-basic", "python_package_index_url": index.url(),
+                      "dependencies": [{"name": "sbx-tiny"}]});
+    let (s, refused) = srv.call(Method::POST, "/api/v1/sessions", &srv.key, Some(body)).await;
+    assert_eq!(
+        (s, refused["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("capacity_exhausted")),
+        "{refused}"
+    );
+    let id = srv
+        .create_session_with(
+            &srv.key,
+            json!({"template_id": "python-basic", "python_package_index_url": index.url()}),
+        )
+        .await;
+    let (s, refused) = srv
+        .call(
+            Method::POST,
+            &format!("/api/v1/sessions/{id}/dependencies/install"),
+            &srv.key,
+            Some(json!({"dependencies": [{"name": "sbx-tiny"}]})),
+        )
+        .await;
+    assert_eq!(
+        (s, refused["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("capacity_exhausted")),
+        "{refused}"
+    );
+    assert_eq!(index.connections(), 0, "no installer ran");
+    assert_eq!(srv.python(&id, "print('still fine')").await["stdout"], "still fine\n");
+}
+
+/// Item 4: stored results are bounded per session: the oldest go past a count or a size, so
+/// printing a megabyte in a loop cannot grow the database without limit.
+#[tokio::test]
+async fn stored_results_are_bounded_per_session() {
+    let srv = Server::start(&[
+        ("SANDBOX_LIFECYCLE__KEPT_EXECUTIONS_PER_SESSION", "5"),
+        ("SANDBOX_LIFECYCLE__KEPT_EXECUTION_MB_PER_SESSION", "1"),
+    ])
+    .await;
+    let id = srv.create_session(&srv.key, "python-basic").await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let r = srv.python(&id, &format!("print({i})")).await;
+        ids.push(r["id"].as_str().unwrap().to_owned());
+    }
+    let list = || async {
+        let (_, page) = srv
+            .call(
+                Method::GET,
+                &format!("/api/v1/executions/sessions/{id}/executions?limit=100"),
+                &srv.key,
+                None,
+            )
+            .await;
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    common::eventually(Duration::from_secs(10), "four small results kept", || async {
+        (list().await.len() == 4).then_some(())
+    })
+    .await;
+    for i in 4..7 {
+        let r = srv.python(&id, &format!("print({i})")).await;
+        ids.push(r["id"].as_str().unwrap().to_owned());
+    }
+    let kept = common::eventually(Duration::from_secs(10), "the count to hold", || async {
+        let kept = list().await;
+        (kept.len() == 5).then_some(kept)
+    })
+    .await;
+    assert_eq!(kept, ids[2..].iter().rev().cloned().collect::<Vec<_>>(), "the newest five, newest first");
+    let (s, _) =
+        srv.call(Method::GET, &format!("/api/v1/executions/{}/result", ids[0]), &srv.key, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "the oldest is gone");
+    // Three outputs of 400 KiB take more than 1 MiB: only the newest two stay.
+    for _ in 0..3 {
+        srv.python(&id, "print('x' * (400 << 10))").await;
+    }
+    common::eventually(Duration::from_secs(10), "the size to hold", || async {
+        (list().await.len() == 2).then_some(())
+    })
+    .await;
+}
+
+/// Item 7: a key that is not an admin sees nothing of the host (paths, nodes, containers) or of
+/// the deployment (pools, metrics, detailed health), and choosing a session id another key holds
+/// neither fails nor reveals that it exists: client-chosen ids are per key.
+#[tokio::test]
+async fn tenants_see_neither_the_host_nor_each_others_session_names() {
+    let srv = Server::start(&[]).await;
+    let mut keys = Vec::new();
+    for name in ["alice", "mallory"] {
+        let (s, k) =
+            srv.call(Method::POST, "/api/v1/admin/keys", &srv.key, Some(json!({"name": name}))).await;
+        assert_eq!(s, StatusCode::CREATED, "{k}");
+        keys.push(k["key"].as_str().unwrap().to_owned());
+    }
+    let keys: &'static [String] = Vec::leak(keys);
+    let (alice, mallory): (&'static str, &'static str) = (&keys[0], &keys[1]);
+    let body = json!({"template_id": "python-basic", "id": "quarterly-report"});
+    let (s, a) = srv.call(Method::POST, "/api/v1/sessions", alice, Some(body.clone())).await;
+    assert_eq!((s, a["id"].as_str()), (StatusCode::CREATED, Some("quarterly-report")), "{a}");
+    for field in ["workspace_path", "container_id", "runtime_node", "pod_name"] {
+        assert!(a[field].is_null(), "a tenant sees {field}: {a}");
+    }
+    let (s, m) = srv.call(Method::POST, "/api/v1/sessions", mallory, Some(body.clone())).await;
+    assert_eq!(
+        (s, m["id"].as_str()),
+        (StatusCode::CREATED, Some("quarterly-report")),
+        "the name is mallory's too: {m}"
+    );
+    // Each reaches its own session by that name, and only its own.
+    let path = "/api/v1/executions/sessions/quarterly-report/execute-sync";
+    let run = |key: &'static str, code: &str| {
+        srv.call(Method::POST, path, key, Some(json!({"code": code, "language": "python"})))
+    };
+    run(alice, "open('owner.txt', 'w').write('alice')").await;
+    let (_, r) = run(mallory, "import os\nprint(os.path.exists('owner.txt'))").await;
+    assert_eq!(r["stdout"], "False\n", "mallory's session is not alice's: {r}");
+    assert_eq!(r["session_id"], "quarterly-report");
+    let (_, r) = run(alice, "print(open('owner.txt').read())").await;
+    assert_eq!(r["stdout"], "alice\n");
+    // Creating the same name again is the caller's own conflict.
+    let (s, again) = srv.call(Method::POST, "/api/v1/sessions", mallory, Some(body)).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{again}");
+    // The admin sees two sessions under ids of their own, and where they run.
+    let (_, all) = srv.call(Method::GET, "/api/v1/sessions", &srv.key, None).await;
+    let ids: Vec<&str> = all["items"].as_array().unwrap().iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.iter().all(|id| *id != "quarterly-report"), "{ids:?}");
+    assert!(all["items"][0]["container_id"].is_string(), "admins see where sessions run");
+    // The deployment's details are for admins.
+    for path in ["/api/v1/pools", "/metrics", "/api/v1/health/detailed"] {
+        let (s, body) = srv.call(Method::GET, path, alice, None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {body}");
+        let (s, _) = srv.call(Method::GET, path, &srv.key, None).await;
+        assert_eq!(s, StatusCode::OK, "{path} for the admin");
+    }
+}
+
+/// Item 7: an upload without a length (chunked), or with a huge form field other than `file`,
+/// is bounded like one that declares its length: refused with 413, and not read to its end.
+#[tokio::test]
+async fn uploads_are_bounded_whatever_their_framing() {
+    use futures_util::StreamExt;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let srv = Server::start(&[("SANDBOX_LIMITS__MAX_UPLOAD_MB", "1")]).await;
+    let id = srv.create_session(&srv.key, "python-basic").await;
+    let total: u64 = 256 << 20;
+    for (what, filler_field) in
+        [("a chunked raw body", false), ("a chunked form with a huge extra field", true)]
+    {
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        let chunk = bytes::Bytes::from(vec![b'x'; 64 << 10]);
+        let head =
+            bytes::Bytes::from_static(b"--XyZ\r\nContent-Disposition: form-data; name=\"junk\"\r\n\r\n");
+        let chunks = (0..total / chunk.len() as u64).map(move |_| chunk.clone());
+        let stream =
+            futures_util::stream::iter(std::iter::once(head).filter(move |_| filler_field).chain(chunks))
+                .map(move |c: bytes::Bytes| {
+                    counter.fetch_add(c.len() as u64, Ordering::Relaxed);
+                    Ok::<_, std::io::Error>(c)
+                });
+        let mut req = srv
+            .http
+            .post(srv.url(&format!("/api/v1/sessions/{id}/files/upload?path=big.bin")))
+            .bearer_auth(&srv.key)
+            .body(reqwest::Body::wrap_stream(stream));
+        if filler_field {
+            req = req.header("content-type", "multipart/form-data; boundary=XyZ");
+        }
+        let status =
+            match tokio::time::timeout(Duration::from_secs(120), req.send()).await.expect("an answer") {
+                Ok(resp) => resp.status(),
+                // The server may close the connection after answering, while the client still sends.
+                Err(e) => e.status().unwrap_or(StatusCode::PAYLOAD_TOO_LARGE),
+            };
+        let read = sent.load(Ordering::Relaxed);
+        println!("{what}: {status}, {} MiB sent", read >> 20);
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{what}");
+        assert!(read < 64 << 20, "{what}: the server read {} MiB of a 1 MiB limit", read >> 20);
+    }
+    let (_, listing) = srv.call(Method::GET, &format!("/api/v1/sessions/{id}/files"), &srv.key, None).await;
+    assert_eq!(listing["total"], 0, "nothing was written: {listing}");
+}

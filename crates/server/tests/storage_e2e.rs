@@ -289,7 +289,7 @@ async fn a_store_lost_while_serving_fails_each_call_clearly_and_nothing_pretends
     // An execution that changed a file is not reported completed: its file is not durable.
     let r = srv.python(&id, "open('x.txt','w').write('x')").await;
     assert_eq!(r["status"], "crashed", "{r}");
-    assert!(r["error_message"].as_str().unwrap().contains("could not be saved to storage"), "{r}");
+    assert!(r["error_message"].as_str().unwrap().contains("could not all be saved to storage"), "{r}");
     // One that changed nothing needs nothing from the store.
     let r = srv.python(&id, "print(1)").await;
     assert_eq!(r["status"], "completed", "{r}");

@@ -10,14 +10,12 @@ use percent_encoding::percent_decode_str;
 use sandbox_core::workspace_path::WorkspacePath;
 
 /// The longest session id accepted.
-pub const MAX_SESSION_LEN: usize = 64;
+pub const MAX_SESSION_LEN: usize = sandbox_protocol::contract::MAX_ID_LEN;
 
-/// Checks that `session` is 1 to 64 characters of `[A-Za-z0-9_-]`.
+/// Checks that `session` is a session id of the container contract: 1 to 64 characters of
+/// `[A-Za-z0-9_-]`.
 pub fn validate_session(session: &str) -> Result<(), StorageError> {
-    let ok = !session.is_empty()
-        && session.len() <= MAX_SESSION_LEN
-        && session.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
+    if sandbox_protocol::contract::valid_id(session) {
         Ok(())
     } else {
         Err(StorageError::InvalidSession(format!(

@@ -1,6 +1,6 @@
 //! The control plane's metadata store. [`Store`] is what the server uses; [`open`] picks the
 //! implementation from a database URL: SQLite (`sqlite://path`, the embedded default) or
-//! MySQL/MariaDB (`mysql://user:pass@host/db`, what the seed deploys). Each dialect has its own
+//! MySQL/MariaDB (`mysql://user:pass@host/db`, what the Helm chart deploys). Each dialect has its own
 //! migrations, applied on open.
 //!
 //! Timestamps are stored as epoch milliseconds: they read back truncated to the millisecond.
@@ -175,6 +175,10 @@ pub trait Store: Send + Sync {
     async fn update_execution(&self, e: &Execution) -> Result<bool>;
     /// A session's executions, newest first.
     async fn list_executions(&self, session_id: &str, limit: u32, offset: u64) -> Result<Page<Execution>>;
+    /// Deletes a session's oldest finished executions until at most `keep` remain and their
+    /// stored text (code, event, output, return value) takes at most `keep_bytes`; returns how
+    /// many went. Unfinished executions are never deleted and do not count.
+    async fn prune_executions(&self, session_id: &str, keep: u64, keep_bytes: u64) -> Result<u64>;
     /// Whether the session has an execution still `pending` or `running`.
     async fn session_has_unfinished_executions(&self, session_id: &str) -> Result<bool>;
     /// Executions still `pending` or `running` (to finish after a restart), oldest first.

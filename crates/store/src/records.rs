@@ -2,8 +2,10 @@
 
 use crate::{Result, StoreError};
 use chrono::{DateTime, Utc};
-use sandbox_core::model::{ApiKey, Execution, PoolSandbox, PoolState, Session, SessionStatus, Template};
-use sandbox_core::{ExecutionStatus, Language};
+use sandbox_core::model::{
+    ApiKey, Execution, InstallStatus, PoolSandbox, PoolState, Session, SessionStatus, Template,
+};
+use sandbox_core::{CpuQuantity, ExecutionStatus, Language, MemoryQuantity};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::any::{AnyRow, AnyTypeInfoKind};
@@ -66,6 +68,9 @@ arg_from! {
     bool => |v| Arg::Int(Some(v.into())),
     f64 => |v| Arg::Real(Some(v)),
     Option<f64> => |v| Arg::Real(v),
+    CpuQuantity => |v| Arg::Text(Some(v.to_string())),
+    MemoryQuantity => |v| Arg::Text(Some(v.to_string())),
+    InstallStatus => |v| Arg::Text(Some(v.as_str().to_owned())),
     DateTime<Utc> => |v| Arg::Int(Some(v.timestamp_millis())),
     Option<DateTime<Utc>> => |v| Arg::Int(v.map(|t| t.timestamp_millis())),
 }
@@ -105,7 +110,7 @@ pub(crate) fn template_fields(t: &Template) -> Result<Fields> {
         ("id", (&t.id).into()),
         ("name", (&t.name).into()),
         ("image_url", (&t.image_url).into()),
-        ("runtime_type", (&t.runtime_type).into()),
+        ("runtime_type", (&t.language_runtime).into()),
         ("default_cpu_cores", t.default_cpu_cores.into()),
         ("default_memory_mb", t.default_memory_mb.into()),
         ("default_disk_mb", t.default_disk_mb.into()),
@@ -124,14 +129,15 @@ pub(crate) fn session_fields(s: &Session) -> Result<Fields> {
     Ok(vec![
         ("id", (&s.id).into()),
         ("owner_key_id", (&s.owner_key_id).into()),
+        ("client_id", (&s.client_id).into()),
         ("template_id", (&s.template_id).into()),
         ("status", s.status.as_str().into()),
-        ("cpu", (&s.cpu).into()),
-        ("memory", (&s.memory).into()),
-        ("disk", (&s.disk).into()),
+        ("cpu", s.cpu.into()),
+        ("memory", s.memory.into()),
+        ("disk", s.disk.into()),
         ("timeout_sec", s.timeout_sec.into()),
         ("env_vars", json(table, "env_vars", &s.env_vars)?),
-        ("runtime_type", (&s.runtime_type).into()),
+        ("runtime_type", (&s.runtime_backend).into()),
         ("sandbox_name", (&s.sandbox_name).into()),
         ("container_id", (&s.container_id).into()),
         ("runtime_node", (&s.runtime_node).into()),
@@ -140,7 +146,7 @@ pub(crate) fn session_fields(s: &Session) -> Result<Fields> {
         ("python_package_index_url", (&s.python_package_index_url).into()),
         ("requested_dependencies", json(table, "requested_dependencies", &s.requested_dependencies)?),
         ("installed_dependencies", json(table, "installed_dependencies", &s.installed_dependencies)?),
-        ("dependency_install_status", (&s.dependency_install_status).into()),
+        ("dependency_install_status", s.dependency_install_status.into()),
         ("dependency_install_error", (&s.dependency_install_error).into()),
         ("dependency_install_started_at", s.dependency_install_started_at.into()),
         ("dependency_install_completed_at", s.dependency_install_completed_at.into()),
@@ -227,7 +233,7 @@ pub(crate) fn template_from_row(row: &AnyRow) -> Result<Template> {
         id: r.text("id")?,
         name: r.text("name")?,
         image_url: r.text("image_url")?,
-        runtime_type: r.text("runtime_type")?,
+        language_runtime: r.text("runtime_type")?,
         default_cpu_cores: r.get("default_cpu_cores")?,
         default_memory_mb: r.int("default_memory_mb")?,
         default_disk_mb: r.int("default_disk_mb")?,
@@ -246,14 +252,15 @@ pub(crate) fn session_from_row(row: &AnyRow) -> Result<Session> {
     Ok(Session {
         id: r.text("id")?,
         owner_key_id: r.text("owner_key_id")?,
+        client_id: r.opt_text("client_id")?,
         template_id: r.text("template_id")?,
         status: r.parsed("status", SessionStatus::parse)?,
-        cpu: r.text("cpu")?,
-        memory: r.text("memory")?,
-        disk: r.text("disk")?,
+        cpu: r.parsed("cpu", |s| s.parse().ok())?,
+        memory: r.parsed("memory", |s| s.parse().ok())?,
+        disk: r.parsed("disk", |s| s.parse().ok())?,
         timeout_sec: r.int("timeout_sec")?,
         env_vars: r.json("env_vars")?,
-        runtime_type: r.text("runtime_type")?,
+        runtime_backend: r.text("runtime_type")?,
         sandbox_name: r.opt_text("sandbox_name")?,
         container_id: r.opt_text("container_id")?,
         runtime_node: r.opt_text("runtime_node")?,
@@ -262,7 +269,7 @@ pub(crate) fn session_from_row(row: &AnyRow) -> Result<Session> {
         python_package_index_url: r.text("python_package_index_url")?,
         requested_dependencies: r.json("requested_dependencies")?,
         installed_dependencies: r.json("installed_dependencies")?,
-        dependency_install_status: r.text("dependency_install_status")?,
+        dependency_install_status: r.parsed("dependency_install_status", InstallStatus::parse)?,
         dependency_install_error: r.opt_text("dependency_install_error")?,
         dependency_install_started_at: r.opt_time("dependency_install_started_at")?,
         dependency_install_completed_at: r.opt_time("dependency_install_completed_at")?,

@@ -371,6 +371,48 @@ impl Store for SqlStore {
         Ok(Page { items, total: self.count(EXECUTIONS.name, count).await? })
     }
 
+    async fn prune_executions(&self, session_id: &str, keep: u64, keep_bytes: u64) -> Result<u64> {
+        // Bytes, not characters, in both dialects.
+        let len = |c: &str| match self.dialect {
+            Dialect::Sqlite => format!("COALESCE(LENGTH(CAST({c} AS BLOB)), 0)"),
+            Dialect::Mysql => format!("COALESCE(LENGTH({c}), 0)"),
+        };
+        let size =
+            ["code", "event", "stdout", "stderr", "return_value", "error_message"].map(len).join(" + ");
+        let sql = format!(
+            "SELECT id, {size} AS n FROM executions WHERE session_id = ? AND status NOT IN (?, ?) \
+             ORDER BY created_at DESC, id DESC"
+        );
+        let q = sqlx::query(&sql)
+            .bind(session_id)
+            .bind(sandbox_core::ExecutionStatus::Pending.as_str())
+            .bind(sandbox_core::ExecutionStatus::Running.as_str());
+        let rows = self
+            .fetch(q, |row| {
+                let c = Cols { row, table: EXECUTIONS.name };
+                Ok((c.text("id")?, c.int::<u64>("n")?))
+            })
+            .await?;
+        // Newest first: everything from the first execution past either limit on goes.
+        let (mut kept, mut bytes) = (0u64, 0u64);
+        let cut = rows
+            .iter()
+            .position(|(_, n)| {
+                kept += 1;
+                bytes += n;
+                kept > keep || bytes > keep_bytes
+            })
+            .unwrap_or(rows.len());
+        let doomed: Vec<String> = rows.into_iter().skip(cut).map(|(id, _)| id).collect();
+        let mut deleted = 0;
+        for chunk in doomed.chunks(200) {
+            let sql = format!("DELETE FROM executions WHERE id IN ({})", vec!["?"; chunk.len()].join(", "));
+            let q = chunk.iter().fold(sqlx::query(&sql), |q, id| q.bind(id.as_str()));
+            deleted += self.affected(q).await?;
+        }
+        Ok(deleted)
+    }
+
     async fn session_has_unfinished_executions(&self, session_id: &str) -> Result<bool> {
         let q = sqlx::query("SELECT COUNT(*) AS n FROM executions WHERE session_id = ? AND status IN (?, ?)")
             .bind(session_id)

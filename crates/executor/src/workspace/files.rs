@@ -38,26 +38,9 @@ fn to_entry(path: WorkspacePath, st: &Stat) -> FileEntry {
 /// The entries of the directory open at `fd` (`path` names it, for errors): not `.`/`..`,
 /// nor names that are not UTF-8 (no API path could name them), sorted, symlinks not followed.
 fn read_entries(fd: OwnedFd, path: &WorkspacePath) -> Result<Vec<(String, Stat)>, Error> {
-    let err = |e| Error::from_errno(e, path.as_str());
-    let mut dir = Dir::new(fd).map_err(err)?;
-    let mut names = Vec::new();
-    for ent in &mut dir {
-        let ent = ent.map_err(err)?;
-        match ent.file_name().to_bytes() {
-            b"." | b".." => {}
-            name => names.extend(std::str::from_utf8(name).ok().map(str::to_owned)),
-        }
-    }
-    names.sort();
-    let dirfd = dir.fd().map_err(err)?;
-    // An entry removed between reading and stat-ing it is simply gone.
-    Ok(names
-        .into_iter()
-        .filter_map(|n| {
-            let st = rustix::fs::statat(dirfd, n.as_str(), AtFlags::SYMLINK_NOFOLLOW).ok()?;
-            Some((n, st))
-        })
-        .collect())
+    let entries =
+        sandbox_safefs::read_dir(fd, std::path::Path::new(path.as_str())).map_err(super::archive::error)?;
+    Ok(entries.into_iter().filter_map(|(name, st)| Some((name.into_string().ok()?, st))).collect())
 }
 
 /// How a walk ended.

@@ -1,19 +1,18 @@
 //! The hardened container configuration, as code: a [`SandboxSpec`] becomes Docker's create
-//! request. This is the seed's "first layer" with the changes bwrap needs, each explained.
+//! request. This is the "first layer" of the Python control plane's design (docs/design.md)
+//! with the changes bwrap needs, each explained.
 
 use crate::profile::container_profile_json;
 use crate::spec::{SandboxSpec, labels};
 use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum,
 };
-use sandbox_protocol::{CONTAINER_SOCKET_DIR, SOCKET_FILE_NAME, WORKSPACE_DIR};
+use sandbox_protocol::contract::{
+    CONTAINER_SOCKET_DIR, DEPS_DIR, EXECUTOR_PATH, SOCKET_FILE_NAME, WORKSPACE_DIR, env as executor_env,
+};
 use std::collections::HashMap;
 
-/// The executor binary inside every template image.
-pub const EXECUTOR_PATH: &str = "/usr/local/bin/sandbox-executor";
-/// Where a session's installed packages are mounted in the container.
-pub const DEPS_DIR: &str = sandbox_protocol::DEPS_DIR;
-/// CFS period used with `CpuQuota` (the seed's value).
+/// CFS period used with `CpuQuota` (the Python control plane's value).
 pub const CPU_PERIOD: i64 = 100_000;
 
 /// The CFS quota for `cpu` cores per [`CPU_PERIOD`].
@@ -24,8 +23,8 @@ pub fn cpu_quota(cpu: sandbox_core::CpuQuantity) -> i64 {
 /// Builds the create request for `spec`.
 pub fn container_config(spec: &SandboxSpec) -> ContainerCreateBody {
     let mut env: Vec<String> = vec![
-        format!("SANDBOX_EXECUTOR_SOCKET={CONTAINER_SOCKET_DIR}/{SOCKET_FILE_NAME}"),
-        format!("SANDBOX_EXECUTOR_WORKSPACE={WORKSPACE_DIR}"),
+        format!("{}={CONTAINER_SOCKET_DIR}/{SOCKET_FILE_NAME}", executor_env::SOCKET),
+        format!("{}={WORKSPACE_DIR}", executor_env::WORKSPACE),
     ];
     let mut binds = vec![
         format!("{}:{WORKSPACE_DIR}:rw", spec.workspace_dir.display()),
@@ -33,7 +32,7 @@ pub fn container_config(spec: &SandboxSpec) -> ContainerCreateBody {
     ];
     if let Some(deps) = &spec.deps_dir {
         binds.push(format!("{}:{DEPS_DIR}:ro", deps.display()));
-        env.push(format!("SANDBOX_EXECUTOR_DEPS_DIR={DEPS_DIR}"));
+        env.push(format!("{}={DEPS_DIR}", executor_env::DEPS_DIR));
     }
     env.extend(spec.executor_env.iter().map(|(k, v)| format!("{k}={v}")));
 
@@ -58,7 +57,7 @@ pub fn container_config(spec: &SandboxSpec) -> ContainerCreateBody {
         security_opt: Some(vec!["no-new-privileges".into(), format!("seccomp={}", container_profile_json())]),
         // bwrap mounts a fresh /proc for each execution; the kernel refuses that while parts of
         // the container's /proc are masked, so system paths are left unmasked. User code only
-        // ever sees bwrap's private /proc, and the container runs as uid 1000 without
+        // ever sees bwrap's private /proc, and the container runs as the sandbox uid without
         // capabilities, so it cannot use what unmasking exposes.
         masked_paths: Some(vec![]),
         readonly_paths: Some(vec![]),
@@ -85,7 +84,7 @@ pub fn container_config(spec: &SandboxSpec) -> ContainerCreateBody {
         entrypoint: Some(vec![EXECUTOR_PATH.into()]),
         cmd: Some(vec!["serve".into()]),
         env: Some(env),
-        user: Some("1000:1000".into()),
+        user: Some(format!("{0}:{0}", spec.uid)),
         working_dir: Some(WORKSPACE_DIR.into()),
         hostname: Some("sandbox".into()),
         labels: Some(all_labels),
@@ -121,7 +120,7 @@ mod tests {
         let profile = sec.iter().find_map(|s| s.strip_prefix("seccomp=")).unwrap();
         let parsed: serde_json::Value = serde_json::from_str(profile).unwrap();
         assert_eq!(parsed["defaultAction"], "SCMP_ACT_ERRNO");
-        assert_eq!(c.user.as_deref(), Some("1000:1000"));
+        assert_eq!(c.user.as_deref(), Some("61000:61000"), "a uid no host account uses");
         assert_eq!(h.readonly_rootfs, Some(true));
         assert_eq!(h.privileged, None);
         assert_eq!(h.pids_limit, Some(128));

@@ -54,7 +54,7 @@ pub fn installer_config(spec: &InstallerSpec, deadline: i64) -> ContainerCreateB
                 .chain(spec.env.iter().map(|(k, v)| format!("{k}={v}")))
                 .collect(),
         ),
-        user: Some(format!("{0}:{0}", super::SANDBOX_UID)),
+        user: Some(format!("{0}:{0}", spec.uid)),
         working_dir: Some("/tmp".into()),
         hostname: Some("installer".into()),
         labels: Some(all_labels),
@@ -138,6 +138,7 @@ mod tests {
             pids_limit: 256,
             timeout: std::time::Duration::from_secs(300),
             labels: [(labels::SESSION.to_owned(), "sess_1".to_owned())].into(),
+            uid: 61_000,
         }
     }
 
@@ -157,7 +158,7 @@ mod tests {
             ["/data/deps/v1:/target:rw", "/data/deps/.scratch-v1:/tmp:rw"]
         );
         assert!(h.privileged.is_none() && h.cap_add.is_none() && h.devices.is_none());
-        assert_eq!(c.user.as_deref(), Some("1000:1000"));
+        assert_eq!(c.user.as_deref(), Some("61000:61000"));
         assert_eq!(c.entrypoint.as_deref(), Some(&["python3".to_owned()][..]));
         assert_eq!(c.cmd.as_ref().unwrap().join(" "), "-m pip install six");
         assert!(

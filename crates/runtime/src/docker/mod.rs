@@ -25,9 +25,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The uid and gid the executor runs as inside every container.
-pub const SANDBOX_UID: u32 = 1000;
-
 /// Settings of the Docker backend.
 #[derive(Debug, Clone)]
 pub struct DockerConfig {
@@ -126,8 +123,8 @@ impl DockerRuntime {
         spec: &SandboxSpec,
         body: bollard::models::ContainerCreateBody,
     ) -> Result<Sandbox, RuntimeError> {
-        prepare_dir(&spec.workspace_dir, 0o755)?;
-        prepare_dir(&spec.socket_dir, 0o700)?;
+        prepare_dir(&spec.workspace_dir, 0o755, spec.uid)?;
+        prepare_dir(&spec.socket_dir, 0o700, spec.uid)?;
         let socket = spec.socket_path();
         let _ = std::fs::remove_file(&socket);
         let opts = CreateContainerOptionsBuilder::default().name(&spec.name).build();
@@ -137,7 +134,7 @@ impl DockerRuntime {
             Err(e) => return Err(engine_error(e)),
         };
         let id = created.id;
-        let executor = ExecutorClient::unix(&socket);
+        let executor = ExecutorClient::unix_served_by(&socket, spec.uid);
         let started = async {
             self.docker.start_container(&id, None).await.map_err(engine_error)?;
             self.wait_ready(&id, &executor, &socket).await
@@ -164,11 +161,11 @@ fn state_name(s: SandboxState) -> &'static str {
     }
 }
 
-/// Creates `dir` if needed and hands it to the sandbox user.
-fn prepare_dir(dir: &Path, mode: u32) -> Result<(), RuntimeError> {
+/// Creates `dir` if needed and hands it to the sandbox user `uid`.
+fn prepare_dir(dir: &Path, mode: u32, uid: u32) -> Result<(), RuntimeError> {
     let err = |source| RuntimeError::HostDir { path: dir.to_owned(), source };
     std::fs::create_dir_all(dir).map_err(err)?;
-    std::os::unix::fs::chown(dir, Some(SANDBOX_UID), Some(SANDBOX_UID)).map_err(err)?;
+    std::os::unix::fs::chown(dir, Some(uid), Some(uid)).map_err(err)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).map_err(err)
 }
 
@@ -316,7 +313,7 @@ impl Runtime for DockerRuntime {
     }
 
     fn executor(&self, spec: &SandboxSpec) -> ExecutorClient {
-        ExecutorClient::unix(spec.socket_path())
+        ExecutorClient::unix_served_by(spec.socket_path(), spec.uid)
     }
 
     async fn update_resources(

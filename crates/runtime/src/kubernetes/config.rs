@@ -50,15 +50,14 @@ pub struct KubernetesConfig {
     /// Where `/workspace` lives.
     pub workspace_volume: WorkspaceVolume,
     /// Size of the workspace: the emptyDir's `sizeLimit` or the claim's storage request.
-    #[serde(with = "quantity")]
     pub workspace_size: MemoryQuantity,
-    /// StorageClass of workspace claims (`pvc` mode), such as the seed's JuiceFS `juicefs-sc`;
+    /// StorageClass of workspace claims (`pvc` mode), such as `juicefs-sc` (JuiceFS, as the
+    /// Python control plane's production deployments use);
     /// unset uses the cluster's default class.
     pub storage_class_name: Option<String>,
     /// Access mode of workspace claims.
     pub workspace_access_mode: String,
     /// The container's `ephemeral-storage` limit (its writable layer and logs; `/tmp` is memory).
-    #[serde(with = "quantity")]
     pub ephemeral_storage_limit: MemoryQuantity,
     /// The port the executor listens on in the pod.
     pub executor_port: u16,
@@ -253,20 +252,6 @@ pub fn is_dns_label(s: &str) -> bool {
 /// object names).
 pub fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
-}
-
-/// Serde for quantities as Kubernetes writes them (`"1Gi"`, `"512Mi"`).
-mod quantity {
-    use sandbox_core::MemoryQuantity;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(q: &MemoryQuantity, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(q)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MemoryQuantity, D::Error> {
-        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]

@@ -4,8 +4,6 @@
 
 use super::config::{AppArmor, KubernetesConfig, ProcMount, SeccompProfile, WorkspaceVolume, is_dns_label};
 use crate::RuntimeError;
-use crate::docker::SANDBOX_UID;
-use crate::docker::config::EXECUTOR_PATH;
 use crate::spec::{SandboxSpec, labels};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
@@ -21,7 +19,9 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use sandbox_protocol::{CONTAINER_SOCKET_DIR, SOCKET_FILE_NAME, WORKSPACE_DIR};
+use sandbox_protocol::contract::{
+    CONTAINER_SOCKET_DIR, EXECUTOR_PATH, SOCKET_FILE_NAME, WORKSPACE_DIR, env as executor_env,
+};
 use std::collections::BTreeMap;
 
 /// The executor's container in every sandbox pod.
@@ -283,7 +283,7 @@ fn metadata(spec: &SandboxSpec, cfg: &KubernetesConfig, names: &Names) -> Result
 }
 
 fn pod_spec(spec: &SandboxSpec, cfg: &KubernetesConfig, names: &Names) -> Result<PodSpec, RuntimeError> {
-    let uid = i64::from(SANDBOX_UID);
+    let uid = i64::from(spec.uid);
     let seccomp = match cfg.seccomp_profile {
         SeccompProfile::Localhost => K8sSeccompProfile {
             type_: "Localhost".into(),
@@ -333,7 +333,7 @@ fn pod_spec(spec: &SandboxSpec, cfg: &KubernetesConfig, names: &Names) -> Result
             name: "token".into(),
             secret: Some(SecretVolumeSource {
                 secret_name: Some(names.secret.clone()),
-                // Read-only for the owner and the pod's group (uid 1000 reads it through fsGroup).
+                // Read-only for the owner and the pod's group (the sandbox uid reads it through fsGroup).
                 default_mode: Some(0o440),
                 items: Some(vec![KeyToPath { key: TOKEN_KEY.into(), path: TOKEN_KEY.into(), mode: None }]),
                 optional: None,
@@ -348,10 +348,10 @@ fn pod_spec(spec: &SandboxSpec, cfg: &KubernetesConfig, names: &Names) -> Result
         ..Default::default()
     };
     let mut env = vec![
-        env_var("SANDBOX_EXECUTOR_TCP", format!("0.0.0.0:{}", cfg.executor_port)),
-        env_var("SANDBOX_EXECUTOR_TOKEN_FILE", format!("{TOKEN_DIR}/{TOKEN_KEY}")),
-        env_var("SANDBOX_EXECUTOR_SOCKET", format!("{CONTAINER_SOCKET_DIR}/{SOCKET_FILE_NAME}")),
-        env_var("SANDBOX_EXECUTOR_WORKSPACE", WORKSPACE_DIR.into()),
+        env_var(executor_env::TCP, format!("0.0.0.0:{}", cfg.executor_port)),
+        env_var(executor_env::TOKEN_FILE, format!("{TOKEN_DIR}/{TOKEN_KEY}")),
+        env_var(executor_env::SOCKET, format!("{CONTAINER_SOCKET_DIR}/{SOCKET_FILE_NAME}")),
+        env_var(executor_env::WORKSPACE, WORKSPACE_DIR.into()),
     ];
     env.extend(spec.executor_env.iter().map(|(k, v)| env_var(k, v.clone())));
     let cpu = Quantity(spec.cpu.to_string());

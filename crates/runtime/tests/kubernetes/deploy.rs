@@ -5,7 +5,7 @@
 
 use crate::support::{kubernetes_validate, repo_root};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Probe, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -30,7 +30,7 @@ fn report() -> &'static Value {
         let python = venv.join("bin/python");
         assert!(
             python.exists(),
-            "{} is missing: run scripts/setup.sh, which installs helm-python-sdk and kubernetes-validate into \
+            "{} is missing: run scripts/test-tools.sh, which installs helm-python-sdk and kubernetes-validate into \
              {} (or set SANDBOX_TOOLS_VENV)",
             python.display(),
             venv.display()
@@ -41,7 +41,7 @@ fn report() -> &'static Value {
             .expect("render.py runs");
         assert!(
             out.status.success(),
-            "deploy/tests/render.py failed (exit {:?}); scripts/setup.sh installs what it needs:\n{}",
+            "deploy/tests/render.py failed (exit {:?}); scripts/test-tools.sh installs what it needs:\n{}",
             out.status.code(),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -174,9 +174,17 @@ fn the_control_plane_deployment() {
     let psc = pod.security_context.as_ref().unwrap();
     assert_eq!(psc.run_as_non_root, Some(true));
     let c = &pod.containers[0];
-    for probe in [&c.liveness_probe, &c.readiness_probe] {
-        let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
-        assert_eq!(get.path.as_deref(), Some("/api/v1/health"));
+    let path = |probe: &Option<Probe>| probe.as_ref().unwrap().http_get.as_ref().unwrap().path.clone();
+    assert_eq!(path(&c.liveness_probe).as_deref(), Some("/api/v1/health"), "the process runs");
+    let ready = path(&c.readiness_probe).unwrap();
+    assert_eq!(ready, "/api/v1/health/ready", "the database and the runtime answer");
+    // Both are routes the server answers without a key (the OpenAPI document it generates).
+    let openapi: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("docs/openapi.json")).unwrap())
+            .unwrap();
+    for p in [path(&c.liveness_probe).unwrap(), ready] {
+        let get = &openapi["paths"][&p]["get"];
+        assert!(get.is_object() && get.get("security").is_none(), "{p} is served without a key");
     }
     let res = c.resources.as_ref().unwrap();
     assert!(

@@ -17,7 +17,8 @@ fn default_objects() -> SandboxObjects {
     objects::build(&spec(), &config(8080), TOKEN).unwrap()
 }
 
-/// The seed's production shape: a JuiceFS claim, gVisor, a private registry, AppArmor off.
+/// A production shape: a JuiceFS claim (as the Python control plane's production deployments
+/// use), gVisor, a private registry, AppArmor off.
 fn pvc_config() -> KubernetesConfig {
     KubernetesConfig {
         workspace_volume: WorkspaceVolume::Pvc,
@@ -113,9 +114,9 @@ fn pod_is_isolated_from_the_node_and_the_cluster() {
     let psc = s.security_context.as_ref().unwrap();
     assert_eq!(
         (psc.run_as_non_root, psc.run_as_user, psc.run_as_group),
-        (Some(true), Some(1000), Some(1000))
+        (Some(true), Some(61000), Some(61000))
     );
-    assert_eq!(psc.fs_group, Some(1000));
+    assert_eq!(psc.fs_group, Some(61000));
     assert!(psc.sysctls.is_none(), "no sysctls");
     assert_eq!(psc.seccomp_profile.as_ref().unwrap().type_, "Localhost");
 }
@@ -127,7 +128,7 @@ fn container_is_hardened() {
     assert_eq!(c.name, "executor");
     let sc = c.security_context.as_ref().unwrap();
     assert_eq!(sc.privileged, Some(false));
-    assert_eq!((sc.run_as_non_root, sc.run_as_user, sc.run_as_group), (Some(true), Some(1000), Some(1000)));
+    assert_eq!((sc.run_as_non_root, sc.run_as_user, sc.run_as_group), (Some(true), Some(61000), Some(61000)));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
     let caps = sc.capabilities.as_ref().unwrap();
     assert_eq!(caps.drop.as_deref(), Some(&["ALL".to_string()][..]));

@@ -93,7 +93,7 @@ pub fn kubernetes_validate(files: &[PathBuf], count: usize) {
         .unwrap_or_else(|| PathBuf::from("/var/cache/sandbox-tools/venv/bin/kubernetes-validate"));
     assert!(
         tool.exists(),
-        "kubernetes-validate is missing at {}: run scripts/setup.sh (it installs kubernetes-validate into \
+        "kubernetes-validate is missing at {}: run scripts/test-tools.sh (it installs kubernetes-validate into \
          /var/cache/sandbox-tools/venv), or set KUBERNETES_VALIDATE to the binary",
         tool.display()
     );

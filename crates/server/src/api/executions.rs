@@ -1,12 +1,12 @@
 //! `/api/v1/executions`: submit (async or sync, optionally streamed), status, result, list.
 
+use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, PathParam, Query, page};
 use crate::api::types::{
     ExecuteCodeRequest, ExecuteCodeResponse, ExecuteQuery, ExecuteSyncQuery, ExecutionListResponse,
-    ExecutionResponse, PageQuery,
+    ExecutionResponse, PageQuery, shown_session_id,
 };
-use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::caller::Caller;
 use crate::service::executions::{NewExecution, Submitted};
 use crate::state::AppState;
 use axum::Json;
@@ -20,7 +20,7 @@ use sandbox_protocol::StreamEvent;
 use std::convert::Infallible;
 use std::time::Duration;
 
-/// Default execution timeout, seconds (the upstream API's).
+/// Default execution timeout, seconds (the Python control plane's).
 const DEFAULT_TIMEOUT_SEC: u32 = 30;
 
 fn parse_request(req: ExecuteCodeRequest) -> Result<NewExecution, ApiError> {
@@ -39,10 +39,11 @@ fn parse_request(req: ExecuteCodeRequest) -> Result<NewExecution, ApiError> {
     })
 }
 
-fn accepted(s: &Submitted) -> ExecuteCodeResponse {
+/// What the caller calls the session: the id it used in the path.
+fn accepted(s: &Submitted, session_id: &str) -> ExecuteCodeResponse {
     ExecuteCodeResponse {
         execution_id: s.execution.id.clone(),
-        session_id: s.execution.session_id.clone(),
+        session_id: session_id.to_owned(),
         status: s.execution.status.as_str().into(),
         created_at: Some(s.execution.created_at),
     }
@@ -54,9 +55,9 @@ fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
 
 /// Server-Sent Events: `started`, then `stdout` / `stderr` chunks (`{"data": "..."}`) as they
 /// happen, then `result` with the stored execution.
-fn sse(s: Submitted) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+fn sse(s: Submitted, session_id: String) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let first = stream::once({
-        let ev = json_event("started", &accepted(&s));
+        let ev = json_event("started", &accepted(&s, &session_id));
         async move { Ok(ev) }
     });
     let chunks = match s.events {
@@ -76,7 +77,7 @@ fn sse(s: Submitted) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let done = s.done;
     let last = stream::once(async move {
         Ok(match done.await {
-            Ok(e) => json_event("result", &ExecutionResponse::from(e)),
+            Ok(e) => json_event("result", &ExecutionResponse::from(e).in_session(session_id)),
             Err(e) => json_event("error", &serde_json::json!({ "message": e.to_string() })),
         })
     });
@@ -110,9 +111,9 @@ pub async fn execute(
 ) -> Result<Response, ApiError> {
     let submitted = state.executions.submit(&caller, &session_id, parse_request(req)?, q.stream).await?;
     if q.stream {
-        return Ok(sse(submitted).into_response());
+        return Ok(sse(submitted, session_id).into_response());
     }
-    Ok((StatusCode::CREATED, Json(accepted(&submitted))).into_response())
+    Ok((StatusCode::CREATED, Json(accepted(&submitted, &session_id))).into_response())
 }
 
 /// Runs an execution and answers with its result (or streams it with `stream=true`).
@@ -151,16 +152,16 @@ pub async fn execute_sync(
     }
     let submitted = state.executions.submit(&caller, &session_id, parse_request(req)?, q.stream).await?;
     if q.stream {
-        return Ok(sse(submitted).into_response());
+        return Ok(sse(submitted, session_id).into_response());
     }
     let id = submitted.execution.id.clone();
     let execution = match tokio::time::timeout(Duration::from_secs(wait), submitted.done).await {
         Ok(Ok(e)) => e,
         Ok(Err(e)) => return Err(ApiError::internal(e)),
         // Still running: answer with its current state; it finishes in the background.
-        Err(_) => state.executions.get(&caller, &id).await?,
+        Err(_) => state.executions.get(&caller, &id).await?.0,
     };
-    Ok(Json(ExecutionResponse::from(execution)).into_response())
+    Ok(Json(ExecutionResponse::from(execution).in_session(session_id)).into_response())
 }
 
 /// An execution's current state.
@@ -175,7 +176,8 @@ pub async fn status(
     caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<ExecutionResponse>, ApiError> {
-    Ok(Json(state.executions.get(&caller, &id).await?.into()))
+    let (e, session) = state.executions.get(&caller, &id).await?;
+    Ok(Json(ExecutionResponse::from(e).in_session(shown_session_id(&caller, &session))))
 }
 
 /// A finished execution's result; 409 while it still runs.
@@ -191,14 +193,14 @@ pub async fn result(
     caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<ExecutionResponse>, ApiError> {
-    let e = state.executions.get(&caller, &id).await?;
+    let (e, session) = state.executions.get(&caller, &id).await?;
     if !e.status.is_terminal() {
         return Err(ApiError::conflict(
             "execution_not_finished",
             format!("execution {id} is {}; its result is not ready", e.status),
         ));
     }
-    Ok(Json(e.into()))
+    Ok(Json(ExecutionResponse::from(e).in_session(shown_session_id(&caller, &session))))
 }
 
 /// A session's executions, newest first.
@@ -220,7 +222,11 @@ pub async fn list(
     let page = state.executions.list(&caller, &session_id, limit, offset).await?;
     let has_more = offset + (page.items.len() as u64) < page.total;
     Ok(Json(ExecutionListResponse {
-        items: page.items.into_iter().map(Into::into).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(|e| ExecutionResponse::from(e).in_session(session_id.clone()))
+            .collect(),
         total: page.total,
         limit,
         offset,

@@ -1,8 +1,8 @@
 //! Extractors whose rejections are [`ApiError`]s, so malformed input gets the same envelope
 //! and stable codes as every other error.
 
-use crate::auth::Caller;
-use crate::error::ApiError;
+use crate::api::error::ApiError;
+use crate::caller::Caller;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;

@@ -2,13 +2,14 @@
 //! (streamed), delete. Paths are validated here and resolved by the executor inside the
 //! container, so a symlink in the workspace cannot reach the host.
 
+use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{PathParam, Query};
 use crate::api::types::{
     FileInfo, FileListResponse, ListFilesQuery, UploadForm, UploadQuery, UploadResponse,
 };
-use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
-use crate::settings::Storage;
+use crate::caller::Caller;
+use crate::service::error::ServiceError;
+use crate::service::files::{Download, Entry, mime_type};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -18,82 +19,10 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sandbox_core::WorkspacePath;
-use sandbox_core::model::{Session, SessionStatus};
-use sandbox_executor_client::{ByteStream, ClientError, ExecutorClient};
-use sandbox_protocol::{ErrorCode, FileKind};
-use sandbox_storage::{StorageError, WorkspaceBucket};
+use sandbox_executor_client::ByteStream;
+use sandbox_protocol::FileKind;
 use serde::Deserialize;
-use std::time::Duration;
 use tokio::sync::mpsc;
-
-/// Maps an executor failure to the API's error.
-pub fn executor_error(e: ClientError) -> ApiError {
-    match e {
-        ClientError::Api { body, .. } => {
-            let (status, code) = match body.code {
-                ErrorCode::InvalidPath | ErrorCode::BadRequest => (StatusCode::BAD_REQUEST, "invalid_path"),
-                ErrorCode::NotFound => (StatusCode::NOT_FOUND, "file_not_found"),
-                ErrorCode::IsADirectory => (StatusCode::CONFLICT, "is_a_directory"),
-                ErrorCode::NotARegularFile => (StatusCode::UNPROCESSABLE_ENTITY, "not_a_regular_file"),
-                ErrorCode::NotADirectory => (StatusCode::CONFLICT, "not_a_directory"),
-                ErrorCode::AlreadyExists => (StatusCode::CONFLICT, "already_exists"),
-                ErrorCode::DirectoryNotEmpty => (StatusCode::CONFLICT, "directory_not_empty"),
-                ErrorCode::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
-                ErrorCode::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-                ErrorCode::NoSpace => (StatusCode::INSUFFICIENT_STORAGE, "workspace_full"),
-                ErrorCode::Busy => (StatusCode::TOO_MANY_REQUESTS, "too_many_executions"),
-                _ => (StatusCode::BAD_GATEWAY, "sandbox_error"),
-            };
-            let mut err = ApiError::new(status, code, body.message);
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                err.retry_after = Some(1);
-            }
-            err
-        }
-        ClientError::Unreachable(why) => ApiError::unavailable(
-            "sandbox_unavailable",
-            format!("the session's sandbox did not answer: {why}"),
-            5,
-        ),
-        other => ApiError::new(StatusCode::BAD_GATEWAY, "sandbox_error", other.to_string()),
-    }
-}
-
-/// Maps a workspace storage failure to the API's error.
-fn storage_error(e: StorageError) -> ApiError {
-    match e {
-        StorageError::NotFound { .. } => ApiError::not_found("file_not_found", e.to_string()),
-        StorageError::InvalidPath { .. } => ApiError::bad_request("invalid_path", e.to_string()),
-        other => {
-            ApiError::unavailable("storage_unavailable", format!("workspace storage failed: {other}"), 5)
-        }
-    }
-}
-
-/// Where a session's files are: its running sandbox, or, in `s3` mode while it does not run,
-/// the bucket.
-enum Files {
-    Sandbox(Box<ExecutorClient>),
-    Bucket(WorkspaceBucket),
-}
-
-async fn files_of(state: &AppState, caller: &Caller, session_id: &str) -> Result<(Session, Files), ApiError> {
-    let s = state.sessions.get(caller, session_id).await?;
-    if s.status == SessionStatus::Running {
-        let client = state.sessions.executor(&s).await?;
-        return Ok((s, Files::Sandbox(Box::new(client))));
-    }
-    match state.sessions.workspaces().bucket() {
-        Some(bucket) => Ok((s, Files::Bucket(bucket.clone()))),
-        None => Err(ApiError::conflict(
-            "session_not_running",
-            format!(
-                "session {session_id} is {}, not running, and workspaces are kept only in sandboxes",
-                s.status
-            ),
-        )),
-    }
-}
 
 fn parse_path(raw: &str, allow_root: bool) -> Result<WorkspacePath, ApiError> {
     let parsed = if allow_root { WorkspacePath::parse(raw) } else { WorkspacePath::parse_non_root(raw) };
@@ -107,10 +36,6 @@ fn kind_name(k: FileKind) -> &'static str {
         FileKind::Symlink => "symlink",
         FileKind::Other => "other",
     }
-}
-
-fn mime_of(path: &str) -> String {
-    mime_guess::from_path(path).first_or_octet_stream().essence_str().to_owned()
 }
 
 /// Lists the workspace (or one directory of it), recursively.
@@ -135,41 +60,12 @@ pub async fn list(
         return Err(ApiError::invalid_field("limit", "must be between 1 and 10000"));
     }
     let path = parse_path(q.path.as_deref().unwrap_or(""), true)?;
-    let (session, files) = files_of(&state, &caller, &session_id).await?;
-    let (entries, truncated) = match files {
-        Files::Sandbox(client) => {
-            let listing =
-                client.list_files(&path, true, Some(limit as usize)).await.map_err(executor_error)?;
-            state.sessions.touch(&session.id).await;
-            let entries = listing
-                .entries
-                .into_iter()
-                .map(|e| (e.path, e.kind, e.size, e.modified_at))
-                .collect::<Vec<_>>();
-            (entries, listing.truncated)
-        }
-        Files::Bucket(_) => {
-            let stored = state
-                .sessions
-                .workspaces()
-                .list(&session.id, &path)
-                .await
-                .map_err(storage_error)?
-                .unwrap_or_default();
-            let truncated = stored.len() > limit as usize;
-            let entries = stored
-                .into_iter()
-                .take(limit as usize)
-                .map(|f| (f.path, FileKind::File, f.size, f.modified_at))
-                .collect();
-            (entries, truncated)
-        }
-    };
+    let (entries, truncated) = state.files.list(&caller, &session_id, &path, limit as usize).await?;
     let files: Vec<FileInfo> = entries
         .into_iter()
-        .map(|(path, kind, size, modified_at)| FileInfo {
+        .map(|Entry { path, kind, size, modified_at }| FileInfo {
             name: path.split_last().map(|(_, n)| n.to_owned()).unwrap_or_default(),
-            mime_type: (kind == FileKind::File).then(|| mime_of(path.as_str())),
+            mime_type: (kind == FileKind::File).then(|| mime_type(path.as_str())),
             path: path.into(),
             kind: kind_name(kind).into(),
             size,
@@ -229,6 +125,12 @@ async fn drain<E>(mut chunks: impl Stream<Item = Result<Bytes, E>> + Unpin, budg
     .await;
 }
 
+/// The most bytes a multipart upload of a `limit`-byte file may take: the file and a little
+/// framing.
+fn form_limit(limit: u64) -> usize {
+    usize::try_from(limit + (64 << 10)).unwrap_or(usize::MAX)
+}
+
 /// Where an upload goes: the `path` query, with the file's own name appended when the path is
 /// empty or ends in `/`.
 fn destination(path: Option<&str>, filename: Option<&str>) -> Result<WorkspacePath, ApiError> {
@@ -246,8 +148,8 @@ fn destination(path: Option<&str>, filename: Option<&str>) -> Result<WorkspacePa
     parse_path(&joined, false)
 }
 
-/// Uploads a file: `multipart/form-data` with a `file` field (as upstream), or the raw bytes as
-/// the body. Streamed to the sandbox; the file appears only once complete.
+/// Uploads a file: `multipart/form-data` with a `file` field (as the Python control plane
+/// takes it), or the raw bytes as the body. Streamed to the sandbox; the file appears only once complete.
 #[utoipa::path(post, path = "/api/v1/sessions/{session_id}/files/upload", tag = "files", security(("bearer" = [])),
     params(("session_id" = String, Path, description = "Session id"), UploadQuery),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
@@ -268,78 +170,62 @@ pub async fn upload(
     req: Request,
 ) -> Result<Json<UploadResponse>, ApiError> {
     let limit = state.settings.limits.max_upload_mb << 20;
-    let too_large =
-        || ApiError::too_large("payload_too_large", format!("uploads are limited to {} MiB", limit >> 20));
+    let too_large = || -> ApiError {
+        ServiceError::too_large("payload_too_large", format!("uploads are limited to {} MiB", limit >> 20))
+            .into()
+    };
     let declared: Option<u64> =
         req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
     // Multipart framing adds a little; anything beyond that is refused before it reaches the
     // sandbox (and read and dropped when not too big, so the client gets the answer).
-    if let Some(n) = declared.filter(|n| *n > limit + (64 << 10)) {
+    if let Some(n) = declared.filter(|n| *n as usize > form_limit(limit)) {
         if n <= limit.saturating_mul(2) {
             drain(req.into_body().into_data_stream(), n).await;
         }
         return Err(too_large());
     }
-    let (session, files) = files_of(&state, &caller, &session_id).await?;
+    let dest = state.files.upload_target(&caller, &session_id).await?;
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("multipart/form-data"));
     let (tx, stream) = byte_channel();
-    let write = |path: WorkspacePath, stream: ByteStream| {
-        let (files, session_id) = (&files, session.id.clone());
-        async move {
-            match files {
-                Files::Sandbox(client) => {
-                    client.write_file(&path, stream).await.map(|e| e.size).map_err(executor_error)
-                }
-                Files::Bucket(bucket) => {
-                    bucket.write(&session_id, &path, stream).await.map_err(storage_error)
-                }
-            }
-        }
-    };
     let (path, sent, written) = if is_multipart {
+        // The whole form is bounded, whatever its framing and whichever fields it has: parts
+        // other than `file` are read through (and dropped) only up to the limit too.
+        let (parts, body) = req.into_parts();
+        let req =
+            Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, form_limit(limit))));
         let mut form = Multipart::from_request(req, &())
             .await
             .map_err(|e| ApiError::bad_request("malformed_upload", e.body_text()))?;
+        let malformed = |e: axum::extract::multipart::MultipartError| match e.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => too_large(),
+            _ => ApiError::bad_request("malformed_upload", e.body_text()),
+        };
         let field = loop {
-            match form
-                .next_field()
-                .await
-                .map_err(|e| ApiError::bad_request("malformed_upload", e.body_text()))?
-            {
+            match form.next_field().await.map_err(malformed)? {
                 Some(f) if f.name() == Some("file") => break f,
                 Some(_) => continue,
                 None => return Err(ApiError::invalid_field("file", "the form has no 'file' field")),
             }
         };
         let path = destination(target.path.as_deref(), field.file_name())?;
-        let (sent, written) = tokio::join!(pump(field, tx, limit), write(path.clone(), stream));
+        let (sent, written) = tokio::join!(pump(field, tx, limit), state.files.write(&dest, &path, stream));
         (path, sent, written)
     } else {
         let path = destination(target.path.as_deref(), None)?;
         let body = req.into_body().into_data_stream();
-        let (sent, written) = tokio::join!(pump(body, tx, limit), write(path.clone(), stream));
+        let (sent, written) = tokio::join!(pump(body, tx, limit), state.files.write(&dest, &path, stream));
         (path, sent, written)
     };
     if sent?.is_none() {
         return Err(too_large());
     }
     let size = written?;
-    if let Files::Sandbox(client) = &files {
-        // The upload is durable before it is acknowledged (in `s3` mode).
-        state.sessions.workspaces().save_file(&session.id, client, &path).await.map_err(|e| {
-            ApiError::unavailable(
-                "storage_unavailable",
-                format!("the file could not be saved to storage: {e}"),
-                5,
-            )
-        })?;
-        state.sessions.touch(&session.id).await;
-    }
-    Ok(Json(UploadResponse { session_id, mime_type: mime_of(path.as_str()), path: path.into(), size }))
+    state.files.commit(&dest, &path).await?;
+    Ok(Json(UploadResponse { session_id, mime_type: mime_type(path.as_str()), path: path.into(), size }))
 }
 
 /// Downloads a file, streamed, with its MIME type.
@@ -360,26 +246,16 @@ pub async fn download(
     PathParam((session_id, file_path)): PathParam<(String, String)>,
 ) -> Result<Response, ApiError> {
     let path = parse_path(&file_path, false)?;
-    let (session, files) = files_of(&state, &caller, &session_id).await?;
-    let (size, bytes) = match files {
-        Files::Sandbox(client) => {
-            let read = client.read_file(&path).await.map_err(executor_error)?;
-            state.sessions.touch(&session.id).await;
-            read
-        }
-        Files::Bucket(bucket) => {
-            let (size, bytes) = bucket.read(&session.id, &path).await.map_err(storage_error)?;
-            if let Some(url) = presigned(&state.settings.storage, &bucket, &session.id, &path, size) {
-                let url = url.map_err(storage_error)?;
-                return Ok((StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, url)]).into_response());
-            }
-            (size, bytes)
+    let (size, bytes) = match state.files.download(&caller, &session_id, &path).await? {
+        Download::Content { size, bytes } => (size, bytes),
+        Download::Redirect(url) => {
+            return Ok((StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, url)]).into_response());
         }
     };
     let name = path.split_last().map(|(_, n)| n.to_owned()).unwrap_or_default();
     let mut resp = Response::new(Body::from_stream(bytes));
     let h = resp.headers_mut();
-    let mime = mime_of(path.as_str());
+    let mime = mime_type(path.as_str());
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_str(&mime).unwrap_or(HeaderValue::from_static("application/octet-stream")),
@@ -390,20 +266,6 @@ pub async fn download(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(resp)
-}
-
-/// A presigned URL for a large file of a stopped session, when a public endpoint is configured.
-fn presigned(
-    settings: &Storage,
-    bucket: &WorkspaceBucket,
-    session: &str,
-    path: &WorkspacePath,
-    size: u64,
-) -> Option<Result<String, StorageError>> {
-    if size < settings.presign_min_mb << 20 {
-        return None;
-    }
-    bucket.presigned_download(session, path, Duration::from_secs(settings.presign_ttl_secs))
 }
 
 /// Query of a delete.
@@ -432,33 +294,6 @@ pub async fn delete(
     Query(q): Query<DeleteFileQuery>,
 ) -> Result<StatusCode, ApiError> {
     let path = parse_path(&file_path, false)?;
-    let (session, files) = files_of(&state, &caller, &session_id).await?;
-    let workspaces = state.sessions.workspaces();
-    match files {
-        Files::Sandbox(client) => {
-            client.delete(&path, q.recursive).await.map_err(executor_error)?;
-            state.sessions.touch(&session.id).await;
-        }
-        Files::Bucket(_) => {
-            let below = workspaces.list(&session.id, &path).await.map_err(storage_error)?.unwrap_or_default();
-            let exact = workspaces
-                .list(&session.id, &WorkspacePath::root())
-                .await
-                .map_err(storage_error)?
-                .unwrap_or_default()
-                .iter()
-                .any(|f| f.path == path);
-            if !exact && below.is_empty() {
-                return Err(ApiError::not_found("file_not_found", format!("{path} does not exist")));
-            }
-            if !exact && !q.recursive {
-                return Err(ApiError::conflict(
-                    "directory_not_empty",
-                    format!("{path} is a directory that is not empty"),
-                ));
-            }
-        }
-    }
-    workspaces.delete_path(&session.id, &path).await.map_err(storage_error)?;
+    state.files.delete(&caller, &session_id, &path, q.recursive).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,20 +1,25 @@
 //! Health, root information, metrics, and the manual state sync.
 
+use crate::api::error::{ApiError, ErrorBody};
 use crate::api::types::{
-    ComponentHealth, DetailedHealthResponse, HealthResponse, RootResponse, SyncResponse,
+    ComponentHealth, DetailedHealthResponse, HealthResponse, ReadinessResponse, RootResponse, SyncResponse,
 };
-use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::caller::Caller;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use sandbox_core::model::SessionStatus;
 use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::time::Duration;
 
 /// The server's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How long a health check waits for the database or the runtime to answer.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Liveness: answers without authentication while the process runs.
 #[utoipa::path(get, path = "/api/v1/health", tag = "health",
@@ -36,24 +41,61 @@ async fn session_counts(state: &AppState) -> Result<BTreeMap<String, u64>, ApiEr
     Ok(counts)
 }
 
-/// Readiness: the database and the runtime answer; session counts.
+/// Why `check` failed, or `None` when it answered within [`CHECK_TIMEOUT`].
+async fn failure<T, E: Display>(check: impl Future<Output = Result<T, E>>) -> Option<String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, check).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("no answer within {} s", CHECK_TIMEOUT.as_secs())),
+    }
+}
+
+/// Asks the database and the runtime at once whether they answer: why each does not, if it does
+/// not.
+async fn database_and_runtime(state: &AppState) -> (Option<String>, Option<String>) {
+    tokio::join!(failure(state.store.ping()), failure(state.runtime.list(&[("io.sandbox.probe", "none")])))
+}
+
+/// Readiness: answers without authentication, 200 when the database and the runtime answer
+/// (each within 2 s), 503 saying which does not otherwise (why is logged, not shown).
+#[utoipa::path(get, path = "/api/v1/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "The database and the runtime answer", body = ReadinessResponse),
+        (status = 503, description = "The database or the runtime does not answer", body = ReadinessResponse)))]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<ReadinessResponse>) {
+    let (database, runtime) = database_and_runtime(&state).await;
+    if database.is_some() || runtime.is_some() {
+        tracing::warn!(database = database.as_deref(), runtime = runtime.as_deref(), "not ready");
+    }
+    let state_of = |failure: &Option<String>| if failure.is_some() { "down" } else { "up" }.to_owned();
+    let ready = database.is_none() && runtime.is_none();
+    let body = ReadinessResponse {
+        status: if ready { "ready" } else { "not_ready" }.into(),
+        database: state_of(&database),
+        runtime: state_of(&runtime),
+    };
+    (if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
+}
+
+/// The database's and the runtime's health (and the bucket's, in `s3` mode); session counts.
 #[utoipa::path(get, path = "/api/v1/health/detailed", tag = "health", security(("bearer" = [])),
     responses(
         (status = 200, description = "Component health", body = DetailedHealthResponse),
-        (status = 401, description = "No valid API key", body = ErrorBody)))]
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "Not an admin key (the deployment's details)", body = ErrorBody)))]
 pub async fn detailed(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Json<DetailedHealthResponse>, ApiError> {
-    let db = state.store.ping().await;
-    let rt = state.runtime.list(&[("io.sandbox.probe", "none")]).await;
+    caller.require_admin()?;
+    let (db, rt) = database_and_runtime(&state).await;
     let component = |kind: &str, err: Option<String>| ComponentHealth {
         kind: kind.into(),
         healthy: err.is_none(),
         error: err,
     };
-    let database = component(state.store.dialect(), db.err().map(|e| e.to_string()));
-    let runtime = component(state.runtime.name(), rt.err().map(|e| e.to_string()));
+    let database = component(state.store.dialect(), db);
+    let runtime = component(state.runtime.name(), rt);
     let storage =
         state.sessions.workspaces().check().await.map(|r| component("s3", r.err().map(|e| e.to_string())));
     let sessions = if database.healthy { session_counts(&state).await? } else { BTreeMap::new() };
@@ -109,8 +151,10 @@ pub async fn root() -> Json<RootResponse> {
 #[utoipa::path(get, path = "/metrics", tag = "health", security(("bearer" = [])),
     responses(
         (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
-        (status = 401, description = "No valid API key", body = ErrorBody)))]
-pub async fn metrics(State(state): State<AppState>, _caller: Caller) -> Result<impl IntoResponse, ApiError> {
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "Not an admin key (the deployment's metrics)", body = ErrorBody)))]
+pub async fn metrics(State(state): State<AppState>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
+    caller.require_admin()?;
     let counts = session_counts(&state).await?;
     let counts: Vec<(&str, u64)> = counts.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render(&counts)))

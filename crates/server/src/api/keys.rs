@@ -1,14 +1,13 @@
 //! `/api/v1/admin/keys`: API key management for admin keys.
 
+use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, PathParam};
 use crate::api::types::{CreateKeyRequest, KeyResponse};
-use crate::auth::{self, Caller};
-use crate::error::{ApiError, ErrorBody};
+use crate::caller::Caller;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::Utc;
 
 /// Creates a key; the answer is the only time its secret is shown.
 #[utoipa::path(post, path = "/api/v1/admin/keys", tag = "admin", security(("bearer" = [])),
@@ -26,12 +25,7 @@ pub async fn create(
     caller: Caller,
     Body(req): Body<CreateKeyRequest>,
 ) -> Result<(StatusCode, Json<KeyResponse>), ApiError> {
-    caller.require_admin()?;
-    if req.name.trim().is_empty() || req.name.len() > 128 {
-        return Err(ApiError::invalid_field("name", "must be 1-128 characters"));
-    }
-    let (key, secret) = auth::create_key(state.store.as_ref(), req.name.trim(), req.is_admin).await?;
-    tracing::info!(key_id = %key.id, admin = key.is_admin, by = %caller.key_id, "API key created");
+    let (key, secret) = state.keys.create(&caller, &req.name, req.is_admin).await?;
     Ok((StatusCode::CREATED, Json(KeyResponse { key: Some(secret), ..key.into() })))
 }
 
@@ -42,8 +36,7 @@ pub async fn create(
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 403, description = "Not an admin key", body = ErrorBody)))]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<KeyResponse>>, ApiError> {
-    caller.require_admin()?;
-    Ok(Json(state.store.list_api_keys().await?.into_iter().map(Into::into).collect()))
+    Ok(Json(state.keys.list(&caller).await?.into_iter().map(Into::into).collect()))
 }
 
 /// Revokes a key; it authenticates nothing afterwards.
@@ -60,16 +53,6 @@ pub async fn revoke(
     caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require_admin()?;
-    if id == caller.key_id {
-        return Err(ApiError::conflict(
-            "cannot_revoke_own_key",
-            "a key cannot revoke itself (that would lock its holder out); use another admin key",
-        ));
-    }
-    if !state.store.revoke_api_key(&id, Utc::now()).await? {
-        return Err(ApiError::not_found("key_not_found", format!("key {id} does not exist")));
-    }
-    tracing::info!(key_id = %id, by = %caller.key_id, "API key revoked");
+    state.keys.revoke(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

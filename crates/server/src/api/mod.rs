@@ -1,6 +1,8 @@
 //! The REST API: routes, middleware (request ids, logging, metrics, authentication) and the
 //! OpenAPI document generated from the handlers.
 
+pub mod auth;
+pub mod error;
 pub mod executions;
 pub mod extract;
 pub mod files;
@@ -11,8 +13,7 @@ pub mod sessions;
 pub mod templates;
 pub mod types;
 
-use crate::auth;
-use crate::error::{ApiError, ErrorBody};
+use crate::api::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
@@ -33,7 +34,8 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[openapi(
     info(title = "Sandbox Control Plane", description = "Runs untrusted code in hardened sandboxes."),
     paths(
-        health::root, health::health, health::detailed, health::sync, health::metrics, pools::list,
+        health::root, health::health, health::ready, health::detailed, health::sync, health::metrics,
+        pools::list,
         sessions::create, sessions::list, sessions::get, sessions::terminate, sessions::delete,
         sessions::install_dependencies,
         executions::execute, executions::execute_sync, executions::status, executions::result, executions::list,
@@ -74,6 +76,15 @@ pub fn openapi_json() -> String {
     ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises")
 }
 
+/// Serves the API on `listener` until `shutdown` resolves, then lets requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
 /// The whole application.
 pub fn router(state: AppState) -> Router {
     let limits = &state.settings.limits;
@@ -108,6 +119,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(health::root))
         .route("/api/v1/health", get(health::health))
+        .route("/api/v1/health/ready", get(health::ready))
         .route("/openapi.json", get(|| async { ([("content-type", "application/json")], openapi_json()) }))
         .merge(authenticated)
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })

@@ -1,7 +1,7 @@
 //! `/api/v1/pools`: the warm pools' sizes, hit rates and time to ready.
 
-use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::api::error::{ApiError, ErrorBody};
+use crate::caller::Caller;
 use crate::service::pools::PoolStatus;
 use crate::state::AppState;
 use axum::Json;
@@ -12,7 +12,9 @@ use axum::extract::State;
 #[utoipa::path(get, path = "/api/v1/pools", tag = "health", security(("bearer" = [])),
     responses(
         (status = 200, description = "Pools by template", body = [PoolStatus]),
-        (status = 401, description = "No valid API key", body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>, _caller: Caller) -> Result<Json<Vec<PoolStatus>>, ApiError> {
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "Not an admin key (pools are the deployment's)", body = ErrorBody)))]
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<PoolStatus>>, ApiError> {
+    caller.require_admin()?;
     Ok(Json(state.pools.status().await?))
 }

@@ -1,12 +1,12 @@
 //! `/api/v1/sessions`: create, list, get, terminate, delete.
 
+use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, PathParam, Query, page};
 use crate::api::types::{
     CreateSessionQuery, CreateSessionRequest, InstallDependenciesRequest, ListSessionsQuery,
     SessionListResponse, SessionResponse,
 };
-use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
+use crate::caller::Caller;
 use crate::service::sessions::NewSession;
 use crate::state::AppState;
 use axum::Json;
@@ -17,22 +17,30 @@ use sandbox_store::SessionFilter;
 use std::collections::HashMap;
 
 /// Renders sessions, looking up each template's runtime once.
-pub async fn render(state: &AppState, sessions: Vec<Session>) -> Result<Vec<SessionResponse>, ApiError> {
+pub async fn render(
+    state: &AppState,
+    caller: &Caller,
+    sessions: Vec<Session>,
+) -> Result<Vec<SessionResponse>, ApiError> {
     let mut runtimes: HashMap<String, String> = HashMap::new();
     let mut out = Vec::with_capacity(sessions.len());
     for s in sessions {
         if !runtimes.contains_key(&s.template_id) {
-            let rt = state.store.template(&s.template_id).await?.map(|t| t.runtime_type).unwrap_or_default();
+            let rt = state.templates.language_runtime(&s.template_id).await?;
             runtimes.insert(s.template_id.clone(), rt);
         }
         let rt = runtimes[&s.template_id].clone();
-        out.push(SessionResponse::new(s, rt));
+        out.push(SessionResponse::new(s, rt, caller));
     }
     Ok(out)
 }
 
-async fn render_one(state: &AppState, s: Session) -> Result<Json<SessionResponse>, ApiError> {
-    Ok(Json(render(state, vec![s]).await?.remove(0)))
+async fn render_one(
+    state: &AppState,
+    caller: &Caller,
+    s: Session,
+) -> Result<Json<SessionResponse>, ApiError> {
+    Ok(Json(render(state, caller, vec![s]).await?.remove(0)))
 }
 
 /// Creates a session and its sandbox.
@@ -69,7 +77,7 @@ pub async fn create(
         source_session_id: req.source_session_id,
     };
     let session = state.sessions.create(&caller, new, q.wait).await?;
-    Ok((StatusCode::CREATED, render_one(&state, session).await?))
+    Ok((StatusCode::CREATED, render_one(&state, &caller, session).await?))
 }
 
 /// Lists the caller's sessions (an admin key sees all), newest first.
@@ -95,7 +103,7 @@ pub async fn list(
     let page = state.sessions.list(&caller, filter).await?;
     let has_more = offset + (page.items.len() as u64) < page.total;
     Ok(Json(SessionListResponse {
-        items: render(&state, page.items).await?,
+        items: render(&state, &caller, page.items).await?,
         total: page.total,
         limit,
         offset,
@@ -116,7 +124,7 @@ pub async fn get(
     PathParam(id): PathParam<String>,
 ) -> Result<Json<SessionResponse>, ApiError> {
     let s = state.sessions.get(&caller, &id).await?;
-    render_one(&state, s).await
+    render_one(&state, &caller, s).await
 }
 
 /// Stops the session's sandbox and keeps the record (idempotent).
@@ -133,7 +141,7 @@ pub async fn terminate(
     PathParam(id): PathParam<String>,
 ) -> Result<Json<SessionResponse>, ApiError> {
     let s = state.sessions.terminate(&caller, &id).await?;
-    render_one(&state, s).await
+    render_one(&state, &caller, s).await
 }
 
 /// Removes the session, its executions and its workspace (idempotent).
@@ -186,5 +194,5 @@ pub async fn install_dependencies(
     let allow = req.allow_version_conflicts.unwrap_or(false);
     let session =
         state.sessions.install_dependencies(&caller, &id, new, req.python_package_index_url, allow).await?;
-    render_one(&state, session).await
+    render_one(&state, &caller, session).await
 }

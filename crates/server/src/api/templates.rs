@@ -1,42 +1,16 @@
 //! `/api/v1/templates`: list and read for every key; create, update, delete for admin keys.
 
+use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, PathParam, Query, page};
 use crate::api::types::{
     CreateTemplateRequest, DeletedResponse, PageQuery, TemplateResponse, UpdateTemplateRequest,
 };
-use crate::auth::Caller;
-use crate::error::{ApiError, ErrorBody};
-use crate::service::templates;
+use crate::caller::Caller;
+use crate::service::templates::TemplateChanges;
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use chrono::Utc;
-use sandbox_core::model::Template;
-
-fn not_found(id: &str) -> ApiError {
-    ApiError::not_found("template_not_found", format!("template {id} does not exist"))
-}
-
-/// Refuses an image the runtime does not have, so a template cannot promise sessions that will
-/// never start.
-async fn check_image(state: &AppState, image: &str) -> Result<(), ApiError> {
-    let available = state
-        .runtime
-        .image_available(image)
-        .await
-        .map_err(|e| ApiError::unavailable("runtime_unavailable", e.to_string(), 5))?;
-    if available {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_field(
-            "image_url",
-            format!(
-                "image {image} is not available to the runtime; build it (images/build.sh) or pull it first"
-            ),
-        ))
-    }
-}
 
 /// Creates a template (admin).
 #[utoipa::path(post, path = "/api/v1/templates", tag = "templates", security(("bearer" = [])),
@@ -56,35 +30,23 @@ pub async fn create(
     caller: Caller,
     Body(req): Body<CreateTemplateRequest>,
 ) -> Result<(StatusCode, Json<TemplateResponse>), ApiError> {
-    caller.require_admin()?;
-    let now = Utc::now();
-    let t = Template {
-        id: req.id,
-        name: req.name,
-        image_url: req.image_url,
-        runtime_type: req.runtime_type,
-        default_cpu_cores: req.default_cpu_cores.unwrap_or(0.5),
-        default_memory_mb: req.default_memory_mb.unwrap_or(512),
-        default_disk_mb: req.default_disk_mb.unwrap_or(1024),
-        default_timeout_sec: req.default_timeout.unwrap_or(300),
-        default_env_vars: req.default_env_vars.unwrap_or_default(),
-        pre_installed_packages: req.pre_installed_packages.unwrap_or_default(),
-        is_active: true,
-        created_at: now,
-        updated_at: now,
+    let changes = TemplateChanges {
+        name: Some(req.name),
+        image_url: Some(req.image_url),
+        default_cpu_cores: req.default_cpu_cores,
+        default_memory_mb: req.default_memory_mb,
+        default_disk_mb: req.default_disk_mb,
+        default_timeout_sec: req.default_timeout,
+        default_env_vars: req.default_env_vars,
+        pre_installed_packages: req.pre_installed_packages,
+        is_active: None,
     };
-    templates::validate(&t)?;
-    check_image(&state, &t.image_url).await?;
-    match state.store.insert_template(&t).await {
-        Err(sandbox_store::StoreError::Conflict(_)) => {
-            Err(ApiError::conflict("template_exists", format!("template {} exists", t.id)))
-        }
-        Err(e) => Err(e.into()),
-        Ok(()) => Ok((StatusCode::CREATED, Json(t.into()))),
-    }
+    let t = state.templates.create(&caller, req.id, req.runtime_type, changes).await?;
+    Ok((StatusCode::CREATED, Json(t.into())))
 }
 
-/// Lists templates by id. The body is an array (as upstream); `X-Total-Count` has the total.
+/// Lists templates by id. The body is an array (as in the Python control plane's API);
+/// `X-Total-Count` has the total.
 #[utoipa::path(get, path = "/api/v1/templates", tag = "templates", security(("bearer" = [])),
     params(PageQuery),
     responses(
@@ -98,7 +60,7 @@ pub async fn list(
     Query(q): Query<PageQuery>,
 ) -> Result<(HeaderMap, Json<Vec<TemplateResponse>>), ApiError> {
     let (limit, offset) = page(q.limit, q.offset)?;
-    let page = state.store.list_templates(limit, offset).await?;
+    let page = state.templates.list(limit, offset).await?;
     let mut headers = HeaderMap::new();
     headers.insert("x-total-count", HeaderValue::from(page.total));
     Ok((headers, Json(page.items.into_iter().map(Into::into).collect())))
@@ -116,7 +78,7 @@ pub async fn get(
     _caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<TemplateResponse>, ApiError> {
-    Ok(Json(state.store.template(&id).await?.ok_or_else(|| not_found(&id))?.into()))
+    Ok(Json(state.templates.get(&id).await?.into()))
 }
 
 /// Changes a template (admin); sessions already created keep what they got.
@@ -139,39 +101,18 @@ pub async fn update(
     PathParam(id): PathParam<String>,
     Body(req): Body<UpdateTemplateRequest>,
 ) -> Result<Json<TemplateResponse>, ApiError> {
-    caller.require_admin()?;
-    let mut t = state.store.template(&id).await?.ok_or_else(|| not_found(&id))?;
-    if let Some(v) = req.name {
-        t.name = v;
-    }
-    if let Some(v) = req.image_url {
-        t.image_url = v;
-    }
-    if let Some(v) = req.default_cpu_cores {
-        t.default_cpu_cores = v;
-    }
-    if let Some(v) = req.default_memory_mb {
-        t.default_memory_mb = v;
-    }
-    if let Some(v) = req.default_disk_mb {
-        t.default_disk_mb = v;
-    }
-    if let Some(v) = req.default_timeout {
-        t.default_timeout_sec = v;
-    }
-    if let Some(v) = req.default_env_vars {
-        t.default_env_vars = v;
-    }
-    if let Some(v) = req.is_active {
-        t.is_active = v;
-    }
-    t.updated_at = Utc::now();
-    templates::validate(&t)?;
-    check_image(&state, &t.image_url).await?;
-    if !state.store.update_template(&t).await? {
-        return Err(not_found(&id));
-    }
-    Ok(Json(t.into()))
+    let changes = TemplateChanges {
+        name: req.name,
+        image_url: req.image_url,
+        default_cpu_cores: req.default_cpu_cores,
+        default_memory_mb: req.default_memory_mb,
+        default_disk_mb: req.default_disk_mb,
+        default_timeout_sec: req.default_timeout,
+        default_env_vars: req.default_env_vars,
+        pre_installed_packages: None,
+        is_active: req.is_active,
+    };
+    Ok(Json(state.templates.update(&caller, &id, changes).await?.into()))
 }
 
 /// Deletes a template (admin); refused while sessions use it.
@@ -188,17 +129,6 @@ pub async fn delete(
     caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<DeletedResponse>, ApiError> {
-    caller.require_admin()?;
-    state.store.template(&id).await?.ok_or_else(|| not_found(&id))?;
-    let live = state.store.count_live_sessions_of_template(&id).await?;
-    if live > 0 {
-        return Err(ApiError::conflict(
-            "template_in_use",
-            format!("{live} sessions still use template {id}"),
-        ));
-    }
-    if !state.store.delete_template(&id).await? {
-        return Err(not_found(&id));
-    }
+    state.templates.delete(&caller, &id).await?;
     Ok(Json(DeletedResponse { id, deleted: true }))
 }

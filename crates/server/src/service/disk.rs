@@ -10,9 +10,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The uid and gid sandboxes run as; the workspace's root belongs to them.
-const SANDBOX_UID: u32 = 1000;
-
 /// Why a workspace could not be prepared or released.
 #[derive(Debug, thiserror::Error)]
 #[error("workspace disk {path}: {message}")]
@@ -58,14 +55,9 @@ impl WorkspaceDisks {
     }
 
     /// Makes sure `workspace` exists and, with enforcement, is a mounted filesystem of `size`
-    /// whose root belongs to the sandbox user. Blocking (runs `mkfs.ext4` and `mount` the first
-    /// time).
-    pub fn prepare(&self, workspace: &Path, size: MemoryQuantity) -> Result<(), DiskError> {
-        self.prepare_owned(workspace, size, SANDBOX_UID)
-    }
-
-    /// [`prepare`](Self::prepare), with the filesystem's root owned by `owner`.
-    pub fn prepare_owned(&self, workspace: &Path, size: MemoryQuantity, owner: u32) -> Result<(), DiskError> {
+    /// whose root belongs to `owner` (uid and gid). Blocking (runs `mkfs.ext4` and `mount` the
+    /// first time).
+    pub fn prepare(&self, workspace: &Path, size: MemoryQuantity, owner: u32) -> Result<(), DiskError> {
         std::fs::create_dir_all(workspace).map_err(|e| err(workspace, e))?;
         if self.enforcement == DiskEnforcement::None || is_mounted(workspace) {
             return Ok(());
@@ -115,7 +107,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let ws = d.path().join("s/workspace");
         let disks = WorkspaceDisks::new(DiskEnforcement::None);
-        disks.prepare(&ws, "1Gi".parse().unwrap()).unwrap();
+        disks.prepare(&ws, "1Gi".parse().unwrap(), 61_000).unwrap();
         assert!(ws.is_dir() && !is_mounted(&ws) && !image_of(&ws).exists());
         disks.release(&ws).unwrap();
     }
@@ -126,13 +118,13 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let ws = d.path().join("s/workspace");
         let disks = WorkspaceDisks::new(DiskEnforcement::Loop);
-        disks.prepare(&ws, "16Mi".parse().unwrap()).unwrap();
+        disks.prepare(&ws, "16Mi".parse().unwrap(), 61_000).unwrap();
         assert!(is_mounted(&ws));
-        assert_eq!(std::fs::metadata(&ws).unwrap().uid(), SANDBOX_UID);
+        assert_eq!(std::fs::metadata(&ws).unwrap().uid(), 61_000);
         assert!(std::fs::read_dir(&ws).unwrap().next().is_none(), "empty, no lost+found");
         // Preparing again (a restarted sandbox) keeps what is there.
         std::fs::write(ws.join("kept"), "k").unwrap();
-        disks.prepare(&ws, "16Mi".parse().unwrap()).unwrap();
+        disks.prepare(&ws, "16Mi".parse().unwrap(), 61_000).unwrap();
         assert!(ws.join("kept").exists());
         let chunk = vec![0u8; 1 << 20];
         let mut f = std::fs::File::create(ws.join("fill")).unwrap();

@@ -2,10 +2,12 @@
 //! runtime, and the background work that keeps the two in step.
 pub mod dependencies;
 pub mod disk;
+pub mod error;
 pub mod executions;
+pub mod files;
 pub mod identity;
+pub mod keys;
 pub mod lifecycle;
-pub mod package_sets;
 pub mod pools;
 pub mod sandboxes;
 pub mod sessions;

@@ -5,15 +5,16 @@
 //! once and the lifecycle leader now and then, and together they never over-fill a pool.
 
 use crate::metrics::Metrics;
+use crate::service::error::ServiceError;
 use crate::service::sandboxes::{Sandboxes, Shape};
 use crate::settings::Settings;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sandbox_core::model::{PoolSandbox, PoolState, Template};
 use sandbox_core::{CpuQuantity, MemoryQuantity};
 use sandbox_runtime::Runtime;
 use sandbox_store::Store;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -191,6 +192,33 @@ impl Pools {
             tracing::warn!(id, error = %e, "could not remove a pool sandbox's files");
         }
         let _ = self.store.delete_pool_sandbox(id).await;
+    }
+
+    /// Removes pool sandboxes that died (not among the `running` containers), never got ready
+    /// within `deadline`, or were claimed by a session that never appeared (its control plane
+    /// stopped between the claim and the record). Returns how many.
+    pub async fn collect(
+        &self,
+        running: &HashSet<&str>,
+        now: DateTime<Utc>,
+        deadline: chrono::Duration,
+    ) -> Result<u64, ServiceError> {
+        let mut discarded = 0;
+        for p in self.store.list_pool_sandboxes().await? {
+            let dead = match p.state {
+                PoolState::Starting => now - p.created_at > deadline,
+                PoolState::Ready => !p.container_id.as_deref().is_some_and(|c| running.contains(c)),
+                PoolState::Claimed => {
+                    p.claimed_at.is_some_and(|t| now - t > chrono::Duration::seconds(60))
+                        && self.store.session(&p.id).await?.is_none()
+                }
+            };
+            if dead {
+                self.discard(&p.id, p.container_id.as_deref()).await;
+                discarded += 1;
+            }
+        }
+        Ok(discarded)
     }
 
     /// Starts sandboxes until every active template's pool has its target size (at most

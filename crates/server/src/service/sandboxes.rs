@@ -1,15 +1,18 @@
 //! How a session's sandbox is made and unmade on this host: its directories, its disk, the
 //! spec handed to the runtime, and the client for its executor.
 
+use crate::service::dependencies::package_sets::PackageSets;
 use crate::service::disk::WorkspaceDisks;
-use crate::service::package_sets::PackageSets;
 use crate::service::workspaces::WorkspaceStore;
 use crate::settings::{DiskEnforcement, RuntimeKind, Settings};
+use sandbox_core::model::Session;
 use sandbox_core::{CpuQuantity, MemoryQuantity};
 use sandbox_executor_client::ByteStream;
+use sandbox_protocol::contract::env as executor_env;
 use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, Sandbox, SandboxSpec, labels};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// What a sandbox is made of, besides its session id.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +61,9 @@ pub struct Sandboxes {
     disks: WorkspaceDisks,
     deployment: String,
     workspaces: Arc<dyn WorkspaceStore>,
+    /// Executor clients by session, with the container each was made for: a client keeps its
+    /// connections to the executor open from one execution to the next.
+    clients: Mutex<HashMap<String, (Option<String>, ExecutorClient)>>,
 }
 
 impl Sandboxes {
@@ -74,7 +80,7 @@ impl Sandboxes {
         };
         let disks = WorkspaceDisks::new(enforcement);
         let deployment = settings.deployment_id();
-        Sandboxes { settings, runtime, disks, deployment, workspaces }
+        Sandboxes { settings, runtime, disks, deployment, workspaces, clients: Mutex::default() }
     }
 
     /// The deployment label value of this installation's sandboxes.
@@ -87,9 +93,20 @@ impl Sandboxes {
         self.settings.data_dir.join("sessions").join(id)
     }
 
+    /// Host directory of a session's workspace: `<data_dir>/sessions/<id>/workspace`.
+    pub fn workspace_dir(&self, id: &str) -> PathBuf {
+        self.session_dir(id).join("workspace")
+    }
+
+    /// The runtime's spec of session `id`'s sandbox as far as finding it needs (no image or
+    /// shape).
+    fn locator(&self, id: &str) -> SandboxSpec {
+        SandboxSpec::new(Self::sandbox_name(id), "", self.workspace_dir(id), self.session_dir(id).join("run"))
+    }
+
     /// The package directory of session `id`.
     pub fn package_sets(&self, id: &str) -> PackageSets {
-        PackageSets::new(self.session_dir(id).join("deps"), self.disks, sandbox_runtime::docker::SANDBOX_UID)
+        PackageSets::new(self.session_dir(id).join("deps"), self.disks, self.settings.executor.uid)
     }
 
     /// The name of a session's sandbox.
@@ -99,22 +116,24 @@ impl Sandboxes {
 
     /// The spec of the sandbox for session `id`.
     pub fn spec(&self, id: &str, shape: &Shape) -> SandboxSpec {
-        let dir = self.session_dir(id);
-        let mut spec =
-            SandboxSpec::new(Self::sandbox_name(id), &shape.image, dir.join("workspace"), dir.join("run"));
+        let mut spec = self.locator(id);
+        spec.image = shape.image.clone();
         spec.cpu = shape.cpu;
         spec.memory = shape.memory;
-        spec.deps_dir = Some(dir.join("deps"));
+        spec.uid = self.settings.executor.uid;
+        spec.deps_dir = Some(self.session_dir(id).join("deps"));
         spec.labels.insert(labels::SESSION.into(), id.into());
         spec.labels.insert(labels::TEMPLATE.into(), shape.template_id.clone());
         spec.labels.insert(labels::DEPLOYMENT.into(), self.deployment.clone());
         let e = &self.settings.executor;
         for (k, v) in [
-            ("SANDBOX_EXECUTOR_MAX_OUTPUT_BYTES", e.max_output_bytes.to_string()),
-            ("SANDBOX_EXECUTOR_TMP_SIZE_MB", e.tmp_size_mb.to_string()),
-            ("SANDBOX_EXECUTOR_MAX_PROCESSES", e.max_processes.to_string()),
-            ("SANDBOX_EXECUTOR_MAX_CONCURRENT", e.max_concurrent.to_string()),
-            ("SANDBOX_EXECUTOR_MAX_TIMEOUT_SECS", self.settings.limits.max_execution_timeout_sec.to_string()),
+            (executor_env::MAX_OUTPUT_BYTES, e.max_output_bytes.to_string()),
+            (executor_env::TMP_SIZE_MB, e.tmp_size_mb.to_string()),
+            (executor_env::MAX_PROCESSES, e.max_processes.to_string()),
+            (executor_env::MAX_CONCURRENT, e.max_concurrent.to_string()),
+            (executor_env::MAX_TIMEOUT_SECS, self.settings.limits.max_execution_timeout_sec.to_string()),
+            // Only this process may drive the executor through its socket.
+            (executor_env::CONTROL_UIDS, rustix::process::geteuid().as_raw().to_string()),
         ] {
             spec.executor_env.insert(k.into(), v);
         }
@@ -127,13 +146,14 @@ impl Sandboxes {
     /// the caller gets a complete sandbox or an error.
     pub async fn start(&self, id: &str, shape: &Shape, seed: Option<Seed>) -> Result<Sandbox, RuntimeError> {
         let spec = self.spec(id, shape);
-        let (disks, workspace, size) = (self.disks, spec.workspace_dir.clone(), shape.disk);
+        let (disks, workspace, size, uid) = (self.disks, spec.workspace_dir.clone(), shape.disk, spec.uid);
         let deps = spec.deps_dir.clone();
         tokio::task::spawn_blocking(move || {
             if let Some(deps) = deps {
                 std::fs::create_dir_all(deps)?;
             }
-            disks.prepare(&workspace, size).map_err(std::io::Error::other)
+            disks.prepare(&workspace, size, uid).map_err(std::io::Error::other)?;
+            adopt_workspace(&workspace, uid)
         })
         .await
         .map_err(|e| RuntimeError::Engine(e.to_string()))?
@@ -183,7 +203,7 @@ impl Sandboxes {
                 client.archive().await.map_err(|e| format!("reading the workspace of {from}: {e}"))?
             }
             Seed::Stopped { .. } => {
-                let dir = self.session_dir(&from).join("workspace");
+                let dir = self.workspace_dir(&from);
                 let tree = tokio::task::spawn_blocking(move || sandbox_safefs::Tree::open(&dir))
                     .await
                     .map_err(|e| e.to_string())?
@@ -208,10 +228,10 @@ impl Sandboxes {
     /// Removes everything of session `id` on the host: its disk, the staging filesystems of
     /// installs a crash left behind, and its directories.
     pub async fn release_files(&self, id: &str) -> Result<(), String> {
-        let dir = self.session_dir(id);
+        let (dir, workspace) = (self.session_dir(id), self.workspace_dir(id));
         let disks = self.disks;
         tokio::task::spawn_blocking(move || {
-            disks.release(&dir.join("workspace")).map_err(|e| e.to_string())?;
+            disks.release(&workspace).map_err(|e| e.to_string())?;
             if let Ok(entries) = std::fs::read_dir(&dir) {
                 for e in entries.flatten() {
                     if e.file_name().to_string_lossy().starts_with("install-") {
@@ -233,11 +253,39 @@ impl Sandboxes {
         .map_err(|e| e.to_string())?
     }
 
-    /// A client for the executor of session `id`'s sandbox (asking the runtime where it is,
-    /// when the backend needs to: a pod another replica created).
-    pub async fn executor(&self, id: &str) -> Result<ExecutorClient, RuntimeError> {
-        let dir = self.session_dir(id);
-        let spec = SandboxSpec::new(Self::sandbox_name(id), "", dir.join("workspace"), dir.join("run"));
-        self.runtime.resolve_executor(&spec).await
+    /// A client for the executor of session `s`'s sandbox: the one kept for its container, or a
+    /// new one (asking the runtime where it is, when the backend needs to: a pod another replica
+    /// created).
+    pub async fn client(&self, s: &Session) -> Result<ExecutorClient, RuntimeError> {
+        if let Some((container, client)) = self.clients().get(&s.id)
+            && *container == s.container_id
+        {
+            return Ok(client.clone());
+        }
+        let client = self.runtime.resolve_executor(&self.locator(&s.id)).await?;
+        self.clients().insert(s.id.clone(), (s.container_id.clone(), client.clone()));
+        Ok(client)
     }
+
+    /// Drops the client kept for session `id` (its sandbox is going).
+    pub fn forget_client(&self, id: &str) {
+        self.clients().remove(id);
+    }
+
+    fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<String>, ExecutorClient)>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Hands a workspace made for another sandbox uid (before the operator changed `executor.uid`,
+/// or by an older version) to `uid`, entry by entry through descriptors, never following a link.
+fn adopt_workspace(workspace: &std::path::Path, uid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    if std::fs::metadata(workspace)?.uid() == uid {
+        return Ok(());
+    }
+    tracing::info!(workspace = %workspace.display(), uid, "handing a workspace to the sandbox uid");
+    sandbox_safefs::Tree::open(workspace)
+        .and_then(|t| t.chown_all(uid, uid))
+        .map_err(|e| std::io::Error::other(e.to_string()))
 }

@@ -1,10 +1,14 @@
-//! The templates every new installation starts with, and template validation.
+//! Templates: the ones every new installation starts with, validation, and creating, reading,
+//! changing and deleting them (changes for admin keys only).
 
-use crate::error::{ApiError, FieldError};
+use crate::caller::Caller;
+use crate::service::error::{FieldError, Result, ServiceError};
 use chrono::Utc;
 use sandbox_core::model::Template;
-use sandbox_store::Store;
+use sandbox_runtime::Runtime;
+use sandbox_store::{Page, Store};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// `(id, name, runtime_type, packages the image ships)` of the built-in templates, matching
 /// `images/templates.tsv`.
@@ -25,7 +29,7 @@ pub fn image_of(template_id: &str) -> String {
 }
 
 /// Stores the built-in templates that are missing (existing ones are left as they are).
-pub async fn seed(store: &dyn Store) -> Result<(), ApiError> {
+pub async fn seed(store: &dyn Store) -> Result<()> {
     for (id, name, runtime, packages) in BUILT_IN {
         if store.template(id).await?.is_some() {
             continue;
@@ -35,7 +39,7 @@ pub async fn seed(store: &dyn Store) -> Result<(), ApiError> {
             id: (*id).into(),
             name: (*name).into(),
             image_url: image_of(id),
-            runtime_type: (*runtime).into(),
+            language_runtime: (*runtime).into(),
             default_cpu_cores: 1.0,
             default_memory_mb: 512,
             default_disk_mb: 1024,
@@ -54,14 +58,14 @@ pub async fn seed(store: &dyn Store) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The runtime types templates may declare (the upstream API's list).
+/// The runtime types templates may declare (the Python control plane's list).
 pub const RUNTIME_TYPES: &[&str] = &["python3.11", "nodejs20", "java17", "go1.21"];
 
-/// Checks a template's fields against the upstream API's bounds.
-pub fn validate(t: &Template) -> Result<(), ApiError> {
+/// Checks a template's fields against the Python control plane's bounds.
+pub fn validate(t: &Template) -> Result<()> {
     let mut errors = Vec::new();
     let mut bad = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });
-    if !crate::ids::valid_client_id(&t.id) {
+    if !sandbox_protocol::contract::valid_id(&t.id) {
         bad("id", "must be 1-64 characters of letters, digits, '_' and '-'".into());
     }
     if t.name.trim().is_empty() || t.name.len() > 255 {
@@ -70,7 +74,7 @@ pub fn validate(t: &Template) -> Result<(), ApiError> {
     if t.image_url.trim().is_empty() || t.image_url.len() > 512 || t.image_url.contains(char::is_whitespace) {
         bad("image_url", "must be an image reference of 1-512 characters without spaces".into());
     }
-    if !RUNTIME_TYPES.contains(&t.runtime_type.as_str()) {
+    if !RUNTIME_TYPES.contains(&t.language_runtime.as_str()) {
         bad("runtime_type", format!("must be one of {}", RUNTIME_TYPES.join(", ")));
     }
     if !(0.1..=4.0).contains(&t.default_cpu_cores) || !t.default_cpu_cores.is_finite() {
@@ -88,5 +92,159 @@ pub fn validate(t: &Template) -> Result<(), ApiError> {
     if let Err(e) = crate::service::sessions::validate_env(&t.default_env_vars, 128) {
         bad("default_env_vars", e);
     }
-    if errors.is_empty() { Ok(()) } else { Err(ApiError::invalid_fields(errors)) }
+    if errors.is_empty() { Ok(()) } else { Err(ServiceError::Invalid(errors)) }
+}
+
+/// Fields of a template to set; `None` leaves a field as it is (or at its default, on create).
+#[derive(Debug, Clone, Default)]
+pub struct TemplateChanges {
+    /// Display name.
+    pub name: Option<String>,
+    /// The container image.
+    pub image_url: Option<String>,
+    /// Default CPU cores.
+    pub default_cpu_cores: Option<f64>,
+    /// Default memory, MiB.
+    pub default_memory_mb: Option<u32>,
+    /// Default disk, MiB.
+    pub default_disk_mb: Option<u32>,
+    /// Default idle timeout, seconds.
+    pub default_timeout_sec: Option<u32>,
+    /// Environment variables every session gets.
+    pub default_env_vars: Option<BTreeMap<String, String>>,
+    /// Python packages the image ships.
+    pub pre_installed_packages: Option<Vec<String>>,
+    /// Whether new sessions may use it.
+    pub is_active: Option<bool>,
+}
+
+impl TemplateChanges {
+    fn apply(self, t: &mut Template) {
+        macro_rules! set {
+            ($($field:ident => $target:ident),*) => {$(if let Some(v) = self.$field { t.$target = v; })*};
+        }
+        set!(name => name, image_url => image_url, default_cpu_cores => default_cpu_cores,
+             default_memory_mb => default_memory_mb, default_disk_mb => default_disk_mb,
+             default_timeout_sec => default_timeout_sec, default_env_vars => default_env_vars,
+             pre_installed_packages => pre_installed_packages, is_active => is_active);
+    }
+}
+
+/// Templates.
+pub struct Templates {
+    store: Arc<dyn Store>,
+    runtime: Arc<dyn Runtime>,
+}
+
+fn not_found(id: &str) -> ServiceError {
+    ServiceError::not_found("template_not_found", format!("template {id} does not exist"))
+}
+
+impl Templates {
+    /// The service.
+    pub fn new(store: Arc<dyn Store>, runtime: Arc<dyn Runtime>) -> Self {
+        Templates { store, runtime }
+    }
+
+    /// Refuses an image the runtime does not have, so a template cannot promise sessions that
+    /// will never start.
+    async fn check_image(&self, image: &str) -> Result<()> {
+        let available = self
+            .runtime
+            .image_available(image)
+            .await
+            .map_err(|e| ServiceError::unavailable("runtime_unavailable", e.to_string(), 5))?;
+        if available {
+            return Ok(());
+        }
+        Err(ServiceError::invalid_field(
+            "image_url",
+            format!(
+                "image {image} is not available to the runtime; build it (images/build.sh) or pull it first"
+            ),
+        ))
+    }
+
+    /// A new template (admins only): 409 `template_exists` when the id is taken.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        id: String,
+        language_runtime: String,
+        changes: TemplateChanges,
+    ) -> Result<Template> {
+        caller.require_admin()?;
+        let now = Utc::now();
+        let mut t = Template {
+            id,
+            name: String::new(),
+            image_url: String::new(),
+            language_runtime,
+            default_cpu_cores: 0.5,
+            default_memory_mb: 512,
+            default_disk_mb: 1024,
+            default_timeout_sec: 300,
+            default_env_vars: BTreeMap::new(),
+            pre_installed_packages: Vec::new(),
+            is_active: true,
+            created_at: now,
+            updated_at: now,
+        };
+        changes.apply(&mut t);
+        validate(&t)?;
+        self.check_image(&t.image_url).await?;
+        match self.store.insert_template(&t).await {
+            Err(sandbox_store::StoreError::Conflict(_)) => {
+                Err(ServiceError::conflict("template_exists", format!("template {} exists", t.id)))
+            }
+            Err(e) => Err(e.into()),
+            Ok(()) => Ok(t),
+        }
+    }
+
+    /// A page of templates, by id.
+    pub async fn list(&self, limit: u32, offset: u64) -> Result<Page<Template>> {
+        Ok(self.store.list_templates(limit, offset).await?)
+    }
+
+    /// One template.
+    pub async fn get(&self, id: &str) -> Result<Template> {
+        self.store.template(id).await?.ok_or_else(|| not_found(id))
+    }
+
+    /// The language runtime of template `id` (empty when the template is gone).
+    pub async fn language_runtime(&self, id: &str) -> Result<String> {
+        Ok(self.store.template(id).await?.map(|t| t.language_runtime).unwrap_or_default())
+    }
+
+    /// Changes a template (admins only); sessions already made keep what they got.
+    pub async fn update(&self, caller: &Caller, id: &str, changes: TemplateChanges) -> Result<Template> {
+        caller.require_admin()?;
+        let mut t = self.get(id).await?;
+        changes.apply(&mut t);
+        t.updated_at = Utc::now();
+        validate(&t)?;
+        self.check_image(&t.image_url).await?;
+        if !self.store.update_template(&t).await? {
+            return Err(not_found(id));
+        }
+        Ok(t)
+    }
+
+    /// Deletes a template (admins only); refused while live sessions use it.
+    pub async fn delete(&self, caller: &Caller, id: &str) -> Result<()> {
+        caller.require_admin()?;
+        self.get(id).await?;
+        let live = self.store.count_live_sessions_of_template(id).await?;
+        if live > 0 {
+            return Err(ServiceError::conflict(
+                "template_in_use",
+                format!("{live} sessions still use template {id}"),
+            ));
+        }
+        if !self.store.delete_template(id).await? {
+            return Err(not_found(id));
+        }
+        Ok(())
+    }
 }

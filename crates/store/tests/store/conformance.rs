@@ -2,13 +2,13 @@
 
 use chrono::{DateTime, Duration as Span, Utc};
 use sandbox_core::model::{
-    ApiKey, Artifact, DependencySpec, Execution, ExecutionMetrics, InstalledDependency, PoolSandbox,
-    PoolState, Session, SessionStatus, Template,
+    ApiKey, Artifact, DependencySpec, Execution, ExecutionMetrics, FileChangeKind, InstallStatus,
+    InstalledDependency, PoolSandbox, PoolState, Session, SessionStatus, Template,
 };
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_store::{Page, SessionFilter, Store, StoreError, open};
 use serde_json::json;
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,11 +26,11 @@ pub async fn exercise(url: &str, dialect: &str) {
     leases(&store).await;
     pools(&store).await;
     drop(store);
-    reopen(url).await;
+    reopen(url, dialect).await;
 }
 
 /// A millisecond-precise instant `ms` after a fixed origin.
-fn at(ms: i64) -> DateTime<Utc> {
+pub fn at(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(1_700_000_000_000 + ms).expect("valid time")
 }
 
@@ -84,7 +84,7 @@ fn template(id: &str, created: DateTime<Utc>) -> Template {
         id: id.into(),
         name: format!("Template {id}"),
         image_url: format!("registry.local/{id}:1"),
-        runtime_type: "python3.11".into(),
+        language_runtime: "python3.11".into(),
         default_cpu_cores: 0.5,
         default_memory_mb: 512,
         default_disk_mb: u32::MAX,
@@ -151,15 +151,16 @@ async fn templates(store: &Arc<dyn Store>) {
 fn full_session(id: &str, owner: &str, template: &str, status: SessionStatus, created: i64) -> Session {
     Session {
         id: id.into(),
+        client_id: Some(format!("my-{id}")),
         owner_key_id: owner.into(),
         template_id: template.into(),
         status,
-        cpu: "0.5".into(),
-        memory: "512Mi".into(),
-        disk: "1Gi".into(),
+        cpu: "0.5".parse().unwrap(),
+        memory: "512Mi".parse().unwrap(),
+        disk: "1Gi".parse().unwrap(),
         timeout_sec: 1800,
         env_vars: BTreeMap::from([("HOME".into(), "/workspace".into()), ("EMPTY".into(), String::new())]),
-        runtime_type: "docker".into(),
+        runtime_backend: "docker".into(),
         sandbox_name: Some(format!("sbx-{id}")),
         container_id: Some("0123456789abcdef".into()),
         runtime_node: Some("node-1".into()),
@@ -178,7 +179,7 @@ fn full_session(id: &str, owner: &str, template: &str, status: SessionStatus, cr
             install_time: at(created + 1) + Span::nanoseconds(7),
             is_from_template: false,
         }],
-        dependency_install_status: "completed".into(),
+        dependency_install_status: InstallStatus::Completed,
         dependency_install_error: Some("pip: warning".into()),
         dependency_install_started_at: Some(at(created + 1)),
         dependency_install_completed_at: Some(at(created + 2)),
@@ -192,6 +193,7 @@ fn full_session(id: &str, owner: &str, template: &str, status: SessionStatus, cr
 /// A session with every optional field `None` (and empty collections).
 fn bare_session(id: &str, owner: &str, template: &str, status: SessionStatus, created: i64) -> Session {
     Session {
+        client_id: None,
         sandbox_name: None,
         container_id: None,
         runtime_node: None,
@@ -200,7 +202,7 @@ fn bare_session(id: &str, owner: &str, template: &str, status: SessionStatus, cr
         env_vars: BTreeMap::new(),
         requested_dependencies: vec![],
         installed_dependencies: vec![],
-        dependency_install_status: "pending".into(),
+        dependency_install_status: InstallStatus::Pending,
         dependency_install_error: None,
         dependency_install_started_at: None,
         dependency_install_completed_at: None,
@@ -346,7 +348,7 @@ async fn dependency_installs(store: &Arc<dyn Store>) {
     let mut done = now.clone();
     done.status = SessionStatus::Running;
     done.container_id = Some("stale".into());
-    done.dependency_install_status = "completed".into();
+    done.dependency_install_status = InstallStatus::Completed;
     done.requested_dependencies = vec![DependencySpec { name: "six".into(), version: None }];
     done.dependency_install_completed_at = Some(at(9_200));
     assert!(!store.finish_dependency_install(&done, at(9_099)).await.unwrap(), "another install's end");
@@ -357,7 +359,7 @@ async fn dependency_installs(store: &Arc<dyn Store>) {
         (after.status, after.container_id.as_deref()),
         (SessionStatus::Terminated, Some("0123456789abcdef"))
     );
-    assert_eq!(after.dependency_install_status, "completed");
+    assert_eq!(after.dependency_install_status, InstallStatus::Completed);
     assert_eq!(after.requested_dependencies, done.requested_dependencies);
     assert_eq!(after.dependency_install_completed_at, Some(at(9_200)));
     assert!(store.sessions_installing_dependencies().await.unwrap().is_empty());
@@ -383,7 +385,7 @@ fn full_execution(id: &str, session: &str, status: ExecutionStatus, created: i64
             path: "out/result.csv".into(),
             size: 1 << 40,
             mime_type: "text/csv".into(),
-            change: "created".into(),
+            change: FileChangeKind::Created,
             created_at: at(created + 1),
         }],
         metrics: Some(ExecutionMetrics {
@@ -470,11 +472,46 @@ async fn executions(store: &Arc<dyn Store>) {
     assert_eq!(store.execution("e1").await.unwrap(), Some(e1.clone()), "session and creation time are kept");
     assert_eq!(exec_ids(&store.unfinished_executions().await.unwrap()), ["e4", "e3", "e5"]);
 
+    // Retention: the oldest finished executions go past a count or a size; unfinished ones stay.
+    store
+        .insert_session(&bare_session("s-retention", "k1", "t-a", SessionStatus::Running, 1400))
+        .await
+        .unwrap();
+    for (i, n) in [(0, 10), (1, 10), (2, 1800), (3, 10), (4, 10)] {
+        let e = Execution {
+            stdout: Some("é".repeat(n / 2)),
+            completed_at: Some(at(1500 + i)),
+            ..bare_execution(&format!("p{i}"), "s-retention", Completed, 1500 + i)
+        };
+        store.insert_execution(&e).await.expect("insert execution");
+    }
+    store.insert_execution(&bare_execution("p9", "s-retention", Running, 1400)).await.unwrap();
+    let p_ids = |page: Page<Execution>| page.items.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(store.prune_executions("s-retention", 10, 1 << 20).await.unwrap(), 0, "within both limits");
+    assert_eq!(
+        store.prune_executions("s-retention", 4, 1 << 20).await.unwrap(),
+        1,
+        "by count: the oldest goes"
+    );
+    assert_eq!(
+        p_ids(store.list_executions("s-retention", 10, 0).await.unwrap()),
+        ["p4", "p3", "p2", "p1", "p9"]
+    );
+    // Bytes (two per "é"), not characters: p2's 1800 bytes (900 characters) do not fit in 1000.
+    let code = bare_execution("x", "s3", Completed, 0).code.len() as u64;
+    assert_eq!(store.prune_executions("s-retention", 10, 1000 + 2 * code).await.unwrap(), 2);
+    assert_eq!(
+        p_ids(store.list_executions("s-retention", 10, 0).await.unwrap()),
+        ["p4", "p3", "p9"],
+        "never the running one"
+    );
+    assert_eq!(store.prune_executions("other", 0, 0).await.unwrap(), 0);
+
     // Deleting a session takes its executions with it.
     assert!(store.delete_session("s4", at(2000)).await.unwrap());
     assert_eq!(store.execution("e5").await.unwrap(), None);
     assert_eq!(store.list_executions("s4", 10, 0).await.unwrap().total, 0);
-    assert_eq!(exec_ids(&store.unfinished_executions().await.unwrap()), ["e4", "e3"]);
+    assert_eq!(exec_ids(&store.unfinished_executions().await.unwrap()), ["e4", "e3", "p9"]);
     assert_eq!(store.deleted_session_owner("s4").await.unwrap(), Some("k2".into()));
 }
 
@@ -500,24 +537,21 @@ async fn leases(store: &Arc<dyn Store>) {
     assert!(!store.acquire_lease("short", "a", minute).await.unwrap(), "a lost it");
 }
 
-/// The rows of `schema_migrations`, read past the store.
-async fn migrations(url: &str) -> Vec<(i64, i64)> {
-    sqlx::any::install_default_drivers();
-    let pool = AnyPool::connect(url).await.expect("connect");
-    let rows = sqlx::query("SELECT version, applied_at FROM schema_migrations ORDER BY version")
-        .fetch_all(&pool)
-        .await
-        .expect("schema_migrations");
-    rows.iter().map(|r| (r.get("version"), r.get("applied_at"))).collect()
-}
-
-async fn reopen(url: &str) {
-    let before = migrations(url).await;
-    assert_eq!(before.iter().map(|m| m.0).collect::<Vec<_>>(), [1, 2, 3]);
+async fn reopen(url: &str, dialect: &str) {
+    let before = crate::recorded_migrations(url).await;
+    assert_eq!(
+        before.iter().map(crate::Recorded::identity).collect::<Vec<_>>(),
+        crate::migration_files(dialect).await,
+        "every migration recorded with its file's checksum"
+    );
     let store = open(url).await.expect("re-open");
-    assert_eq!(migrations(url).await, before, "nothing applied twice");
+    assert_eq!(crate::recorded_migrations(url).await, before, "nothing applied twice");
     assert_eq!(store.session("s1").await.unwrap().map(|s| s.owner_key_id), Some("k1".into()));
-    assert_eq!(store.list_sessions(&filter(None, None, None)).await.unwrap().total, 4);
+    assert_eq!(
+        store.list_sessions(&filter(None, None, None)).await.unwrap().total,
+        5,
+        "with the retention test's session"
+    );
     assert_eq!(store.deleted_session_owner("s3").await.unwrap(), Some("k1".into()));
     assert!(!store.acquire_lease("cleaner", "a", Duration::from_secs(60)).await.unwrap(), "leases persist");
 

@@ -1,10 +1,14 @@
 //! The store against real databases: SQLite in a temp dir and a real MariaDB (`scripts/mariadb.sh`).
 
 mod conformance;
+mod upgrade;
 
 use sandbox_store::{StoreError, open};
-use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
+use sqlx::any::{AnyRow, AnyTypeInfoKind};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row, ValueRef};
 use std::hash::{BuildHasher, RandomState};
+use std::path::Path;
 
 /// The admin connection the MySQL tests use when `SANDBOX_TEST_MYSQL_URL` is unset.
 const DEFAULT_MYSQL_URL: &str = "mysql://sandbox:sandbox@127.0.0.1:3306/mysql";
@@ -45,6 +49,18 @@ async fn sqlite_concurrent_open() {
 }
 
 #[tokio::test]
+async fn sqlite_upgrade_from_release_0003() {
+    let dir = tempfile::tempdir().unwrap();
+    upgrade::from_release_0003(&sqlite_url(&dir), "sqlite").await;
+}
+
+#[tokio::test]
+async fn sqlite_refuses_unknown_recorded_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    upgrade::refuses_unknown_recorded_versions(&sqlite_url(&dir), "sqlite").await;
+}
+
+#[tokio::test]
 async fn unsupported_urls() {
     for url in ["postgres://u:p@localhost/db", "sqlite://", "store.db", "", "mysql:/x"] {
         let result = open(url).await;
@@ -67,24 +83,94 @@ async fn mysql_places_of_earlier_pool_sandboxes() {
     .await;
 }
 
+#[tokio::test]
+async fn mysql_upgrade_from_release_0003() {
+    with_mysql_database(|url| async move { upgrade::from_release_0003(&url, "mysql").await }).await;
+}
+
+#[tokio::test]
+async fn mysql_refuses_unknown_recorded_versions() {
+    with_mysql_database(|url| async move { upgrade::refuses_unknown_recorded_versions(&url, "mysql").await })
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_concurrent_open() {
     with_mysql_database(|url| async move { open_concurrently(&url).await }).await;
 }
 
-/// Two stores open the same fresh database at once: both succeed, and each migration is applied
-/// once.
+/// Two stores open the same fresh database at once: both succeed, and every migration is
+/// recorded as applied, with its file's checksum.
 async fn open_concurrently(url: &str) {
     let (a, b) = tokio::join!(open(url), open(url));
     let (a, b) = (a.expect("first open"), b.expect("second open"));
     a.ping().await.unwrap();
     b.ping().await.unwrap();
+    let dialect = a.dialect();
+    let recorded = recorded_migrations(url).await;
+    assert_eq!(recorded.iter().map(Recorded::identity).collect::<Vec<_>>(), migration_files(dialect).await);
+    assert!(recorded.iter().all(|m| m.success && m.execution_time >= 0), "{recorded:?}");
+}
+
+/// A row of `_sqlx_migrations`, where sqlx's migrator records what it applied.
+#[derive(Debug, Clone, PartialEq)]
+struct Recorded {
+    version: i64,
+    description: String,
+    checksum: Vec<u8>,
+    success: bool,
+    /// `YYYY-MM-DD HH:MM:SS`, UTC.
+    installed_on: String,
+    /// Nanoseconds; -1 when not measured.
+    execution_time: i64,
+}
+
+impl Recorded {
+    /// Version, description and checksum, as [`migration_files`] lists them.
+    fn identity(&self) -> (i64, String, Vec<u8>) {
+        (self.version, self.description.clone(), self.checksum.clone())
+    }
+}
+
+/// The rows of `_sqlx_migrations`, read past the store, by version.
+async fn recorded_migrations(url: &str) -> Vec<Recorded> {
+    sqlx::any::install_default_drivers();
     let pool = AnyPool::connect(url).await.expect("connect");
-    let row = pool.fetch_one("SELECT COUNT(*) AS n FROM schema_migrations").await.expect("count");
-    let versions = row.get::<i64, _>("n");
-    let distinct =
-        pool.fetch_one("SELECT COUNT(DISTINCT version) AS n FROM schema_migrations").await.expect("count");
-    assert!(versions >= 2 && versions == distinct.get::<i64, _>("n"), "{versions} rows");
+    let rows = pool
+        .fetch_all(
+            "SELECT version, description, checksum, CASE WHEN success THEN 1 ELSE 0 END AS ok, \
+             CAST(installed_on AS CHAR) AS installed_on, execution_time FROM _sqlx_migrations ORDER BY version",
+        )
+        .await
+        .expect("_sqlx_migrations");
+    rows.iter()
+        .map(|r| Recorded {
+            version: r.get("version"),
+            description: text(r, "description"),
+            checksum: r.get("checksum"),
+            success: r.get::<i64, _>("ok") == 1,
+            installed_on: text(r, "installed_on"),
+            execution_time: r.get("execution_time"),
+        })
+        .collect()
+}
+
+/// A text column through the `Any` driver, which takes MySQL's `TEXT` for a blob.
+fn text(row: &AnyRow, column: &str) -> String {
+    let raw = row.try_get_raw(column).expect("the column");
+    if raw.type_info().kind() == AnyTypeInfoKind::Blob {
+        String::from_utf8(row.get(column)).expect("UTF-8")
+    } else {
+        row.get(column)
+    }
+}
+
+/// Version, description and SHA-384 checksum of each file in `migrations/<dialect>`, as sqlx
+/// reads the directory itself.
+async fn migration_files(dialect: &str) -> Vec<(i64, String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(dialect);
+    let migrator = Migrator::new(dir).await.expect("the migrations directory");
+    migrator.iter().map(|m| (m.version, m.description.to_string(), m.checksum.to_vec())).collect()
 }
 
 /// Runs `test` against a database of its own on the MariaDB server, dropped afterwards (even

@@ -1,0 +1,355 @@
+//! The proxy: an accept loop per session listener; every request decided, relayed and audited.
+
+use crate::address::AddressRules;
+use crate::audit::{Attempt, AuditSink, EgressMetrics, Reporter, RequestKind};
+use crate::connect::{Connector, Dialer, TcpConnector};
+use crate::decision::{Decision, Failure, PolicyDenial};
+use crate::destination::Destination;
+use crate::limits::{CLIENT_CONNECTIONS_PER_CONNECTION, Limits, REQUEST_HEAD_TIMEOUT, TokenBucket};
+use crate::metered::{Metered, Traffic};
+use crate::policy::{Permitted, SessionPolicy};
+use crate::resolve::{Resolver, SystemResolver};
+use crate::settings::{EgressSettings, SettingsError};
+use crate::{http_forward, tunnel};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// The request header a relay may set to name the execution a connection belongs to. The proxy
+/// records it, if it looks like an id, as untrusted metadata, and never forwards it.
+pub const EXECUTION_HEADER: &str = "x-sandbox-execution";
+
+/// Longest execution id recorded from [`EXECUTION_HEADER`].
+const MAX_EXECUTION_ID_LEN: usize = 64;
+
+/// Largest request head a client may send (hyper's smallest read buffer is 8 KiB).
+const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
+
+/// How long the accept loop pauses after an error such as running out of descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The body of every response the proxy gives.
+pub(crate) type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// Something that accepts client connections: a Unix socket per session in production, TCP on
+/// loopback in tests.
+pub trait Listener: Send + 'static {
+    /// A client connection.
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The next client connection.
+    fn accept(&mut self) -> impl Future<Output = io::Result<Self::Io>> + Send;
+}
+
+impl Listener for tokio::net::UnixListener {
+    type Io = tokio::net::UnixStream;
+
+    async fn accept(&mut self) -> io::Result<Self::Io> {
+        tokio::net::UnixListener::accept(self).await.map(|(stream, _)| stream)
+    }
+}
+
+impl Listener for tokio::net::TcpListener {
+    type Io = TcpStream;
+
+    async fn accept(&mut self) -> io::Result<Self::Io> {
+        tokio::net::TcpListener::accept(self).await.map(|(stream, _)| stream)
+    }
+}
+
+/// What every session of one proxy shares.
+struct Shared {
+    permitted: Permitted,
+    rules: AddressRules,
+    limits: Limits,
+    resolver: Arc<dyn Resolver>,
+    connector: Arc<dyn Connector>,
+    reporter: Reporter,
+}
+
+/// The egress proxy. Cheap to clone; serves any number of sessions, each on its own listener.
+///
+/// A session's identity is the listener its connections arrive on, never anything the client
+/// sends: the server creates one listener (a Unix socket) per session and hands it to
+/// [`Proxy::serve_session`] with that session's id and policy.
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<Shared>,
+}
+
+/// Builds a [`Proxy`]: the settings and the audit sink are required, the rest has defaults
+/// (no host addresses, the system resolver, plain TCP, no metrics).
+pub struct ProxyBuilder {
+    settings: EgressSettings,
+    audit: Arc<dyn AuditSink>,
+    host_addresses: Vec<IpAddr>,
+    resolver: Arc<dyn Resolver>,
+    connector: Arc<dyn Connector>,
+    metrics: Arc<dyn EgressMetrics>,
+}
+
+impl ProxyBuilder {
+    /// The host's own addresses, never reachable unless the settings list them.
+    pub fn host_addresses(mut self, addresses: Vec<IpAddr>) -> Self {
+        self.host_addresses = addresses;
+        self
+    }
+
+    /// Resolves names (default: [`SystemResolver`]).
+    pub fn resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    /// Opens connections to checked addresses (default: [`TcpConnector`]).
+    pub fn connector(mut self, connector: Arc<dyn Connector>) -> Self {
+        self.connector = connector;
+        self
+    }
+
+    /// Counts decisions and bytes (default: nothing).
+    pub fn metrics(mut self, metrics: Arc<dyn EgressMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// The proxy, once the settings are valid.
+    pub fn build(self) -> Result<Proxy, SettingsError> {
+        self.settings.validate()?;
+        let shared = Shared {
+            permitted: self.settings.permitted(),
+            rules: self.settings.address_rules(self.host_addresses),
+            limits: self.settings.limits(),
+            resolver: self.resolver,
+            connector: self.connector,
+            reporter: Reporter { audit: self.audit, metrics: self.metrics },
+        };
+        Ok(Proxy { shared: Arc::new(shared) })
+    }
+}
+
+impl Proxy {
+    /// Starts building a proxy with these settings, reporting every attempt to `audit`.
+    pub fn builder(settings: EgressSettings, audit: Arc<dyn AuditSink>) -> ProxyBuilder {
+        ProxyBuilder {
+            settings,
+            audit,
+            host_addresses: Vec::new(),
+            resolver: Arc::new(SystemResolver),
+            connector: Arc::new(TcpConnector),
+            metrics: Arc::new(()),
+        }
+    }
+
+    /// Serves one session: every connection accepted on `listener` is the session `session_id`'s
+    /// and is held to `policy` and to the session's own limits (connections, bandwidth).
+    ///
+    /// Runs until the returned future is dropped, or until the listener fails (it then returns
+    /// the listener's error); either way every connection of the session is closed, and audited
+    /// as it closes. Transient accept errors (out of descriptors, an aborted connection) only
+    /// pause it.
+    pub fn serve_session<L: Listener>(
+        &self,
+        session_id: &str,
+        policy: SessionPolicy,
+        mut listener: L,
+    ) -> impl Future<Output = io::Error> + Send + 'static {
+        let limits = self.shared.limits;
+        let session = Arc::new(Session {
+            id: session_id.to_owned(),
+            policy,
+            shared: self.shared.clone(),
+            connections: Arc::new(Semaphore::new(limits.max_connections)),
+            bucket: limits.bandwidth.map(|rate| Arc::new(TokenBucket::new(rate))),
+            stop: CancellationToken::new(),
+        });
+        let clients = Arc::new(Semaphore::new(limits.max_connections * CLIENT_CONNECTIONS_PER_CONNECTION));
+        async move {
+            let _stop_all = session.stop.clone().drop_guard();
+            loop {
+                let permit = clients.clone().acquire_owned().await.expect("the semaphore is never closed");
+                match listener.accept().await {
+                    Ok(io) => {
+                        let connection = session.clone();
+                        session.spawn(async move {
+                            connection.serve_client(io).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(error) if is_transient(&error) => {
+                        tracing::warn!(session = %session.id, %error, "egress proxy accept failed");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                    Err(error) => return error,
+                }
+            }
+        }
+    }
+}
+
+/// Accept errors that concern one connection or a passing shortage, not the listener.
+fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted
+    ) || matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+}
+
+/// One session's proxy: its identity, policy and limits.
+pub(crate) struct Session {
+    id: String,
+    policy: SessionPolicy,
+    shared: Arc<Shared>,
+    /// Connections to destinations open at once.
+    connections: Arc<Semaphore>,
+    bucket: Option<Arc<TokenBucket>>,
+    /// Cancelled when the session's accept loop is dropped: ends every task of the session.
+    stop: CancellationToken,
+}
+
+/// A connection to a destination, counted against the session's limit while it lives.
+pub(crate) struct Upstream {
+    pub(crate) io: Metered<TcpStream>,
+    pub(crate) traffic: Arc<Traffic>,
+    pub(crate) permit: OwnedSemaphorePermit,
+}
+
+impl Session {
+    /// Runs `task` until it ends or the session stops.
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        tokio::spawn(self.stop.clone().run_until_cancelled_owned(task));
+    }
+
+    /// How long a connection to a destination may idle.
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        self.shared.limits.idle_timeout
+    }
+
+    async fn serve_client<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self: Arc<Self>, io: I) {
+        let service = hyper::service::service_fn(move |request| {
+            let session = self.clone();
+            async move { Ok::<_, Infallible>(session.handle(request).await) }
+        });
+        let served = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(REQUEST_HEAD_TIMEOUT)
+            .max_buf_size(MAX_REQUEST_HEAD_BYTES)
+            .serve_connection(TokioIo::new(io), service)
+            .with_upgrades()
+            .await;
+        if let Err(error) = served {
+            tracing::debug!(%error, "egress client connection ended");
+        }
+    }
+
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
+        let execution_id = execution_id(request.headers());
+        let kind = match request.method() == Method::CONNECT {
+            true => RequestKind::Connect,
+            false => RequestKind::Http,
+        };
+        // Until the destination is read, the record names the authority as sent, without
+        // credentials (never a path or query, which may hold secrets).
+        let authority = request.uri().authority().map_or("", |a| a.as_str().rsplit('@').next().unwrap_or(""));
+        let attempt = Attempt::new(self.shared.reporter.clone(), &self.id, execution_id, kind, authority);
+        match kind {
+            RequestKind::Connect => tunnel::open(&self, attempt, request).await,
+            RequestKind::Http => http_forward::forward(&self, attempt, request).await,
+        }
+    }
+
+    /// Judges `destination` for this session and connects to it: the session's list, the
+    /// operator's bound, the connection limit, then resolution, the address rules and the
+    /// connection itself, within the connect timeout. A connection decides the attempt as
+    /// allowed; a refusal is for the caller to answer (and decide) with [`refuse`].
+    pub(crate) async fn open(
+        &self,
+        attempt: &mut Attempt,
+        destination: &Destination,
+    ) -> Result<Upstream, Decision> {
+        attempt.destination(destination);
+        if !self.policy.allows(destination) {
+            return Err(Decision::DeniedPolicy(PolicyDenial::NotInAllowList));
+        }
+        if !self.shared.permitted.permits(destination) {
+            return Err(Decision::DeniedPolicy(PolicyDenial::NotPermittedByOperator));
+        }
+        let permit = self.connections.clone().try_acquire_owned().map_err(|_| Decision::DeniedLimit)?;
+        let dialer = Dialer {
+            resolver: self.shared.resolver.as_ref(),
+            connector: self.shared.connector.as_ref(),
+            rules: &self.shared.rules,
+        };
+        let mut address = None;
+        let dialed =
+            tokio::time::timeout(self.shared.limits.connect_timeout, dialer.dial(destination, &mut address))
+                .await
+                .unwrap_or(Err(Decision::Error(Failure::ConnectTimeout)));
+        if let Some(address) = address {
+            attempt.address(address);
+        }
+        let stream = dialed?;
+        let traffic = Arc::new(Traffic::new());
+        attempt.traffic(traffic.clone());
+        attempt.decide(Decision::Allowed);
+        Ok(Upstream { io: Metered::new(stream, traffic.clone(), self.bucket.clone()), traffic, permit })
+    }
+}
+
+/// The execution id a relay named, if it looks like one: 1 to 64 ASCII letters, digits, `_`
+/// or `-`.
+fn execution_id(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(EXECUTION_HEADER)?.to_str().ok()?;
+    let plausible = (1..=MAX_EXECUTION_ID_LEN).contains(&value.len())
+        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    plausible.then(|| value.to_owned())
+}
+
+/// A short plain-text response.
+pub(crate) fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
+    let mut response = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// Decides `attempt` as refused with `decision` and answers the client so.
+pub(crate) fn refuse(mut attempt: Attempt, decision: Decision) -> Response<ProxyBody> {
+    attempt.decide(decision);
+    text(decision.status(), format!("egress {decision}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_ids_are_taken_only_when_plausible() {
+        let id = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(EXECUTION_HEADER, HeaderValue::from_str(value).unwrap());
+            execution_id(&headers)
+        };
+        assert_eq!(id("exec_abc-123").as_deref(), Some("exec_abc-123"));
+        assert_eq!(id(""), None);
+        assert_eq!(id("exec abc"), None);
+        assert_eq!(id("exec/../x"), None);
+        assert_eq!(id(&"a".repeat(65)), None);
+        assert_eq!(id(&"a".repeat(64)).map(|s| s.len()), Some(64));
+        assert_eq!(execution_id(&HeaderMap::new()), None);
+    }
+}

@@ -1,0 +1,17 @@
+//! Request and response bodies of the REST API, field for field compatible with the API of the
+//! Python container-scheduler service this server implements, plus the additions this server
+//! makes. One file per group of routes.
+
+mod executions;
+mod files;
+mod health;
+mod keys;
+mod sessions;
+mod templates;
+
+pub use executions::*;
+pub use files::*;
+pub use health::*;
+pub use keys::*;
+pub use sessions::*;
+pub use templates::*;

@@ -1,0 +1,307 @@
+//! Bodies of the session routes (and the paging query every list takes).
+
+use crate::caller::Caller;
+use chrono::{DateTime, Utc};
+use sandbox_core::model::{DependencySpec, InstalledDependency, Session};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use utoipa::{IntoParams, ToSchema};
+
+/// A package, as requested.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DependencySpecDto {
+    /// Package name (1-100 characters).
+    pub name: String,
+    /// Version constraint such as `==2.31.0` or `>=1.0`.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+impl From<DependencySpecDto> for DependencySpec {
+    fn from(d: DependencySpecDto) -> Self {
+        DependencySpec { name: d.name, version: d.version }
+    }
+}
+
+impl From<&DependencySpec> for DependencySpecDto {
+    fn from(d: &DependencySpec) -> Self {
+        DependencySpecDto { name: d.name.clone(), version: d.version.clone() }
+    }
+}
+
+/// `POST /api/v1/sessions/{id}/dependencies/install`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"dependencies": [{"name": "requests", "version": "==2.31.0"}]}))]
+pub struct InstallDependenciesRequest {
+    /// Packages to add (1-50). A package asked for before is replaced by this request's
+    /// version; the others keep the exact versions they have.
+    #[schema(min_items = 1, max_items = 50)]
+    pub dependencies: Vec<DependencySpecDto>,
+    /// The index to install from; default the session's.
+    #[serde(default)]
+    #[schema(max_length = 512)]
+    pub python_package_index_url: Option<String>,
+    /// Whether a requested version may be installed over a different one the template ships
+    /// (default `false`).
+    #[serde(default)]
+    pub allow_version_conflicts: Option<bool>,
+}
+
+/// `POST /api/v1/sessions`. Fields left out take the template's defaults.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = json!({"template_id": "python-basic", "timeout": 300, "cpu": "1", "memory": "512Mi"}))]
+pub struct CreateSessionRequest {
+    /// A session id of your choosing (1-64 of `[A-Za-z0-9_-]`); generated when left out.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
+    pub id: Option<String>,
+    /// The template (`python-basic`, `multi-language`, `python-datascience`, ...).
+    #[schema(min_length = 1, max_length = 64)]
+    pub template_id: String,
+    /// Idle timeout in seconds: the session ends this long after its last execution or file
+    /// operation.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 86400)]
+    pub timeout: Option<u32>,
+    /// CPU cores (`"1"`, `"0.5"`, `"500m"`).
+    #[serde(default)]
+    pub cpu: Option<String>,
+    /// Memory (`"512Mi"`, `"1Gi"`).
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// Disk (`"1Gi"`).
+    #[serde(default)]
+    pub disk: Option<String>,
+    /// Environment variables for the session's executions.
+    #[serde(default)]
+    pub env_vars: BTreeMap<String, String>,
+    /// Accepted for compatibility; events belong to executions.
+    #[serde(default)]
+    pub event: Option<Value>,
+    /// Python packages to install before the session runs (in an installer container with
+    /// network access; the sandbox itself never has one). Packages the template ships in an
+    /// acceptable version are not installed again.
+    #[serde(default)]
+    #[schema(max_items = 50)]
+    pub dependencies: Vec<DependencySpecDto>,
+    /// Seconds allowed for installing `dependencies` (30 to `dependencies.max_install_timeout_sec`,
+    /// 1800 by default). Default `dependencies.install_timeout_sec` (300).
+    #[serde(default)]
+    pub install_timeout: Option<u32>,
+    /// Whether a failed install fails the session (default `true`); with `false` the session
+    /// runs without the packages and `dependency_install_status` says `failed`.
+    #[serde(default)]
+    pub fail_on_dependency_error: Option<bool>,
+    /// Whether a requested version may be installed over a different one the template ships
+    /// (default `false`: such a request is refused).
+    #[serde(default)]
+    pub allow_version_conflicts: Option<bool>,
+    /// Python package index URL (`http` or `https`, default `dependencies.default_index_url`).
+    #[serde(default)]
+    #[schema(max_length = 512)]
+    pub python_package_index_url: Option<String>,
+    /// Start with a copy of this session's workspace (for example a terminated one, to resume
+    /// its work).
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 64)]
+    pub source_session_id: Option<String>,
+}
+
+/// Query of `POST /api/v1/sessions`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct CreateSessionQuery {
+    /// `false`: answer at once with `creating` instead of waiting for the sandbox.
+    #[serde(default = "yes")]
+    pub wait: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Resource limits of a session.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ResourceLimitResponse {
+    /// CPU cores.
+    pub cpu: String,
+    /// Memory.
+    pub memory: String,
+    /// Disk.
+    pub disk: String,
+    /// Most processes in the sandbox.
+    pub max_processes: Option<i64>,
+}
+
+/// A package installed for a session.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InstalledDependencyResponse {
+    /// Package name.
+    pub name: String,
+    /// Installed version.
+    pub version: String,
+    /// Where it is installed.
+    pub install_location: String,
+    /// When.
+    pub install_time: DateTime<Utc>,
+    /// Whether the template's image ships it.
+    pub is_from_template: bool,
+}
+
+impl From<&InstalledDependency> for InstalledDependencyResponse {
+    fn from(d: &InstalledDependency) -> Self {
+        InstalledDependencyResponse {
+            name: d.name.clone(),
+            version: d.version.clone(),
+            install_location: d.install_location.clone(),
+            install_time: d.install_time,
+            is_from_template: d.is_from_template,
+        }
+    }
+}
+
+/// A session.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionResponse {
+    /// Id.
+    pub id: String,
+    /// Template.
+    pub template_id: String,
+    /// `creating`, `running`, `terminated` or `failed`.
+    pub status: String,
+    /// Resources.
+    pub resource_limit: Option<ResourceLimitResponse>,
+    /// Workspace location.
+    pub workspace_path: Option<String>,
+    /// The template's runtime (`python3.11`).
+    pub language_runtime: String,
+    /// The runtime backend (`docker`).
+    pub runtime_type: String,
+    /// Node the sandbox runs on.
+    pub runtime_node: Option<String>,
+    /// Container id.
+    pub container_id: Option<String>,
+    /// Pod name (Kubernetes).
+    pub pod_name: Option<String>,
+    /// Environment variables.
+    pub env_vars: BTreeMap<String, String>,
+    /// Idle timeout, seconds.
+    pub timeout: u32,
+    /// Package index (a password in it is shown as `***`).
+    pub python_package_index_url: String,
+    /// Packages asked for.
+    pub requested_dependencies: Vec<DependencySpecDto>,
+    /// Packages installed.
+    pub installed_dependencies: Vec<InstalledDependencyResponse>,
+    /// `pending`, `installing`, `completed` or `failed`.
+    pub dependency_install_status: String,
+    /// The last install error.
+    pub dependency_install_error: Option<String>,
+    /// When the last install started.
+    pub dependency_install_started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub dependency_install_completed_at: Option<DateTime<Utc>>,
+    /// Why the session failed or ended, when it did.
+    pub error_message: Option<String>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+    /// Ended.
+    pub completed_at: Option<DateTime<Utc>>,
+    /// Last execution or file operation.
+    pub last_activity_at: Option<DateTime<Utc>>,
+}
+
+/// The id `caller` knows a session by: its owner, the name it chose (if it chose one); anyone
+/// else (an admin), the session's own id.
+pub fn shown_session_id(caller: &Caller, s: &Session) -> String {
+    match &s.client_id {
+        Some(chosen) if caller.key_id == s.owner_key_id => chosen.clone(),
+        _ => s.id.clone(),
+    }
+}
+
+impl SessionResponse {
+    /// Renders a session for `caller`; `language_runtime` comes from its template. Where it runs
+    /// (host path, node, container, pod) is shown to admin keys only.
+    pub fn new(s: Session, language_runtime: String, caller: &Caller) -> Self {
+        let id = shown_session_id(caller, &s);
+        let s = if caller.is_admin {
+            s
+        } else {
+            Session { workspace_path: None, runtime_node: None, container_id: None, sandbox_name: None, ..s }
+        };
+        let pod_name = (s.runtime_backend == "kubernetes").then(|| s.sandbox_name.clone()).flatten();
+        SessionResponse {
+            resource_limit: Some(ResourceLimitResponse {
+                cpu: s.cpu.to_string(),
+                memory: s.memory.to_string(),
+                disk: s.disk.to_string(),
+                max_processes: Some(128),
+            }),
+            requested_dependencies: s.requested_dependencies.iter().map(Into::into).collect(),
+            installed_dependencies: s.installed_dependencies.iter().map(Into::into).collect(),
+            id,
+            template_id: s.template_id,
+            status: s.status.as_str().into(),
+            workspace_path: s.workspace_path,
+            language_runtime,
+            runtime_type: s.runtime_backend,
+            runtime_node: s.runtime_node,
+            container_id: s.container_id,
+            pod_name,
+            env_vars: s.env_vars,
+            timeout: s.timeout_sec,
+            python_package_index_url: sandbox_core::packages::index::redact_index_url(
+                &s.python_package_index_url,
+            ),
+            dependency_install_status: s.dependency_install_status.to_string(),
+            dependency_install_error: s.dependency_install_error,
+            dependency_install_started_at: s.dependency_install_started_at,
+            dependency_install_completed_at: s.dependency_install_completed_at,
+            error_message: s.error_message,
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+            completed_at: s.completed_at,
+            last_activity_at: s.last_activity_at,
+        }
+    }
+}
+
+/// A page of sessions.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionListResponse {
+    /// This page.
+    pub items: Vec<SessionResponse>,
+    /// All matching sessions.
+    pub total: u64,
+    /// Page size.
+    pub limit: u32,
+    /// Rows skipped.
+    pub offset: u64,
+    /// Whether more pages follow.
+    pub has_more: bool,
+}
+
+/// Query of `GET /api/v1/sessions`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListSessionsQuery {
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this template.
+    pub template_id: Option<String>,
+    /// Page size (1-1000, default 50).
+    pub limit: Option<i64>,
+    /// Rows to skip (default 0).
+    pub offset: Option<i64>,
+}
+
+/// Query of paged lists.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// Page size (1-1000, default 50).
+    pub limit: Option<i64>,
+    /// Rows to skip (default 0).
+    pub offset: Option<i64>,
+}

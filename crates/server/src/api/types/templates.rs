@@ -1,0 +1,133 @@
+//! Bodies of the template routes.
+
+use chrono::{DateTime, Utc};
+use sandbox_core::model::Template;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// `POST /api/v1/templates`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateTemplateRequest {
+    /// Id.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
+    pub id: String,
+    /// Name.
+    #[schema(min_length = 1, max_length = 255)]
+    pub name: String,
+    /// Container image.
+    #[schema(min_length = 1, max_length = 512, pattern = "^\\S+$")]
+    pub image_url: String,
+    /// `python3.11`, `nodejs20`, `java17` or `go1.21`.
+    #[schema(pattern = "^(python3\\.11|nodejs20|java17|go1\\.21)$")]
+    pub runtime_type: String,
+    /// Default CPU cores (0.1-4, default 0.5).
+    #[serde(default)]
+    #[schema(minimum = 0.1, maximum = 4.0)]
+    pub default_cpu_cores: Option<f64>,
+    /// Default memory MiB (128-8192, default 512).
+    #[serde(default)]
+    #[schema(minimum = 128, maximum = 8192)]
+    pub default_memory_mb: Option<u32>,
+    /// Default disk MiB (256-51200, default 1024).
+    #[serde(default)]
+    #[schema(minimum = 256, maximum = 51200)]
+    pub default_disk_mb: Option<u32>,
+    /// Default timeout seconds (60-3600, default 300).
+    #[serde(default)]
+    #[schema(minimum = 60, maximum = 3600)]
+    pub default_timeout: Option<u32>,
+    /// Default environment variables.
+    #[serde(default)]
+    pub default_env_vars: Option<BTreeMap<String, String>>,
+    /// Python packages the image ships (`name==version`).
+    #[serde(default)]
+    pub pre_installed_packages: Option<Vec<String>>,
+}
+
+/// `PUT /api/v1/templates/{id}`: fields given replace the template's.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct UpdateTemplateRequest {
+    /// Name.
+    #[schema(min_length = 1, max_length = 255)]
+    pub name: Option<String>,
+    /// Container image.
+    #[schema(min_length = 1, max_length = 512, pattern = "^\\S+$")]
+    pub image_url: Option<String>,
+    /// Default CPU cores.
+    #[schema(minimum = 0.1, maximum = 4.0)]
+    pub default_cpu_cores: Option<f64>,
+    /// Default memory MiB.
+    #[schema(minimum = 128, maximum = 8192)]
+    pub default_memory_mb: Option<u32>,
+    /// Default disk MiB.
+    #[schema(minimum = 256, maximum = 51200)]
+    pub default_disk_mb: Option<u32>,
+    /// Default timeout seconds.
+    #[schema(minimum = 60, maximum = 3600)]
+    pub default_timeout: Option<u32>,
+    /// Default environment variables.
+    pub default_env_vars: Option<BTreeMap<String, String>>,
+    /// Whether the template takes new sessions.
+    pub is_active: Option<bool>,
+}
+
+/// A template.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TemplateResponse {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Container image.
+    pub image_url: String,
+    /// Runtime type.
+    pub runtime_type: String,
+    /// Default CPU cores.
+    pub default_cpu_cores: f64,
+    /// Default memory MiB.
+    pub default_memory_mb: u32,
+    /// Default disk MiB.
+    pub default_disk_mb: u32,
+    /// Default timeout seconds.
+    pub default_timeout_sec: u32,
+    /// Default environment variables.
+    pub default_env_vars: Option<BTreeMap<String, String>>,
+    /// Python packages the image ships.
+    pub pre_installed_packages: Vec<String>,
+    /// Whether it takes new sessions.
+    pub is_active: bool,
+    /// Created.
+    pub created_at: Option<DateTime<Utc>>,
+    /// Last changed.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl From<Template> for TemplateResponse {
+    fn from(t: Template) -> Self {
+        TemplateResponse {
+            id: t.id,
+            name: t.name,
+            image_url: t.image_url,
+            runtime_type: t.language_runtime,
+            default_cpu_cores: t.default_cpu_cores,
+            default_memory_mb: t.default_memory_mb,
+            default_disk_mb: t.default_disk_mb,
+            default_timeout_sec: t.default_timeout_sec,
+            default_env_vars: Some(t.default_env_vars),
+            pre_installed_packages: t.pre_installed_packages,
+            is_active: t.is_active,
+            created_at: Some(t.created_at),
+            updated_at: Some(t.updated_at),
+        }
+    }
+}
+
+/// Answer of `DELETE /api/v1/templates/{id}`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DeletedResponse {
+    /// The id that was deleted.
+    pub id: String,
+    /// Always true.
+    pub deleted: bool,
+}

@@ -1,0 +1,288 @@
+//! Executions: recorded before they start, run in their own task through the session's
+//! executor, and always stored with a terminal status. Collecting what a stopped control plane
+//! left unfinished is in `recover`; turning executor results into records in `record`; the
+//! per-session limit of running executions in `slots`.
+
+mod record;
+mod recover;
+mod slots;
+
+pub use recover::Recovery;
+pub use slots::ExecutionSlot;
+
+use crate::caller::Caller;
+use crate::ids;
+use crate::metrics::Metrics;
+use crate::service::error::ServiceError;
+use crate::service::sessions::Sessions;
+use crate::settings::Settings;
+use chrono::Utc;
+use record::{apply_result, crash, request_for, stream_into};
+use sandbox_core::model::{Execution, Session};
+use sandbox_core::{ExecutionStatus, Language};
+use sandbox_executor_client::{ClientError, ExecutorClient};
+use sandbox_protocol::{ExecResult, StreamEvent};
+use sandbox_store::{Page, Store};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+/// A validated request to run code.
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    /// The program.
+    pub code: String,
+    /// Its language.
+    pub language: Language,
+    /// Timeout, seconds.
+    pub timeout_sec: u32,
+    /// A handler's event.
+    pub event: Option<Value>,
+}
+
+/// An execution that has been recorded and started.
+pub struct Submitted {
+    /// The record as first stored (`pending`).
+    pub execution: Execution,
+    /// Resolves to the final record.
+    pub done: tokio::task::JoinHandle<Execution>,
+    /// Output chunks as they happen, when streaming was asked for.
+    pub events: Option<mpsc::UnboundedReceiver<StreamEvent>>,
+}
+
+/// Executions.
+pub struct Executions {
+    store: Arc<dyn Store>,
+    sessions: Arc<Sessions>,
+    metrics: Arc<Metrics>,
+    settings: Arc<Settings>,
+    /// Every task running or collecting an execution, so shutdown can wait for them.
+    tasks: TaskTracker,
+    /// Executions this process is running or collecting now.
+    inflight: Mutex<HashSet<String>>,
+    /// Executions running per session, in this process.
+    running: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Executions {
+    /// The service.
+    pub fn new(
+        settings: Arc<Settings>,
+        store: Arc<dyn Store>,
+        sessions: Arc<Sessions>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Executions {
+            store,
+            sessions,
+            metrics,
+            settings,
+            tasks: TaskTracker::new(),
+            inflight: Mutex::new(HashSet::new()),
+            running: Arc::default(),
+        }
+    }
+
+    /// Records an execution in a running session of the caller's and starts it.
+    pub async fn submit(
+        self: &Arc<Self>,
+        caller: &Caller,
+        session_id: &str,
+        req: NewExecution,
+        stream: bool,
+    ) -> Result<Submitted, ServiceError> {
+        let limits = &self.settings.limits;
+        if req.code.len() > limits.max_code_bytes {
+            return Err(ServiceError::too_large(
+                "code_too_large",
+                format!("code is {} bytes; the limit is {}", req.code.len(), limits.max_code_bytes),
+            ));
+        }
+        if req.timeout_sec == 0 || req.timeout_sec > limits.max_execution_timeout_sec {
+            return Err(ServiceError::invalid_field(
+                "timeout",
+                format!("must be between 1 and {} seconds", limits.max_execution_timeout_sec),
+            ));
+        }
+        let session = self.sessions.get_running(caller, session_id).await?;
+        let client = self.sessions.executor(&session).await?;
+        let slot = self.begin(&session.id)?;
+        // Recorded as running before it starts (it is handed to the executor at once): whatever
+        // happens next, there is a row to finish, and one write fewer on the way.
+        let now = Utc::now();
+        let execution = Execution {
+            id: ids::execution_id(),
+            session_id: session.id.clone(),
+            status: ExecutionStatus::Running,
+            language: req.language,
+            code: req.code,
+            event: req.event,
+            timeout_sec: req.timeout_sec,
+            exit_code: None,
+            error_message: None,
+            stdout: None,
+            stderr: None,
+            return_value: None,
+            artifacts: Vec::new(),
+            metrics: None,
+            retry_count: 0,
+            created_at: now,
+            started_at: Some(now),
+            completed_at: None,
+            execution_time: None,
+        };
+        self.store.insert_execution(&execution).await?;
+        let (tx, rx) = if stream {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        let this = self.clone();
+        let record = execution.clone();
+        self.track(&execution.id);
+        let done = self.tasks.spawn(async move { this.run(session, client, record, tx, slot).await });
+        Ok(Submitted { execution, done, events: rx })
+    }
+
+    fn track(&self, id: &str) -> bool {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned())
+    }
+
+    fn untrack(&self, id: &str) {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+    }
+
+    /// Runs a recorded execution to its end and stores the outcome; `_slot` holds its place
+    /// among the session's running executions until then.
+    async fn run(
+        &self,
+        session: Session,
+        client: ExecutorClient,
+        mut e: Execution,
+        events: Option<mpsc::UnboundedSender<StreamEvent>>,
+        _slot: ExecutionSlot,
+    ) -> Execution {
+        let clock = Instant::now();
+        let req = request_for(&e, &session);
+        let outcome = match events {
+            None => client.execute(&req).await,
+            Some(tx) => stream_into(&client, &req, tx).await,
+        };
+        match outcome {
+            Ok(r) => {
+                let r = self.persist(&session.id, &client, r).await;
+                apply_result(&mut e, r)
+            }
+            Err(err) => {
+                tracing::warn!(execution_id = %e.id, session_id = %session.id, error = %err, "executor did not answer");
+                crash(&mut e, format!("the sandbox did not answer: {err}"));
+                e.execution_time = Some(clock.elapsed().as_secs_f64());
+                if matches!(err, ClientError::Unreachable(_)) {
+                    // Its sandbox may be gone: recreate it now rather than at the next pass.
+                    let sessions = self.sessions.clone();
+                    let id = session.id.clone();
+                    tokio::spawn(async move { sessions.recover(&id).await });
+                }
+            }
+        }
+        self.finish(Some(&client), &e).await;
+        // Activity is bookkeeping for the idle timeout (which never ends a session with an
+        // execution in flight): it need not delay the answer.
+        let (sessions, id) = (self.sessions.clone(), session.id.clone());
+        tokio::spawn(async move { sessions.touch(&id).await });
+        self.metrics.execution(e.language.as_str(), e.status.as_str(), clock.elapsed());
+        tracing::info!(execution_id = %e.id, session_id = %session.id, status = %e.status, "execution finished");
+        self.untrack(&e.id);
+        e
+    }
+
+    /// Writes the files a finished execution changed to durable storage (in `s3` mode) before it
+    /// is reported finished; when that fails, or the change list could not name every change,
+    /// the execution ends `crashed`, saying so.
+    async fn persist(&self, session_id: &str, client: &ExecutorClient, mut r: ExecResult) -> ExecResult {
+        let workspaces = self.sessions.workspaces();
+        let incomplete = match (r.files_truncated, r.files_skipped) {
+            _ if workspaces.bucket().is_none() => None,
+            (true, _) => Some("the workspace holds more entries than one change list can carry".to_owned()),
+            (_, n) if n > 0 => Some(format!(
+                "{n} entries have paths longer than {} bytes, which storage cannot name",
+                sandbox_core::workspace_path::MAX_PATH_BYTES
+            )),
+            _ => None,
+        };
+        let saved = workspaces.save_changes(session_id, client, &r.files).await.map_err(|e| e.to_string());
+        if let Some(err) = saved.err().or(incomplete) {
+            tracing::error!(execution_id = %r.execution_id, error = %err, "could not save an execution's files");
+            r.error_message = Some(format!(
+                "the execution ended ({}) but the files it changed could not all be saved to storage: {err}",
+                r.status
+            ));
+            r.status = ExecutionStatus::Crashed;
+        }
+        r
+    }
+
+    /// Stores a finished execution; once stored, the executor (if reachable) may drop its copy.
+    async fn finish(&self, client: Option<&ExecutorClient>, e: &Execution) {
+        match self.store.update_execution(e).await {
+            Ok(_) => {
+                if let Some(client) = client.cloned() {
+                    // Stored: the executor's copy may go, after the answer.
+                    let id = e.id.clone();
+                    tokio::spawn(async move { client.forget(&id).await });
+                }
+                // The session's oldest results go past its retention, after the answer too.
+                let (store, session) = (self.store.clone(), e.session_id.clone());
+                let l = &self.settings.lifecycle;
+                let (keep, keep_bytes) =
+                    (l.kept_executions_per_session, l.kept_execution_mb_per_session << 20);
+                tokio::spawn(async move {
+                    match store.prune_executions(&session, keep, keep_bytes).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::debug!(session_id = %session, deleted = n, "pruned old executions"),
+                        Err(err) => {
+                            tracing::warn!(session_id = %session, error = %err, "could not prune old executions")
+                        }
+                    }
+                });
+            }
+            Err(err) => {
+                tracing::error!(execution_id = %e.id, error = %err, "could not store an execution result")
+            }
+        }
+    }
+
+    /// Stops taking work and waits up to `grace` for running executions to finish (those still
+    /// running are collected after the next start).
+    pub async fn drain(&self, grace: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            tracing::warn!(left = self.tasks.len(), "shutting down with executions still running");
+        }
+    }
+
+    /// The execution `id` and its session, if the caller may see the session, else 404.
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<(Execution, Session), ServiceError> {
+        let not_found =
+            || ServiceError::not_found("execution_not_found", format!("execution {id} does not exist"));
+        let e = self.store.execution(id).await?.ok_or_else(not_found)?;
+        let session = self.sessions.get(caller, &e.session_id).await.map_err(|_| not_found())?;
+        Ok((e, session))
+    }
+
+    /// A session's executions, newest first.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        session_id: &str,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Page<Execution>, ServiceError> {
+        let session = self.sessions.get(caller, session_id).await?;
+        Ok(self.store.list_executions(&session.id, limit, offset).await?)
+    }
+}

@@ -1,0 +1,182 @@
+//! Sessions: one sandbox and its workspace each, owned by the key that made it. This module holds
+//! the service and the lookups; each step of a session's life has a file of its own: admission
+//! (`admit`), creation (`create`), stopping and deleting (`stop`), recovering lost sandboxes and
+//! reconciling with the runtime (`recover`), and ending idle and old sessions (`expire`).
+
+mod admit;
+mod create;
+mod expire;
+mod recover;
+mod stop;
+
+pub use create::{NewSession, validate_env};
+pub use recover::ReconcileReport;
+
+use crate::caller::Caller;
+use crate::ids;
+use crate::metrics::Metrics;
+use crate::service::dependencies::Dependencies;
+use crate::service::error::ServiceError;
+use crate::service::pools::Pools;
+use crate::service::sandboxes::{Sandboxes, Shape};
+use crate::settings::Settings;
+use admit::Admission;
+use chrono::Utc;
+use sandbox_core::model::{DependencySpec, Session, SessionStatus, Template};
+use sandbox_runtime::{ExecutorClient, Runtime};
+use sandbox_store::{Page, SessionFilter, Store};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A session's resources as its record states them.
+fn shape_of(s: &Session, template: &Template) -> Shape {
+    Shape {
+        template_id: template.id.clone(),
+        image: template.image_url.clone(),
+        cpu: s.cpu,
+        memory: s.memory,
+        disk: s.disk,
+    }
+}
+
+/// Session lifecycle.
+pub struct Sessions {
+    settings: Arc<Settings>,
+    store: Arc<dyn Store>,
+    runtime: Arc<dyn Runtime>,
+    metrics: Arc<Metrics>,
+    sandboxes: Arc<Sandboxes>,
+    pools: Arc<Pools>,
+    dependencies: Arc<Dependencies>,
+    /// Serialises lifecycle changes of one session within this process.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    admission: Admission,
+}
+
+impl Sessions {
+    /// The service.
+    pub fn new(
+        settings: Arc<Settings>,
+        store: Arc<dyn Store>,
+        runtime: Arc<dyn Runtime>,
+        metrics: Arc<Metrics>,
+        sandboxes: Arc<Sandboxes>,
+        pools: Arc<Pools>,
+        dependencies: Arc<Dependencies>,
+    ) -> Self {
+        let admission = Admission::new(settings.clone(), store.clone(), runtime.clone());
+        Sessions {
+            settings,
+            store,
+            runtime,
+            metrics,
+            sandboxes,
+            pools,
+            dependencies,
+            locks: Mutex::new(HashMap::new()),
+            admission,
+        }
+    }
+
+    fn lock_for(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        locks.entry(id.to_owned()).or_default().clone()
+    }
+
+    /// The durable copy of workspaces.
+    pub fn workspaces(&self) -> &dyn crate::service::workspaces::WorkspaceStore {
+        self.sandboxes.workspaces()
+    }
+
+    /// A client for a session's executor: 503 `sandbox_unavailable` when the runtime cannot say
+    /// where it is.
+    pub async fn executor(&self, s: &Session) -> Result<ExecutorClient, ServiceError> {
+        self.sandboxes.client(s).await.map_err(|e| {
+            ServiceError::unavailable(
+                "sandbox_unavailable",
+                format!("the session's sandbox cannot be reached: {e}"),
+                5,
+            )
+        })
+    }
+
+    /// The session `id` if `caller` may see it, else 404.
+    /// `id` is the caller's own name for one of its sessions (a client-chosen id), or a session's
+    /// id.
+    pub async fn get(&self, caller: &Caller, id: &str) -> Result<Session, ServiceError> {
+        for candidate in Self::candidates(caller, id) {
+            if let Some(s) = self.store.session(&candidate).await?
+                && caller.can_see(&s.owner_key_id)
+            {
+                return Ok(s);
+            }
+        }
+        Err(ServiceError::not_found("session_not_found", format!("session {id} does not exist")))
+    }
+
+    /// The session ids `id` may stand for, for `caller`: its own client-chosen name first.
+    fn candidates(caller: &Caller, id: &str) -> [String; 2] {
+        [ids::scoped_session_id(&caller.key_id, id), id.to_owned()]
+    }
+
+    /// The session `id` if `caller` may see it and it runs, else 404 or 409.
+    pub async fn get_running(&self, caller: &Caller, id: &str) -> Result<Session, ServiceError> {
+        let s = self.get(caller, id).await?;
+        if s.status != SessionStatus::Running {
+            return Err(ServiceError::conflict(
+                "session_not_running",
+                format!("session {id} is {}, not running", s.status),
+            ));
+        }
+        Ok(s)
+    }
+
+    /// Sessions the caller may see.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        mut filter: SessionFilter,
+    ) -> Result<Page<Session>, ServiceError> {
+        if !caller.is_admin {
+            filter.owner_key_id = Some(caller.key_id.clone());
+        }
+        Ok(self.store.list_sessions(&filter).await?)
+    }
+
+    /// Records activity (an execution or a file operation) on a session.
+    pub async fn touch(&self, id: &str) {
+        if let Err(e) = self.store.touch_session(id, Utc::now()).await {
+            tracing::warn!(session_id = %id, error = %e, "could not record session activity");
+        }
+    }
+
+    /// Installs more packages into a running session of `caller`'s, waiting for the end.
+    pub async fn install_dependencies(
+        &self,
+        caller: &Caller,
+        id: &str,
+        new: Vec<DependencySpec>,
+        index_url: Option<String>,
+        allow_conflicts: bool,
+    ) -> Result<Session, ServiceError> {
+        let s = self.get_running(caller, id).await?;
+        let template = self.store.template(&s.template_id).await?.ok_or_else(|| {
+            ServiceError::conflict(
+                "template_not_found",
+                format!("the template {} of session {id} no longer exists", s.template_id),
+            )
+        })?;
+        self.admission.admit_install().await?;
+        let session = self.dependencies.install(s, template, new, index_url, allow_conflicts).await?;
+        self.touch(&session.id).await;
+        Ok(session)
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}

@@ -1,0 +1,374 @@
+//! Every setting of the control plane, with its default. Settings come from an optional TOML
+//! file (`--config` or `SANDBOX_CONFIG`), then environment variables: `SANDBOX_<NAME>` for a
+//! top-level setting (`SANDBOX_LISTEN`, `SANDBOX_API_KEY`, `SANDBOX_DATA_DIR`,
+//! `SANDBOX_DATABASE_URL`, ...) and `SANDBOX_<SECTION>__<NAME>` inside a section
+//! (`SANDBOX_LIMITS__MAX_UPLOAD_MB`). `docs/configuration.md` lists them all.
+
+mod sections;
+
+pub use sandbox_daemon::LogFormat;
+pub use sections::{
+    Capacity, Dependencies, DiskEnforcement, ExecutorSettings, Lifecycle, Limits, Pools, RuntimeKind,
+    Storage, StorageMode,
+};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The prefix of every environment variable the server reads.
+pub const ENV_PREFIX: &str = "SANDBOX_";
+
+/// All settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the REST API listens on.
+    pub listen: SocketAddr,
+    /// An admin API key accepted in addition to stored keys. When no key exists at all, the
+    /// server creates one on first start and stores it in `<data_dir>/admin-api-key`.
+    pub api_key: Option<String>,
+    /// Where the database (SQLite), workspaces and sandbox sockets live.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `mysql://USER:PASS@HOST/DB`; default SQLite in the data directory.
+    pub database_url: Option<String>,
+    /// Names this installation on the container runtime (a label on every sandbox); replicas
+    /// sharing a database must share it. Default: derived from the database location.
+    pub deployment_id: Option<String>,
+    /// Log as `json` lines or `text`.
+    pub log_format: LogFormat,
+    /// Where sandboxes run: `docker` (this host) or `kubernetes` (a cluster).
+    pub runtime: RuntimeKind,
+    /// The Kubernetes backend's settings (with `runtime = "kubernetes"`).
+    pub kubernetes: sandbox_runtime::kubernetes::KubernetesConfig,
+    /// Bounds on what requests may ask for.
+    pub limits: Limits,
+    /// Settings passed to every sandbox's executor.
+    pub executor: ExecutorSettings,
+    /// Background work.
+    pub lifecycle: Lifecycle,
+    /// Admission: how many sessions and executions may exist.
+    pub capacity: Capacity,
+    /// Warm pools: sandboxes started ahead of demand.
+    pub pools: Pools,
+    /// Where workspaces are kept durably.
+    pub storage: Storage,
+    /// Python package installs for sessions.
+    pub dependencies: Dependencies,
+    /// `SANDBOX_*` environment variables that name no setting (ignored, and logged at start:
+    /// client tools use names like `SANDBOX_URL` too).
+    #[serde(skip)]
+    pub ignored_env: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:8000".parse().expect("valid address"),
+            api_key: None,
+            data_dir: PathBuf::from("/var/lib/sandbox"),
+            database_url: None,
+            deployment_id: None,
+            log_format: LogFormat::Json,
+            runtime: RuntimeKind::Docker,
+            kubernetes: Default::default(),
+            limits: Limits::default(),
+            executor: ExecutorSettings::default(),
+            lifecycle: Lifecycle::default(),
+            capacity: Capacity::default(),
+            pools: Pools::default(),
+            storage: Storage::default(),
+            dependencies: Dependencies::default(),
+            ignored_env: Vec::new(),
+        }
+    }
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
+    /// The file or an environment variable holds something invalid.
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads the file (if any), then applies `SANDBOX_*` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let mut tree = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| SettingsError::Read { path: path.to_owned(), source })?;
+                let parsed: toml::Table = toml::from_str(&text)
+                    .map_err(|e| SettingsError::Invalid(format!("{}: {e}", path.display())))?;
+                serde_json::to_value(parsed).map_err(|e| SettingsError::Invalid(e.to_string()))?
+            }
+            None => serde_json::json!({}),
+        };
+        let shape =
+            serde_json::to_value(Settings::default()).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        let mut ignored = Vec::new();
+        for (key, value) in env {
+            let Some(name) = key.strip_prefix(ENV_PREFIX) else { continue };
+            if name == "CONFIG" {
+                continue;
+            }
+            let path: Vec<String> = name.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            if path.iter().try_fold(&shape, |node, p| node.get(p)).is_none() {
+                ignored.push(key);
+                continue;
+            }
+            set_path(&mut tree, &shape, &path, &value)
+                .map_err(|e| SettingsError::Invalid(format!("{key}: {e}")))?;
+        }
+        let mut settings: Settings =
+            serde_json::from_value(tree).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        ignored.sort();
+        settings.ignored_env = ignored;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let d = &self.dependencies;
+        if d.install_timeout_sec == 0 || d.install_timeout_sec > d.max_install_timeout_sec {
+            return Err(SettingsError::Invalid(
+                "dependencies.install_timeout_sec: must be from 1 to dependencies.max_install_timeout_sec"
+                    .into(),
+            ));
+        }
+        sandbox_core::packages::index::validate_index_url(&d.default_index_url)
+            .map_err(|e| SettingsError::Invalid(format!("dependencies.default_index_url: {e}")))?;
+        sandbox_core::packages::index::IndexAllowList::new(&d.default_index_url, &d.allowed_index_urls)
+            .map_err(|e| SettingsError::Invalid(format!("dependencies.allowed_index_urls: {e}")))?;
+        if !(1..=604_800).contains(&self.storage.presign_ttl_secs) {
+            return Err(SettingsError::Invalid("storage.presign_ttl_secs: must be 1 to 604800".into()));
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("sandbox.db").display()))
+    }
+
+    /// The deployment id in effect: the configured one, or 12 hex digits of a hash of the
+    /// database location (without credentials), so replicas on one database agree.
+    pub fn deployment_id(&self) -> String {
+        if let Some(id) = &self.deployment_id {
+            return id.clone();
+        }
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(sandbox_store::redact_credentials(&self.database_url()).as_bytes());
+        digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// Sets `path` in a JSON tree to `raw`, read as a number or boolean where the default settings
+/// (`shape`) have one there and as a string otherwise. Unknown names are caught later by
+/// `deny_unknown_fields`.
+fn set_path(
+    tree: &mut serde_json::Value,
+    shape: &serde_json::Value,
+    path: &[String],
+    raw: &str,
+) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty name")?;
+    let mut node = tree;
+    for p in parents {
+        node = node
+            .as_object_mut()
+            .ok_or("not a section")?
+            .entry(p.clone())
+            .or_insert_with(|| serde_json::json!({}));
+    }
+    let expected = path.iter().try_fold(shape, |node, p| node.get(p));
+    let value = match expected {
+        Some(serde_json::Value::Number(_) | serde_json::Value::Bool(_)) => {
+            serde_json::from_str(raw).map_err(|_| format!("{raw:?} is not a number or boolean"))?
+        }
+        // A list: a JSON array, or comma-separated values.
+        Some(serde_json::Value::Array(_)) if raw.trim_start().starts_with('[') => {
+            serde_json::from_str(raw).map_err(|_| format!("{raw:?} is not a JSON array"))?
+        }
+        Some(serde_json::Value::Array(_)) => serde_json::Value::Array(
+            raw.split(',').map(str::trim).filter(|v| !v.is_empty()).map(|v| v.into()).collect(),
+        ),
+        _ => serde_json::Value::String(raw.to_owned()),
+    };
+    node.as_object_mut().ok_or("not a section")?.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_sensible() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.database_url(), "sqlite:///var/lib/sandbox/sandbox.db");
+        assert_eq!(s.limits.max_upload_mb, 100);
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "listen = \"0.0.0.0:9000\"\n[limits]\nmax_upload_mb = 5\n").unwrap();
+        let s = Settings::load(
+            Some(&f),
+            env(&[
+                ("SANDBOX_DATA_DIR", "/tmp/x"),
+                ("SANDBOX_LIMITS__MAX_UPLOAD_MB", "7"),
+                ("SANDBOX_API_KEY", "12345"),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.limits.max_upload_mb, 7);
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+        // A numeric-looking key stays a string.
+        assert_eq!(s.api_key.as_deref(), Some("12345"));
+    }
+
+    #[test]
+    fn deployment_ids_ignore_credentials() {
+        let a =
+            Settings::load(None, env(&[("SANDBOX_DATABASE_URL", "mysql://u:p1@db:3306/sandbox")])).unwrap();
+        let b =
+            Settings::load(None, env(&[("SANDBOX_DATABASE_URL", "mysql://u:p2@db:3306/sandbox")])).unwrap();
+        let c = Settings::load(None, env(&[("SANDBOX_DATABASE_URL", "mysql://u:p1@db:3306/other")])).unwrap();
+        assert_eq!(a.deployment_id(), b.deployment_id());
+        assert_ne!(a.deployment_id(), c.deployment_id());
+        assert_eq!(a.deployment_id().len(), 12);
+        assert_eq!(sandbox_store::redact_credentials("mysql://u:p@h/d"), "mysql://h/d");
+        assert_eq!(sandbox_store::redact_credentials("sqlite:///x/y.db"), "sqlite:///x/y.db");
+    }
+
+    /// The settings file the Kubernetes manifests (rendered from the Helm chart) give the server
+    /// loads: every name in it is one the server knows.
+    #[test]
+    fn the_chart_configuration_loads() {
+        let manifests = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/manifests/sandbox.yaml"
+        ))
+        .unwrap();
+        let start = manifests.find("config.toml: |").expect("the ConfigMap holds config.toml");
+        let mut lines = manifests[start..].lines().skip(1);
+        let first = lines.next().unwrap();
+        let indent = first.len() - first.trim_start().len();
+        let body: Vec<&str> = std::iter::once(first)
+            .chain(lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent))
+            .map(|l| l.get(indent..).unwrap_or(""))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.toml");
+        std::fs::write(&file, body.join("\n")).unwrap();
+        let s = Settings::load(Some(&file), env(&[("SANDBOX_STORAGE__MODE", "s3")])).unwrap();
+        assert_eq!(s.runtime, RuntimeKind::Kubernetes);
+        assert_eq!(s.storage.mode, StorageMode::S3);
+    }
+
+    /// Every setting, with its default, in `key = value` form (sections dotted).
+    fn flattened(value: &serde_json::Value, prefix: &str, out: &mut Vec<(String, String)>) {
+        match value {
+            serde_json::Value::Object(map) if !map.is_empty() && !prefix.ends_with("sizes") => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    flattened(v, &key, out);
+                }
+            }
+            other => out.push((prefix.to_owned(), other.to_string())),
+        }
+    }
+
+    /// `docs/configuration.md` names every setting (the `kubernetes` section in
+    /// `docs/kubernetes.md`), so the documentation cannot fall behind the code.
+    #[test]
+    fn every_setting_is_documented() {
+        let read = |doc: &str| {
+            std::fs::read_to_string(format!("{}/../../docs/{doc}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        };
+        let (config, kubernetes) = (read("configuration.md"), read("kubernetes.md"));
+        let mut all = Vec::new();
+        flattened(&serde_json::to_value(Settings::default()).unwrap(), "", &mut all);
+        let missing: Vec<String> = all
+            .iter()
+            .filter(|(k, _)| match k.strip_prefix("kubernetes.") {
+                Some(name) => !kubernetes.contains(&format!("`{name}`")),
+                None => !config.contains(&format!("| `{k}` |")),
+            })
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
+        assert!(missing.is_empty(), "undocumented settings:\n{}", missing.join("\n"));
+        // And the default the table states is the real one.
+        let wrong: Vec<String> = all
+            .iter()
+            .filter(|(k, v)| !k.starts_with("kubernetes.") && v != "null" && v != "{}" && v != "\"\"")
+            .filter(|(k, v)| {
+                let row = config.lines().find(|l| l.starts_with(&format!("| `{k}` |"))).unwrap_or_default();
+                let default = row.split(" | ").nth(2).unwrap_or_default();
+                default != format!("`{}`", v.trim_matches('"'))
+            })
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
+        assert!(wrong.is_empty(), "documented defaults that differ from the code:\n{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn lists_come_from_the_environment_comma_separated_or_as_json() {
+        let s = Settings::load(
+            None,
+            env(&[(
+                "SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS",
+                "http://127.0.0.1:*/, https://*.corp.example/simple/",
+            )]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.dependencies.allowed_index_urls,
+            ["http://127.0.0.1:*/", "https://*.corp.example/simple/"]
+        );
+        let s = Settings::load(
+            None,
+            env(&[("SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS", r#"["https://a.example/"]"#)]),
+        )
+        .unwrap();
+        assert_eq!(s.dependencies.allowed_index_urls, ["https://a.example/"]);
+        let bad = Settings::load(None, env(&[("SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS", "ftp://x/")]));
+        assert!(bad.is_err(), "an entry that is not an http(s) URL is refused at start");
+    }
+
+    #[test]
+    fn mistakes_are_reported() {
+        assert!(Settings::load(None, env(&[("SANDBOX_LISTEN", "nowhere")])).is_err());
+        let s =
+            Settings::load(None, env(&[("SANDBOX_URL", "http://x"), ("SANDBOX_LIMITS__NOPE", "1")])).unwrap();
+        assert_eq!(s.ignored_env, ["SANDBOX_LIMITS__NOPE", "SANDBOX_URL"]);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "no_such_setting = 1\n").unwrap();
+        assert!(Settings::load(Some(&f), env(&[])).is_err(), "unknown names in the file are errors");
+        assert!(Settings::load(None, env(&[("SANDBOX_LIMITS__MAX_MEMORY", "lots")])).is_err());
+    }
+}

@@ -1,0 +1,3 @@
+-- Client-chosen session ids are scoped per API key: the session's id is derived from the key and
+-- the chosen id, which is kept here to show to its owner.
+ALTER TABLE sessions ADD COLUMN client_id TEXT;
