@@ -28,6 +28,18 @@ impl Language {
             Language::Shell => "shell",
         }
     }
+
+    /// The language a template's runtime (`python3.11`, `nodejs20`) is the interpreter of, if
+    /// one of these.
+    pub fn of_runtime(runtime: &str) -> Option<Language> {
+        if runtime.starts_with("python") {
+            Some(Language::Python)
+        } else if runtime.starts_with("node") {
+            Some(Language::Javascript)
+        } else {
+            None
+        }
+    }
 }
 
 impl fmt::Display for Language {
@@ -60,5 +72,12 @@ mod tests {
             assert_eq!(serde_json::to_string(&l).unwrap(), format!("\"{l}\""));
         }
         assert!("ruby".parse::<Language>().is_err());
+    }
+
+    #[test]
+    fn runtimes() {
+        assert_eq!(Language::of_runtime("python3.11"), Some(Language::Python));
+        assert_eq!(Language::of_runtime("nodejs20"), Some(Language::Javascript));
+        assert_eq!(Language::of_runtime("go1.21"), None);
     }
 }

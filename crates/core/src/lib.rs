@@ -1,5 +1,6 @@
 //! Domain types shared by the executor, the control plane and the tools: no I/O lives here.
 
+pub mod display;
 pub mod language;
 pub mod model;
 pub mod packages;

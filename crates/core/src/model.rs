@@ -1,6 +1,7 @@
 //! The control plane's records: API keys, templates, sessions, executions. Plain data; the
 //! store persists them and the API renders them.
 
+use crate::display::{DisplayOutput, ExecError};
 use crate::{CpuQuantity, ExecutionStatus, Language, MemoryQuantity};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -337,6 +338,33 @@ pub struct Execution {
     pub completed_at: Option<DateTime<Utc>>,
     /// Seconds it ran.
     pub execution_time: Option<f64>,
+    /// The code context it ran in; `None` for a stateless execution.
+    pub context_id: Option<String>,
+    /// Rich display outputs, in the order they were produced.
+    pub results: Vec<DisplayOutput>,
+    /// Whether display outputs were left out for passing the size cap.
+    pub results_truncated: bool,
+    /// The uncaught exception that ended it, when one did.
+    pub error: Option<ExecError>,
+}
+
+/// A code context: a long-lived interpreter in a session's sandbox, whose state persists from
+/// one execution to the next. The record says what it was created with; whether its
+/// interpreter is alive is the executor's to say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Context {
+    /// Unique id (`ctx_…`).
+    pub id: String,
+    /// Its session.
+    pub session_id: String,
+    /// Its interpreter.
+    pub language: Language,
+    /// The directory the interpreter starts in, relative to the workspace (`None`: its root).
+    pub cwd: Option<String>,
+    /// Its own environment variables, on top of the session's.
+    pub env_vars: BTreeMap<String, String>,
+    /// When created.
+    pub created_at: DateTime<Utc>,
 }
 
 /// Where a warm-pool sandbox is.

@@ -152,12 +152,12 @@ pub struct Interpreters {
     /// Live contexts allowed at once; more are refused with `too_many_contexts`. Each costs its
     /// interpreter's memory and processes (about 4 for Python, 15 for Node.js) against the
     /// container's limits.
-    #[arg(long, env = "SANDBOX_EXECUTOR_MAX_CONTEXTS", default_value_t = DEFAULT_MAX_CONTEXTS)]
+    #[arg(long, env = env::MAX_CONTEXTS, default_value_t = DEFAULT_MAX_CONTEXTS)]
     pub max_contexts: usize,
 
     /// Seconds a context may stay idle before its interpreter is reclaimed (it becomes
     /// `expired`; a restart brings it back, empty).
-    #[arg(long, env = "SANDBOX_EXECUTOR_CONTEXT_IDLE_TIMEOUT_SECS", default_value_t = DEFAULT_CONTEXT_IDLE_TIMEOUT_SECS)]
+    #[arg(long, env = env::CONTEXT_IDLE_TIMEOUT_SECS, default_value_t = DEFAULT_CONTEXT_IDLE_TIMEOUT_SECS)]
     pub context_idle_timeout_secs: u64,
 
     /// Milliseconds a context's cell has, once interrupted at its timeout, to stop; after that
@@ -173,7 +173,7 @@ pub struct Interpreters {
     /// Languages (comma-separated) to pre-start an interpreter for at once, kept until the
     /// language is first used: for a pooled sandbox, whose first execution then skips
     /// interpreter start-up. Empty by default: an idle sandbox runs nothing but the executor.
-    #[arg(long, env = "SANDBOX_EXECUTOR_PRESTART", value_delimiter = ',')]
+    #[arg(long, env = env::PRESTART, value_delimiter = ',')]
     pub prestart: Vec<Language>,
 }
 

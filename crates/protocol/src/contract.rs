@@ -52,6 +52,12 @@ pub mod env {
     pub const MAX_TIMEOUT_SECS: &str = "SANDBOX_EXECUTOR_MAX_TIMEOUT_SECS";
     /// The memory limit handlers are told about, MiB.
     pub const MEMORY_LIMIT_MB: &str = "SANDBOX_EXECUTOR_MEMORY_LIMIT_MB";
+    /// Live code contexts at once.
+    pub const MAX_CONTEXTS: &str = "SANDBOX_EXECUTOR_MAX_CONTEXTS";
+    /// Seconds a code context may stay idle before its interpreter is reclaimed.
+    pub const CONTEXT_IDLE_TIMEOUT_SECS: &str = "SANDBOX_EXECUTOR_CONTEXT_IDLE_TIMEOUT_SECS";
+    /// Languages to pre-start an interpreter for at once (comma-separated).
+    pub const PRESTART: &str = "SANDBOX_EXECUTOR_PRESTART";
 }
 
 /// The longest id (session, execution, template) and the characters it may hold.

@@ -35,6 +35,11 @@ pub fn scoped_session_id(key_id: &str, client_id: &str) -> String {
     format!("sess_{chars}")
 }
 
+/// A new code context id (`ctx_` and 20 random characters).
+pub fn context_id() -> String {
+    format!("ctx_{}", random(20))
+}
+
 /// A new execution id.
 pub fn execution_id() -> String {
     format!("exec_{}", random(20))

@@ -1,6 +1,7 @@
 //! What every handler can reach: settings, store, runtime, the services, metrics.
 
 use crate::metrics::Metrics;
+use crate::service::contexts::Contexts;
 use crate::service::dependencies::Dependencies;
 use crate::service::executions::Executions;
 use crate::service::files::Files;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub lifecycle: Arc<Lifecycle>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Code contexts.
+    pub contexts: Arc<Contexts>,
     /// When the server started.
     pub started: Instant,
 }
@@ -75,8 +78,14 @@ impl AppState {
             pools.clone(),
             dependencies,
         ));
-        let executions =
-            Arc::new(Executions::new(settings.clone(), store.clone(), sessions.clone(), metrics.clone()));
+        let contexts = Arc::new(Contexts::new(settings.clone(), store.clone(), sessions.clone()));
+        let executions = Arc::new(Executions::new(
+            settings.clone(),
+            store.clone(),
+            sessions.clone(),
+            contexts.clone(),
+            metrics.clone(),
+        ));
         let lifecycle = Arc::new(Lifecycle::new(
             settings.clone(),
             store.clone(),
@@ -94,6 +103,7 @@ impl AppState {
             runtime,
             sessions,
             executions,
+            contexts,
             pools,
             lifecycle,
             metrics,

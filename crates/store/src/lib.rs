@@ -12,7 +12,7 @@ mod sql;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use migrate::Dialect;
-use sandbox_core::model::{ApiKey, Execution, PoolSandbox, Session, SessionStatus, Template};
+use sandbox_core::model::{ApiKey, Context, Execution, PoolSandbox, Session, SessionStatus, Template};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -167,8 +167,20 @@ pub trait Store: Send + Sync {
     /// Sessions in `creating` or `running`, of one owner or of all.
     async fn count_live_sessions(&self, owner_key_id: Option<&str>) -> Result<u64>;
 
+    /// Stores a new code context unless its session already has `max` of them; `false` then.
+    /// `Conflict` if the id exists.
+    async fn insert_context(&self, c: &Context, max: u32) -> Result<bool>;
+    /// One code context.
+    async fn context(&self, id: &str) -> Result<Option<Context>>;
+    /// A session's code contexts, oldest first.
+    async fn list_contexts(&self, session_id: &str) -> Result<Vec<Context>>;
+    /// Forgets a code context (its executions keep naming it); `false` if it does not exist.
+    async fn delete_context(&self, id: &str) -> Result<bool>;
+
     /// Stores a new execution; `Conflict` if the id exists.
     async fn insert_execution(&self, e: &Execution) -> Result<()>;
+    /// Forgets an execution that never started; `false` if it does not exist.
+    async fn delete_execution(&self, id: &str) -> Result<bool>;
     /// One execution.
     async fn execution(&self, id: &str) -> Result<Option<Execution>>;
     /// Replaces an execution's mutable fields; `false` if it does not exist.

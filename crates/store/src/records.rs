@@ -3,7 +3,7 @@
 use crate::{Result, StoreError};
 use chrono::{DateTime, Utc};
 use sandbox_core::model::{
-    ApiKey, Execution, InstallStatus, PoolSandbox, PoolState, Session, SessionStatus, Template,
+    ApiKey, Context, Execution, InstallStatus, PoolSandbox, PoolState, Session, SessionStatus, Template,
 };
 use sandbox_core::{CpuQuantity, ExecutionStatus, Language, MemoryQuantity};
 use serde::Serialize;
@@ -33,6 +33,10 @@ pub(crate) const SESSIONS: Table =
 /// Executions.
 pub(crate) const EXECUTIONS: Table =
     Table { name: "executions", record: "execution", fixed: &["id", "session_id", "created_at"] };
+
+/// Code contexts.
+pub(crate) const CONTEXTS: Table =
+    Table { name: "contexts", record: "context", fixed: &["id", "session_id", "created_at"] };
 
 /// Warm-pool sandboxes.
 pub(crate) const POOL_SANDBOXES: Table =
@@ -180,7 +184,36 @@ pub(crate) fn execution_fields(e: &Execution) -> Result<Fields> {
         ("started_at", e.started_at.into()),
         ("completed_at", e.completed_at.into()),
         ("execution_time", e.execution_time.into()),
+        ("context_id", (&e.context_id).into()),
+        ("results", json(table, "results", &e.results)?),
+        ("results_truncated", e.results_truncated.into()),
+        ("error", opt_json(table, "error", e.error.as_ref())?),
     ])
+}
+
+/// The columns of a code context; contexts are never updated.
+pub(crate) fn context_fields(c: &Context) -> Result<Fields> {
+    Ok(vec![
+        ("id", (&c.id).into()),
+        ("session_id", (&c.session_id).into()),
+        ("language", c.language.as_str().into()),
+        ("cwd", (&c.cwd).into()),
+        ("env_vars", json(CONTEXTS.name, "env_vars", &c.env_vars)?),
+        ("created_at", c.created_at.into()),
+    ])
+}
+
+/// Reads a row a code context was written to.
+pub(crate) fn context_from_row(row: &AnyRow) -> Result<Context> {
+    let r = Cols { row, table: CONTEXTS.name };
+    Ok(Context {
+        id: r.text("id")?,
+        session_id: r.text("session_id")?,
+        language: r.parsed("language", |s| s.parse::<Language>().ok())?,
+        cwd: r.opt_text("cwd")?,
+        env_vars: r.json("env_vars")?,
+        created_at: r.time("created_at")?,
+    })
 }
 
 /// The columns of a pool sandbox.
@@ -303,6 +336,11 @@ pub(crate) fn execution_from_row(row: &AnyRow) -> Result<Execution> {
         started_at: r.opt_time("started_at")?,
         completed_at: r.opt_time("completed_at")?,
         execution_time: r.get("execution_time")?,
+        context_id: r.opt_text("context_id")?,
+        // Written by every release that has the column; MySQL's may be NULL on older rows.
+        results: r.opt_json("results")?.unwrap_or_default(),
+        results_truncated: r.flag("results_truncated")?,
+        error: r.opt_json("error")?,
     })
 }
 

@@ -2,14 +2,17 @@
 
 use crate::migrate::{Dialect, migrate};
 use crate::records::{
-    API_KEYS, Arg, Cols, EXECUTIONS, Fields, POOL_SANDBOXES, SESSIONS, TEMPLATES, Table, api_key_fields,
-    api_key_from_row, execution_fields, execution_from_row, pool_sandbox_fields, pool_sandbox_from_row,
-    session_fields, session_from_row, template_fields, template_from_row,
+    API_KEYS, Arg, CONTEXTS, Cols, EXECUTIONS, Fields, POOL_SANDBOXES, SESSIONS, TEMPLATES, Table,
+    api_key_fields, api_key_from_row, context_fields, context_from_row, execution_fields, execution_from_row,
+    pool_sandbox_fields, pool_sandbox_from_row, session_fields, session_from_row, template_fields,
+    template_from_row,
 };
 use crate::{Page, Result, SessionFilter, Store, StoreError, db};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sandbox_core::model::{ApiKey, Execution, PoolSandbox, PoolState, Session, SessionStatus, Template};
+use sandbox_core::model::{
+    ApiKey, Context, Execution, PoolSandbox, PoolState, Session, SessionStatus, Template,
+};
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor};
 use std::time::Duration;
@@ -312,7 +315,11 @@ impl Store for SqlStore {
         if tombstone.rows_affected() == 0 {
             return Ok(false);
         }
-        for sql in ["DELETE FROM executions WHERE session_id = ?", "DELETE FROM sessions WHERE id = ?"] {
+        for sql in [
+            "DELETE FROM executions WHERE session_id = ?",
+            "DELETE FROM contexts WHERE session_id = ?",
+            "DELETE FROM sessions WHERE id = ?",
+        ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await.map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
@@ -346,8 +353,40 @@ impl Store for SqlStore {
         self.count(SESSIONS.name, q).await
     }
 
+    async fn insert_context(&self, c: &Context, max: u32) -> Result<bool> {
+        // One statement, so the count and the insert cannot be split by another create.
+        let fields = context_fields(c)?;
+        let columns = fields.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "INSERT INTO contexts ({columns}) SELECT {} FROM (SELECT COUNT(*) AS n FROM contexts \
+             WHERE session_id = ?) AS taken WHERE taken.n < ?",
+            marks(fields.len())
+        );
+        let q = bind(sqlx::query(&sql), fields).bind(&c.session_id).bind(i64::from(max));
+        let done = q.execute(&self.pool).await.map_err(conflict_or_db(CONTEXTS.record, &c.id))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn context(&self, id: &str) -> Result<Option<Context>> {
+        self.fetch_one(sqlx::query("SELECT * FROM contexts WHERE id = ?").bind(id), context_from_row).await
+    }
+
+    async fn list_contexts(&self, session_id: &str) -> Result<Vec<Context>> {
+        let q = sqlx::query("SELECT * FROM contexts WHERE session_id = ? ORDER BY created_at, id")
+            .bind(session_id);
+        self.fetch(q, context_from_row).await
+    }
+
+    async fn delete_context(&self, id: &str) -> Result<bool> {
+        Ok(self.affected(sqlx::query("DELETE FROM contexts WHERE id = ?").bind(id)).await? > 0)
+    }
+
     async fn insert_execution(&self, e: &Execution) -> Result<()> {
         insert(&self.pool, &EXECUTIONS, &e.id, execution_fields(e)?).await
+    }
+
+    async fn delete_execution(&self, id: &str) -> Result<bool> {
+        Ok(self.affected(sqlx::query("DELETE FROM executions WHERE id = ?").bind(id)).await? > 0)
     }
 
     async fn execution(&self, id: &str) -> Result<Option<Execution>> {
@@ -377,8 +416,9 @@ impl Store for SqlStore {
             Dialect::Sqlite => format!("COALESCE(LENGTH(CAST({c} AS BLOB)), 0)"),
             Dialect::Mysql => format!("COALESCE(LENGTH({c}), 0)"),
         };
-        let size =
-            ["code", "event", "stdout", "stderr", "return_value", "error_message"].map(len).join(" + ");
+        let size = ["code", "event", "stdout", "stderr", "return_value", "error_message", "results", "error"]
+            .map(len)
+            .join(" + ");
         let sql = format!(
             "SELECT id, {size} AS n FROM executions WHERE session_id = ? AND status NOT IN (?, ?) \
              ORDER BY created_at DESC, id DESC"

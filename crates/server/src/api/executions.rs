@@ -3,8 +3,8 @@
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, PathParam, Query, page};
 use crate::api::types::{
-    ExecuteCodeRequest, ExecuteCodeResponse, ExecuteQuery, ExecuteSyncQuery, ExecutionListResponse,
-    ExecutionResponse, PageQuery, shown_session_id,
+    DisplayResult, ExecuteCodeRequest, ExecuteCodeResponse, ExecuteQuery, ExecuteSyncQuery,
+    ExecutionListResponse, ExecutionResponse, PageQuery, shown_session_id,
 };
 use crate::caller::Caller;
 use crate::service::executions::{NewExecution, Submitted};
@@ -16,7 +16,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt, stream};
 use sandbox_core::Language;
-use sandbox_protocol::StreamEvent;
+use sandbox_protocol::{ExecEvent, StreamEvent};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -24,9 +24,10 @@ use std::time::Duration;
 const DEFAULT_TIMEOUT_SEC: u32 = 30;
 
 fn parse_request(req: ExecuteCodeRequest) -> Result<NewExecution, ApiError> {
-    let language: Language = req
+    let language = req
         .language
-        .parse()
+        .map(|l| l.parse::<Language>())
+        .transpose()
         .map_err(|_| ApiError::invalid_field("language", "must be one of python, javascript, shell"))?;
     if req.code.is_empty() {
         return Err(ApiError::invalid_field("code", "must not be empty"));
@@ -34,6 +35,7 @@ fn parse_request(req: ExecuteCodeRequest) -> Result<NewExecution, ApiError> {
     Ok(NewExecution {
         code: req.code,
         language,
+        context_id: req.context_id,
         timeout_sec: req.timeout.unwrap_or(DEFAULT_TIMEOUT_SEC),
         event: req.event.map(serde_json::Value::Object),
     })
@@ -53,8 +55,9 @@ fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
     Event::default().event(name).data(serde_json::to_string(value).unwrap_or_default())
 }
 
-/// Server-Sent Events: `started`, then `stdout` / `stderr` chunks (`{"data": "..."}`) as they
-/// happen, then `result` with the stored execution.
+/// Server-Sent Events: `started`, then `stdout` / `stderr` chunks (`{"data": "..."}`) and
+/// `display` outputs (a [`DisplayResult`]) as they happen, then `result` with the stored
+/// execution.
 fn sse(s: Submitted, session_id: String) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let first = stream::once({
         let ev = json_event("started", &accepted(&s, &session_id));
@@ -63,9 +66,14 @@ fn sse(s: Submitted, session_id: String) -> Sse<impl Stream<Item = Result<Event,
     let chunks = match s.events {
         Some(rx) => stream::unfold(rx, |mut rx| async move {
             let ev = match rx.recv().await? {
-                StreamEvent::Stdout { data } => json_event("stdout", &serde_json::json!({ "data": data })),
-                StreamEvent::Stderr { data } => json_event("stderr", &serde_json::json!({ "data": data })),
-                StreamEvent::Started { .. } | StreamEvent::Result { .. } => {
+                ExecEvent::Stream(StreamEvent::Stdout { data }) => {
+                    json_event("stdout", &serde_json::json!({ "data": data }))
+                }
+                ExecEvent::Stream(StreamEvent::Stderr { data }) => {
+                    json_event("stderr", &serde_json::json!({ "data": data }))
+                }
+                ExecEvent::Display { output } => json_event("display", &DisplayResult::from(output)),
+                ExecEvent::Stream(StreamEvent::Started { .. } | StreamEvent::Result { .. }) => {
                     Event::default().comment("progress")
                 }
             };
@@ -96,8 +104,8 @@ fn sse(s: Submitted, session_id: String) -> Sse<impl Stream<Item = Result<Event,
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such session", body = ErrorBody),
-        (status = 409, description = "The session is not running", body = ErrorBody),
+        (status = 404, description = "No such session, or no such context in it", body = ErrorBody),
+        (status = 409, description = "The session is not running; or the context runs another execution (context_busy) or has lost its interpreter (context_lost)", body = ErrorBody),
         (status = 413, description = "Code or body too large", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
         (status = 429, description = "The session runs as many executions as it may", body = ErrorBody),
@@ -128,8 +136,8 @@ pub async fn execute(
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such session", body = ErrorBody),
-        (status = 409, description = "The session is not running", body = ErrorBody),
+        (status = 404, description = "No such session, or no such context in it", body = ErrorBody),
+        (status = 409, description = "The session is not running; or the context runs another execution (context_busy) or has lost its interpreter (context_lost)", body = ErrorBody),
         (status = 413, description = "Code or body too large", body = ErrorBody),
         (status = 422, description = "Invalid field", body = ErrorBody),
         (status = 429, description = "The session runs as many executions as it may", body = ErrorBody),

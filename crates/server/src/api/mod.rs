@@ -2,6 +2,7 @@
 //! OpenAPI document generated from the handlers.
 
 pub mod auth;
+pub mod contexts;
 pub mod error;
 pub mod executions;
 pub mod extract;
@@ -38,6 +39,8 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         pools::list,
         sessions::create, sessions::list, sessions::get, sessions::terminate, sessions::delete,
         sessions::install_dependencies,
+        contexts::create, contexts::list, contexts::get, contexts::delete, contexts::restart,
+        contexts::interrupt,
         executions::execute, executions::execute_sync, executions::status, executions::result, executions::list,
         templates::create, templates::list, templates::get, templates::update, templates::delete,
         files::list, files::upload, files::download, files::delete,
@@ -48,6 +51,7 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
     tags(
         (name = "sessions", description = "Sessions and their sandboxes"),
         (name = "executions", description = "Running code"),
+        (name = "contexts", description = "Code contexts: interpreters whose state persists between executions"),
         (name = "templates", description = "Sandbox images and their defaults"),
         (name = "files", description = "Workspace files"),
         (name = "admin", description = "API keys"),
@@ -97,6 +101,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sessions/{session_id}", get(sessions::get).delete(sessions::delete))
         .route("/api/v1/sessions/{session_id}/terminate", post(sessions::terminate))
         .route("/api/v1/sessions/{session_id}/dependencies/install", post(sessions::install_dependencies))
+        .route("/api/v1/sessions/{session_id}/contexts", post(contexts::create).get(contexts::list))
+        .route(
+            "/api/v1/sessions/{session_id}/contexts/{context_id}",
+            get(contexts::get).delete(contexts::delete),
+        )
+        .route("/api/v1/sessions/{session_id}/contexts/{context_id}/restart", post(contexts::restart))
+        .route("/api/v1/sessions/{session_id}/contexts/{context_id}/interrupt", post(contexts::interrupt))
         .route("/api/v1/executions/sessions/{session_id}/execute", post(executions::execute))
         .route("/api/v1/executions/sessions/{session_id}/execute-sync", post(executions::execute_sync))
         .route("/api/v1/executions/sessions/{session_id}/executions", get(executions::list))

@@ -10,7 +10,7 @@ use crate::service::sandboxes::{Sandboxes, Shape};
 use crate::settings::Settings;
 use chrono::{DateTime, Utc};
 use sandbox_core::model::{PoolSandbox, PoolState, Template};
-use sandbox_core::{CpuQuantity, MemoryQuantity};
+use sandbox_core::{CpuQuantity, Language, MemoryQuantity};
 use sandbox_runtime::Runtime;
 use sandbox_store::Store;
 use serde::Serialize;
@@ -102,6 +102,8 @@ pub fn default_shape(t: &Template) -> Option<Shape> {
         cpu: CpuQuantity::from_millis((t.default_cpu_cores * 1000.0).round() as u32).ok()?,
         memory: MemoryQuantity::from_mib(u64::from(t.default_memory_mb)).ok()?,
         disk: MemoryQuantity::from_mib(u64::from(t.default_disk_mb)).ok()?,
+        // A claimed sandbox's first execution finds its interpreter started.
+        prestart: Language::of_runtime(&t.language_runtime),
     })
 }
 

@@ -6,7 +6,7 @@ use crate::service::disk::WorkspaceDisks;
 use crate::service::workspaces::WorkspaceStore;
 use crate::settings::{DiskEnforcement, RuntimeKind, Settings};
 use sandbox_core::model::Session;
-use sandbox_core::{CpuQuantity, MemoryQuantity};
+use sandbox_core::{CpuQuantity, Language, MemoryQuantity};
 use sandbox_executor_client::ByteStream;
 use sandbox_protocol::contract::env as executor_env;
 use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, Sandbox, SandboxSpec, labels};
@@ -27,6 +27,9 @@ pub struct Shape {
     pub memory: MemoryQuantity,
     /// Workspace size.
     pub disk: MemoryQuantity,
+    /// A language whose interpreter the executor starts at once and keeps ready for the first
+    /// execution (warm-pool sandboxes, whose first execution then skips interpreter start-up).
+    pub prestart: Option<Language>,
 }
 
 /// The session whose workspace a new session starts with.
@@ -131,11 +134,16 @@ impl Sandboxes {
             (executor_env::TMP_SIZE_MB, e.tmp_size_mb.to_string()),
             (executor_env::MAX_PROCESSES, e.max_processes.to_string()),
             (executor_env::MAX_CONCURRENT, e.max_concurrent.to_string()),
+            (executor_env::MAX_CONTEXTS, e.max_contexts.to_string()),
+            (executor_env::CONTEXT_IDLE_TIMEOUT_SECS, e.context_idle_timeout_sec.to_string()),
             (executor_env::MAX_TIMEOUT_SECS, self.settings.limits.max_execution_timeout_sec.to_string()),
             // Only this process may drive the executor through its socket.
             (executor_env::CONTROL_UIDS, rustix::process::geteuid().as_raw().to_string()),
         ] {
             spec.executor_env.insert(k.into(), v);
+        }
+        if let Some(language) = shape.prestart {
+            spec.executor_env.insert(executor_env::PRESTART.into(), language.as_str().into());
         }
         spec
     }

@@ -228,6 +228,12 @@ pub struct ExecutorSettings {
     pub max_processes: u64,
     /// Executions running at once in one sandbox.
     pub max_concurrent: usize,
+    /// Code contexts per session (429 `too_many_contexts` past it; lost ones count until
+    /// deleted).
+    pub max_contexts: u32,
+    /// Seconds a code context may stay idle before its interpreter is reclaimed (the context
+    /// becomes `expired`; a restart brings it back, empty).
+    pub context_idle_timeout_sec: u64,
     /// The host uid (and gid) sandbox containers and package installers run as. It must belong
     /// to no host account or group (checked at start with Docker): a host user of that uid
     /// would own every sandbox's files and processes.
@@ -283,6 +289,8 @@ impl Default for ExecutorSettings {
             tmp_size_mb: 128,
             max_processes: 64,
             max_concurrent: 16,
+            max_contexts: 8,
+            context_idle_timeout_sec: 1800,
             uid: sandbox_protocol::DEFAULT_SANDBOX_UID,
         }
     }

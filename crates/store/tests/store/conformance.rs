@@ -1,8 +1,9 @@
 //! The behaviour every `Store` must show, written once and run against each backend.
 
 use chrono::{DateTime, Duration as Span, Utc};
+use sandbox_core::display::{DisplayOutput, ExecError};
 use sandbox_core::model::{
-    ApiKey, Artifact, DependencySpec, Execution, ExecutionMetrics, FileChangeKind, InstallStatus,
+    ApiKey, Artifact, Context, DependencySpec, Execution, ExecutionMetrics, FileChangeKind, InstallStatus,
     InstalledDependency, PoolSandbox, PoolState, Session, SessionStatus, Template,
 };
 use sandbox_core::{ExecutionStatus, Language};
@@ -398,6 +399,19 @@ fn full_execution(id: &str, session: &str, status: ExecutionStatus, created: i64
         started_at: Some(at(created + 1)),
         completed_at: Some(at(created + 2)),
         execution_time: Some(0.0125),
+        context_id: Some("ctx_1".into()),
+        results: vec![DisplayOutput {
+            data: [("text/plain".to_owned(), json!("2")), ("image/png".to_owned(), json!("iVBORw0KGgo="))]
+                .into(),
+            metadata: [("image/png".to_owned(), json!({"width": 1}))].into(),
+            is_main_result: true,
+        }],
+        results_truncated: true,
+        error: Some(ExecError {
+            name: "ValueError".into(),
+            value: "bad".into(),
+            traceback: "Traceback...".into(),
+        }),
     }
 }
 
@@ -417,6 +431,10 @@ fn bare_execution(id: &str, session: &str, status: ExecutionStatus, created: i64
         started_at: None,
         completed_at: None,
         execution_time: None,
+        context_id: None,
+        results: vec![],
+        results_truncated: false,
+        error: None,
         ..full_execution(id, session, status, created)
     }
 }
@@ -507,12 +525,54 @@ async fn executions(store: &Arc<dyn Store>) {
     );
     assert_eq!(store.prune_executions("other", 0, 0).await.unwrap(), 0);
 
-    // Deleting a session takes its executions with it.
+    // An execution that never started can be forgotten.
+    store.insert_execution(&bare_execution("refused", "s1", Running, 1600)).await.unwrap();
+    assert!(store.delete_execution("refused").await.unwrap());
+    assert!(!store.delete_execution("refused").await.unwrap());
+    assert_eq!(store.execution("refused").await.unwrap(), None);
+
+    contexts(store).await;
+
+    // Deleting a session takes its executions and contexts with it.
     assert!(store.delete_session("s4", at(2000)).await.unwrap());
+    assert_eq!(store.list_contexts("s4").await.unwrap(), vec![]);
     assert_eq!(store.execution("e5").await.unwrap(), None);
     assert_eq!(store.list_executions("s4", 10, 0).await.unwrap().total, 0);
     assert_eq!(exec_ids(&store.unfinished_executions().await.unwrap()), ["e4", "e3", "p9"]);
     assert_eq!(store.deleted_session_owner("s4").await.unwrap(), Some("k2".into()));
+}
+
+/// A code context of `session`.
+fn context(id: &str, session: &str, created: i64) -> Context {
+    Context {
+        id: id.into(),
+        session_id: session.into(),
+        language: Language::Python,
+        cwd: Some("data/ü".into()),
+        env_vars: [("A".to_owned(), "1".to_owned())].into(),
+        created_at: at(created),
+    }
+}
+
+async fn contexts(store: &Arc<dyn Store>) {
+    let (c1, c2) =
+        (context("c1", "s4", 10), Context { cwd: None, env_vars: BTreeMap::new(), ..context("c2", "s4", 5) });
+    assert!(store.insert_context(&c1, 2).await.unwrap());
+    assert!(store.insert_context(&c2, 2).await.unwrap());
+    assert!(!store.insert_context(&context("c3", "s4", 20), 2).await.unwrap(), "the session has its maximum");
+    assert!(
+        store.insert_context(&context("c3", "s1", 20), 2).await.unwrap(),
+        "another session's count is its own"
+    );
+    assert!(is_conflict(store.insert_context(&context("c1", "s1", 30), 5).await));
+    let orphan = store.insert_context(&context("c9", "no-such-session", 1), 5).await;
+    assert!(matches!(orphan, Err(StoreError::Database(_))), "foreign keys are enforced: {orphan:?}");
+    assert_eq!(store.context("c1").await.unwrap(), Some(c1.clone()));
+    assert_eq!(store.context("nope").await.unwrap(), None);
+    assert_eq!(store.list_contexts("s4").await.unwrap(), vec![c2.clone(), c1.clone()], "oldest first");
+    assert!(store.delete_context("c3").await.unwrap());
+    assert!(!store.delete_context("c3").await.unwrap());
+    assert_eq!(store.list_contexts("s1").await.unwrap(), vec![]);
 }
 
 async fn leases(store: &Arc<dyn Store>) {

@@ -346,6 +346,10 @@ fn executions() -> Vec<Execution> {
             started_at: Some(at(301)),
             completed_at: Some(at(303)),
             execution_time: Some(0.0275),
+            context_id: None,
+            results: vec![],
+            results_truncated: false,
+            error: None,
         },
         Execution {
             id: "exec_failed".into(),
@@ -367,6 +371,10 @@ fn executions() -> Vec<Execution> {
             started_at: Some(at(211)),
             completed_at: Some(at(212)),
             execution_time: Some(0.001),
+            context_id: None,
+            results: vec![],
+            results_truncated: false,
+            error: None,
         },
         Execution {
             id: "exec_pending".into(),
@@ -388,6 +396,10 @@ fn executions() -> Vec<Execution> {
             started_at: None,
             completed_at: None,
             execution_time: None,
+            context_id: None,
+            results: vec![],
+            results_truncated: false,
+            error: None,
         },
     ]
 }

@@ -1,9 +1,11 @@
 //! Bodies of the execution routes.
 
 use chrono::{DateTime, Utc};
+use sandbox_core::display::{DisplayOutput, ExecError};
 use sandbox_core::model::{Artifact, Execution};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 
 /// `POST .../execute` and `.../execute-sync`.
@@ -13,22 +15,31 @@ pub struct ExecuteCodeRequest {
     /// The program (at most 102400 bytes).
     #[schema(min_length = 1, max_length = 102400)]
     pub code: String,
-    /// `python`, `javascript` or `shell`.
+    /// `python`, `javascript` or `shell`. Required, unless `context_id` is given: then the
+    /// context's language (a different one is a 422).
+    #[serde(default)]
     #[schema(pattern = "^(python|javascript|shell)$")]
-    pub language: String,
+    pub language: Option<String>,
     /// Timeout in seconds (1-3600, default 30).
     #[serde(default)]
     #[schema(minimum = 1, maximum = 3600)]
     pub timeout: Option<u32>,
-    /// Passed to a handler.
+    /// Passed to a handler (stateless executions only).
     #[serde(default)]
     pub event: Option<serde_json::Map<String, Value>>,
+    /// Run the code as the next cell of this code context (`POST /api/v1/sessions/{id}/contexts`):
+    /// its variables, imports and functions persist, and the value of its last expression is the
+    /// main result. 409 `context_busy` while another execution runs in it, 409 `context_lost`
+    /// once its interpreter is gone.
+    #[serde(default)]
+    pub context_id: Option<String>,
 }
 
 /// Query of `POST .../execute`.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ExecuteQuery {
-    /// `true`: answer with Server-Sent Events: `started`, `stdout`/`stderr` chunks, `result`.
+    /// `true`: answer with Server-Sent Events: `started`, `stdout`/`stderr` chunks and `display`
+    /// outputs, `result`.
     #[serde(default)]
     pub stream: bool,
 }
@@ -139,6 +150,53 @@ pub struct ExecutionResponse {
     pub return_value: Option<Value>,
     /// Resource use.
     pub metrics: Option<ExecutionMetricsResponse>,
+    /// The code context it ran in; `null` for a stateless execution.
+    pub context_id: Option<String>,
+    /// Rich display outputs in the order they were produced (`display()` calls, figures, and in
+    /// a context the value of the last expression, marked `is_main_result`).
+    pub results: Vec<DisplayResult>,
+    /// Whether display outputs were left out for passing the size cap.
+    pub results_truncated: bool,
+    /// The uncaught exception that ended it (Python and JavaScript), besides its text on stderr.
+    pub error: Option<ExecutionError>,
+}
+
+/// One rich output: the same value in one or more representations (a MIME bundle, as Jupyter's
+/// `display_data` and `execute_result`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"data": {"text/plain": "2"}, "metadata": {}, "is_main_result": true}))]
+pub struct DisplayResult {
+    /// MIME type to representation: text for `text/plain`, `text/html`, `text/markdown`,
+    /// `image/svg+xml`, ...; base64 for `image/png`, `image/jpeg`, ...; any JSON value for
+    /// `application/json`.
+    pub data: BTreeMap<String, Value>,
+    /// Per-type details (an image's `width` and `height`).
+    pub metadata: BTreeMap<String, Value>,
+    /// Whether this is the value of the last expression (at most one per execution).
+    pub is_main_result: bool,
+}
+
+impl From<DisplayOutput> for DisplayResult {
+    fn from(d: DisplayOutput) -> Self {
+        DisplayResult { data: d.data, metadata: d.metadata, is_main_result: d.is_main_result }
+    }
+}
+
+/// An uncaught exception.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ExecutionError {
+    /// Its type (`ZeroDivisionError`, `TypeError`, `KeyboardInterrupt`).
+    pub name: String,
+    /// Its message.
+    pub value: String,
+    /// The traceback as printed.
+    pub traceback: String,
+}
+
+impl From<ExecError> for ExecutionError {
+    fn from(e: ExecError) -> Self {
+        ExecutionError { name: e.name, value: e.value, traceback: e.traceback }
+    }
 }
 
 impl ExecutionResponse {
@@ -173,6 +231,10 @@ impl From<Execution> for ExecutionResponse {
             started_at: e.started_at,
             completed_at: e.completed_at,
             return_value: e.return_value,
+            context_id: e.context_id,
+            results: e.results.into_iter().map(Into::into).collect(),
+            results_truncated: e.results_truncated,
+            error: e.error.map(Into::into),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! Python container-scheduler service this server implements, plus the additions this server
 //! makes. One file per group of routes.
 
+mod contexts;
 mod executions;
 mod files;
 mod health;
@@ -9,6 +10,7 @@ mod keys;
 mod sessions;
 mod templates;
 
+pub use contexts::*;
 pub use executions::*;
 pub use files::*;
 pub use health::*;

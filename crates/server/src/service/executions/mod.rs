@@ -13,15 +13,17 @@ pub use slots::ExecutionSlot;
 use crate::caller::Caller;
 use crate::ids;
 use crate::metrics::Metrics;
+use crate::service::contexts::{Contexts, refusal};
 use crate::service::error::ServiceError;
 use crate::service::sessions::Sessions;
 use crate::settings::Settings;
 use chrono::Utc;
-use record::{apply_result, crash, request_for, stream_into};
+use futures_util::StreamExt;
+use record::{Events, apply_result, crash, follow, request_for};
 use sandbox_core::model::{Execution, Session};
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_executor_client::{ClientError, ExecutorClient};
-use sandbox_protocol::{ExecResult, StreamEvent};
+use sandbox_protocol::{ExecEvent, ExecResult};
 use sandbox_store::{Page, Store};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -35,8 +37,10 @@ use tokio_util::task::TaskTracker;
 pub struct NewExecution {
     /// The program.
     pub code: String,
-    /// Its language.
-    pub language: Language,
+    /// Its language; the context's when not given and it runs in one.
+    pub language: Option<Language>,
+    /// The code context to run it in, as a cell; stateless when `None`.
+    pub context_id: Option<String>,
     /// Timeout, seconds.
     pub timeout_sec: u32,
     /// A handler's event.
@@ -49,14 +53,15 @@ pub struct Submitted {
     pub execution: Execution,
     /// Resolves to the final record.
     pub done: tokio::task::JoinHandle<Execution>,
-    /// Output chunks as they happen, when streaming was asked for.
-    pub events: Option<mpsc::UnboundedReceiver<StreamEvent>>,
+    /// Output chunks and display outputs as they happen, when streaming was asked for.
+    pub events: Option<mpsc::UnboundedReceiver<ExecEvent>>,
 }
 
 /// Executions.
 pub struct Executions {
     store: Arc<dyn Store>,
     sessions: Arc<Sessions>,
+    contexts: Arc<Contexts>,
     metrics: Arc<Metrics>,
     settings: Arc<Settings>,
     /// Every task running or collecting an execution, so shutdown can wait for them.
@@ -73,11 +78,13 @@ impl Executions {
         settings: Arc<Settings>,
         store: Arc<dyn Store>,
         sessions: Arc<Sessions>,
+        contexts: Arc<Contexts>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Executions {
             store,
             sessions,
+            contexts,
             metrics,
             settings,
             tasks: TaskTracker::new(),
@@ -108,6 +115,27 @@ impl Executions {
             ));
         }
         let session = self.sessions.get_running(caller, session_id).await?;
+        let context = match &req.context_id {
+            Some(id) => Some(self.contexts.of_session(&session, id).await?),
+            None => None,
+        };
+        let language = match (req.language, &context) {
+            (Some(l), Some(c)) if l != c.language => {
+                return Err(ServiceError::invalid_field(
+                    "language",
+                    format!("context {} runs {}; leave language out or make it match", c.id, c.language),
+                ));
+            }
+            (Some(l), _) => l,
+            (None, Some(c)) => c.language,
+            (None, None) => return Err(ServiceError::invalid_field("language", "required")),
+        };
+        if context.is_some() && req.event.is_some() {
+            return Err(ServiceError::invalid_field(
+                "event",
+                "code in a context runs as a notebook cell, not a handler: it takes no event",
+            ));
+        }
         let client = self.sessions.executor(&session).await?;
         let slot = self.begin(&session.id)?;
         // Recorded as running before it starts (it is handed to the executor at once): whatever
@@ -117,7 +145,7 @@ impl Executions {
             id: ids::execution_id(),
             session_id: session.id.clone(),
             status: ExecutionStatus::Running,
-            language: req.language,
+            language,
             code: req.code,
             event: req.event,
             timeout_sec: req.timeout_sec,
@@ -133,8 +161,26 @@ impl Executions {
             started_at: Some(now),
             completed_at: None,
             execution_time: None,
+            context_id: req.context_id,
+            results: Vec::new(),
+            results_truncated: false,
+            error: None,
         };
         self.store.insert_execution(&execution).await?;
+        // A cell is admitted (or refused: busy, lost) before the answer; the refused one was
+        // never run and leaves no record.
+        let admitted = match &context {
+            None => None,
+            Some(c) => match client.execute_events_in(&c.id, &request_for(&execution, &session)).await {
+                Ok(events) => Some(events.boxed()),
+                Err(err) => {
+                    if let Err(e) = self.store.delete_execution(&execution.id).await {
+                        tracing::warn!(execution_id = %execution.id, error = %e, "could not forget a refused execution");
+                    }
+                    return Err(refusal(&c.id, err));
+                }
+            },
+        };
         let (tx, rx) = if stream {
             let (tx, rx) = mpsc::unbounded_channel();
             (Some(tx), Some(rx))
@@ -144,7 +190,8 @@ impl Executions {
         let this = self.clone();
         let record = execution.clone();
         self.track(&execution.id);
-        let done = self.tasks.spawn(async move { this.run(session, client, record, tx, slot).await });
+        let done =
+            self.tasks.spawn(async move { this.run(session, client, record, admitted, tx, slot).await });
         Ok(Submitted { execution, done, events: rx })
     }
 
@@ -156,21 +203,27 @@ impl Executions {
         self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
     }
 
-    /// Runs a recorded execution to its end and stores the outcome; `_slot` holds its place
-    /// among the session's running executions until then.
+    /// Runs a recorded execution to its end (or follows a cell its context admitted) and
+    /// stores the outcome; `_slot` holds its place among the session's running executions until
+    /// then.
     async fn run(
         &self,
         session: Session,
         client: ExecutorClient,
         mut e: Execution,
-        events: Option<mpsc::UnboundedSender<StreamEvent>>,
+        admitted: Option<Events>,
+        events: Option<mpsc::UnboundedSender<ExecEvent>>,
         _slot: ExecutionSlot,
     ) -> Execution {
         let clock = Instant::now();
         let req = request_for(&e, &session);
-        let outcome = match events {
-            None => client.execute(&req).await,
-            Some(tx) => stream_into(&client, &req, tx).await,
+        let outcome = match (admitted, events) {
+            (Some(admitted), tx) => follow(admitted, tx).await,
+            (None, None) => client.execute(&req).await,
+            (None, Some(tx)) => match client.execute_events(&req).await {
+                Ok(stream) => follow(stream.boxed(), Some(tx)).await,
+                Err(err) => Err(err),
+            },
         };
         match outcome {
             Ok(r) => {

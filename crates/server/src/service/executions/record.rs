@@ -4,25 +4,30 @@
 use crate::service::files::mime_type;
 use chrono::Utc;
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use sandbox_core::ExecutionStatus;
 use sandbox_core::model::{Artifact, Execution, ExecutionMetrics, Session};
-use sandbox_executor_client::{ClientError, ExecutorClient};
-use sandbox_protocol::{ExecRequest, ExecResult, StreamEvent};
+use sandbox_executor_client::ClientError;
+use sandbox_protocol::{ExecEvent, ExecRequest, ExecResult, StreamEvent};
 use tokio::sync::mpsc;
 
-/// Runs an execution in stream mode, forwarding output chunks to `tx`; the result comes last.
-pub(super) async fn stream_into(
-    client: &ExecutorClient,
-    req: &ExecRequest,
-    tx: mpsc::UnboundedSender<StreamEvent>,
+/// An executor's stream of one execution's output chunks, display outputs and result.
+pub(super) type Events = BoxStream<'static, Result<ExecEvent, ClientError>>;
+
+/// Follows an execution's events to its result, forwarding output chunks and display outputs
+/// to `tx` when given.
+pub(super) async fn follow(
+    mut events: Events,
+    tx: Option<mpsc::UnboundedSender<ExecEvent>>,
 ) -> Result<ExecResult, ClientError> {
-    let mut stream = Box::pin(client.execute_stream(req).await?);
     let mut last = None;
-    while let Some(ev) = stream.next().await {
+    while let Some(ev) = events.next().await {
         match ev {
-            Ok(StreamEvent::Result { result }) => last = Some(Ok(*result)),
-            Ok(chunk) => {
-                let _ = tx.send(chunk);
+            Ok(ExecEvent::Stream(StreamEvent::Result { result })) => last = Some(Ok(*result)),
+            Ok(ev) => {
+                if let Some(tx) = &tx {
+                    let _ = tx.send(ev);
+                }
             }
             Err(err) => last = Some(Err(err)),
         }
@@ -67,6 +72,9 @@ pub(super) fn apply_result(e: &mut Execution, r: ExecResult) {
         cpu_time_ms: Some(r.metrics.cpu_time_ms),
         peak_memory_mb: Some(r.metrics.peak_memory_mb),
     });
+    e.results = r.results;
+    e.results_truncated = r.results_truncated;
+    e.error = r.error;
     e.artifacts = r
         .files
         .into_iter()

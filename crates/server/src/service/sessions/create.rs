@@ -191,8 +191,14 @@ impl Sessions {
         else {
             return Err(ServiceError::Invalid(errors));
         };
-        let shape =
-            Shape { template_id: template.id.clone(), image: template.image_url.clone(), cpu, memory, disk };
+        let shape = Shape {
+            template_id: template.id.clone(),
+            image: template.image_url.clone(),
+            cpu,
+            memory,
+            disk,
+            prestart: None,
+        };
         let now = Utc::now();
         let session = Session {
             id: match &req.id {

@@ -36,6 +36,7 @@ fn shape_of(s: &Session, template: &Template) -> Shape {
         cpu: s.cpu,
         memory: s.memory,
         disk: s.disk,
+        prestart: None,
     }
 }
 
