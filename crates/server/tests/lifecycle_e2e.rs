@@ -61,6 +61,21 @@ async fn warm_pool_claims_are_fresh_sandboxes_with_the_sessions_settings() {
     let srv = Server::start_in(dir, &[("SANDBOX_CONFIG", &config)]).await;
     wait_pool_ready(&srv, "python-basic", 2).await;
     assert_eq!(pool(&srv, "multi-language").await["ready"], 0, "pools are per template");
+    // Each waits with its template's interpreter started for the first execution.
+    let sockets: Vec<_> = std::fs::read_dir(srv.dir.path().join("sessions"))
+        .unwrap()
+        .map(|d| d.unwrap().path().join("run").join(sandbox_protocol::SOCKET_FILE_NAME))
+        .filter(|p| p.exists())
+        .collect();
+    assert_eq!(sockets.len(), 2, "{sockets:?}");
+    for socket in &sockets {
+        let client = sandbox_executor_client::ExecutorClient::unix(socket);
+        eventually(Duration::from_secs(30), "a pre-started Python", || async {
+            let spares = client.spares().await.unwrap();
+            spares.iter().any(|s| s.language == sandbox_core::Language::Python).then_some(())
+        })
+        .await;
+    }
 
     let mut claims = Vec::new();
     for memory in ["512Mi", "256Mi"] {
