@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the real sandbox-server on a MariaDB store and a real Docker daemon, and checks it from
 # outside through HTTP only:
-#   1. conformance/run.py: every case of the conformance corpus through the REST API,
+#   1. conformance/run.py: every case of the conformance corpus through the REST API, stateless
+#      and again each as a cell of a code context of its own,
 #   2. conformance/attacks.py: the attacks on the control plane itself (control-plane.json),
 #   3. schemathesis against the server's /openapi.json: no 5xx, responses match the schema.
 #      Package installers get no network here (dependencies.network = none): an install the
@@ -58,6 +59,11 @@ curl -fsS "$SANDBOX_URL/api/v1/health" >/dev/null || { cat "$work/server.log"; e
 
 say "conformance corpus through the REST API"
 if ! python3 conformance/run.py conformance/cases.json; then
+  tail -50 "$work/server.log"
+  exit 1
+fi
+say "conformance corpus inside code contexts"
+if ! python3 conformance/run.py --contexts conformance/cases.json; then
   tail -50 "$work/server.log"
   exit 1
 fi

@@ -49,6 +49,8 @@ pub enum Target {
     RatioAtMost(f64),
     /// The median must reach at least this value.
     AtLeast(f64),
+    /// The median must reach at least this multiple of the baseline's median.
+    RatioAtLeast(f64),
 }
 
 impl Target {
@@ -58,6 +60,7 @@ impl Target {
             Target::P99AtMost(v) => format!("p99 <= {v} {unit}"),
             Target::RatioAtMost(r) => format!("p50 <= {r}x baseline"),
             Target::AtLeast(v) => format!(">= {v} {unit}"),
+            Target::RatioAtLeast(r) => format!("p50 >= {r}x baseline"),
         }
     }
 
@@ -68,6 +71,7 @@ impl Target {
             Target::P99AtMost(v) => le(m.p99, v),
             Target::RatioAtMost(r) => le(m.ratio, r),
             Target::AtLeast(v) => m.p50.is_some_and(|p| p >= v),
+            Target::RatioAtLeast(r) => m.ratio.is_some_and(|x| x >= r),
         }
     }
 }
@@ -252,7 +256,10 @@ mod tests {
         assert_eq!(m.clone().target(Target::P50AtMost(10.0)).met, Some(true));
         assert_eq!(m.clone().target(Target::P99AtMost(10.0)).met, Some(false));
         assert_eq!(m.clone().target(Target::AtLeast(6.0)).met, Some(true));
-        assert_eq!(m.target(Target::AtLeast(6.5)).met, Some(false));
+        assert_eq!(m.clone().target(Target::AtLeast(6.5)).met, Some(false));
+        let base = Metric::measured("b", "exec/s", &[10.0]).unwrap();
+        assert_eq!(m.clone().vs(&base).target(Target::RatioAtLeast(0.6)).met, Some(true));
+        assert_eq!(m.vs(&base).target(Target::RatioAtLeast(0.7)).met, Some(false));
     }
 
     #[test]

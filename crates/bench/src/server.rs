@@ -150,6 +150,29 @@ impl Api {
         Ok(Executed { executor_ms })
     }
 
+    /// Starts a Python code context in a session; its id.
+    pub async fn create_context(&self, session: &str) -> Result<String> {
+        let path = format!("/api/v1/sessions/{session}/contexts");
+        let (status, c) = self.call(Method::POST, &path, Some(json!({"language": "python"}))).await?;
+        ensure!(status == StatusCode::CREATED, "creating a context in {session}: {status} {}", brief(&c));
+        c["id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no context id in {}", brief(&c)))
+    }
+
+    /// Runs `1+1` in a context with `execute-sync` and checks its main result is `2`.
+    pub async fn one_plus_one(&self, session: &str, context: &str) -> Result<()> {
+        let path = format!("/api/v1/executions/sessions/{session}/execute-sync");
+        let body = json!({"code": "1+1", "context_id": context});
+        let (status, e) = self.call(Method::POST, &path, Some(body)).await?;
+        ensure!(status == StatusCode::OK, "1+1 in context {context}: {status} {}", brief(&e));
+        let main = e["results"].as_array().and_then(|r| r.iter().find(|r| r["is_main_result"] == true));
+        ensure!(
+            e["status"] == "completed" && main.is_some_and(|m| m["data"]["text/plain"] == "2"),
+            "1+1 in context {context} did not give 2: {}",
+            brief(&e)
+        );
+        Ok(())
+    }
+
     /// Deletes a session (204 expected).
     pub async fn delete_session(&self, id: &str) -> Result<()> {
         let (status, body) = self.call(Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await?;

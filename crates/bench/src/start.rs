@@ -109,7 +109,11 @@ pub fn metrics(
                     .vs(&run)
                     .target(Target::P50AtMost(50.0)),
             );
-            out.push(Metric::measured("start.warm.first_exec", "ms", &w.first_exec)?.vs(&run));
+            out.push(
+                Metric::measured("start.warm.first_exec", "ms", &w.first_exec)?
+                    .vs(&run)
+                    .target(Target::P50AtMost(15.0)),
+            );
         }
         Err(why) => {
             out.push(Metric::skipped("start.warm.create", "ms", why));

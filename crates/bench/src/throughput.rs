@@ -2,7 +2,7 @@
 
 use crate::docker::ms_since;
 use crate::host::bwrap_print_1;
-use crate::report::Metric;
+use crate::report::{Metric, Target};
 use crate::server::Api;
 use crate::stats::{Summary, window_rates};
 use anyhow::Result;
@@ -108,7 +108,13 @@ async fn run_levels(
         let (base_rate, base_lat) = level_metrics("baseline.bwrap_host", c, &bare)?;
         let (rate, lat) = level_metrics("throughput", c, &rest)?;
         let p99 = Summary::of(&rest.latencies).map(|s| s.p99);
-        out.extend([rate.vs(&base_rate), lat.vs(&base_lat), base_rate, base_lat]);
+        // At four clients the REST path keeps at least the share of bare bwrap's rate it had
+        // before interpreters were started ahead (0.64x).
+        let rate = match c {
+            4 => rate.vs(&base_rate).target(Target::RatioAtLeast(0.64)),
+            _ => rate.vs(&base_rate),
+        };
+        out.extend([rate, lat.vs(&base_lat), base_rate, base_lat]);
         match (first, p99) {
             (None, Some(p)) => first = Some((c, p)),
             (Some((c0, p0)), Some(p)) if p > 2.0 * p0 => {
