@@ -139,6 +139,8 @@ pub trait Store: Send + Sync {
     async fn insert_session(&self, s: &Session) -> Result<()>;
     /// One session.
     async fn session(&self, id: &str) -> Result<Option<Session>>;
+    /// The sessions of these ids that exist, in one query, in no particular order.
+    async fn sessions_by_id(&self, ids: &[&str]) -> Result<Vec<Session>>;
     /// Sessions matching the filter, newest first.
     async fn list_sessions(&self, filter: &SessionFilter) -> Result<Page<Session>>;
     /// Sessions in any of these statuses (for the background loops), oldest first.

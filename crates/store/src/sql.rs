@@ -205,6 +205,14 @@ impl Store for SqlStore {
         self.fetch_one(sqlx::query("SELECT * FROM sessions WHERE id = ?").bind(id), session_from_row).await
     }
 
+    async fn sessions_by_id(&self, ids: &[&str]) -> Result<Vec<Session>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!("SELECT * FROM sessions WHERE id IN ({})", marks(ids.len()));
+        self.fetch(ids.iter().fold(sqlx::query(&sql), |q, id| q.bind(*id)), session_from_row).await
+    }
+
     async fn list_sessions(&self, filter: &SessionFilter) -> Result<Page<Session>> {
         let conditions = [
             ("owner_key_id", filter.owner_key_id.as_deref()),

@@ -245,6 +245,10 @@ async fn sessions(store: &Arc<dyn Store>) {
     assert_eq!(store.session("s1").await.unwrap(), Some(s1.clone()), "every optional field set");
     assert_eq!(store.session("s2").await.unwrap(), Some(s2.clone()), "every optional field None");
     assert_eq!(store.session("nope").await.unwrap(), None);
+    let mut both = store.sessions_by_id(&["s2", "nope", "s1"]).await.unwrap();
+    both.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(both, vec![s1.clone(), s2.clone()], "the ones that exist");
+    assert_eq!(store.sessions_by_id(&[]).await.unwrap(), vec![]);
 
     let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let all = filter(None, None, None);

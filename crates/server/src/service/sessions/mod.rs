@@ -106,14 +106,16 @@ impl Sessions {
     /// `id` is the caller's own name for one of its sessions (a client-chosen id), or a session's
     /// id.
     pub async fn get(&self, caller: &Caller, id: &str) -> Result<Session, ServiceError> {
-        for candidate in Self::candidates(caller, id) {
-            if let Some(s) = self.store.session(&candidate).await?
-                && caller.can_see(&s.owner_key_id)
-            {
-                return Ok(s);
-            }
-        }
-        Err(ServiceError::not_found("session_not_found", format!("session {id} does not exist")))
+        let candidates = Self::candidates(caller, id);
+        // One query for both: this is on the path of every request about a session.
+        let found = self.store.sessions_by_id(&[&candidates[0], &candidates[1]]).await?;
+        candidates
+            .iter()
+            .find_map(|c| found.iter().find(|s| &s.id == c && caller.can_see(&s.owner_key_id)))
+            .cloned()
+            .ok_or_else(|| {
+                ServiceError::not_found("session_not_found", format!("session {id} does not exist"))
+            })
     }
 
     /// The session ids `id` may stand for, for `caller`: its own client-chosen name first.
