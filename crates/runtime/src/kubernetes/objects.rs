@@ -636,6 +636,26 @@ mod tests {
         assert_eq!(restored[labels::SANDBOX], pod_name("sandbox-x"), "the pod name, not the annotation");
     }
 
+    /// The executor in the pod gets the settings the control plane gives every sandbox (code
+    /// contexts, an interpreter to pre-start in a pool sandbox) besides its own listener's.
+    #[test]
+    fn the_executor_gets_the_sandboxs_settings() {
+        let mut spec = SandboxSpec::new("sandbox-x", "img", "/w".into(), "/r".into());
+        spec.executor_env.insert(executor_env::MAX_CONTEXTS.into(), "3".into());
+        spec.executor_env.insert(executor_env::PRESTART.into(), "python".into());
+        let pod = build(&spec, &KubernetesConfig::default(), "t").unwrap().pod;
+        let container = &pod.spec.unwrap().containers[0];
+        let env: BTreeMap<_, _> = container
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.as_str(), e.value.clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(env[executor_env::MAX_CONTEXTS], "3");
+        assert_eq!(env[executor_env::PRESTART], "python");
+        assert!(env[executor_env::TCP].starts_with("0.0.0.0:"), "{env:?}");
+    }
+
     #[test]
     fn label_syntax() {
         assert!(is_label_key("io.sandbox.session") && is_label_key("app.kubernetes.io/name"));
