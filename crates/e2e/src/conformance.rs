@@ -170,6 +170,21 @@ pub fn healthy_case() -> Case {
     }
 }
 
+/// Prints one line for a case's run and, when it has problems, keeps them (with what the
+/// execution said) in `failures` for the test's final assertion.
+pub fn report(case: &Case, r: &ExecResult, probs: &[String], failures: &mut Vec<String>) {
+    println!("{:<30} {:<10} {:>7.0} ms  {}", case.name, r.status, r.metrics.duration_ms, probs.join("; "));
+    if !probs.is_empty() {
+        failures.push(format!(
+            "{}: {} (error_message {:?}, stderr {:?})",
+            case.name,
+            probs.join("; "),
+            r.error_message,
+            r.stderr
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -414,22 +414,7 @@ async fn the_conformance_corpus_passes_inside_contexts() {
                 probs.push(format!("unhealthy afterwards: {p2:?}"));
             }
         }
-        println!(
-            "{:<30} {:<10} {:>7.0} ms  {}",
-            case.name,
-            r.status,
-            r.metrics.duration_ms,
-            probs.join("; ")
-        );
-        if !probs.is_empty() {
-            failures.push(format!(
-                "{}: {} (error_message {:?}, stderr {:?})",
-                case.name,
-                probs.join("; "),
-                r.error_message,
-                r.stderr
-            ));
-        }
+        conformance::report(case, &r, &probs, &mut failures);
         for c in sb.executor.contexts().await.unwrap() {
             sb.executor.delete_context(&c.context_id).await.unwrap();
         }

@@ -41,21 +41,8 @@ async fn conformance_corpus_passes_in_a_hardened_container() {
                 probs.push(format!("unhealthy afterwards: {p2:?}"));
             }
         }
-        println!(
-            "{:<30} {:<10} {:>7.0} ms  {}",
-            case.name,
-            r.status,
-            r.metrics.duration_ms,
-            probs.join("; ")
-        );
+        conformance::report(case, &r, &probs, &mut failures);
         if !probs.is_empty() {
-            failures.push(format!(
-                "{}: {} (error_message {:?}, stderr {:?})",
-                case.name,
-                probs.join("; "),
-                r.error_message,
-                r.stderr
-            ));
             sb = TestSandbox::start("multi-language").await;
         }
     }

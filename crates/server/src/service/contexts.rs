@@ -204,6 +204,23 @@ impl Contexts {
         Ok((session, record, client))
     }
 
+    /// One context of a running session, with the session and its executor.
+    async fn find_running(
+        &self,
+        caller: &Caller,
+        session_id: &str,
+        id: &str,
+    ) -> Result<(Session, Context, ExecutorClient), ServiceError> {
+        let (session, record, client) = self.find(caller, session_id, id).await?;
+        match client {
+            Some(client) => Ok((session, record, client)),
+            None => Err(ServiceError::conflict(
+                "session_not_running",
+                format!("session {} is {}, not running", session.id, session.status),
+            )),
+        }
+    }
+
     /// One context of a session.
     pub async fn get(
         &self,
@@ -248,8 +265,7 @@ impl Contexts {
         session_id: &str,
         id: &str,
     ) -> Result<ContextView, ServiceError> {
-        let (session, record, client) = self.find(caller, session_id, id).await?;
-        let client = client.ok_or_else(|| not_running(&session))?;
+        let (session, record, client) = self.find_running(caller, session_id, id).await?;
         let info = match client.restart_context(&record.id).await {
             Ok(info) => info,
             // Its sandbox was recreated: start it there again, as it was created.
@@ -269,18 +285,10 @@ impl Contexts {
         session_id: &str,
         id: &str,
     ) -> Result<ContextView, ServiceError> {
-        let (session, record, client) = self.find(caller, session_id, id).await?;
-        let client = client.ok_or_else(|| not_running(&session))?;
+        let (_, record, client) = self.find_running(caller, session_id, id).await?;
         let info = client.interrupt_context(&record.id).await.map_err(|e| refusal(&record.id, e))?;
         Ok(ContextView::new(record, Some(info)))
     }
-}
-
-fn not_running(session: &Session) -> ServiceError {
-    ServiceError::conflict(
-        "session_not_running",
-        format!("session {} is {}, not running", session.id, session.status),
-    )
 }
 
 /// The executor's request that starts a context's interpreter: the session's environment with
