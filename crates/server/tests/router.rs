@@ -68,8 +68,13 @@ impl App {
     }
 
     async fn with_runtime(runtime: NoContainers) -> App {
+        App::with(runtime, &[]).await
+    }
+
+    async fn with(runtime: NoContainers, extra: &[(&str, &str)]) -> App {
         let dir = tempfile::tempdir().unwrap();
-        let env = vec![("SANDBOX_DATA_DIR".to_string(), dir.path().display().to_string())];
+        let mut env = vec![("SANDBOX_DATA_DIR".to_string(), dir.path().display().to_string())];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let settings = Settings::load(None, env).unwrap();
         let (store, admin) = sandbox_server::prepare(&settings).await.unwrap();
         let state = AppState::new(settings, store, Arc::new(runtime), Arc::new(HostOnly));
@@ -591,4 +596,49 @@ fn openapi_snapshot_is_current() {
         let p = p.as_str().unwrap();
         assert!(ours["paths"].get(p).is_some(), "{p} of the Python control plane's API is missing");
     }
+}
+
+/// Browsers on the configured origins get CORS headers, preflights included (answered before
+/// authentication, as browsers send them without the key); other origins get none, and with no
+/// origins configured `OPTIONS` is 405 as before.
+#[tokio::test]
+async fn cors_only_for_the_configured_origins() {
+    let app = App::with(
+        NoContainers { reachable: true },
+        &[("SANDBOX_CORS_ALLOWED_ORIGINS", "http://127.0.0.1:3000")],
+    )
+    .await;
+    let preflight = |origin: &'static str| {
+        Request::builder()
+            .method("OPTIONS")
+            .uri("/api/v1/sessions")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let resp = api::router(app.state.clone()).oneshot(preflight("http://127.0.0.1:3000")).await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let h = resp.headers();
+    assert_eq!(h["access-control-allow-origin"], "http://127.0.0.1:3000");
+    assert!(h["access-control-allow-headers"].to_str().unwrap().contains("authorization"), "{h:?}");
+    let resp = api::router(app.state.clone()).oneshot(preflight("http://evil.example")).await.unwrap();
+    assert!(resp.headers().get("access-control-allow-origin").is_none(), "{:?}", resp.headers());
+
+    let get = Request::builder()
+        .uri("/api/v1/sessions")
+        .header("origin", "http://127.0.0.1:3000")
+        .header("authorization", format!("Bearer {}", app.admin))
+        .body(Body::empty())
+        .unwrap();
+    let resp = api::router(app.state.clone()).oneshot(get).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "http://127.0.0.1:3000");
+    assert!(resp.headers()["access-control-expose-headers"].to_str().unwrap().contains("x-request-id"));
+
+    let plain = App::new().await;
+    let resp = api::router(plain.state.clone()).oneshot(preflight("http://127.0.0.1:3000")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
 }

@@ -57,7 +57,7 @@ fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
 
 /// Server-Sent Events: `started`, then `stdout` / `stderr` chunks (`{"data": "..."}`) and
 /// `display` outputs (a [`DisplayResult`]) as they happen, then `result` with the stored
-/// execution.
+/// execution, or `error` with an [`ErrorBody`] if it could not be followed to its end.
 fn sse(s: Submitted, session_id: String) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let first = stream::once({
         let ev = json_event("started", &accepted(&s, &session_id));
@@ -86,7 +86,8 @@ fn sse(s: Submitted, session_id: String) -> Sse<impl Stream<Item = Result<Event,
     let last = stream::once(async move {
         Ok(match done.await {
             Ok(e) => json_event("result", &ExecutionResponse::from(e).in_session(session_id)),
-            Err(e) => json_event("error", &serde_json::json!({ "message": e.to_string() })),
+            // The error envelope every error response has.
+            Err(e) => json_event("error", &ApiError::internal(e).body()),
         })
     });
     Sse::new(first.chain(chunks).chain(last)).keep_alive(KeepAlive::default())
@@ -188,27 +189,20 @@ pub async fn status(
     Ok(Json(ExecutionResponse::from(e).in_session(shown_session_id(&caller, &session))))
 }
 
-/// A finished execution's result; 409 while it still runs.
+/// An execution's result: the finished execution, or while it runs its current state (status
+/// `running`, as the Python control plane answers; clients poll this to show progress).
 #[utoipa::path(get, path = "/api/v1/executions/{execution_id}/result", tag = "executions", security(("bearer" = [])),
     params(("execution_id" = String, Path, description = "Execution id")),
     responses(
-        (status = 200, description = "The finished execution", body = ExecutionResponse),
+        (status = 200, description = "The execution: finished, or its current state while it runs", body = ExecutionResponse),
         (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 404, description = "No such execution", body = ErrorBody),
-        (status = 409, description = "Not finished yet", body = ErrorBody)))]
+        (status = 404, description = "No such execution", body = ErrorBody)))]
 pub async fn result(
     State(state): State<AppState>,
     caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<Json<ExecutionResponse>, ApiError> {
-    let (e, session) = state.executions.get(&caller, &id).await?;
-    if !e.status.is_terminal() {
-        return Err(ApiError::conflict(
-            "execution_not_finished",
-            format!("execution {id} is {}; its result is not ready", e.status),
-        ));
-    }
-    Ok(Json(ExecutionResponse::from(e).in_session(shown_session_id(&caller, &session))))
+    status(State(state), caller, PathParam(id)).await
 }
 
 /// A session's executions, newest first.

@@ -144,7 +144,37 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limits.max_request_bytes))
         .route_layer(middleware::from_fn(remember_route))
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
+        .layer(tower::util::option_layer(cors(&state.settings.cors_allowed_origins)))
         .with_state(state)
+}
+
+/// Cross-origin requests from the configured origins' web pages (a console served on its own
+/// port): preflights are answered before authentication, as browsers send them without the
+/// key. No origins, no layer: no CORS headers, and `OPTIONS` stays 405.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    let h = |s: &'static str| HeaderName::from_static(s);
+    let layer = CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+            REQUEST_ID.clone(),
+            h("idempotency-key"),
+            h("last-event-id"),
+        ])
+        .expose_headers([REQUEST_ID.clone(), axum::http::header::RETRY_AFTER, h("x-total-count")])
+        .max_age(std::time::Duration::from_secs(600));
+    Some(layer)
 }
 
 /// The matched route pattern, carried to the outer middleware for metrics and logs.

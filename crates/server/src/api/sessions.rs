@@ -30,7 +30,7 @@ pub async fn render(
             runtimes.insert(s.template_id.clone(), rt);
         }
         let rt = runtimes[&s.template_id].clone();
-        out.push(SessionResponse::new(s, rt, caller));
+        out.push(SessionResponse::new(s, rt, caller, state.settings.executor.max_processes));
     }
     Ok(out)
 }

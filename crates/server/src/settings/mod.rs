@@ -36,6 +36,9 @@ pub struct Settings {
     pub deployment_id: Option<String>,
     /// Log as `json` lines or `text`.
     pub log_format: LogFormat,
+    /// Origins whose web pages may call the API from a browser (CORS), as
+    /// `scheme://host[:port]`, or `*` for any; empty: none (no CORS headers are sent).
+    pub cors_allowed_origins: Vec<String>,
     /// Where sandboxes run: `docker` (this host) or `kubernetes` (a cluster).
     pub runtime: RuntimeKind,
     /// The Kubernetes backend's settings (with `runtime = "kubernetes"`).
@@ -69,6 +72,7 @@ impl Default for Settings {
             database_url: None,
             deployment_id: None,
             log_format: LogFormat::Json,
+            cors_allowed_origins: Vec::new(),
             runtime: RuntimeKind::Docker,
             kubernetes: Default::default(),
             limits: Limits::default(),
@@ -151,6 +155,13 @@ impl Settings {
             .map_err(|e| SettingsError::Invalid(format!("dependencies.default_index_url: {e}")))?;
         sandbox_core::packages::index::IndexAllowList::new(&d.default_index_url, &d.allowed_index_urls)
             .map_err(|e| SettingsError::Invalid(format!("dependencies.allowed_index_urls: {e}")))?;
+        for origin in &self.cors_allowed_origins {
+            if !valid_origin(origin) {
+                return Err(SettingsError::Invalid(format!(
+                    "cors_allowed_origins: {origin:?} is not `*` or scheme://host[:port]"
+                )));
+            }
+        }
         if !(1..=604_800).contains(&self.storage.presign_ttl_secs) {
             return Err(SettingsError::Invalid("storage.presign_ttl_secs: must be 1 to 604800".into()));
         }
@@ -210,6 +221,19 @@ fn set_path(
     };
     node.as_object_mut().ok_or("not a section")?.insert(last.clone(), value);
     Ok(())
+}
+
+/// Whether `origin` is `*` or an origin as browsers send it: `http(s)://host[:port]`, nothing
+/// after.
+fn valid_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else { return false };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@', ' '])
+        && rest.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
@@ -357,6 +381,20 @@ mod tests {
         assert_eq!(s.dependencies.allowed_index_urls, ["https://a.example/"]);
         let bad = Settings::load(None, env(&[("SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS", "ftp://x/")]));
         assert!(bad.is_err(), "an entry that is not an http(s) URL is refused at start");
+    }
+
+    #[test]
+    fn cors_origins_are_origins() {
+        let s = Settings::load(
+            None,
+            env(&[("SANDBOX_CORS_ALLOWED_ORIGINS", "http://127.0.0.1:3000, https://console.example")]),
+        )
+        .unwrap();
+        assert_eq!(s.cors_allowed_origins, ["http://127.0.0.1:3000", "https://console.example"]);
+        for bad in ["127.0.0.1:3000", "http://a.example/path", "ftp://a.example", "http://"] {
+            let r = Settings::load(None, env(&[("SANDBOX_CORS_ALLOWED_ORIGINS", bad)]));
+            assert!(r.is_err(), "{bad}");
+        }
     }
 
     #[test]

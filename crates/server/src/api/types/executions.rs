@@ -63,7 +63,8 @@ pub struct ExecuteCodeResponse {
     pub execution_id: String,
     /// Its session.
     pub session_id: String,
-    /// `pending`.
+    /// `running`: the execution is handed to the sandbox at once.
+    #[schema(pattern = "^running$")]
     pub status: String,
     /// When recorded.
     pub created_at: Option<DateTime<Utc>>,

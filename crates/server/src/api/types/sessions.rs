@@ -129,7 +129,7 @@ pub struct ResourceLimitResponse {
     pub memory: String,
     /// Disk.
     pub disk: String,
-    /// Most processes in the sandbox.
+    /// Most processes of one execution (the `executor.max_processes` setting).
     pub max_processes: Option<i64>,
 }
 
@@ -225,7 +225,7 @@ pub fn shown_session_id(caller: &Caller, s: &Session) -> String {
 impl SessionResponse {
     /// Renders a session for `caller`; `language_runtime` comes from its template. Where it runs
     /// (host path, node, container, pod) is shown to admin keys only.
-    pub fn new(s: Session, language_runtime: String, caller: &Caller) -> Self {
+    pub fn new(s: Session, language_runtime: String, caller: &Caller, max_processes: u64) -> Self {
         let id = shown_session_id(caller, &s);
         let s = if caller.is_admin {
             s
@@ -238,7 +238,7 @@ impl SessionResponse {
                 cpu: s.cpu.to_string(),
                 memory: s.memory.to_string(),
                 disk: s.disk.to_string(),
-                max_processes: Some(128),
+                max_processes: i64::try_from(max_processes).ok(),
             }),
             requested_dependencies: s.requested_dependencies.iter().map(Into::into).collect(),
             installed_dependencies: s.installed_dependencies.iter().map(Into::into).collect(),
