@@ -119,22 +119,6 @@ impl fmt::Display for SessionStatus {
     }
 }
 
-impl ExecutionStatus {
-    /// Parses a name; `None` for anything else.
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            ExecutionStatus::Pending,
-            ExecutionStatus::Running,
-            ExecutionStatus::Completed,
-            ExecutionStatus::Failed,
-            ExecutionStatus::Timeout,
-            ExecutionStatus::Crashed,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
-    }
-}
-
 /// An API key. Only a hash of the secret is kept.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiKey {

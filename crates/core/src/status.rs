@@ -19,9 +19,27 @@ pub enum ExecutionStatus {
     Timeout,
     /// Killed by a signal (such as the out-of-memory killer), or the sandbox failed under it.
     Crashed,
+    /// Cancelled on request: its processes were killed.
+    Cancelled,
 }
 
 impl ExecutionStatus {
+    /// Every status, in the order of an execution's life.
+    pub const ALL: [ExecutionStatus; 7] = [
+        ExecutionStatus::Pending,
+        ExecutionStatus::Running,
+        ExecutionStatus::Completed,
+        ExecutionStatus::Failed,
+        ExecutionStatus::Timeout,
+        ExecutionStatus::Crashed,
+        ExecutionStatus::Cancelled,
+    ];
+
+    /// Parses a name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
     /// Whether the execution has ended; a terminal status never changes again.
     pub fn is_terminal(self) -> bool {
         !matches!(self, ExecutionStatus::Pending | ExecutionStatus::Running)
@@ -36,6 +54,7 @@ impl ExecutionStatus {
             ExecutionStatus::Failed => "failed",
             ExecutionStatus::Timeout => "timeout",
             ExecutionStatus::Crashed => "crashed",
+            ExecutionStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -59,8 +78,10 @@ mod tests {
             ExecutionStatus::Failed,
             ExecutionStatus::Timeout,
             ExecutionStatus::Crashed,
+            ExecutionStatus::Cancelled,
         ] {
             assert!(s.is_terminal());
+            assert_eq!(ExecutionStatus::parse(s.as_str()), Some(s));
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
         }
     }

@@ -152,10 +152,11 @@ async fn a_context_runs_one_execution_at_a_time_and_contexts_run_side_by_side() 
             _ => sb.executor.kill(&req.execution_id).await.unwrap(),
         }
         let r = sb.executor.execute_in(id, &req).await.unwrap();
-        assert_eq!(r.status, ExecutionStatus::Crashed, "{end}: {r:?}");
+        let want = if end == "killed" { ExecutionStatus::Cancelled } else { ExecutionStatus::Crashed };
+        assert_eq!(r.status, want, "{end}: {r:?}");
         assert!(r.metrics.duration_ms < 10_000.0, "{end}: {r:?}");
         let why = r.error_message.unwrap();
-        assert!(why.contains(end) || end == "killed" && why.contains("killed on request"), "{end}: {why}");
+        assert!(why.contains(end) || end == "killed" && why.contains("cancelled on request"), "{end}: {why}");
     }
     assert_eq!(main_text(&cell(&sb, "a", Language::Python, "'fresh'").await), Some("'fresh'"));
     assert!(sb.executor.context("b").await.unwrap().is_none());

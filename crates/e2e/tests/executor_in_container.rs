@@ -169,8 +169,8 @@ async fn kill_ends_a_running_execution() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     sb.executor.kill(&req.execution_id).await.unwrap();
     let r = sb.executor.execute(&req).await.unwrap();
-    assert_eq!(r.status, ExecutionStatus::Crashed);
-    assert_eq!(r.error_message.as_deref(), Some("execution was killed on request"));
+    assert_eq!(r.status, ExecutionStatus::Cancelled);
+    assert_eq!(r.error_message.as_deref(), Some("execution was cancelled on request"));
     assert!(r.metrics.duration_ms < 10_000.0);
 }
 

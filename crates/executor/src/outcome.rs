@@ -99,7 +99,7 @@ pub fn classify(e: &Ended) -> Verdict {
         return v;
     }
     if e.killed {
-        kill(&mut v, ExecutionStatus::Crashed, "execution was killed on request".into());
+        kill(&mut v, ExecutionStatus::Cancelled, "execution was cancelled on request".into());
         return v;
     }
     let sigkilled = matches!(e.exit.unwrap_or(e.sandbox_exit), Exit::Signal(libc::SIGKILL) | Exit::Code(137));

@@ -308,3 +308,64 @@ async fn lifecycle_async_executions_and_streaming() {
     let (s, _) = srv.call(reqwest::Method::GET, &format!("/api/v1/executions/{exec}/status"), &k, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "executions removed with the session");
 }
+
+/// Cancelling a running execution kills its processes (a program that keeps appending to a
+/// workspace file stops) and ends it `cancelled`; cancelling again, or cancelling a finished
+/// execution, answers with it as it is. A cell of a context takes the interpreter with it.
+#[tokio::test]
+async fn cancel_kills_a_running_execution_once() {
+    let srv = Server::start(&[]).await;
+    let k = srv.key.clone();
+    let id = srv.create_session(&k, "python-basic").await;
+    let code = "import os, subprocess, time\n\
+                subprocess.Popen(['sh', '-c', 'while true; do echo x >> /workspace/child.log; sleep 0.05; done'])\n\
+                while True:\n    open('/workspace/parent.log', 'a').write('x')\n    time.sleep(0.05)";
+    let (s, sub) = srv
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/executions/sessions/{id}/execute"),
+            &k,
+            Some(json!({"code": code, "language": "python", "timeout": 120})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{sub}");
+    let exec = sub["execution_id"].as_str().unwrap().to_owned();
+    let size = |name: &str| {
+        let path = srv.dir.path().join("sessions").join(&id).join("workspace").join(name);
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while size("child.log") == 0 || size("parent.log") == 0 {
+        assert!(Instant::now() < deadline, "the program never started writing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let path = format!("/api/v1/executions/{exec}/cancel");
+    let (s, e) = srv.call(reqwest::Method::POST, &path, &k, None).await;
+    assert_eq!((s, e["status"].as_str()), (StatusCode::OK, Some("cancelled")), "{e}");
+    assert!(e["error_message"].as_str().unwrap().contains("cancelled"), "{e}");
+    let (child, parent) = (size("child.log"), size("parent.log"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!((size("child.log"), size("parent.log")), (child, parent), "nothing of it runs any more");
+    let (s, again) = srv.call(reqwest::Method::POST, &path, &k, None).await;
+    assert_eq!(
+        (s, again["status"].as_str(), &again["completed_at"]),
+        (StatusCode::OK, Some("cancelled"), &e["completed_at"])
+    );
+
+    let (_, done, _) = srv.execute(&k, &id, json!({"code": "print(1)", "language": "python"})).await;
+    let (s, same) = srv
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/executions/{}/cancel", done["id"].as_str().unwrap()),
+            &k,
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, same["status"].as_str()),
+        (StatusCode::OK, Some("completed")),
+        "a finished execution stays as it ended"
+    );
+    let (s, _) = srv.call(reqwest::Method::POST, "/api/v1/executions/exec_nope/cancel", &k, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

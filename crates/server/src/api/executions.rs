@@ -1,4 +1,4 @@
-//! `/api/v1/executions`: submit (async or sync, optionally streamed), status, result, list.
+//! `/api/v1/executions`: submit (async or sync, optionally streamed), status, result, cancel, list.
 
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, PathParam, Query, page};
@@ -203,6 +203,26 @@ pub async fn result(
     PathParam(id): PathParam<String>,
 ) -> Result<Json<ExecutionResponse>, ApiError> {
     status(State(state), caller, PathParam(id)).await
+}
+
+/// Cancels a running execution: its processes are killed and it ends `cancelled` (a cell of a
+/// code context takes the context's interpreter with it: the context is `lost`; to stop a cell
+/// and keep the context's state, interrupt the context instead). Idempotent: an execution that
+/// has ended is answered as it is.
+#[utoipa::path(post, path = "/api/v1/executions/{execution_id}/cancel", tag = "executions", security(("bearer" = [])),
+    params(("execution_id" = String, Path, description = "Execution id")),
+    responses(
+        (status = 200, description = "The execution once it has ended (`cancelled`, or how it ended first), or its current state if it had not ended within 10 s", body = ExecutionResponse),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such execution", body = ErrorBody),
+        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<String>,
+) -> Result<Json<ExecutionResponse>, ApiError> {
+    let (e, session) = state.executions.cancel(&caller, &id, Duration::from_secs(10)).await?;
+    Ok(Json(ExecutionResponse::from(e).in_session(shown_session_id(&caller, &session))))
 }
 
 /// A session's executions, newest first.

@@ -119,7 +119,9 @@ pub struct ExecutionResponse {
     pub id: String,
     /// Session.
     pub session_id: String,
-    /// `pending`, `running`, `completed`, `failed`, `timeout` or `crashed`.
+    /// `running`, then `completed`, `failed`, `timeout`, `crashed` or `cancelled` (`pending` is
+    /// never used by this server).
+    #[schema(pattern = "^(pending|running|completed|failed|timeout|crashed|cancelled)$")]
     pub status: String,
     /// The program.
     pub code: Option<String>,

@@ -327,6 +327,37 @@ impl Executions {
         Ok((e, session))
     }
 
+    /// Cancels a running execution: its sandbox's processes are killed and it ends `cancelled`
+    /// (a cell of a code context takes the context's interpreter with it: the context is
+    /// `lost`). Waits up to `wait` for the end and answers with the execution as it then is; an
+    /// execution that has already ended is answered as it is (cancelling is idempotent).
+    pub async fn cancel(
+        &self,
+        caller: &Caller,
+        id: &str,
+        wait: Duration,
+    ) -> Result<(Execution, Session), ServiceError> {
+        let (e, session) = self.get(caller, id).await?;
+        if e.status.is_terminal() {
+            return Ok((e, session));
+        }
+        let client = self.sessions.executor(&session).await?;
+        match client.kill(id).await {
+            // Not running there (any more): it is ending, or its sandbox is gone and recovery
+            // will end it.
+            Ok(()) | Err(ClientError::Api { status: 404, .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            let (e, session) = self.get(caller, id).await?;
+            if e.status.is_terminal() || Instant::now() >= deadline {
+                return Ok((e, session));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// A session's executions, newest first.
     pub async fn list(
         &self,
