@@ -14,8 +14,8 @@ use sandbox_core::model::{Context, Session, SessionStatus};
 use sandbox_executor_client::{ClientError, ExecutorClient};
 use sandbox_protocol::{ContextInfo, ContextRequest, ContextStatus, ErrorCode};
 use sandbox_store::Store;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 /// A validated request for a new context.
 #[derive(Debug, Clone)]
@@ -75,7 +75,14 @@ pub struct Contexts {
     settings: Arc<Settings>,
     store: Arc<dyn Store>,
     sessions: Arc<Sessions>,
+    /// Records read lately, by id: they never change, and every execution in a context looks
+    /// its record up. One deleted here is dropped; one deleted through another replica is
+    /// dropped when its executor refuses it ([`forget`](Self::forget)).
+    known: Mutex<HashMap<String, Context>>,
 }
+
+/// How many records [`Contexts::known`] holds before it starts again.
+const KNOWN_MAX: usize = 4096;
 
 /// 404 for a context id the session does not have.
 fn not_found(id: &str) -> ServiceError {
@@ -109,7 +116,7 @@ pub fn refusal(id: &str, err: ClientError) -> ServiceError {
 impl Contexts {
     /// The service.
     pub fn new(settings: Arc<Settings>, store: Arc<dyn Store>, sessions: Arc<Sessions>) -> Self {
-        Contexts { settings, store, sessions }
+        Contexts { settings, store, sessions, known: Mutex::default() }
     }
 
     /// Starts a context in a running session of the caller's.
@@ -241,7 +248,27 @@ impl Contexts {
     /// The context `id` of a session in the caller's, for running an execution in: 404 when
     /// the session has no such context.
     pub async fn of_session(&self, session: &Session, id: &str) -> Result<Context, ServiceError> {
-        self.store.context(id).await?.filter(|c| c.session_id == session.id).ok_or_else(|| not_found(id))
+        let cached = self.known().get(id).cloned();
+        let record = match cached {
+            Some(c) => Some(c),
+            None => self.store.context(id).await?,
+        };
+        let record = record.filter(|c| c.session_id == session.id).ok_or_else(|| not_found(id))?;
+        let mut known = self.known();
+        if known.len() >= KNOWN_MAX {
+            known.clear();
+        }
+        known.insert(record.id.clone(), record.clone());
+        Ok(record)
+    }
+
+    /// Drops what is remembered of context `id` (its executor no longer knows it).
+    pub fn forget(&self, id: &str) {
+        self.known().remove(id);
+    }
+
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<String, Context>> {
+        self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Ends a context's interpreter (a running execution in it ends `crashed`) and forgets it.
@@ -254,6 +281,7 @@ impl Contexts {
             }
         }
         self.store.delete_context(&record.id).await?;
+        self.forget(&record.id);
         Ok(())
     }
 

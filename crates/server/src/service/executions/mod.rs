@@ -177,6 +177,7 @@ impl Executions {
                     if let Err(e) = self.store.delete_execution(&execution.id).await {
                         tracing::warn!(execution_id = %execution.id, error = %e, "could not forget a refused execution");
                     }
+                    self.contexts.forget(&c.id);
                     return Err(refusal(&c.id, err));
                 }
             },
