@@ -194,6 +194,10 @@ class Client:
         """One session (``NotFound`` when there is none of that id)."""
         return Session(self, self.request("GET", f"/sessions/{_quote(session_id)}"))
 
+    def delete_session(self, session_id: str) -> None:
+        """Remove a session, its executions and its workspace (again: no error)."""
+        self.request("DELETE", f"/sessions/{_quote(session_id)}")
+
     def list_sessions(
         self,
         *,
@@ -378,7 +382,7 @@ class Session:
 
     def delete(self) -> None:
         """Remove the session, its executions and its workspace (again: no error)."""
-        self.client.request("DELETE", self._path)
+        self.client.delete_session(self.id)
 
 
 class Context:

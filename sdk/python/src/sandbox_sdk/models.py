@@ -46,7 +46,8 @@ class Result:
         value = self.data.get(mime)
         return value if isinstance(value, str) else None
 
-    def _binary(self, mime: str) -> Optional[bytes]:
+    def binary(self, mime: str) -> Optional[bytes]:
+        """The output in a binary MIME type (base64 on the wire), decoded; ``None`` when absent."""
         value = self.data.get(mime)
         return base64.b64decode(value) if isinstance(value, str) else None
 
@@ -78,17 +79,17 @@ class Result:
     @property
     def png(self) -> Optional[bytes]:
         """``image/png``, decoded."""
-        return self._binary("image/png")
+        return self.binary("image/png")
 
     @property
     def jpeg(self) -> Optional[bytes]:
         """``image/jpeg``, decoded."""
-        return self._binary("image/jpeg")
+        return self.binary("image/jpeg")
 
     @property
     def pdf(self) -> Optional[bytes]:
         """``application/pdf``, decoded."""
-        return self._binary("application/pdf")
+        return self.binary("application/pdf")
 
 
 @dataclass
