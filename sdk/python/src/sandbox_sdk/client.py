@@ -110,9 +110,9 @@ class Client:
         url = url or os.environ.get("SANDBOX_URL")
         api_key = api_key or os.environ.get("SANDBOX_API_KEY")
         if not url:
-            raise ConfigurationError("no server URL: pass url= or set SANDBOX_URL", code="not_configured")
+            raise ConfigurationError("no server URL: set SANDBOX_URL or pass one", code="not_configured")
         if not api_key:
-            raise ConfigurationError("no API key: pass api_key= or set SANDBOX_API_KEY", code="not_configured")
+            raise ConfigurationError("no API key: set SANDBOX_API_KEY or pass one", code="not_configured")
         self.url = url.rstrip("/")
         if self.url.endswith(API_PREFIX):
             self.url = self.url[: -len(API_PREFIX)]
