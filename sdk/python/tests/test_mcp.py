@@ -13,7 +13,9 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from sandbox_sdk import Client, NotFound
+from sandbox_sdk.mcp import SandboxTools
 
+from .conftest import TEMPLATE
 from .test_sdk import PNG
 
 T = TypeVar("T")
@@ -113,3 +115,25 @@ def test_create_and_delete_session_tools(server_env: Dict[str, str], client: Cli
     session_id = with_mcp(server_env, body)
     with pytest.raises(NotFound):
         client.get_session(session_id)
+
+
+def test_lost_interpreter_and_ended_session_are_replaced_with_a_note(client: Client) -> None:
+    tools = SandboxTools(client, TEMPLATE)
+    try:
+        first = tools.run_code("x = 1")[0]
+        session_id = re.search(r"started sandbox session (\S+)", first).group(1)  # type: ignore[union-attr]
+        tools.run_code("import os\nos._exit(3)")  # the interpreter ends: the context is lost
+        again = tools.run_code("print('back')\n'x' in globals()")[0]
+        assert "interpreter had been lost" in again and "stdout:\nback" in again
+        assert "result:\nFalse" in again
+
+        client.delete_session(session_id)  # ended behind the server's back
+        replaced = tools.run_code("print('new')")[0]
+        assert f"session {session_id} had ended (session_not_found)" in replaced
+        assert "stdout:\nnew" in replaced
+        new_id = re.search(r"started sandbox session (\S+)", replaced).group(1)  # type: ignore[union-attr]
+        assert new_id != session_id
+    finally:
+        tools.close()
+    with pytest.raises(NotFound):
+        client.get_session(new_id)

@@ -380,7 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(sub: Any, name: str, fn: Callable[[Client, argparse.Namespace], int], help: str,
                 parents: Sequence[argparse.ArgumentParser] = ()) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help, parents=[common, *parents])
+        p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help,
+                                                    parents=[common, *parents])
         p.set_defaults(func=fn)
         return p
 
@@ -448,7 +449,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args.json = getattr(args, "json", False)
     try:
         with Client(getattr(args, "url", None), getattr(args, "api_key", None)) as client:
-            return args.func(client, args)
+            code: int = args.func(client, args)
+            return code
     except (SandboxError, CliError, OSError) as e:
         print(f"sandbox: error: {e}", file=sys.stderr)
     except KeyboardInterrupt:

@@ -34,8 +34,8 @@ try:  # mcp 2.x
     from mcp.server.mcpserver import MCPServer as FastMCP
     from mcp.server.mcpserver.exceptions import ToolError
 except ImportError:  # mcp 1.x
-    from mcp.server.fastmcp import FastMCP, Image  # type: ignore[no-redef]
-    from mcp.server.fastmcp.exceptions import ToolError  # type: ignore[no-redef]
+    from mcp.server.fastmcp import FastMCP, Image  # type: ignore
+    from mcp.server.fastmcp.exceptions import ToolError  # type: ignore
 
 __all__ = ["SandboxTools", "build_server", "main"]
 
