@@ -3,8 +3,10 @@
 # outside through HTTP only:
 #   1. conformance/run.py: every case of the conformance corpus through the REST API, stateless
 #      and again each as a cell of a code context of its own,
-#   2. conformance/attacks.py: the attacks on the control plane itself (control-plane.json),
-#   3. schemathesis against the server's /openapi.json: no 5xx, responses match the schema.
+#   2. scripts/sdk-tests.sh: the Python SDK, the `sandbox` CLI and the `sandbox-mcp` MCP server
+#      (sdk/python/tests),
+#   3. conformance/attacks.py: the attacks on the control plane itself (control-plane.json),
+#   4. schemathesis against the server's /openapi.json: no 5xx, responses match the schema.
 #      Package installers get no network here (dependencies.network = none): an install the
 #      fuzzer manages to start fails fast as "index unreachable" and nothing leaves the host.
 # Called by scripts/test.sh; needs scripts/setup.sh (images) and scripts/test-tools.sh (MariaDB,
@@ -64,6 +66,12 @@ if ! python3 conformance/run.py conformance/cases.json; then
 fi
 say "conformance corpus inside code contexts"
 if ! python3 conformance/run.py --contexts conformance/cases.json; then
+  tail -50 "$work/server.log"
+  exit 1
+fi
+
+say "Python SDK, CLI and MCP server (sdk/python)"
+if ! scripts/sdk-tests.sh; then
   tail -50 "$work/server.log"
   exit 1
 fi
