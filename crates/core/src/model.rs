@@ -332,6 +332,24 @@ pub struct Execution {
     pub error: Option<ExecError>,
 }
 
+/// A request made with an `Idempotency-Key`: the operation and request the key was first used
+/// for, and what that made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    /// The API key that made the request (keys are scoped per API key).
+    pub owner_key_id: String,
+    /// The client's `Idempotency-Key`.
+    pub key: String,
+    /// What was asked (`sessions.create`, `execute:<session>`).
+    pub operation: String,
+    /// A hash of the request, so the key cannot be reused for another one.
+    pub fingerprint: String,
+    /// What the request made (a session or execution id), once it has.
+    pub resource_id: Option<String>,
+    /// When the key was first used.
+    pub created_at: DateTime<Utc>,
+}
+
 /// A code context: a long-lived interpreter in a session's sandbox, whose state persists from
 /// one execution to the next. The record says what it was created with; whether its
 /// interpreter is alive is the executor's to say.

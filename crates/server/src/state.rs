@@ -5,6 +5,7 @@ use crate::service::contexts::Contexts;
 use crate::service::dependencies::Dependencies;
 use crate::service::executions::Executions;
 use crate::service::files::Files;
+use crate::service::idempotency::Idempotency;
 use crate::service::keys::Keys;
 use crate::service::lifecycle::Lifecycle;
 use crate::service::pools::Pools;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Code contexts.
     pub contexts: Arc<Contexts>,
+    /// Idempotency keys of session creates and executions.
+    pub idempotency: Arc<Idempotency>,
     /// When the server started.
     pub started: Instant,
 }
@@ -95,6 +98,7 @@ impl AppState {
             metrics.clone(),
         ));
         AppState {
+            idempotency: Arc::new(Idempotency::new(store.clone())),
             keys: Arc::new(Keys::new(store.clone())),
             templates: Arc::new(Templates::new(store.clone(), runtime.clone())),
             files: Arc::new(Files::new(sessions.clone(), settings.storage.clone())),

@@ -369,3 +369,55 @@ async fn cancel_kills_a_running_execution_once() {
     let (s, _) = srv.call(reqwest::Method::POST, "/api/v1/executions/exec_nope/cancel", &k, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+/// A request retried with the same `Idempotency-Key` answers with what the first one made and
+/// never runs twice; the key cannot be reused for another request.
+#[tokio::test]
+async fn retried_requests_with_an_idempotency_key_run_once() {
+    let srv = Server::start(&[]).await;
+    let k = srv.key.clone();
+    let post = |path: String, key: &'static str, body: Value| {
+        let req = srv.http.post(srv.url(&path)).bearer_auth(&k).header("idempotency-key", key).json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let create = json!({"template_id": "python-basic"});
+    let (s1, first) = post("/api/v1/sessions".into(), "create-1", create.clone()).await;
+    let (s2, again) = post("/api/v1/sessions".into(), "create-1", create.clone()).await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED), "{first} {again}");
+    assert_eq!(first["id"], again["id"], "the same session");
+    let (_, list) = srv.call(reqwest::Method::GET, "/api/v1/sessions", &k, None).await;
+    assert_eq!(list["total"], 1, "one session made: {list}");
+    let id = first["id"].as_str().unwrap().to_owned();
+
+    let code =
+        json!({"code": "open('/workspace/ran.txt', 'a').write('x')\nprint('done')", "language": "python"});
+    let path = format!("/api/v1/executions/sessions/{id}/execute-sync");
+    let (s1, e1) = post(path.clone(), "exec-1", code.clone()).await;
+    let (s2, e2) = post(path.clone(), "exec-1", code.clone()).await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    assert_eq!((e1["id"].clone(), e2["status"].as_str()), (e2["id"].clone(), Some("completed")), "{e1} {e2}");
+    let (s3, e3) = post(format!("/api/v1/executions/sessions/{id}/execute"), "exec-2", code.clone()).await;
+    let (s4, e4) = post(format!("/api/v1/executions/sessions/{id}/execute"), "exec-2", code.clone()).await;
+    assert_eq!(
+        (s3, s4, &e3["execution_id"]),
+        (StatusCode::CREATED, StatusCode::CREATED, &e4["execution_id"])
+    );
+    let ran = srv.python(&id, "import time\ntime.sleep(1)\nprint(open('/workspace/ran.txt').read())").await;
+    assert_eq!(ran["stdout"], "xx\n", "two keys, two runs, whatever the retries");
+
+    let (s, reused) = post(path.clone(), "exec-1", json!({"code": "print(2)", "language": "python"})).await;
+    assert_eq!(
+        (s, reused["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("idempotency_key_reused")),
+        "{reused}"
+    );
+    let (s, bad) = post(path, "has space", code).await;
+    assert_eq!(
+        (s, bad["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_idempotency_key")),
+        "{bad}"
+    );
+}

@@ -12,7 +12,9 @@ mod sql;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use migrate::Dialect;
-use sandbox_core::model::{ApiKey, Context, Execution, PoolSandbox, Session, SessionStatus, Template};
+use sandbox_core::model::{
+    ApiKey, Context, Execution, IdempotencyRecord, PoolSandbox, Session, SessionStatus, Template,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -178,6 +180,20 @@ pub trait Store: Send + Sync {
     async fn list_contexts(&self, session_id: &str) -> Result<Vec<Context>>;
     /// Forgets a code context (its executions keep naming it); `false` if it does not exist.
     async fn delete_context(&self, id: &str) -> Result<bool>;
+
+    /// Claims an idempotency key for a request unless it is held: `None` when claimed now,
+    /// else the record that holds it. A record created before `expired_before` is replaced.
+    async fn claim_idempotency_key(
+        &self,
+        r: &IdempotencyRecord,
+        expired_before: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>>;
+    /// Records what the request holding an idempotency key made.
+    async fn complete_idempotency_key(&self, owner_key_id: &str, key: &str, resource_id: &str) -> Result<()>;
+    /// Gives up an idempotency key whose request failed (a retry may try again).
+    async fn release_idempotency_key(&self, owner_key_id: &str, key: &str) -> Result<()>;
+    /// Forgets idempotency keys first used before `before`; how many.
+    async fn purge_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64>;
 
     /// Stores a new execution; `Conflict` if the id exists.
     async fn insert_execution(&self, e: &Execution) -> Result<()>;

@@ -3,7 +3,8 @@
 use crate::{Result, StoreError};
 use chrono::{DateTime, Utc};
 use sandbox_core::model::{
-    ApiKey, Context, Execution, InstallStatus, PoolSandbox, PoolState, Session, SessionStatus, Template,
+    ApiKey, Context, Execution, IdempotencyRecord, InstallStatus, PoolSandbox, PoolState, Session,
+    SessionStatus, Template,
 };
 use sandbox_core::{CpuQuantity, ExecutionStatus, Language, MemoryQuantity};
 use serde::Serialize;
@@ -201,6 +202,19 @@ pub(crate) fn context_fields(c: &Context) -> Result<Fields> {
         ("env_vars", json(CONTEXTS.name, "env_vars", &c.env_vars)?),
         ("created_at", c.created_at.into()),
     ])
+}
+
+/// Reads a row of `idempotency_keys`.
+pub(crate) fn idempotency_from_row(row: &AnyRow) -> Result<IdempotencyRecord> {
+    let r = Cols { row, table: "idempotency_keys" };
+    Ok(IdempotencyRecord {
+        owner_key_id: r.text("owner_key_id")?,
+        key: r.text("idem_key")?,
+        operation: r.text("operation")?,
+        fingerprint: r.text("fingerprint")?,
+        resource_id: r.opt_text("resource_id")?,
+        created_at: r.time("created_at")?,
+    })
 }
 
 /// Reads a row a code context was written to.

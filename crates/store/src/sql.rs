@@ -4,14 +4,14 @@ use crate::migrate::{Dialect, migrate};
 use crate::records::{
     API_KEYS, Arg, CONTEXTS, Cols, EXECUTIONS, Fields, POOL_SANDBOXES, SESSIONS, TEMPLATES, Table,
     api_key_fields, api_key_from_row, context_fields, context_from_row, execution_fields, execution_from_row,
-    pool_sandbox_fields, pool_sandbox_from_row, session_fields, session_from_row, template_fields,
-    template_from_row,
+    idempotency_from_row, pool_sandbox_fields, pool_sandbox_from_row, session_fields, session_from_row,
+    template_fields, template_from_row,
 };
 use crate::{Page, Result, SessionFilter, Store, StoreError, db};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sandbox_core::model::{
-    ApiKey, Context, Execution, PoolSandbox, PoolState, Session, SessionStatus, Template,
+    ApiKey, Context, Execution, IdempotencyRecord, PoolSandbox, PoolState, Session, SessionStatus, Template,
 };
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor};
@@ -387,6 +387,72 @@ impl Store for SqlStore {
 
     async fn delete_context(&self, id: &str) -> Result<bool> {
         Ok(self.affected(sqlx::query("DELETE FROM contexts WHERE id = ?").bind(id)).await? > 0)
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        r: &IdempotencyRecord,
+        expired_before: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let expired = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE owner_key_id = ? AND idem_key = ? AND created_at < ?",
+        )
+        .bind(&r.owner_key_id)
+        .bind(&r.key)
+        .bind(expired_before.timestamp_millis());
+        self.affected(expired).await?;
+        // A key released between a refused insert and the read is free again: one more try.
+        for _ in 0..2 {
+            let insert = sqlx::query(
+                "INSERT INTO idempotency_keys (owner_key_id, idem_key, operation, fingerprint, resource_id, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&r.owner_key_id)
+            .bind(&r.key)
+            .bind(&r.operation)
+            .bind(&r.fingerprint)
+            .bind(&r.resource_id)
+            .bind(r.created_at.timestamp_millis());
+            match insert.execute(&self.pool).await {
+                Ok(_) => return Ok(None),
+                Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {}
+                Err(e) => return Err(db(e)),
+            }
+            let q = sqlx::query("SELECT * FROM idempotency_keys WHERE owner_key_id = ? AND idem_key = ?")
+                .bind(&r.owner_key_id)
+                .bind(&r.key);
+            if let Some(held) = self.fetch_one(q, idempotency_from_row).await? {
+                return Ok(Some(held));
+            }
+        }
+        Err(StoreError::Conflict(format!("idempotency key {}", r.key)))
+    }
+
+    async fn complete_idempotency_key(&self, owner_key_id: &str, key: &str, resource_id: &str) -> Result<()> {
+        let q = sqlx::query(
+            "UPDATE idempotency_keys SET resource_id = ? WHERE owner_key_id = ? AND idem_key = ?",
+        )
+        .bind(resource_id)
+        .bind(owner_key_id)
+        .bind(key);
+        self.affected(q).await?;
+        Ok(())
+    }
+
+    async fn release_idempotency_key(&self, owner_key_id: &str, key: &str) -> Result<()> {
+        let q = sqlx::query(
+            "DELETE FROM idempotency_keys WHERE owner_key_id = ? AND idem_key = ? AND resource_id IS NULL",
+        )
+        .bind(owner_key_id)
+        .bind(key);
+        self.affected(q).await?;
+        Ok(())
+    }
+
+    async fn purge_idempotency_keys(&self, before: DateTime<Utc>) -> Result<u64> {
+        let q =
+            sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?").bind(before.timestamp_millis());
+        self.affected(q).await
     }
 
     async fn insert_execution(&self, e: &Execution) -> Result<()> {

@@ -1,13 +1,14 @@
 //! `/api/v1/executions`: submit (async or sync, optionally streamed), status, result, cancel, list.
 
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{Body, PathParam, Query, page};
+use crate::api::extract::{Body, IdempotencyKey, PathParam, Query, page};
 use crate::api::types::{
     DisplayResult, ExecuteCodeRequest, ExecuteCodeResponse, ExecuteQuery, ExecuteSyncQuery,
     ExecutionListResponse, ExecutionResponse, PageQuery, shown_session_id,
 };
 use crate::caller::Caller;
 use crate::service::executions::{NewExecution, Submitted};
+use crate::service::idempotency::{Claim, Ticket};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -16,6 +17,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt, stream};
 use sandbox_core::Language;
+use sandbox_core::model::Execution;
 use sandbox_protocol::{ExecEvent, StreamEvent};
 use std::convert::Infallible;
 use std::time::Duration;
@@ -42,13 +44,63 @@ fn parse_request(req: ExecuteCodeRequest) -> Result<NewExecution, ApiError> {
 }
 
 /// What the caller calls the session: the id it used in the path.
-fn accepted(s: &Submitted, session_id: &str) -> ExecuteCodeResponse {
+fn accepted(e: &Execution, session_id: &str) -> ExecuteCodeResponse {
     ExecuteCodeResponse {
-        execution_id: s.execution.id.clone(),
+        execution_id: e.id.clone(),
         session_id: session_id.to_owned(),
-        status: s.execution.status.as_str().into(),
-        created_at: Some(s.execution.created_at),
+        status: e.status.as_str().into(),
+        created_at: Some(e.created_at),
     }
+}
+
+/// What an `Idempotency-Key` on an execute request says: run it (completing the ticket with the
+/// new execution), or answer with the execution the key's first request started.
+enum Once {
+    Run(Option<Ticket>),
+    Replay(Execution),
+}
+
+async fn once(
+    state: &AppState,
+    caller: &Caller,
+    key: Option<String>,
+    session_id: &str,
+    req: &ExecuteCodeRequest,
+    stream: bool,
+) -> Result<Once, ApiError> {
+    let Some(key) = key else { return Ok(Once::Run(None)) };
+    if stream {
+        return Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key is not taken with stream=true: retry without streaming to get the execution",
+        ));
+    }
+    match state.idempotency.claim(caller, &key, &format!("execute:{session_id}"), req).await? {
+        Claim::New(ticket) => Ok(Once::Run(Some(ticket))),
+        Claim::Done(id) => Ok(Once::Replay(state.executions.get(caller, &id).await?.0)),
+    }
+}
+
+/// Submits an execution, completing or releasing the request's idempotency ticket.
+async fn submit(
+    state: &AppState,
+    caller: &Caller,
+    session_id: &str,
+    req: ExecuteCodeRequest,
+    stream: bool,
+    ticket: Option<Ticket>,
+) -> Result<Submitted, ApiError> {
+    let submitted = match parse_request(req) {
+        Ok(new) => state.executions.submit(caller, session_id, new, stream).await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    if let Some(ticket) = ticket {
+        match &submitted {
+            Ok(s) => state.idempotency.complete(ticket, &s.execution.id).await,
+            Err(_) => state.idempotency.release(ticket).await,
+        }
+    }
+    submitted
 }
 
 fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
@@ -60,7 +112,7 @@ fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
 /// execution, or `error` with an [`ErrorBody`] if it could not be followed to its end.
 fn sse(s: Submitted, session_id: String) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let first = stream::once({
-        let ev = json_event("started", &accepted(&s, &session_id));
+        let ev = json_event("started", &accepted(&s.execution, &session_id));
         async move { Ok(ev) }
     });
     let chunks = match s.events {
@@ -96,19 +148,19 @@ fn sse(s: Submitted, session_id: String) -> Sse<impl Stream<Item = Result<Event,
 /// Starts an execution and answers at once (or streams it with `stream=true`).
 #[utoipa::path(post, path = "/api/v1/executions/sessions/{session_id}/execute", tag = "executions",
     security(("bearer" = [])),
-    params(("session_id" = String, Path, description = "Session id"), ExecuteQuery),
+    params(("session_id" = String, Path, description = "Session id"), ExecuteQuery, ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key answers with what the first request made (kept 24 h, per API key)")),
     request_body = ExecuteCodeRequest,
     responses(
         (status = 201, description = "Recorded and started; with stream=true, Server-Sent Events", content(
             (ExecuteCodeResponse = "application/json"),
             (String = "text/event-stream"))),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or an invalid Idempotency-Key (or one with stream=true)", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session, or no such context in it", body = ErrorBody),
-        (status = 409, description = "The session is not running; or the context runs another execution (context_busy) or has lost its interpreter (context_lost)", body = ErrorBody),
+        (status = 409, description = "The session is not running; or the context runs another execution (context_busy) or has lost its interpreter (context_lost); or the first request with this Idempotency-Key is still being carried out (idempotency_key_in_use)", body = ErrorBody),
         (status = 413, description = "Code or body too large", body = ErrorBody),
-        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 422, description = "Invalid field, or an Idempotency-Key used for another request (idempotency_key_reused)", body = ErrorBody),
         (status = 429, description = "The session runs as many executions as it may", body = ErrorBody),
         (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
 pub async fn execute(
@@ -116,31 +168,36 @@ pub async fn execute(
     caller: Caller,
     PathParam(session_id): PathParam<String>,
     Query(q): Query<ExecuteQuery>,
+    IdempotencyKey(key): IdempotencyKey,
     Body(req): Body<ExecuteCodeRequest>,
 ) -> Result<Response, ApiError> {
-    let submitted = state.executions.submit(&caller, &session_id, parse_request(req)?, q.stream).await?;
+    let ticket = match once(&state, &caller, key, &session_id, &req, q.stream).await? {
+        Once::Replay(e) => return Ok((StatusCode::CREATED, Json(accepted(&e, &session_id))).into_response()),
+        Once::Run(ticket) => ticket,
+    };
+    let submitted = submit(&state, &caller, &session_id, req, q.stream, ticket).await?;
     if q.stream {
         return Ok(sse(submitted, session_id).into_response());
     }
-    Ok((StatusCode::CREATED, Json(accepted(&submitted, &session_id))).into_response())
+    Ok((StatusCode::CREATED, Json(accepted(&submitted.execution, &session_id))).into_response())
 }
 
 /// Runs an execution and answers with its result (or streams it with `stream=true`).
 #[utoipa::path(post, path = "/api/v1/executions/sessions/{session_id}/execute-sync", tag = "executions",
     security(("bearer" = [])),
-    params(("session_id" = String, Path, description = "Session id"), ExecuteSyncQuery),
+    params(("session_id" = String, Path, description = "Session id"), ExecuteSyncQuery, ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key answers with what the first request made (kept 24 h, per API key)")),
     request_body = ExecuteCodeRequest,
     responses(
         (status = 200, description = "The finished execution (or its state when sync_timeout passed first); with stream=true, Server-Sent Events", content(
             (ExecutionResponse = "application/json"),
             (String = "text/event-stream"))),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or an invalid Idempotency-Key (or one with stream=true)", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session, or no such context in it", body = ErrorBody),
-        (status = 409, description = "The session is not running; or the context runs another execution (context_busy) or has lost its interpreter (context_lost)", body = ErrorBody),
+        (status = 409, description = "The session is not running; or the context runs another execution (context_busy) or has lost its interpreter (context_lost); or the first request with this Idempotency-Key is still being carried out (idempotency_key_in_use)", body = ErrorBody),
         (status = 413, description = "Code or body too large", body = ErrorBody),
-        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 422, description = "Invalid field, or an Idempotency-Key used for another request (idempotency_key_reused)", body = ErrorBody),
         (status = 429, description = "The session runs as many executions as it may", body = ErrorBody),
         (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
 pub async fn execute_sync(
@@ -148,6 +205,7 @@ pub async fn execute_sync(
     caller: Caller,
     PathParam(session_id): PathParam<String>,
     Query(q): Query<ExecuteSyncQuery>,
+    IdempotencyKey(key): IdempotencyKey,
     Body(req): Body<ExecuteCodeRequest>,
 ) -> Result<Response, ApiError> {
     if let Some(p) = q.poll_interval
@@ -159,7 +217,15 @@ pub async fn execute_sync(
     if !(10..=3600).contains(&wait) {
         return Err(ApiError::invalid_field("sync_timeout", "must be between 10 and 3600"));
     }
-    let submitted = state.executions.submit(&caller, &session_id, parse_request(req)?, q.stream).await?;
+    let ticket = match once(&state, &caller, key, &session_id, &req, q.stream).await? {
+        // The first request's execution, once it has ended (or as it is when `wait` is over).
+        Once::Replay(e) => {
+            let (e, _) = state.executions.wait_for_end(&caller, &e.id, Duration::from_secs(wait)).await?;
+            return Ok(Json(ExecutionResponse::from(e).in_session(session_id)).into_response());
+        }
+        Once::Run(ticket) => ticket,
+    };
+    let submitted = submit(&state, &caller, &session_id, req, q.stream, ticket).await?;
     if q.stream {
         return Ok(sse(submitted, session_id).into_response());
     }

@@ -35,6 +35,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
+/// The `Idempotency-Key` header, if sent (checked by the idempotency service).
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match parts.headers.get("idempotency-key") {
+            None => Ok(IdempotencyKey(None)),
+            Some(v) => v.to_str().map(|k| IdempotencyKey(Some(k.to_owned()))).map_err(|_| {
+                ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be printable ASCII")
+            }),
+        }
+    }
+}
+
 /// A query string: 422 `validation_error` when it does not fit.
 pub struct Query<T>(pub T);
 

@@ -1,12 +1,13 @@
 //! `/api/v1/sessions`: create, list, get, terminate, delete.
 
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{Body, PathParam, Query, page};
+use crate::api::extract::{Body, IdempotencyKey, PathParam, Query, page};
 use crate::api::types::{
     CreateSessionQuery, CreateSessionRequest, InstallDependenciesRequest, ListSessionsQuery,
     SessionListResponse, SessionResponse,
 };
 use crate::caller::Caller;
+use crate::service::idempotency::Claim;
 use crate::service::sessions::NewSession;
 use crate::state::AppState;
 use axum::Json;
@@ -45,22 +46,34 @@ async fn render_one(
 
 /// Creates a session and its sandbox.
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", security(("bearer" = [])),
-    params(CreateSessionQuery), request_body = CreateSessionRequest,
+    params(CreateSessionQuery, ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key answers with what the first request made (kept 24 h, per API key)")), request_body = CreateSessionRequest,
     responses(
         (status = 201, description = "Created (running, or creating with wait=false)", body = SessionResponse),
-        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 400, description = "Malformed JSON, or an invalid Idempotency-Key", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 409, description = "A session with this id exists", body = ErrorBody),
-        (status = 422, description = "Invalid field, unknown template, or a template whose image is missing", body = ErrorBody),
+        (status = 409, description = "A session with this id exists, or the first request with this Idempotency-Key is still being carried out", body = ErrorBody),
+        (status = 422, description = "Invalid field, unknown template, a template whose image is missing, or an Idempotency-Key used for another request", body = ErrorBody),
         (status = 503, description = "The sandbox could not be started", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<CreateSessionQuery>,
+    IdempotencyKey(key): IdempotencyKey,
     Body(req): Body<CreateSessionRequest>,
 ) -> Result<(StatusCode, Json<SessionResponse>), ApiError> {
+    let ticket = match key {
+        None => None,
+        Some(key) => match state.idempotency.claim(&caller, &key, "sessions.create", &req).await? {
+            Claim::New(ticket) => Some(ticket),
+            // The session the first request made, as it is now.
+            Claim::Done(id) => {
+                let session = state.sessions.get(&caller, &id).await?;
+                return Ok((StatusCode::CREATED, render_one(&state, &caller, session).await?));
+            }
+        },
+    };
     let new = NewSession {
         id: req.id,
         template_id: req.template_id,
@@ -76,8 +89,14 @@ pub async fn create(
         allow_version_conflicts: req.allow_version_conflicts.unwrap_or(false),
         source_session_id: req.source_session_id,
     };
-    let session = state.sessions.create(&caller, new, q.wait).await?;
-    Ok((StatusCode::CREATED, render_one(&state, &caller, session).await?))
+    let created = state.sessions.create(&caller, new, q.wait).await;
+    if let Some(ticket) = ticket {
+        match &created {
+            Ok(session) => state.idempotency.complete(ticket, &session.id).await,
+            Err(_) => state.idempotency.release(ticket).await,
+        }
+    }
+    Ok((StatusCode::CREATED, render_one(&state, &caller, created?).await?))
 }
 
 /// Lists the caller's sessions (an admin key sees all), newest first.

@@ -110,6 +110,12 @@ impl Lifecycle {
             Ok(n) => tracing::info!(sessions = n, "old session records removed"),
             Err(e) => tracing::warn!(error = %e, "purging old sessions failed"),
         }
+        let expired = chrono::Utc::now() - crate::service::idempotency::KEY_TTL;
+        match self.store.purge_idempotency_keys(expired).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(keys = n, "expired idempotency keys removed"),
+            Err(e) => tracing::warn!(error = %e, "purging idempotency keys failed"),
+        }
     }
 
     async fn refill_pools(&self) {

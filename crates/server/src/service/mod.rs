@@ -6,6 +6,7 @@ pub mod disk;
 pub mod error;
 pub mod executions;
 pub mod files;
+pub mod idempotency;
 pub mod identity;
 pub mod keys;
 pub mod lifecycle;

@@ -3,8 +3,9 @@
 use chrono::{DateTime, Duration as Span, Utc};
 use sandbox_core::display::{DisplayOutput, ExecError};
 use sandbox_core::model::{
-    ApiKey, Artifact, Context, DependencySpec, Execution, ExecutionMetrics, FileChangeKind, InstallStatus,
-    InstalledDependency, PoolSandbox, PoolState, Session, SessionStatus, Template,
+    ApiKey, Artifact, Context, DependencySpec, Execution, ExecutionMetrics, FileChangeKind,
+    IdempotencyRecord, InstallStatus, InstalledDependency, PoolSandbox, PoolState, Session, SessionStatus,
+    Template,
 };
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_store::{Page, SessionFilter, Store, StoreError, open};
@@ -25,6 +26,7 @@ pub async fn exercise(url: &str, dialect: &str) {
     dependency_installs(&store).await;
     executions(&store).await;
     leases(&store).await;
+    idempotency_keys(&store).await;
     pools(&store).await;
     drop(store);
     reopen(url, dialect).await;
@@ -577,6 +579,42 @@ async fn contexts(store: &Arc<dyn Store>) {
     assert!(store.delete_context("c3").await.unwrap());
     assert!(!store.delete_context("c3").await.unwrap());
     assert_eq!(store.list_contexts("s1").await.unwrap(), vec![]);
+}
+
+async fn idempotency_keys(store: &Arc<dyn Store>) {
+    let rec = |owner: &str, key: &str, created: i64| IdempotencyRecord {
+        owner_key_id: owner.into(),
+        key: key.into(),
+        operation: "execute:s1".into(),
+        fingerprint: "f1".into(),
+        resource_id: None,
+        created_at: at(created),
+    };
+    assert_eq!(store.claim_idempotency_key(&rec("k1", "a", 100), at(0)).await.unwrap(), None, "claimed");
+    let held = store.claim_idempotency_key(&rec("k1", "a", 101), at(0)).await.unwrap();
+    assert_eq!(held, Some(rec("k1", "a", 100)), "held by the first claim, not yet done");
+    assert_eq!(
+        store.claim_idempotency_key(&rec("k2", "a", 101), at(0)).await.unwrap(),
+        None,
+        "keys are per API key"
+    );
+    store.complete_idempotency_key("k1", "a", "exec_1").await.unwrap();
+    store.release_idempotency_key("k1", "a").await.unwrap();
+    let done = store.claim_idempotency_key(&rec("k1", "a", 102), at(0)).await.unwrap().unwrap();
+    assert_eq!(done.resource_id.as_deref(), Some("exec_1"), "a completed key is not released");
+    store.release_idempotency_key("k2", "a").await.unwrap();
+    assert_eq!(
+        store.claim_idempotency_key(&rec("k2", "a", 103), at(0)).await.unwrap(),
+        None,
+        "released: free again"
+    );
+    assert_eq!(
+        store.claim_idempotency_key(&rec("k1", "a", 200), at(150)).await.unwrap(),
+        None,
+        "expired: replaced"
+    );
+    assert_eq!(store.purge_idempotency_keys(at(150)).await.unwrap(), 1, "k2's, from 103");
+    assert!(store.claim_idempotency_key(&rec("k1", "a", 201), at(150)).await.unwrap().is_some());
 }
 
 async fn leases(store: &Arc<dyn Store>) {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 
 /// `POST .../execute` and `.../execute-sync`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"code": "def handler(event):\n    return {'message': 'Hello, ' + event.get('name', 'World')}", "language": "python", "timeout": 10, "event": {"name": "World"}}))]
 pub struct ExecuteCodeRequest {
     /// The program (at most 102400 bytes).

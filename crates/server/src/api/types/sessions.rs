@@ -49,7 +49,7 @@ pub struct InstallDependenciesRequest {
 }
 
 /// `POST /api/v1/sessions`. Fields left out take the template's defaults.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"template_id": "python-basic", "timeout": 300, "cpu": "1", "memory": "512Mi"}))]
 pub struct CreateSessionRequest {
     /// A session id of your choosing (1-64 of `[A-Za-z0-9_-]`); generated when left out.

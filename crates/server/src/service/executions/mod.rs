@@ -349,6 +349,16 @@ impl Executions {
             Ok(()) | Err(ClientError::Api { status: 404, .. }) => {}
             Err(err) => return Err(err.into()),
         }
+        self.wait_for_end(caller, id, wait).await
+    }
+
+    /// The execution `id` once it has ended, or as it is after `wait`.
+    pub async fn wait_for_end(
+        &self,
+        caller: &Caller,
+        id: &str,
+        wait: Duration,
+    ) -> Result<(Execution, Session), ServiceError> {
         let deadline = Instant::now() + wait;
         loop {
             let (e, session) = self.get(caller, id).await?;
