@@ -421,3 +421,76 @@ async fn retried_requests_with_an_idempotency_key_run_once() {
         "{bad}"
     );
 }
+
+/// The events of an SSE answer: (id, name, data).
+fn sse_events(text: &str) -> Vec<(Option<u64>, String, Value)> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
+            let event = field("event: ")?;
+            let data = serde_json::from_str(&field("data: ")?).ok()?;
+            Some((field("id: ").and_then(|i| i.parse().ok()), event, data))
+        })
+        .collect()
+}
+
+/// `GET /api/v1/executions/{exec}/stream`, from after event `last` when given.
+async fn follow(srv: &Server, exec: &str, last: Option<u64>) -> Vec<(Option<u64>, String, Value)> {
+    let mut req = srv.http.get(srv.url(&format!("/api/v1/executions/{exec}/stream"))).bearer_auth(&srv.key);
+    if let Some(n) = last {
+        req = req.header("last-event-id", n.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    sse_events(&resp.text().await.unwrap())
+}
+
+/// An execution's stream can be followed from anywhere: from the start, from after the last
+/// event a dropped stream delivered (`Last-Event-ID`), and after a restart of the server (its
+/// result at once).
+#[tokio::test]
+async fn streams_can_be_re_attached() {
+    let mut srv = Server::start(&[]).await;
+    let k = srv.key.clone();
+    let id = srv.create_session(&k, "python-basic").await;
+    let code = "import time\nfor i in range(4):\n    print(i, flush=True)\n    time.sleep(0.3)";
+    let (s, sub) = srv
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/executions/sessions/{id}/execute"),
+            &k,
+            Some(json!({"code": code, "language": "python"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{sub}");
+    let exec = sub["execution_id"].as_str().unwrap().to_owned();
+    // Attached while it runs: everything from the start, numbered, ending with the result.
+    let all = follow(&srv, &exec, None).await;
+    let names: Vec<&str> = all.iter().map(|(_, n, _)| n.as_str()).collect();
+    assert_eq!((names.first(), names.last()), (Some(&"started"), Some(&"result")), "{all:?}");
+    let ids: Vec<u64> = all.iter().map(|(i, _, _)| i.expect("every event has an id")).collect();
+    assert_eq!(ids, (0..ids.len() as u64).collect::<Vec<_>>(), "{all:?}");
+    let out: String =
+        all.iter().filter(|(_, n, _)| n == "stdout").map(|(_, _, d)| d["data"].as_str().unwrap()).collect();
+    assert_eq!(out, "0\n1\n2\n3\n");
+    assert_eq!(all.last().unwrap().2["status"], "completed");
+
+    // Re-attached after event 2: only what followed it.
+    let rest = follow(&srv, &exec, Some(2)).await;
+    assert_eq!(rest.iter().map(|(i, _, _)| i.unwrap()).collect::<Vec<_>>(), ids[3..].to_vec(), "{rest:?}");
+    // After a restart the output is history: the result, at once.
+    srv.kill(libc::SIGTERM);
+    srv.spawn().await;
+    let after = follow(&srv, &exec, None).await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!((after[0].1.as_str(), after[0].2["stdout"].as_str()), ("result", Some("0\n1\n2\n3\n")));
+    let resp = srv
+        .http
+        .get(srv.url(&format!("/api/v1/executions/{exec}/stream")))
+        .bearer_auth(&k)
+        .header("last-event-id", "soon")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}

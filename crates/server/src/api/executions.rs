@@ -1,13 +1,13 @@
 //! `/api/v1/executions`: submit (async or sync, optionally streamed), status, result, cancel, list.
 
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{Body, IdempotencyKey, PathParam, Query, page};
+use crate::api::extract::{Body, IdempotencyKey, LastEventId, PathParam, Query, page};
 use crate::api::types::{
     DisplayResult, ExecuteCodeRequest, ExecuteCodeResponse, ExecuteQuery, ExecuteSyncQuery,
     ExecutionListResponse, ExecutionResponse, PageQuery, shown_session_id,
 };
 use crate::caller::Caller;
-use crate::service::executions::{NewExecution, Submitted};
+use crate::service::executions::{Feed, FeedEvent, NewExecution, Submitted};
 use crate::service::idempotency::{Claim, Ticket};
 use crate::state::AppState;
 use axum::Json;
@@ -20,6 +20,7 @@ use sandbox_core::Language;
 use sandbox_core::model::Execution;
 use sandbox_protocol::{ExecEvent, StreamEvent};
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Default execution timeout, seconds (the Python control plane's).
@@ -87,11 +88,10 @@ async fn submit(
     caller: &Caller,
     session_id: &str,
     req: ExecuteCodeRequest,
-    stream: bool,
     ticket: Option<Ticket>,
 ) -> Result<Submitted, ApiError> {
     let submitted = match parse_request(req) {
-        Ok(new) => state.executions.submit(caller, session_id, new, stream).await.map_err(ApiError::from),
+        Ok(new) => state.executions.submit(caller, session_id, new).await.map_err(ApiError::from),
         Err(e) => Err(e),
     };
     if let Some(ticket) = ticket {
@@ -107,42 +107,49 @@ fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
     Event::default().event(name).data(serde_json::to_string(value).unwrap_or_default())
 }
 
-/// Server-Sent Events: `started`, then `stdout` / `stderr` chunks (`{"data": "..."}`) and
-/// `display` outputs (a [`DisplayResult`]) as they happen, then `result` with the stored
-/// execution, or `error` with an [`ErrorBody`] if it could not be followed to its end.
-fn sse(s: Submitted, session_id: String) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let first = stream::once({
-        let ev = json_event("started", &accepted(&s.execution, &session_id));
-        async move { Ok(ev) }
-    });
-    let chunks = match s.events {
-        Some(rx) => stream::unfold(rx, |mut rx| async move {
-            let ev = match rx.recv().await? {
-                ExecEvent::Stream(StreamEvent::Stdout { data }) => {
-                    json_event("stdout", &serde_json::json!({ "data": data }))
-                }
-                ExecEvent::Stream(StreamEvent::Stderr { data }) => {
-                    json_event("stderr", &serde_json::json!({ "data": data }))
-                }
-                ExecEvent::Display { output } => json_event("display", &DisplayResult::from(output)),
-                ExecEvent::Stream(StreamEvent::Started { .. } | StreamEvent::Result { .. }) => {
-                    Event::default().comment("progress")
-                }
-            };
-            Some((Ok(ev), rx))
-        })
-        .boxed(),
-        None => stream::empty().boxed(),
+/// Server-Sent Events of an execution from its feed: `started` (id 0), then `stdout` /
+/// `stderr` chunks (`{"data": "..."}`) and `display` outputs (a [`DisplayResult`]) as they
+/// happen, then `result` with the stored execution (or `error` with an [`ErrorBody`] if it
+/// could not be followed to its end). Every event has an id: a client that reconnects with
+/// `Last-Event-ID: n` (`after`) gets the events after `n`.
+fn sse(
+    started: ExecuteCodeResponse,
+    feed: Arc<Feed>,
+    after: Option<u64>,
+    session_id: String,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let first = match after {
+        None => stream::once(async move { Ok(json_event("started", &started).id("0")) }).boxed(),
+        Some(_) => stream::empty().boxed(),
     };
-    let done = s.done;
-    let last = stream::once(async move {
-        Ok(match done.await {
-            Ok(e) => json_event("result", &ExecutionResponse::from(e).in_session(session_id)),
+    // Feed entry i is event i + 1.
+    let from = after.map_or(0, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    let events = feed.follow(from).map(move |(i, e)| {
+        let ev = match e {
+            FeedEvent::Output(ExecEvent::Stream(StreamEvent::Stdout { data })) => {
+                json_event("stdout", &serde_json::json!({ "data": data }))
+            }
+            FeedEvent::Output(ExecEvent::Stream(StreamEvent::Stderr { data })) => {
+                json_event("stderr", &serde_json::json!({ "data": data }))
+            }
+            FeedEvent::Output(ExecEvent::Display { output }) => {
+                json_event("display", &DisplayResult::from(output))
+            }
+            FeedEvent::Output(ExecEvent::Stream(
+                StreamEvent::Started { .. } | StreamEvent::Result { .. },
+            )) => Event::default().comment("progress"),
+            FeedEvent::Done(e) => {
+                json_event("result", &ExecutionResponse::from(*e).in_session(session_id.clone()))
+            }
             // The error envelope every error response has.
-            Err(e) => json_event("error", &ApiError::internal(e).body()),
-        })
+            FeedEvent::Lost => json_event(
+                "error",
+                &ApiError::internal("the task following an execution ended before storing it").body(),
+            ),
+        };
+        Ok(ev.id((i + 1).to_string()))
     });
-    Sse::new(first.chain(chunks).chain(last)).keep_alive(KeepAlive::default())
+    Sse::new(first.chain(events)).keep_alive(KeepAlive::default())
 }
 
 /// Starts an execution and answers at once (or streams it with `stream=true`).
@@ -175,9 +182,10 @@ pub async fn execute(
         Once::Replay(e) => return Ok((StatusCode::CREATED, Json(accepted(&e, &session_id))).into_response()),
         Once::Run(ticket) => ticket,
     };
-    let submitted = submit(&state, &caller, &session_id, req, q.stream, ticket).await?;
+    let submitted = submit(&state, &caller, &session_id, req, ticket).await?;
     if q.stream {
-        return Ok(sse(submitted, session_id).into_response());
+        return Ok(sse(accepted(&submitted.execution, &session_id), submitted.feed, None, session_id)
+            .into_response());
     }
     Ok((StatusCode::CREATED, Json(accepted(&submitted.execution, &session_id))).into_response())
 }
@@ -225,9 +233,10 @@ pub async fn execute_sync(
         }
         Once::Run(ticket) => ticket,
     };
-    let submitted = submit(&state, &caller, &session_id, req, q.stream, ticket).await?;
+    let submitted = submit(&state, &caller, &session_id, req, ticket).await?;
     if q.stream {
-        return Ok(sse(submitted, session_id).into_response());
+        return Ok(sse(accepted(&submitted.execution, &session_id), submitted.feed, None, session_id)
+            .into_response());
     }
     let id = submitted.execution.id.clone();
     let execution = match tokio::time::timeout(Duration::from_secs(wait), submitted.done).await {
@@ -237,6 +246,43 @@ pub async fn execute_sync(
         Err(_) => state.executions.get(&caller, &id).await?.0,
     };
     Ok(Json(ExecutionResponse::from(execution).in_session(session_id)).into_response())
+}
+
+/// Follows an execution as Server-Sent Events, from the start or, with `Last-Event-ID`, from
+/// after the last event a dropped stream delivered: what was missed, then what follows. An
+/// execution this server is not running ends the stream at once with its `result` when it has
+/// ended (or when it ends, run by another replica).
+#[utoipa::path(get, path = "/api/v1/executions/{execution_id}/stream", tag = "executions", security(("bearer" = [])),
+    params(("execution_id" = String, Path, description = "Execution id"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "The id of the last event received")),
+    responses(
+        (status = 200, description = "Server-Sent Events: started, stdout, stderr, display, result (or error), each with an id", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Last-Event-ID is not a number", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such execution", body = ErrorBody)))]
+pub async fn stream(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<String>,
+    LastEventId(after): LastEventId,
+) -> Result<Response, ApiError> {
+    let (e, session) = state.executions.get(&caller, &id).await?;
+    let shown = shown_session_id(&caller, &session);
+    if let Some(feed) = state.executions.feed(&id) {
+        return Ok(sse(accepted(&e, &shown), feed, after, shown).into_response());
+    }
+    let limit = Duration::from_secs(u64::from(e.timeout_sec) + 120);
+    let last = stream::once(async move {
+        let ended = match e.status.is_terminal() {
+            true => Ok(e),
+            false => state.executions.wait_for_end(&caller, &id, limit).await.map(|(e, _)| e),
+        };
+        Ok::<_, Infallible>(match ended {
+            Ok(e) => json_event("result", &ExecutionResponse::from(e).in_session(shown)),
+            Err(err) => json_event("error", &ApiError::from(err).body()),
+        })
+    });
+    Ok(Sse::new(last).keep_alive(KeepAlive::default()).into_response())
 }
 
 /// An execution's current state.

@@ -51,6 +51,20 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
+/// The `Last-Event-ID` header of a re-attaching event stream, if sent: 400 when not a number.
+pub struct LastEventId(pub Option<u64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for LastEventId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(v) = parts.headers.get("last-event-id") else { return Ok(LastEventId(None)) };
+        v.to_str().ok().and_then(|v| v.trim().parse().ok()).map(|n| LastEventId(Some(n))).ok_or_else(|| {
+            ApiError::bad_request("bad_request", "Last-Event-ID must be an event id (a number)")
+        })
+    }
+}
+
 /// A query string: 422 `validation_error` when it does not fit.
 pub struct Query<T>(pub T);
 

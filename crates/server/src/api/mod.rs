@@ -41,7 +41,7 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         sessions::install_dependencies,
         contexts::create, contexts::list, contexts::get, contexts::delete, contexts::restart,
         contexts::interrupt,
-        executions::execute, executions::execute_sync, executions::status, executions::result, executions::cancel,
+        executions::execute, executions::execute_sync, executions::status, executions::result, executions::cancel, executions::stream,
         executions::list,
         templates::create, templates::list, templates::get, templates::update, templates::delete,
         files::list, files::upload, files::download, files::delete,
@@ -115,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/executions/{execution_id}/status", get(executions::status))
         .route("/api/v1/executions/{execution_id}/result", get(executions::result))
         .route("/api/v1/executions/{execution_id}/cancel", post(executions::cancel))
+        .route("/api/v1/executions/{execution_id}/stream", get(executions::stream))
         .route("/api/v1/templates", post(templates::create).get(templates::list))
         .route(
             "/api/v1/templates/{template_id}",

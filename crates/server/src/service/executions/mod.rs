@@ -3,10 +3,12 @@
 //! left unfinished is in `recover`; turning executor results into records in `record`; the
 //! per-session limit of running executions in `slots`.
 
+mod feed;
 mod record;
 mod recover;
 mod slots;
 
+pub use feed::{Feed, FeedEvent, Feeds};
 pub use recover::Recovery;
 pub use slots::ExecutionSlot;
 
@@ -23,13 +25,12 @@ use record::{Events, apply_result, crash, follow, request_for};
 use sandbox_core::model::{Execution, Session};
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_executor_client::{ClientError, ExecutorClient};
-use sandbox_protocol::{ExecEvent, ExecResult};
+use sandbox_protocol::ExecResult;
 use sandbox_store::{Page, Store};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
 /// A validated request to run code.
@@ -53,8 +54,8 @@ pub struct Submitted {
     pub execution: Execution,
     /// Resolves to the final record.
     pub done: tokio::task::JoinHandle<Execution>,
-    /// Output chunks and display outputs as they happen, when streaming was asked for.
-    pub events: Option<mpsc::UnboundedReceiver<ExecEvent>>,
+    /// Its output chunks and display outputs as they happen, then the final record.
+    pub feed: Arc<Feed>,
 }
 
 /// Executions.
@@ -68,6 +69,8 @@ pub struct Executions {
     tasks: TaskTracker,
     /// Executions this process is running or collecting now.
     inflight: Mutex<HashSet<String>>,
+    /// Live feeds of the executions running here.
+    feeds: Arc<Feeds>,
     /// Executions running per session, in this process.
     running: Arc<Mutex<HashMap<String, usize>>>,
 }
@@ -89,6 +92,7 @@ impl Executions {
             settings,
             tasks: TaskTracker::new(),
             inflight: Mutex::new(HashSet::new()),
+            feeds: Arc::default(),
             running: Arc::default(),
         }
     }
@@ -99,7 +103,6 @@ impl Executions {
         caller: &Caller,
         session_id: &str,
         req: NewExecution,
-        stream: bool,
     ) -> Result<Submitted, ServiceError> {
         let limits = &self.settings.limits;
         if req.code.len() > limits.max_code_bytes {
@@ -182,18 +185,14 @@ impl Executions {
                 }
             },
         };
-        let (tx, rx) = if stream {
-            let (tx, rx) = mpsc::unbounded_channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
+        let feed = self.feeds.open(&execution.id);
         let this = self.clone();
         let record = execution.clone();
         self.track(&execution.id);
+        let output = feed.clone();
         let done =
-            self.tasks.spawn(async move { this.run(session, client, record, admitted, tx, slot).await });
-        Ok(Submitted { execution, done, events: rx })
+            self.tasks.spawn(async move { this.run(session, client, record, admitted, output, slot).await });
+        Ok(Submitted { execution, done, feed })
     }
 
     fn track(&self, id: &str) -> bool {
@@ -213,18 +212,21 @@ impl Executions {
         client: ExecutorClient,
         mut e: Execution,
         admitted: Option<Events>,
-        events: Option<mpsc::UnboundedSender<ExecEvent>>,
+        feed: Arc<Feed>,
         _slot: ExecutionSlot,
     ) -> Execution {
         let clock = Instant::now();
+        // Whatever happens to this task, the feed's followers hear that it ended.
+        let _guard = feed::EndsFeed(feed.clone());
         let req = request_for(&e, &session);
-        let outcome = match (admitted, events) {
-            (Some(admitted), tx) => follow(admitted, tx).await,
-            (None, None) => client.execute(&req).await,
-            (None, Some(tx)) => match client.execute_events(&req).await {
-                Ok(stream) => follow(stream.boxed(), Some(tx)).await,
-                Err(err) => Err(err),
-            },
+        // Followed as a stream whether or not the caller streams: anyone may attach to it.
+        let events = match admitted {
+            Some(events) => Ok(events),
+            None => client.execute_events(&req).await.map(|s| s.boxed()),
+        };
+        let outcome = match events {
+            Ok(events) => follow(events, &feed).await,
+            Err(err) => Err(err),
         };
         match outcome {
             Ok(r) => {
@@ -244,6 +246,7 @@ impl Executions {
             }
         }
         self.finish(Some(&client), &e).await;
+        self.feeds.close(&e.id, &e);
         // Activity is bookkeeping for the idle timeout (which never ends a session with an
         // execution in flight): it need not delay the answer.
         let (sessions, id) = (self.sessions.clone(), session.id.clone());
@@ -308,6 +311,12 @@ impl Executions {
                 tracing::error!(execution_id = %e.id, error = %err, "could not store an execution result")
             }
         }
+    }
+
+    /// The live feed of execution `id`, if it runs (or ended in the last minute) in this
+    /// process.
+    pub fn feed(&self, id: &str) -> Option<Arc<Feed>> {
+        self.feeds.get(id)
     }
 
     /// Stops taking work and waits up to `grace` for running executions to finish (those still

@@ -1,6 +1,7 @@
 //! From records to executor requests and back: the request for a recorded execution, an
 //! executor's result copied into the record, a record ended as crashed.
 
+use super::feed::{Feed, FeedEvent};
 use crate::service::files::mime_type;
 use chrono::Utc;
 use futures_util::StreamExt;
@@ -9,26 +10,19 @@ use sandbox_core::ExecutionStatus;
 use sandbox_core::model::{Artifact, Execution, ExecutionMetrics, Session};
 use sandbox_executor_client::ClientError;
 use sandbox_protocol::{ExecEvent, ExecRequest, ExecResult, StreamEvent};
-use tokio::sync::mpsc;
 
 /// An executor's stream of one execution's output chunks, display outputs and result.
 pub(super) type Events = BoxStream<'static, Result<ExecEvent, ClientError>>;
 
-/// Follows an execution's events to its result, forwarding output chunks and display outputs
-/// to `tx` when given.
-pub(super) async fn follow(
-    mut events: Events,
-    tx: Option<mpsc::UnboundedSender<ExecEvent>>,
-) -> Result<ExecResult, ClientError> {
+/// Follows an execution's events to its result, adding output chunks and display outputs to
+/// its feed.
+pub(super) async fn follow(mut events: Events, feed: &Feed) -> Result<ExecResult, ClientError> {
     let mut last = None;
     while let Some(ev) = events.next().await {
         match ev {
             Ok(ExecEvent::Stream(StreamEvent::Result { result })) => last = Some(Ok(*result)),
-            Ok(ev) => {
-                if let Some(tx) = &tx {
-                    let _ = tx.send(ev);
-                }
-            }
+            Ok(ExecEvent::Stream(StreamEvent::Started { .. })) => {}
+            Ok(ev) => feed.push(FeedEvent::Output(ev)),
             Err(err) => last = Some(Err(err)),
         }
     }
