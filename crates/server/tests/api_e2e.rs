@@ -127,13 +127,26 @@ async fn files_round_trip_byte_exactly_and_symlinks_lead_nowhere() {
     assert_eq!(hasher.finalize(), digest);
 
     // Listing shows sizes and times; a text file comes back with its MIME type.
-    let (s, _) = upload(&srv, &session, "notes/", b"hello".to_vec()).await;
-    assert_eq!(s, StatusCode::OK);
+    let (s, up) = upload(&srv, &session, "notes/", b"hello".to_vec()).await;
+    assert_eq!(
+        (s, up["path"].as_str(), up["file_path"].as_str()),
+        (StatusCode::OK, Some("notes/upload.bin"), Some("/workspace/notes/upload.bin")),
+        "{up}"
+    );
     let (_, listing) =
         srv.call(reqwest::Method::GET, &format!("/api/v1/sessions/{session}/files"), &srv.key, None).await;
     let big = listing["files"].as_array().unwrap().iter().find(|f| f["path"] == "data/big.bin").unwrap();
     assert_eq!(big["size"], 50u64 << 20);
     assert!(big["modified_at"].is_string());
+    // The Python control plane's names too, for its clients.
+    assert_eq!(
+        (big["container_path"].as_str(), &big["modified_time"]),
+        (Some("/workspace/data/big.bin"), &big["modified_at"])
+    );
+    assert!(big["etag"].as_str().is_some_and(|e| e.starts_with('"')), "{big}");
+    assert_eq!(listing["count"], listing["total"]);
+    let stamp = big["modified_at"].as_str().unwrap();
+    assert_eq!((stamp.len(), &stamp[19..20], &stamp[23..]), (24, ".", "Z"), "milliseconds, always: {stamp}");
     assert!(listing["files"].as_array().unwrap().iter().any(|f| f["path"] == "notes/upload.bin"));
 
     // Symlinks planted by code cannot reach the container's or the host's files.

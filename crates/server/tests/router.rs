@@ -503,6 +503,7 @@ async fn templates_crud() {
     assert_error(s, &body, StatusCode::CONFLICT, "template_in_use");
     let (s, body, _) = app.call("DELETE", "/api/v1/templates/custom", k, None).await;
     assert_eq!((s, body["deleted"].as_bool()), (StatusCode::OK, Some(true)));
+    assert_eq!(body["message"], "template custom deleted", "the Python control plane's answer");
     let (s, _, _) = app.call("GET", "/api/v1/templates/custom", k, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }

@@ -5,7 +5,7 @@
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{PathParam, Query};
 use crate::api::types::{
-    FileInfo, FileListResponse, ListFilesQuery, UploadForm, UploadQuery, UploadResponse,
+    FileInfo, FileListResponse, ListFilesQuery, UploadForm, UploadQuery, UploadResponse, container_path,
 };
 use crate::caller::Caller;
 use crate::service::error::ServiceError;
@@ -63,16 +63,13 @@ pub async fn list(
     let (entries, truncated) = state.files.list(&caller, &session_id, &path, limit as usize).await?;
     let files: Vec<FileInfo> = entries
         .into_iter()
-        .map(|Entry { path, kind, size, modified_at }| FileInfo {
-            name: path.split_last().map(|(_, n)| n.to_owned()).unwrap_or_default(),
-            mime_type: (kind == FileKind::File).then(|| mime_type(path.as_str())),
-            path: path.into(),
-            kind: kind_name(kind).into(),
-            size,
-            modified_at,
+        .map(|Entry { path, kind, size, modified_at }| {
+            let mime = (kind == FileKind::File).then(|| mime_type(path.as_str()));
+            FileInfo::new(path.into(), kind_name(kind), size, mime, modified_at)
         })
         .collect();
-    Ok(Json(FileListResponse { session_id, path: path.into(), total: files.len() as u64, files, truncated }))
+    let n = files.len() as u64;
+    Ok(Json(FileListResponse { session_id, path: path.into(), total: n, count: n, files, truncated }))
 }
 
 /// A channel whose receiving end is a stream the executor client can send: upload chunks go in
@@ -225,7 +222,13 @@ pub async fn upload(
     }
     let size = written?;
     state.files.commit(&dest, &path).await?;
-    Ok(Json(UploadResponse { session_id, mime_type: mime_type(path.as_str()), path: path.into(), size }))
+    Ok(Json(UploadResponse {
+        session_id,
+        mime_type: mime_type(path.as_str()),
+        file_path: container_path(path.as_str()),
+        path: path.into(),
+        size,
+    }))
 }
 
 /// Downloads a file, streamed, with its MIME type.

@@ -130,5 +130,5 @@ pub async fn delete(
     PathParam(id): PathParam<String>,
 ) -> Result<Json<DeletedResponse>, ApiError> {
     state.templates.delete(&caller, &id).await?;
-    Ok(Json(DeletedResponse { id, deleted: true }))
+    Ok(Json(DeletedResponse { message: format!("template {id} deleted"), id, deleted: true }))
 }

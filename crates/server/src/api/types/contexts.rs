@@ -46,9 +46,11 @@ pub struct ContextResponse {
     /// The names of its own environment variables (values are not shown).
     pub env_vars: Vec<String>,
     /// When created.
+    #[serde(with = "crate::api::types::time::millis")]
     pub created_at: DateTime<Utc>,
     /// When it last started or finished an execution (the idle timeout counts from here); when
     /// its executor knows it.
+    #[serde(with = "crate::api::types::time::opt_millis")]
     pub last_active_at: Option<DateTime<Utc>>,
     /// Executions run since its interpreter last started.
     pub execution_count: u64,

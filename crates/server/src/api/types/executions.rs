@@ -67,6 +67,7 @@ pub struct ExecuteCodeResponse {
     #[schema(pattern = "^running$")]
     pub status: String,
     /// When recorded.
+    #[serde(with = "crate::api::types::time::opt_millis")]
     pub created_at: Option<DateTime<Utc>>,
 }
 
@@ -83,6 +84,7 @@ pub struct ArtifactResponse {
     #[serde(rename = "type")]
     pub kind: String,
     /// When observed.
+    #[serde(with = "crate::api::types::time::millis")]
     pub created_at: DateTime<Utc>,
     /// Not computed.
     pub checksum: Option<String>,
@@ -144,10 +146,13 @@ pub struct ExecutionResponse {
     /// Retries.
     pub retry_count: u32,
     /// Recorded.
+    #[serde(with = "crate::api::types::time::opt_millis")]
     pub created_at: Option<DateTime<Utc>>,
     /// Started.
+    #[serde(with = "crate::api::types::time::opt_millis")]
     pub started_at: Option<DateTime<Utc>>,
     /// Ended.
+    #[serde(with = "crate::api::types::time::opt_millis")]
     pub completed_at: Option<DateTime<Utc>>,
     /// A handler's return value.
     pub return_value: Option<Value>,

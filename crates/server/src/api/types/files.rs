@@ -19,7 +19,46 @@ pub struct FileInfo {
     /// MIME type from the extension (files only).
     pub mime_type: Option<String>,
     /// Last modification.
+    #[serde(with = "crate::api::types::time::millis")]
     pub modified_at: DateTime<Utc>,
+    /// The same (the Python control plane's name).
+    #[serde(with = "crate::api::types::time::millis")]
+    pub modified_time: DateTime<Utc>,
+    /// The path inside the sandbox (`/workspace/...`).
+    pub container_path: String,
+    /// Changes when the entry's size or modification time does (quoted, as in an `ETag`).
+    pub etag: String,
+}
+
+impl FileInfo {
+    /// An entry at `path` (relative to the workspace).
+    pub fn new(
+        path: String,
+        kind: &str,
+        size: u64,
+        mime_type: Option<String>,
+        modified_at: DateTime<Utc>,
+    ) -> Self {
+        FileInfo {
+            name: path.rsplit('/').next().unwrap_or_default().to_owned(),
+            container_path: container_path(&path),
+            etag: format!("\"{size:x}-{:x}\"", modified_at.timestamp_nanos_opt().unwrap_or_default()),
+            kind: kind.to_owned(),
+            path,
+            size,
+            mime_type,
+            modified_time: modified_at,
+            modified_at,
+        }
+    }
+}
+
+/// Where a workspace path is inside the sandbox.
+pub fn container_path(path: &str) -> String {
+    match path {
+        "" => sandbox_protocol::WORKSPACE_DIR.to_owned(),
+        p => format!("{}/{p}", sandbox_protocol::WORKSPACE_DIR),
+    }
 }
 
 /// `GET /api/v1/sessions/{id}/files`.
@@ -33,6 +72,8 @@ pub struct FileListResponse {
     pub files: Vec<FileInfo>,
     /// How many entries are returned.
     pub total: u64,
+    /// The same (the Python control plane's name).
+    pub count: u64,
     /// Whether the listing stopped at `limit`.
     pub truncated: bool,
 }
@@ -59,8 +100,10 @@ pub struct UploadQuery {
 pub struct UploadResponse {
     /// The session.
     pub session_id: String,
-    /// Where the file was written.
+    /// Where the file was written, relative to the workspace.
     pub path: String,
+    /// The same inside the sandbox (`/workspace/...`; the Python control plane's field).
+    pub file_path: String,
     /// Its size in bytes.
     pub size: u64,
     /// MIME type from the extension.

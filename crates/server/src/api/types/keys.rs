@@ -28,8 +28,10 @@ pub struct KeyResponse {
     /// Admin key.
     pub is_admin: bool,
     /// Created.
+    #[serde(with = "crate::api::types::time::millis")]
     pub created_at: DateTime<Utc>,
     /// Revoked.
+    #[serde(with = "crate::api::types::time::opt_millis")]
     pub revoked_at: Option<DateTime<Utc>>,
     /// The secret: only in the answer to a creation.
     #[serde(skip_serializing_if = "Option::is_none")]

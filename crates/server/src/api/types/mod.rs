@@ -9,6 +9,7 @@ mod health;
 mod keys;
 mod sessions;
 mod templates;
+pub mod time;
 
 pub use contexts::*;
 pub use executions::*;

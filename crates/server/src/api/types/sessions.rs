@@ -143,6 +143,7 @@ pub struct InstalledDependencyResponse {
     /// Where it is installed.
     pub install_location: String,
     /// When.
+    #[serde(with = "crate::api::types::time::millis")]
     pub install_time: DateTime<Utc>,
     /// Whether the template's image ships it.
     pub is_from_template: bool,
@@ -198,18 +199,24 @@ pub struct SessionResponse {
     /// The last install error.
     pub dependency_install_error: Option<String>,
     /// When the last install started.
+    #[serde(with = "crate::api::types::time::opt_millis")]
     pub dependency_install_started_at: Option<DateTime<Utc>>,
     /// When it ended.
+    #[serde(with = "crate::api::types::time::opt_millis")]
     pub dependency_install_completed_at: Option<DateTime<Utc>>,
     /// Why the session failed or ended, when it did.
     pub error_message: Option<String>,
     /// Created.
+    #[serde(with = "crate::api::types::time::millis")]
     pub created_at: DateTime<Utc>,
     /// Last changed.
+    #[serde(with = "crate::api::types::time::millis")]
     pub updated_at: DateTime<Utc>,
     /// Ended.
+    #[serde(with = "crate::api::types::time::opt_millis")]
     pub completed_at: Option<DateTime<Utc>>,
     /// Last execution or file operation.
+    #[serde(with = "crate::api::types::time::opt_millis")]
     pub last_activity_at: Option<DateTime<Utc>>,
 }
 

@@ -98,8 +98,10 @@ pub struct TemplateResponse {
     /// Whether it takes new sessions.
     pub is_active: bool,
     /// Created.
+    #[serde(with = "crate::api::types::time::opt_millis")]
     pub created_at: Option<DateTime<Utc>>,
     /// Last changed.
+    #[serde(with = "crate::api::types::time::opt_millis")]
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -126,6 +128,8 @@ impl From<Template> for TemplateResponse {
 /// Answer of `DELETE /api/v1/templates/{id}`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DeletedResponse {
+    /// What happened (the Python control plane's answer).
+    pub message: String,
     /// The id that was deleted.
     pub id: String,
     /// Always true.
