@@ -643,3 +643,26 @@ async fn cors_only_for_the_configured_origins() {
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert!(resp.headers().get("access-control-allow-origin").is_none());
 }
+
+/// The API reference is a page of its own, public, that needs nothing from elsewhere.
+#[tokio::test]
+async fn the_api_reference_is_served_and_self_contained() {
+    let app = App::new().await;
+    let req = Request::builder().uri("/docs").body(Body::empty()).unwrap();
+    let resp = api::router(app.state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    for needle in [
+        "/api/v1/sessions/{session_id}/contexts",
+        "/api/v1/executions/{execution_id}/cancel",
+        "id=\"schema-ExecutionResponse\"",
+        "context_busy",
+    ] {
+        assert!(html.contains(needle), "{needle}");
+    }
+    assert!(
+        !html.contains("<script") && !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "nothing fetched"
+    );
+}

@@ -10,6 +10,7 @@ pub mod files;
 pub mod health;
 pub mod keys;
 pub mod pools;
+pub mod reference;
 pub mod sessions;
 pub mod templates;
 pub mod types;
@@ -135,6 +136,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/health", get(health::health))
         .route("/api/v1/health/ready", get(health::ready))
         .route("/openapi.json", get(|| async { ([("content-type", "application/json")], openapi_json()) }))
+        .route("/docs", get(|| async { axum::response::Html(reference::page()) }))
         .merge(authenticated)
         .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
         .method_not_allowed_fallback(|| async {
