@@ -58,7 +58,7 @@ fn accepted(e: &Execution, session_id: &str) -> ExecuteCodeResponse {
 /// new execution), or answer with the execution the key's first request started.
 enum Once {
     Run(Option<Ticket>),
-    Replay(Execution),
+    Replay(Box<Execution>),
 }
 
 async fn once(
@@ -78,7 +78,7 @@ async fn once(
     }
     match state.idempotency.claim(caller, &key, &format!("execute:{session_id}"), req).await? {
         Claim::New(ticket) => Ok(Once::Run(Some(ticket))),
-        Claim::Done(id) => Ok(Once::Replay(state.executions.get(caller, &id).await?.0)),
+        Claim::Done(id) => Ok(Once::Replay(Box::new(state.executions.get(caller, &id).await?.0))),
     }
 }
 
