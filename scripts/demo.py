@@ -52,6 +52,11 @@ r = call("POST", "/api/v1/executions/sessions/%s/execute-sync" % sid, {
             "open('output/sum.txt', 'w').write(str(sum(int(r['y']) for r in rows)))"})
 print("execution %s changed: %s" % (r["status"], ", ".join("%s (%s)" % (a["path"], a["type"]) for a in r["artifacts"])))
 print("output/sum.txt says %s" % call("GET", "/api/v1/sessions/%s/files/output/sum.txt" % sid).decode())
+ctx = call("POST", "/api/v1/sessions/%s/contexts" % sid, {"language": "python"})
+for code in ["import statistics\nvalues = [3, 4, 5]", "statistics.mean(values) * 14"]:
+    r = call("POST", "/api/v1/executions/sessions/%s/execute-sync" % sid, {"code": code, "context_id": ctx["id"]})
+main = [x["data"]["text/plain"] for x in r["results"] if x["is_main_result"]]
+print("code context %s kept its state: the last cell's value is %s" % (ctx["id"], main[0]))
 files = call("GET", "/api/v1/sessions/%s/files" % sid)
 print("workspace: %s" % ", ".join(f["path"] for f in files["files"]))
 print("terminated: %s" % call("POST", "/api/v1/sessions/%s/terminate" % sid)["status"])
