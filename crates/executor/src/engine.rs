@@ -416,6 +416,7 @@ impl Engine {
             prepared_ms = (handed - clock).as_secs_f64() * 1000.0,
             exited_ms = exited_after.as_secs_f64() * 1000.0,
             finished_ms = clock.elapsed().as_secs_f64() * 1000.0,
+            before_teardown = reaped.is_none(),
             "stateless execution phases"
         );
 
