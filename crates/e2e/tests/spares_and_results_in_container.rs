@@ -266,3 +266,69 @@ async fn display_outputs_are_capped_with_a_flag() {
     let r = run(&sb, "display('small')").await;
     assert!(!r.results_truncated && r.results.len() == 1, "the cap is per execution");
 }
+
+/// The answer comes as soon as the supervisor has reported, before the sandbox has finished
+/// tearing down; by then every process of the execution is gone. A child that outlives the
+/// program and keeps writing to a workspace file and to stdout has written its last: the answer's
+/// stdout holds everything it wrote, the change list sees the file, nothing is written after
+/// the answer, and no process of the execution is left.
+#[tokio::test]
+async fn nothing_of_an_execution_runs_or_writes_after_its_answer() {
+    let sb = TestSandbox::start("python-basic").await;
+    let baseline = sb.processes();
+    // A first execution makes Python wanted: the rounds below each run on a spare.
+    assert_eq!(run(&sb, "print(1)").await.stdout, "1\n");
+    let code = r#"
+import os, time
+if os.fork() == 0:
+    i = 0
+    while True:
+        with open("/workspace/orphan.log", "a") as f:
+            f.write("%d\n" % i)
+        os.write(1, b"child %d\n" % i)
+        i += 1
+        time.sleep(0.001)
+time.sleep(0.3)
+print("parent done", flush=True)
+"#;
+    for round in 0..3 {
+        spare_ready(&sb, Duration::from_millis(200)).await;
+        let _ = std::fs::remove_file(sb.workspace_path("orphan.log"));
+        let r = run(&sb, code).await;
+        assert_eq!(r.status, ExecutionStatus::Completed, "{r:?}");
+        let log = std::fs::read_to_string(sb.workspace_path("orphan.log")).expect("the child wrote");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let later = std::fs::read_to_string(sb.workspace_path("orphan.log")).unwrap();
+        assert_eq!(log, later, "round {round}: the file was written after the answer");
+        let in_file = log.lines().count();
+        let printed: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with("child ")).collect();
+        assert!(in_file > 10, "round {round}: the child ran: {in_file} lines");
+        // Each round writes the file first, then stdout: the kill may fall in between.
+        assert!(
+            printed.len() == in_file || printed.len() + 1 == in_file,
+            "round {round}: stdout has {} of the child's {in_file} lines",
+            printed.len()
+        );
+        for (i, line) in printed.iter().enumerate() {
+            assert_eq!(*line, format!("child {i}"), "round {round}: stdout is whole and in order");
+        }
+        assert!(r.stdout.contains("parent done\n"));
+        assert!(
+            r.files.iter().any(|f| f.path.as_str() == "orphan.log"),
+            "round {round}: the change list sees the file: {:?}",
+            r.files
+        );
+        assert!(r.metrics.cpu_time_ms > 0.0 && r.metrics.peak_memory_mb > 1.0, "{:?}", r.metrics);
+    }
+    // Besides the executor, what is left is the next spare: its bwrap, supervisor and runner.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let after = sb.processes();
+        let spares = sb.executor.spares().await.unwrap();
+        if after.len() == baseline.len() + 3 * spares.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "before {baseline:?}, after {after:?}, spares {spares:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -884,7 +884,11 @@ mod tests {
             None => exit_code.unwrap_or(0) << 8,
         };
         let usage = unsafe { std::mem::zeroed() };
-        CellEnd::Ended { wait_status, usage, report: Some(SupervisorReport { exit_code, signal }) }
+        CellEnd::Ended {
+            wait_status,
+            usage,
+            report: Some(SupervisorReport { exit_code, signal, cpu_time_us: None, peak_memory_kb: None }),
+        }
     }
 
     #[test]

@@ -3,11 +3,11 @@
 //! collects resource use, and turns the ending into an [`ExecResult`]. Contexts are in
 //! [`crate::context`].
 
-use crate::capture::{Captured, Output, capture};
+use crate::capture::{Captured, Output};
 use crate::config::{Interpreters, Limits};
 use crate::context::Contexts;
 use crate::error::Error;
-use crate::instance::{Instance, Launcher};
+use crate::instance::{Instance, Launcher, SandboxProcess};
 use crate::lang::{self, Collected, LineSplitter, Request};
 use crate::outcome::{self, Ended, Exit};
 use crate::reaper::Reaper;
@@ -22,16 +22,20 @@ use chrono::Utc;
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_protocol::{ErrorCode, ExecEvent, ExecMetrics, ExecRequest, ExecResult, StreamEvent, contract};
 use std::collections::BTreeMap;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// How long output pipes may stay open after the process tree is gone.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+/// How long a sandbox whose execution has been answered may take to end before it is killed.
+const TEARDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Most variables and bytes of environment an execution may add.
 const MAX_ENV_VARS: usize = 256;
 const MAX_ENV_BYTES: usize = 64 * 1024;
@@ -95,6 +99,9 @@ pub struct Engine {
     pub registry: Registry,
     /// Every context.
     pub contexts: Contexts,
+    /// One per `--max-concurrent`: a stateless execution holds one from before its sandbox is
+    /// taken until that sandbox has been reaped, after its answer.
+    slots: Arc<Semaphore>,
     started: Instant,
 }
 
@@ -103,6 +110,7 @@ impl Engine {
     pub fn new(cfg: EngineConfig, retention: usize) -> Result<Self, BuildError> {
         let workspace = Arc::new(Workspace::open(&cfg.workspace).map_err(BuildError::Workspace)?);
         let registry = Registry::new(retention, cfg.limits.max_concurrent);
+        let cfg_max_concurrent = cfg.limits.max_concurrent.max(1);
         let contexts = Contexts::new(&cfg.interpreters);
         let spare_idle = Duration::from_secs(cfg.interpreters.spare_idle_secs);
         let launcher =
@@ -113,6 +121,7 @@ impl Engine {
             registry,
             contexts,
             workspace,
+            slots: Arc::new(Semaphore::new(cfg_max_concurrent)),
             started: Instant::now(),
         })
     }
@@ -252,18 +261,18 @@ impl Engine {
         start: Start,
     ) -> Arc<ExecResult> {
         let kill = ticket.kill_token();
+        // Free at once unless a sandbox of an execution already answered is still ending.
+        let slot = self.slots.clone().acquire_owned().await.expect("the slots are never closed");
         let started_at = Utc::now();
         let clock = Instant::now();
-        let result = match self.run_sandboxed(&req, events, kill, started_at, clock, start).await {
+        let (result, ending) = match self.run_sandboxed(&req, events, kill, started_at, clock, start).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(execution_id = %req.execution_id, error = %e, "sandbox failed");
-                failed_to_start(&req, started_at, clock, e.to_string())
+                (failed_to_start(&req, started_at, clock, e.to_string()), None)
             }
         };
-        if start == Start::Spare {
-            self.spares.replenish(req.language);
-        }
+        self.end_sandbox(ending, slot, (start == Start::Spare).then_some(req.language));
         tracing::info!(
             execution_id = %req.execution_id,
             status = %result.status,
@@ -273,6 +282,40 @@ impl Engine {
         ticket.finish(&self.registry, result)
     }
 
+    /// Lets a sandbox whose execution is answered finish ending, off the request path: its
+    /// supervisor has collected every other process and reported, so what is left is the
+    /// supervisor's exit, the kernel tearing its namespaces down and bwrap's exit. The slot is
+    /// given back, and the next spare started, once bwrap is reaped (a sandbox that takes longer
+    /// than [`TEARDOWN_GRACE`] is killed and left to the reaper).
+    fn end_sandbox(
+        &self,
+        ending: Option<SandboxProcess>,
+        slot: OwnedSemaphorePermit,
+        spare: Option<Language>,
+    ) {
+        let spares = self.spares.clone();
+        let finish = move || {
+            drop(slot);
+            if let Some(language) = spare {
+                spares.replenish(language);
+            }
+        };
+        let Some(mut process) = ending else {
+            finish();
+            return;
+        };
+        tokio::spawn(async move {
+            if tokio::time::timeout(TEARDOWN_GRACE, process.wait()).await.is_err() {
+                tracing::warn!("a sandbox did not end after its execution was answered; killing it");
+            }
+            // Killed and left to the reaper if not reaped above.
+            drop(process);
+            finish();
+        });
+    }
+
+    /// Runs the execution; with its result comes the sandbox still ending, when the answer was
+    /// known before bwrap exited.
     async fn run_sandboxed(
         &self,
         req: &ExecRequest,
@@ -281,7 +324,7 @@ impl Engine {
         started_at: chrono::DateTime<Utc>,
         clock: Instant,
         start: Start,
-    ) -> std::io::Result<ExecResult> {
+    ) -> std::io::Result<(ExecResult, Option<SandboxProcess>)> {
         let mut instance = self.instance(start, req.language, &req.env)?;
         // Taken now, when the code is about to run, not when the interpreter started: the
         // change list is exactly this execution's.
@@ -310,19 +353,34 @@ impl Engine {
         let Instance { stdout, stderr, results, mut status, mut process, .. } = instance;
 
         let cap = self.config().limits.max_output_bytes;
-        let stdout_task = tokio::spawn(pump(stdout, Output::stdout(cap), events.clone()));
-        let stderr_task = tokio::spawn(pump(stderr, Output::stderr(cap), events.clone()));
-        let results_task = tokio::spawn(collect(results, self.collected(), events));
-        let status_task = tokio::spawn(async move { capture(&mut status, 4096, |_| {}).await });
+        // Cancelled once the supervisor has reported: every process that could write to the
+        // pipes is gone, so what they hold is all there will be.
+        let gone = CancellationToken::new();
+        let stdout_task = tokio::spawn(pump(stdout, Output::stdout(cap), events.clone(), gone.clone()));
+        let stderr_task = tokio::spawn(pump(stderr, Output::stderr(cap), events.clone(), gone.clone()));
+        let results_task = tokio::spawn(collect(results, self.collected(), events, gone.clone()));
+        let mut status_task = tokio::spawn(async move { read_status(&mut status).await });
+        let mut status_bytes: Option<Vec<u8>> = None;
 
         let deadline = tokio::time::sleep(Duration::from_millis(req.timeout_ms));
         tokio::pin!(deadline);
         let killer = process.killer();
         let (mut timed_out, mut killed) = (false, false);
         let handed = Instant::now();
-        let (wstatus, usage) = loop {
+        // The answer is known when the supervisor's report is whole (it writes it once the
+        // program has ended and it has killed and collected every other process of the
+        // sandbox), or when bwrap has ended without one.
+        let reaped = loop {
             tokio::select! {
-                done = process.wait() => break done?,
+                done = process.wait() => break Some(done?),
+                read = &mut status_task, if status_bytes.is_none() => {
+                    let bytes = read??;
+                    let whole = supervisor::report_complete(&bytes);
+                    status_bytes = Some(bytes);
+                    if whole {
+                        break None;
+                    }
+                }
                 _ = &mut deadline, if !timed_out && !killed => {
                     timed_out = true;
                     killer.kill();
@@ -335,9 +393,16 @@ impl Engine {
         };
         let duration = clock.elapsed();
         let exited_after = handed.elapsed();
+        if reaped.is_none() {
+            gone.cancel();
+        }
 
         let drained = tokio::time::timeout(DRAIN_GRACE, async {
-            (stdout_task.await, stderr_task.await, results_task.await, status_task.await)
+            let status = match status_bytes {
+                Some(bytes) => Ok(Ok(bytes)),
+                None => status_task.await,
+            };
+            (stdout_task.await, stderr_task.await, results_task.await, status)
         })
         .await;
         let (stdout, stderr, collected, status_bytes) = match drained {
@@ -351,16 +416,26 @@ impl Engine {
             prepared_ms = (handed - clock).as_secs_f64() * 1000.0,
             exited_ms = exited_after.as_secs_f64() * 1000.0,
             finished_ms = clock.elapsed().as_secs_f64() * 1000.0,
+            before_teardown = reaped.is_none(),
             "stateless execution phases"
         );
 
         // Only the supervisor saw how the program ended; without its report the outcome is
         // unknown (bwrap's status only tells how the supervisor ended).
-        let (started, supervisor_report) = supervisor::parse_status(&status_bytes.bytes);
+        let (started, supervisor_report) = supervisor::parse_status(&status_bytes);
         let Collected { results, results_truncated, report, .. } = collected;
         let mut verdict = outcome::classify(&Ended {
             exit: supervisor_report.as_ref().and_then(Exit::from_report),
-            sandbox_exit: Exit::from_wait_status(wstatus),
+            // Without bwrap's status (the answer came first), the supervisor's own: it exits with
+            // the program's status.
+            sandbox_exit: match &reaped {
+                Some((wstatus, _)) => Exit::from_wait_status(*wstatus),
+                None => Exit::Code(
+                    supervisor_report
+                        .as_ref()
+                        .map_or(0, |r| r.exit_code.unwrap_or_else(|| 128 + r.signal.unwrap_or(0))),
+                ),
+            },
             timed_out,
             killed,
             oom_killed,
@@ -375,17 +450,28 @@ impl Engine {
             verdict.status = ExecutionStatus::Crashed;
             verdict.error_message = Some(format!("the sandbox could not be started: {why}"));
         }
+        // The kernel's count for bwrap when it was reaped; else the supervisor's reading of the
+        // kernel's count for itself and every process it collected (all of them but itself).
+        let (cpu_time_ms, peak_kb) = match (&reaped, &supervisor_report) {
+            (Some((_, usage)), _) => {
+                (timeval_ms(usage.ru_utime) + timeval_ms(usage.ru_stime), usage.ru_maxrss as f64)
+            }
+            (None, Some(r)) => {
+                (r.cpu_time_us.unwrap_or(0) as f64 / 1000.0, r.peak_memory_kb.unwrap_or(0) as f64)
+            }
+            (None, None) => (0.0, 0.0),
+        };
         let metrics = ExecMetrics {
             duration_ms: duration.as_secs_f64() * 1000.0,
-            cpu_time_ms: timeval_ms(usage.ru_utime) + timeval_ms(usage.ru_stime),
-            peak_memory_mb: usage.ru_maxrss as f64 / 1024.0,
+            cpu_time_ms,
+            peak_memory_mb: peak_kb / 1024.0,
         };
         let mut result = result_of(req, verdict, Pieces { stdout, stderr, changes, metrics, started_at });
         result.timed_out = timed_out;
         result.oom_killed = oom_killed;
         result.results = results;
         result.results_truncated = results_truncated;
-        Ok(result)
+        Ok((result, reaped.is_none().then_some(process)))
     }
 }
 
@@ -477,11 +563,17 @@ pub fn failed_to_start(
     result_of(req, verdict, p)
 }
 
-/// Reads one output pipe to its end, forwarding kept chunks as stream events.
-async fn pump(mut r: pipe::Receiver, mut out: Output, events: Events) -> std::io::Result<Captured> {
+/// Reads one output pipe to its end, or once `gone` is cancelled to what it holds, forwarding
+/// kept chunks as stream events.
+async fn pump(
+    mut r: pipe::Receiver,
+    mut out: Output,
+    events: Events,
+    gone: CancellationToken,
+) -> std::io::Result<Captured> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = r.read(&mut buf).await?;
+        let n = read_or_drain(&mut r, &mut buf, &gone).await?;
         if n == 0 {
             return Ok(out.finish(events.as_ref()));
         }
@@ -489,16 +581,56 @@ async fn pump(mut r: pipe::Receiver, mut out: Output, events: Events) -> std::io
     }
 }
 
-/// Reads the runner's messages to their end.
+/// The next bytes of `r`: waited for until `gone` is cancelled; after that only what the pipe
+/// holds (0 once it is empty), as no process is left to write more. `read` is cancel-safe.
+async fn read_or_drain(
+    r: &mut pipe::Receiver,
+    buf: &mut [u8],
+    gone: &CancellationToken,
+) -> std::io::Result<usize> {
+    if !gone.is_cancelled() {
+        tokio::select! {
+            biased;
+            n = r.read(buf) => return n,
+            _ = gone.cancelled() => {}
+        }
+    }
+    // Straight from the descriptor (non-blocking), not tokio's idea of its readiness.
+    loop {
+        match rustix::io::read(unsafe { std::os::fd::BorrowedFd::borrow_raw(r.as_raw_fd()) }, &mut *buf) {
+            Ok(n) => return Ok(n),
+            Err(rustix::io::Errno::AGAIN) => return Ok(0),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Reads the supervisor's status descriptor until its final report is whole, or to its end.
+async fn read_status(r: &mut pipe::Receiver) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    while bytes.len() < 4096 && !supervisor::report_complete(&bytes) {
+        let n = r.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&buf[..n]);
+    }
+    Ok(bytes)
+}
+
+/// Reads the runner's messages to their end (see [`pump`] for `gone`).
 async fn collect(
     mut r: pipe::Receiver,
     mut collected: Collected,
     events: Events,
+    gone: CancellationToken,
 ) -> std::io::Result<Collected> {
     let mut lines = LineSplitter::new(collected.max_line());
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = r.read(&mut buf).await?;
+        let n = read_or_drain(&mut r, &mut buf, &gone).await?;
         if n == 0 {
             lines.finish();
         } else {

@@ -15,9 +15,11 @@
 //! this process nor write a forged report into the status pipe or its memory. It keeps no
 //! descriptor but its status pipe: those meant for the program are closed here once the
 //! program has them. Should this process die anyway, the executor gets no report and
-//! calls the execution `crashed`. CPU time and memory are not reported from here: bwrap waits
-//! for this process, which has collected every other one, so the executor takes them from the
-//! kernel's count for bwrap, out of user code's reach.
+//! calls the execution `crashed`. The report, written once every other process of the sandbox
+//! has been collected, also carries the sandbox's CPU time and peak memory as the kernel counts
+//! them for this process and everything it collected (`getrusage`): the executor answers on it
+//! without waiting for the namespaces to be torn down and bwrap to exit, and takes the same
+//! figures from the kernel's count for bwrap (`wait4`) when bwrap ended without a report.
 //!
 //! The limits are set here, inside bwrap's user namespace, rather than before bwrap starts:
 //! `RLIMIT_NPROC` counts every process of a user *in each user namespace up the chain*, and
@@ -86,6 +88,35 @@ pub struct SupervisorReport {
     pub exit_code: Option<i32>,
     /// The signal that killed it, if one did.
     pub signal: Option<i32>,
+    /// CPU time of the whole sandbox, in µs: this process's and every process it collected,
+    /// as the kernel counts them (`getrusage`), taken once every other process is collected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_time_us: Option<u64>,
+    /// The largest resident set of any process of the sandbox, in KiB, as the kernel counts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_kb: Option<u64>,
+}
+
+impl SupervisorReport {
+    /// A report of how the program ended, with the sandbox's resource use so far.
+    fn of(exit_code: Option<i32>, signal: Option<i32>) -> Self {
+        let (own, children) = (rusage(libc::RUSAGE_SELF), rusage(libc::RUSAGE_CHILDREN));
+        let us = |t: libc::timeval| (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64;
+        let total = |u: &libc::rusage| us(u.ru_utime) + us(u.ru_stime);
+        SupervisorReport {
+            exit_code,
+            signal,
+            cpu_time_us: Some(total(&own) + total(&children)),
+            peak_memory_kb: Some(own.ru_maxrss.max(children.ru_maxrss).max(0) as u64),
+        }
+    }
+}
+
+fn rusage(who: libc::c_int) -> libc::rusage {
+    // SAFETY: rusage is plain data; getrusage fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(who, &mut usage) };
+    usage
 }
 
 /// Splits what arrived on the status descriptor: whether the program started, and the final
@@ -95,6 +126,12 @@ pub fn parse_status(bytes: &[u8]) -> (bool, Option<SupervisorReport>) {
         Some((&STARTED, rest)) => (true, serde_json::from_slice(rest).ok()),
         _ => (false, None),
     }
+}
+
+/// Whether what arrived on the status descriptor holds the whole final report (it ends with a
+/// newline, written once every process of the sandbox but this one is gone).
+pub fn report_complete(bytes: &[u8]) -> bool {
+    bytes.first() == Some(&STARTED) && bytes.len() > 1 && bytes.ends_with(b"\n")
 }
 
 impl SupervisorArgs {
@@ -188,7 +225,9 @@ fn session_environment() -> std::io::Result<Vec<(String, String)>> {
 
 /// Writes the final report and exits with the program's status.
 fn report(mut status: std::fs::File, r: &SupervisorReport) -> ! {
-    let _ = status.write_all(&serde_json::to_vec(r).unwrap_or_default());
+    let mut line = serde_json::to_vec(r).unwrap_or_default();
+    line.push(b'\n');
+    let _ = status.write_all(&line);
     drop(status);
     std::process::exit(r.exit_code.unwrap_or_else(|| 128 + r.signal.unwrap_or(0)));
 }
@@ -238,7 +277,7 @@ pub fn main(args: &[OsString]) -> ! {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sandbox: cannot start {}: {e}", command[0].to_string_lossy());
-            report(status, &SupervisorReport { exit_code: Some(127), signal: None });
+            report(status, &SupervisorReport::of(Some(127), None));
         }
     };
     let pid = child.id() as libc::pid_t;
@@ -278,10 +317,10 @@ pub fn main(args: &[OsString]) -> ! {
     };
     report(
         status,
-        &SupervisorReport {
-            exit_code: libc::WIFEXITED(wstatus).then(|| libc::WEXITSTATUS(wstatus)),
-            signal: libc::WIFSIGNALED(wstatus).then(|| libc::WTERMSIG(wstatus)),
-        },
+        &SupervisorReport::of(
+            libc::WIFEXITED(wstatus).then(|| libc::WEXITSTATUS(wstatus)),
+            libc::WIFSIGNALED(wstatus).then(|| libc::WTERMSIG(wstatus)),
+        ),
     );
 }
 
@@ -320,5 +359,11 @@ mod tests {
         let (started, r) = parse_status(br#"S{"exit_code":null,"signal":9}"#);
         assert!(started);
         assert_eq!(r.unwrap().signal, Some(9));
+        let line = b"S{\"exit_code\":0,\"signal\":null,\"cpu_time_us\":12500,\"peak_memory_kb\":9000}\n";
+        assert!(report_complete(line));
+        assert!(!report_complete(&line[..line.len() - 1]), "cut short");
+        assert!(!report_complete(b"S"));
+        let r = parse_status(line).1.unwrap();
+        assert_eq!((r.exit_code, r.cpu_time_us, r.peak_memory_kb), (Some(0), Some(12500), Some(9000)));
     }
 }

@@ -288,12 +288,63 @@ def _main():
     if op == "context":
         return _notebook().serve(arg)
     _os.close(_COMMANDS)
-    return _run()
+    status = _run()
+    _flush()
+    _exit(status)
 
 
+def _exit(status):
+    """Ends a `run`. What the interpreter's own exit does that user code can see is done here:
+    non-daemon threads are joined, atexit callbacks run (multiprocessing, logging, tempfile and
+    weakref.finalize use them), the script's globals are released (their __del__ methods run and
+    files left open are flushed and closed), the objects the code left in cycles collected, and
+    the streams flushed. The rest of the interpreter's teardown (freeing every module and object
+    one by one) nobody sees, and is skipped: os._exit. Unless code outside the standard library
+    was imported (a C extension may hold output in C stdio buffers, which only exit() flushes)
+    or daemon threads still run: then the interpreter exits as usual."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        threading._shutdown()
+    import atexit
+
+    atexit._run_exitfuncs()
+    _flush()
+    if (threading is not None and threading.active_count() > 1) or any(
+        name not in _BASE_MODULES and not _standard(m) for name, m in list(sys.modules.items())
+    ):
+        # Daemon threads still run (they must not see the globals go), or code from outside
+        # the standard library was loaded: the interpreter's own exit.
+        sys.exit(status)
+    main = sys.modules.get("__main__")
+    if main is not None:
+        main.__dict__.clear()
+    gc.collect()
+    _flush()
+    _os._exit(status)
+
+
+_STDLIB = _os.path.dirname(_os.__file__) + "/"
+
+
+def _standard(module):
+    """Whether a module is the standard library's own (and not ctypes, whose C calls may leave
+    output in C stdio buffers)."""
+    name = getattr(module, "__name__", None) or ""
+    if name == "_ctypes" or name.startswith("ctypes"):
+        return False
+    path = getattr(module, "__file__", None)
+    if path is None:
+        return True  # built into the interpreter
+    return path.startswith(_STDLIB) and "-packages/" not in path
+
+
+# The compiler's tables (its first compile() builds every AST node type: milliseconds) are made
+# now, before the request.
+compile("", _MAIN, "exec", dont_inherit=True)
 # What the runner has made so far lives as long as the interpreter: the collector need not look
 # at it again, which also keeps it out of the final collection when the interpreter exits.
 gc.freeze()
+_BASE_MODULES = frozenset(sys.modules)
 _status = _main()
 _flush()
 sys.exit(_status)

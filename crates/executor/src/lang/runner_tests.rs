@@ -295,3 +295,34 @@ fn shell_cells_keep_directory_and_variables_and_can_be_interrupted() {
     r.send(Request::Cell(5));
     assert_eq!(r.child.wait().unwrap().code(), Some(4), "`exit` ends the shell");
 }
+
+#[test]
+fn python_run_ends_as_the_interpreter_would_without_its_full_teardown() {
+    let mut r = Runner::start(Language::Python);
+    let out = r.dir.path().join("left-open.txt");
+    let code = format!(
+        r#"
+import atexit, threading, time
+f = open({out:?}, "w")
+f.write("buffered, never closed")
+class Noisy:
+    def __del__(self):
+        print("del ran")
+n = Noisy()
+atexit.register(lambda: print("atexit ran"))
+def late():
+    time.sleep(0.2)
+    print("thread ran")
+threading.Thread(target=late).start()
+print("main done")
+raise SystemExit(3)
+"#
+    );
+    std::fs::write(r.dir.path().join("main.py"), code).unwrap();
+    r.send(Request::Run);
+    let status = r.child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "the exit code is the program's");
+    let printed: Vec<String> = (0..4).map(|_| r.stdout_line()).collect();
+    assert_eq!(printed, ["main done", "thread ran", "atexit ran", "del ran"]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "buffered, never closed", "open files are flushed");
+}
