@@ -347,7 +347,7 @@ mod tests {
         e.timed_out = false;
         e.oom_killed = false;
         e.killed = true;
-        assert_eq!(classify(&e).status, ExecutionStatus::Crashed);
+        assert_eq!(classify(&e).status, ExecutionStatus::Cancelled);
         // An OOM kill elsewhere in the container does not taint a clean exit.
         let mut e = ended(Exit::Code(0), Some(Ok(Report::Script)));
         e.oom_killed = true;
