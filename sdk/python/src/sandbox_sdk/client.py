@@ -318,7 +318,7 @@ class ExecutionHandle(HandleFields):
         return self.client._wait_for(self.id, timeout)
 
     def result(self) -> Execution:
-        """Its current state (status ``running`` while it runs, with the output so far)."""
+        """Its current state: status ``running`` while it runs, the whole execution once ended."""
         return self.client._call(_core.execution_result(self.id))
 
     def cancel(self) -> Execution:
