@@ -255,3 +255,30 @@ def test_backoff_policy() -> None:
 
 def client_of(session: Session) -> Client:
     return session.client
+
+
+def test_reattached_stream_with_the_result_alone_gives_the_missed_output() -> None:
+    # Past the server's replay window (or on another replica) a re-attached stream has only the
+    # result event: the callbacks get the output they missed from it, once.
+    from sandbox_sdk._core import ExecutionStream
+
+    stdout: List[str] = []
+    stream = ExecutionStream(FAST, on_stdout=stdout.append)
+    events = [("started", 0, {"execution_id": "exec_1"}), ("stdout", 1, {"data": "a\n"}),
+              ("stdout", 2, {"data": "b\n"})]
+    for name, number, data in events:
+        for line in (f"event: {name}", f"data: {json.dumps(data)}", f"id: {number}", ""):
+            stream.feed(line)
+    stream.feed("event: stdout")  # the connection broke inside an event
+    assert stream.after_drop(httpx.ReadError("cut"), "test") >= 0
+    call = stream.reattach()
+    assert call.path == "/executions/exec_1/stream" and call.headers["Last-Event-ID"] == "2"
+    stream.feed("data: {\"data\": \"b\\n\"}")
+    stream.feed("id: 2")
+    stream.feed("")  # replayed: skipped
+    result = {"id": "exec_1", "session_id": "s", "status": "completed", "stdout": "a\nb\nc\nd\n"}
+    for line in ("event: result", f"data: {json.dumps(result)}", "id: 9", ""):
+        stream.feed(line)
+    assert stream.done and stdout == ["a\n", "b\n", "c\nd\n"]
+    outcome = stream.outcome()
+    assert outcome is not None and outcome.stdout == "".join(stdout)
