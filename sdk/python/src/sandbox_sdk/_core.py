@@ -11,6 +11,7 @@ send the requests these describe, with ``time.sleep`` or ``asyncio.sleep`` in be
 from __future__ import annotations
 
 import enum
+import io
 import json
 import random
 import re
@@ -559,8 +560,6 @@ def upload(session_id: str, path: str, data: Uploadable,
     if isinstance(data, str):
         data = data.encode()
     if isinstance(data, (bytes, bytearray, memoryview)):
-        import io
-
         stream: IO[bytes] = io.BytesIO(bytes(data))
     else:
         stream = data
