@@ -11,10 +11,12 @@ Quick start::
         print(ctx.run("x + 1").text)  # 42
 
 See ``sandbox_sdk.cli`` (the ``sandbox`` command) and ``sandbox_sdk.mcp`` (the ``sandbox-mcp``
-MCP server) for the other ways in.
+MCP server) for the other ways in, and ``AsyncClient`` for the same surface with ``await``.
 """
 
-from .client import DEFAULT_TEMPLATE, Client, Context, Files, Session
+from ._core import RetryPolicy
+from .aio import AsyncClient, AsyncContext, AsyncExecutionHandle, AsyncFiles, AsyncSession
+from .client import DEFAULT_TEMPLATE, Client, Context, ExecutionHandle, Files, Session
 from .errors import (
     AuthenticationError,
     BadRequest,
@@ -31,6 +33,7 @@ from .errors import (
     ServiceUnavailable,
     StreamError,
     ValidationError,
+    WaitTimeout,
 )
 from .models import Artifact, Execution, ExecutionError, FileInfo, Result, UploadInfo
 
@@ -42,6 +45,13 @@ __all__ = [
     "Session",
     "Context",
     "Files",
+    "ExecutionHandle",
+    "RetryPolicy",
+    "AsyncClient",
+    "AsyncSession",
+    "AsyncContext",
+    "AsyncFiles",
+    "AsyncExecutionHandle",
     "Execution",
     "ExecutionError",
     "Result",
@@ -61,6 +71,7 @@ __all__ = [
     "ServiceUnavailable",
     "ConnectionFailed",
     "StreamError",
+    "WaitTimeout",
     "ConfigurationError",
     "FieldError",
 ]

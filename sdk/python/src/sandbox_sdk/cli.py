@@ -35,7 +35,7 @@ exit codes:
   {EXIT_TIMEOUT}      run: the execution timed out
   {EXIT_CLI_ERROR}      the request failed: the server answered with an error (its code is printed),
            could not be reached, or the URL or key is missing
-  {EXIT_INTERRUPTED}      interrupted (Ctrl-C)
+  {EXIT_INTERRUPTED}      interrupted (Ctrl-C); run: the execution was cancelled
   {EXIT_CRASHED}      run: the execution crashed (killed, e.g. out of memory)"""
 
 LANGUAGES = ("python", "javascript", "shell")
@@ -188,6 +188,8 @@ def execution_exit_code(execution: Execution) -> int:
         return EXIT_TIMEOUT
     if execution.status == "crashed":
         return EXIT_CRASHED
+    if execution.status == "cancelled":
+        return EXIT_INTERRUPTED
     code = execution.exit_code
     return code if code is not None and 0 < code < 256 else 1
 
@@ -238,7 +240,7 @@ def cmd_run(client: Client, args: argparse.Namespace) -> int:
             temporary.delete()
     if args.json:
         print_json(execution.raw)
-    elif execution.status in ("timeout", "crashed") and execution.error_message:
+    elif execution.status in ("timeout", "crashed", "cancelled") and execution.error_message:
         sys.stderr.write(f"sandbox: {execution.status}: {execution.error_message}\n")
     return execution_exit_code(execution)
 

@@ -9,83 +9,51 @@
 from __future__ import annotations
 
 import io
-import json
 import os
-import re
 import time
-import urllib.parse
 from contextlib import contextmanager
-from typing import (
-    IO,
-    Any,
-    Callable,
-    Dict,
-    Iterator,
-    List,
-    Mapping,
-    Optional,
-    Sequence,
-    Tuple,
-    Union,
-)
+from typing import IO, Any, Dict, Iterator, List, Mapping, Optional, Sequence, TypeVar, Union
 
 import httpx
 
-from .errors import (
-    ConfigurationError,
-    Conflict,
-    ConnectionFailed,
-    StreamError,
-    error_from_response,
+from . import _core
+from ._core import (
+    API_PREFIX,
+    CHUNK_SIZE,
+    DEFAULT_TEMPLATE,
+    Call,
+    ContextFields,
+    DisplayCallback,
+    ExecutionStream,
+    HandleFields,
+    Poller,
+    ProgressCallback,
+    Retrier,
+    RetryPolicy,
+    SessionFields,
+    TextCallback,
+    Uploadable,
 )
-from .models import Execution, FileInfo, Result, UploadInfo
+from .errors import ConfigurationError, Conflict
+from .models import Execution, FileInfo, UploadInfo
 
-__all__ = ["Client", "Session", "Context", "Files", "DEFAULT_TEMPLATE"]
+__all__ = ["Client", "Session", "Context", "Files", "ExecutionHandle", "RetryPolicy", "DEFAULT_TEMPLATE"]
 
-DEFAULT_TEMPLATE = "python-basic"
-API_PREFIX = "/api/v1"
-CHUNK_SIZE = 256 * 1024
-
-TextCallback = Callable[[str], None]
-DisplayCallback = Callable[[Result], None]
-# Called with the bytes moved so far and the total, when known.
-ProgressCallback = Callable[[int, Optional[int]], None]
-Uploadable = Union[bytes, bytearray, memoryview, str, IO[bytes]]
+T = TypeVar("T")
 
 
-def _quote(path: str) -> str:
-    return urllib.parse.quote(path.lstrip("/"), safe="/")
+def _settings(url: Optional[str], api_key: Optional[str]) -> "tuple[str, str]":
+    url = url or os.environ.get("SANDBOX_URL")
+    api_key = api_key or os.environ.get("SANDBOX_API_KEY")
+    if not url:
+        raise ConfigurationError("no server URL: set SANDBOX_URL or pass one", code="not_configured")
+    if not api_key:
+        raise ConfigurationError("no API key: set SANDBOX_API_KEY or pass one", code="not_configured")
+    return _core.base_url(url), api_key
 
 
-def _dependency(spec: Union[str, Mapping[str, str]]) -> Dict[str, str]:
-    """``"requests==2.31.0"`` (or a mapping as the API takes it) as ``{"name", "version"}``."""
-    if not isinstance(spec, str):
-        return dict(spec)
-    name, version = re.match(r"\s*([^=<>~!\s]+)\s*(.*?)\s*$", spec).groups()  # type: ignore[union-attr]
-    return {"name": name, "version": version} if version else {"name": name}
-
-
-def _iter_sse(response: httpx.Response) -> Iterator[Tuple[str, Any]]:
-    """The (event, parsed JSON data) pairs of a Server-Sent Events response."""
-    event = "message"
-    data: List[str] = []
-    for line in response.iter_lines():
-        if not line:
-            if data:
-                yield event, json.loads("\n".join(data))
-            event = "message"
-            data = []
-        elif line.startswith(":"):
-            continue  # a keep-alive comment
-        else:
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name == "event":
-                event = value
-            elif name == "data":
-                data.append(value)
-    if data:
-        yield event, json.loads("\n".join(data))
+def _policy(max_retries: int, retry_policy: Optional[RetryPolicy]) -> RetryPolicy:
+    return retry_policy if retry_policy is not None else RetryPolicy(max_retries=max_retries)
 
 
 class Client:
@@ -96,6 +64,11 @@ class Client:
         api_key: the API key; ``$SANDBOX_API_KEY`` when left out.
         timeout: seconds to wait for an answer to requests other than executions (which wait
             as long as their own timeout needs).
+        max_retries: how often a request that failed transiently is retried (see the README's
+            "Retries"): session creates and executions with an ``Idempotency-Key`` so that they
+            are carried out once, reads on connection errors, and any request the server
+            refused with 429 or 503 (after its ``Retry-After``).
+        retry_policy: the full retry settings (backoff, caps), instead of ``max_retries``.
         transport: an httpx transport to use instead of the network (tests, proxies).
     """
 
@@ -105,17 +78,12 @@ class Client:
         api_key: Optional[str] = None,
         *,
         timeout: float = 60.0,
+        max_retries: int = 3,
+        retry_policy: Optional[RetryPolicy] = None,
         transport: Optional[httpx.BaseTransport] = None,
     ) -> None:
-        url = url or os.environ.get("SANDBOX_URL")
-        api_key = api_key or os.environ.get("SANDBOX_API_KEY")
-        if not url:
-            raise ConfigurationError("no server URL: set SANDBOX_URL or pass one", code="not_configured")
-        if not api_key:
-            raise ConfigurationError("no API key: set SANDBOX_API_KEY or pass one", code="not_configured")
-        self.url = url.rstrip("/")
-        if self.url.endswith(API_PREFIX):
-            self.url = self.url[: -len(API_PREFIX)]
+        self.url, api_key = _settings(url, api_key)
+        self.retry_policy = _policy(max_retries, retry_policy)
         self._http = httpx.Client(
             base_url=self.url + API_PREFIX,
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "sandbox-sdk-python"},
@@ -135,28 +103,50 @@ class Client:
 
     # -- HTTP -------------------------------------------------------------------------------
 
+    def _call(self, call: Call[T]) -> T:
+        """Send a call, retrying as it allows, and answer its parsed body."""
+        with self._open(call, stream=False) as response:
+            value = call.parse(response)
+        if isinstance(value, Execution):
+            value._client = self
+        return value
+
     @contextmanager
-    def _send(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
-        """Send a request and yield its (unread) response; error answers raise."""
-        try:
-            with self._http.stream(method, path, **kwargs) as response:
-                if response.status_code >= 400:
+    def _open(self, call: Call[Any], *, stream: bool = True) -> Iterator[httpx.Response]:
+        """Send a call, retrying as it allows, and yield its successful response (unread when
+        ``stream``); error answers raise."""
+        retrier = Retrier(self.retry_policy, call, self.url)
+        while True:
+            try:
+                response = self._http.send(call.build(self._http), stream=stream,
+                                           follow_redirects=call.follow_redirects)
+            except httpx.TransportError as e:
+                delay = retrier.after_transport_error(e)
+            else:
+                if response.status_code < 400:
+                    break
+                try:
                     response.read()
-                    raise error_from_response(response)
-                yield response
-        except httpx.TransportError as e:
-            raise ConnectionFailed(
-                f"{method} {self.url}{API_PREFIX}{path}: {e or type(e).__name__}", code="connection_failed"
-            ) from e
+                except httpx.TransportError as e:
+                    delay = retrier.after_transport_error(e)
+                else:
+                    delay = retrier.after_error(response)
+                finally:
+                    response.close()
+            time.sleep(delay)
+        try:
+            yield response
+        finally:
+            response.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send a request to ``/api/v1{path}`` and answer its JSON body (``None`` when empty).
 
-        Keyword arguments go to :meth:`httpx.Client.request` (``json``, ``params``, ...).
+        Keyword arguments go to :meth:`httpx.Client.build_request` (``json``, ``params``, ...).
+        GETs are retried on transient failures, other requests only when the server refused
+        them (429, 503) or could not be reached.
         """
-        with self._send(method, path, **kwargs) as response:
-            response.read()
-            return response.json() if response.content else None
+        return self._call(_core.raw_request(method, path, kwargs))
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -171,6 +161,7 @@ class Client:
         disk: Optional[str] = None,
         dependencies: Optional[Sequence[Union[str, Mapping[str, str]]]] = None,
         session_id: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
     ) -> "Session":
         """Create a session and wait until it runs.
 
@@ -181,22 +172,22 @@ class Client:
             cpu, memory, disk: resources (``"1"``, ``"512Mi"``, ``"1Gi"``).
             dependencies: Python packages to install first (``"requests==2.31.0"``).
             session_id: a name of your choosing for it.
+            idempotency_key: the request's ``Idempotency-Key`` (a new UUID by default; give
+                your own to make retries of your own, across processes, create one session).
         """
-        body: Dict[str, Any] = {"template_id": template}
-        optional = {"env_vars": env_vars, "timeout": timeout, "cpu": cpu, "memory": memory,
-                    "disk": disk, "id": session_id}
-        body.update({k: v for k, v in optional.items() if v is not None})
-        if dependencies:
-            body["dependencies"] = [_dependency(d) for d in dependencies]
-        return Session(self, self.request("POST", "/sessions", json=body))
+        call = _core.create_session(
+            template, env_vars=env_vars, timeout=timeout, cpu=cpu, memory=memory, disk=disk,
+            dependencies=dependencies, session_id=session_id, idempotency_key=idempotency_key,
+        )
+        return Session(self, self._call(call))
 
     def get_session(self, session_id: str) -> "Session":
         """One session (``NotFound`` when there is none of that id)."""
-        return Session(self, self.request("GET", f"/sessions/{_quote(session_id)}"))
+        return Session(self, self._call(_core.get_session(session_id)))
 
     def delete_session(self, session_id: str) -> None:
         """Remove a session, its executions and its workspace (again: no error)."""
-        self.request("DELETE", f"/sessions/{_quote(session_id)}")
+        self._call(_core.delete_session(session_id))
 
     def list_sessions(
         self,
@@ -207,13 +198,8 @@ class Client:
         offset: int = 0,
     ) -> List["Session"]:
         """The key's sessions, newest first."""
-        params: Dict[str, Any] = {"limit": limit, "offset": offset}
-        if status:
-            params["status"] = status
-        if template:
-            params["template_id"] = template
-        body = self.request("GET", "/sessions", params=params)
-        return [Session(self, item) for item in body["items"]]
+        items = self._call(_core.list_sessions(status, template, limit, offset))
+        return [Session(self, item) for item in items]
 
     # -- executions -------------------------------------------------------------------------
 
@@ -228,69 +214,137 @@ class Client:
         on_stdout: Optional[TextCallback] = None,
         on_stderr: Optional[TextCallback] = None,
         on_display: Optional[DisplayCallback] = None,
+        idempotency_key: Optional[str] = None,
     ) -> Execution:
         """Run code in a session and answer the finished execution.
 
         With any callback the output streams (Server-Sent Events) and each callback is called
-        as it arrives; without, one request waits for the result. ``Session.run`` and
-        ``Context.run`` are the usual way in.
+        as it arrives; a stream that breaks is re-attached where it stopped. Without, one
+        request waits for the result, retried with an ``Idempotency-Key`` so that the code runs
+        once. ``Session.run`` and ``Context.run`` are the usual way in.
         """
-        body: Dict[str, Any] = {"code": code, "timeout": timeout}
-        if language:
-            body["language"] = language
-        if context_id:
-            body["context_id"] = context_id
-        path = f"/executions/sessions/{_quote(session_id)}/execute-sync"
-        # The server waits at most sync_timeout (10-3600 s) before answering an unfinished
-        # execution; the client waits a little longer than that.
-        sync_timeout = max(10, min(3600, timeout + 30))
-        params: Dict[str, Any] = {"sync_timeout": sync_timeout}
-        http_timeout = httpx.Timeout(self._http.timeout.connect, read=sync_timeout + 30.0)
         streaming = on_stdout or on_stderr or on_display
+        call = _core.execute_sync(
+            session_id, code, language=language, timeout=timeout, context_id=context_id,
+            connect_timeout=self._http.timeout.connect, stream=bool(streaming),
+            idempotency_key=idempotency_key,
+        )
         if not streaming:
-            execution = Execution.from_dict(
-                self.request("POST", path, json=body, params=params, timeout=http_timeout)
-            )
-            return self._wait(execution)
+            return self._wait(self._call(call))
+        stream = ExecutionStream(self.retry_policy, on_stdout=on_stdout, on_stderr=on_stderr,
+                                 on_display=on_display, read_timeout=timeout + 60.0)
+        return self._follow(stream, call)
 
-        params["stream"] = "true"
-        execution_id = None
-        with self._send("POST", path, json=body, params=params, timeout=http_timeout) as response:
-            for event, data in _iter_sse(response):
-                if event == "started":
-                    execution_id = data.get("execution_id")
-                elif event == "stdout" and on_stdout:
-                    on_stdout(data.get("data", ""))
-                elif event == "stderr" and on_stderr:
-                    on_stderr(data.get("data", ""))
-                elif event == "display" and on_display:
-                    on_display(Result.from_dict(data))
-                elif event == "result":
-                    return self._wait(Execution.from_dict(data))
-        if execution_id is None:
-            raise StreamError("the stream ended before the execution started", code="stream_ended")
-        # The execution goes on without us; its result is stored.
-        return self._wait(Execution(id=execution_id, session_id=session_id, status="running"))
+    def start(
+        self,
+        session_id: str,
+        code: str,
+        *,
+        language: Optional[str] = "python",
+        timeout: int = 30,
+        context_id: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> "ExecutionHandle":
+        """Start code in a session and answer at once with a handle to wait for it, follow its
+        output or cancel it (``Session.start`` is the usual way in)."""
+        call = _core.start_execution(session_id, code, language=language, timeout=timeout,
+                                     context_id=context_id, idempotency_key=idempotency_key)
+        return ExecutionHandle(self, self._call(call), timeout=timeout)
 
     def get_execution(self, execution_id: str) -> Execution:
         """An execution's current state."""
-        return Execution.from_dict(self.request("GET", f"/executions/{_quote(execution_id)}/status"))
+        return self._call(_core.execution_status(execution_id))
 
-    def _wait(self, execution: Execution, interval: float = 0.5) -> Execution:
-        """``execution`` once finished, asking for its result while it runs."""
-        while not execution.finished:
-            time.sleep(interval)
+    def cancel_execution(self, execution_id: str) -> Execution:
+        """Cancel a running execution (it ends ``cancelled``) and answer its state; an ended
+        one is answered as it is."""
+        return self._call(_core.cancel_execution(execution_id))
+
+    def execution(self, execution_id: str) -> "ExecutionHandle":
+        """A handle to an execution started elsewhere (to wait for, follow or cancel it)."""
+        return ExecutionHandle(self, {"execution_id": execution_id})
+
+    def _follow(self, stream: ExecutionStream, call: Call[Any]) -> Execution:
+        """Follow an execution's events to its result, re-attaching after a break."""
+        while True:
             try:
-                execution = Execution.from_dict(
-                    self.request("GET", f"/executions/{_quote(execution.id)}/result")
-                )
-            except Conflict as e:
+                with self._open(call) as response:
+                    for line in response.iter_lines():
+                        stream.feed(line)
+                        if stream.done:
+                            break
+            except httpx.TransportError as e:
+                time.sleep(stream.after_drop(e, call.where(self.url)))
+                call = stream.reattach()
+                continue
+            break
+        execution = stream.outcome()
+        if execution is None:
+            # The stream ended early: the execution goes on without us; its result is stored.
+            assert stream.execution_id is not None
+            return self._wait_for(stream.execution_id)
+        execution._client = self
+        return self._wait(execution)
+
+    def _wait(self, execution: Execution) -> Execution:
+        """``execution`` once finished (the server's wait may end first)."""
+        return execution if execution.finished else self._wait_for(execution.id)
+
+    def _wait_for(self, execution_id: str, timeout: Optional[float] = None) -> Execution:
+        """The execution once finished, asking for its result while it runs."""
+        poller = Poller(execution_id, timeout)
+        while True:
+            try:
+                execution = self._call(_core.execution_result(execution_id))
+                if execution.finished:
+                    return execution
+            except Conflict as e:  # servers that answer 409 while it runs
                 if e.code != "execution_not_finished":
                     raise
-        return execution
+            time.sleep(poller.next_delay())
 
 
-class Session:
+class ExecutionHandle(HandleFields):
+    """An execution started with :meth:`Session.start`: wait for it, follow its output, or
+    cancel it. ``id`` is its id."""
+
+    def __init__(self, client: Client, data: Dict[str, Any], timeout: Optional[int] = None) -> None:
+        super().__init__(data, timeout)
+        self.client = client
+
+    def wait(self, timeout: Optional[float] = None) -> Execution:
+        """The finished execution; ``WaitTimeout`` when ``timeout`` seconds pass first (the
+        execution goes on)."""
+        return self.client._wait_for(self.id, timeout)
+
+    def result(self) -> Execution:
+        """Its current state: status ``running`` while it runs, the whole execution once ended."""
+        return self.client._call(_core.execution_result(self.id))
+
+    def cancel(self) -> Execution:
+        """Cancel it (its processes are killed; it ends ``cancelled``); answers its state."""
+        return self.client.cancel_execution(self.id)
+
+    def stream(
+        self,
+        on_stdout: Optional[TextCallback] = None,
+        on_stderr: Optional[TextCallback] = None,
+        on_display: Optional[DisplayCallback] = None,
+    ) -> Execution:
+        """Follow its output from the start (Server-Sent Events), calling the callbacks as it
+        arrives, and answer the finished execution; a broken stream is re-attached."""
+        stream = ExecutionStream(
+            self.client.retry_policy, execution_id=self.id, on_stdout=on_stdout,
+            on_stderr=on_stderr, on_display=on_display, read_timeout=STREAM_READ_TIMEOUT,
+        )
+        return self.client._follow(stream, _core.follow_execution(self.id, None, STREAM_READ_TIMEOUT))
+
+
+# The server sends a keep-alive comment every 15 s.
+STREAM_READ_TIMEOUT = 60.0
+
+
+class Session(SessionFields):
     """A sandbox session: a container with a workspace, for executions and code contexts.
 
     Used as a context manager it is deleted on exit. Fields are as last read from the server
@@ -302,32 +356,15 @@ class Session:
         self.files = Files(self)
         self._update(data)
 
-    def _update(self, data: Dict[str, Any]) -> None:
-        self.raw: Dict[str, Any] = data
-        self.id: str = data["id"]
-        self.template_id: str = data.get("template_id", "")
-        self.status: str = data.get("status", "")
-        self.env_vars: Dict[str, str] = data.get("env_vars") or {}
-        self.timeout: Optional[int] = data.get("timeout")
-        self.created_at: Optional[str] = data.get("created_at")
-        self.error_message: Optional[str] = data.get("error_message")
-
-    def __repr__(self) -> str:
-        return f"Session(id={self.id!r}, template_id={self.template_id!r}, status={self.status!r})"
-
     def __enter__(self) -> "Session":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.delete()
 
-    @property
-    def _path(self) -> str:
-        return f"/sessions/{_quote(self.id)}"
-
     def refresh(self) -> "Session":
         """Read the session's state again."""
-        self._update(self.client.request("GET", self._path))
+        self._update(self.client._call(_core.get_session(self.id)))
         return self
 
     def run(
@@ -340,6 +377,7 @@ class Session:
         on_stdout: Optional[TextCallback] = None,
         on_stderr: Optional[TextCallback] = None,
         on_display: Optional[DisplayCallback] = None,
+        idempotency_key: Optional[str] = None,
     ) -> Execution:
         """Run code and answer the finished execution.
 
@@ -351,7 +389,28 @@ class Session:
         return self.client.execute(
             self.id, code, language=None if context_id else language, timeout=timeout,
             context_id=context_id, on_stdout=on_stdout, on_stderr=on_stderr, on_display=on_display,
+            idempotency_key=idempotency_key,
         )
+
+    def start(
+        self,
+        code: str,
+        language: str = "python",
+        timeout: int = 30,
+        *,
+        context_id: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+    ) -> ExecutionHandle:
+        """Start code without waiting: the handle's ``wait(timeout)``, ``stream(on_stdout=...)``
+        and ``cancel()`` follow it up."""
+        return self.client.start(
+            self.id, code, language=None if context_id else language, timeout=timeout,
+            context_id=context_id, idempotency_key=idempotency_key,
+        )
+
+    def cancel(self, execution_id: str) -> Execution:
+        """Cancel one of the session's running executions; answers its state."""
+        return self.client.cancel_execution(execution_id)
 
     def create_context(
         self,
@@ -360,53 +419,31 @@ class Session:
         env_vars: Optional[Mapping[str, str]] = None,
     ) -> "Context":
         """Start a code context: an interpreter whose state persists between runs."""
-        body: Dict[str, Any] = {"language": language}
-        if cwd is not None:
-            body["cwd"] = cwd
-        if env_vars:
-            body["env_vars"] = dict(env_vars)
-        return Context(self, self.client.request("POST", f"{self._path}/contexts", json=body))
+        return Context(self, self.client._call(_core.create_context(self.id, language, cwd, env_vars)))
 
     def list_contexts(self) -> List["Context"]:
         """The session's code contexts."""
-        body = self.client.request("GET", f"{self._path}/contexts")
-        return [Context(self, item) for item in body["items"]]
+        return [Context(self, item) for item in self.client._call(_core.list_contexts(self.id))]
 
     def get_context(self, context_id: str) -> "Context":
         """One code context."""
-        return Context(self, self.client.request("GET", f"{self._path}/contexts/{_quote(context_id)}"))
+        return Context(self, self.client._call(_core.get_context(self.id, context_id)))
 
     def terminate(self) -> None:
         """Stop the sandbox and keep the session's record."""
-        self._update(self.client.request("POST", f"{self._path}/terminate"))
+        self._update(self.client._call(_core.terminate_session(self.id)))
 
     def delete(self) -> None:
         """Remove the session, its executions and its workspace (again: no error)."""
         self.client.delete_session(self.id)
 
 
-class Context:
+class Context(ContextFields):
     """A code context: one long-lived interpreter of a session (a notebook kernel)."""
 
     def __init__(self, session: Session, data: Dict[str, Any]) -> None:
         self.session = session
         self._update(data)
-
-    def _update(self, data: Dict[str, Any]) -> None:
-        self.raw: Dict[str, Any] = data
-        self.id: str = data["id"]
-        self.language: str = data.get("language", "")
-        self.cwd: str = data.get("cwd", "")
-        self.status: str = data.get("status", "")
-        self.message: Optional[str] = data.get("message")
-        self.execution_count: int = int(data.get("execution_count") or 0)
-
-    def __repr__(self) -> str:
-        return f"Context(id={self.id!r}, language={self.language!r}, status={self.status!r})"
-
-    @property
-    def _path(self) -> str:
-        return f"{self.session._path}/contexts/{_quote(self.id)}"
 
     def run(
         self,
@@ -427,24 +464,30 @@ class Context:
             on_stdout=on_stdout, on_stderr=on_stderr, on_display=on_display,
         )
 
+    def start(self, code: str, timeout: int = 30) -> ExecutionHandle:
+        """Start a cell without waiting (see :meth:`Session.start`)."""
+        return self.session.start(code, timeout=timeout, context_id=self.id)
+
     def refresh(self) -> "Context":
         """Read the context's state again."""
-        self._update(self.session.client.request("GET", self._path))
+        self._update(self.session.client._call(_core.get_context(self.session.id, self.id)))
         return self
 
     def restart(self) -> "Context":
         """Replace the interpreter with a fresh one, as the context was created."""
-        self._update(self.session.client.request("POST", f"{self._path}/restart"))
+        call = _core.context_action(self.session.id, self.id, "restart")
+        self._update(self.session.client._call(call))
         return self
 
     def interrupt(self) -> "Context":
         """Interrupt the running cell (``KeyboardInterrupt`` in Python); state is kept."""
-        self._update(self.session.client.request("POST", f"{self._path}/interrupt"))
+        call = _core.context_action(self.session.id, self.id, "interrupt")
+        self._update(self.session.client._call(call))
         return self
 
     def delete(self) -> None:
         """End the interpreter and forget the context."""
-        self.session.client.request("DELETE", self._path)
+        self.session.client._call(_core.delete_context(self.session.id, self.id))
 
 
 class Files:
@@ -459,11 +502,8 @@ class Files:
 
     def list(self, path: str = "", *, limit: Optional[int] = None) -> List[FileInfo]:
         """Every entry below ``path`` (the whole workspace by default), recursively."""
-        params: Dict[str, Any] = {"path": path} if path else {}
-        if limit:
-            params["limit"] = limit
-        body = self._client.request("GET", f"{self._session._path}/files", params=params)
-        return [FileInfo.from_dict(f) for f in body["files"]]
+        items = self._client._call(_core.list_files(self._session.id, path, limit))
+        return [FileInfo.from_dict(f) for f in items]
 
     def write(
         self, path: str, data: Uploadable, *, on_progress: Optional[ProgressCallback] = None
@@ -472,48 +512,25 @@ class Files:
 
         Missing directories are created; an existing file is replaced.
         """
-        if isinstance(data, str):
-            data = data.encode()
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            stream: IO[bytes] = io.BytesIO(bytes(data))
-        else:
-            stream = data
-        total = _remaining(stream)
-        headers = {"Content-Type": "application/octet-stream"}
-        if total is not None:
-            headers["Content-Length"] = str(total)
-
-        def chunks() -> Iterator[bytes]:
-            done = 0
-            while True:
-                chunk = stream.read(CHUNK_SIZE)
-                if not chunk:
-                    return
-                done += len(chunk)
-                yield chunk
-                if on_progress:
-                    on_progress(done, total)
-
-        body = self._client.request(
-            "POST", f"{self._session._path}/files/upload",
-            params={"path": path}, content=chunks(), headers=headers,
-        )
-        return UploadInfo.from_dict(body)
+        call = _core.upload(self._session.id, path, data, on_progress)
+        return UploadInfo.from_dict(self._client._call(call))
 
     def download(
         self, path: str, dest: IO[bytes], *, on_progress: Optional[ProgressCallback] = None
     ) -> int:
         """Stream the file at ``path`` into ``dest``; answers the number of bytes written."""
         done = 0
-        url = f"{self._session._path}/files/{_quote(path)}"
-        with self._client._send("GET", url, follow_redirects=True) as response:
-            length = response.headers.get("content-length")
-            total = int(length) if length and length.isdigit() else None
-            for chunk in response.iter_bytes(CHUNK_SIZE):
-                dest.write(chunk)
-                done += len(chunk)
-                if on_progress:
-                    on_progress(done, total)
+        call = _core.download(self._session.id, path)
+        with self._client._open(call) as response:
+            total = _core.content_length(response)
+            try:
+                for chunk in response.iter_bytes(CHUNK_SIZE):
+                    dest.write(chunk)
+                    done += len(chunk)
+                    if on_progress:
+                        on_progress(done, total)
+            except httpx.TransportError as e:
+                raise _core.broken(call, self._client.url, e) from e
         return done
 
     def read(self, path: str, *, on_progress: Optional[ProgressCallback] = None) -> bytes:
@@ -524,16 +541,4 @@ class Files:
 
     def remove(self, path: str, *, recursive: bool = False) -> None:
         """Delete a file, or a directory (which must be empty unless ``recursive``)."""
-        params = {"recursive": "true"} if recursive else {}
-        self._client.request("DELETE", f"{self._session._path}/files/{_quote(path)}", params=params)
-
-
-def _remaining(stream: IO[bytes]) -> Optional[int]:
-    """How many bytes a file object has left to read, when it can tell."""
-    try:
-        position = stream.tell()
-        end = stream.seek(0, os.SEEK_END)
-        stream.seek(position)
-        return end - position
-    except (AttributeError, OSError, ValueError):
-        return None
+        self._client._call(_core.remove_file(self._session.id, path, recursive))

@@ -27,6 +27,7 @@ __all__ = [
     "ServiceUnavailable",
     "ConnectionFailed",
     "StreamError",
+    "WaitTimeout",
     "ConfigurationError",
     "FieldError",
     "error_from_response",
@@ -134,6 +135,11 @@ class ConnectionFailed(SandboxError):
 
 class StreamError(SandboxError):
     """A streamed execution ended without its result."""
+
+
+class WaitTimeout(SandboxError, TimeoutError):
+    """``ExecutionHandle.wait(timeout)`` gave up before the execution ended (code
+    ``wait_timeout``); the execution goes on."""
 
 
 class ConfigurationError(SandboxError):

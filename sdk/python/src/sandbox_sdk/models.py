@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional
 __all__ = ["Result", "ExecutionError", "Artifact", "Execution", "FileInfo", "UploadInfo"]
 
 # Execution statuses after which nothing changes.
-TERMINAL_STATUSES = frozenset({"completed", "failed", "timeout", "crashed"})
+TERMINAL_STATUSES = frozenset({"completed", "failed", "timeout", "crashed", "cancelled"})
 
 
 @dataclass
@@ -126,7 +126,9 @@ class Artifact:
 class Execution:
     """A finished (or, past the server's wait, still running) execution.
 
-    ``status`` is ``completed``, ``failed``, ``timeout`` or ``crashed`` once it ended.
+    ``status`` is ``completed``, ``failed``, ``timeout``, ``crashed`` or ``cancelled`` once it
+    ended. One that a client answered can be cancelled through it: :meth:`cancel` (from a
+    ``Client``) or ``await`` :meth:`acancel` (from an ``AsyncClient``).
     """
 
     id: str
@@ -145,6 +147,8 @@ class Execution:
     results_truncated: bool = False
     artifacts: List[Artifact] = field(default_factory=list)
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
+    # The client that answered it (for cancel), when one did.
+    _client: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Execution":
@@ -176,6 +180,29 @@ class Execution:
     def finished(self) -> bool:
         """Whether it reached a terminal status."""
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether it was cancelled (``POST /executions/{id}/cancel``)."""
+        return self.status == "cancelled"
+
+    def cancel(self) -> "Execution":
+        """Cancel it if it still runs (its processes are killed; it ends ``cancelled``) and
+        answer its state; an ended execution is answered as it is."""
+        from .client import Client
+
+        if not isinstance(self._client, Client):
+            raise TypeError("this execution is not from a Client: use `await execution.acancel()` "
+                            "for one from an AsyncClient, or session.cancel(execution_id)")
+        return self._client.cancel_execution(self.id)
+
+    async def acancel(self) -> "Execution":
+        """:meth:`cancel`, for an execution an ``AsyncClient`` answered."""
+        from .aio import AsyncClient
+
+        if not isinstance(self._client, AsyncClient):
+            raise TypeError("this execution is not from an AsyncClient: use execution.cancel()")
+        return await self._client.cancel_execution(self.id)
 
     @property
     def main_result(self) -> Optional[Result]:
