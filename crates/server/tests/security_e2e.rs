@@ -673,7 +673,8 @@ async fn uploads_are_bounded_whatever_their_framing() {
     // The executor may still be removing the refused upload's temporary file when the answer
     // comes (the server stops forwarding at once): nothing stays.
     common::eventually(Duration::from_secs(10), "nothing written", || async {
-        let (_, listing) = srv.call(Method::GET, &format!("/api/v1/sessions/{id}/files"), &srv.key, None).await;
+        let (_, listing) =
+            srv.call(Method::GET, &format!("/api/v1/sessions/{id}/files"), &srv.key, None).await;
         (listing["total"] == 0).then_some(())
     })
     .await;
