@@ -433,6 +433,12 @@ async fn retried_requests_with_an_idempotency_key_run_once() {
         (StatusCode::BAD_REQUEST, Some("invalid_idempotency_key")),
         "{bad}"
     );
+
+    // What the key made is gone: doing it again would do it twice.
+    let (s, _) = srv.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), &k, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, gone) = post("/api/v1/sessions".into(), "create-1", create).await;
+    assert_eq!((s, gone["code"].as_str()), (StatusCode::CONFLICT, Some("idempotency_key_used")), "{gone}");
 }
 
 /// The events of an SSE answer: (id, name, data).

@@ -7,8 +7,9 @@ use crate::api::types::{
     ExecutionListResponse, ExecutionResponse, PageQuery, shown_session_id,
 };
 use crate::caller::Caller;
+use crate::service::error::ServiceError;
 use crate::service::executions::{Feed, FeedEvent, NewExecution, Submitted};
-use crate::service::idempotency::{Claim, Ticket};
+use crate::service::idempotency::{Claim, Idempotency, Ticket};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
@@ -78,7 +79,11 @@ async fn once(
     }
     match state.idempotency.claim(caller, &key, &format!("execute:{session_id}"), req).await? {
         Claim::New(ticket) => Ok(Once::Run(Some(ticket))),
-        Claim::Done(id) => Ok(Once::Replay(Box::new(state.executions.get(caller, &id).await?.0))),
+        Claim::Done(id) => match state.executions.get(caller, &id).await {
+            Ok((e, _)) => Ok(Once::Replay(Box::new(e))),
+            Err(ServiceError::NotFound { .. }) => Err(Idempotency::gone(&key, &id).into()),
+            Err(e) => Err(e.into()),
+        },
     }
 }
 
@@ -165,7 +170,7 @@ fn sse(
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session, or no such context in it", body = ErrorBody),
-        (status = 409, description = "The session is not running; or the context runs another execution (context_busy) or has lost its interpreter (context_lost); or the first request with this Idempotency-Key is still being carried out (idempotency_key_in_use)", body = ErrorBody),
+        (status = 409, description = "The session is not running; or the context runs another execution (context_busy) or has lost its interpreter (context_lost); or the first request with this Idempotency-Key is still being carried out (idempotency_key_in_use) or made what no longer exists (idempotency_key_used)", body = ErrorBody),
         (status = 413, description = "Code or body too large", body = ErrorBody),
         (status = 422, description = "Invalid field, or an Idempotency-Key used for another request (idempotency_key_reused)", body = ErrorBody),
         (status = 429, description = "The session runs as many executions as it may", body = ErrorBody),
@@ -203,7 +208,7 @@ pub async fn execute(
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session, or no such context in it", body = ErrorBody),
-        (status = 409, description = "The session is not running; or the context runs another execution (context_busy) or has lost its interpreter (context_lost); or the first request with this Idempotency-Key is still being carried out (idempotency_key_in_use)", body = ErrorBody),
+        (status = 409, description = "The session is not running; or the context runs another execution (context_busy) or has lost its interpreter (context_lost); or the first request with this Idempotency-Key is still being carried out (idempotency_key_in_use) or made what no longer exists (idempotency_key_used)", body = ErrorBody),
         (status = 413, description = "Code or body too large", body = ErrorBody),
         (status = 422, description = "Invalid field, or an Idempotency-Key used for another request (idempotency_key_reused)", body = ErrorBody),
         (status = 429, description = "The session runs as many executions as it may", body = ErrorBody),

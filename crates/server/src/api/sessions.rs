@@ -7,7 +7,8 @@ use crate::api::types::{
     SessionListResponse, SessionResponse,
 };
 use crate::caller::Caller;
-use crate::service::idempotency::Claim;
+use crate::service::error::ServiceError;
+use crate::service::idempotency::{Claim, Idempotency};
 use crate::service::sessions::NewSession;
 use crate::state::AppState;
 use axum::Json;
@@ -53,7 +54,7 @@ async fn render_one(
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 409, description = "A session with this id exists, or the first request with this Idempotency-Key is still being carried out", body = ErrorBody),
+        (status = 409, description = "A session with this id exists, or the first request with this Idempotency-Key is still being carried out or made what no longer exists", body = ErrorBody),
         (status = 422, description = "Invalid field, unknown template, a template whose image is missing, or an Idempotency-Key used for another request", body = ErrorBody),
         (status = 503, description = "The sandbox could not be started", body = ErrorBody)))]
 pub async fn create(
@@ -69,7 +70,10 @@ pub async fn create(
             Claim::New(ticket) => Some(ticket),
             // The session the first request made, as it is now.
             Claim::Done(id) => {
-                let session = state.sessions.get(&caller, &id).await?;
+                let session = state.sessions.get(&caller, &id).await.map_err(|e| match e {
+                    ServiceError::NotFound { .. } => Idempotency::gone(&key, &id),
+                    e => e,
+                })?;
                 return Ok((StatusCode::CREATED, render_one(&state, &caller, session).await?));
             }
         },

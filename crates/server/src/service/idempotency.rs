@@ -103,6 +103,17 @@ impl Idempotency {
         }
     }
 
+    /// What a retry gets when what its key's first request made no longer exists (deleted, or
+    /// past its retention): 409 `idempotency_key_used` (running it again would do it twice).
+    pub fn gone(key: &str, resource_id: &str) -> ServiceError {
+        ServiceError::conflict(
+            "idempotency_key_used",
+            format!(
+                "the request with Idempotency-Key {key:?} already ran and made {resource_id}, which no longer exists; use a new key for a new request"
+            ),
+        )
+    }
+
     /// Records what the request holding `ticket` made.
     pub async fn complete(&self, ticket: Ticket, resource_id: &str) {
         if let Err(e) =
