@@ -468,6 +468,21 @@ async fn disk_is_admitted_per_key_and_per_host() {
     assert_eq!((s, r["stdout"].as_str()), (StatusCode::OK, Some("fine\n")), "{r}");
 }
 
+/// Creates that arrive together are admitted one after another: a burst cannot pass a key's
+/// quota together (each sees the ones admitted before it, recorded or not).
+#[tokio::test]
+async fn a_burst_of_creates_cannot_pass_a_quota_together() {
+    let srv = Server::start(&[("SANDBOX_CAPACITY__MAX_DISK_PER_KEY", "3Gi")]).await;
+    let creates = (0..8).map(|_| {
+        let req = srv.http.post(srv.url("/api/v1/sessions")).bearer_auth(&srv.key).json(&create_body("1Gi"));
+        async move { req.send().await.unwrap().status() }
+    });
+    let statuses = futures_util::future::join_all(creates).await;
+    let made = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((made, refused), (3, 5), "{statuses:?}");
+}
+
 /// Item 4: a package installer counts against the host's memory while it runs.
 #[tokio::test]
 async fn a_package_installer_counts_against_the_hosts_capacity() {

@@ -14,7 +14,8 @@ use sandbox_core::MemoryQuantity;
 use sandbox_core::model::{InstallStatus, Session, SessionStatus};
 use sandbox_runtime::{HostCapacity, Runtime};
 use sandbox_store::Store;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long the host's capacity, as the runtime reports it, is trusted.
@@ -28,12 +29,48 @@ struct Committed {
     disk: u64,
 }
 
+impl std::ops::Add for Committed {
+    type Output = Committed;
+
+    fn add(self, o: Committed) -> Committed {
+        Committed {
+            sessions: self.sessions + o.sessions,
+            memory: self.memory + o.memory,
+            disk: self.disk + o.disk,
+        }
+    }
+}
+
+/// Sessions admitted whose rows are not written yet, by ticket: counted like live ones, so
+/// creates arriving together cannot pass a limit together.
+#[derive(Default)]
+struct Pending {
+    next: u64,
+    held: HashMap<u64, (String, Committed)>,
+}
+
+/// A session admitted whose row is not written yet; drop it once the row is (or the create
+/// failed).
+pub struct Admitted {
+    pending: Arc<Mutex<Pending>>,
+    ticket: u64,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).held.remove(&self.ticket);
+    }
+}
+
 /// Decides whether sessions and installs may start.
 pub struct Admission {
     settings: Arc<Settings>,
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
     host: tokio::sync::Mutex<Option<(Instant, Option<HostCapacity>)>>,
+    /// One admission decision at a time in this process: each sees the ones before it.
+    gate: tokio::sync::Mutex<()>,
+    pending: Arc<Mutex<Pending>>,
 }
 
 fn shown(bytes: u64) -> String {
@@ -43,7 +80,24 @@ fn shown(bytes: u64) -> String {
 impl Admission {
     /// The service.
     pub fn new(settings: Arc<Settings>, store: Arc<dyn Store>, runtime: Arc<dyn Runtime>) -> Self {
-        Admission { settings, store, runtime, host: tokio::sync::Mutex::new(None) }
+        Admission {
+            settings,
+            store,
+            runtime,
+            host: tokio::sync::Mutex::new(None),
+            gate: tokio::sync::Mutex::new(()),
+            pending: Arc::default(),
+        }
+    }
+
+    /// What admitted sessions not recorded yet hold: of `owner` only, or of everyone.
+    fn pending(&self, owner: Option<&str>) -> Committed {
+        let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending
+            .held
+            .values()
+            .filter(|(o, _)| owner.is_none_or(|owner| o == owner))
+            .fold(Committed::default(), |sum, (_, c)| sum + *c)
     }
 
     /// What one running install holds: the installer's memory, and its staging filesystems.
@@ -95,16 +149,21 @@ impl Admission {
     }
 
     /// Refuses a session of `shape` (with a package install when `installing`) that `owner`'s
-    /// quota or the host cannot take.
+    /// quota or the host cannot take; an admitted one counts until the [`Admitted`] is dropped,
+    /// which the caller does once the session's row is written.
     pub async fn admit_session(
         &self,
         owner: &Caller,
         shape: &Shape,
         installing: bool,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<Admitted, ServiceError> {
+        let _gate = self.gate.lock().await;
         let cap = &self.settings.capacity;
+        // The admitted-but-unrecorded ones first, then the rows: one whose row lands between the
+        // two reads is counted twice (safe); read the other way round, it could be missed.
+        let (my_pending, all_pending) = (self.pending(Some(&owner.key_id)), self.pending(None));
         let live = self.store.sessions_in_status(&[SessionStatus::Creating, SessionStatus::Running]).await?;
-        let mine = self.commitments(live.iter().filter(|s| s.owner_key_id == owner.key_id));
+        let mine = self.commitments(live.iter().filter(|s| s.owner_key_id == owner.key_id)) + my_pending;
         let quota = |message: String| ServiceError::quota("quota_exceeded", message, 30);
         if cap.max_sessions_per_key > 0 && mine.sessions >= cap.max_sessions_per_key {
             return Err(quota(format!(
@@ -137,32 +196,40 @@ impl Admission {
                 ));
             }
         }
-        if cap.max_sessions > 0 && live.len() as u64 >= cap.max_sessions {
+        if cap.max_sessions > 0 && live.len() as u64 + all_pending.sessions >= cap.max_sessions {
             return Err(full(format!("the server runs its maximum of {} sessions", cap.max_sessions)));
         }
         let (install_memory, install_disk) = if installing { self.install_cost() } else { (0, 0) };
-        self.fits(&live, shape.memory.bytes() + install_memory, shape.disk.bytes() + install_disk, host)
+        let (memory, disk) = (shape.memory.bytes() + install_memory, shape.disk.bytes() + install_disk);
+        self.fits(&live, all_pending, memory, disk, host)?;
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.next += 1;
+        let ticket = pending.next;
+        pending.held.insert(ticket, (owner.key_id.clone(), Committed { sessions: 1, memory, disk }));
+        Ok(Admitted { pending: self.pending.clone(), ticket })
     }
 
     /// Refuses a package install into a running session when the host has no room for its
     /// installer (memory) and staging space (disk).
     pub async fn admit_install(&self) -> Result<(), ServiceError> {
-        let live = self.store.sessions_in_status(&[SessionStatus::Creating, SessionStatus::Running]).await?;
         let (memory, disk) = self.install_cost();
+        let pending = self.pending(None);
+        let live = self.store.sessions_in_status(&[SessionStatus::Creating, SessionStatus::Running]).await?;
         let host = self.host_capacity().await;
-        self.fits(&live, memory, disk, host)
+        self.fits(&live, pending, memory, disk, host)
     }
 
     /// Whether `memory` and `disk` more fit beside what `live` holds.
     fn fits(
         &self,
         live: &[Session],
+        pending: Committed,
         memory: u64,
         disk: u64,
         host: Option<HostCapacity>,
     ) -> Result<(), ServiceError> {
         let cap = &self.settings.capacity;
-        let all = self.commitments(live);
+        let all = self.commitments(live) + pending;
         if let Some(h) = host {
             let allowed = (h.memory_bytes as f64 * cap.memory_overcommit) as u64;
             if all.memory + memory > allowed {

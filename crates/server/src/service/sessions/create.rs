@@ -257,7 +257,7 @@ impl Sessions {
         let seed = req.source_session_id.clone();
         let (mut session, template, shape, install) = self.plan(owner, req).await?;
         let poolable = poolable && install.is_none();
-        self.admission.admit_session(owner, &shape, install.is_some()).await?;
+        let admitted = self.admission.admit_session(owner, &shape, install.is_some()).await?;
         if poolable && let Some(claimed) = self.pools.claim(&template, &shape).await {
             session.id = claimed.session_id;
             session.status = SessionStatus::Running;
@@ -265,7 +265,10 @@ impl Sessions {
             session.sandbox_name = Some(claimed.sandbox_name);
             session.workspace_path = Some(self.sandboxes.workspace_dir(&session.id).display().to_string());
             session.runtime_node = hostname();
-            if let Err(e) = self.store.insert_session(&session).await {
+            let recorded = self.store.insert_session(&session).await;
+            // Recorded (or not): the live row counts from now on.
+            drop(admitted);
+            if let Err(e) = recorded {
                 self.pools.discard(&session.id, Some(&claimed.container_id)).await;
                 return Err(e.into());
             }
@@ -274,7 +277,9 @@ impl Sessions {
             tracing::info!(session_id = %session.id, template = %template.id, elapsed_ms = clock.elapsed().as_millis() as u64, "session claimed a pool sandbox");
             return Ok(session);
         }
-        match self.store.insert_session(&session).await {
+        let recorded = self.store.insert_session(&session).await;
+        drop(admitted);
+        match recorded {
             Err(sandbox_store::StoreError::Conflict(_)) => {
                 return Err(ServiceError::conflict(
                     "session_exists",
