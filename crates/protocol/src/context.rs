@@ -53,6 +53,17 @@ pub enum ContextStatus {
 }
 
 impl ContextStatus {
+    /// The name used on the wire (`idle`, `lost`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContextStatus::Starting => "starting",
+            ContextStatus::Idle => "idle",
+            ContextStatus::Busy => "busy",
+            ContextStatus::Lost => "lost",
+            ContextStatus::Expired => "expired",
+        }
+    }
+
     /// Whether the context still has its interpreter.
     pub fn is_alive(self) -> bool {
         matches!(self, ContextStatus::Starting | ContextStatus::Idle | ContextStatus::Busy)

@@ -99,12 +99,7 @@ async fn submit(
         Ok(new) => state.executions.submit(caller, session_id, new).await.map_err(ApiError::from),
         Err(e) => Err(e),
     };
-    if let Some(ticket) = ticket {
-        match &submitted {
-            Ok(s) => state.idempotency.complete(ticket, &s.execution.id).await,
-            Err(_) => state.idempotency.release(ticket).await,
-        }
-    }
+    state.idempotency.settle(ticket, submitted.as_ref().ok().map(|s| s.execution.id.as_str())).await;
     submitted
 }
 

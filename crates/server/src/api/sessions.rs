@@ -94,12 +94,7 @@ pub async fn create(
         source_session_id: req.source_session_id,
     };
     let created = state.sessions.create(&caller, new, q.wait).await;
-    if let Some(ticket) = ticket {
-        match &created {
-            Ok(session) => state.idempotency.complete(ticket, &session.id).await,
-            Err(_) => state.idempotency.release(ticket).await,
-        }
-    }
+    state.idempotency.settle(ticket, created.as_ref().ok().map(|s| s.id.as_str())).await;
     Ok((StatusCode::CREATED, render_one(&state, &caller, created?).await?))
 }
 

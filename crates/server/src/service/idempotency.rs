@@ -19,8 +19,7 @@ const MAX_KEY_LEN: usize = 255;
 
 /// What claiming a key found.
 pub enum Claim {
-    /// The key is new: do the work, then [`Idempotency::complete`] (or on failure
-    /// [`Idempotency::release`]) the ticket.
+    /// The key is new: do the work, then [`Idempotency::settle`] the ticket.
     New(Ticket),
     /// The key was used for this request before, which made this resource (a session or
     /// execution id): answer with it.
@@ -114,19 +113,16 @@ impl Idempotency {
         )
     }
 
-    /// Records what the request holding `ticket` made.
-    pub async fn complete(&self, ticket: Ticket, resource_id: &str) {
-        if let Err(e) =
-            self.store.complete_idempotency_key(&ticket.owner_key_id, &ticket.key, resource_id).await
-        {
-            tracing::warn!(error = %e, "could not record what an idempotent request made");
-        }
-    }
-
-    /// Frees the key of a request that failed, so a retry may carry it out.
-    pub async fn release(&self, ticket: Ticket) {
-        if let Err(e) = self.store.release_idempotency_key(&ticket.owner_key_id, &ticket.key).await {
-            tracing::warn!(error = %e, "could not free the idempotency key of a failed request");
+    /// Settles the key the request held, if any: records what it made (`Some` resource id), or
+    /// frees the key of a request that failed so a retry may carry it out.
+    pub async fn settle(&self, ticket: Option<Ticket>, made: Option<&str>) {
+        let Some(t) = ticket else { return };
+        let done = match made {
+            Some(id) => self.store.complete_idempotency_key(&t.owner_key_id, &t.key, id).await,
+            None => self.store.release_idempotency_key(&t.owner_key_id, &t.key).await,
+        };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "could not settle the idempotency key of a request");
         }
     }
 }

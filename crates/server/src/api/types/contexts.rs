@@ -1,8 +1,8 @@
 //! Bodies of the code context routes.
 
+use crate::api::types::container_path;
 use crate::service::contexts::ContextView;
 use chrono::{DateTime, Utc};
-use sandbox_protocol::contract::WORKSPACE_DIR;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -66,18 +66,14 @@ impl ContextResponse {
         let cwd = match (&v.info, &v.record.cwd) {
             (Some(info), _) => info.cwd.clone(),
             (None, Some(c)) if c.starts_with('/') => c.clone(),
-            (None, Some(c)) => format!("{WORKSPACE_DIR}/{c}"),
-            (None, None) => WORKSPACE_DIR.to_owned(),
+            (None, c) => container_path(c.as_deref().unwrap_or_default()),
         };
         ContextResponse {
             id: v.record.id,
             session_id,
             language: v.record.language.as_str().into(),
             cwd,
-            status: serde_json::to_value(v.status)
-                .ok()
-                .and_then(|s| s.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            status: v.status.as_str().into(),
             message: v.message,
             env_vars: v.record.env_vars.into_keys().collect(),
             created_at: v.record.created_at,

@@ -90,14 +90,13 @@ impl Admission {
         }
     }
 
-    /// What admitted sessions not recorded yet hold: of `owner` only, or of everyone.
-    fn pending(&self, owner: Option<&str>) -> Committed {
+    /// What admitted sessions not recorded yet hold: `owner`'s, and everyone's (one read, so the
+    /// two agree).
+    fn pending(&self, owner: &str) -> (Committed, Committed) {
         let pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending
-            .held
-            .values()
-            .filter(|(o, _)| owner.is_none_or(|owner| o == owner))
-            .fold(Committed::default(), |sum, (_, c)| sum + *c)
+        pending.held.values().fold(Default::default(), |(mine, all), (o, c)| {
+            (if o == owner { mine + *c } else { mine }, all + *c)
+        })
     }
 
     /// What one running install holds: the installer's memory, and its staging filesystems.
@@ -161,7 +160,7 @@ impl Admission {
         let cap = &self.settings.capacity;
         // The admitted-but-unrecorded ones first, then the rows: one whose row lands between the
         // two reads is counted twice (safe); read the other way round, it could be missed.
-        let (my_pending, all_pending) = (self.pending(Some(&owner.key_id)), self.pending(None));
+        let (my_pending, all_pending) = self.pending(&owner.key_id);
         let live = self.store.sessions_in_status(&[SessionStatus::Creating, SessionStatus::Running]).await?;
         let mine = self.commitments(live.iter().filter(|s| s.owner_key_id == owner.key_id)) + my_pending;
         let quota = |message: String| ServiceError::quota("quota_exceeded", message, 30);
@@ -213,7 +212,7 @@ impl Admission {
     /// installer (memory) and staging space (disk).
     pub async fn admit_install(&self) -> Result<(), ServiceError> {
         let (memory, disk) = self.install_cost();
-        let pending = self.pending(None);
+        let (_, pending) = self.pending("");
         let live = self.store.sessions_in_status(&[SessionStatus::Creating, SessionStatus::Running]).await?;
         let host = self.host_capacity().await;
         self.fits(&live, pending, memory, disk, host)
