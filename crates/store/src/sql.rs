@@ -26,6 +26,33 @@ pub(crate) struct SqlStore {
     dialect: Dialect,
 }
 
+/// How long opening a SQLite store keeps trying to switch it to WAL while others hold it.
+const WAL_SWITCH_WAIT: Duration = Duration::from_secs(10);
+
+/// Switches a SQLite database to WAL (the mode is kept in the file). The switch needs the database
+/// to itself, and SQLite answers `SQLITE_BUSY` at once, without waiting, while another connection
+/// is switching or migrating it too (waiting could deadlock): two stores opening a new file at the
+/// same moment. Tried again until [`WAL_SWITCH_WAIT`] has passed. sqlx already turns foreign keys
+/// on and waits 5 s on a busy database for everything else.
+async fn use_wal(pool: &AnyPool) -> Result<()> {
+    let deadline = std::time::Instant::now() + WAL_SWITCH_WAIT;
+    loop {
+        match pool.execute("PRAGMA journal_mode = WAL").await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => return Err(db(e)),
+        }
+    }
+}
+
+/// Whether SQLite answered `SQLITE_BUSY` (or one of its extended codes).
+fn is_busy(e: &sqlx::Error) -> bool {
+    let code = e.as_database_error().and_then(|d| d.code()).and_then(|c| c.parse::<i32>().ok());
+    code.is_some_and(|c| c & 0xff == 5)
+}
+
 impl SqlStore {
     /// Connects to `url` (which `open` has checked names `dialect`) and migrates the schema.
     pub(crate) async fn connect(dialect: Dialect, url: &str) -> Result<Self> {
@@ -41,8 +68,7 @@ impl SqlStore {
         }
         let pool = options.connect(url).await.map_err(db)?;
         if dialect == Dialect::Sqlite {
-            // Kept in the file. sqlx already turns foreign keys on and waits 5 s on a busy database.
-            pool.execute("PRAGMA journal_mode = WAL").await.map_err(db)?;
+            use_wal(&pool).await?;
         }
         migrate(&pool, dialect).await?;
         Ok(Self { pool, dialect })
