@@ -289,8 +289,10 @@ if os.fork() == 0:
         i += 1
         time.sleep(0.001)
 time.sleep(0.3)
-print("parent done", flush=True)
+os.write(1, b"parent done\n")
 "#;
+    // The parent writes its line in one call: Python runs unbuffered (`-u`), so `print` would
+    // write the text and its newline apart, and a line of the child's could land in between.
     for round in 0..3 {
         spare_ready(&sb, Duration::from_millis(200)).await;
         let _ = std::fs::remove_file(sb.workspace_path("orphan.log"));
