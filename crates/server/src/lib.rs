@@ -27,7 +27,9 @@ pub async fn prepare(settings: &Settings) -> anyhow::Result<(Arc<dyn sandbox_sto
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating the data directory {}", settings.data_dir.display()))?;
     let store = sandbox_store::open(&settings.database_url()).await.context("opening the database")?;
-    service::templates::seed(store.as_ref()).await.map_err(|e| anyhow::anyhow!("seeding templates: {e}"))?;
+    service::templates::seed(store.as_ref(), &settings.image_prefix)
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding templates: {e}"))?;
     let new_key = service::keys::Keys::new(store.clone())
         .bootstrap(settings.api_key.as_deref(), &settings.data_dir)
         .await?;

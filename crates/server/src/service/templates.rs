@@ -23,13 +23,14 @@ const BUILT_IN: &[(&str, &str, &str, &[&str])] = &[
     ),
 ];
 
-/// The image a built-in template uses.
-pub fn image_of(template_id: &str) -> String {
-    format!("sandbox/{template_id}:latest")
+/// The image a built-in template uses, with `prefix` (the `image_prefix` setting) in front.
+pub fn image_of(prefix: &str, template_id: &str) -> String {
+    format!("{prefix}sandbox/{template_id}:latest")
 }
 
-/// Stores the built-in templates that are missing (existing ones are left as they are).
-pub async fn seed(store: &dyn Store) -> Result<()> {
+/// Stores the built-in templates that are missing (existing ones are left as they are), their
+/// images named with `image_prefix` in front.
+pub async fn seed(store: &dyn Store, image_prefix: &str) -> Result<()> {
     for (id, name, runtime, packages) in BUILT_IN {
         if store.template(id).await?.is_some() {
             continue;
@@ -38,7 +39,7 @@ pub async fn seed(store: &dyn Store) -> Result<()> {
         let t = Template {
             id: (*id).into(),
             name: (*name).into(),
-            image_url: image_of(id),
+            image_url: image_of(image_prefix, id),
             language_runtime: (*runtime).into(),
             default_cpu_cores: 1.0,
             default_memory_mb: 512,

@@ -39,6 +39,10 @@ pub struct Settings {
     /// Origins whose web pages may call the API from a browser (CORS), as
     /// `scheme://host[:port]`, or `*` for any; empty: none (no CORS headers are sent).
     pub cors_allowed_origins: Vec<String>,
+    /// Put before the image name of each built-in template (`sandbox/python-basic:latest`) when
+    /// it is first stored: a registry (`registry.example.com/`) or a second set of images built
+    /// with `IMAGE_PREFIX`. Templates already stored keep their image.
+    pub image_prefix: String,
     /// Where sandboxes run: `docker` (this host) or `kubernetes` (a cluster).
     pub runtime: RuntimeKind,
     /// The Kubernetes backend's settings (with `runtime = "kubernetes"`).
@@ -73,6 +77,7 @@ impl Default for Settings {
             deployment_id: None,
             log_format: LogFormat::Json,
             cors_allowed_origins: Vec::new(),
+            image_prefix: String::new(),
             runtime: RuntimeKind::Docker,
             kubernetes: Default::default(),
             limits: Limits::default(),

@@ -41,6 +41,10 @@ impl Server {
             ("SANDBOX_API_KEY".into(), key.clone()),
             ("SANDBOX_LOG_FORMAT".into(), "text".into()),
         ];
+        // A second set of images (`IMAGE_PREFIX=x- images/build.sh`) when the tests name one.
+        if let Ok(prefix) = std::env::var("IMAGE_PREFIX") {
+            all.push(("SANDBOX_IMAGE_PREFIX".into(), prefix));
+        }
         all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut server = Server {
             child: None,
