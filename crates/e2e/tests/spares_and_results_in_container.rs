@@ -133,6 +133,20 @@ async fn spares_are_released_when_idle_and_the_executor_stays_small() {
 
 /// A pooled sandbox can have its interpreter started before its first execution, kept until
 /// that execution comes.
+/// A spare outlives the thread that started it. Spares start on a blocking thread, and tokio
+/// retires an idle one after 10 s; bwrap's `--die-with-parent` follows the spawning thread, so an
+/// execution on such a spare was killed with SIGKILL partway ("the sandbox's supervisor ended
+/// before it reported").
+#[tokio::test]
+async fn an_execution_on_a_spare_outlives_the_thread_that_started_the_spare() {
+    let sb = TestSandbox::start("python-basic").await;
+    assert_eq!(run(&sb, "print(1)").await.stdout, "1\n");
+    spare_ready(&sb, Duration::ZERO).await;
+    let r = run(&sb, "import time\ntime.sleep(12)\nprint('slept')").await;
+    assert_eq!(r.status, ExecutionStatus::Completed, "{r:?}");
+    assert_eq!(r.stdout, "slept\n");
+}
+
 #[tokio::test]
 async fn prestarted_spares_wait_for_the_first_execution() {
     let sb = TestSandbox::with_settings(

@@ -187,7 +187,7 @@ impl Launcher {
                 Ok(())
             });
         }
-        let mut child = self.reaper.spawn_owned(|| cmd.spawn())?;
+        let mut child = self.reaper.spawn_owned(cmd)?;
         // The child has its copies; ours must close so the pipes report end-of-file.
         drop((keep, seccomp, results_tx, status_tx, requests_rx, info_tx));
         let pid = child.id() as libc::pid_t;

@@ -3,9 +3,13 @@
 //! request ends bwrap before bwrap has collected it. Unreaped, each stays a zombie holding a
 //! slot of the container's process limit until no process can start at all. The [`Reaper`] collects every exited child that no execution waits for; the
 //! engine registers the children it waits for itself, so the two never collect the same one.
+//! Every sandbox is spawned from one thread that lives as long as the executor (see
+//! [`Reaper::spawn_owned`]).
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::process::{Child, Command};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
 
 /// Tracks the children the engine waits for and collects all others once they exit.
 #[derive(Debug, Default)]
@@ -18,14 +22,19 @@ impl Reaper {
         self.owned.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a child the caller will wait for: `spawn` runs with the table locked, so the
-    /// child cannot be collected here before it is registered.
-    pub fn spawn_owned(
-        &self,
-        spawn: impl FnOnce() -> std::io::Result<std::process::Child>,
-    ) -> std::io::Result<std::process::Child> {
+    /// Starts a child the caller will wait for: it is spawned with the table locked, so it
+    /// cannot be collected here before it is registered.
+    ///
+    /// It is spawned from the executor's spawning thread, never the caller's: bwrap's
+    /// `--die-with-parent` asks the kernel to kill the sandbox when its parent *thread* ends,
+    /// and a pooled thread (tokio retires its blocking threads after 10 s idle) would take the
+    /// sandboxes it started with it, mid-execution.
+    pub fn spawn_owned(&self, cmd: Command) -> std::io::Result<Child> {
         let mut owned = self.owned();
-        let child = spawn()?;
+        let (reply, answer) = mpsc::channel();
+        let gone = || std::io::Error::other("the executor's spawning thread is gone");
+        spawner().send((cmd, reply)).map_err(|_| gone())?;
+        let child = answer.recv().map_err(|_| gone())??;
         owned.insert(child.id() as libc::pid_t);
         Ok(child)
     }
@@ -71,6 +80,27 @@ impl Reaper {
     }
 }
 
+/// A command to spawn and where to send the outcome.
+type SpawnJob = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// The thread that spawns every child the executor waits for, started on first use and never
+/// ended (its queue's sender is kept here for the life of the process).
+fn spawner() -> &'static mpsc::Sender<SpawnJob> {
+    static SPAWNER: OnceLock<mpsc::Sender<SpawnJob>> = OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnJob>();
+        std::thread::Builder::new()
+            .name("spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .expect("the spawning thread starts");
+        tx
+    })
+}
+
 /// Pids of the zombie children of `parent`, read from `/proc`.
 fn exited_children(parent: libc::pid_t) -> Vec<libc::pid_t> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
@@ -90,7 +120,6 @@ fn exited_children(parent: libc::pid_t) -> Vec<libc::pid_t> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::process::Command;
     use std::time::{Duration, Instant};
 
     fn zombie(pid: libc::pid_t) -> bool {
@@ -108,7 +137,7 @@ mod tests {
     #[test]
     fn orphans_are_collected_and_owned_children_left_to_their_owner() {
         let reaper = Reaper::default();
-        let mut owned = reaper.spawn_owned(|| Command::new("true").spawn()).unwrap();
+        let mut owned = reaper.spawn_owned(Command::new("true")).unwrap();
         // Dropped without a wait, as a process the executor never started would be.
         #[allow(clippy::zombie_processes)]
         let orphan = Command::new("true").spawn().unwrap();
@@ -121,5 +150,30 @@ mod tests {
         assert!(owned.wait().unwrap().success(), "its owner still gets its status");
         reaper.release(owned_pid);
         assert!(reaper.owned().is_empty());
+    }
+
+    /// A sandbox started by a thread that has ended since lives on: bwrap's
+    /// `--die-with-parent` follows the spawning thread, and a spare started on one of tokio's
+    /// blocking threads was killed with SIGKILL once the thread retired.
+    #[test]
+    fn a_sandbox_outlives_the_thread_that_asked_for_it() {
+        let reaper = std::sync::Arc::new(Reaper::default());
+        let asker = reaper.clone();
+        let mut child = std::thread::spawn(move || {
+            let mut cmd = Command::new("bwrap");
+            cmd.args(["--die-with-parent", "--dev-bind", "/", "/", "sleep", "30"]);
+            let child = asker.spawn_owned(cmd).expect("bwrap starts");
+            // Long enough for bwrap to have asked for its parent-death signal.
+            std::thread::sleep(Duration::from_millis(500));
+            child
+        })
+        .join()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let status = child.try_wait().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        reaper.release(child.id() as libc::pid_t);
+        assert_eq!(status, None, "the sandbox ended with the thread that asked for it");
     }
 }
