@@ -249,9 +249,9 @@ async fn a_timeout_kills_and_the_cap_holds() {
     req.timeout_ms = 1500;
     let t = Instant::now();
     let seen = to_end(&mut start(&sb, &req).await).await;
-    let end = seen.end.unwrap();
+    let end = seen.end.as_ref().unwrap();
     assert_eq!((seen.stdout(), end.status.as_str()), ("begun\n".into(), "signal: killed"));
-    assert!(end.error.unwrap().contains("timeout of 1500 ms"));
+    assert!(end.error.as_deref().unwrap().contains("timeout of 1500 ms"));
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
 
     let mut a = start(&sb, &bash("sleep 100")).await;

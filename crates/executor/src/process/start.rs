@@ -122,7 +122,7 @@ impl Engine {
         });
         let subscription = process.subscribe();
         self.processes.insert(reservation, process.clone());
-        tracing::info!(pid, cmd = %info.cmd, "process started");
+        tracing::info!(pid, "process started");
         let timeout = (req.timeout_ms > 0).then_some(req.timeout_ms);
         tokio::spawn(follow(process, instance, terminal, events, timeout));
         Ok((info, subscription))
