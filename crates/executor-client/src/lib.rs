@@ -12,8 +12,8 @@ use hyper_util::client::legacy::Client;
 use sandbox_core::WorkspacePath;
 use sandbox_protocol::{
     ArchiveSummary, ContextInfo, ContextRequest, ErrorBody, ExecEvent, ExecMode, ExecRequest, ExecResult,
-    ExecutionRecord, ExecutionSummary, FileEntry, FileList, Health, PROTOCOL_VERSION, SpareInfo, StreamEvent,
-    paths,
+    ExecutionRecord, ExecutionSummary, FileEntry, FileList, Health, PROTOCOL_VERSION, ProcessEvent,
+    ProcessInfo, ProcessRequest, ProcessSignal, PtySize, SignalRequest, SpareInfo, StreamEvent, paths,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -59,6 +59,9 @@ impl ClientError {
 }
 
 type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+/// A process's events, as [`ExecutorClient::start_process`] and
+/// [`ExecutorClient::process_events`] yield them.
+pub type ProcessEvents = Pin<Box<dyn Stream<Item = Result<ProcessEvent, ClientError>> + Send>>;
 /// A stream of bytes, such as a file's content.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
 
@@ -151,7 +154,18 @@ impl ExecutorClient {
     }
 
     async fn call_empty(&self, method: Method, pq: &str) -> Result<(), ClientError> {
-        let resp = self.send(self.request(method, pq, full(Vec::new()))).await?;
+        self.send_empty(self.request(method, pq, full(Vec::new()))).await
+    }
+
+    /// `POST`s JSON to an endpoint that answers without a body.
+    async fn post_json_empty<T: Serialize>(&self, pq: &str, body: &T) -> Result<(), ClientError> {
+        let mut req = self.request(Method::POST, pq, full(to_json(body)));
+        req.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        self.send_empty(req).await
+    }
+
+    async fn send_empty(&self, req: Request<Body>) -> Result<(), ClientError> {
+        let resp = self.send(req).await?;
         resp.into_body().collect().await.map_err(|e| ClientError::Unreachable(e.to_string()))?;
         Ok(())
     }
@@ -242,15 +256,70 @@ impl ExecutorClient {
         req: &ExecRequest,
     ) -> Result<impl Stream<Item = Result<ExecEvent, ClientError>> + Send + use<>, ClientError> {
         let req = ExecRequest { mode: ExecMode::Stream, ..req.clone() };
-        let mut http_req = self.request(Method::POST, path, full(to_json(&req)));
-        http_req
-            .headers_mut()
-            .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        self.lines(Method::POST, path, Some(to_json(&req))).await
+    }
+
+    /// Sends a request whose answer is one JSON value per line, and parses the lines.
+    async fn lines<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Vec<u8>>,
+    ) -> Result<impl Stream<Item = Result<T, ClientError>> + Send + use<T>, ClientError> {
+        let has_body = json.is_some();
+        let mut http_req = self.request(method, path, full(json.unwrap_or_default()));
+        if has_body {
+            http_req
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+        }
         let resp = self.send(http_req).await?;
         let bytes = BodyStream::new(resp.into_body())
             .try_filter_map(|f| async move { Ok(f.into_data().ok()) })
             .map_err(|e| ClientError::Unreachable(e.to_string()));
         Ok(ndjson_lines(bytes))
+    }
+
+    /// Starts a process in a sandbox of its own; yields its events, `start` first and `end`
+    /// last. Dropping the stream leaves the process running.
+    pub async fn start_process(&self, req: &ProcessRequest) -> Result<ProcessEvents, ClientError> {
+        Ok(Box::pin(self.lines(Method::POST, paths::PROCESSES, Some(to_json(req))).await?))
+    }
+
+    /// Every process the executor knows, running or recently exited.
+    pub async fn processes(&self) -> Result<Vec<ProcessInfo>, ClientError> {
+        self.call(Method::GET, paths::PROCESSES, None).await
+    }
+
+    /// One process; fails with `process_not_found` if the executor does not know it.
+    pub async fn process(&self, pid: u32) -> Result<ProcessInfo, ClientError> {
+        self.call(Method::GET, &paths::process(pid), None).await
+    }
+
+    /// A process's events from now on: `start`, the output it writes from now, `end` (at once
+    /// for an exited process).
+    pub async fn process_events(&self, pid: u32) -> Result<ProcessEvents, ClientError> {
+        Ok(Box::pin(self.lines(Method::GET, &paths::process_stream(pid), None).await?))
+    }
+
+    /// Writes bytes to a process's standard input.
+    pub async fn write_stdin(&self, pid: u32, bytes: Vec<u8>) -> Result<(), ClientError> {
+        self.send_empty(self.request(Method::POST, &paths::process_stdin(pid), full(bytes))).await
+    }
+
+    /// Closes a process's standard input.
+    pub async fn close_stdin(&self, pid: u32) -> Result<(), ClientError> {
+        self.call_empty(Method::POST, &paths::process_stdin_close(pid)).await
+    }
+
+    /// Sends a signal to every process of a process's tree.
+    pub async fn signal_process(&self, pid: u32, signal: ProcessSignal) -> Result<(), ClientError> {
+        self.post_json_empty(&paths::process_signal(pid), &SignalRequest { signal }).await
+    }
+
+    /// Resizes a process's terminal.
+    pub async fn resize_pty(&self, pid: u32, size: PtySize) -> Result<(), ClientError> {
+        self.post_json_empty(&paths::process_pty(pid), &size).await
     }
 
     /// Starts a context (or, for an id it knows, answers with that context).
@@ -424,10 +493,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Splits a byte stream into lines and parses each as an [`ExecEvent`].
-fn ndjson_lines(
+/// Splits a byte stream into lines and parses each as a `T` ([`ExecEvent`], [`ProcessEvent`]).
+fn ndjson_lines<T: DeserializeOwned>(
     bytes: impl Stream<Item = Result<Bytes, ClientError>> + Send + 'static,
-) -> impl Stream<Item = Result<ExecEvent, ClientError>> + Send {
+) -> impl Stream<Item = Result<T, ClientError>> + Send {
     futures_util::stream::unfold(
         (Box::pin(bytes), Vec::<u8>::new(), false),
         |(mut bytes, mut buf, mut done)| async move {
@@ -486,7 +555,8 @@ mod tests {
         body.extend(b"{\"type\":\"std");
         let chunks: Vec<Result<Bytes, ClientError>> =
             body.chunks(7).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-        let events: Vec<_> = ndjson_lines(futures_util::stream::iter(chunks)).collect().await;
+        let events: Vec<Result<ExecEvent, _>> =
+            ndjson_lines(futures_util::stream::iter(chunks)).collect().await;
         assert_eq!(events.len(), 4);
         let parsed: Vec<&ExecEvent> = events[..3].iter().map(|e| e.as_ref().unwrap()).collect();
         assert_eq!(parsed, [&stdout, &display, &stdout]);

@@ -3,6 +3,7 @@
 
 use crate::engine::{Engine, Start};
 use crate::error::Error;
+use crate::process::Process;
 use crate::registry::Begin;
 use crate::workspace::{Workspace, archive, files};
 use axum::body::{Body, Bytes};
@@ -16,7 +17,8 @@ use futures_util::StreamExt;
 use sandbox_core::WorkspacePath;
 use sandbox_protocol::{
     ContextInfo, ContextRequest, ErrorBody, ErrorCode, ExecEvent, ExecMode, ExecRequest, ExecResult,
-    ExecutionRecord, Health, PROTOCOL_VERSION, SpareInfo, StreamEvent, paths,
+    ExecutionRecord, Health, PROTOCOL_VERSION, ProcessInfo, ProcessRequest, PtySize, SignalRequest,
+    SpareInfo, StreamEvent, paths,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -83,6 +85,13 @@ pub fn router(engine: Arc<Engine>) -> Router {
             "/v1/contexts/{id}/executions",
             post(submit_in_context).layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES)),
         )
+        .route(paths::PROCESSES, post(start_process).get(list_processes))
+        .route("/v1/processes/{pid}", get(get_process))
+        .route("/v1/processes/{pid}/stream", get(stream_process))
+        .route("/v1/processes/{pid}/stdin", post(write_stdin))
+        .route("/v1/processes/{pid}/stdin/close", post(close_stdin))
+        .route("/v1/processes/{pid}/signal", post(signal_process))
+        .route("/v1/processes/{pid}/pty", post(resize_pty))
         .route(paths::SPARES, get(list_spares))
         .route(paths::FILES, get(list_files).delete(delete_file))
         .route(paths::FILES_STAT, get(stat_file))
@@ -212,11 +221,17 @@ async fn wait_for(mut rx: tokio::sync::watch::Receiver<Option<Arc<ExecResult>>>)
 
 /// A response of one JSON event per line, ending when the channel closes.
 fn ndjson(rx: mpsc::UnboundedReceiver<ExecEvent>) -> Response {
-    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
-        let ev = rx.recv().await?;
+    ndjson_stream(futures_util::stream::unfold(rx, |mut rx| async move { Some((rx.recv().await?, rx)) }))
+}
+
+/// A response of one JSON value per line, ending with the stream.
+fn ndjson_stream<T: serde::Serialize>(
+    events: impl futures_util::Stream<Item = T> + Send + 'static,
+) -> Response {
+    let lines = events.map(|ev| {
         let mut line = serde_json::to_vec(&ev).unwrap_or_default();
         line.push(b'\n');
-        Some((Ok::<_, std::convert::Infallible>(Bytes::from(line)), rx))
+        Ok::<_, std::convert::Infallible>(Bytes::from(line))
     });
     let mut resp = Response::new(Body::from_stream(lines));
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
@@ -299,6 +314,75 @@ async fn interrupt_context(
     Path(id): Path<String>,
 ) -> Result<Json<ContextInfo>, Error> {
     engine.contexts.interrupt(&id).map(Json)
+}
+
+/// Starts a process; answers its events, `start` first (it runs on if the stream is dropped).
+async fn start_process(
+    State(engine): State<Arc<Engine>>,
+    JsonBody(req): JsonBody<ProcessRequest>,
+) -> Result<Response, Error> {
+    let (_, subscription) = engine.start_process(req).await?;
+    Ok(ndjson_stream(subscription.into_events()))
+}
+
+async fn list_processes(State(engine): State<Arc<Engine>>) -> Json<Vec<ProcessInfo>> {
+    Json(engine.processes.list())
+}
+
+/// The process a path names.
+fn process(engine: &Engine, pid: &str) -> Result<Arc<Process>, Error> {
+    let pid = pid.parse().map_err(|_| Error::bad_request(format!("{pid:?} is not a process id")))?;
+    engine.processes.get(pid)
+}
+
+async fn get_process(
+    State(engine): State<Arc<Engine>>,
+    Path(pid): Path<String>,
+) -> Result<Json<ProcessInfo>, Error> {
+    Ok(Json(process(&engine, &pid)?.info()))
+}
+
+/// The process's events from now on; an exited process's `end` at once.
+async fn stream_process(
+    State(engine): State<Arc<Engine>>,
+    Path(pid): Path<String>,
+) -> Result<Response, Error> {
+    Ok(ndjson_stream(process(&engine, &pid)?.subscribe().into_events()))
+}
+
+async fn write_stdin(
+    State(engine): State<Arc<Engine>>,
+    Path(pid): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, Error> {
+    process(&engine, &pid)?.write_stdin(&body).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn close_stdin(
+    State(engine): State<Arc<Engine>>,
+    Path(pid): Path<String>,
+) -> Result<StatusCode, Error> {
+    process(&engine, &pid)?.close_stdin().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn signal_process(
+    State(engine): State<Arc<Engine>>,
+    Path(pid): Path<String>,
+    JsonBody(req): JsonBody<SignalRequest>,
+) -> Result<StatusCode, Error> {
+    process(&engine, &pid)?.signal(req.signal)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn resize_pty(
+    State(engine): State<Arc<Engine>>,
+    Path(pid): Path<String>,
+    JsonBody(size): JsonBody<PtySize>,
+) -> Result<StatusCode, Error> {
+    process(&engine, &pid)?.resize(size)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_spares(State(engine): State<Arc<Engine>>) -> Json<Vec<SpareInfo>> {

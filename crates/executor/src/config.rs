@@ -26,6 +26,8 @@ pub const DEFAULT_MAX_TIMEOUT_SECS: u64 = 3600;
 pub const DEFAULT_MAX_UPLOAD_MB: u64 = 1024;
 /// Default for `--max-display-bytes`.
 pub const DEFAULT_MAX_DISPLAY_BYTES: usize = 4 << 20;
+/// Default for `--max-running-processes`.
+pub const DEFAULT_MAX_RUNNING_PROCESSES: usize = 32;
 /// Default for `--max-contexts`.
 pub const DEFAULT_MAX_CONTEXTS: usize = 8;
 /// Default for `--context-idle-timeout-secs`.
@@ -127,6 +129,11 @@ pub struct Limits {
     #[arg(long, env = env::MAX_CONCURRENT, default_value_t = DEFAULT_MAX_CONCURRENT)]
     pub max_concurrent: usize,
 
+    /// Processes (`POST /v1/processes`, each in a sandbox of its own) allowed to run at once;
+    /// more are refused with `too_many_processes`.
+    #[arg(long, env = env::MAX_RUNNING_PROCESSES, default_value_t = DEFAULT_MAX_RUNNING_PROCESSES)]
+    pub max_running_processes: usize,
+
     /// Longest timeout accepted, in seconds.
     #[arg(long, env = env::MAX_TIMEOUT_SECS, default_value_t = DEFAULT_MAX_TIMEOUT_SECS)]
     pub max_timeout_secs: u64,
@@ -199,6 +206,7 @@ impl Default for Limits {
             max_open_files: DEFAULT_MAX_OPEN_FILES,
             max_file_size_mb: DEFAULT_MAX_FILE_SIZE_MB,
             max_concurrent: DEFAULT_MAX_CONCURRENT,
+            max_running_processes: DEFAULT_MAX_RUNNING_PROCESSES,
             max_timeout_secs: DEFAULT_MAX_TIMEOUT_SECS,
             max_upload_mb: DEFAULT_MAX_UPLOAD_MB,
             memory_limit_mb: None,
@@ -233,8 +241,13 @@ mod tests {
             (d.max_processes, d.max_open_files, d.max_file_size_mb, d.max_concurrent)
         );
         assert_eq!(
-            (limits.max_timeout_secs, limits.max_upload_mb, limits.memory_limit_mb),
-            (3600, 1024, None)
+            (
+                limits.max_timeout_secs,
+                limits.max_upload_mb,
+                limits.memory_limit_mb,
+                limits.max_running_processes
+            ),
+            (3600, 1024, None, d.max_running_processes)
         );
         let i = Interpreters::default();
         assert_eq!(

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::instance::{Instance, Launcher, SandboxProcess};
 use crate::lang::{self, Collected, LineSplitter, Request};
 use crate::outcome::{self, Ended, Exit};
+use crate::process::Processes;
 use crate::reaper::Reaper;
 use crate::registry::{Registry, Ticket};
 use crate::sandbox::bwrap::{ProcMask, SystemMount};
@@ -35,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 /// How long output pipes may stay open after the process tree is gone.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// How long a sandbox whose execution has been answered may take to end before it is killed.
-const TEARDOWN_GRACE: Duration = Duration::from_secs(5);
+pub const TEARDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Most variables and bytes of environment an execution may add.
 const MAX_ENV_VARS: usize = 256;
 const MAX_ENV_BYTES: usize = 64 * 1024;
@@ -99,6 +100,8 @@ pub struct Engine {
     pub registry: Registry,
     /// Every context.
     pub contexts: Contexts,
+    /// Every process started on its own, running or recently exited.
+    pub processes: Processes,
     /// One per `--max-concurrent`: a stateless execution holds one from before its sandbox is
     /// taken until that sandbox has been reaped, after its answer.
     slots: Arc<Semaphore>,
@@ -112,6 +115,7 @@ impl Engine {
         let registry = Registry::new(retention, cfg.limits.max_concurrent);
         let cfg_max_concurrent = cfg.limits.max_concurrent.max(1);
         let contexts = Contexts::new(&cfg.interpreters);
+        let processes = Processes::new(cfg.limits.max_running_processes);
         let spare_idle = Duration::from_secs(cfg.interpreters.spare_idle_secs);
         let launcher =
             Arc::new(Launcher::new(cfg, Arc::new(Reaper::default())).map_err(BuildError::Scratch)?);
@@ -120,6 +124,7 @@ impl Engine {
             launcher,
             registry,
             contexts,
+            processes,
             workspace,
             slots: Arc::new(Semaphore::new(cfg_max_concurrent)),
             started: Instant::now(),
@@ -134,6 +139,11 @@ impl Engine {
     /// The settings.
     pub fn config(&self) -> &EngineConfig {
         self.launcher.config()
+    }
+
+    /// Starts sandboxes.
+    pub fn launcher(&self) -> &Launcher {
+        &self.launcher
     }
 
     /// Collects the processes executions leave behind; knows the ones the engine waits for.
@@ -229,10 +239,11 @@ impl Engine {
         (Duration::from_secs(shortest) / 4).clamp(Duration::from_millis(250), Duration::from_secs(30))
     }
 
-    /// Ends everything still running: executions (each still gets its result), contexts and
-    /// spares.
+    /// Ends everything still running: executions (each still gets its result), processes,
+    /// contexts and spares.
     pub fn shutdown(&self) {
         self.registry.kill_all();
+        self.processes.kill_all();
         self.contexts.clear();
         self.spares.clear();
     }
@@ -583,7 +594,7 @@ async fn pump(
 
 /// The next bytes of `r`: waited for until `gone` is cancelled; after that only what the pipe
 /// holds (0 once it is empty), as no process is left to write more. `read` is cancel-safe.
-async fn read_or_drain(
+pub(crate) async fn read_or_drain(
     r: &mut pipe::Receiver,
     buf: &mut [u8],
     gone: &CancellationToken,
@@ -607,7 +618,7 @@ async fn read_or_drain(
 }
 
 /// Reads the supervisor's status descriptor until its final report is whole, or to its end.
-async fn read_status(r: &mut pipe::Receiver) -> std::io::Result<Vec<u8>> {
+pub(crate) async fn read_status(r: &mut pipe::Receiver) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     let mut buf = [0u8; 4096];
     while bytes.len() < 4096 && !supervisor::report_complete(&bytes) {

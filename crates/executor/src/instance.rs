@@ -10,10 +10,10 @@
 
 use crate::config::Limits;
 use crate::engine::EngineConfig;
-use crate::lang::{self, Launch, REQUEST_FD, RESULT_FD, Request};
+use crate::lang::{self, REQUEST_FD, RESULT_FD, Request};
 use crate::reaper::Reaper;
 use crate::sandbox::bwrap::{BwrapOptions, SUPERVISOR_PATH};
-use crate::supervisor::{self, ENV_FILE, SUBCOMMAND, SupervisorArgs};
+use crate::supervisor::{self, ENV_FILE, Interrupt, SUBCOMMAND, SupervisorArgs};
 use rustix::fs::MemfdFlags;
 use sandbox_core::Language;
 use std::collections::BTreeMap;
@@ -34,6 +34,7 @@ use tokio::net::unix::pipe;
 const STATUS_FD: RawFd = 4;
 const SECCOMP_FD: RawFd = 5;
 const INFO_FD: RawFd = 7;
+const TERMINAL_FD: RawFd = 8;
 /// Descriptors are first moved at or above this, clear of the numbers above.
 const HIGH_FD: RawFd = 64;
 
@@ -93,20 +94,20 @@ impl Launcher {
         env
     }
 
-    fn bwrap_options(&self, launch: &Launch, dir: &Path) -> BwrapOptions {
+    fn bwrap_options(&self, program: &Program, dir: &Path) -> BwrapOptions {
         let l: &Limits = &self.cfg.limits;
         let supervisor = SupervisorArgs {
             processes: l.max_processes,
             open_files: l.max_open_files,
             file_size: l.max_file_size_mb << 20,
             status_fd: STATUS_FD,
-            interrupt: launch.interrupt,
-            program_fds: vec![RESULT_FD, REQUEST_FD],
+            interrupt: program.interrupt,
+            program_fds: if program.runner { vec![RESULT_FD, REQUEST_FD] } else { Vec::new() },
+            terminal: program.terminal.is_some().then_some(TERMINAL_FD),
         };
         let mut command: Vec<OsString> = vec![SUPERVISOR_PATH.into(), SUBCOMMAND.into()];
         command.extend(supervisor.to_args());
-        command.push(launch.program.into());
-        command.extend(launch.args.iter().map(OsString::from));
+        command.extend(program.command.iter().cloned());
         BwrapOptions {
             bwrap: self.cfg.bwrap.clone(),
             system: self.cfg.system.clone(),
@@ -119,6 +120,7 @@ impl Launcher {
             info_fd: INFO_FD,
             sandbox_dir: dir.to_owned(),
             supervisor: self.cfg.supervisor.clone(),
+            chdir: program.cwd.clone(),
             command,
         }
     }
@@ -127,10 +129,27 @@ impl Launcher {
     /// spawned; the runner reads its request whenever it is ready.
     pub fn start(&self, language: Language, env: &BTreeMap<String, String>) -> std::io::Result<Instance> {
         let launch = lang::launch(language);
+        let mut command = vec![OsString::from(launch.program)];
+        command.extend(launch.args.iter().map(OsString::from));
+        let program = Program {
+            command,
+            files: launch.files,
+            interrupt: launch.interrupt,
+            runner: true,
+            cwd: sandbox_protocol::WORKSPACE_DIR.to_owned(),
+            stdin: None,
+            terminal: None,
+        };
+        self.spawn(program, env)
+    }
+
+    /// Starts a sandbox running `program` with `env` (the supervisor hands the variables to
+    /// the program alone). It returns as soon as bwrap is spawned.
+    pub fn spawn(&self, program: Program, env: &BTreeMap<String, String>) -> std::io::Result<Instance> {
         let dir = ScratchDir::create(
             self.cfg.scratch.join(format!("sb-{}", self.next.fetch_add(1, Ordering::Relaxed))),
         )?;
-        for (name, source) in launch.files {
+        for (name, source) in program.files {
             dir.write(name, source.as_bytes())?;
         }
         let session_env: Vec<(&String, &String)> = env.iter().collect();
@@ -155,17 +174,24 @@ impl Launcher {
             (&seccomp, SECCOMP_FD),
             (&requests_rx, REQUEST_FD),
             (&info_tx, INFO_FD),
-        ] {
+        ]
+        .into_iter()
+        .chain(program.terminal.as_ref().map(|t| (t, TERMINAL_FD)))
+        {
             let high = rustix::io::fcntl_dupfd_cloexec(fd, HIGH_FD)?;
             map.push((high.as_raw_fd(), target));
             keep.push(high);
         }
 
-        let (program, args) = self.bwrap_options(&launch, dir.path()).to_command_line();
-        let mut cmd = std::process::Command::new(program);
+        let (bwrap, args) = self.bwrap_options(&program, dir.path()).to_command_line();
+        let stdin = match program.stdin {
+            Some(fd) => Stdio::from(fd),
+            None => Stdio::null(),
+        };
+        let mut cmd = std::process::Command::new(bwrap);
         cmd.args(args)
             .env_clear()
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
@@ -189,12 +215,11 @@ impl Launcher {
         }
         let mut child = self.reaper.spawn_owned(cmd)?;
         // The child has its copies; ours must close so the pipes report end-of-file.
-        drop((keep, seccomp, results_tx, status_tx, requests_rx, info_tx));
+        drop((keep, seccomp, results_tx, status_tx, requests_rx, info_tx, program.terminal));
         let pid = child.id() as libc::pid_t;
         let process = SandboxProcess::watch(&child, pid, self.reaper.clone(), dir)?;
         rustix::io::ioctl_fionbio(&requests_tx, true)?;
         Ok(Instance {
-            language,
             env: env.clone(),
             packages: self.packages(),
             started: Instant::now(),
@@ -209,10 +234,28 @@ impl Launcher {
     }
 }
 
-/// A sandbox with its runner, started and waiting for work (or doing it).
+/// What a sandbox runs under its supervisor.
+pub struct Program {
+    /// The executable, looked up on the sandbox's `PATH`, and its arguments.
+    pub command: Vec<OsString>,
+    /// Files written to the instance's directory before it starts (a runner's sources).
+    pub files: &'static [(&'static str, &'static str)],
+    /// Whom the signals the supervisor forwards reach.
+    pub interrupt: Interrupt,
+    /// Whether it is a language runner, handed the request and result descriptors.
+    pub runner: bool,
+    /// The directory it starts in, as the sandbox sees it.
+    pub cwd: String,
+    /// Its standard input (bwrap's, handed on); empty when `None`.
+    pub stdin: Option<OwnedFd>,
+    /// A terminal (a pseudo-terminal's other side) to run it on, as its standard input,
+    /// output and error.
+    pub terminal: Option<OwnedFd>,
+}
+
+/// A sandbox with its program (a language's runner, waiting for work or doing it, or a
+/// process).
 pub struct Instance {
-    /// The runner's language.
-    pub language: Language,
     env: BTreeMap<String, String>,
     packages: Option<PathBuf>,
     started: Instant,
@@ -316,7 +359,13 @@ pub struct Supervisor {
 impl Supervisor {
     /// Has it pass `SIGINT` on to the program (the runner): an interrupt.
     pub fn interrupt(&self) -> std::io::Result<()> {
-        Ok(rustix::process::pidfd_send_signal(&*self.pidfd, rustix::process::Signal::INT)?)
+        self.forward(rustix::process::Signal::INT)
+    }
+
+    /// Has it pass `signal` (one of [`supervisor::FORWARDED`]) on to whom its program's
+    /// [`Interrupt`] names.
+    pub fn forward(&self, signal: rustix::process::Signal) -> std::io::Result<()> {
+        Ok(rustix::process::pidfd_send_signal(&*self.pidfd, signal)?)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod error;
 pub mod instance;
 pub mod lang;
 pub mod outcome;
+pub mod process;
 pub mod reaper;
 pub mod registry;
 pub mod sandbox;

@@ -146,8 +146,8 @@ impl Spares {
         let mut out: Vec<_> = self
             .pool()
             .ready
-            .values()
-            .map(|s| SpareInfo { language: s.language, age_ms: s.age().as_millis() as u64 })
+            .iter()
+            .map(|(language, s)| SpareInfo { language: *language, age_ms: s.age().as_millis() as u64 })
             .collect();
         out.sort_by_key(|s| s.language);
         out

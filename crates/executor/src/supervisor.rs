@@ -3,14 +3,16 @@
 //! the executor the sandbox is up, runs the interpreter (the language's runner) as its child
 //! with the session's environment variables (read from a data file: they never reach this
 //! process's own environment, so `LD_PRELOAD` and its kind act on the user's program only),
-//! forwards `SIGINT` to it (how the executor interrupts a context's running cell), reaps every
+//! forwards signals to it (how the executor interrupts a context's running cell and signals a
+//! process's tree), reaps every
 //! orphan, and when the program has ended kills and reaps whatever it left running, then
 //! reports the program's exact exit code or signal on its status descriptor.
 //!
 //! User code runs with the same uid, so everything it could do to this process is closed off:
 //! a PID namespace's init cannot be signalled from inside the namespace except by signals it
-//! handles, and the only one this process handles is `SIGINT`, which it passes on to the
-//! program (code can interrupt itself, nothing more); a non-dumpable process's
+//! handles, and the only ones this process handles ([`FORWARDED`]: `SIGINT`, `SIGTERM`,
+//! `SIGHUP`, ...) it passes on to the program (code can signal itself, nothing more); the
+//! executor, outside the namespace, signals a process's whole tree this way. A non-dumpable process's
 //! `/proc/<pid>/fd`, `mem` and `environ` belong to root and refuse it, so it can neither kill
 //! this process nor write a forged report into the status pipe or its memory. It keeps no
 //! descriptor but its status pipe: those meant for the program are closed here once the
@@ -42,13 +44,21 @@ pub const STARTED: u8 = b'S';
 /// holding a JSON list of `[name, value]` pairs.
 pub const ENV_FILE: &str = "/sandbox/env.json";
 
-/// Whom a forwarded `SIGINT` reaches.
+/// The signals passed on to the program (see [`Interrupt`] for whom they reach).
+pub const FORWARDED: [libc::c_int; 6] =
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
+
+/// Whom a forwarded signal ([`FORWARDED`]) reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Interrupt {
-    /// The program alone (Python and Node.js turn it into an exception in the running code).
+    /// The program alone (Python and Node.js turn `SIGINT` into an exception in the running
+    /// code).
     Program,
     /// The program's process group, as a terminal's Ctrl-C: a shell and its foreground command.
     Group,
+    /// Every process of the sandbox but the supervisor: a process started on its own, whose
+    /// whole tree a signal is meant for.
+    All,
 }
 
 impl Interrupt {
@@ -56,6 +66,16 @@ impl Interrupt {
         match self {
             Interrupt::Program => "program",
             Interrupt::Group => "group",
+            Interrupt::All => "all",
+        }
+    }
+
+    /// The target `kill` is given for the program `pid`.
+    pub(crate) fn target(self, pid: libc::pid_t) -> libc::pid_t {
+        match self {
+            Interrupt::Program => pid,
+            Interrupt::Group => -pid,
+            Interrupt::All => -1,
         }
     }
 }
@@ -71,11 +91,14 @@ pub struct SupervisorArgs {
     pub file_size: u64,
     /// The status descriptor.
     pub status_fd: i32,
-    /// Whom `SIGINT` is forwarded to.
+    /// Whom a forwarded signal reaches.
     pub interrupt: Interrupt,
     /// Descriptors handed on to the program; every other one but the status descriptor is
     /// closed before the program starts.
     pub program_fds: Vec<i32>,
+    /// A terminal (a pseudo-terminal's other side) the program gets as its standard input,
+    /// output and error and as its controlling terminal, in a session of its own.
+    pub terminal: Option<i32>,
 }
 
 /// The highest descriptor number the supervisor closes before starting the program.
@@ -145,6 +168,7 @@ impl SupervisorArgs {
             self.status_fd.to_string(),
             self.interrupt.as_arg().to_owned(),
             fds,
+            self.terminal.map_or_else(|| "-".to_owned(), |fd| fd.to_string()),
             "--".to_owned(),
         ]
         .into_iter()
@@ -158,11 +182,16 @@ impl SupervisorArgs {
         let interrupt = match text(4)? {
             "program" => Interrupt::Program,
             "group" => Interrupt::Group,
+            "all" => Interrupt::All,
             _ => return None,
         };
         let program_fds = match text(5)? {
             "" => Vec::new(),
             list => list.split(',').map(|f| f.parse().ok()).collect::<Option<Vec<i32>>>()?,
+        };
+        let terminal = match text(6)? {
+            "-" => None,
+            fd => Some(fd.parse().ok()?),
         };
         let parsed = SupervisorArgs {
             processes: num(0)?,
@@ -171,33 +200,36 @@ impl SupervisorArgs {
             status_fd: i32::try_from(num(3)?).ok()?,
             interrupt,
             program_fds,
+            terminal,
         };
-        (args.get(6)? == "--" && args.len() > 7).then_some((parsed, &args[7..]))
+        (args.get(7)? == "--" && args.len() > 8).then_some((parsed, &args[8..]))
     }
 }
 
-/// Where a forwarded `SIGINT` goes: the program's pid, or its process group as `-pid`; 0
-/// before the program starts and once it has ended.
+/// Where a forwarded signal goes: the program's pid, its process group as `-pid`, or every
+/// process but this one as -1; 0 before the program starts and once it has ended.
 static INTERRUPT_TARGET: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn forward_interrupt(_: libc::c_int) {
+extern "C" fn forward_signal(signal: libc::c_int) {
     let target = INTERRUPT_TARGET.load(Ordering::Relaxed);
     if target != 0 {
         // SAFETY: kill is async-signal-safe.
-        unsafe { libc::kill(target, libc::SIGINT) };
+        unsafe { libc::kill(target, signal) };
     }
 }
 
-/// Makes `SIGINT` reach the program (see [`INTERRUPT_TARGET`]).
+/// Makes the [`FORWARDED`] signals reach the program (see [`INTERRUPT_TARGET`]).
 fn handle_interrupts() -> std::io::Result<()> {
     // SAFETY: a plain sigaction with a handler that only reads an atomic and calls kill.
     unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = forward_interrupt as *const () as usize;
+        action.sa_sigaction = forward_signal as *const () as usize;
         action.sa_flags = libc::SA_RESTART;
         libc::sigemptyset(&mut action.sa_mask);
-        if libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut()) != 0 {
-            return Err(std::io::Error::last_os_error());
+        for signal in FORWARDED {
+            if libc::sigaction(signal, &action, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
         }
     }
     Ok(())
@@ -223,6 +255,24 @@ fn session_environment() -> std::io::Result<Vec<(String, String)>> {
     serde_json::from_slice(&text).map_err(std::io::Error::other)
 }
 
+/// In the program's process before it starts: a session of its own whose controlling terminal
+/// is `tty`, which becomes its standard input, output and error.
+fn on_terminal(tty: i32) -> std::io::Result<()> {
+    // SAFETY: plain system calls on a descriptor this process holds.
+    unsafe {
+        if libc::setsid() < 0 || libc::ioctl(tty, libc::TIOCSCTTY, 0) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        for target in 0..=2 {
+            if libc::dup2(tty, target) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        libc::close(tty);
+    }
+    Ok(())
+}
+
 /// Writes the final report and exits with the program's status.
 fn report(mut status: std::fs::File, r: &SupervisorReport) -> ! {
     let mut line = serde_json::to_vec(r).unwrap_or_default();
@@ -241,7 +291,7 @@ pub fn main(args: &[OsString]) -> ! {
     }
     let Some((a, command)) = SupervisorArgs::parse(args) else {
         fail(format_args!(
-            "usage: supervise NPROC NOFILE FSIZE STATUS_FD program|group FD,... -- PROGRAM [ARGS...]"
+            "usage: supervise NPROC NOFILE FSIZE STATUS_FD program|group|all FD,... TTY_FD|- -- PROGRAM [ARGS...]"
         ));
     };
     // SAFETY: the descriptor was handed to us for this; taking ownership closes it at exit and
@@ -260,17 +310,29 @@ pub fn main(args: &[OsString]) -> ! {
         fail(format_args!("cannot forward interrupts: {e}"));
     }
     // Nothing but the program's own descriptors reaches it.
+    let handed: Vec<i32> = a.program_fds.iter().copied().chain(a.terminal).collect();
     for fd in 3..=MAX_INHERITED_FD {
-        if fd != a.status_fd && !a.program_fds.contains(&fd) {
+        if fd != a.status_fd && !handed.contains(&fd) {
             unsafe { libc::close(fd) };
         }
     }
     let _ = status.write_all(&[STARTED]);
-    // The program leads a process group of its own, which a group interrupt reaches without
-    // this process.
-    let spawned =
-        std::process::Command::new(&command[0]).args(&command[1..]).envs(env).process_group(0).spawn();
-    for &fd in &a.program_fds {
+    let mut program = std::process::Command::new(&command[0]);
+    program.args(&command[1..]).envs(env);
+    match a.terminal {
+        // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+        // system calls.
+        Some(tty) => unsafe {
+            program.pre_exec(move || on_terminal(tty));
+        },
+        // The program leads a process group of its own, which a group interrupt reaches without
+        // this process.
+        None => {
+            program.process_group(0);
+        }
+    }
+    let spawned = program.spawn();
+    for &fd in &handed {
         unsafe { libc::close(fd) };
     }
     let child = match spawned {
@@ -281,13 +343,7 @@ pub fn main(args: &[OsString]) -> ! {
         }
     };
     let pid = child.id() as libc::pid_t;
-    INTERRUPT_TARGET.store(
-        match a.interrupt {
-            Interrupt::Program => pid,
-            Interrupt::Group => -pid,
-        },
-        Ordering::Relaxed,
-    );
+    INTERRUPT_TARGET.store(a.interrupt.target(pid), Ordering::Relaxed);
     // As the namespace's init, every orphan is ours to reap; the program's status is kept.
     let mut program_status = None;
     loop {
@@ -337,6 +393,7 @@ mod tests {
             status_fd: 4,
             interrupt: Interrupt::Group,
             program_fds: vec![3, 6],
+            terminal: None,
         };
         let mut args = l.to_args();
         args.push("python3".into());
@@ -344,12 +401,14 @@ mod tests {
         let (parsed, cmd) = SupervisorArgs::parse(&args).unwrap();
         assert_eq!(parsed, l);
         assert_eq!(cmd, [OsString::from("python3"), OsString::from("-u")]);
-        assert!(SupervisorArgs::parse(&args[..7]).is_none(), "no command");
+        assert!(SupervisorArgs::parse(&args[..8]).is_none(), "no command");
         assert!(SupervisorArgs::parse(&[OsString::from("x")]).is_none());
-        let none = SupervisorArgs { program_fds: vec![], interrupt: Interrupt::Program, ..l };
-        let mut args = none.to_args();
-        args.push("bash".into());
-        assert_eq!(SupervisorArgs::parse(&args).unwrap().0, none);
+        for interrupt in [Interrupt::Program, Interrupt::All] {
+            let none = SupervisorArgs { program_fds: vec![], interrupt, terminal: Some(8), ..l.clone() };
+            let mut args = none.to_args();
+            args.push("bash".into());
+            assert_eq!(SupervisorArgs::parse(&args).unwrap().0, none);
+        }
     }
 
     #[test]

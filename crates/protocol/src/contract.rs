@@ -52,6 +52,8 @@ pub mod env {
     pub const MAX_TIMEOUT_SECS: &str = "SANDBOX_EXECUTOR_MAX_TIMEOUT_SECS";
     /// The memory limit handlers are told about, MiB.
     pub const MEMORY_LIMIT_MB: &str = "SANDBOX_EXECUTOR_MEMORY_LIMIT_MB";
+    /// Processes (started on their own) running at once.
+    pub const MAX_RUNNING_PROCESSES: &str = "SANDBOX_EXECUTOR_MAX_RUNNING_PROCESSES";
     /// Live code contexts at once.
     pub const MAX_CONTEXTS: &str = "SANDBOX_EXECUTOR_MAX_CONTEXTS";
     /// Seconds a code context may stay idle before its interpreter is reclaimed.

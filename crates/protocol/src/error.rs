@@ -46,6 +46,12 @@ pub enum ErrorCode {
     ContextBusy,
     /// The sandbox has as many live contexts as it may.
     TooManyContexts,
+    /// No process has this pid (or it ended long enough ago to be forgotten).
+    ProcessNotFound,
+    /// The sandbox has as many running processes as it may.
+    TooManyProcesses,
+    /// The process has exited: it takes no more input or signals.
+    ProcessExited,
     /// Something failed inside the executor.
     Internal,
 }
@@ -57,17 +63,18 @@ impl ErrorCode {
             ErrorCode::BadRequest | ErrorCode::InvalidPath => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::PermissionDenied => 403,
-            ErrorCode::NotFound => 404,
+            ErrorCode::NotFound | ErrorCode::ProcessNotFound => 404,
             ErrorCode::AlreadyExists
             | ErrorCode::IsADirectory
             | ErrorCode::NotADirectory
             | ErrorCode::DirectoryNotEmpty
             | ErrorCode::Conflict
             | ErrorCode::ContextLost
-            | ErrorCode::ContextBusy => 409,
+            | ErrorCode::ContextBusy
+            | ErrorCode::ProcessExited => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::LanguageUnavailable | ErrorCode::NotARegularFile => 422,
-            ErrorCode::Busy | ErrorCode::TooManyContexts => 429,
+            ErrorCode::Busy | ErrorCode::TooManyContexts | ErrorCode::TooManyProcesses => 429,
             ErrorCode::NoSpace => 507,
             ErrorCode::Internal => 500,
         }

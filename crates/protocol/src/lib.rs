@@ -11,6 +11,7 @@ pub mod error;
 pub mod exec;
 pub mod files;
 pub mod paths;
+pub mod process;
 
 pub use context::{ContextInfo, ContextRequest, ContextStatus, SpareInfo};
 pub use contract::{
@@ -23,6 +24,10 @@ pub use exec::{
     ExecutionSummary, StreamEvent,
 };
 pub use files::{ArchiveSummary, FileChange, FileChangeKind, FileEntry, FileKind, FileList};
+pub use process::{
+    ProcessEnd, ProcessEvent, ProcessInfo, ProcessRequest, ProcessSignal, ProcessState, PtySize,
+    SignalRequest,
+};
 
 use sandbox_core::Language;
 use serde::{Deserialize, Serialize};

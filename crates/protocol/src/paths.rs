@@ -57,3 +57,39 @@ pub fn execution(id: &str) -> String {
 pub fn execution_kill(id: &str) -> String {
     format!("{EXECUTIONS}/{id}/kill")
 }
+
+/// `POST` a [`ProcessRequest`](crate::ProcessRequest): answers `application/x-ndjson`
+/// [`ProcessEvent`](crate::ProcessEvent)s, `start` first and `end` last (the process keeps
+/// running if the stream is dropped); `GET` lists [`ProcessInfo`](crate::ProcessInfo)s.
+pub const PROCESSES: &str = "/v1/processes";
+
+/// `GET`: the process's [`ProcessInfo`](crate::ProcessInfo).
+pub fn process(pid: u32) -> String {
+    format!("{PROCESSES}/{pid}")
+}
+
+/// `GET`: the process's events from now on (`start`, output, `end`); an exited process answers
+/// `start` and its `end` at once.
+pub fn process_stream(pid: u32) -> String {
+    format!("{PROCESSES}/{pid}/stream")
+}
+
+/// `POST` raw bytes to the process's standard input.
+pub fn process_stdin(pid: u32) -> String {
+    format!("{PROCESSES}/{pid}/stdin")
+}
+
+/// `POST`: close the process's standard input (it reads end-of-file).
+pub fn process_stdin_close(pid: u32) -> String {
+    format!("{PROCESSES}/{pid}/stdin/close")
+}
+
+/// `POST` a [`SignalRequest`](crate::SignalRequest): signal every process of its tree.
+pub fn process_signal(pid: u32) -> String {
+    format!("{PROCESSES}/{pid}/signal")
+}
+
+/// `POST` a [`PtySize`](crate::PtySize): resize the process's terminal.
+pub fn process_pty(pid: u32) -> String {
+    format!("{PROCESSES}/{pid}/pty")
+}

@@ -9,6 +9,7 @@ use crate::service::idempotency::Idempotency;
 use crate::service::keys::Keys;
 use crate::service::lifecycle::Lifecycle;
 use crate::service::pools::Pools;
+use crate::service::processes::Processes;
 use crate::service::sandboxes::Sandboxes;
 use crate::service::sessions::Sessions;
 use crate::service::templates::Templates;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Code contexts.
     pub contexts: Arc<Contexts>,
+    /// Processes started on their own in sessions' sandboxes.
+    pub processes: Arc<Processes>,
     /// Idempotency keys of session creates and executions.
     pub idempotency: Arc<Idempotency>,
     /// When the server started.
@@ -102,6 +105,7 @@ impl AppState {
             keys: Arc::new(Keys::new(store.clone())),
             templates: Arc::new(Templates::new(store.clone(), runtime.clone())),
             files: Arc::new(Files::new(sessions.clone(), settings.storage.clone())),
+            processes: Arc::new(Processes::new(settings.clone(), sessions.clone())),
             settings,
             store,
             runtime,

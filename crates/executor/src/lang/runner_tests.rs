@@ -94,10 +94,7 @@ impl Runner {
 
     fn interrupt(&self) {
         let pid = self.child.id() as libc::pid_t;
-        let target = match launch(self.language).interrupt {
-            crate::supervisor::Interrupt::Program => pid,
-            crate::supervisor::Interrupt::Group => -pid,
-        };
+        let target = launch(self.language).interrupt.target(pid);
         unsafe { libc::kill(target, libc::SIGINT) };
     }
 

@@ -122,6 +122,8 @@ pub struct BwrapOptions {
     /// The supervisor's executable, bound read-only at [`SUPERVISOR_PATH`] (over an empty file
     /// of `sandbox_dir`).
     pub supervisor: PathBuf,
+    /// The directory the command starts in (inside the sandbox: the workspace or below it).
+    pub chdir: String,
     /// The command to run, first element the program.
     pub command: Vec<OsString>,
 }
@@ -182,7 +184,7 @@ impl BwrapOptions {
         a.pair("--ro-bind", &self.supervisor, SUPERVISOR_PATH);
         // The root itself (a tmpfs bwrap made) becomes read-only once everything is in place.
         a.one("--remount-ro", "/");
-        a.one("--chdir", sandbox_protocol::WORKSPACE_DIR);
+        a.one("--chdir", &self.chdir);
         a.flags(&["--die-with-parent", "--new-session"]);
         a.one("--cap-drop", "ALL");
         a.flags(&["--clearenv"]);
@@ -235,6 +237,7 @@ mod tests {
             info_fd: 10,
             sandbox_dir: "/tmp/executor/sb-1".into(),
             supervisor: "/usr/local/bin/sandbox-executor".into(),
+            chdir: "/workspace".into(),
             command: vec!["python3".into(), "/sandbox/runner.py".into()],
         }
     }

@@ -10,6 +10,7 @@ pub mod files;
 pub mod health;
 pub mod keys;
 pub mod pools;
+pub mod processes;
 pub mod reference;
 pub mod sessions;
 pub mod templates;
@@ -42,6 +43,8 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         sessions::install_dependencies,
         contexts::create, contexts::list, contexts::get, contexts::delete, contexts::restart,
         contexts::interrupt,
+        processes::start, processes::list, processes::get, processes::stream, processes::stdin,
+        processes::close_stdin, processes::signal, processes::resize,
         executions::execute, executions::execute_sync, executions::status, executions::result, executions::cancel, executions::stream,
         executions::list,
         templates::create, templates::list, templates::get, templates::update, templates::delete,
@@ -54,6 +57,7 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         (name = "sessions", description = "Sessions and their sandboxes"),
         (name = "executions", description = "Running code"),
         (name = "contexts", description = "Code contexts: interpreters whose state persists between executions"),
+        (name = "processes", description = "Processes: commands that run on their own, with streamed output, standard input and signals"),
         (name = "templates", description = "Sandbox images and their defaults"),
         (name = "files", description = "Workspace files"),
         (name = "admin", description = "API keys"),
@@ -110,6 +114,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/v1/sessions/{session_id}/contexts/{context_id}/restart", post(contexts::restart))
         .route("/api/v1/sessions/{session_id}/contexts/{context_id}/interrupt", post(contexts::interrupt))
+        .route("/api/v1/sessions/{session_id}/processes", post(processes::start).get(processes::list))
+        .route("/api/v1/sessions/{session_id}/processes/{pid}", get(processes::get))
+        .route("/api/v1/sessions/{session_id}/processes/{pid}/stream", get(processes::stream))
+        .route("/api/v1/sessions/{session_id}/processes/{pid}/stdin", post(processes::stdin))
+        .route("/api/v1/sessions/{session_id}/processes/{pid}/stdin/close", post(processes::close_stdin))
+        .route("/api/v1/sessions/{session_id}/processes/{pid}/signal", post(processes::signal))
+        .route("/api/v1/sessions/{session_id}/processes/{pid}/pty", post(processes::resize))
         .route("/api/v1/executions/sessions/{session_id}/execute", post(executions::execute))
         .route("/api/v1/executions/sessions/{session_id}/execute-sync", post(executions::execute_sync))
         .route("/api/v1/executions/sessions/{session_id}/executions", get(executions::list))

@@ -11,6 +11,7 @@ pub mod identity;
 pub mod keys;
 pub mod lifecycle;
 pub mod pools;
+pub mod processes;
 pub mod sandboxes;
 pub mod sessions;
 pub mod templates;

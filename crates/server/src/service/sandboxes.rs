@@ -135,6 +135,7 @@ impl Sandboxes {
             (executor_env::MAX_PROCESSES, e.max_processes.to_string()),
             (executor_env::MAX_CONCURRENT, e.max_concurrent.to_string()),
             (executor_env::MAX_CONTEXTS, e.max_contexts.to_string()),
+            (executor_env::MAX_RUNNING_PROCESSES, e.max_running_processes.to_string()),
             (executor_env::CONTEXT_IDLE_TIMEOUT_SECS, e.context_idle_timeout_sec.to_string()),
             (executor_env::MAX_TIMEOUT_SECS, self.settings.limits.max_execution_timeout_sec.to_string()),
             // Only this process may drive the executor through its socket.

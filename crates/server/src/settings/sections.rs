@@ -231,6 +231,8 @@ pub struct ExecutorSettings {
     /// Code contexts per session (429 `too_many_contexts` past it; lost ones count until
     /// deleted).
     pub max_contexts: u32,
+    /// Processes running at once in one session's sandbox (429 `too_many_processes` past it).
+    pub max_running_processes: u32,
     /// Seconds a code context may stay idle before its interpreter is reclaimed (the context
     /// becomes `expired`; a restart brings it back, empty).
     pub context_idle_timeout_sec: u64,
@@ -290,6 +292,7 @@ impl Default for ExecutorSettings {
             max_processes: 64,
             max_concurrent: 16,
             max_contexts: 8,
+            max_running_processes: 32,
             context_idle_timeout_sec: 1800,
             uid: sandbox_protocol::DEFAULT_SANDBOX_UID,
         }
