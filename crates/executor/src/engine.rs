@@ -18,6 +18,7 @@ use crate::spares::Spares;
 use crate::supervisor;
 use crate::workspace::Workspace;
 use crate::workspace::snapshot::{Changes, MAX_ENTRIES, Snapshot};
+use crate::workspace::watch::Watchers;
 use chrono::Utc;
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_protocol::{ErrorCode, ExecEvent, ExecMetrics, ExecRequest, ExecResult, StreamEvent, contract};
@@ -99,6 +100,8 @@ pub struct Engine {
     pub registry: Registry,
     /// Every context.
     pub contexts: Contexts,
+    /// Directory watches.
+    pub watchers: Arc<Watchers>,
     /// One per `--max-concurrent`: a stateless execution holds one from before its sandbox is
     /// taken until that sandbox has been reaped, after its answer.
     slots: Arc<Semaphore>,
@@ -120,6 +123,7 @@ impl Engine {
             launcher,
             registry,
             contexts,
+            watchers: Arc::new(Watchers::new(workspace.clone())),
             workspace,
             slots: Arc::new(Semaphore::new(cfg_max_concurrent)),
             started: Instant::now(),

@@ -46,6 +46,8 @@ pub enum ErrorCode {
     ContextBusy,
     /// The sandbox has as many live contexts as it may.
     TooManyContexts,
+    /// The sandbox has as many directory watchers as it may.
+    TooManyWatchers,
     /// Something failed inside the executor.
     Internal,
 }
@@ -67,7 +69,7 @@ impl ErrorCode {
             | ErrorCode::ContextBusy => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::LanguageUnavailable | ErrorCode::NotARegularFile => 422,
-            ErrorCode::Busy | ErrorCode::TooManyContexts => 429,
+            ErrorCode::Busy | ErrorCode::TooManyContexts | ErrorCode::TooManyWatchers => 429,
             ErrorCode::NoSpace => 507,
             ErrorCode::Internal => 500,
         }

@@ -22,7 +22,10 @@ pub use exec::{
     DisplayOutput, ExecError, ExecEvent, ExecMetrics, ExecMode, ExecRequest, ExecResult, ExecutionRecord,
     ExecutionSummary, StreamEvent,
 };
-pub use files::{ArchiveSummary, FileChange, FileChangeKind, FileEntry, FileKind, FileList};
+pub use files::{
+    ArchiveSummary, DirCreated, FileChange, FileChangeKind, FileEntry, FileKind, FileList, MoveRequest,
+    WatchEvent, WatchEventKind, WatchRequest, WatcherEvents, WatcherInfo,
+};
 
 use sandbox_core::Language;
 use serde::{Deserialize, Serialize};
