@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Server, eventually};
+use common::Server;
 use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -188,23 +188,17 @@ async fn watchers_and_the_watch_stream_see_an_executions_changes() {
     };
     // Polling.
     let mut polled: Vec<(String, String)> = Vec::new();
-    eventually(Duration::from_secs(20), "the watcher's events", || {
-        let path = format!("{base}/watchers/{id}/events");
-        let srv = &srv;
-        let polled = &mut polled;
-        async move {
-            let (s, b) = get(srv, &path).await;
-            assert_eq!(s, StatusCode::OK, "{b}");
-            for e in b["events"].as_array().unwrap() {
-                polled.push((
-                    e["type"].as_str().unwrap().to_owned(),
-                    e["name"].as_str().unwrap_or("").to_owned(),
-                ));
-            }
-            in_order(polled).then_some(())
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !in_order(&polled) {
+        assert!(tokio::time::Instant::now() < deadline, "the watcher saw {polled:?}");
+        let (s, b) = get(&srv, &format!("{base}/watchers/{id}/events")).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        for e in b["events"].as_array().unwrap() {
+            polled
+                .push((e["type"].as_str().unwrap().to_owned(), e["name"].as_str().unwrap_or("").to_owned()));
         }
-    })
-    .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // The stream saw the same.
     let mut streamed: Vec<(String, String)> = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
