@@ -11,9 +11,10 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::client::legacy::Client;
 use sandbox_core::WorkspacePath;
 use sandbox_protocol::{
-    ArchiveSummary, ContextInfo, ContextRequest, ErrorBody, ExecEvent, ExecMode, ExecRequest, ExecResult,
-    ExecutionRecord, ExecutionSummary, FileEntry, FileList, Health, PROTOCOL_VERSION, ProcessEvent,
-    ProcessInfo, ProcessRequest, ProcessSignal, PtySize, SignalRequest, SpareInfo, StreamEvent, paths,
+    ArchiveSummary, ContextInfo, ContextRequest, DirCreated, ErrorBody, ErrorCode, ExecEvent, ExecMode,
+    ExecRequest, ExecResult, ExecutionRecord, ExecutionSummary, FileEntry, FileList, Health, MoveRequest,
+    PROTOCOL_VERSION, ProcessEvent, ProcessInfo, ProcessRequest, ProcessSignal, PtySize, SignalRequest,
+    SpareInfo, StreamEvent, WatchEvent, WatchRequest, WatcherEvents, WatcherInfo, paths,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -64,6 +65,8 @@ type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
 pub type ProcessEvents = Pin<Box<dyn Stream<Item = Result<ProcessEvent, ClientError>> + Send>>;
 /// A stream of bytes, such as a file's content.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, std::io::Error>> + Send>>;
+/// The events of a directory watch, `start` first; dropping it stops the watch.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, ClientError>> + Send>>;
 
 /// A client for one executor.
 #[derive(Clone)]
@@ -78,6 +81,8 @@ struct FileQuery<'a> {
     path: &'a str,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     recursive: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    depth: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     limit: Option<usize>,
 }
@@ -260,7 +265,7 @@ impl ExecutorClient {
     }
 
     /// Sends a request whose answer is one JSON value per line, and parses the lines.
-    async fn lines<T: DeserializeOwned>(
+    async fn lines<T: DeserializeOwned + Send + 'static>(
         &self,
         method: Method,
         path: &str,
@@ -387,7 +392,7 @@ impl ExecutorClient {
     }
 
     fn files_uri(base: &str, path: &WorkspacePath, recursive: bool, limit: Option<usize>) -> String {
-        let q = serde_urlencoded::to_string(FileQuery { path: path.as_str(), recursive, limit })
+        let q = serde_urlencoded::to_string(FileQuery { path: path.as_str(), recursive, depth: None, limit })
             .unwrap_or_default();
         format!("{base}?{q}")
     }
@@ -402,19 +407,109 @@ impl ExecutorClient {
         self.call(Method::GET, &Self::files_uri(paths::FILES, path, recursive, limit), None).await
     }
 
-    /// Describes one entry.
+    /// Lists a directory down to `depth` levels (0 and 1: its own entries only), at most
+    /// `limit` entries (1000 when `None`). A missing directory is `not_found`, anything else
+    /// than a directory `not_a_directory`, a path leading outside the workspace `invalid_path`.
+    pub async fn list_dir(
+        &self,
+        path: &WorkspacePath,
+        depth: usize,
+        limit: Option<usize>,
+    ) -> Result<FileList, ClientError> {
+        let q = FileQuery { path: path.as_str(), recursive: false, depth: Some(depth), limit };
+        let uri = format!("{}?{}", paths::FILES, serde_urlencoded::to_string(q).unwrap_or_default());
+        self.call(Method::GET, &uri, None).await
+    }
+
+    /// Describes one entry (a symlink itself, with its target, never what it points to).
     pub async fn stat(&self, path: &WorkspacePath) -> Result<FileEntry, ClientError> {
         self.call(Method::GET, &Self::files_uri(paths::FILES_STAT, path, false, None), None).await
     }
 
-    /// Creates a directory and its parents.
-    pub async fn mkdir(&self, path: &WorkspacePath) -> Result<FileEntry, ClientError> {
+    /// Creates a directory and its parents; says whether it existed already. Something other
+    /// than a directory in its place is `not_a_directory`.
+    pub async fn mkdir(&self, path: &WorkspacePath) -> Result<DirCreated, ClientError> {
         self.call(Method::POST, &Self::files_uri(paths::FILES_MKDIR, path, false, None), None).await
+    }
+
+    /// Renames `source` to `destination` (see [`MoveRequest`] for what may be replaced) and
+    /// describes the entry at its new path.
+    pub async fn rename(
+        &self,
+        source: &WorkspacePath,
+        destination: &WorkspacePath,
+    ) -> Result<FileEntry, ClientError> {
+        let body = MoveRequest { source: source.clone(), destination: destination.clone() };
+        self.call(Method::POST, paths::FILES_MOVE, Some(to_json(&body))).await
     }
 
     /// Removes a file, or a directory (with its contents when `recursive`).
     pub async fn delete(&self, path: &WorkspacePath, recursive: bool) -> Result<(), ClientError> {
         self.call_empty(Method::DELETE, &Self::files_uri(paths::FILES, path, recursive, None)).await
+    }
+
+    /// Removes a file or a directory with everything in it; a path that does not exist is not
+    /// an error. Says whether something was removed.
+    pub async fn remove_all(&self, path: &WorkspacePath) -> Result<bool, ClientError> {
+        match self.delete(path, true).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.api_error().is_some_and(|b| b.code == ErrorCode::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Watches directory `path` (and the directories below it, including later ones, when
+    /// `recursive`). Returns once the watch is in place: its first event, `start`, has come.
+    /// Names in events are relative to `path`. Dropping the stream stops the watch.
+    pub async fn watch(&self, path: &WorkspacePath, recursive: bool) -> Result<WatchStream, ClientError> {
+        let q = serde_urlencoded::to_string(FileQuery {
+            path: path.as_str(),
+            recursive,
+            depth: None,
+            limit: None,
+        })
+        .unwrap_or_default();
+        let resp = self
+            .send(self.request(Method::GET, &format!("{}?{q}", paths::FILES_WATCH), full(Vec::new())))
+            .await?;
+        let bytes = BodyStream::new(resp.into_body())
+            .try_filter_map(|f| async move { Ok(f.into_data().ok()) })
+            .map_err(|e| ClientError::Unreachable(e.to_string()));
+        let mut events = Box::pin(ndjson_lines::<WatchEvent>(bytes));
+        match events.next().await {
+            Some(Ok(WatchEvent::Start)) => {
+                Ok(Box::pin(futures_util::stream::once(async { Ok(WatchEvent::Start) }).chain(events)))
+            }
+            Some(Err(e)) => Err(e),
+            other => Err(ClientError::Protocol(format!("a watch began with {other:?}, not start"))),
+        }
+    }
+
+    /// Starts a polling watcher of directory `path`; its events are collected until
+    /// [`watcher_events`](Self::watcher_events) takes them.
+    pub async fn create_watcher(
+        &self,
+        path: &WorkspacePath,
+        recursive: bool,
+    ) -> Result<WatcherInfo, ClientError> {
+        let body = WatchRequest { path: path.clone(), recursive };
+        self.call(Method::POST, paths::WATCHERS, Some(to_json(&body))).await
+    }
+
+    /// The polling watchers.
+    pub async fn watchers(&self) -> Result<Vec<WatcherInfo>, ClientError> {
+        self.call(Method::GET, paths::WATCHERS, None).await
+    }
+
+    /// A polling watcher's events since the previous call, oldest first.
+    pub async fn watcher_events(&self, id: &str) -> Result<Vec<WatchEvent>, ClientError> {
+        let got: WatcherEvents = self.call(Method::GET, &paths::watcher_events(id), None).await?;
+        Ok(got.events)
+    }
+
+    /// Stops a polling watcher.
+    pub async fn remove_watcher(&self, id: &str) -> Result<(), ClientError> {
+        self.call_empty(Method::DELETE, &paths::watcher(id)).await
     }
 
     /// Streams a file's content; returns its size and the bytes.
@@ -493,8 +588,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// Splits a byte stream into lines and parses each as a `T` ([`ExecEvent`], [`ProcessEvent`]).
-fn ndjson_lines<T: DeserializeOwned>(
+/// Splits a byte stream into lines and parses each as a `T` ([`ExecEvent`], [`ProcessEvent`],
+/// [`WatchEvent`]).
+fn ndjson_lines<T: DeserializeOwned + Send + 'static>(
     bytes: impl Stream<Item = Result<Bytes, ClientError>> + Send + 'static,
 ) -> impl Stream<Item = Result<T, ClientError>> + Send {
     futures_util::stream::unfold(
@@ -555,8 +651,7 @@ mod tests {
         body.extend(b"{\"type\":\"std");
         let chunks: Vec<Result<Bytes, ClientError>> =
             body.chunks(7).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-        let events: Vec<Result<ExecEvent, _>> =
-            ndjson_lines(futures_util::stream::iter(chunks)).collect().await;
+        let events: Vec<_> = ndjson_lines::<ExecEvent>(futures_util::stream::iter(chunks)).collect().await;
         assert_eq!(events.len(), 4);
         let parsed: Vec<&ExecEvent> = events[..3].iter().map(|e| e.as_ref().unwrap()).collect();
         assert_eq!(parsed, [&stdout, &display, &stdout]);

@@ -5,6 +5,7 @@ use crate::engine::{Engine, Start};
 use crate::error::Error;
 use crate::process::Process;
 use crate::registry::Begin;
+use crate::workspace::watch::Watchers;
 use crate::workspace::{Workspace, archive, files};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Request, State};
@@ -17,8 +18,8 @@ use futures_util::StreamExt;
 use sandbox_core::WorkspacePath;
 use sandbox_protocol::{
     ContextInfo, ContextRequest, ErrorBody, ErrorCode, ExecEvent, ExecMode, ExecRequest, ExecResult,
-    ExecutionRecord, Health, PROTOCOL_VERSION, ProcessInfo, ProcessRequest, PtySize, SignalRequest,
-    SpareInfo, StreamEvent, paths,
+    ExecutionRecord, Health, MoveRequest, PROTOCOL_VERSION, ProcessInfo, ProcessRequest, PtySize,
+    SignalRequest, SpareInfo, StreamEvent, WatchEvent, WatchRequest, WatcherEvents, WatcherInfo, paths,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -96,6 +97,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route(paths::FILES, get(list_files).delete(delete_file))
         .route(paths::FILES_STAT, get(stat_file))
         .route(paths::FILES_MKDIR, post(make_dir))
+        .route(paths::FILES_MOVE, post(move_file))
+        .route(paths::FILES_WATCH, get(watch_stream))
+        .route(paths::WATCHERS, post(create_watcher).get(list_watchers))
+        .route("/v1/watchers/{id}", axum::routing::delete(delete_watcher))
+        .route("/v1/watchers/{id}/events", get(watcher_events))
         .route(paths::FILES_CONTENT, get(read_file).put(write_file).layer(DefaultBodyLimit::disable()))
         .route(
             paths::WORKSPACE_ARCHIVE,
@@ -221,15 +227,15 @@ async fn wait_for(mut rx: tokio::sync::watch::Receiver<Option<Arc<ExecResult>>>)
 
 /// A response of one JSON event per line, ending when the channel closes.
 fn ndjson(rx: mpsc::UnboundedReceiver<ExecEvent>) -> Response {
-    ndjson_stream(futures_util::stream::unfold(rx, |mut rx| async move { Some((rx.recv().await?, rx)) }))
+    ndjson_response(futures_util::stream::unfold(rx, |mut rx| async move { Some((rx.recv().await?, rx)) }))
 }
 
-/// A response of one JSON value per line, ending with the stream.
-fn ndjson_stream<T: serde::Serialize>(
-    events: impl futures_util::Stream<Item = T> + Send + 'static,
+/// A response of one JSON object per line, one for each item of `items`.
+fn ndjson_response<T: serde::Serialize>(
+    items: impl futures_util::Stream<Item = T> + Send + 'static,
 ) -> Response {
-    let lines = events.map(|ev| {
-        let mut line = serde_json::to_vec(&ev).unwrap_or_default();
+    let lines = items.map(|item| {
+        let mut line = serde_json::to_vec(&item).unwrap_or_default();
         line.push(b'\n');
         Ok::<_, std::convert::Infallible>(Bytes::from(line))
     });
@@ -322,7 +328,7 @@ async fn start_process(
     JsonBody(req): JsonBody<ProcessRequest>,
 ) -> Result<Response, Error> {
     let (_, subscription) = engine.start_process(req).await?;
-    Ok(ndjson_stream(subscription.into_events()))
+    Ok(ndjson_response(subscription.into_events()))
 }
 
 async fn list_processes(State(engine): State<Arc<Engine>>) -> Json<Vec<ProcessInfo>> {
@@ -347,7 +353,7 @@ async fn stream_process(
     State(engine): State<Arc<Engine>>,
     Path(pid): Path<String>,
 ) -> Result<Response, Error> {
-    Ok(ndjson_stream(process(&engine, &pid)?.subscribe().into_events()))
+    Ok(ndjson_response(process(&engine, &pid)?.subscribe().into_events()))
 }
 
 async fn write_stdin(
@@ -395,8 +401,13 @@ struct FileArgs {
     path: String,
     #[serde(default)]
     recursive: bool,
+    depth: Option<usize>,
     limit: Option<usize>,
 }
+
+/// How often a watch stream sends a `keepalive` line while nothing happens (so a client that
+/// went away is noticed, and its watch stopped, within this time).
+const WATCH_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Runs a blocking workspace operation on the blocking pool.
 async fn blocking<T: Send + 'static>(
@@ -416,7 +427,13 @@ async fn list_files(
     if limit == 0 || limit > MAX_LIST_LIMIT {
         return Err(Error::bad_request(format!("limit must be between 1 and {MAX_LIST_LIMIT}")));
     }
-    Ok(Json(blocking(&engine, move |ws| files::list(ws, &path, a.recursive, limit)).await?))
+    // `depth` 0 counts as 1 (as E2B's); `recursive` without a depth is every level.
+    let depth = match a.depth {
+        Some(d) => d.max(1),
+        None if a.recursive => usize::MAX,
+        None => 1,
+    };
+    Ok(Json(blocking(&engine, move |ws| files::list(ws, &path, depth, limit)).await?))
 }
 
 async fn stat_file(
@@ -433,6 +450,72 @@ async fn make_dir(
 ) -> Result<impl IntoResponse, Error> {
     let path = WorkspacePath::parse_non_root(&a.path)?;
     Ok(Json(blocking(&engine, move |ws| files::mkdir(ws, &path)).await?))
+}
+
+async fn move_file(
+    State(engine): State<Arc<Engine>>,
+    JsonBody(m): JsonBody<MoveRequest>,
+) -> Result<impl IntoResponse, Error> {
+    if m.source.is_root() || m.destination.is_root() {
+        return Err(sandbox_core::PathError::Root.into());
+    }
+    Ok(Json(blocking(&engine, move |ws| files::rename(ws, &m.source, &m.destination)).await?))
+}
+
+/// Runs a blocking call on the executor's watches.
+async fn on_watchers<T: Send + 'static>(
+    engine: &Engine,
+    f: impl FnOnce(&Watchers) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let w = engine.watchers.clone();
+    tokio::task::spawn_blocking(move || f(&w)).await.map_err(|e| Error::internal(e.to_string()))?
+}
+
+async fn watch_stream(
+    State(engine): State<Arc<Engine>>,
+    QueryArgs(req): QueryArgs<WatchRequest>,
+) -> Result<Response, Error> {
+    let watch = on_watchers(&engine, move |w| w.stream(&req)).await?;
+    // `start` goes first: the watch is in place before the answer begins.
+    let events = futures_util::stream::unfold((watch, true), |(watch, first)| async move {
+        if first {
+            return Some((vec![WatchEvent::Start], (watch, false)));
+        }
+        let batch = match tokio::time::timeout(WATCH_KEEPALIVE, watch.next_batch()).await {
+            Ok(batch) if batch.is_empty() => return None,
+            Ok(batch) => batch,
+            Err(_) => vec![WatchEvent::Keepalive],
+        };
+        Some((batch, (watch, false)))
+    });
+    Ok(ndjson_response(events.flat_map(futures_util::stream::iter)))
+}
+
+async fn create_watcher(
+    State(engine): State<Arc<Engine>>,
+    JsonBody(req): JsonBody<WatchRequest>,
+) -> Result<impl IntoResponse, Error> {
+    let info: WatcherInfo = on_watchers(&engine, move |w| w.create(&req)).await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+async fn list_watchers(State(engine): State<Arc<Engine>>) -> Json<Vec<WatcherInfo>> {
+    Json(engine.watchers.list())
+}
+
+async fn watcher_events(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<Json<WatcherEvents>, Error> {
+    Ok(Json(WatcherEvents { events: engine.watchers.poll(&id)? }))
+}
+
+async fn delete_watcher(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    engine.watchers.remove(&id)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn delete_file(

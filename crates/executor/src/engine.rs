@@ -19,6 +19,7 @@ use crate::spares::Spares;
 use crate::supervisor;
 use crate::workspace::Workspace;
 use crate::workspace::snapshot::{Changes, MAX_ENTRIES, Snapshot};
+use crate::workspace::watch::Watchers;
 use chrono::Utc;
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_protocol::{ErrorCode, ExecEvent, ExecMetrics, ExecRequest, ExecResult, StreamEvent, contract};
@@ -102,6 +103,8 @@ pub struct Engine {
     pub contexts: Contexts,
     /// Every process started on its own, running or recently exited.
     pub processes: Processes,
+    /// Directory watches.
+    pub watchers: Arc<Watchers>,
     /// One per `--max-concurrent`: a stateless execution holds one from before its sandbox is
     /// taken until that sandbox has been reaped, after its answer.
     slots: Arc<Semaphore>,
@@ -125,6 +128,7 @@ impl Engine {
             registry,
             contexts,
             processes,
+            watchers: Arc::new(Watchers::new(workspace.clone())),
             workspace,
             slots: Arc::new(Semaphore::new(cfg_max_concurrent)),
             started: Instant::now(),

@@ -52,6 +52,8 @@ pub enum ErrorCode {
     TooManyProcesses,
     /// The process has exited: it takes no more input or signals.
     ProcessExited,
+    /// The sandbox has as many directory watchers as it may.
+    TooManyWatchers,
     /// Something failed inside the executor.
     Internal,
 }
@@ -74,7 +76,7 @@ impl ErrorCode {
             | ErrorCode::ProcessExited => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::LanguageUnavailable | ErrorCode::NotARegularFile => 422,
-            ErrorCode::Busy | ErrorCode::TooManyContexts | ErrorCode::TooManyProcesses => 429,
+            ErrorCode::Busy | ErrorCode::TooManyContexts | ErrorCode::TooManyProcesses | ErrorCode::TooManyWatchers => 429,
             ErrorCode::NoSpace => 507,
             ErrorCode::Internal => 500,
         }

@@ -23,7 +23,10 @@ pub use exec::{
     DisplayOutput, ExecError, ExecEvent, ExecMetrics, ExecMode, ExecRequest, ExecResult, ExecutionRecord,
     ExecutionSummary, StreamEvent,
 };
-pub use files::{ArchiveSummary, FileChange, FileChangeKind, FileEntry, FileKind, FileList};
+pub use files::{
+    ArchiveSummary, DirCreated, FileChange, FileChangeKind, FileEntry, FileKind, FileList, MoveRequest,
+    WatchEvent, WatchEventKind, WatchRequest, WatcherEvents, WatcherInfo,
+};
 pub use process::{
     ProcessEnd, ProcessEvent, ProcessInfo, ProcessRequest, ProcessSignal, ProcessState, PtySize,
     SignalRequest,

@@ -4,14 +4,26 @@
 pub const HEALTH: &str = "/v1/health";
 /// `POST` an [`ExecRequest`](crate::ExecRequest); `GET` lists [`ExecutionSummary`](crate::ExecutionSummary).
 pub const EXECUTIONS: &str = "/v1/executions";
-/// `POST /v1/files/mkdir?path=`: create a directory and its parents.
+/// `POST /v1/files/mkdir?path=`: create a directory and its parents; answers a
+/// [`DirCreated`](crate::DirCreated).
 pub const FILES_MKDIR: &str = "/v1/files/mkdir";
-/// `GET /v1/files?path=&recursive=&limit=` lists; `DELETE /v1/files?path=&recursive=` removes.
+/// `GET /v1/files?path=&recursive=&depth=&limit=` lists (`depth` levels, `0` counting as `1`;
+/// all of them with `recursive`; one without either); `DELETE /v1/files?path=&recursive=`
+/// removes.
 pub const FILES: &str = "/v1/files";
 /// `GET` reads a file's bytes; `PUT` writes them (parents are created).
 pub const FILES_CONTENT: &str = "/v1/files/content";
 /// `GET /v1/files/stat?path=`: one [`FileEntry`](crate::FileEntry).
 pub const FILES_STAT: &str = "/v1/files/stat";
+/// `POST` a [`MoveRequest`](crate::MoveRequest); answers the moved entry's
+/// [`FileEntry`](crate::FileEntry).
+pub const FILES_MOVE: &str = "/v1/files/move";
+/// `GET /v1/files/watch?path=&recursive=`: a stream of [`WatchEvent`](crate::WatchEvent)s, one
+/// JSON object a line, `start` first; it lasts until the client goes away.
+pub const FILES_WATCH: &str = "/v1/files/watch";
+/// `POST` a [`WatchRequest`](crate::WatchRequest) to start a polling watcher (answers its
+/// [`WatcherInfo`](crate::WatcherInfo)); `GET` lists them.
+pub const WATCHERS: &str = "/v1/watchers";
 /// `GET` streams the whole workspace as a tar archive; `PUT` extracts one into it and answers
 /// an [`ArchiveSummary`](crate::ArchiveSummary). Used to copy a workspace from one sandbox to
 /// another without the control plane ever reading it from the host.
@@ -45,6 +57,16 @@ pub fn context_restart(id: &str) -> String {
 /// script in JavaScript, `SIGINT` to the foreground job in a shell); the context survives.
 pub fn context_interrupt(id: &str) -> String {
     format!("{CONTEXTS}/{id}/interrupt")
+}
+
+/// `DELETE` stops a polling watcher.
+pub fn watcher(id: &str) -> String {
+    format!("{WATCHERS}/{id}")
+}
+
+/// `GET`: the watcher's [`WatcherEvents`](crate::WatcherEvents) since the previous poll.
+pub fn watcher_events(id: &str) -> String {
+    format!("{WATCHERS}/{id}/events")
 }
 
 /// `GET` an execution's [`ExecutionRecord`](crate::ExecutionRecord); `DELETE` forgets a

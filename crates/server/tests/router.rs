@@ -666,3 +666,77 @@ async fn the_api_reference_is_served_and_self_contained() {
         "nothing fetched"
     );
 }
+
+/// The filesystem routes refuse bad paths and arguments before any sandbox is asked.
+#[tokio::test]
+async fn filesystem_routes_validate_before_reaching_the_sandbox() {
+    let app = App::new().await;
+    app.running_session("s1", "key_env_none").await;
+    let k = Some(app.admin.as_str());
+    let cases: &[(&str, &str, Option<&str>, StatusCode, &str)] = &[
+        ("GET", "/api/v1/sessions/s1/files-stat?path=../etc", None, StatusCode::BAD_REQUEST, "invalid_path"),
+        (
+            "GET",
+            "/api/v1/sessions/s1/files-stat?path=/etc/passwd",
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+        (
+            "GET",
+            "/api/v1/sessions/s1/files?depth=-1",
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            "GET",
+            "/api/v1/sessions/s1/files?depth=x",
+            None,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions/s1/directories",
+            Some(r#"{"path": ""}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions/s1/directories",
+            Some("{}"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_error",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions/s1/files-move",
+            Some(r#"{"source": "a", "destination": "../b"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+        (
+            "POST",
+            "/api/v1/sessions/s1/files-move",
+            Some(r#"{"source": "", "destination": "b"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+        ("GET", "/api/v1/sessions/s1/files-watch?path=/tmp", None, StatusCode::BAD_REQUEST, "invalid_path"),
+        (
+            "POST",
+            "/api/v1/sessions/s1/watchers",
+            Some(r#"{"path": "a/../.."}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
+        ("GET", "/api/v1/sessions/nope/files-stat?path=a", None, StatusCode::NOT_FOUND, "session_not_found"),
+        ("DELETE", "/api/v1/sessions/nope/watchers/w1", None, StatusCode::NOT_FOUND, "session_not_found"),
+    ];
+    for (method, uri, body, want_status, want_code) in cases {
+        let (s, b, _) = app.call(method, uri, k, *body).await;
+        assert_error(s, &b, *want_status, want_code);
+    }
+}

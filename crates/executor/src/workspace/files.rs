@@ -1,4 +1,4 @@
-//! Workspace file operations for the files API: stat, list, read, write, mkdir, delete.
+//! Workspace file operations for the files API: stat, list, read, write, mkdir, move, delete.
 //! All are blocking; callers run them on the blocking pool.
 
 use super::Workspace;
@@ -6,8 +6,10 @@ use crate::error::Error;
 use chrono::{DateTime, Utc};
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
 use sandbox_core::WorkspacePath;
-use sandbox_protocol::{ErrorCode, FileEntry, FileKind, FileList};
+use sandbox_protocol::{DirCreated, ErrorCode, FileEntry, FileKind, FileList};
+use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Deepest directory nesting a recursive delete follows.
@@ -23,8 +25,34 @@ pub fn kind_of(st: &Stat) -> FileKind {
     }
 }
 
-fn to_entry(path: WorkspacePath, st: &Stat) -> FileEntry {
+/// The names of the sandbox's users (`/etc/passwd`) or groups (`/etc/group`) by id.
+fn id_names(file: &str) -> HashMap<u32, String> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let id = fields.nth(1)?.parse().ok()?;
+            Some((id, name.to_owned()))
+        })
+        .collect()
+}
+
+/// The name of user `uid` (`users`) or group `gid`, read once; the id itself when unnamed.
+fn name_of(ids: &'static OnceLock<HashMap<u32, String>>, file: &str, id: u32) -> String {
+    ids.get_or_init(|| id_names(file)).get(&id).cloned().unwrap_or_else(|| id.to_string())
+}
+
+/// Describes `path` from its `lstat` and, for a symlink, its target (read from `dir`, the
+/// directory holding it, by `name`; an empty name reads the link `dir` itself is open on).
+fn to_entry(path: WorkspacePath, st: &Stat, dir: BorrowedFd<'_>, name: &str) -> FileEntry {
+    static USERS: OnceLock<HashMap<u32, String>> = OnceLock::new();
+    static GROUPS: OnceLock<HashMap<u32, String>> = OnceLock::new();
     let kind = kind_of(st);
+    let symlink_target = (kind == FileKind::Symlink)
+        .then(|| rustix::fs::readlinkat(dir, name, Vec::new()).ok())
+        .flatten()
+        .map(|t| t.to_string_lossy().into_owned());
     FileEntry {
         path,
         kind,
@@ -32,6 +60,11 @@ fn to_entry(path: WorkspacePath, st: &Stat) -> FileEntry {
         modified_at: DateTime::<Utc>::from_timestamp(st.st_mtime, st.st_mtime_nsec as u32)
             .unwrap_or_default(),
         mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        owner: name_of(&USERS, "/etc/passwd", st.st_uid),
+        group: name_of(&GROUPS, "/etc/group", st.st_gid),
+        symlink_target,
     }
 }
 
@@ -53,26 +86,28 @@ pub struct WalkEnd {
     pub skipped: u64,
 }
 
-/// Visits the entries below `start` (all levels when `recursive`), at most `limit` of them.
-/// Only real directories are descended into, never symlinks. An entry whose path is too long
-/// to name is counted and passed over; the walk goes on with the rest.
+/// Visits the entries below `start` down to `depth` levels (1: its own entries only), at most
+/// `limit` of them, each with its `lstat`, the directory holding it and its name. Only real
+/// directories are descended into, never symlinks. An entry whose path is too long to name is
+/// counted and passed over; the walk goes on with the rest.
 pub fn walk(
     ws: &Workspace,
     start: &WorkspacePath,
-    recursive: bool,
+    depth: usize,
     limit: usize,
-    mut visit: impl FnMut(WorkspacePath, &Stat),
+    mut visit: impl FnMut(WorkspacePath, &Stat, BorrowedFd<'_>, &str),
 ) -> Result<WalkEnd, Error> {
-    let mut stack = vec![start.clone()];
+    let mut stack = vec![(start.clone(), 1usize)];
     let mut seen = 0usize;
     let mut end = WalkEnd::default();
-    while let Some(dir) = stack.pop() {
+    while let Some((dir, level)) = stack.pop() {
         let fd = match ws.open_dir(&dir) {
             Ok(fd) => fd,
             // A subdirectory that vanished or changed while walking is skipped.
             Err(_) if dir != *start => continue,
             Err(e) => return Err(e),
         };
+        let held = rustix::io::fcntl_dupfd_cloexec(&fd, 0).map_err(|e| Error::from_errno(e, dir.as_str()))?;
         let mut subdirs = Vec::new();
         for (name, st) in read_entries(fd, &dir)? {
             if seen == limit {
@@ -84,27 +119,27 @@ pub fn walk(
                 end.skipped += 1;
                 continue;
             };
-            if recursive && kind_of(&st) == FileKind::Directory {
-                subdirs.push(path.clone());
+            if level < depth && kind_of(&st) == FileKind::Directory {
+                subdirs.push((path.clone(), level + 1));
             }
-            visit(path, &st);
+            visit(path, &st, held.as_fd(), &name);
         }
         stack.extend(subdirs.into_iter().rev());
     }
     Ok(end)
 }
 
-/// One entry; a final symlink is described, not followed.
+/// One entry; a final symlink is described (with its target), not followed.
 pub fn stat(ws: &Workspace, path: &WorkspacePath) -> Result<FileEntry, Error> {
     let fd = ws.open_at(path, OFlags::PATH | OFlags::NOFOLLOW, Mode::empty())?;
     let st = rustix::fs::fstat(&fd).map_err(|e| Error::from_errno(e, path.as_str()))?;
-    Ok(to_entry(path.clone(), &st))
+    Ok(to_entry(path.clone(), &st, fd.as_fd(), ""))
 }
 
-/// The entries of a directory (and below it when `recursive`), sorted by path.
-pub fn list(ws: &Workspace, path: &WorkspacePath, recursive: bool, limit: usize) -> Result<FileList, Error> {
+/// The entries of a directory down to `depth` levels (1: its own entries), sorted by path.
+pub fn list(ws: &Workspace, path: &WorkspacePath, depth: usize, limit: usize) -> Result<FileList, Error> {
     let mut entries = Vec::new();
-    let end = walk(ws, path, recursive, limit, |p, st| entries.push(to_entry(p, st)))?;
+    let end = walk(ws, path, depth, limit, |p, st, dir, name| entries.push(to_entry(p, st, dir, name)))?;
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(FileList { entries, truncated: end.truncated })
 }
@@ -125,26 +160,93 @@ pub fn open_read(ws: &Workspace, path: &WorkspacePath) -> Result<(std::fs::File,
     }
 }
 
-/// Opens directory `path`, creating it and its missing parents.
-fn ensure_dir(ws: &Workspace, path: &WorkspacePath) -> Result<OwnedFd, Error> {
+/// Opens directory `path`, creating it and its missing parents; says whether this call made
+/// `path` itself.
+fn ensure_dir(ws: &Workspace, path: &WorkspacePath) -> Result<(OwnedFd, bool), Error> {
     let open = || ws.open_at(path, OFlags::PATH | OFlags::DIRECTORY, Mode::empty());
     match open() {
+        Ok(fd) => Ok((fd, false)),
         Err(e) if e.code == ErrorCode::NotFound => {
             let (parent, name) = path.split_last().ok_or(e)?;
-            let pfd = ensure_dir(ws, &parent)?;
+            let (pfd, _) = ensure_dir(ws, &parent)?;
             match rustix::fs::mkdirat(&pfd, name, Mode::from_raw_mode(0o755)) {
-                Ok(()) | Err(rustix::io::Errno::EXIST) => open(),
+                Ok(()) => Ok((open()?, true)),
+                Err(rustix::io::Errno::EXIST) => Ok((open()?, false)),
                 Err(e) => Err(Error::from_errno(e, path.as_str())),
             }
         }
-        other => other,
+        Err(e) => Err(e),
     }
 }
 
-/// Creates directory `path` and its parents; an existing directory is fine.
-pub fn mkdir(ws: &Workspace, path: &WorkspacePath) -> Result<FileEntry, Error> {
-    ensure_dir(ws, path)?;
-    stat(ws, path)
+/// Creates directory `path` and its parents; an existing directory is fine (`created` is then
+/// false), anything else in its place is refused with `not_a_directory`.
+pub fn mkdir(ws: &Workspace, path: &WorkspacePath) -> Result<DirCreated, Error> {
+    let created = match ensure_dir(ws, path) {
+        Ok((_, created)) => created,
+        Err(e) if e.code == ErrorCode::NotADirectory => {
+            // Say which: the path itself, or one of its parents.
+            let what = match stat(ws, path) {
+                Ok(found) => format!("{path} exists and is a {}, not a directory", found.kind.as_str()),
+                Err(_) => e.message,
+            };
+            return Err(Error::new(ErrorCode::NotADirectory, what));
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(DirCreated { entry: stat(ws, path)?, created })
+}
+
+/// Renames `source` to `destination` (see [`MoveRequest`](sandbox_protocol::MoveRequest)):
+/// neither last component is followed, the destination's parents are made, and a directory is
+/// neither replaced nor replaces anything. Returns the moved entry.
+pub fn rename(
+    ws: &Workspace,
+    source: &WorkspacePath,
+    destination: &WorkspacePath,
+) -> Result<FileEntry, Error> {
+    let root = || Error::from(sandbox_core::PathError::Root);
+    let (sparent, sname) = source.split_last().ok_or_else(root)?;
+    let (dparent, dname) = destination.split_last().ok_or_else(root)?;
+    let spfd = ws.open_at(&sparent, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())?;
+    let src = rustix::fs::statat(&spfd, sname, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| Error::from_errno(e, source.as_str()))?;
+    if kind_of(&src) == FileKind::Directory
+        && destination.as_str().strip_prefix(source.as_str()).is_some_and(|rest| rest.starts_with('/'))
+    {
+        return Err(Error::new(
+            ErrorCode::InvalidPath,
+            format!("cannot move directory {source} into itself ({destination})"),
+        ));
+    }
+    let (dpfd, _) = ensure_dir(ws, &dparent)?;
+    match rustix::fs::statat(&dpfd, dname, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(dst) if (src.st_dev, src.st_ino) == (dst.st_dev, dst.st_ino) => {}
+        Ok(dst) if kind_of(&dst) == FileKind::Directory || kind_of(&src) == FileKind::Directory => {
+            return Err(Error::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "{destination} exists and is not replaced by a move (a directory is never replaced, nor replaces anything)"
+                ),
+            ));
+        }
+        Ok(_) | Err(rustix::io::Errno::NOENT) => {}
+        Err(e) => return Err(Error::from_errno(e, destination.as_str())),
+    }
+    rustix::fs::renameat(&spfd, sname, &dpfd, dname).map_err(|e| match e {
+        // The kernel's own refusals, had the destination changed since it was checked.
+        rustix::io::Errno::ISDIR | rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST => Error::new(
+            ErrorCode::AlreadyExists,
+            format!("{destination} is a directory, not replaced by a move"),
+        ),
+        rustix::io::Errno::INVAL => {
+            Error::new(ErrorCode::InvalidPath, format!("cannot move {source} into itself ({destination})"))
+        }
+        e => Error::from_errno(e, destination.as_str()),
+    })?;
+    let st = rustix::fs::statat(&dpfd, dname, AtFlags::SYMLINK_NOFOLLOW)
+        .map_err(|e| Error::from_errno(e, destination.as_str()))?;
+    Ok(to_entry(destination.clone(), &st, dpfd.as_fd(), dname))
 }
 
 /// An upload in progress: bytes go to a hidden temporary file beside the target, which
@@ -162,7 +264,7 @@ pub struct PendingWrite {
 pub fn begin_write(ws: &Workspace, path: &WorkspacePath) -> Result<PendingWrite, Error> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let (parent, name) = path.split_last().ok_or_else(|| Error::from(sandbox_core::PathError::Root))?;
-    let pfd = ensure_dir(ws, &parent)?;
+    let (pfd, _) = ensure_dir(ws, &parent)?;
     let temp = format!(".{name}.{}-{}.part", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
     let temp =
         if temp.len() > 255 { format!(".upload.{}.part", SEQ.fetch_add(1, Ordering::Relaxed)) } else { temp };
@@ -282,19 +384,51 @@ mod tests {
         assert_eq!((s.as_str(), size), ("hello", 5));
         // Overwrite replaces atomically; no temporary files are left behind.
         write(&ws, "a/b/c.txt", b"bye");
-        let all = list(&ws, &WorkspacePath::root(), true, 100).unwrap();
+        let all = list(&ws, &WorkspacePath::root(), usize::MAX, 100).unwrap();
         let paths: Vec<_> = all.entries.iter().map(|e| e.path.as_str().to_owned()).collect();
         assert_eq!(paths, ["a", "a/b", "a/b/c.txt"]);
         assert!(!all.truncated);
-        let top = list(&ws, &WorkspacePath::root(), false, 100).unwrap();
+        let top = list(&ws, &WorkspacePath::root(), 1, 100).unwrap();
         assert_eq!(top.entries.len(), 1);
-        assert!(list(&ws, &WorkspacePath::root(), true, 2).unwrap().truncated);
+        assert!(list(&ws, &WorkspacePath::root(), usize::MAX, 2).unwrap().truncated);
+        assert_eq!(list(&ws, &WorkspacePath::root(), 2, 100).unwrap().entries.len(), 2);
 
         let err = delete(&ws, &p("a"), false).unwrap_err();
         assert_eq!(err.code, ErrorCode::DirectoryNotEmpty);
         delete(&ws, &p("a"), true).unwrap();
         assert!(std::fs::read_dir(d.path()).unwrap().next().is_none());
         assert_eq!(delete(&ws, &p("a"), true).unwrap_err().code, ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn rename_semantics() {
+        let outside = tempfile::tempdir().unwrap();
+        let (d, ws) = setup();
+        write(&ws, "a.txt", b"a");
+        write(&ws, "b.txt", b"bb");
+        mkdir(&ws, &p("dir/sub")).unwrap();
+        mkdir(&ws, &p("empty")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("out")).unwrap();
+        // Parents are made; a file replaces a file.
+        assert_eq!(rename(&ws, &p("a.txt"), &p("x/y/a.txt")).unwrap().size, 1);
+        assert_eq!(rename(&ws, &p("b.txt"), &p("x/y/a.txt")).unwrap().size, 2);
+        // Directories are never replaced and replace nothing.
+        assert_eq!(rename(&ws, &p("x/y/a.txt"), &p("empty")).unwrap_err().code, ErrorCode::AlreadyExists);
+        write(&ws, "c.txt", b"c");
+        assert_eq!(rename(&ws, &p("dir"), &p("c.txt")).unwrap_err().code, ErrorCode::AlreadyExists);
+        assert_eq!(rename(&ws, &p("dir"), &p("empty")).unwrap_err().code, ErrorCode::AlreadyExists);
+        assert_eq!(rename(&ws, &p("dir"), &p("dir/sub/in")).unwrap_err().code, ErrorCode::InvalidPath);
+        // Same path: nothing happens.
+        assert_eq!(rename(&ws, &p("c.txt"), &p("c.txt")).unwrap().size, 1);
+        // Never through a link out of the workspace, at either end; the link itself moves.
+        std::fs::write(outside.path().join("secret"), "s").unwrap();
+        assert_eq!(rename(&ws, &p("out/secret"), &p("s")).unwrap_err().code, ErrorCode::InvalidPath);
+        assert_eq!(rename(&ws, &p("c.txt"), &p("out/c.txt")).unwrap_err().code, ErrorCode::InvalidPath);
+        assert!(!outside.path().join("c.txt").exists());
+        let link = rename(&ws, &p("out"), &p("links/out")).unwrap();
+        assert_eq!(link.kind, FileKind::Symlink);
+        assert!(outside.path().join("secret").exists());
+        assert_eq!(rename(&ws, &p("missing"), &p("m")).unwrap_err().code, ErrorCode::NotFound);
     }
 
     #[test]
@@ -311,16 +445,22 @@ mod tests {
     fn kinds_and_conflicts() {
         let (d, ws) = setup();
         mkdir(&ws, &p("dir/sub")).unwrap();
-        assert_eq!(mkdir(&ws, &p("dir")).unwrap().kind, FileKind::Directory);
+        let again = mkdir(&ws, &p("dir")).unwrap();
+        assert_eq!((again.entry.kind, again.created), (FileKind::Directory, false));
+        assert!(mkdir(&ws, &p("dir/other")).unwrap().created);
         write(&ws, "f", b"x");
         assert_eq!(mkdir(&ws, &p("f/g")).unwrap_err().code, ErrorCode::NotADirectory);
+        let in_the_way = mkdir(&ws, &p("f")).unwrap_err();
+        assert_eq!(in_the_way.code, ErrorCode::NotADirectory);
+        assert!(in_the_way.message.contains("f exists and is a file"), "{in_the_way}");
         assert_eq!(open_read(&ws, &p("dir")).unwrap_err().code, ErrorCode::IsADirectory);
         let mut w = begin_write(&ws, &p("dir")).unwrap();
         w.take_file();
         assert_eq!(w.commit(&ws).unwrap_err().code, ErrorCode::IsADirectory);
         std::os::unix::fs::symlink("/etc", d.path().join("etc")).unwrap();
         assert_eq!(stat(&ws, &p("etc")).unwrap().kind, FileKind::Symlink);
-        assert_eq!(list(&ws, &p("etc"), false, 10).unwrap_err().code, ErrorCode::InvalidPath);
+        assert_eq!(stat(&ws, &p("etc")).unwrap().symlink_target.as_deref(), Some("/etc"));
+        assert_eq!(list(&ws, &p("etc"), 1, 10).unwrap_err().code, ErrorCode::InvalidPath);
         // Deleting a symlink removes the link, never what it points to.
         delete(&ws, &p("etc"), true).unwrap();
         assert!(std::path::Path::new("/etc/passwd").exists());

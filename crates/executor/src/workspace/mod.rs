@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod files;
 pub mod snapshot;
+pub mod watch;
 
 use crate::error::Error;
 use rustix::fs::{Mode, OFlags, ResolveFlags};

@@ -6,6 +6,7 @@ use rustix::fs::Stat;
 use sandbox_core::WorkspacePath;
 use sandbox_protocol::{FileChange, FileChangeKind, FileKind};
 use std::collections::HashMap;
+use std::os::fd::BorrowedFd;
 
 /// Most entries looked at per picture; a bigger workspace gets a truncated change list.
 pub const MAX_ENTRIES: usize = 20_000;
@@ -42,7 +43,7 @@ impl Snapshot {
     /// Takes a picture of `ws`. A workspace that cannot be read gives an empty, truncated one.
     pub fn take(ws: &Workspace, limit: usize) -> Snapshot {
         let mut entries = HashMap::new();
-        let record = |p: WorkspacePath, st: &Stat| {
+        let record = |p: WorkspacePath, st: &Stat, _: BorrowedFd<'_>, _: &str| {
             let kind = files::kind_of(st);
             if kind != FileKind::Directory {
                 let meta = Meta {
@@ -54,7 +55,7 @@ impl Snapshot {
                 entries.insert(p, meta);
             }
         };
-        let end = files::walk(ws, &WorkspacePath::root(), true, limit, record)
+        let end = files::walk(ws, &WorkspacePath::root(), usize::MAX, limit, record)
             .unwrap_or(files::WalkEnd { truncated: true, skipped: 0 });
         Snapshot { entries, truncated: end.truncated, skipped: end.skipped }
     }

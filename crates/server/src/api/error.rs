@@ -214,6 +214,7 @@ fn executor_error(e: ClientError) -> ApiError {
                     return ApiError::new(S::TOO_MANY_REQUESTS, "too_many_executions", body.message)
                         .with_retry(1);
                 }
+                ErrorCode::TooManyWatchers => (S::TOO_MANY_REQUESTS, "too_many_watchers"),
                 _ => (S::BAD_GATEWAY, "sandbox_error"),
             };
             ApiError::new(status, code, body.message)

@@ -1,26 +1,31 @@
 //! `/api/v1/sessions/{id}/files`: list, upload (streamed, multipart or raw), download
-//! (streamed), delete. Paths are validated here and resolved by the executor inside the
-//! container, so a symlink in the workspace cannot reach the host.
+//! (streamed), delete; and beside it stat (`files-stat`), move (`files-move`), mkdir
+//! (`directories`) and watches (`files-watch`, `watchers`). Paths are validated here and
+//! resolved by the executor inside the container, so a symlink in the workspace cannot reach
+//! the host.
 
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::Body as JsonBody;
 use crate::api::extract::{PathParam, Query};
 use crate::api::types::{
-    FileInfo, FileListResponse, ListFilesQuery, UploadForm, UploadQuery, UploadResponse, container_path,
+    DirectoryResponse, FileEvent, FileInfo, FileListResponse, ListFilesQuery, MakeDirectoryRequest,
+    MoveFileRequest, PathQuery, UploadForm, UploadQuery, UploadResponse, WatchQuery, WatcherEventsResponse,
+    WatcherResponse, container_path,
 };
 use crate::caller::Caller;
 use crate::service::error::ServiceError;
-use crate::service::files::{Download, Entry, mime_type};
+use crate::service::files::{Download, MAX_LIST_LIMIT, mime_type};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sandbox_core::WorkspacePath;
 use sandbox_executor_client::ByteStream;
-use sandbox_protocol::FileKind;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
@@ -29,16 +34,7 @@ fn parse_path(raw: &str, allow_root: bool) -> Result<WorkspacePath, ApiError> {
     parsed.map_err(|e| ApiError::bad_request("invalid_path", e.to_string()))
 }
 
-fn kind_name(k: FileKind) -> &'static str {
-    match k {
-        FileKind::File => "file",
-        FileKind::Directory => "directory",
-        FileKind::Symlink => "symlink",
-        FileKind::Other => "other",
-    }
-}
-
-/// Lists the workspace (or one directory of it), recursively.
+/// Lists the workspace (or one directory of it), recursively or down to `depth` levels.
 #[utoipa::path(get, path = "/api/v1/sessions/{session_id}/files", tag = "files", security(("bearer" = [])),
     params(("session_id" = String, Path, description = "Session id"), ListFilesQuery),
     responses(
@@ -47,7 +43,7 @@ fn kind_name(k: FileKind) -> &'static str {
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or directory", body = ErrorBody),
         (status = 409, description = "With local workspaces the session is not running; or the path is not a directory", body = ErrorBody),
-        (status = 422, description = "Invalid limit", body = ErrorBody),
+        (status = 422, description = "Invalid limit or depth", body = ErrorBody),
         (status = 503, description = "The session's sandbox or the workspace store cannot be reached", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -56,20 +52,28 @@ pub async fn list(
     Query(q): Query<ListFilesQuery>,
 ) -> Result<Json<FileListResponse>, ApiError> {
     let limit = q.limit.unwrap_or(1000);
-    if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::invalid_field("limit", "must be between 1 and 10000"));
+    if !(1..=MAX_LIST_LIMIT as i64).contains(&limit) {
+        return Err(ApiError::invalid_field("limit", format!("must be between 1 and {MAX_LIST_LIMIT}")));
     }
+    let depth = match q.depth {
+        Some(d) if !(0..=4096).contains(&d) => {
+            return Err(ApiError::invalid_field("depth", "must be between 0 and 4096"));
+        }
+        d => d.map(|d| d as usize),
+    };
     let path = parse_path(q.path.as_deref().unwrap_or(""), true)?;
-    let (entries, truncated) = state.files.list(&caller, &session_id, &path, limit as usize).await?;
-    let files: Vec<FileInfo> = entries
-        .into_iter()
-        .map(|Entry { path, kind, size, modified_at }| {
-            let mime = (kind == FileKind::File).then(|| mime_type(path.as_str()));
-            FileInfo::new(path.into(), kind_name(kind), size, mime, modified_at)
-        })
-        .collect();
+    let listing = state.files.list(&caller, &session_id, &path, depth, limit as usize).await?;
+    let files: Vec<FileInfo> =
+        listing.entries.into_iter().map(|e| FileInfo::from_entry(e, listing.live)).collect();
     let n = files.len() as u64;
-    Ok(Json(FileListResponse { session_id, path: path.into(), total: n, count: n, files, truncated }))
+    Ok(Json(FileListResponse {
+        session_id,
+        path: path.into(),
+        total: n,
+        count: n,
+        files,
+        truncated: listing.truncated,
+    }))
 }
 
 /// A channel whose receiving end is a stream the executor client can send: upload chunks go in
@@ -298,5 +302,185 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let path = parse_path(&file_path, false)?;
     state.files.delete(&caller, &session_id, &path, q.recursive).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Describes one entry: type, size, mode, owner, group, modification time; a symlink itself
+/// with its target, never what it points to. Needs the running sandbox.
+#[utoipa::path(get, path = "/api/v1/sessions/{session_id}/files-stat", tag = "files", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id"), PathQuery),
+    responses(
+        (status = 200, description = "The entry", body = FileInfo),
+        (status = 400, description = "Invalid path, or one leading outside the workspace", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session or file", body = ErrorBody),
+        (status = 409, description = "The session is not running", body = ErrorBody),
+        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
+pub async fn stat(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(session_id): PathParam<String>,
+    Query(q): Query<PathQuery>,
+) -> Result<Json<FileInfo>, ApiError> {
+    let path = parse_path(q.path.as_deref().unwrap_or(""), true)?;
+    Ok(Json(FileInfo::from_entry(state.files.stat(&caller, &session_id, &path).await?, true)))
+}
+
+/// Makes a directory and its missing parents: 201 when made, 200 when it existed already.
+/// Needs the running sandbox.
+#[utoipa::path(post, path = "/api/v1/sessions/{session_id}/directories", tag = "files", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id")),
+    request_body = MakeDirectoryRequest,
+    responses(
+        (status = 201, description = "Made", body = DirectoryResponse),
+        (status = 200, description = "It existed already (`created` is false)", body = DirectoryResponse),
+        (status = 400, description = "Invalid path, or one leading outside the workspace", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 409, description = "The session is not running; or a file is in the way (`not_a_directory`)", body = ErrorBody),
+        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
+pub async fn make_directory(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(session_id): PathParam<String>,
+    JsonBody(req): JsonBody<MakeDirectoryRequest>,
+) -> Result<(StatusCode, Json<DirectoryResponse>), ApiError> {
+    let path = parse_path(&req.path, false)?;
+    let made = state.files.make_dir(&caller, &session_id, &path).await?;
+    let status = if made.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((
+        status,
+        Json(DirectoryResponse { created: made.created, directory: FileInfo::from_entry(made.entry, true) }),
+    ))
+}
+
+/// Moves (renames) a file, directory or symlink; the destination's missing parents are made.
+/// A file or symlink replaces a file or symlink; a directory is never replaced and never
+/// replaces anything (`already_exists`). Symlinks are moved, not followed. Needs the running
+/// sandbox.
+#[utoipa::path(post, path = "/api/v1/sessions/{session_id}/files-move", tag = "files", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id")),
+    request_body = MoveFileRequest,
+    responses(
+        (status = 200, description = "Moved; the entry at its new path", body = FileInfo),
+        (status = 400, description = "Invalid path, one leading outside the workspace, or a directory moved into itself", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session or source", body = ErrorBody),
+        (status = 409, description = "The session is not running; or the destination may not be replaced (`already_exists`)", body = ErrorBody),
+        (status = 503, description = "The session's sandbox or the workspace store cannot be reached", body = ErrorBody)))]
+pub async fn move_file(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(session_id): PathParam<String>,
+    JsonBody(req): JsonBody<MoveFileRequest>,
+) -> Result<Json<FileInfo>, ApiError> {
+    let source = parse_path(&req.source, false)?;
+    let destination = parse_path(&req.destination, false)?;
+    let moved = state.files.rename(&caller, &session_id, &source, &destination).await?;
+    Ok(Json(FileInfo::from_entry(moved, true)))
+}
+
+fn file_event(e: FileEvent) -> Event {
+    Event::default().event(e.kind.clone()).data(serde_json::to_string(&e).unwrap_or_default())
+}
+
+/// Watches a directory as Server-Sent Events: `start` first (the watch is in place), then
+/// `create`, `write`, `remove`, `rename` (the old name; the new one comes as `create`) and
+/// `chmod` with `{"type", "name"}` (the name relative to the watched directory), `overflow`
+/// when events were lost, `end` when the directory went away. Lasts until the client leaves.
+/// Needs the running sandbox.
+#[utoipa::path(get, path = "/api/v1/sessions/{session_id}/files-watch", tag = "files", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id"), WatchQuery),
+    responses(
+        (status = 200, description = "Server-Sent Events: start, then file events", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Invalid path, or one leading outside the workspace", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session or directory", body = ErrorBody),
+        (status = 409, description = "The session is not running; or the path is not a directory", body = ErrorBody),
+        (status = 429, description = "The sandbox has as many watches as it may", body = ErrorBody),
+        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
+pub async fn watch(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(session_id): PathParam<String>,
+    Query(q): Query<WatchQuery>,
+) -> Result<Response, ApiError> {
+    let path = parse_path(q.path.as_deref().unwrap_or(""), true)?;
+    let events = state.files.watch(&caller, &session_id, &path, q.recursive).await?;
+    let events = events.filter_map(|e| async move {
+        let ev = match e {
+            Ok(e) => file_event(FileEvent::from_event(e)?),
+            Err(e) => Event::default().event("error").data(
+                serde_json::to_string(&ApiError::from(ServiceError::from(e)).body()).unwrap_or_default(),
+            ),
+        };
+        Some(Ok::<_, std::convert::Infallible>(ev))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+fn watcher_response(session_id: String, w: sandbox_protocol::WatcherInfo) -> WatcherResponse {
+    WatcherResponse { watcher_id: w.id, session_id, path: w.path.into(), recursive: w.recursive }
+}
+
+/// Starts a polling watcher of a directory; its events are kept (up to a bound; `overflow`
+/// says when some were lost) until polled. A watcher not polled for 10 minutes is stopped.
+/// Needs the running sandbox; watchers end with it.
+#[utoipa::path(post, path = "/api/v1/sessions/{session_id}/watchers", tag = "files", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id")),
+    request_body = WatchQuery,
+    responses(
+        (status = 201, description = "Watching", body = WatcherResponse),
+        (status = 400, description = "Invalid path, or one leading outside the workspace", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session or directory", body = ErrorBody),
+        (status = 409, description = "The session is not running; or the path is not a directory", body = ErrorBody),
+        (status = 429, description = "The sandbox has as many watches as it may", body = ErrorBody),
+        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
+pub async fn create_watcher(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(session_id): PathParam<String>,
+    JsonBody(req): JsonBody<WatchQuery>,
+) -> Result<(StatusCode, Json<WatcherResponse>), ApiError> {
+    let path = parse_path(req.path.as_deref().unwrap_or(""), true)?;
+    let w = state.files.create_watcher(&caller, &session_id, &path, req.recursive).await?;
+    Ok((StatusCode::CREATED, Json(watcher_response(session_id, w))))
+}
+
+/// A polling watcher's events since its previous poll.
+#[utoipa::path(get, path = "/api/v1/sessions/{session_id}/watchers/{watcher_id}/events", tag = "files", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id"), ("watcher_id" = String, Path, description = "Watcher id")),
+    responses(
+        (status = 200, description = "The events, oldest first", body = WatcherEventsResponse),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session or watcher", body = ErrorBody),
+        (status = 409, description = "The session is not running", body = ErrorBody),
+        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
+pub async fn watcher_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam((session_id, watcher_id)): PathParam<(String, String)>,
+) -> Result<Json<WatcherEventsResponse>, ApiError> {
+    let events = state.files.watcher_events(&caller, &session_id, &watcher_id).await?;
+    let events = events.into_iter().filter_map(FileEvent::from_event).collect();
+    Ok(Json(WatcherEventsResponse { watcher_id, events }))
+}
+
+/// Stops a polling watcher.
+#[utoipa::path(delete, path = "/api/v1/sessions/{session_id}/watchers/{watcher_id}", tag = "files", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id"), ("watcher_id" = String, Path, description = "Watcher id")),
+    responses(
+        (status = 204, description = "Stopped"),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session or watcher", body = ErrorBody),
+        (status = 409, description = "The session is not running", body = ErrorBody),
+        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
+pub async fn delete_watcher(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam((session_id, watcher_id)): PathParam<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.files.remove_watcher(&caller, &session_id, &watcher_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

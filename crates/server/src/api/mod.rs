@@ -48,7 +48,8 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         executions::execute, executions::execute_sync, executions::status, executions::result, executions::cancel, executions::stream,
         executions::list,
         templates::create, templates::list, templates::get, templates::update, templates::delete,
-        files::list, files::upload, files::download, files::delete,
+        files::list, files::upload, files::download, files::delete, files::stat, files::make_directory,
+        files::move_file, files::watch, files::create_watcher, files::watcher_events, files::delete_watcher,
         keys::create, keys::list, keys::revoke,
     ),
     components(schemas(ErrorBody)),
@@ -139,6 +140,13 @@ pub fn router(state: AppState) -> Router {
             post(files::upload).layer(DefaultBodyLimit::disable()),
         )
         .route("/api/v1/sessions/{session_id}/files/{*file_path}", get(files::download).delete(files::delete))
+        .route("/api/v1/sessions/{session_id}/files-stat", get(files::stat))
+        .route("/api/v1/sessions/{session_id}/files-move", post(files::move_file))
+        .route("/api/v1/sessions/{session_id}/files-watch", get(files::watch))
+        .route("/api/v1/sessions/{session_id}/directories", post(files::make_directory))
+        .route("/api/v1/sessions/{session_id}/watchers", post(files::create_watcher))
+        .route("/api/v1/sessions/{session_id}/watchers/{watcher_id}", delete(files::delete_watcher))
+        .route("/api/v1/sessions/{session_id}/watchers/{watcher_id}/events", get(files::watcher_events))
         .route("/api/v1/admin/keys", post(keys::create).get(keys::list))
         .route("/api/v1/admin/keys/{key_id}", delete(keys::revoke))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
