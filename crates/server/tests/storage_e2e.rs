@@ -336,3 +336,42 @@ async fn a_path_too_long_to_store_fails_the_save_visibly_and_the_rest_is_saved()
     );
     assert_eq!(stored(&bucket, &id).await, ["b/later.txt", "z.txt"], "what could be saved was");
 }
+
+/// A move in the running sandbox is followed by the bucket; a stopped session lists by depth
+/// from the bucket, and the operations that need the sandbox say so.
+#[tokio::test]
+async fn moves_reach_the_bucket_and_depth_lists_from_it() {
+    let s3 = TestS3::start().await;
+    let srv = s3_server(&s3, &[]).await;
+    let id = srv.create_session(&srv.key, "python-basic").await;
+    srv.python(
+        &id,
+        "import os\nos.makedirs('d/sub')\nopen('d/a.txt','w').write('a')\nopen('d/sub/b.txt','w').write('b')",
+    )
+    .await;
+    let (s, moved) = srv
+        .call(
+            Method::POST,
+            &format!("/api/v1/sessions/{id}/files-move"),
+            &srv.key,
+            Some(json!({"source": "d", "destination": "e/d2"})),
+        )
+        .await;
+    assert_eq!((s, moved["type"].as_str()), (StatusCode::OK, Some("directory")), "{moved}");
+    let (s, _) = srv.call(Method::POST, &format!("/api/v1/sessions/{id}/terminate"), &srv.key, None).await;
+    assert_eq!(s, StatusCode::OK);
+
+    let files = format!("/api/v1/sessions/{id}/files");
+    let paths = |v: &Value| -> Vec<String> {
+        v["files"].as_array().unwrap().iter().map(|f| f["path"].as_str().unwrap().to_owned()).collect()
+    };
+    let (s, all) = srv.call(Method::GET, &files, &srv.key, None).await;
+    assert_eq!(s, StatusCode::OK, "{all}");
+    assert_eq!(paths(&all), ["e/d2/a.txt", "e/d2/sub/b.txt"]);
+    assert!(all["files"][0].get("owner").is_none(), "the bucket knows no owners: {all}");
+    let (_, shallow) = srv.call(Method::GET, &format!("{files}?path=e&depth=2"), &srv.key, None).await;
+    assert_eq!(paths(&shallow), ["e/d2/a.txt"]);
+    let (s, b) =
+        srv.call(Method::GET, &format!("/api/v1/sessions/{id}/files-stat?path=e"), &srv.key, None).await;
+    assert_eq!((s, b["code"].as_str()), (StatusCode::CONFLICT, Some("session_not_running")), "{b}");
+}
