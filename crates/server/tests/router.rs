@@ -82,7 +82,7 @@ impl App {
     }
 
     async fn key(&self, admin: bool) -> (String, String) {
-        let (k, secret) = self.state.keys.make("test", admin).await.unwrap();
+        let (k, secret) = self.state.keys.make("test", admin, false).await.unwrap();
         (k.id, secret)
     }
 
@@ -123,6 +123,7 @@ impl App {
             disk: "1Gi".parse().unwrap(),
             timeout_sec: 300,
             env_vars: Default::default(),
+            metadata: Default::default(),
             runtime_backend: "none".into(),
             sandbox_name: Some(format!("sandbox-{id}")),
             container_id: Some(format!("c-{id}")),

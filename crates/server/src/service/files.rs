@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use sandbox_core::WorkspacePath;
 use sandbox_core::model::{Session, SessionStatus};
 use sandbox_executor_client::{ByteStream, ExecutorClient};
-use sandbox_protocol::FileKind;
+use sandbox_protocol::{FileEntry, FileKind};
 use sandbox_storage::WorkspaceBucket;
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,6 +126,55 @@ impl Files {
                 Ok((entries, truncated))
             }
         }
+    }
+
+    /// The executor of the caller's running session `session_id`, for what only a running
+    /// sandbox can answer.
+    async fn running(&self, caller: &Caller, session_id: &str) -> Result<(Session, Box<ExecutorClient>)> {
+        match self.locate(caller, session_id).await? {
+            (s, Location::Sandbox(client)) => Ok((s, client)),
+            (s, Location::Bucket(_)) => Err(ServiceError::conflict(
+                "session_not_running",
+                format!("session {session_id} is {}, not running", s.status),
+            )),
+        }
+    }
+
+    /// The entries directly in `dir` of a running session, at most `limit`; and whether there
+    /// were more.
+    pub async fn list_dir(
+        &self,
+        caller: &Caller,
+        session_id: &str,
+        dir: &WorkspacePath,
+        limit: usize,
+    ) -> Result<(Vec<FileEntry>, bool)> {
+        let (session, client) = self.running(caller, session_id).await?;
+        let listing = client.list_files(dir, false, Some(limit)).await?;
+        self.sessions.touch(&session.id).await;
+        Ok((listing.entries, listing.truncated))
+    }
+
+    /// One entry of a running session's workspace.
+    pub async fn stat(&self, caller: &Caller, session_id: &str, path: &WorkspacePath) -> Result<FileEntry> {
+        let (session, client) = self.running(caller, session_id).await?;
+        let entry = client.stat(path).await?;
+        self.sessions.touch(&session.id).await;
+        Ok(entry)
+    }
+
+    /// Makes a directory (and its parents) in a running session's workspace; an existing
+    /// directory is not an error.
+    pub async fn make_dir(
+        &self,
+        caller: &Caller,
+        session_id: &str,
+        path: &WorkspacePath,
+    ) -> Result<FileEntry> {
+        let (session, client) = self.running(caller, session_id).await?;
+        let entry = client.mkdir(path).await?;
+        self.sessions.touch(&session.id).await;
+        Ok(entry)
     }
 
     /// Where an upload to the caller's session `session_id` goes.
