@@ -82,6 +82,7 @@ async fn the_e2b_api_serves_its_own_and_refuses_others() {
     assert_eq!((sbx["envdVersion"].as_str(), sbx["domain"].as_str()), (Some("0.4.0"), Some("localhost")));
     assert!(sbx["clientID"].is_string());
     let token = sbx["envdAccessToken"].as_str().unwrap().to_owned();
+    assert_eq!(sbx["trafficAccessToken"], token.as_str());
     let retry = server
         .http
         .post(server.url("/v2/sandboxes"))

@@ -57,14 +57,15 @@ async fn live_session(state: &AppState, caller: &Caller, id: &str) -> Result<Ses
 /// The create/connect answer for a session.
 fn sandbox(state: &AppState, s: &Session, asked: &str) -> Result<Sandbox, E2bError> {
     let e2b = &state.settings.e2b;
+    let token = state.access_tokens.token(&s.id)?;
     Ok(Sandbox {
         template_id: asked.to_owned(),
         sandbox_id: sandbox_id(&s.id),
         alias: (asked != s.template_id).then(|| asked.to_owned()).or_else(|| alias_of(state, &s.template_id)),
         client_id: state.settings.deployment_id(),
         envd_version: e2b.envd_version.clone(),
-        envd_access_token: state.access_tokens.token(&s.id)?,
-        traffic_access_token: None,
+        envd_access_token: token.clone(),
+        traffic_access_token: Some(token),
         domain: e2b.domain.clone(),
     })
 }

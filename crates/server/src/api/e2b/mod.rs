@@ -153,11 +153,17 @@ async fn by_token(state: &AppState, token: &str) -> Result<Option<Session>, ApiE
 
 /// Finds the sandbox a data-plane request is for (E2B's dispatch: routing headers, then the
 /// host, then the access token alone), checks the access token, and passes the [`Target`]
-/// on. A request with no token reaches only `/files`, whose handler checks the URL's
-/// signature instead.
+/// on. The token comes in `X-Access-Token` or `E2B-Traffic-Access-Token`. A request with no
+/// token reaches only `/files`, whose handler checks the URL's signature instead.
 async fn resolve_sandbox(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
-    let presented = req.headers().get("x-access-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    // The code interpreter SDKs send the traffic token (the same token here) instead on
+    // everything but `/execute`.
+    let presented = ["x-access-token", "e2b-traffic-access-token"]
+        .iter()
+        .find_map(|h| req.headers().get(*h))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let unauthorized = |m: &str| refuse(&path, ApiError::unauthorized(m.to_owned()));
     let (session, port) = match addressed(req.headers(), &state.settings.e2b.domain) {
         Some((id, port)) => {

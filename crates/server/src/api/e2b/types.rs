@@ -62,7 +62,8 @@ pub struct Sandbox {
     pub envd_version: String,
     /// The token every sandbox request must carry (`X-Access-Token`).
     pub envd_access_token: String,
-    /// Not used: `null`.
+    /// The token the code interpreter SDKs send (`E2B-Traffic-Access-Token`) on the requests
+    /// that carry no `X-Access-Token`: the same token.
     pub traffic_access_token: Option<String>,
     /// Where the sandbox is addressed (`<port>-<id>.<domain>`).
     pub domain: String,
