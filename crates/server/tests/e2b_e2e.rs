@@ -225,6 +225,27 @@ async fn the_e2b_api_serves_its_own_and_refuses_others() {
     assert_eq!(lines.last().unwrap()["type"], "end_of_execution", "{text}");
     assert!(!text.contains("\n\n"), "no blank line");
 
+    // A client that goes away interrupts its cell: the default context is free again at once.
+    let gone = data(&server, Method::POST, "/execute", &id, Some(&token))
+        .timeout(std::time::Duration::from_secs(2))
+        .json(&json!({"code": "import time\nprint('sleeping', flush=True)\ntime.sleep(120)"}))
+        .send()
+        .await;
+    if let Ok(resp) = gone {
+        assert!(resp.text().await.is_err(), "the cell cannot have finished");
+    }
+    let next = common::eventually(std::time::Duration::from_secs(30), "the interrupted context", || async {
+        let resp = data(&server, Method::POST, "/execute", &id, Some(&token))
+            .json(&json!({"code": "'free'"}))
+            .send()
+            .await
+            .ok()?;
+        let text = resp.text().await.ok()?;
+        text.contains(r#""text":"'free'""#).then_some(text)
+    })
+    .await;
+    assert!(next.ends_with("{\"type\":\"end_of_execution\"}\n"), "{next}");
+
     // Without the token, with another sandbox's, with a made-up one: refused on every route.
     let other_token = second["envdAccessToken"].as_str().unwrap();
     let routes: [(Method, &str, Option<Value>); 9] = [
