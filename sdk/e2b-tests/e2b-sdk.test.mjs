@@ -55,7 +55,7 @@ test('code interpreter', async () => {
     assert.match(failed.error.traceback, /ZeroDivisionError/)
     const out = []
     await sbx.runCode("print('streamed')", { onStdout: (m) => out.push(m.line) })
-    assert.deepEqual(out, ['streamed\n'])
+    assert.equal(out.join(''), 'streamed\n', 'output comes in chunks as it is written')
   } finally {
     await sbx.kill()
   }
@@ -67,7 +67,7 @@ test('javascript context', async () => {
     const ctx = await sbx.createCodeContext({ language: 'javascript' })
     await sbx.runCode('const greet = (n) => `hi ${n}`', { context: ctx })
     const ex = await sbx.runCode("console.log(greet('js'))", { context: ctx })
-    assert.deepEqual(ex.logs.stdout, ['hi js\n'])
+    assert.equal(ex.logs.stdout.join(''), 'hi js\n')
   } finally {
     await sbx.kill()
   }

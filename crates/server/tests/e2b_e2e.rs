@@ -217,7 +217,9 @@ async fn the_e2b_api_serves_its_own_and_refuses_others() {
     assert_eq!(cell.status(), StatusCode::OK);
     let text = cell.text().await.unwrap();
     let lines: Vec<Value> = text.split_terminator('\n').map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(lines.iter().any(|l| l["type"] == "stdout" && l["text"] == "bar\n"), "{text}");
+    let stdout: String =
+        lines.iter().filter(|l| l["type"] == "stdout").map(|l| l["text"].as_str().unwrap()).collect();
+    assert_eq!(stdout, "bar\n", "{text}");
     assert!(
         lines.iter().any(|l| l["type"] == "result" && l["text"] == "42" && l["is_main_result"] == true),
         "{text}"
