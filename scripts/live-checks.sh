@@ -5,8 +5,10 @@
 #      and again each as a cell of a code context of its own,
 #   2. scripts/sdk-tests.sh: the Python SDK, the `sandbox` CLI and the `sandbox-mcp` MCP server
 #      (sdk/python/tests),
-#   3. conformance/attacks.py: the attacks on the control plane itself (control-plane.json),
-#   4. schemathesis against the server's /openapi.json: no 5xx, responses match the schema.
+#   3. scripts/e2b-tests.sh: E2B's own Python SDKs against the E2B-compatible API
+#      (sdk/e2b-tests),
+#   4. conformance/attacks.py: the attacks on the control plane itself (control-plane.json),
+#   5. schemathesis against the server's /openapi.json: no 5xx, responses match the schema.
 #      Package installers get no network here (dependencies.network = none): an install the
 #      fuzzer manages to start fails fast as "index unreachable" and nothing leaves the host.
 # Called by scripts/test.sh; needs scripts/setup.sh (images) and scripts/test-tools.sh (MariaDB,
@@ -72,6 +74,12 @@ fi
 
 say "Python SDK, CLI and MCP server (sdk/python)"
 if ! scripts/sdk-tests.sh; then
+  tail -50 "$work/server.log"
+  exit 1
+fi
+
+say "E2B's Python SDKs against the E2B-compatible API (sdk/e2b-tests)"
+if ! scripts/e2b-tests.sh; then
   tail -50 "$work/server.log"
   exit 1
 fi

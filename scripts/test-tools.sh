@@ -4,6 +4,7 @@
 #   - MariaDB on 127.0.0.1:3306 (scripts/mariadb.sh): the store's MySQL tests, two replicas on one
 #     database, the live checks;
 #   - cargo-nextest, the test runner;
+#   - node and npm (E2B's npm SDKs in scripts/e2b-tests.sh), from Debian unless some node is there;
 #   - schemathesis (the live checks), kubernetes-validate and helm-python-sdk (the Kubernetes
 #     tests) in a virtualenv, $TOOLS_VENV (default /var/cache/sandbox-tools/venv).
 # scripts/test.sh runs it first. Run as root.
@@ -19,6 +20,7 @@ say() { printf '[test-tools] %s\n' "$*"; }
 require_root scripts/test-tools.sh "it installs packages and starts MariaDB"
 require_rust
 ensure_packages python3 python3-venv ca-certificates
+command -v npm >/dev/null 2>&1 || ensure_packages nodejs npm
 if ! cargo nextest --version >/dev/null 2>&1; then
   say "installing cargo-nextest"
   cargo install --locked --quiet cargo-nextest

@@ -218,6 +218,8 @@ pub struct Session {
     pub timeout_sec: u32,
     /// Environment variables for its executions (template defaults merged in).
     pub env_vars: BTreeMap<String, String>,
+    /// Labels its owner attached (string keys and values).
+    pub metadata: BTreeMap<String, String>,
     /// The runtime backend it runs on (`docker`, `kubernetes`).
     pub runtime_backend: String,
     /// The sandbox's name in the runtime.

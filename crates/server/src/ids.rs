@@ -55,6 +55,12 @@ pub fn key_secret() -> String {
     format!("sk_{}", random(43))
 }
 
+/// A new API key secret in the format E2B's SDKs check (`e2b_` and 40 hex digits, 160 bits).
+pub fn e2b_key_secret() -> String {
+    let bytes: [u8; 20] = rand::random();
+    format!("e2b_{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +71,11 @@ mod tests {
         assert!(a.starts_with("sess_") && a.len() == 25 && sandbox_protocol::contract::valid_id(&a));
         assert_ne!(a, session_id());
         assert!(key_secret().len() > 40);
+        let e2b = e2b_key_secret();
+        assert!(
+            e2b.len() == 44 && e2b.starts_with("e2b_") && e2b[4..].bytes().all(|b| b.is_ascii_hexdigit())
+        );
+        assert_ne!(e2b, e2b_key_secret());
         assert!(
             !sandbox_protocol::contract::valid_id("a/b")
                 && !sandbox_protocol::contract::valid_id("")

@@ -119,8 +119,24 @@ pub async fn serve(
         state.lifecycle.pass().await;
     }
     let loops = tokio::spawn(state.lifecycle.clone().run());
+    let data_plane = match state.settings.e2b.data_plane_listen.filter(|_| state.settings.e2b.enabled) {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on {addr} (e2b.data_plane_listen)"))?;
+            tracing::info!(%addr, "E2B data plane listening");
+            Some(tokio::spawn(std::future::IntoFuture::into_future(axum::serve(
+                listener,
+                api::data_plane_router(state.clone()),
+            ))))
+        }
+        None => None,
+    };
     tracing::info!(%listen, instance = %state.lifecycle.instance_id, "sandbox-server listening");
     api::serve(listener, state.clone(), shutdown).await?;
+    if let Some(task) = data_plane {
+        task.abort();
+    }
     loops.abort();
     state.lifecycle.resign().await;
     state.executions.drain(grace).await;

@@ -39,6 +39,9 @@ enum KeyAction {
         /// Make it an admin key.
         #[arg(long)]
         admin: bool,
+        /// Shape the secret as `e2b_<40 hex digits>`, the format E2B's SDKs may check.
+        #[arg(long)]
+        e2b: bool,
     },
     /// List keys.
     List,
@@ -72,9 +75,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Keys { action } => {
             let (store, _) = prepare(&settings).await?;
             match action {
-                KeyAction::Create { name, admin } => {
+                KeyAction::Create { name, admin, e2b } => {
                     let (key, secret) = sandbox_server::service::keys::Keys::new(store.clone())
-                        .make(&name, admin)
+                        .make(&name, admin, e2b)
                         .await
                         .map_err(|e| anyhow::anyhow!("{e}"))?;
                     println!("{secret}");

@@ -1,6 +1,7 @@
 //! What every handler can reach: settings, store, runtime, the services, metrics.
 
 use crate::metrics::Metrics;
+use crate::service::access::AccessTokens;
 use crate::service::contexts::Contexts;
 use crate::service::dependencies::Dependencies;
 use crate::service::executions::Executions;
@@ -51,6 +52,10 @@ pub struct AppState {
     pub processes: Arc<Processes>,
     /// Idempotency keys of session creates and executions.
     pub idempotency: Arc<Idempotency>,
+    /// Access tokens of the E2B-compatible API.
+    pub access_tokens: Arc<AccessTokens>,
+    /// The default code context of each language per sandbox, for the E2B-compatible API.
+    pub e2b_contexts: Arc<crate::api::e2b::interpreter::DefaultContexts>,
     /// When the server started.
     pub started: Instant,
 }
@@ -101,6 +106,8 @@ impl AppState {
             metrics.clone(),
         ));
         AppState {
+            access_tokens: Arc::new(AccessTokens::new(settings.data_dir.clone())),
+            e2b_contexts: Arc::default(),
             idempotency: Arc::new(Idempotency::new(store.clone())),
             keys: Arc::new(Keys::new(store.clone())),
             templates: Arc::new(Templates::new(store.clone(), runtime.clone())),

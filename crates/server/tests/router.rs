@@ -82,7 +82,7 @@ impl App {
     }
 
     async fn key(&self, admin: bool) -> (String, String) {
-        let (k, secret) = self.state.keys.make("test", admin).await.unwrap();
+        let (k, secret) = self.state.keys.make("test", admin, false).await.unwrap();
         (k.id, secret)
     }
 
@@ -123,6 +123,7 @@ impl App {
             disk: "1Gi".parse().unwrap(),
             timeout_sec: 300,
             env_vars: Default::default(),
+            metadata: Default::default(),
             runtime_backend: "none".into(),
             sandbox_name: Some(format!("sandbox-{id}")),
             container_id: Some(format!("c-{id}")),
@@ -739,4 +740,222 @@ async fn filesystem_routes_validate_before_reaching_the_sandbox() {
         let (s, b, _) = app.call(method, uri, k, *body).await;
         assert_error(s, &b, *want_status, want_code);
     }
+}
+
+impl App {
+    /// A request with extra headers; status, JSON body (`Null` when not JSON) and headers.
+    async fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> (StatusCode, Value, axum::http::HeaderMap) {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        if body.is_some() {
+            b = b.header("content-type", "application/json");
+        }
+        let req = b.body(Body::from(body.unwrap_or("").to_owned())).unwrap();
+        let resp = api::router(self.state.clone()).oneshot(req).await.unwrap();
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null), headers)
+    }
+}
+
+/// E2B's error body: the HTTP status as an integer `code` and a message.
+fn assert_e2b_error(status: StatusCode, body: &Value, want: StatusCode) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["code"].as_u64(), Some(u64::from(want.as_u16())), "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+}
+
+/// The E2B control plane: `X-API-KEY` in any case, E2B's shapes and error bodies, owners only,
+/// metadata lists with paging, timeouts, honest pause/resume, kill then 404.
+#[tokio::test]
+async fn the_e2b_control_plane_answers_in_e2b_s_shapes() {
+    let app = App::new().await;
+    let (alice_id, alice) = app.key(false).await;
+    let (_, bob) = app.key(false).await;
+    let (s, b, _) = app.send("GET", "/v2/sandboxes", &[], None).await;
+    assert_e2b_error(s, &b, StatusCode::UNAUTHORIZED);
+    let (s, b, _) = app.send("GET", "/v2/sandboxes", &[("X-Api-Key", "wrong")], None).await;
+    assert_e2b_error(s, &b, StatusCode::UNAUTHORIZED);
+
+    for (n, owner) in
+        [("aaaaaaaaaaaaaaaaaaa1", "t1"), ("aaaaaaaaaaaaaaaaaaa2", "t1"), ("aaaaaaaaaaaaaaaaaaa3", "t2")]
+    {
+        let id = format!("sess_{n}");
+        app.running_session(&id, &alice_id).await;
+        let mut s = app.state.store.session(&id).await.unwrap().unwrap();
+        s.metadata = [("owner".to_owned(), owner.to_owned())].into();
+        app.state.store.update_session(&s).await.unwrap();
+    }
+    let key = [("x-api-key", alice.as_str())];
+    let (s, d, _) = app.send("GET", "/sandboxes/aaaaaaaaaaaaaaaaaaa1", &key, None).await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["sandboxID"], "aaaaaaaaaaaaaaaaaaa1");
+    assert_eq!((d["templateID"].as_str(), d["state"].as_str()), (Some("python-basic"), Some("running")));
+    assert_eq!(
+        (d["cpuCount"].as_u64(), d["memoryMB"].as_u64(), d["diskSizeMB"].as_u64()),
+        (Some(1), Some(512), Some(1024))
+    );
+    assert_eq!((d["envdVersion"].as_str(), d["domain"].as_str()), (Some("0.4.0"), Some("localhost")));
+    assert_eq!(d["envdAccessToken"].as_str().map(str::len), Some(64));
+    for f in ["clientID", "startedAt", "endAt"] {
+        assert!(d[f].is_string(), "{f}: {d}");
+    }
+    let (s, b, _) =
+        app.send("GET", "/sandboxes/aaaaaaaaaaaaaaaaaaa1", &[("X-API-KEY", bob.as_str())], None).await;
+    assert_e2b_error(s, &b, StatusCode::NOT_FOUND);
+    let (s, b, _) = app.send("GET", "/sandboxes/sess_aaaaaaaaaaaaaaaaaaa1", &key, None).await;
+    assert_e2b_error(s, &b, StatusCode::NOT_FOUND);
+
+    let ids = |v: &Value| {
+        v.as_array().unwrap().iter().map(|s| s["sandboxID"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    let (_, l, _) = app.send("GET", "/v2/sandboxes?metadata=owner%3Dt1", &key, None).await;
+    let mut got = ids(&l);
+    got.sort();
+    assert_eq!(got, ["aaaaaaaaaaaaaaaaaaa1", "aaaaaaaaaaaaaaaaaaa2"]);
+    let (_, l, h) = app.send("GET", "/v2/sandboxes?limit=2", &key, None).await;
+    assert_eq!(ids(&l).len(), 2);
+    let next = h["x-next-token"].to_str().unwrap().to_owned();
+    let (_, l, h) = app.send("GET", &format!("/v2/sandboxes?limit=2&nextToken={next}"), &key, None).await;
+    assert_eq!(ids(&l).len(), 1);
+    assert!(h.get("x-next-token").is_none());
+    let (_, l, _) = app.send("GET", "/sandboxes?metadata=owner%3Dt2", &key, None).await;
+    assert_eq!(ids(&l), ["aaaaaaaaaaaaaaaaaaa3"]);
+    let (s, b, _) = app.send("GET", "/v2/sandboxes?limit=500", &key, None).await;
+    assert_e2b_error(s, &b, StatusCode::BAD_REQUEST);
+
+    let (s, _, _) =
+        app.send("POST", "/sandboxes/aaaaaaaaaaaaaaaaaaa1/timeout", &key, Some(r#"{"timeout": 30}"#)).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, d, _) = app.send("GET", "/sandboxes/aaaaaaaaaaaaaaaaaaa1", &key, None).await;
+    let t = |f: &str| chrono::DateTime::parse_from_rfc3339(d[f].as_str().unwrap()).unwrap();
+    let left = (t("endAt") - Utc::now().fixed_offset()).num_seconds();
+    assert!((25..=31).contains(&left), "{left}: {d}");
+    let (s, b, _) =
+        app.send("POST", "/sandboxes/aaaaaaaaaaaaaaaaaaa1/timeout", &key, Some(r#"{"timeout": 0}"#)).await;
+    assert_e2b_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, b, _) = app.send("POST", "/sandboxes/aaaaaaaaaaaaaaaaaaa1/timeout", &key, Some("{")).await;
+    assert_e2b_error(s, &b, StatusCode::BAD_REQUEST);
+    // Connect carrying the data plane's routing headers (as some SDK versions send it) is still
+    // the control plane's.
+    let with_routing = [
+        ("X-API-KEY", alice.as_str()),
+        ("E2b-Sandbox-Id", "aaaaaaaaaaaaaaaaaaa1"),
+        ("E2b-Sandbox-Port", "49983"),
+    ];
+    let (s, c, _) = app
+        .send("POST", "/sandboxes/aaaaaaaaaaaaaaaaaaa1/connect", &with_routing, Some(r#"{"timeout": 10}"#))
+        .await;
+    assert_eq!((s, c["sandboxID"].as_str()), (StatusCode::OK, Some("aaaaaaaaaaaaaaaaaaa1")), "{c}");
+    assert_eq!(c["envdAccessToken"], d["envdAccessToken"]);
+    let (_, d2, _) = app.send("GET", "/sandboxes/aaaaaaaaaaaaaaaaaaa1", &key, None).await;
+    assert_eq!(d2["endAt"], d["endAt"], "connect with a shorter timeout does not shorten");
+    let (s, b, _) = app.send("POST", "/sandboxes/aaaaaaaaaaaaaaaaaaa1/pause", &key, None).await;
+    assert_e2b_error(s, &b, StatusCode::NOT_IMPLEMENTED);
+    let (s, b, _) = app.send("POST", "/sandboxes/aaaaaaaaaaaaaaaaaaa1/resume", &key, None).await;
+    assert_e2b_error(s, &b, StatusCode::CONFLICT);
+    let (s, m, _) = app.send("GET", "/sandboxes/aaaaaaaaaaaaaaaaaaa1/metrics", &key, None).await;
+    assert_eq!((s, m), (StatusCode::OK, json!([])));
+    let (s, b, _) =
+        app.send("POST", "/v2/sandboxes", &key, Some(r#"{"templateID": "base", "autoPause": true}"#)).await;
+    assert_e2b_error(s, &b, StatusCode::BAD_REQUEST);
+    let (s, b, _) = app.send("POST", "/v2/sandboxes", &key, Some(r#"{"templateID": "no-such"}"#)).await;
+    assert_e2b_error(s, &b, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (s, _, _) = app.send("DELETE", "/sandboxes/aaaaaaaaaaaaaaaaaaa2", &key, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, b, _) = app.send("DELETE", "/sandboxes/aaaaaaaaaaaaaaaaaaa2", &key, None).await;
+    assert_e2b_error(s, &b, StatusCode::NOT_FOUND);
+}
+
+/// The data plane: found by header, host or token alone; the access token checked before
+/// anything else; unknown sandboxes answer like E2B's proxy.
+#[tokio::test]
+async fn the_e2b_data_plane_is_routed_and_needs_the_sandbox_token() {
+    let app = App::new().await;
+    let (owner, _) = app.key(false).await;
+    app.running_session("sess_bbbbbbbbbbbbbbbbbbb1", &owner).await;
+    app.running_session("sess_bbbbbbbbbbbbbbbbbbb2", &owner).await;
+    let token = app.state.access_tokens.token("sess_bbbbbbbbbbbbbbbbbbb1").unwrap();
+    let other = app.state.access_tokens.token("sess_bbbbbbbbbbbbbbbbbbb2").unwrap();
+    let stat = r#"{"path": "/home/user"}"#;
+    let id = ("E2b-Sandbox-Id", "bbbbbbbbbbbbbbbbbbb1");
+
+    let (s, _, _) = app.send("GET", "/health", &[], None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, b, _) = app.send("GET", "/health", &[("E2b-Sandbox-Id", "nosuchsandbox")], None).await;
+    assert_eq!((s, b["message"].as_str()), (StatusCode::BAD_GATEWAY, Some("The sandbox was not found")));
+    assert_eq!(b["sandboxId"], "nosuchsandbox");
+    let (s, _, _) = app.send("GET", "/health", &[id], None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+
+    for headers in [vec![id], vec![id, ("X-Access-Token", other.as_str())], vec![id, ("X-Access-Token", "x")]]
+    {
+        let (s, b, _) = app.send("POST", "/filesystem.Filesystem/Stat", &headers, Some(stat)).await;
+        assert_eq!((s, b["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthenticated")), "{b}");
+        for (m, p) in
+            [("GET", "/files?path=a"), ("POST", "/execute"), ("GET", "/contexts"), ("DELETE", "/contexts/c")]
+        {
+            let (s, b, _) = app.send(m, p, &headers, Some("{}")).await;
+            assert_e2b_error(s, &b, StatusCode::UNAUTHORIZED);
+        }
+    }
+    let (s, b, _) = app.send("POST", "/execute", &[], Some(r#"{"code": "1"}"#)).await;
+    assert_e2b_error(s, &b, StatusCode::UNAUTHORIZED);
+
+    // With its token, by header, by host, or by the token alone, a request reaches the sandbox
+    // (whose executor these tests do not have: 503 `unavailable`).
+    let by_host = [("Host", "49983-bbbbbbbbbbbbbbbbbbb1.localhost:8000"), ("X-Access-Token", token.as_str())];
+    for headers in [
+        vec![id, ("X-Access-Token", token.as_str())],
+        by_host.to_vec(),
+        vec![("X-Access-Token", token.as_str())],
+    ] {
+        let (s, b, _) = app.send("POST", "/filesystem.Filesystem/Stat", &headers, Some(stat)).await;
+        assert_eq!((s, b["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")), "{b}");
+    }
+    let (s, b, _) =
+        app.send("POST", "/filesystem.Filesystem/Move", &[id, ("X-Access-Token", &token)], Some("{}")).await;
+    assert_eq!((s, b["code"].as_str()), (StatusCode::NOT_IMPLEMENTED, Some("unimplemented")), "{b}");
+    let (s, b, _) = app
+        .send(
+            "POST",
+            "/filesystem.Filesystem/Stat",
+            &[id, ("X-Access-Token", &token), ("E2b-Sandbox-Port", "8080")],
+            Some(stat),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("port is not open"));
+    let (s, b, _) = app
+        .send(
+            "POST",
+            "/filesystem.Filesystem/Stat",
+            &[("E2b-Sandbox-Id", "nosuchsandbox"), ("X-Access-Token", &token)],
+            Some(stat),
+        )
+        .await;
+    assert_eq!((s, b["code"].as_u64()), (StatusCode::BAD_GATEWAY, Some(502)));
+}
+
+/// `e2b.domain` is never one of E2B's own, whose SDKs would send sandbox tokens there.
+#[test]
+fn e2b_domains_are_refused() {
+    for d in ["e2b.app", "sandbox.e2b.dev", "E2B.APP"] {
+        let env = vec![("SANDBOX_E2B__DOMAIN".to_string(), d.to_string())];
+        let err = Settings::load(None, env).unwrap_err().to_string();
+        assert!(err.contains("E2B's own domains"), "{d}: {err}");
+    }
+    let env = vec![("SANDBOX_E2B__DOMAIN".to_string(), "sbx.example.com".to_string())];
+    assert_eq!(Settings::load(None, env).unwrap().e2b.domain, "sbx.example.com");
+    let bad = vec![("SANDBOX_E2B__ENVD_VERSION".to_string(), "0.0.9".to_string())];
+    assert!(Settings::load(None, bad).is_err());
 }

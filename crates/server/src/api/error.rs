@@ -248,3 +248,67 @@ impl From<StoreError> for ApiError {
         ServiceError::from(e).into()
     }
 }
+
+/// An error as the E2B-compatible API answers it: `{"code": <HTTP status>, "message": "..."}`
+/// (with our stable code in `error_code`), the body E2B's SDKs read.
+#[derive(Debug)]
+pub struct E2bError(pub ApiError);
+
+impl<E: Into<ApiError>> From<E> for E2bError {
+    fn from(e: E) -> Self {
+        E2bError(e.into())
+    }
+}
+
+impl IntoResponse for E2bError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let body = serde_json::json!({"code": e.status.as_u16(), "message": e.message, "error_code": e.code});
+        let mut resp = (e.status, axum::Json(body)).into_response();
+        if let Some(secs) = e.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+/// Connect-RPC's name for an error and the HTTP status it goes with (the Connect protocol's
+/// table), for the E2B-compatible envd services.
+pub fn connect_code(e: &ApiError) -> (&'static str, StatusCode) {
+    use StatusCode as S;
+    let code = match (e.code, e.status) {
+        ("already_exists", _) => "already_exists",
+        ("not_a_directory" | "is_a_directory" | "invalid_path" | "directory_not_empty", _) => {
+            "invalid_argument"
+        }
+        (_, S::BAD_REQUEST | S::UNPROCESSABLE_ENTITY) => "invalid_argument",
+        (_, S::UNAUTHORIZED) => "unauthenticated",
+        (_, S::FORBIDDEN) => "permission_denied",
+        (_, S::NOT_FOUND) => "not_found",
+        (_, S::CONFLICT) => "failed_precondition",
+        (_, S::PAYLOAD_TOO_LARGE | S::TOO_MANY_REQUESTS | S::INSUFFICIENT_STORAGE) => "resource_exhausted",
+        (_, S::NOT_IMPLEMENTED) => "unimplemented",
+        (_, S::SERVICE_UNAVAILABLE | S::BAD_GATEWAY) => "unavailable",
+        (_, S::GATEWAY_TIMEOUT) => "deadline_exceeded",
+        _ => "internal",
+    };
+    (code, connect_status(code))
+}
+
+/// The HTTP status of a Connect error code.
+pub fn connect_status(code: &str) -> StatusCode {
+    use StatusCode as S;
+    match code {
+        "invalid_argument" | "failed_precondition" | "out_of_range" => S::BAD_REQUEST,
+        "unauthenticated" => S::UNAUTHORIZED,
+        "permission_denied" => S::FORBIDDEN,
+        "not_found" => S::NOT_FOUND,
+        "already_exists" | "aborted" => S::CONFLICT,
+        "resource_exhausted" => S::TOO_MANY_REQUESTS,
+        "canceled" => StatusCode::from_u16(499).unwrap_or(S::BAD_REQUEST),
+        "unimplemented" => S::NOT_IMPLEMENTED,
+        "unavailable" => S::SERVICE_UNAVAILABLE,
+        "deadline_exceeded" => S::GATEWAY_TIMEOUT,
+        _ => S::INTERNAL_SERVER_ERROR,
+    }
+}

@@ -78,7 +78,7 @@ pub async fn list(
 
 /// A channel whose receiving end is a stream the executor client can send: upload chunks go in
 /// through [`pump`].
-fn byte_channel() -> (mpsc::Sender<Result<Bytes, std::io::Error>>, ByteStream) {
+pub(crate) fn byte_channel() -> (mpsc::Sender<Result<Bytes, std::io::Error>>, ByteStream) {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
     (tx, Box::pin(stream))
@@ -86,7 +86,7 @@ fn byte_channel() -> (mpsc::Sender<Result<Bytes, std::io::Error>>, ByteStream) {
 
 /// Sends `chunks` into `tx`, stopping with an error past `limit` bytes (and then draining the
 /// rest, up to twice the limit). Returns the byte count, or `None` when the limit was crossed.
-async fn pump<E: std::fmt::Display>(
+pub(crate) async fn pump<E: std::fmt::Display>(
     mut chunks: impl Stream<Item = Result<Bytes, E>> + Unpin,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
     limit: u64,
@@ -128,7 +128,7 @@ async fn drain<E>(mut chunks: impl Stream<Item = Result<Bytes, E>> + Unpin, budg
 
 /// The most bytes a multipart upload of a `limit`-byte file may take: the file and a little
 /// framing.
-fn form_limit(limit: u64) -> usize {
+pub(crate) fn form_limit(limit: u64) -> usize {
     usize::try_from(limit + (64 << 10)).unwrap_or(usize::MAX)
 }
 

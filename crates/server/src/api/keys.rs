@@ -25,7 +25,7 @@ pub async fn create(
     caller: Caller,
     Body(req): Body<CreateKeyRequest>,
 ) -> Result<(StatusCode, Json<KeyResponse>), ApiError> {
-    let (key, secret) = state.keys.create(&caller, &req.name, req.is_admin).await?;
+    let (key, secret) = state.keys.create(&caller, &req.name, req.is_admin, req.e2b_format).await?;
     Ok((StatusCode::CREATED, Json(KeyResponse { key: Some(secret), ..key.into() })))
 }
 

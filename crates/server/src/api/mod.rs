@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod contexts;
+pub mod e2b;
 pub mod error;
 pub mod executions;
 pub mod extract;
@@ -150,8 +151,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/keys", post(keys::create).get(keys::list))
         .route("/api/v1/admin/keys/{key_id}", delete(keys::revoke))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
-    Router::new()
-        .route("/", get(health::root))
+    let e2b = &state.settings.e2b;
+    let mut app = Router::new();
+    if e2b.enabled {
+        app = app.merge(e2b::control_routes(&state));
+        if e2b.data_plane_listen.is_none() {
+            app = app.merge(e2b::data_routes(&state));
+        }
+    }
+    app.route("/", get(health::root))
         .route("/api/v1/health", get(health::health))
         .route("/api/v1/health/ready", get(health::ready))
         .route("/openapi.json", get(|| async { ([("content-type", "application/json")], openapi_json()) }))
@@ -169,6 +177,16 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn(remember_route))
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
         .layer(tower::util::option_layer(cors(&state.settings.cors_allowed_origins)))
+        .with_state(state)
+}
+
+/// The E2B data plane alone, for its own listener (`e2b.data_plane_listen`).
+pub fn data_plane_router(state: AppState) -> Router {
+    let limit = state.settings.limits.max_request_bytes;
+    e2b::data_routes(&state)
+        .layer(DefaultBodyLimit::max(limit))
+        .fallback(|| async { ApiError::not_found("not_found", "no such endpoint") })
+        .layer(middleware::from_fn_with_state(state.clone(), request_context))
         .with_state(state)
 }
 

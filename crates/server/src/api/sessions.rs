@@ -86,6 +86,7 @@ pub async fn create(
         memory: req.memory,
         disk: req.disk,
         env_vars: req.env_vars,
+        metadata: Default::default(),
         dependencies: req.dependencies.into_iter().map(Into::into).collect(),
         python_package_index_url: req.python_package_index_url,
         install_timeout: req.install_timeout,

@@ -50,8 +50,10 @@ impl Keys {
     }
 
     /// Makes and stores a new key; returns the record and the secret (shown once, never stored).
-    pub async fn make(&self, name: &str, is_admin: bool) -> Result<(ApiKey, String)> {
-        let secret = ids::key_secret();
+    /// With `e2b_format` the secret is `e2b_` and 40 hex digits, the format some E2B SDK
+    /// versions check before sending it.
+    pub async fn make(&self, name: &str, is_admin: bool, e2b_format: bool) -> Result<(ApiKey, String)> {
+        let secret = if e2b_format { ids::e2b_key_secret() } else { ids::key_secret() };
         let key = ApiKey {
             id: ids::key_id(),
             name: name.to_owned(),
@@ -66,13 +68,19 @@ impl Keys {
     }
 
     /// A new key named `name`, made by an admin.
-    pub async fn create(&self, caller: &Caller, name: &str, is_admin: bool) -> Result<(ApiKey, String)> {
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        name: &str,
+        is_admin: bool,
+        e2b_format: bool,
+    ) -> Result<(ApiKey, String)> {
         caller.require_admin()?;
         let name = name.trim();
         if name.is_empty() || name.len() > 128 {
             return Err(ServiceError::invalid_field("name", "must be 1-128 characters"));
         }
-        let (key, secret) = self.make(name, is_admin).await?;
+        let (key, secret) = self.make(name, is_admin, e2b_format).await?;
         tracing::info!(key_id = %key.id, admin = key.is_admin, by = %caller.key_id, "API key created");
         Ok((key, secret))
     }
@@ -128,7 +136,7 @@ impl Keys {
         if !self.store.list_api_keys().await?.is_empty() {
             return Ok(None);
         }
-        let (_, secret) = self.make("bootstrap admin", true).await?;
+        let (_, secret) = self.make("bootstrap admin", true, false).await?;
         let path = data_dir.join(ADMIN_KEY_FILE);
         // Readable by its owner only from the moment it exists; never written through a link.
         let mut file = std::fs::OpenOptions::new()

@@ -1,5 +1,6 @@
 //! The controller layer: typed commands from the API, carried out against the store and the
 //! runtime, and the background work that keeps the two in step.
+pub mod access;
 pub mod contexts;
 pub mod dependencies;
 pub mod disk;

@@ -8,7 +8,7 @@ mod sections;
 
 pub use sandbox_daemon::LogFormat;
 pub use sections::{
-    Capacity, Dependencies, DiskEnforcement, ExecutorSettings, Lifecycle, Limits, Pools, RuntimeKind,
+    Capacity, Dependencies, DiskEnforcement, E2b, ExecutorSettings, Lifecycle, Limits, Pools, RuntimeKind,
     Storage, StorageMode,
 };
 use serde::{Deserialize, Serialize};
@@ -61,6 +61,8 @@ pub struct Settings {
     pub storage: Storage,
     /// Python package installs for sessions.
     pub dependencies: Dependencies,
+    /// The E2B-compatible API.
+    pub e2b: E2b,
     /// `SANDBOX_*` environment variables that name no setting (ignored, and logged at start:
     /// client tools use names like `SANDBOX_URL` too).
     #[serde(skip)]
@@ -87,6 +89,7 @@ impl Default for Settings {
             pools: Pools::default(),
             storage: Storage::default(),
             dependencies: Dependencies::default(),
+            e2b: E2b::default(),
             ignored_env: Vec::new(),
         }
     }
@@ -167,6 +170,7 @@ impl Settings {
                 )));
             }
         }
+        self.e2b.validate().map_err(SettingsError::Invalid)?;
         if !(1..=604_800).contains(&self.storage.presign_ttl_secs) {
             return Err(SettingsError::Invalid("storage.presign_ttl_secs: must be 1 to 604800".into()));
         }

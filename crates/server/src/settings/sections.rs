@@ -334,3 +334,73 @@ mod zero_is_none {
         }
     }
 }
+
+/// The E2B-compatible API: the routes the E2B SDKs call, served beside the native API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct E2b {
+    /// Whether the E2B routes are served.
+    pub enabled: bool,
+    /// The domain returned in every sandbox response; the SDKs address a sandbox's services at
+    /// `<port>-<sandboxID>.<domain>` unless `E2B_SANDBOX_URL` is set. Never one of E2B's own
+    /// domains (the SDKs would send sandbox tokens to E2B's cloud). Default `localhost`, whose
+    /// subdomains resolve to the loopback address.
+    pub domain: String,
+    /// The envd version advertised to the SDKs, which switches SDK features on and off: only
+    /// one whose features this server implements.
+    pub envd_version: String,
+    /// E2B template names to our templates (`base`, `code-interpreter-v1`); a name not listed
+    /// is taken as one of our template ids.
+    pub template_aliases: std::collections::BTreeMap<String, String>,
+    /// A separate address for the sandbox (data-plane) routes; default: the API's listener,
+    /// which tells the two apart per request.
+    pub data_plane_listen: Option<std::net::SocketAddr>,
+}
+
+/// Domains the E2B SDKs treat as E2B's own.
+pub const E2B_DOMAINS: &[&str] = &["e2b.app", "e2b.dev", "e2b.pro", "e2b-staging.dev", "e2b.local"];
+
+impl Default for E2b {
+    fn default() -> Self {
+        E2b {
+            enabled: true,
+            domain: "localhost".into(),
+            envd_version: "0.4.0".into(),
+            template_aliases: [("base", "multi-language"), ("code-interpreter-v1", "python-datascience")]
+                .into_iter()
+                .map(|(a, t)| (a.to_owned(), t.to_owned()))
+                .collect(),
+            data_plane_listen: None,
+        }
+    }
+}
+
+impl E2b {
+    /// Checks the domain and the advertised version.
+    pub fn validate(&self) -> Result<(), String> {
+        let d = self.domain.to_ascii_lowercase();
+        let valid = !d.is_empty()
+            && d.len() <= 200
+            && d.split('.').all(|l| {
+                !l.is_empty()
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !l.starts_with('-')
+            });
+        if !valid {
+            return Err(format!("e2b.domain: {:?} is not a domain name", self.domain));
+        }
+        if E2B_DOMAINS.iter().any(|e| d == *e || d.ends_with(&format!(".{e}"))) {
+            return Err(format!(
+                "e2b.domain: {d} is one of E2B's own domains; the SDKs would send sandbox tokens there"
+            ));
+        }
+        let parts: Vec<&str> = self.envd_version.split('.').collect();
+        if parts.len() != 3 || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(format!("e2b.envd_version: {:?} is not a version like 0.4.0", self.envd_version));
+        }
+        if self.envd_version.starts_with("0.0.") {
+            return Err("e2b.envd_version: the SDKs refuse versions below 0.1.0".into());
+        }
+        Ok(())
+    }
+}

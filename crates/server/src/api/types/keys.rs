@@ -14,6 +14,10 @@ pub struct CreateKeyRequest {
     /// Whether it is an admin key.
     #[serde(default)]
     pub is_admin: bool,
+    /// Make the secret `e2b_` and 40 hex digits (instead of `sk_…`): the format some E2B SDK
+    /// versions check before sending a key (see docs/e2b.md).
+    #[serde(default)]
+    pub e2b_format: bool,
 }
 
 /// An API key (never its secret, except once on creation).

@@ -34,6 +34,8 @@ pub struct NewSession {
     pub disk: Option<String>,
     /// Environment variables.
     pub env_vars: BTreeMap<String, String>,
+    /// Labels to keep with the session.
+    pub metadata: BTreeMap<String, String>,
     /// Packages to install.
     pub dependencies: Vec<DependencySpec>,
     /// Package index for installs.
@@ -54,6 +56,23 @@ pub fn validate_env(env: &BTreeMap<String, String>, max: usize) -> Result<(), St
         return Err(format!("at most {max} variables"));
     }
     env.iter().try_for_each(|(k, v)| contract::check_env(k, v)).map_err(|e| e.to_string())
+}
+
+/// The most labels a session keeps.
+pub const MAX_METADATA_ENTRIES: usize = 64;
+
+/// Checks a session's labels: at most [`MAX_METADATA_ENTRIES`], keys of 1-256 bytes and values
+/// of at most 1024, no NUL.
+pub fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(), String> {
+    if metadata.len() > MAX_METADATA_ENTRIES {
+        return Err(format!("at most {MAX_METADATA_ENTRIES} entries"));
+    }
+    for (k, v) in metadata {
+        if k.is_empty() || k.len() > 256 || v.len() > 1024 || k.contains('\0') || v.contains('\0') {
+            return Err(format!("{k:?}: keys must be 1-256 bytes and values at most 1024, without NUL"));
+        }
+    }
+    Ok(())
 }
 
 /// The dependency install a new session asked for.
@@ -154,6 +173,9 @@ impl Sessions {
         if let Err(e) = validate_env(&env_vars, limits.max_env_vars) {
             bad("env_vars", e);
         }
+        if let Err(e) = validate_metadata(&req.metadata) {
+            bad("metadata", e);
+        }
         if let Some(id) = &req.id
             && !contract::valid_id(id)
         {
@@ -214,6 +236,7 @@ impl Sessions {
             disk,
             timeout_sec: timeout,
             env_vars,
+            metadata: req.metadata.clone(),
             runtime_backend: self.runtime.name().into(),
             sandbox_name: None,
             container_id: None,

@@ -9,7 +9,7 @@ mod expire;
 mod recover;
 mod stop;
 
-pub use create::{NewSession, validate_env};
+pub use create::{NewSession, validate_env, validate_metadata};
 pub use recover::ReconcileReport;
 
 use crate::caller::Caller;
@@ -132,6 +132,34 @@ impl Sessions {
                 format!("session {id} is {}, not running", s.status),
             ));
         }
+        Ok(s)
+    }
+
+    /// Gives a running session of the caller's `secs` more seconds from now: its idle clock
+    /// restarts and its idle timeout becomes `secs` (so this can shorten its life too).
+    pub async fn set_timeout(&self, caller: &Caller, id: &str, secs: u32) -> Result<Session, ServiceError> {
+        let max = self.settings.limits.max_session_timeout_sec;
+        if secs == 0 || secs > max {
+            return Err(ServiceError::invalid_field(
+                "timeout",
+                format!("must be between 1 and {max} seconds"),
+            ));
+        }
+        let found = self.get_running(caller, id).await?;
+        let lock = self.lock_for(&found.id);
+        let _guard = lock.lock().await;
+        let mut s = self.store.session(&found.id).await?.unwrap_or(found);
+        if s.status != SessionStatus::Running {
+            return Err(ServiceError::conflict(
+                "session_not_running",
+                format!("session {id} is {}, not running", s.status),
+            ));
+        }
+        let now = Utc::now();
+        s.timeout_sec = secs;
+        s.last_activity_at = Some(now);
+        s.updated_at = now;
+        self.store.update_session(&s).await?;
         Ok(s)
     }
 

@@ -1,0 +1,74 @@
+// E2B's own JavaScript SDKs (npm `e2b`, `@e2b/code-interpreter`) against this server's
+// E2B-compatible API, unchanged (scripts/e2b-tests.sh sets E2B_API_URL, E2B_SANDBOX_URL,
+// E2B_API_KEY, E2B_DOMAIN and NODE_PATH). Run with `node --test`.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { Sandbox } from 'e2b'
+import { Sandbox as CodeSandbox } from '@e2b/code-interpreter'
+
+test('sandbox lifecycle', async () => {
+  const owner = `t-${randomUUID().slice(0, 8)}`
+  const sbx = await Sandbox.create('base', { timeoutMs: 120_000, metadata: { owner } })
+  assert.match(sbx.sandboxId, /^[a-z0-9]+$/)
+  const info = await sbx.getInfo()
+  assert.deepEqual(info.metadata, { owner })
+  const listed = await Sandbox.list({ query: { metadata: { owner } } }).nextItems()
+  assert.deepEqual(listed.map((s) => s.sandboxId), [sbx.sandboxId])
+  const again = await Sandbox.connect(sbx.sandboxId)
+  await again.files.write('connected.txt', 'yes')
+  assert.equal(await sbx.files.read('/home/user/connected.txt'), 'yes')
+  await sbx.setTimeout(30_000)
+  assert.equal(await sbx.isRunning(), true)
+  assert.equal(await sbx.kill(), true)
+  assert.equal(await Sandbox.kill(sbx.sandboxId), false)
+})
+
+test('files', async () => {
+  const sbx = await Sandbox.create('base', { timeoutMs: 120_000 })
+  try {
+    await sbx.files.write('/home/user/d/a.txt', 'alpha')
+    assert.equal(await sbx.files.read('d/a.txt'), 'alpha')
+    assert.deepEqual((await sbx.files.list('/home/user/d')).map((e) => e.name), ['a.txt'])
+    assert.equal(await sbx.files.exists('d/a.txt'), true)
+    assert.equal(await sbx.files.exists('d/none'), false)
+    assert.equal(await sbx.files.makeDir('nd'), true)
+    assert.equal(await sbx.files.makeDir('nd'), false)
+    await sbx.files.remove('d')
+    assert.equal(await sbx.files.exists('d/a.txt'), false)
+  } finally {
+    await sbx.kill()
+  }
+})
+
+test('code interpreter', async () => {
+  const sbx = await CodeSandbox.create({ timeoutMs: 300_000 })
+  try {
+    await sbx.runCode('x = 41')
+    assert.equal((await sbx.runCode('x + 1')).text, '42')
+    const png = await sbx.runCode(
+      "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\nplt.plot([1, 2], [3, 4])\nplt.show()",
+    )
+    assert.ok(png.results.some((r) => r.png), JSON.stringify(png))
+    const failed = await sbx.runCode('1 / 0')
+    assert.equal(failed.error.name, 'ZeroDivisionError')
+    assert.match(failed.error.traceback, /ZeroDivisionError/)
+    const out = []
+    await sbx.runCode("print('streamed')", { onStdout: (m) => out.push(m.line) })
+    assert.equal(out.join(''), 'streamed\n', 'output comes in chunks as it is written')
+  } finally {
+    await sbx.kill()
+  }
+})
+
+test('javascript context', async () => {
+  const sbx = await CodeSandbox.create('multi-language', { timeoutMs: 300_000 })
+  try {
+    const ctx = await sbx.createCodeContext({ language: 'javascript' })
+    await sbx.runCode('const greet = (n) => `hi ${n}`', { context: ctx })
+    const ex = await sbx.runCode("console.log(greet('js'))", { context: ctx })
+    assert.equal(ex.logs.stdout.join(''), 'hi js\n')
+  } finally {
+    await sbx.kill()
+  }
+})
