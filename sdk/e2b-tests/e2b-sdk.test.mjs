@@ -72,3 +72,56 @@ test('javascript context', async () => {
     await sbx.kill()
   }
 })
+
+test('commands', async () => {
+  const sbx = await Sandbox.create('base', { timeoutMs: 300_000, envs: { FROM_SANDBOX: 's' } })
+  try {
+    const out = []
+    const r = await sbx.commands.run('echo $FROM_SANDBOX $MINE; echo err >&2', {
+      envs: { MINE: 'm' },
+      onStdout: (d) => out.push(d),
+    })
+    assert.equal(r.exitCode, 0)
+    assert.equal(r.stdout, 's m\n')
+    assert.equal(r.stderr, 'err\n')
+    assert.equal(out.join(''), 's m\n')
+    await assert.rejects(sbx.commands.run('exit 4'), (e) => e.exitCode === 4)
+
+    const cat = await sbx.commands.run('cat', { background: true, stdin: true })
+    await sbx.commands.sendStdin(cat.pid, 'typed\n')
+    assert.ok((await sbx.commands.list()).some((p) => p.pid === cat.pid))
+    await sbx.commands.closeStdin(cat.pid)
+    assert.equal((await cat.wait()).stdout, 'typed\n')
+
+    const sleeper = await sbx.commands.run('sleep 600', { background: true })
+    assert.equal(await sleeper.kill(), true)
+    assert.equal(await sbx.commands.kill(sleeper.pid), false)
+  } finally {
+    await sbx.kill()
+  }
+})
+
+test('files: rename, depth and a streamed watch', async () => {
+  const sbx = await Sandbox.create('base', { timeoutMs: 120_000 })
+  try {
+    await sbx.files.write('w/a/deep.txt', 'd')
+    const paths = (await sbx.files.list('/home/user/w', { depth: 2 })).map((e) => e.path).sort()
+    assert.deepEqual(paths, ['/home/user/w/a', '/home/user/w/a/deep.txt'])
+    await sbx.files.rename('w/a/deep.txt', '/home/user/w/moved.txt')
+    assert.equal(await sbx.files.read('w/moved.txt'), 'd')
+
+    const seen = []
+    const handle = await sbx.files.watchDir('/home/user/w', (ev) => seen.push(`${ev.type}:${ev.name}`), {
+      recursive: true,
+    })
+    await sbx.commands.run('echo n > /workspace/w/new.txt; mkdir /workspace/w/sub; echo x > /workspace/w/sub/x.txt')
+    const deadline = Date.now() + 10_000
+    while (Date.now() < deadline && !(seen.includes('create:new.txt') && seen.includes('create:sub/x.txt'))) {
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    await handle.stop()
+    assert.ok(seen.includes('create:new.txt') && seen.includes('create:sub/x.txt'), seen.join(' '))
+  } finally {
+    await sbx.kill()
+  }
+})

@@ -125,6 +125,139 @@ def test_data_plane_needs_the_sandbox_token():
         b.kill()
 
 
+@pytest.fixture(scope="module")
+def base_sandbox():
+    """One `base` sandbox, with a sandbox-wide variable, for the commands below."""
+    sbx = Sandbox.create(template="base", timeout=600, envs={"FROM_SANDBOX": "s"})
+    yield sbx
+    sbx.kill()
+
+
+def test_commands_foreground(base_sandbox):
+    from e2b.sandbox.commands.command_handle import CommandExitException
+
+    out, err = [], []
+    r = base_sandbox.commands.run(
+        "echo out; echo err >&2; echo $FROM_SANDBOX $MINE; pwd",
+        envs={"MINE": "m"},
+        cwd="/home/user",
+        on_stdout=out.append,
+        on_stderr=err.append,
+    )
+    assert r.exit_code == 0
+    assert r.stdout == "out\ns m\n/workspace\n" and r.stderr == "err\n"
+    assert "".join(out) == r.stdout and "".join(err) == r.stderr
+    with pytest.raises(CommandExitException) as e:
+        base_sandbox.commands.run("echo failing; exit 3")
+    assert e.value.exit_code == 3 and e.value.stdout == "failing\n"
+    base_sandbox.files.make_dir("sub")
+    assert base_sandbox.commands.run("pwd", cwd="/home/user/sub").stdout == "/workspace/sub\n"
+
+
+def test_commands_background_stdin_and_kill(base_sandbox):
+    h = base_sandbox.commands.run("cat", background=True, stdin=True)
+    base_sandbox.commands.send_stdin(h.pid, "typed\n")
+    assert h.pid in [p.pid for p in base_sandbox.commands.list()]
+    base_sandbox.commands.close_stdin(h.pid)
+    r = h.wait()
+    assert r.exit_code == 0 and r.stdout == "typed\n"
+
+    sleeper = base_sandbox.commands.run("sleep 600", background=True)
+    again = base_sandbox.commands.connect(sleeper.pid)
+    assert sleeper.kill() is True
+    from e2b.sandbox.commands.command_handle import CommandExitException
+
+    with pytest.raises(CommandExitException) as e:
+        again.wait()
+    assert e.value.exit_code == -1
+    assert sleeper.pid not in [p.pid for p in base_sandbox.commands.list()]
+    assert base_sandbox.commands.kill(sleeper.pid) is False, "an ended process is gone"
+
+
+def test_a_long_command_without_a_timeout(base_sandbox):
+    """70 s, past the SDK's default 60 s request timeout: `timeout=0` means none."""
+    r = base_sandbox.commands.run("sleep 70; echo done", timeout=0)
+    assert r.stdout == "done\n"
+
+
+def test_files_move_depth_and_watch(base_sandbox):
+    fs = base_sandbox.files
+    fs.write("w/a/b/deep.txt", "d")
+    names = sorted(e.path for e in fs.list("/home/user/w", depth=3))
+    assert names == ["/home/user/w/a", "/home/user/w/a/b", "/home/user/w/a/b/deep.txt"]
+    moved = fs.rename("w/a/b/deep.txt", "/home/user/w/moved.txt")
+    assert moved.path == "/home/user/w/moved.txt" and fs.read("w/moved.txt") == "d"
+    assert not fs.exists("w/a/b/deep.txt")
+
+    watcher = fs.watch_dir("/home/user/w", recursive=True)
+    try:
+        base_sandbox.commands.run("echo new > /workspace/w/new.txt && mkdir -p /workspace/w/a/c && echo x > /workspace/w/a/c/x.txt && rm /workspace/w/moved.txt")
+        import time
+
+        seen = []
+        deadline = time.time() + 10
+        while time.time() < deadline and not {"new.txt", "a/c/x.txt", "moved.txt"} <= {e.name for e in seen}:
+            seen += watcher.get_new_events()
+            time.sleep(0.2)
+        kinds = {(e.name, e.type.name) for e in seen}
+        assert ("new.txt", "CREATE") in kinds and ("moved.txt", "REMOVE") in kinds, kinds
+        assert ("a/c/x.txt", "CREATE") in kinds, kinds
+    finally:
+        watcher.stop()
+
+
+CASES = os.path.join(os.path.dirname(__file__), "..", "..", "conformance", "cases.json")
+RUNNERS = {"python": ("py", "python3 -u"), "javascript": ("js", "node"), "shell": ("sh", "bash")}
+
+
+def test_the_conformance_corpus_through_commands():
+    """Every program of the corpus that is not a handler, run by `commands.run` as a file: what
+    it must and must not print holds there too (hostile ones print LEAK when they get out).
+    Output caps are the executions' (a command's output is streamed whole, as E2B's is)."""
+    import json
+
+    from e2b.exceptions import TimeoutException
+    from e2b.sandbox.commands.command_handle import CommandExitException
+
+    cases = [
+        c
+        for c in json.load(open(CASES))
+        if "handler" not in c["code"] and c["language"] in RUNNERS and "stdout_max_bytes" not in c["expect"]
+    ]
+    failures = []
+    sbx = Sandbox.create(template="base", timeout=600)
+    try:
+        for case in cases:
+            ext, runner = RUNNERS[case["language"]]
+            e = case["expect"]
+            sbx.files.write(f"case.{ext}", case["code"])
+            # `exec`: the program is the process itself, a child of the sandbox's supervisor.
+            limit = case.get("timeout", 10)
+            try:
+                r = sbx.commands.run(f"exec {runner} case.{ext}", timeout=limit if "timeout" in e["status"] else limit + 30)
+                out, err = r.stdout, r.stderr
+            except CommandExitException as x:
+                out, err = x.stdout, x.stderr
+            except TimeoutException:
+                if "timeout" not in e["status"]:
+                    failures.append(f"{case['name']}: timed out")
+                out, err = "", ""
+            problems = [f"stdout lacks {x!r}" for x in e.get("stdout_contains", []) if x not in out]
+            problems += [f"stdout has {x!r}" for x in e.get("stdout_not_contains", []) if x in out]
+            problems += [f"stderr lacks {x!r}" for x in e.get("stderr_contains", []) if x not in err]
+            if "LEAK" in out:
+                problems.append("LEAK printed")
+            if problems:
+                failures.append(f"{case['name']}: {'; '.join(problems)}: {out[-300:]!r}")
+            if not sbx.is_running():
+                failures.append(f"{case['name']}: the sandbox did not survive")
+                sbx = Sandbox.create(template="base", timeout=600)
+    finally:
+        sbx.kill()
+    assert not failures, "\n".join(failures)
+    assert len(cases) >= 25
+
+
 def test_run_code_keeps_state(code_sandbox):
     assert code_sandbox.run_code("x = 41").error is None
     ex = code_sandbox.run_code("x + 1")

@@ -76,7 +76,10 @@ impl ErrorCode {
             | ErrorCode::ProcessExited => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::LanguageUnavailable | ErrorCode::NotARegularFile => 422,
-            ErrorCode::Busy | ErrorCode::TooManyContexts | ErrorCode::TooManyProcesses | ErrorCode::TooManyWatchers => 429,
+            ErrorCode::Busy
+            | ErrorCode::TooManyContexts
+            | ErrorCode::TooManyProcesses
+            | ErrorCode::TooManyWatchers => 429,
             ErrorCode::NoSpace => 507,
             ErrorCode::Internal => 500,
         }

@@ -79,7 +79,7 @@ async fn the_e2b_api_serves_its_own_and_refuses_others() {
     let id = sbx["sandboxID"].as_str().unwrap().to_owned();
     assert!(id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()), "{id}");
     assert_eq!((sbx["templateID"].as_str(), sbx["alias"].as_str()), (Some("base"), Some("base")));
-    assert_eq!((sbx["envdVersion"].as_str(), sbx["domain"].as_str()), (Some("0.4.0"), Some("localhost")));
+    assert_eq!((sbx["envdVersion"].as_str(), sbx["domain"].as_str()), (Some("0.5.2"), Some("localhost")));
     assert!(sbx["clientID"].is_string());
     let token = sbx["envdAccessToken"].as_str().unwrap().to_owned();
     assert_eq!(sbx["trafficAccessToken"], token.as_str());

@@ -803,7 +803,7 @@ async fn the_e2b_control_plane_answers_in_e2b_s_shapes() {
         (d["cpuCount"].as_u64(), d["memoryMB"].as_u64(), d["diskSizeMB"].as_u64()),
         (Some(1), Some(512), Some(1024))
     );
-    assert_eq!((d["envdVersion"].as_str(), d["domain"].as_str()), (Some("0.4.0"), Some("localhost")));
+    assert_eq!((d["envdVersion"].as_str(), d["domain"].as_str()), (Some("0.5.2"), Some("localhost")));
     assert_eq!(d["envdAccessToken"].as_str().map(str::len), Some(64));
     for f in ["clientID", "startedAt", "endAt"] {
         assert!(d[f].is_string(), "{f}: {d}");

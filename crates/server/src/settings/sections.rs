@@ -365,7 +365,7 @@ impl Default for E2b {
         E2b {
             enabled: true,
             domain: "localhost".into(),
-            envd_version: "0.4.0".into(),
+            envd_version: "0.5.2".into(),
             template_aliases: [("base", "multi-language"), ("code-interpreter-v1", "python-datascience")]
                 .into_iter()
                 .map(|(a, t)| (a.to_owned(), t.to_owned()))

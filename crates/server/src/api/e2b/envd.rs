@@ -1,6 +1,6 @@
-//! envd's services on our executor: `GET|POST /files`, and the Connect services
-//! `filesystem.Filesystem` (Stat, MakeDir, ListDir at depth 1, Remove) and `process.Process`
-//! (not offered yet: every method answers `unimplemented`). E2B's home `/home/user` (and any
+//! envd's files on our executor: `GET|POST /files` and the Connect service
+//! `filesystem.Filesystem` (Stat, MakeDir, ListDir, Move, Remove, WatchDir and the polling
+//! watchers); `process.Process` is in [`super::process`]. E2B's home `/home/user` (and any
 //! relative path) is the workspace; other absolute paths are refused as a permission problem.
 
 use super::Target;
@@ -21,7 +21,7 @@ use chrono::{SecondsFormat, Utc};
 use futures_util::StreamExt;
 use sandbox_core::WorkspacePath;
 use sandbox_core::model::{Session, SessionStatus};
-use sandbox_protocol::{ErrorCode, FileEntry, FileKind};
+use sandbox_protocol::{ErrorCode, FileEntry, FileKind, WatchEvent, WatchEventKind};
 use serde::{Deserialize, Serialize};
 
 /// E2B's home directory, which is the workspace here.
@@ -345,7 +345,7 @@ struct ListDirResponse {
 
 /// An empty message.
 #[derive(Debug, Serialize)]
-struct Empty {}
+pub(super) struct Empty {}
 
 fn connect_path(raw: &str) -> Result<WorkspacePath, ConnectError> {
     workspace_path(raw).map_err(ConnectError::from)
@@ -394,6 +394,130 @@ async fn remove(state: &AppState, t: &Target, req: PathRequest) -> Result<Empty,
     Ok(Empty {})
 }
 
+/// `MoveRequest`.
+#[derive(Debug, Deserialize)]
+struct MoveRequest {
+    source: String,
+    destination: String,
+}
+
+async fn rename(state: &AppState, t: &Target, req: MoveRequest) -> Result<EntryResponse, ConnectError> {
+    let (from, to) = (connect_path(&req.source)?, connect_path(&req.destination)?);
+    let moved = state.files.rename(&t.caller, &t.session.id, &from, &to).await?;
+    Ok(EntryResponse { entry: moved.into() })
+}
+
+/// `WatchDirRequest` / `CreateWatcherRequest`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WatchDirRequest {
+    path: String,
+    #[serde(default)]
+    recursive: bool,
+}
+
+/// A request naming a polling watcher.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WatcherRequest {
+    watcher_id: String,
+}
+
+/// `CreateWatcherResponse`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WatcherCreated {
+    watcher_id: String,
+}
+
+/// `FilesystemEvent`: a name relative to the watched directory and `EVENT_TYPE_*`.
+#[derive(Debug, Serialize)]
+struct FilesystemEvent {
+    name: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+/// `GetWatcherEventsResponse`.
+#[derive(Debug, Serialize)]
+struct WatcherEventsResponse {
+    events: Vec<FilesystemEvent>,
+}
+
+/// `WatchDirResponse`, as proto3 JSON names its `oneof`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+enum WatchMessage {
+    Start {},
+    Filesystem(FilesystemEvent),
+    Keepalive {},
+}
+
+/// A change as envd words it; `None` for what has no envd event.
+fn filesystem_event(ev: WatchEvent) -> Option<FilesystemEvent> {
+    let WatchEvent::Change { name, kind } = ev else { return None };
+    let kind = match kind {
+        WatchEventKind::Create => "EVENT_TYPE_CREATE",
+        WatchEventKind::Write => "EVENT_TYPE_WRITE",
+        WatchEventKind::Remove => "EVENT_TYPE_REMOVE",
+        WatchEventKind::Rename => "EVENT_TYPE_RENAME",
+        WatchEventKind::Chmod => "EVENT_TYPE_CHMOD",
+    };
+    Some(FilesystemEvent { name, kind })
+}
+
+/// `WatchDir`: `start` once the watch is in place, then each change; it ends when the
+/// directory goes away.
+async fn watch_dir(state: &AppState, t: &Target, headers: &HeaderMap, body: &[u8]) -> Response {
+    let watching = async {
+        let req: WatchDirRequest = connect::stream_request(headers, body)?;
+        let path = connect_path(&req.path)?;
+        Ok::<_, ConnectError>(state.files.watch(&t.caller, &t.session.id, &path, req.recursive).await?)
+    };
+    match watching.await {
+        Ok(events) => {
+            let messages = events
+                .take_while(|ev| std::future::ready(!matches!(ev, Ok(WatchEvent::End))))
+                .filter_map(|ev| {
+                    std::future::ready(match ev {
+                        Ok(WatchEvent::Start) => Some(Ok(WatchMessage::Start {})),
+                        Ok(WatchEvent::Keepalive) => Some(Ok(WatchMessage::Keepalive {})),
+                        Ok(ev) => filesystem_event(ev).map(|e| Ok(WatchMessage::Filesystem(e))),
+                        Err(e) => {
+                            Some(Err(ConnectError::new("unavailable", format!("the watch was lost: {e}"))))
+                        }
+                    })
+                });
+            connect::stream_response(messages)
+        }
+        Err(e) => connect::stream_response(futures_util::stream::iter([Err::<WatchMessage, _>(e)])),
+    }
+}
+
+async fn create_watcher(
+    state: &AppState,
+    t: &Target,
+    req: WatchDirRequest,
+) -> Result<WatcherCreated, ConnectError> {
+    let path = connect_path(&req.path)?;
+    let w = state.files.create_watcher(&t.caller, &t.session.id, &path, req.recursive).await?;
+    Ok(WatcherCreated { watcher_id: w.id })
+}
+
+async fn watcher_events(
+    state: &AppState,
+    t: &Target,
+    req: WatcherRequest,
+) -> Result<WatcherEventsResponse, ConnectError> {
+    let events = state.files.watcher_events(&t.caller, &t.session.id, &req.watcher_id).await?;
+    Ok(WatcherEventsResponse { events: events.into_iter().filter_map(filesystem_event).collect() })
+}
+
+async fn remove_watcher(state: &AppState, t: &Target, req: WatcherRequest) -> Result<Empty, ConnectError> {
+    state.files.remove_watcher(&t.caller, &t.session.id, &req.watcher_id).await?;
+    Ok(Empty {})
+}
+
 /// `POST /filesystem.Filesystem/{method}`.
 pub async fn filesystem(
     State(state): State<AppState>,
@@ -408,27 +532,17 @@ pub async fn filesystem(
         "MakeDir" => unary(&headers, &body, async |r| make_dir(s, &t, r).await).await,
         "ListDir" => unary(&headers, &body, async |r| list_dir(s, &t, r).await).await,
         "Remove" => unary(&headers, &body, async |r| remove(s, &t, r).await).await,
-        "WatchDir" => unimplemented_stream(&method),
+        "Move" => unary(&headers, &body, async |r| rename(s, &t, r).await).await,
+        "WatchDir" => watch_dir(s, &t, &headers, &body).await,
+        "CreateWatcher" => unary(&headers, &body, async |r| create_watcher(s, &t, r).await).await,
+        "GetWatcherEvents" => unary(&headers, &body, async |r| watcher_events(s, &t, r).await).await,
+        "RemoveWatcher" => unary(&headers, &body, async |r| remove_watcher(s, &t, r).await).await,
         other => ConnectError::unimplemented(&format!("filesystem.Filesystem/{other}")).into_response(),
     }
 }
 
-/// `POST /process.Process/{method}`: processes are not offered yet.
-pub async fn process(Path(method): Path<String>) -> Response {
-    match method.as_str() {
-        "Start" | "Connect" => unimplemented_stream(&method),
-        other => ConnectError::unimplemented(&format!("process.Process/{other}")).into_response(),
-    }
-}
-
-/// A server stream that ends at once with `unimplemented`.
-fn unimplemented_stream(method: &str) -> Response {
-    let e = ConnectError::unimplemented(method);
-    connect::stream_response(futures_util::stream::iter([Err::<Empty, _>(e)]))
-}
-
 /// A unary call: the request parsed, `handle` run, the response or error rendered.
-async fn unary<Req, Resp>(
+pub(super) async fn unary<Req, Resp>(
     headers: &HeaderMap,
     body: &[u8],
     handle: impl AsyncFnOnce(Req) -> Result<Resp, ConnectError>,

@@ -8,6 +8,7 @@ pub mod connect;
 pub mod control;
 pub mod envd;
 pub mod interpreter;
+pub mod process;
 pub mod types;
 
 use crate::api::error::{ApiError, E2bError};
@@ -66,7 +67,7 @@ pub fn data_routes(state: &AppState) -> Router<AppState> {
             get(envd::read_file).post(envd::write_files).layer(axum::extract::DefaultBodyLimit::disable()),
         )
         .route("/filesystem.Filesystem/{method}", post(envd::filesystem))
-        .route("/process.Process/{method}", post(envd::process))
+        .route("/process.Process/{method}", post(process::process))
         .route("/execute", post(interpreter::execute))
         .route("/contexts", post(interpreter::create_context).get(interpreter::list_contexts))
         .route("/contexts/{id}", axum::routing::delete(interpreter::delete_context))
