@@ -922,15 +922,21 @@ async fn the_e2b_data_plane_is_routed_and_needs_the_sandbox_token() {
         let (s, b, _) = app.send("POST", "/filesystem.Filesystem/Stat", &headers, Some(stat)).await;
         assert_eq!((s, b["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("unavailable")), "{b}");
     }
-    let (s, b, _) =
-        app.send("POST", "/filesystem.Filesystem/Compose", &[id, ("X-Access-Token", &token)], Some("{}")).await;
+    let (s, b, _) = app
+        .send("POST", "/filesystem.Filesystem/Compose", &[id, ("X-Access-Token", &token)], Some("{}"))
+        .await;
     assert_eq!((s, b["code"].as_str()), (StatusCode::NOT_IMPLEMENTED, Some("unimplemented")), "{b}");
     // A malformed message is refused before any sandbox is asked.
     let (s, b, _) =
         app.send("POST", "/filesystem.Filesystem/Move", &[id, ("X-Access-Token", &token)], Some("{}")).await;
     assert_eq!((s, b["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_argument")), "{b}");
     let (s, b, _) = app
-        .send("POST", "/process.Process/SendSignal", &[id, ("X-Access-Token", &token)], Some(r#"{"process":{}}"#))
+        .send(
+            "POST",
+            "/process.Process/SendSignal",
+            &[id, ("X-Access-Token", &token)],
+            Some(r#"{"process":{}}"#),
+        )
         .await;
     assert_eq!((s, b["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_argument")), "{b}");
     let (s, b, _) = app

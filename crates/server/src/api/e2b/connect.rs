@@ -165,6 +165,19 @@ where
     resp
 }
 
+/// A server stream's response from its messages, or one that ends at once with the error that
+/// kept it from starting.
+pub fn stream_result<T, S>(started: Result<S, ConnectError>) -> Response
+where
+    T: Serialize + Send + 'static,
+    S: Stream<Item = Result<T, ConnectError>> + Send + 'static,
+{
+    match started {
+        Ok(messages) => stream_response(messages.boxed()),
+        Err(e) => stream_response(futures_util::stream::iter([Err::<T, _>(e)]).boxed()),
+    }
+}
+
 /// proto3-JSON for `int64`/`uint64` fields: written as strings, read from strings or numbers.
 pub mod int64 {
     use serde::{Deserialize, Deserializer, Serializer};

@@ -474,24 +474,16 @@ async fn watch_dir(state: &AppState, t: &Target, headers: &HeaderMap, body: &[u8
         let path = connect_path(&req.path)?;
         Ok::<_, ConnectError>(state.files.watch(&t.caller, &t.session.id, &path, req.recursive).await?)
     };
-    match watching.await {
-        Ok(events) => {
-            let messages = events
-                .take_while(|ev| std::future::ready(!matches!(ev, Ok(WatchEvent::End))))
-                .filter_map(|ev| {
-                    std::future::ready(match ev {
-                        Ok(WatchEvent::Start) => Some(Ok(WatchMessage::Start {})),
-                        Ok(WatchEvent::Keepalive) => Some(Ok(WatchMessage::Keepalive {})),
-                        Ok(ev) => filesystem_event(ev).map(|e| Ok(WatchMessage::Filesystem(e))),
-                        Err(e) => {
-                            Some(Err(ConnectError::new("unavailable", format!("the watch was lost: {e}"))))
-                        }
-                    })
-                });
-            connect::stream_response(messages)
-        }
-        Err(e) => connect::stream_response(futures_util::stream::iter([Err::<WatchMessage, _>(e)])),
-    }
+    connect::stream_result(watching.await.map(|events| {
+        events.take_while(|ev| std::future::ready(!matches!(ev, Ok(WatchEvent::End)))).filter_map(|ev| {
+            std::future::ready(match ev {
+                Ok(WatchEvent::Start) => Some(Ok(WatchMessage::Start {})),
+                Ok(WatchEvent::Keepalive) => Some(Ok(WatchMessage::Keepalive {})),
+                Ok(ev) => filesystem_event(ev).map(|e| Ok(WatchMessage::Filesystem(e))),
+                Err(e) => Some(Err(ConnectError::new("unavailable", format!("the watch was lost: {e}")))),
+            })
+        })
+    }))
 }
 
 async fn create_watcher(

@@ -246,10 +246,7 @@ async fn start(state: &AppState, t: &Target, headers: &HeaderMap, body: &[u8]) -
             state.processes.start(&t.caller, &t.session.id, new).await.map_err(process_error)?;
         Ok::<_, ConnectError>(event_stream(Some(info.pid), events))
     };
-    match begun.await {
-        Ok(stream) => connect::stream_response(stream.boxed()),
-        Err(e) => connect::stream_response(futures_util::stream::iter([Err::<EventMessage, _>(e)])),
-    }
+    connect::stream_result(begun.await)
 }
 
 /// `Connect`: the process's events from now on.
@@ -261,10 +258,7 @@ async fn attach(state: &AppState, t: &Target, headers: &HeaderMap, body: &[u8]) 
         // The executor's stream begins with `start` itself.
         Ok::<_, ConnectError>(event_stream(None, events))
     };
-    match attached.await {
-        Ok(stream) => connect::stream_response(stream.boxed()),
-        Err(e) => connect::stream_response(futures_util::stream::iter([Err::<EventMessage, _>(e)])),
-    }
+    connect::stream_result(attached.await)
 }
 
 /// `List`: the running processes.
