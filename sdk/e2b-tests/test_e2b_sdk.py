@@ -10,7 +10,6 @@ import httpx
 import pytest
 from e2b import Sandbox, SandboxQuery
 from e2b.exceptions import NotFoundException
-from e2b_code_interpreter import Sandbox as CodeSandbox
 
 API_URL = os.environ["E2B_API_URL"]
 SANDBOX_URL = os.environ["E2B_SANDBOX_URL"]
@@ -21,6 +20,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def code_sandbox():
     """One code-interpreter sandbox (template `code-interpreter-v1`) for the cells below."""
     owner = f"t-{uuid.uuid4().hex[:8]}"
+    from e2b_code_interpreter import Sandbox as CodeSandbox
+
     sbx = CodeSandbox.create(timeout=600, envs={"GREETING": "héllo"}, metadata={"owner": owner})
     yield sbx
     sbx.kill()
@@ -309,6 +310,8 @@ def test_contexts(code_sandbox):
 
 
 def test_javascript_context():
+    from e2b_code_interpreter import Sandbox as CodeSandbox
+
     sbx = CodeSandbox.create(template="multi-language", timeout=300)
     try:
         ctx = sbx.create_code_context(language="javascript")
