@@ -286,6 +286,18 @@ async fn idle_sessions_end_and_old_records_are_purged() {
     .await;
     let idle = srv.create_session_with(&srv.key, json!({"template_id": "python-basic", "timeout": 2})).await;
     let busy = srv.create_session_with(&srv.key, json!({"template_id": "python-basic", "timeout": 2})).await;
+    let working =
+        srv.create_session_with(&srv.key, json!({"template_id": "python-basic", "timeout": 2})).await;
+    // So does a process running on its own, with no request or client about it.
+    let (status, p) = srv
+        .call(
+            Method::POST,
+            &format!("/api/v1/sessions/{working}/processes"),
+            &srv.key,
+            Some(json!({"cmd": "sleep", "args": ["7"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{p}");
     // An execution longer than the idle timeout keeps its session alive.
     let (_, r, _) = srv
         .execute(
@@ -298,6 +310,13 @@ async fn idle_sessions_end_and_old_records_are_purged() {
     let (_, s) = srv.call(Method::GET, &format!("/api/v1/sessions/{idle}"), &srv.key, None).await;
     assert_eq!(s["status"], "terminated", "{s}");
     assert!(s["error_message"].as_str().unwrap().starts_with("idle timeout"), "{s}");
+    let (_, w) = srv.call(Method::GET, &format!("/api/v1/sessions/{working}"), &srv.key, None).await;
+    assert_eq!(w["status"], "running", "a running process is activity: {w}");
+    eventually(Duration::from_secs(30), "the session to end once its process has", || async {
+        let (_, w) = srv.call(Method::GET, &format!("/api/v1/sessions/{working}"), &srv.key, None).await;
+        (w["status"] == "terminated").then_some(())
+    })
+    .await;
     eventually(Duration::from_secs(30), "the record to be purged", || async {
         let (status, _) = srv.call(Method::GET, &format!("/api/v1/sessions/{idle}"), &srv.key, None).await;
         (status == StatusCode::NOT_FOUND).then_some(())

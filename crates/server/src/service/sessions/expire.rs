@@ -4,11 +4,12 @@
 use super::Sessions;
 use crate::service::error::ServiceError;
 use chrono::Utc;
-use sandbox_core::model::SessionStatus;
+use sandbox_core::model::{Session, SessionStatus};
+use sandbox_protocol::ProcessState;
 
 impl Sessions {
-    /// Terminates running sessions idle past their timeout (none with an execution in flight)
-    /// or older than the maximum lifetime; returns how many.
+    /// Terminates running sessions idle past their timeout (none with an execution in flight or
+    /// a process running) or older than the maximum lifetime; returns how many.
     pub async fn expire(&self) -> Result<usize, ServiceError> {
         let now = Utc::now();
         let max_life = self.settings.lifecycle.max_session_lifetime_sec as i64;
@@ -20,6 +21,7 @@ impl Sessions {
                 format!("maximum lifetime reached: {age}s (limit {max_life}s)")
             } else if idle > i64::from(s.timeout_sec)
                 && !self.store.session_has_unfinished_executions(&s.id).await?
+                && !self.runs_processes(&s).await
             {
                 format!("idle timeout: no activity for {idle}s (timeout {}s)", s.timeout_sec)
             } else {
@@ -31,6 +33,13 @@ impl Sessions {
             }
         }
         Ok(n)
+    }
+
+    /// Whether session `s`'s sandbox runs a process started on its own, as its executor says
+    /// (asked only of sessions otherwise idle; one that cannot be reached runs none).
+    async fn runs_processes(&self, s: &Session) -> bool {
+        let Ok(client) = self.executor(s).await else { return false };
+        client.processes().await.is_ok_and(|all| all.iter().any(|p| p.state == ProcessState::Running))
     }
 
     /// Deletes terminated and failed sessions that ended longer ago than the retention; returns
