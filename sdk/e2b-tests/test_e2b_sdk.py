@@ -321,3 +321,52 @@ def test_javascript_context():
         assert "".join(sbx.run_code("console.log(1 + 1)", language="js").logs.stdout) == "2\n"
     finally:
         sbx.kill()
+
+
+def test_the_conformance_corpus_through_run_code():
+    """Every program of the corpus that is not a handler, run by `run_code` as a cell of a context
+    of its own (as `conformance/run.py --contexts` does through the native API)."""
+    import json
+
+    from e2b.exceptions import TimeoutException
+    from e2b_code_interpreter import Sandbox as CodeSandbox
+
+    languages = {"python": "python", "javascript": "javascript", "shell": "bash"}
+    cases = [
+        c
+        for c in json.load(open(CASES))
+        if "handler" not in c["code"] and c["language"] in languages and "stdout_max_bytes" not in c["expect"]
+    ]
+    failures = []
+    sbx = CodeSandbox.create(template="multi-language", timeout=600)
+    try:
+        for case in cases:
+            e = case["expect"]
+            limit = case.get("timeout", 10)
+            ctx = sbx.create_code_context(language=languages[case["language"]])
+            try:
+                ex = sbx.run_code(case["code"], context=ctx, timeout=limit if "timeout" in e["status"] else limit + 30)
+                out, err = "".join(ex.logs.stdout), "".join(ex.logs.stderr)
+                if ex.error:
+                    err += f"{ex.error.name}: {ex.error.value}\n{ex.error.traceback}"
+            except TimeoutException:
+                if "timeout" not in e["status"]:
+                    failures.append(f"{case['name']}: timed out")
+                out, err = "", ""
+            problems = [f"stdout lacks {x!r}" for x in e.get("stdout_contains", []) if x not in out]
+            problems += [f"stdout has {x!r}" for x in e.get("stdout_not_contains", []) if x in out]
+            problems += [f"stderr lacks {x!r}" for x in e.get("stderr_contains", []) if x not in err]
+            if "LEAK" in out:
+                problems.append("LEAK printed")
+            if problems:
+                failures.append(f"{case['name']}: {'; '.join(problems)}: {out[-300:]!r}")
+            try:
+                sbx.remove_code_context(ctx)
+            except Exception as gone:  # a context a hostile cell took down may be gone already
+                if not sbx.is_running():
+                    failures.append(f"{case['name']}: the sandbox did not survive ({gone})")
+                    sbx = CodeSandbox.create(template="multi-language", timeout=600)
+    finally:
+        sbx.kill()
+    assert not failures, "\n".join(failures)
+    assert len(cases) >= 25
