@@ -95,6 +95,8 @@ test('commands', async () => {
 
     const sleeper = await sbx.commands.run('sleep 600', { background: true })
     assert.equal(await sleeper.kill(), true)
+    // The signal is sent, not waited for (as in envd): the process ends, then is gone.
+    await assert.rejects(sleeper.wait(), (e) => e.exitCode === -1)
     assert.equal(await sbx.commands.kill(sleeper.pid), false)
   } finally {
     await sbx.kill()
