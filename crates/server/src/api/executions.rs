@@ -256,7 +256,7 @@ pub async fn execute_sync(
     params(("execution_id" = String, Path, description = "Execution id"),
         ("Last-Event-ID" = Option<u64>, Header, description = "The id of the last event received")),
     responses(
-        (status = 200, description = "Server-Sent Events: started, stdout, stderr, display, result (or error), each with an id", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events: started, stdout, stderr, display, result (or error), each with an id", content_type = "text/event-stream"),
         (status = 400, description = "Last-Event-ID is not a number", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such execution", body = ErrorBody)))]

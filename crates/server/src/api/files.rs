@@ -333,6 +333,8 @@ pub async fn stat(
     request_body = MakeDirectoryRequest,
     responses(
         (status = 201, description = "Made", body = DirectoryResponse),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid field (path)", body = ErrorBody),
         (status = 200, description = "It existed already (`created` is false)", body = DirectoryResponse),
         (status = 400, description = "Invalid path, or one leading outside the workspace", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
@@ -363,6 +365,8 @@ pub async fn make_directory(
     request_body = MoveFileRequest,
     responses(
         (status = 200, description = "Moved; the entry at its new path", body = FileInfo),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid field (source, destination)", body = ErrorBody),
         (status = 400, description = "Invalid path, one leading outside the workspace, or a directory moved into itself", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or source", body = ErrorBody),
@@ -392,7 +396,7 @@ fn file_event(e: FileEvent) -> Event {
 #[utoipa::path(get, path = "/api/v1/sessions/{session_id}/files-watch", tag = "files", security(("bearer" = [])),
     params(("session_id" = String, Path, description = "Session id"), WatchQuery),
     responses(
-        (status = 200, description = "Server-Sent Events: start, then file events", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events: start, then file events", content_type = "text/event-stream"),
         (status = 400, description = "Invalid path, or one leading outside the workspace", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or directory", body = ErrorBody),
@@ -431,6 +435,8 @@ fn watcher_response(session_id: String, w: sandbox_protocol::WatcherInfo) -> Wat
     request_body = WatchQuery,
     responses(
         (status = 201, description = "Watching", body = WatcherResponse),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid field (path, recursive)", body = ErrorBody),
         (status = 400, description = "Invalid path, or one leading outside the workspace", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or directory", body = ErrorBody),

@@ -128,6 +128,7 @@ pub async fn list(
     params(("session_id" = String, Path, description = "Session id"), ("pid" = u32, Path, description = "Process id")),
     responses(
         (status = 200, description = "The process", body = ProcessResponse),
+        (status = 400, description = "The pid is not a number", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or process (process_not_found)", body = ErrorBody),
         (status = 409, description = "The session is not running", body = ErrorBody),
@@ -148,7 +149,8 @@ pub async fn get(
     security(("bearer" = [])),
     params(("session_id" = String, Path, description = "Session id"), ("pid" = u32, Path, description = "Process id")),
     responses(
-        (status = 200, description = "Server-Sent Events: start, stdout, stderr, end", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events: start, stdout, stderr, end", content_type = "text/event-stream"),
+        (status = 400, description = "The pid is not a number", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or process (process_not_found)", body = ErrorBody),
         (status = 409, description = "The session is not running", body = ErrorBody),
@@ -172,6 +174,7 @@ pub async fn stream(
         (String = "application/octet-stream"))),
     responses(
         (status = 204, description = "Written"),
+        (status = 422, description = "Invalid field (data)", body = ErrorBody),
         (status = 400, description = "data is not base64", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or process (process_not_found)", body = ErrorBody),
@@ -208,6 +211,7 @@ pub async fn stdin(
     params(("session_id" = String, Path, description = "Session id"), ("pid" = u32, Path, description = "Process id")),
     responses(
         (status = 204, description = "Closed"),
+        (status = 400, description = "The pid is not a number", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or process (process_not_found)", body = ErrorBody),
         (status = 409, description = "The session is not running", body = ErrorBody),
@@ -228,6 +232,8 @@ pub async fn close_stdin(
     request_body = SignalProcessRequest,
     responses(
         (status = 204, description = "Sent"),
+        (status = 400, description = "The pid is not a number, or malformed JSON", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or process (process_not_found)", body = ErrorBody),
         (status = 409, description = "The session is not running, or the process has exited (process_exited)", body = ErrorBody),
@@ -257,6 +263,9 @@ pub async fn signal(
     request_body = TerminalSize,
     responses(
         (status = 204, description = "Resized"),
+        (status = 400, description = "The pid is not a number, or malformed JSON", body = ErrorBody),
+        (status = 415, description = "Body is not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid field (cols, rows)", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or process (process_not_found)", body = ErrorBody),
         (status = 409, description = "The session is not running, the process has exited (process_exited) or runs without a terminal (process_conflict)", body = ErrorBody),
