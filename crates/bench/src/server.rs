@@ -208,7 +208,7 @@ impl Api {
     pub async fn pool(&self) -> Result<Pool> {
         let (status, body) = self.call(Method::GET, "/api/v1/pools", None).await?;
         ensure!(status == StatusCode::OK, "GET /api/v1/pools: {status} {}", brief(&body));
-        let p = body
+        let p = body["items"]
             .as_array()
             .and_then(|a| a.iter().find(|p| p["template_id"] == TEMPLATE))
             .ok_or_else(|| anyhow!("no {TEMPLATE} pool in {}", brief(&body)))?;

@@ -75,8 +75,13 @@ async fn exclusive_load_200_sessions_and_2000_executions_lose_nothing() {
     .await;
     eventually(Duration::from_secs(180), "the pool to fill", || async {
         let (_, pools) = srv.call(Method::GET, "/api/v1/pools", &srv.key, None).await;
-        let p =
-            pools.as_array().unwrap().iter().find(|p| p["template_id"] == "python-basic").cloned().unwrap();
+        let p = pools["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["template_id"] == "python-basic")
+            .cloned()
+            .unwrap();
         (p["ready"] == 20).then_some(())
     })
     .await;

@@ -43,6 +43,21 @@ async fn stat_list_mkdir_move_and_remove() {
     assert_eq!(paths(&two), ["a/b", "a/b/c", "a/top.txt"]);
     let (_, all) = get(&srv, &format!("{base}/files?path=a")).await;
     assert_eq!(paths(&all), ["a/b", "a/b/c", "a/b/c/deep.txt", "a/top.txt"]);
+    // Pages of the listing: `has_more` says when to ask again from `offset` + `limit`.
+    // Together the pages hold every entry once, each page in path order.
+    let (_, first) = get(&srv, &format!("{base}/files?path=a&limit=3")).await;
+    assert_eq!(
+        (first["has_more"].as_bool(), first["truncated"].as_bool()),
+        (Some(true), Some(true)),
+        "{first}"
+    );
+    let (_, rest) = get(&srv, &format!("{base}/files?path=a&limit=3&offset=3")).await;
+    assert_eq!((rest["has_more"].as_bool(), rest["offset"].as_u64()), (Some(false), Some(3)), "{rest}");
+    let (first, rest) = (paths(&first), paths(&rest));
+    assert!(first.is_sorted() && rest.is_sorted(), "{first:?} {rest:?}");
+    let mut together = [first, rest].concat();
+    together.sort();
+    assert_eq!(together, paths(&all));
     let (s, bad) = get(&srv, &format!("{base}/files?path=a&depth=-1")).await;
     assert_eq!(
         (s, bad["code"].as_str()),

@@ -19,7 +19,7 @@ fn pools_config(dir: &std::path::Path, pools: &str) -> String {
 
 async fn pool(srv: &Server, template: &str) -> Value {
     let (_, pools) = srv.call(Method::GET, "/api/v1/pools", &srv.key, None).await;
-    pools.as_array().unwrap().iter().find(|p| p["template_id"] == template).cloned().unwrap()
+    pools["items"].as_array().unwrap().iter().find(|p| p["template_id"] == template).cloned().unwrap()
 }
 
 async fn wait_pool_ready(srv: &Server, template: &str, ready: u64) {

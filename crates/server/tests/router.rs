@@ -435,6 +435,20 @@ async fn lists_report_a_real_total_and_honour_offset() {
     let (_, templates, headers) = app.call("GET", "/api/v1/templates?limit=2&offset=1", k, None).await;
     assert_eq!(templates.as_array().unwrap().len(), 2);
     assert_eq!(headers["x-total-count"], "3");
+    // Every other list pages the same way.
+    for name in ["a", "b"] {
+        app.call("POST", "/api/v1/admin/keys", k, Some(&format!(r#"{{"name":"{name}"}}"#))).await;
+    }
+    let (_, keys, _) = app.call("GET", "/api/v1/admin/keys?limit=1&offset=1", k, None).await;
+    assert_eq!(
+        (keys["total"].as_u64(), keys["items"].as_array().unwrap().len(), keys["offset"].as_u64()),
+        (Some(3), 1, Some(1))
+    );
+    assert_eq!(keys["has_more"], true);
+    for uri in ["/api/v1/admin/keys?limit=0", "/api/v1/pools?offset=-1", "/api/v1/templates?limit=1001"] {
+        let (s, body, _) = app.call("GET", uri, k, None).await;
+        assert_error(s, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    }
 }
 
 #[tokio::test]
@@ -519,7 +533,10 @@ async fn keys_can_be_created_listed_and_revoked() {
     let (s, _, _) = app.call("GET", "/api/v1/sessions", Some(&secret), None).await;
     assert_eq!(s, StatusCode::OK);
     let (_, list, _) = app.call("GET", "/api/v1/admin/keys", k, None).await;
-    assert!(list.as_array().unwrap().iter().all(|k| k.get("key").is_none()), "secrets are never listed");
+    assert!(
+        list["items"].as_array().unwrap().iter().all(|k| k.get("key").is_none()),
+        "secrets are never listed"
+    );
     let uri = format!("/api/v1/admin/keys/{}", created["id"].as_str().unwrap());
     let (s, _, _) = app.call("DELETE", &uri, k, None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
@@ -528,10 +545,11 @@ async fn keys_can_be_created_listed_and_revoked() {
     let (s, body, _) = app.call("DELETE", "/api/v1/admin/keys/key_nope", k, None).await;
     assert_error(s, &body, StatusCode::NOT_FOUND, "key_not_found");
     // An admin cannot lock itself out.
-    let own = list.as_array().unwrap().iter().find(|k| k["name"] == "bootstrap admin").unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let own =
+        list["items"].as_array().unwrap().iter().find(|k| k["name"] == "bootstrap admin").unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     let (s, body, _) = app.call("DELETE", &format!("/api/v1/admin/keys/{own}"), k, None).await;
     assert_error(s, &body, StatusCode::CONFLICT, "cannot_revoke_own_key");
 }

@@ -2,8 +2,8 @@
 //! persists between executions (`context_id` on the execute routes).
 
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{Body, PathParam};
-use crate::api::types::{ContextListResponse, ContextResponse, CreateContextRequest};
+use crate::api::extract::{Body, PathParam, Query, page};
+use crate::api::types::{ContextResponse, CreateContextRequest, Page, PageQuery};
 use crate::caller::Caller;
 use crate::service::contexts::NewContext;
 use crate::state::AppState;
@@ -46,25 +46,22 @@ pub async fn create(
 /// A session's code contexts, oldest first.
 #[utoipa::path(get, path = "/api/v1/sessions/{session_id}/contexts", tag = "contexts",
     security(("bearer" = [])),
-    params(("session_id" = String, Path, description = "Session id")),
+    params(("session_id" = String, Path, description = "Session id"), PageQuery),
     responses(
-        (status = 200, description = "The contexts", body = ContextListResponse),
+        (status = 200, description = "A page of the contexts", body = Page<ContextResponse>),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
+        (status = 422, description = "Invalid paging", body = ErrorBody),
         (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     PathParam(session_id): PathParam<String>,
-) -> Result<Json<ContextListResponse>, ApiError> {
-    let items: Vec<_> = state
-        .contexts
-        .list(&caller, &session_id)
-        .await?
-        .into_iter()
-        .map(|v| ContextResponse::new(v, session_id.clone()))
-        .collect();
-    Ok(Json(ContextListResponse { total: items.len() as u64, items }))
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Page<ContextResponse>>, ApiError> {
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let all = state.contexts.list(&caller, &session_id).await?;
+    Ok(Json(Page::of(all, limit, offset).map(|v| ContextResponse::new(v, session_id.clone()))))
 }
 
 /// One code context.

@@ -4,7 +4,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, IdempotencyKey, LastEventId, PathParam, Query, page};
 use crate::api::types::{
     DisplayResult, ExecuteCodeRequest, ExecuteCodeResponse, ExecuteQuery, ExecuteSyncQuery,
-    ExecutionListResponse, ExecutionResponse, PageQuery, shown_session_id,
+    ExecutionResponse, Page, PageQuery, shown_session_id,
 };
 use crate::caller::Caller;
 use crate::service::error::ServiceError;
@@ -342,7 +342,7 @@ pub async fn cancel(
     security(("bearer" = [])),
     params(("session_id" = String, Path, description = "Session id"), PageQuery),
     responses(
-        (status = 200, description = "A page of executions", body = ExecutionListResponse),
+        (status = 200, description = "A page of executions", body = Page<ExecutionResponse>),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 422, description = "Invalid paging", body = ErrorBody)))]
@@ -351,19 +351,11 @@ pub async fn list(
     caller: Caller,
     PathParam(session_id): PathParam<String>,
     Query(q): Query<PageQuery>,
-) -> Result<Json<ExecutionListResponse>, ApiError> {
+) -> Result<Json<Page<ExecutionResponse>>, ApiError> {
     let (limit, offset) = page(q.limit, q.offset)?;
     let page = state.executions.list(&caller, &session_id, limit, offset).await?;
-    let has_more = offset + (page.items.len() as u64) < page.total;
-    Ok(Json(ExecutionListResponse {
-        items: page
-            .items
-            .into_iter()
-            .map(|e| ExecutionResponse::from(e).in_session(session_id.clone()))
-            .collect(),
-        total: page.total,
-        limit,
-        offset,
-        has_more,
-    }))
+    Ok(Json(
+        Page::new(page.items, page.total, limit, offset)
+            .map(|e| ExecutionResponse::from(e).in_session(session_id.clone())),
+    ))
 }

@@ -14,7 +14,7 @@ use crate::api::types::{
 };
 use crate::caller::Caller;
 use crate::service::error::ServiceError;
-use crate::service::files::{Download, MAX_LIST_LIMIT, mime_type};
+use crate::service::files::{Download, MAX_LIST_LIMIT, MAX_LIST_OFFSET, mime_type};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Body;
@@ -43,7 +43,7 @@ fn parse_path(raw: &str, allow_root: bool) -> Result<WorkspacePath, ApiError> {
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or directory", body = ErrorBody),
         (status = 409, description = "With local workspaces the session is not running; or the path is not a directory", body = ErrorBody),
-        (status = 422, description = "Invalid limit or depth", body = ErrorBody),
+        (status = 422, description = "Invalid limit, offset or depth", body = ErrorBody),
         (status = 503, description = "The session's sandbox or the workspace store cannot be reached", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -61,8 +61,13 @@ pub async fn list(
         }
         d => d.map(|d| d as usize),
     };
+    let offset = q.offset.unwrap_or(0);
+    if !(0..=MAX_LIST_OFFSET as i64).contains(&offset) {
+        return Err(ApiError::invalid_field("offset", format!("must be between 0 and {MAX_LIST_OFFSET}")));
+    }
     let path = parse_path(q.path.as_deref().unwrap_or(""), true)?;
-    let listing = state.files.list(&caller, &session_id, &path, depth, limit as usize).await?;
+    let listing =
+        state.files.list(&caller, &session_id, &path, depth, offset as usize, limit as usize).await?;
     let files: Vec<FileInfo> =
         listing.entries.into_iter().map(|e| FileInfo::from_entry(e, listing.live)).collect();
     let n = files.len() as u64;
@@ -72,6 +77,9 @@ pub async fn list(
         total: n,
         count: n,
         files,
+        limit: limit as u32,
+        offset: offset as u64,
+        has_more: listing.truncated,
         truncated: listing.truncated,
     }))
 }

@@ -1,8 +1,8 @@
 //! `/api/v1/admin/keys`: API key management for admin keys.
 
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{Body, PathParam};
-use crate::api::types::{CreateKeyRequest, KeyResponse};
+use crate::api::extract::{Body, PathParam, Query, page};
+use crate::api::types::{CreateKeyRequest, KeyResponse, Page, PageQuery};
 use crate::caller::Caller;
 use crate::state::AppState;
 use axum::Json;
@@ -32,11 +32,17 @@ pub async fn create(
 /// Lists keys (never their secrets).
 #[utoipa::path(get, path = "/api/v1/admin/keys", tag = "admin", security(("bearer" = [])),
     responses(
-        (status = 200, description = "Keys", body = [KeyResponse]),
+        (status = 200, description = "A page of the keys, oldest first", body = Page<KeyResponse>),
         (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Not an admin key", body = ErrorBody)))]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Vec<KeyResponse>>, ApiError> {
-    Ok(Json(state.keys.list(&caller).await?.into_iter().map(Into::into).collect()))
+        (status = 403, description = "Not an admin key", body = ErrorBody),
+        (status = 422, description = "Invalid paging", body = ErrorBody)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Page<KeyResponse>>, ApiError> {
+    let (limit, offset) = page(q.limit, q.offset)?;
+    Ok(Json(Page::of(state.keys.list(&caller).await?, limit, offset).map(Into::into)))
 }
 
 /// Revokes a key; it authenticates nothing afterwards.

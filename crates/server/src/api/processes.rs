@@ -3,9 +3,9 @@
 //! their output streamed, their standard input written, signals sent.
 
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{Body, PathParam, Query};
+use crate::api::extract::{Body, PathParam, Query, page};
 use crate::api::types::{
-    ProcessEndResponse, ProcessListResponse, ProcessResponse, SignalProcessRequest, StartProcessQuery,
+    Page, PageQuery, ProcessEndResponse, ProcessResponse, SignalProcessRequest, StartProcessQuery,
     StartProcessRequest, StdinRequest, TerminalSize,
 };
 use crate::caller::Caller;
@@ -100,26 +100,23 @@ pub async fn start(
 /// A session's processes: running ones, and those that exited in the last 10 minutes.
 #[utoipa::path(get, path = "/api/v1/sessions/{session_id}/processes", tag = "processes",
     security(("bearer" = [])),
-    params(("session_id" = String, Path, description = "Session id")),
+    params(("session_id" = String, Path, description = "Session id"), PageQuery),
     responses(
-        (status = 200, description = "The processes, by pid", body = ProcessListResponse),
+        (status = 200, description = "A page of the processes, by pid", body = Page<ProcessResponse>),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 409, description = "The session is not running", body = ErrorBody),
+        (status = 422, description = "Invalid paging", body = ErrorBody),
         (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     PathParam(session_id): PathParam<String>,
-) -> Result<Json<ProcessListResponse>, ApiError> {
-    let items: Vec<_> = state
-        .processes
-        .list(&caller, &session_id)
-        .await?
-        .into_iter()
-        .map(|p| ProcessResponse::new(p, session_id.clone()))
-        .collect();
-    Ok(Json(ProcessListResponse { total: items.len() as u64, items }))
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Page<ProcessResponse>>, ApiError> {
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let all = state.processes.list(&caller, &session_id).await?;
+    Ok(Json(Page::of(all, limit, offset).map(|p| ProcessResponse::new(p, session_id.clone()))))
 }
 
 /// One process.

@@ -3,8 +3,8 @@
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{Body, IdempotencyKey, PathParam, Query, page};
 use crate::api::types::{
-    CreateSessionQuery, CreateSessionRequest, InstallDependenciesRequest, ListSessionsQuery,
-    SessionListResponse, SessionResponse,
+    CreateSessionQuery, CreateSessionRequest, InstallDependenciesRequest, ListSessionsQuery, Page,
+    SessionResponse,
 };
 use crate::caller::Caller;
 use crate::service::error::ServiceError;
@@ -103,14 +103,14 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/v1/sessions", tag = "sessions", security(("bearer" = [])),
     params(ListSessionsQuery),
     responses(
-        (status = 200, description = "A page of sessions", body = SessionListResponse),
+        (status = 200, description = "A page of sessions", body = Page<SessionResponse>),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 422, description = "Invalid filter or paging", body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ListSessionsQuery>,
-) -> Result<Json<SessionListResponse>, ApiError> {
+) -> Result<Json<Page<SessionResponse>>, ApiError> {
     let (limit, offset) = page(q.limit, q.offset)?;
     let status = match q.status.as_deref() {
         None => None,
@@ -120,14 +120,7 @@ pub async fn list(
     };
     let filter = SessionFilter { owner_key_id: None, status, template_id: q.template_id, limit, offset };
     let page = state.sessions.list(&caller, filter).await?;
-    let has_more = offset + (page.items.len() as u64) < page.total;
-    Ok(Json(SessionListResponse {
-        items: render(&state, &caller, page.items).await?,
-        total: page.total,
-        limit,
-        offset,
-        has_more,
-    }))
+    Ok(Json(Page::new(render(&state, &caller, page.items).await?, page.total, limit, offset)))
 }
 
 /// One session.

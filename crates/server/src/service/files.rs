@@ -14,6 +14,7 @@ use sandbox_protocol::{
     DirCreated, ErrorCode, FileChange, FileChangeKind, FileEntry, FileKind, WatchEvent, WatcherInfo,
 };
 use sandbox_storage::WorkspaceBucket;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,6 +45,10 @@ pub struct Listing {
 
 /// Most entries a listing gives.
 pub const MAX_LIST_LIMIT: usize = 10_000;
+
+/// Most entries a listing skips: a page further in walks too much of the tree; list a
+/// subdirectory instead.
+pub const MAX_LIST_OFFSET: usize = 100_000;
 
 /// An entry of the bucket, described as well as the bucket can.
 fn stored_entry(path: WorkspacePath, size: u64, modified_at: DateTime<Utc>) -> FileEntry {
@@ -137,7 +142,8 @@ impl Files {
     }
 
     /// The entries below `dir` down to `depth` levels (every level when `None`; 0 and 1 mean
-    /// its own entries), at most `limit` (up to [`MAX_LIST_LIMIT`]). A missing directory is
+    /// its own entries), in path order, skipping the first `offset` (up to [`MAX_LIST_OFFSET`])
+    /// and giving at most `limit` (up to [`MAX_LIST_LIMIT`]). A missing directory is
     /// `file_not_found`, something else than a directory `not_a_directory` (from the running
     /// sandbox; a stopped session's bucket holds files only, so a missing directory lists empty).
     pub async fn list(
@@ -146,17 +152,34 @@ impl Files {
         session_id: &str,
         dir: &WorkspacePath,
         depth: Option<usize>,
+        offset: usize,
         limit: usize,
     ) -> Result<Listing> {
         let (session, location) = self.locate(caller, session_id).await?;
         match location {
             Location::Sandbox(client) => {
-                let listing = match depth {
-                    Some(d) => client.list_dir(dir, d, Some(limit)).await?,
-                    None => client.list_files(dir, true, Some(limit)).await?,
+                let client = &client;
+                let first = |n: usize| async move {
+                    match depth {
+                        Some(d) => client.list_dir(dir, d, Some(n)).await,
+                        None => client.list_files(dir, true, Some(n)).await,
+                    }
+                };
+                // The executor's walk takes the first `n` entries of its own order (directory
+                // by directory) and sorts those: a page is what the first `offset + limit`
+                // hold beyond the first `offset`. The pages of a listing hold every entry once,
+                // each page in path order.
+                let listing = first(offset + limit).await?;
+                let entries = match offset {
+                    0 => listing.entries,
+                    _ => {
+                        let before: HashSet<WorkspacePath> =
+                            first(offset).await?.entries.into_iter().map(|e| e.path).collect();
+                        listing.entries.into_iter().filter(|e| !before.contains(&e.path)).collect()
+                    }
                 };
                 self.sessions.touch(&session.id).await;
-                Ok(Listing { entries: listing.entries, truncated: listing.truncated, live: true })
+                Ok(Listing { entries, truncated: listing.truncated, live: true })
             }
             Location::Bucket(_) => {
                 let stored = self.sessions.workspaces().list(&session.id, dir).await?.unwrap_or_default();
@@ -167,7 +190,7 @@ impl Files {
                     .into_iter()
                     .filter(|f| within(&f.path))
                     .map(|f| stored_entry(f.path, f.size, f.modified_at));
-                let listed: Vec<FileEntry> = entries.by_ref().take(limit).collect();
+                let listed: Vec<FileEntry> = entries.by_ref().skip(offset).take(limit).collect();
                 let truncated = entries.next().is_some();
                 Ok(Listing { entries: listed, truncated, live: false })
             }

@@ -378,7 +378,7 @@ async fn list_dir(
 ) -> Result<ListDirResponse, ConnectError> {
     let path = connect_path(&req.path)?;
     let depth = usize::try_from(req.depth.max(1)).unwrap_or(usize::MAX);
-    let listing = state.files.list(&t.caller, &t.session.id, &path, Some(depth), MAX_LIST).await?;
+    let listing = state.files.list(&t.caller, &t.session.id, &path, Some(depth), 0, MAX_LIST).await?;
     // E2B's entries are files, directories and symlinks; others are left out, as envd does.
     let entries = listing.entries.into_iter().filter(|e| e.kind != FileKind::Other);
     Ok(ListDirResponse { entries: entries.map(EntryInfo::from).collect() })

@@ -84,12 +84,3 @@ impl ContextResponse {
         }
     }
 }
-
-/// A session's code contexts, oldest first.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ContextListResponse {
-    /// The contexts.
-    pub items: Vec<ContextResponse>,
-    /// How many there are.
-    pub total: u64,
-}

@@ -246,18 +246,3 @@ impl From<Execution> for ExecutionResponse {
         }
     }
 }
-
-/// A page of executions.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ExecutionListResponse {
-    /// This page, newest first.
-    pub items: Vec<ExecutionResponse>,
-    /// All executions of the session.
-    pub total: u64,
-    /// Page size.
-    pub limit: u32,
-    /// Rows skipped.
-    pub offset: u64,
-    /// Whether more pages follow.
-    pub has_more: bool,
-}

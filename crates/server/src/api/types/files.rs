@@ -114,11 +114,18 @@ pub struct FileListResponse {
     pub path: String,
     /// Entries below it, in path order.
     pub files: Vec<FileInfo>,
-    /// How many entries are returned.
+    /// How many entries are returned (a listing does not walk the whole tree to count the
+    /// rest: `has_more` says whether there is more).
     pub total: u64,
     /// The same (the Python control plane's name).
     pub count: u64,
-    /// Whether the listing stopped at `limit`.
+    /// Page size.
+    pub limit: u32,
+    /// Entries skipped before this page.
+    pub offset: u64,
+    /// Whether more entries follow: ask again with `offset` + `limit`.
+    pub has_more: bool,
+    /// The same as `has_more` (its earlier name).
     pub truncated: bool,
 }
 
@@ -129,6 +136,9 @@ pub struct ListFilesQuery {
     pub path: Option<String>,
     /// Most entries (1-10000, default 1000).
     pub limit: Option<i64>,
+    /// Entries to skip, in path order (0-100000, default 0): the next page of a listing that
+    /// has more.
+    pub offset: Option<i64>,
     /// Levels to list: `1` (or `0`) the directory's own entries, `2` theirs too, and so on;
     /// every level when left out.
     pub depth: Option<i64>,

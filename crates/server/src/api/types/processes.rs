@@ -158,15 +158,6 @@ impl ProcessResponse {
     }
 }
 
-/// A session's processes.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ProcessListResponse {
-    /// Running and recently exited processes, by pid.
-    pub items: Vec<ProcessResponse>,
-    /// How many.
-    pub total: u64,
-}
-
 /// `POST .../processes/{pid}/signal`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

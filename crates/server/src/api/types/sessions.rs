@@ -276,21 +276,6 @@ impl SessionResponse {
     }
 }
 
-/// A page of sessions.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SessionListResponse {
-    /// This page.
-    pub items: Vec<SessionResponse>,
-    /// All matching sessions.
-    pub total: u64,
-    /// Page size.
-    pub limit: u32,
-    /// Rows skipped.
-    pub offset: u64,
-    /// Whether more pages follow.
-    pub has_more: bool,
-}
-
 /// Query of `GET /api/v1/sessions`.
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ListSessionsQuery {
@@ -298,15 +283,6 @@ pub struct ListSessionsQuery {
     pub status: Option<String>,
     /// Only this template.
     pub template_id: Option<String>,
-    /// Page size (1-1000, default 50).
-    pub limit: Option<i64>,
-    /// Rows to skip (default 0).
-    pub offset: Option<i64>,
-}
-
-/// Query of paged lists.
-#[derive(Debug, Deserialize, IntoParams)]
-pub struct PageQuery {
     /// Page size (1-1000, default 50).
     pub limit: Option<i64>,
     /// Rows to skip (default 0).
