@@ -53,6 +53,15 @@ pub enum ContextStatus {
 }
 
 impl ContextStatus {
+    /// Every status.
+    pub const ALL: [ContextStatus; 5] = [
+        ContextStatus::Starting,
+        ContextStatus::Idle,
+        ContextStatus::Busy,
+        ContextStatus::Lost,
+        ContextStatus::Expired,
+    ];
+
     /// The name used on the wire (`idle`, `lost`, ...).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -3,6 +3,9 @@
 //! ownership, paging, templates and keys, none of which needs a container. Sessions that need a
 //! "running" state are written to the store directly.
 
+#[path = "common/spec.rs"]
+mod spec;
+
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -106,6 +109,7 @@ impl App {
         let headers = resp.headers().clone();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        spec::check(method, uri, status.as_u16(), &json);
         (status, json, headers)
     }
 
@@ -990,4 +994,16 @@ fn e2b_domains_are_refused() {
     assert_eq!(Settings::load(None, env).unwrap().e2b.domain, "sbx.example.com");
     let bad = vec![("SANDBOX_E2B__ENVD_VERSION".to_string(), "0.0.9".to_string())];
     assert!(Settings::load(None, bad).is_err());
+}
+
+#[test]
+#[should_panic(expected = "a status its OpenAPI description does not list")]
+fn an_undocumented_status_fails_the_test_that_provoked_it() {
+    spec::check("GET", "/api/v1/sessions?limit=5", 418, &json!({}));
+}
+
+#[test]
+#[should_panic(expected = "which the OpenAPI document does not list")]
+fn an_unlisted_error_code_fails_the_test_that_provoked_it() {
+    spec::check("GET", "/api/v1/sessions/sess_x", 404, &json!({"code": "no_such_code"}));
 }

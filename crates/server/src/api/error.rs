@@ -18,10 +18,118 @@ use sandbox_store::StoreError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// Which API answers with an error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    /// The REST API (and the E2B-compatible one, which reuses its codes).
+    Rest,
+    /// Only the E2B-compatible API.
+    E2b,
+}
+
+/// Every error the server answers with: its HTTP status, its stable code and the API that
+/// uses it (a code may come with more than one status). `ApiError::new` checks its arguments
+/// against this list in debug builds, the OpenAPI document lists the REST codes as the enum of
+/// `ErrorBody.code`, and a test keeps docs/api.md's table equal to it.
+pub const ERROR_CODES: &[(u16, &str, Api)] = &[
+    (400, "malformed_json", Api::Rest),
+    (400, "invalid_idempotency_key", Api::Rest),
+    (400, "invalid_path", Api::Rest),
+    (400, "malformed_upload", Api::Rest),
+    (400, "upload_interrupted", Api::Rest),
+    (400, "invalid_process", Api::Rest),
+    (400, "bad_request", Api::Rest),
+    (400, "invalid_query", Api::E2b),
+    (400, "invalid_request", Api::E2b),
+    (400, "invalid_state", Api::E2b),
+    (400, "invalid_limit", Api::E2b),
+    (400, "invalid_next_token", Api::E2b),
+    (400, "unsupported_encoding", Api::E2b),
+    (400, "env_vars_unsupported", Api::E2b),
+    (400, "pause_unsupported", Api::E2b),
+    (400, "language_unavailable", Api::E2b),
+    (401, "unauthorized", Api::Rest),
+    (403, "forbidden", Api::Rest),
+    (403, "permission_denied", Api::Rest),
+    (404, "not_found", Api::Rest),
+    (404, "session_not_found", Api::Rest),
+    (404, "execution_not_found", Api::Rest),
+    (404, "context_not_found", Api::Rest),
+    (404, "process_not_found", Api::Rest),
+    (404, "template_not_found", Api::Rest),
+    (404, "file_not_found", Api::Rest),
+    (404, "key_not_found", Api::Rest),
+    (404, "watcher_not_found", Api::Rest),
+    (404, "sandbox_not_found", Api::E2b),
+    (405, "method_not_allowed", Api::Rest),
+    (409, "session_exists", Api::Rest),
+    (409, "session_not_running", Api::Rest),
+    (409, "template_exists", Api::Rest),
+    (409, "template_in_use", Api::Rest),
+    (409, "already_exists", Api::Rest),
+    (409, "is_a_directory", Api::Rest),
+    (409, "not_a_directory", Api::Rest),
+    (409, "directory_not_empty", Api::Rest),
+    (409, "cannot_revoke_own_key", Api::Rest),
+    (409, "dependency_install_in_progress", Api::Rest),
+    (409, "context_busy", Api::Rest),
+    (409, "context_lost", Api::Rest),
+    (409, "process_exited", Api::Rest),
+    (409, "process_conflict", Api::Rest),
+    (409, "idempotency_key_in_use", Api::Rest),
+    (409, "idempotency_key_used", Api::Rest),
+    (409, "sandbox_not_paused", Api::E2b),
+    (413, "payload_too_large", Api::Rest),
+    (413, "code_too_large", Api::Rest),
+    (415, "unsupported_media_type", Api::Rest),
+    (422, "validation_error", Api::Rest),
+    (422, "template_not_found", Api::Rest),
+    (422, "template_image_missing", Api::Rest),
+    (422, "index_not_allowed", Api::Rest),
+    (422, "package_not_found", Api::Rest),
+    (422, "dependency_install_failed", Api::Rest),
+    (422, "not_a_regular_file", Api::Rest),
+    (422, "language_unavailable", Api::Rest),
+    (422, "idempotency_key_reused", Api::Rest),
+    (429, "too_many_executions", Api::Rest),
+    (429, "quota_exceeded", Api::Rest),
+    (429, "too_many_contexts", Api::Rest),
+    (429, "too_many_processes", Api::Rest),
+    (429, "too_many_watchers", Api::Rest),
+    (500, "internal_error", Api::Rest),
+    (501, "dependencies_unsupported", Api::Rest),
+    (501, "pause_unsupported", Api::E2b),
+    (502, "sandbox_error", Api::Rest),
+    (502, "package_index_unreachable", Api::Rest),
+    (503, "sandbox_start_failed", Api::Rest),
+    (503, "sandbox_unavailable", Api::Rest),
+    (503, "runtime_unavailable", Api::Rest),
+    (503, "capacity_exhausted", Api::Rest),
+    (503, "storage_unavailable", Api::Rest),
+    (503, "installer_unavailable", Api::Rest),
+    (504, "dependency_install_timeout", Api::Rest),
+    (507, "workspace_full", Api::Rest),
+];
+
+/// Whether `code` with `status` is in [`ERROR_CODES`].
+pub fn registered(status: StatusCode, code: &str) -> bool {
+    ERROR_CODES.iter().any(|&(s, c, _)| s == status.as_u16() && c == code)
+}
+
+/// The OpenAPI schema of `ErrorBody.code`: the REST API's codes.
+fn error_code_schema() -> utoipa::openapi::Object {
+    let mut codes: Vec<&str> =
+        ERROR_CODES.iter().filter(|(_, _, api)| *api == Api::Rest).map(|&(_, c, _)| c).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    crate::api::types::string_enum("Stable machine-readable code (see the API guide's table).", codes)
+}
+
 /// The body of every error response.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable machine-readable code (`session_not_found`, `validation_error`, ...).
+    #[schema(schema_with = error_code_schema)]
     pub code: String,
     /// What went wrong, for people.
     pub message: String,
@@ -53,6 +161,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status, a code and a message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        debug_assert!(registered(status, code), "{status} {code} is not in ERROR_CODES");
         ApiError { status, code, message: message.into(), errors: Vec::new(), retry_after: None }
     }
 
@@ -310,5 +419,55 @@ pub fn connect_status(code: &str) -> StatusCode {
         "unavailable" => S::SERVICE_UNAVAILABLE,
         "deadline_exceeded" => S::GATEWAY_TIMEOUT,
         _ => S::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn doc(name: &str) -> String {
+        std::fs::read_to_string(format!("{}/../../docs/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn the_api_guide_lists_every_rest_error_code_with_its_status() {
+        let guide = doc("api.md");
+        let table = &guide[guide.find("| status | codes |").unwrap()..];
+        let mut documented = BTreeSet::new();
+        for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+            let mut cells = line.split('|').skip(1);
+            let status: u16 = cells.next().unwrap().trim().parse().unwrap();
+            let codes = cells.next().unwrap().split('`').skip(1).step_by(2);
+            // Header names (`Retry-After`) are not codes.
+            for code in codes.filter(|c| c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')) {
+                documented.insert((status, code.to_owned()));
+            }
+        }
+        let registered: BTreeSet<(u16, String)> = ERROR_CODES
+            .iter()
+            .filter(|(_, _, api)| *api == Api::Rest)
+            .map(|&(s, c, _)| (s, c.to_owned()))
+            .collect();
+        assert_eq!(documented, registered, "docs/api.md's error table and ERROR_CODES differ");
+    }
+
+    #[test]
+    fn the_e2b_guide_names_every_code_of_its_own() {
+        let guide = doc("e2b.md");
+        for (_, code, _) in ERROR_CODES.iter().filter(|(_, _, api)| *api == Api::E2b) {
+            assert!(guide.contains(&format!("`{code}`")), "docs/e2b.md does not name {code}");
+        }
+    }
+
+    #[test]
+    fn every_code_is_registered_once_per_status() {
+        let mut seen = BTreeSet::new();
+        for &(s, c, _) in ERROR_CODES {
+            assert!(StatusCode::from_u16(s).is_ok_and(|s| s.is_client_error() || s.is_server_error()));
+            assert!(seen.insert((s, c)), "{s} {c} twice");
+            assert!(c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{c}");
+        }
     }
 }

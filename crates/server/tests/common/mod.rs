@@ -3,6 +3,8 @@
 //! sandboxes removed) when dropped. Each test binary uses part of it.
 #![allow(dead_code)]
 
+pub mod spec;
+
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 use std::future::Future;
@@ -113,13 +115,15 @@ impl Server {
         key: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, self.url(path)).bearer_auth(key);
+        let mut req = self.http.request(method.clone(), self.url(path)).bearer_auth(key);
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp = req.send().await.unwrap();
         let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        let body = resp.json().await.unwrap_or(Value::Null);
+        spec::check(method.as_str(), path, status.as_u16(), &body);
+        (status, body)
     }
 
     /// Creates a running session of `template`.

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 #[schema(example = json!({"language": "python", "cwd": "data", "env_vars": {"MODE": "test"}}))]
 pub struct CreateContextRequest {
     /// `python`, `javascript` or `shell`.
-    #[schema(pattern = "^(python|javascript|shell)$")]
+    #[schema(schema_with = super::language)]
     pub language: String,
     /// An existing directory of the workspace the interpreter starts in, relative to it or
     /// absolute under `/workspace` (default: the workspace root). A restart starts here again.
@@ -33,13 +33,14 @@ pub struct ContextResponse {
     /// Its session (as the caller named it).
     pub session_id: String,
     /// `python`, `javascript` or `shell`.
+    #[schema(schema_with = super::language)]
     pub language: String,
     /// The absolute directory its interpreter starts in.
     pub cwd: String,
     /// `starting`, `idle`, `busy`, `lost` (its interpreter is gone: executions answer 409
     /// `context_lost` until it is restarted) or `expired` (reclaimed after the idle timeout;
     /// otherwise like `lost`).
-    #[schema(pattern = "^(starting|idle|busy|lost|expired)$")]
+    #[schema(schema_with = super::context_status)]
     pub status: String,
     /// Why it is lost or expired.
     pub message: Option<String>,

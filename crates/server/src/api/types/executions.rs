@@ -123,7 +123,7 @@ pub struct ExecutionResponse {
     pub session_id: String,
     /// `running`, then `completed`, `failed`, `timeout`, `crashed` or `cancelled` (`pending` is
     /// never used by this server).
-    #[schema(pattern = "^(pending|running|completed|failed|timeout|crashed|cancelled)$")]
+    #[schema(schema_with = super::execution_status)]
     pub status: String,
     /// The program.
     pub code: Option<String>,

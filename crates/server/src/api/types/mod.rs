@@ -3,6 +3,7 @@
 //! makes. One file per group of routes.
 
 mod contexts;
+mod enums;
 mod executions;
 mod files;
 mod health;
@@ -14,6 +15,7 @@ mod templates;
 pub mod time;
 
 pub use contexts::*;
+pub use enums::*;
 pub use executions::*;
 pub use files::*;
 pub use health::*;

@@ -169,6 +169,7 @@ pub struct SessionResponse {
     /// Template.
     pub template_id: String,
     /// `creating`, `running`, `terminated` or `failed`.
+    #[schema(schema_with = super::session_status)]
     pub status: String,
     /// Resources.
     pub resource_limit: Option<ResourceLimitResponse>,
@@ -195,6 +196,7 @@ pub struct SessionResponse {
     /// Packages installed.
     pub installed_dependencies: Vec<InstalledDependencyResponse>,
     /// `pending`, `installing`, `completed` or `failed`.
+    #[schema(schema_with = super::install_status)]
     pub dependency_install_status: String,
     /// The last install error.
     pub dependency_install_error: Option<String>,
