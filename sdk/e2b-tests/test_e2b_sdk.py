@@ -211,20 +211,37 @@ CASES = os.path.join(os.path.dirname(__file__), "..", "..", "conformance", "case
 RUNNERS = {"python": ("py", "python3 -u"), "javascript": ("js", "node"), "shell": ("sh", "bash")}
 
 
+def corpus(languages):
+    """The corpus's cases in `languages` that a command or a cell can run: not handlers, and
+    without output caps (those are the native executions')."""
+    import json
+
+    return [
+        c
+        for c in json.load(open(CASES))
+        if "handler" not in c["code"] and c["language"] in languages and "stdout_max_bytes" not in c["expect"]
+    ]
+
+
+def problems(case, out, err):
+    """What a case's output breaks of its expectations (hostile ones print LEAK when they get out)."""
+    e = case["expect"]
+    found = [f"stdout lacks {x!r}" for x in e.get("stdout_contains", []) if x not in out]
+    found += [f"stdout has {x!r}" for x in e.get("stdout_not_contains", []) if x in out]
+    found += [f"stderr lacks {x!r}" for x in e.get("stderr_contains", []) if x not in err]
+    if "LEAK" in out:
+        found.append("LEAK printed")
+    return [f"{case['name']}: {'; '.join(found)}: {out[-300:]!r}"] if found else []
+
+
 def test_the_conformance_corpus_through_commands():
     """Every program of the corpus that is not a handler, run by `commands.run` as a file: what
     it must and must not print holds there too (hostile ones print LEAK when they get out).
     Output caps are the executions' (a command's output is streamed whole, as E2B's is)."""
-    import json
-
     from e2b.exceptions import TimeoutException
     from e2b.sandbox.commands.command_handle import CommandExitException
 
-    cases = [
-        c
-        for c in json.load(open(CASES))
-        if "handler" not in c["code"] and c["language"] in RUNNERS and "stdout_max_bytes" not in c["expect"]
-    ]
+    cases = corpus(RUNNERS)
     failures = []
     sbx = Sandbox.create(template="base", timeout=600)
     try:
@@ -243,13 +260,7 @@ def test_the_conformance_corpus_through_commands():
                 if "timeout" not in e["status"]:
                     failures.append(f"{case['name']}: timed out")
                 out, err = "", ""
-            problems = [f"stdout lacks {x!r}" for x in e.get("stdout_contains", []) if x not in out]
-            problems += [f"stdout has {x!r}" for x in e.get("stdout_not_contains", []) if x in out]
-            problems += [f"stderr lacks {x!r}" for x in e.get("stderr_contains", []) if x not in err]
-            if "LEAK" in out:
-                problems.append("LEAK printed")
-            if problems:
-                failures.append(f"{case['name']}: {'; '.join(problems)}: {out[-300:]!r}")
+            failures += problems(case, out, err)
             if not sbx.is_running():
                 failures.append(f"{case['name']}: the sandbox did not survive")
                 sbx = Sandbox.create(template="base", timeout=600)
@@ -326,17 +337,11 @@ def test_javascript_context():
 def test_the_conformance_corpus_through_run_code():
     """Every program of the corpus that is not a handler, run by `run_code` as a cell of a context
     of its own (as `conformance/run.py --contexts` does through the native API)."""
-    import json
-
     from e2b.exceptions import TimeoutException
     from e2b_code_interpreter import Sandbox as CodeSandbox
 
     languages = {"python": "python", "javascript": "javascript", "shell": "bash"}
-    cases = [
-        c
-        for c in json.load(open(CASES))
-        if "handler" not in c["code"] and c["language"] in languages and "stdout_max_bytes" not in c["expect"]
-    ]
+    cases = corpus(languages)
     failures = []
     sbx = CodeSandbox.create(template="multi-language", timeout=600)
     try:
@@ -353,13 +358,7 @@ def test_the_conformance_corpus_through_run_code():
                 if "timeout" not in e["status"]:
                     failures.append(f"{case['name']}: timed out")
                 out, err = "", ""
-            problems = [f"stdout lacks {x!r}" for x in e.get("stdout_contains", []) if x not in out]
-            problems += [f"stdout has {x!r}" for x in e.get("stdout_not_contains", []) if x in out]
-            problems += [f"stderr lacks {x!r}" for x in e.get("stderr_contains", []) if x not in err]
-            if "LEAK" in out:
-                problems.append("LEAK printed")
-            if problems:
-                failures.append(f"{case['name']}: {'; '.join(problems)}: {out[-300:]!r}")
+            failures += problems(case, out, err)
             try:
                 sbx.remove_code_context(ctx)
             except Exception as gone:  # a context a hostile cell took down may be gone already
