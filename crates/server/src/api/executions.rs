@@ -1,6 +1,7 @@
 //! `/api/v1/executions`: submit (async or sync, optionally streamed), status, result, cancel, list.
 
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::events::{OutputChunk, error_event, json_event};
 use crate::api::extract::{Body, IdempotencyKey, LastEventId, PathParam, Query, page};
 use crate::api::types::{
     DisplayResult, ExecuteCodeRequest, ExecuteCodeResponse, ExecuteQuery, ExecuteSyncQuery,
@@ -103,10 +104,6 @@ async fn submit(
     submitted
 }
 
-fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
-    Event::default().event(name).data(serde_json::to_string(value).unwrap_or_default())
-}
-
 /// Server-Sent Events of an execution from its feed: `started` (id 0), then `stdout` /
 /// `stderr` chunks (`{"data": "..."}`) and `display` outputs (a [`DisplayResult`]) as they
 /// happen, then `result` with the stored execution (or `error` with an [`ErrorBody`] if it
@@ -127,10 +124,10 @@ fn sse(
     let events = feed.follow(from).map(move |(i, e)| {
         let ev = match e {
             FeedEvent::Output(ExecEvent::Stream(StreamEvent::Stdout { data })) => {
-                json_event("stdout", &serde_json::json!({ "data": data }))
+                json_event("stdout", &OutputChunk { data })
             }
             FeedEvent::Output(ExecEvent::Stream(StreamEvent::Stderr { data })) => {
-                json_event("stderr", &serde_json::json!({ "data": data }))
+                json_event("stderr", &OutputChunk { data })
             }
             FeedEvent::Output(ExecEvent::Display { output }) => {
                 json_event("display", &DisplayResult::from(output))
@@ -142,10 +139,9 @@ fn sse(
                 json_event("result", &ExecutionResponse::from(*e).in_session(session_id.clone()))
             }
             // The error envelope every error response has.
-            FeedEvent::Lost => json_event(
-                "error",
-                &ApiError::internal("the task following an execution ended before storing it").body(),
-            ),
+            FeedEvent::Lost => {
+                error_event(ApiError::internal("the task following an execution ended before storing it"))
+            }
         };
         Ok(ev.id((i + 1).to_string()))
     });
@@ -158,7 +154,7 @@ fn sse(
     params(("session_id" = String, Path, description = "Session id"), ExecuteQuery, ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key answers with what the first request made (kept 24 h, per API key)")),
     request_body = ExecuteCodeRequest,
     responses(
-        (status = 201, description = "Recorded and started; with stream=true, Server-Sent Events", content(
+        (status = 201, description = "Recorded and started; with stream=true, Server-Sent Events, each with an id and a JSON `data`: `started` (ExecuteCodeResponse), `stdout` and `stderr` (OutputChunk), `display` (DisplayResult), then `result` (ExecutionResponse) or `error` (ErrorBody)", content(
             (ExecuteCodeResponse = "application/json"),
             (String = "text/event-stream"))),
         (status = 400, description = "Malformed JSON, or an invalid Idempotency-Key (or one with stream=true)", body = ErrorBody),
@@ -196,7 +192,7 @@ pub async fn execute(
     params(("session_id" = String, Path, description = "Session id"), ExecuteSyncQuery, ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key answers with what the first request made (kept 24 h, per API key)")),
     request_body = ExecuteCodeRequest,
     responses(
-        (status = 200, description = "The finished execution (or its state when sync_timeout passed first); with stream=true, Server-Sent Events", content(
+        (status = 200, description = "The finished execution (or its state when sync_timeout passed first); with stream=true, Server-Sent Events, each with an id and a JSON `data`: `started` (ExecuteCodeResponse), `stdout` and `stderr` (OutputChunk), `display` (DisplayResult), then `result` (ExecutionResponse) or `error` (ErrorBody)", content(
             (ExecutionResponse = "application/json"),
             (String = "text/event-stream"))),
         (status = 400, description = "Malformed JSON, or an invalid Idempotency-Key (or one with stream=true)", body = ErrorBody),
@@ -256,7 +252,7 @@ pub async fn execute_sync(
     params(("execution_id" = String, Path, description = "Execution id"),
         ("Last-Event-ID" = Option<u64>, Header, description = "The id of the last event received")),
     responses(
-        (status = 200, description = "Server-Sent Events: started, stdout, stderr, display, result (or error), each with an id", content_type = "text/event-stream"),
+        (status = 200, description = "Server-Sent Events, each with an id and a JSON `data`: `started` (ExecuteCodeResponse), `stdout` and `stderr` (OutputChunk), `display` (DisplayResult), then `result` (ExecutionResponse) or `error` (ErrorBody); after Last-Event-ID, the events after it", content_type = "text/event-stream"),
         (status = 400, description = "Last-Event-ID is not a number", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such execution", body = ErrorBody)))]
@@ -279,7 +275,7 @@ pub async fn stream(
         };
         Ok::<_, Infallible>(match ended {
             Ok(e) => json_event("result", &ExecutionResponse::from(e).in_session(shown)),
-            Err(err) => json_event("error", &ApiError::from(err).body()),
+            Err(err) => error_event(ApiError::from(err)),
         })
     });
     Ok(Sse::new(last).keep_alive(KeepAlive::default()).into_response())

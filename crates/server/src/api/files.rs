@@ -5,6 +5,7 @@
 //! the host.
 
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::events::{error_event, json_event};
 use crate::api::extract::Body as JsonBody;
 use crate::api::extract::{PathParam, Query};
 use crate::api::types::{
@@ -20,7 +21,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
@@ -392,10 +393,6 @@ pub async fn move_file(
     Ok(Json(FileInfo::from_entry(moved, true)))
 }
 
-fn file_event(e: FileEvent) -> Event {
-    Event::default().event(e.kind.clone()).data(serde_json::to_string(&e).unwrap_or_default())
-}
-
 /// Watches a directory as Server-Sent Events: `start` first (the watch is in place), then
 /// `create`, `write`, `remove`, `rename` (the old name; the new one comes as `create`) and
 /// `chmod` with `{"type", "name"}` (the name relative to the watched directory), `overflow`
@@ -404,7 +401,7 @@ fn file_event(e: FileEvent) -> Event {
 #[utoipa::path(get, path = "/api/v1/sessions/{session_id}/files-watch", tag = "files", security(("bearer" = [])),
     params(("session_id" = String, Path, description = "Session id"), WatchQuery),
     responses(
-        (status = 200, description = "Server-Sent Events: start, then file events", content_type = "text/event-stream"),
+        (status = 200, description = "Server-Sent Events with a JSON `data`: `start`, then `create`, `write`, `remove`, `rename`, `chmod`, `overflow` and `end` (FileEvent), or `error` (ErrorBody)", content_type = "text/event-stream"),
         (status = 400, description = "Invalid path, or one leading outside the workspace", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or directory", body = ErrorBody),
@@ -421,10 +418,11 @@ pub async fn watch(
     let events = state.files.watch(&caller, &session_id, &path, q.recursive).await?;
     let events = events.filter_map(|e| async move {
         let ev = match e {
-            Ok(e) => file_event(FileEvent::from_event(e)?),
-            Err(e) => Event::default().event("error").data(
-                serde_json::to_string(&ApiError::from(ServiceError::from(e)).body()).unwrap_or_default(),
-            ),
+            Ok(e) => {
+                let e = FileEvent::from_event(e)?;
+                json_event(&e.kind.clone(), &e)
+            }
+            Err(e) => error_event(ApiError::from(ServiceError::from(e))),
         };
         Some(Ok::<_, std::convert::Infallible>(ev))
     });

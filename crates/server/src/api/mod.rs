@@ -5,6 +5,7 @@ pub mod auth;
 pub mod contexts;
 pub mod e2b;
 pub mod error;
+pub mod events;
 pub mod executions;
 pub mod extract;
 pub mod files;
@@ -53,7 +54,7 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         files::move_file, files::watch, files::create_watcher, files::watcher_events, files::delete_watcher,
         keys::create, keys::list, keys::revoke,
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, events::OutputChunk, events::ProcessStarted)),
     modifiers(&BearerAuth),
     tags(
         (name = "sessions", description = "Sessions and their sandboxes"),

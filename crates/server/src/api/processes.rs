@@ -3,6 +3,7 @@
 //! their output streamed, their standard input written, signals sent.
 
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::events::{OutputChunk, ProcessStarted, error_event, json_event};
 use crate::api::extract::{Body, PathParam, Query, page};
 use crate::api::types::{
     Page, PageQuery, ProcessEndResponse, ProcessResponse, SignalProcessRequest, StartProcessQuery,
@@ -15,7 +16,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -28,9 +29,8 @@ use std::convert::Infallible;
 /// (`{"data": "<base64>"}`) as they happen, then `end` (a [`ProcessEndResponse`]); or `error`
 /// (an [`ErrorBody`]) if the sandbox stopped answering.
 fn sse(pid: u32, events: ProcessEvents) -> Response {
-    let data = |name: &str, bytes: &[u8]| {
-        Some(json_event(name, &serde_json::json!({ "data": STANDARD.encode(bytes) })))
-    };
+    let data =
+        |name: &str, bytes: &[u8]| Some(json_event(name, &OutputChunk { data: STANDARD.encode(bytes) }));
     let rest = events.filter_map(move |ev| async move {
         match ev {
             Ok(ProcessEvent::Start { .. } | ProcessEvent::Keepalive) => None,
@@ -38,18 +38,11 @@ fn sse(pid: u32, events: ProcessEvents) -> Response {
             Ok(ProcessEvent::Stderr { data: bytes }) => data("stderr", &bytes),
             Ok(ProcessEvent::Pty { data: bytes }) => data("pty", &bytes),
             Ok(ProcessEvent::End(end)) => Some(json_event("end", &ProcessEndResponse::from(end))),
-            Err(e) => Some(json_event(
-                "error",
-                &ApiError::from(crate::service::error::ServiceError::from(e)).body(),
-            )),
+            Err(e) => Some(error_event(ApiError::from(crate::service::error::ServiceError::from(e)))),
         }
     });
-    let first = stream::once(async move { json_event("start", &serde_json::json!({ "pid": pid })) });
+    let first = stream::once(async move { json_event("start", &ProcessStarted { pid }) });
     Sse::new(first.chain(rest).map(Ok::<_, Infallible>)).keep_alive(KeepAlive::default()).into_response()
-}
-
-fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
-    Event::default().event(name).data(serde_json::to_string(value).unwrap_or_default())
 }
 
 /// Starts a process: a command in the session's sandbox, in a bwrap sandbox of its own, with
@@ -60,7 +53,7 @@ fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
     params(("session_id" = String, Path, description = "Session id"), StartProcessQuery),
     request_body = StartProcessRequest,
     responses(
-        (status = 201, description = "Started; with stream=true, Server-Sent Events: start, stdout, stderr, pty, end", content(
+        (status = 201, description = "Started; with stream=true, Server-Sent Events with a JSON `data`: `start` (ProcessStarted), `stdout`, `stderr` and `pty` (OutputChunk, base64), then `end` (ProcessEndResponse) or `error` (ErrorBody)", content(
             (ProcessResponse = "application/json"),
             (String = "text/event-stream"))),
         (status = 400, description = "Malformed JSON, or a request the sandbox refuses (invalid_process: a NUL byte, a terminal of no size, stdin with a terminal)", body = ErrorBody),
@@ -146,7 +139,7 @@ pub async fn get(
     security(("bearer" = [])),
     params(("session_id" = String, Path, description = "Session id"), ("pid" = u32, Path, description = "Process id")),
     responses(
-        (status = 200, description = "Server-Sent Events: start, stdout, stderr, end", content_type = "text/event-stream"),
+        (status = 200, description = "Server-Sent Events with a JSON `data`: `start` (ProcessStarted), `stdout`, `stderr` and `pty` (OutputChunk, base64), then `end` (ProcessEndResponse) or `error` (ErrorBody)", content_type = "text/event-stream"),
         (status = 400, description = "The pid is not a number", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or process (process_not_found)", body = ErrorBody),
