@@ -69,15 +69,6 @@ async fn session(srv: &Server, id: &str) -> Value {
     srv.call(Method::GET, &format!("/api/v1/sessions/{id}"), &srv.key, None).await.1
 }
 
-/// The session once its install has ended (`completed` or `failed`).
-async fn settled(srv: &Server, id: &str) -> Value {
-    eventually(Duration::from_secs(180), "the install ends", || async {
-        let s = session(srv, id).await;
-        (s["dependency_install_status"] != "installing").then_some(s)
-    })
-    .await
-}
-
 /// Creates a session: the answer's status and body.
 async fn create(srv: &Server, body: Value) -> (StatusCode, Value) {
     srv.call(Method::POST, "/api/v1/sessions", &srv.key, Some(body)).await
@@ -147,7 +138,7 @@ async fn bad_requests_unknown_packages_and_unreachable_indexes_fail_clearly_and_
     let id = srv
         .create_session_with(&srv.key, json!({"template_id": "python-basic", "python_package_index_url": index.url(), "dependencies": [{"name": "sbx-hello"}]}))
         .await;
-    let before = settled(&srv, &id).await;
+    let before = srv.settled(&id).await;
     assert_eq!(before["dependency_install_status"], "completed", "{before}");
 
     for (body, field) in [
@@ -214,7 +205,7 @@ async fn bad_requests_unknown_packages_and_unreachable_indexes_fail_clearly_and_
     assert_eq!((s, body["status"].as_str()), (StatusCode::CREATED, Some("running")), "{body}");
     assert!(body["fail_on_dependency_error"].as_bool().unwrap(), "{body}");
     let refused = body["id"].as_str().unwrap();
-    let failed = settled(&srv, refused).await;
+    let failed = srv.settled(refused).await;
     assert_eq!(
         (failed["status"].as_str(), failed["dependency_install_status"].as_str()),
         (Some("running"), Some("failed")),
@@ -249,7 +240,7 @@ async fn bad_requests_unknown_packages_and_unreachable_indexes_fail_clearly_and_
     let (s, body) = create(&srv, json!({"template_id": "python-basic", "python_package_index_url": index.url(), "dependencies": [{"name": "sbx-nope"}], "fail_on_dependency_error": false})).await;
     assert_eq!((s, body["status"].as_str()), (StatusCode::CREATED, Some("running")), "{body}");
     let without = body["id"].as_str().unwrap();
-    assert_eq!(settled(&srv, without).await["dependency_install_error_code"], "package_not_found");
+    assert_eq!(srv.settled(without).await["dependency_install_error_code"], "package_not_found");
     let r = srv.python(without, "print('runs without them')").await;
     assert_eq!(r["stdout"], "runs without them\n", "{r}");
     // A template package in a version the request refuses is a conflict unless allowed.
@@ -456,7 +447,7 @@ async fn a_restart_during_the_install_of_a_new_session_leaves_it_failed_and_code
     let id = created["id"].as_str().unwrap().to_owned();
     srv.kill(libc::SIGKILL);
     srv.spawn().await;
-    let after = settled(&srv, &id).await;
+    let after = srv.settled(&id).await;
     assert_eq!(
         (
             after["status"].as_str(),
