@@ -9,7 +9,8 @@ use sandbox_protocol::ProcessState;
 
 impl Sessions {
     /// Terminates running sessions idle past their timeout (none with an execution in flight, a
-    /// process running or packages installing) or older than the maximum lifetime; returns how many.
+    /// process running or packages installing) or older than the maximum lifetime; returns how
+    /// many.
     pub async fn expire(&self) -> Result<usize, ServiceError> {
         let now = Utc::now();
         let max_life = self.settings.lifecycle.max_session_lifetime_sec as i64;

@@ -252,7 +252,8 @@ impl Sessions {
 /// out of `requested_dependencies`, and the packages before it in place.
 fn awaits_packages(s: &Session) -> bool {
     s.requested_dependencies.iter().any(|r| {
-        let name = sandbox_core::packages::normalize(&r.name);
+        // `name[extras]`: the extras install no distribution of that name.
+        let name = sandbox_core::packages::normalize(r.name.split('[').next().unwrap_or_default());
         !s.installed_dependencies.iter().any(|i| sandbox_core::packages::normalize(&i.name) == name)
     })
 }
