@@ -414,10 +414,25 @@ async fn create_answers_before_a_slow_install_and_code_sent_meanwhile_waits_for_
     let (_, all) = srv.call(Method::GET, "/api/v1/sessions", &srv.key, None).await;
     assert_eq!(all["total"], 1, "{all}");
 
-    // Code sent now waits for the install, then finds the packages.
-    let r = srv.python(&id, "import sbx_greeter\nprint(sbx_greeter.greet())").await;
+    // Code sent now — an execution, a new code context, a process — waits for the install,
+    // then finds the packages: each is answered only once the install has ended.
+    let started = |path: &'static str, body: Value| {
+        let (srv, id) = (&srv, &id);
+        async move {
+            let (s, r) =
+                srv.call(Method::POST, &format!("/api/v1/sessions/{id}/{path}"), &srv.key, Some(body)).await;
+            assert_eq!(s, StatusCode::CREATED, "{path}: {r}");
+            session(srv, id).await["dependency_install_status"].as_str().unwrap().to_owned()
+        }
+    };
+    let (r, context, process) = tokio::join!(
+        srv.python(&id, "import sbx_greeter\nprint(sbx_greeter.greet())"),
+        started("contexts", json!({"language": "python"})),
+        started("processes", json!({"cmd": "python3", "args": ["-c", "import sbx_greeter"]})),
+    );
     let ran = clock.elapsed();
     assert_eq!(r["stdout"], "greeter: hello 1\n", "{r}");
+    assert_eq!((context.as_str(), process.as_str()), ("completed", "completed"));
     let done = session(&srv, &id).await;
     assert_eq!(done["dependency_install_status"], "completed", "{done}");
     assert!(done["dependency_install_error_code"].is_null(), "{done}");
