@@ -242,6 +242,11 @@ pub struct Session {
     pub dependency_install_status: InstallStatus,
     /// pip's error of the last failed install.
     pub dependency_install_error: Option<String>,
+    /// The stable code of the last failed install (`package_not_found`, ...).
+    pub dependency_install_error_code: Option<String>,
+    /// Whether code is refused while the packages asked for at creation failed to install
+    /// (else it runs without them).
+    pub fail_on_dependency_error: bool,
     /// When the last install started.
     pub dependency_install_started_at: Option<DateTime<Utc>>,
     /// When the last install ended.

@@ -69,6 +69,11 @@ async fn session(srv: &Server, id: &str) -> Value {
     srv.call(Method::GET, &format!("/api/v1/sessions/{id}"), &srv.key, None).await.1
 }
 
+/// Creates a session: the answer's status and body.
+async fn create(srv: &Server, body: Value) -> (StatusCode, Value) {
+    srv.call(Method::POST, "/api/v1/sessions", &srv.key, Some(body)).await
+}
+
 #[tokio::test]
 async fn packages_install_at_creation_and_later_without_giving_the_sandbox_a_network() {
     let index = index().await;
@@ -86,14 +91,14 @@ async fn packages_install_at_creation_and_later_without_giving_the_sandbox_a_net
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{created}\n{}", srv.log());
-    assert_eq!(
-        (created["status"].as_str(), created["dependency_install_status"].as_str()),
-        (Some("running"), Some("completed"))
-    );
-    assert_eq!(installed(&created), own(&[("sbx-hello", "1.0.0")]));
+    assert_eq!(created["status"], "running", "{created}");
     let id = created["id"].as_str().unwrap();
+    // Code sent while the packages may still be installing waits for them.
     let r = srv.python(id, "import sbx_hello, sys\nprint(sbx_hello.greet(), sbx_hello.__file__)").await;
     assert_eq!(r["stdout"], "hello 1 /opt/sandbox/deps/site/sbx_hello/__init__.py\n", "{r}");
+    let done = session(&srv, id).await;
+    assert_eq!(done["dependency_install_status"], "completed", "{done}");
+    assert_eq!(installed(&done), own(&[("sbx-hello", "1.0.0")]));
     // The packages are read-only for user code, and the sandbox still has no network.
     let r = srv.python(id, "open('/opt/sandbox/deps/site/sbx_hello/__init__.py','a').write('x')").await;
     let stderr = r["stderr"].as_str().unwrap();
@@ -133,7 +138,8 @@ async fn bad_requests_unknown_packages_and_unreachable_indexes_fail_clearly_and_
     let id = srv
         .create_session_with(&srv.key, json!({"template_id": "python-basic", "python_package_index_url": index.url(), "dependencies": [{"name": "sbx-hello"}]}))
         .await;
-    let before = session(&srv, &id).await;
+    let before = srv.settled(&id).await;
+    assert_eq!(before["dependency_install_status"], "completed", "{before}");
 
     for (body, field) in [
         (json!({"dependencies": [{"name": "--index-url=http://evil"}]}), "dependencies.0.name"),
@@ -193,23 +199,50 @@ async fn bad_requests_unknown_packages_and_unreachable_indexes_fail_clearly_and_
     let r = srv.python(&id, "import sbx_hello\nprint(sbx_hello.VERSION)").await;
     assert_eq!(r["stdout"], "1.0.0\n");
 
-    // At creation: the session fails with the reason, or runs without the packages if asked to.
-    let (s, body) = srv
-        .call(Method::POST, "/api/v1/sessions", &srv.key, Some(json!({"template_id": "python-basic", "python_package_index_url": index.url(), "dependencies": [{"name": "sbx-nope"}]})))
-        .await;
+    // At creation the session answers at once and runs; the failure is on the session, and
+    // code is refused with the install's code, or runs without the packages if asked to.
+    let (s, body) = create(&srv, json!({"template_id": "python-basic", "python_package_index_url": index.url(), "dependencies": [{"name": "sbx-nope"}]})).await;
+    assert_eq!((s, body["status"].as_str()), (StatusCode::CREATED, Some("running")), "{body}");
+    assert!(body["fail_on_dependency_error"].as_bool().unwrap(), "{body}");
+    let refused = body["id"].as_str().unwrap();
+    let failed = srv.settled(refused).await;
     assert_eq!(
-        (s, body["code"].as_str()),
-        (StatusCode::UNPROCESSABLE_ENTITY, Some("package_not_found")),
-        "{body}"
+        (failed["status"].as_str(), failed["dependency_install_status"].as_str()),
+        (Some("running"), Some("failed")),
+        "{failed}"
     );
-    let (s, body) = srv
-        .call(Method::POST, "/api/v1/sessions", &srv.key, Some(json!({"template_id": "python-basic", "python_package_index_url": index.url(), "dependencies": [{"name": "sbx-nope"}], "fail_on_dependency_error": false})))
-        .await;
-    assert_eq!(
-        (s, body["status"].as_str(), body["dependency_install_status"].as_str()),
-        (StatusCode::CREATED, Some("running"), Some("failed")),
-        "{body}"
-    );
+    assert_eq!(failed["dependency_install_error_code"], "package_not_found", "{failed}");
+    assert!(failed["dependency_install_error"].as_str().unwrap().contains("sbx-nope"), "{failed}");
+    assert!(failed["dependency_install_completed_at"].is_string(), "{failed}");
+    let (s, r, _) = srv.execute(&srv.key, refused, json!({"code": "print(1)", "language": "python"})).await;
+    assert_eq!((s, r["code"].as_str()), (StatusCode::CONFLICT, Some("dependencies_failed")), "{r}");
+    let message = r["message"].as_str().unwrap();
+    assert!(message.contains("package_not_found") && message.contains("sbx-nope"), "{r}");
+    for (path, body) in [
+        ("contexts", json!({"language": "python"})),
+        ("processes", json!({"cmd": "python3", "args": ["-c", "print(1)"]})),
+    ] {
+        let (s, r) =
+            srv.call(Method::POST, &format!("/api/v1/sessions/{refused}/{path}"), &srv.key, Some(body)).await;
+        assert_eq!(
+            (s, r["code"].as_str()),
+            (StatusCode::CONFLICT, Some("dependencies_failed")),
+            "{path}: {r}"
+        );
+    }
+    // The session is still there to look into and to end.
+    let (s, files) =
+        srv.call(Method::GET, &format!("/api/v1/sessions/{refused}/files"), &srv.key, None).await;
+    assert_eq!(s, StatusCode::OK, "{files}");
+    let (s, _) = srv.call(Method::DELETE, &format!("/api/v1/sessions/{refused}"), &srv.key, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+
+    let (s, body) = create(&srv, json!({"template_id": "python-basic", "python_package_index_url": index.url(), "dependencies": [{"name": "sbx-nope"}], "fail_on_dependency_error": false})).await;
+    assert_eq!((s, body["status"].as_str()), (StatusCode::CREATED, Some("running")), "{body}");
+    let without = body["id"].as_str().unwrap();
+    assert_eq!(srv.settled(without).await["dependency_install_error_code"], "package_not_found");
+    let r = srv.python(without, "print('runs without them')").await;
+    assert_eq!(r["stdout"], "runs without them\n", "{r}");
     // A template package in a version the request refuses is a conflict unless allowed.
     let (s, body) = srv
         .call(Method::POST, "/api/v1/sessions", &srv.key, Some(json!({"template_id": "python-datascience", "dependencies": [{"name": "numpy", "version": ">=2"}]})))
@@ -338,4 +371,115 @@ async fn an_install_cut_short_by_a_control_plane_crash_ends_failed_not_installin
         .output()
         .unwrap();
     assert!(left.stdout.is_empty(), "installer containers left: {}", String::from_utf8_lossy(&left.stdout));
+}
+
+#[tokio::test]
+async fn create_answers_before_a_slow_install_and_code_sent_meanwhile_waits_for_the_packages() {
+    let index = index().await;
+    let srv = server().await;
+    // Every answer of the index takes 3 s: pip needs several, so the install takes longer
+    // than that.
+    index.set_delay(Duration::from_secs(3));
+    let body = json!({
+        "template_id": "python-basic",
+        "dependencies": [{"name": "sbx-greeter"}],
+        "python_package_index_url": index.url(),
+    });
+    let post = |key: &'static str| {
+        srv.http
+            .post(srv.url("/api/v1/sessions"))
+            .bearer_auth(&srv.key)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+    };
+    let clock = std::time::Instant::now();
+    let resp = post("create-with-packages").await.unwrap();
+    let answered = clock.elapsed();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let created: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (created["status"].as_str(), created["dependency_install_status"].as_str()),
+        (Some("running"), Some("installing")),
+        "{created}"
+    );
+    assert!(created["dependency_install_started_at"].is_string(), "{created}");
+    assert!(created["dependency_install_completed_at"].is_null(), "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(session(&srv, &id).await["dependency_install_status"], "installing");
+
+    // A retry with the same key answers with the same session; nothing else is created.
+    let retried: Value = post("create-with-packages").await.unwrap().json().await.unwrap();
+    assert_eq!(retried["id"], created["id"], "{retried}");
+    let (_, all) = srv.call(Method::GET, "/api/v1/sessions", &srv.key, None).await;
+    assert_eq!(all["total"], 1, "{all}");
+
+    // Code sent now — an execution, a new code context, a process — waits for the install,
+    // then finds the packages: each is answered only once the install has ended.
+    let started = |path: &'static str, body: Value| {
+        let (srv, id) = (&srv, &id);
+        async move {
+            let (s, r) =
+                srv.call(Method::POST, &format!("/api/v1/sessions/{id}/{path}"), &srv.key, Some(body)).await;
+            assert_eq!(s, StatusCode::CREATED, "{path}: {r}");
+            session(srv, id).await["dependency_install_status"].as_str().unwrap().to_owned()
+        }
+    };
+    let (r, context, process) = tokio::join!(
+        srv.python(&id, "import sbx_greeter\nprint(sbx_greeter.greet())"),
+        started("contexts", json!({"language": "python"})),
+        started("processes", json!({"cmd": "python3", "args": ["-c", "import sbx_greeter"]})),
+    );
+    let ran = clock.elapsed();
+    assert_eq!(r["stdout"], "greeter: hello 1\n", "{r}");
+    assert_eq!((context.as_str(), process.as_str()), ("completed", "completed"));
+    let done = session(&srv, &id).await;
+    assert_eq!(done["dependency_install_status"], "completed", "{done}");
+    assert!(done["dependency_install_error_code"].is_null(), "{done}");
+    assert_eq!(installed(&done), own(&[("sbx-greeter", "1.0.0"), ("sbx-hello", "1.0.0")]));
+    let took = |field: &str| {
+        chrono::DateTime::parse_from_rfc3339(done[field].as_str().unwrap()).unwrap().timestamp_millis()
+    };
+    let install_ms = took("dependency_install_completed_at") - took("dependency_install_started_at");
+    assert!(
+        answered.as_millis() < install_ms as u128 && install_ms >= 6000,
+        "answered after {answered:?}; the install took {install_ms} ms (code ran after {ran:?})"
+    );
+    index.set_delay(Duration::ZERO);
+}
+
+#[tokio::test]
+async fn a_restart_during_the_install_of_a_new_session_leaves_it_failed_and_code_refused_not_waiting() {
+    let index = index().await;
+    let mut srv = server().await;
+    index.set_delay(Duration::from_secs(5));
+    let (s, created) = create(
+        &srv,
+        json!({"template_id": "python-basic", "dependencies": [{"name": "sbx-hello"}], "python_package_index_url": index.url()}),
+    )
+    .await;
+    assert_eq!((s, created["dependency_install_status"].as_str()), (StatusCode::CREATED, Some("installing")));
+    let id = created["id"].as_str().unwrap().to_owned();
+    srv.kill(libc::SIGKILL);
+    srv.spawn().await;
+    let after = srv.settled(&id).await;
+    assert_eq!(
+        (
+            after["status"].as_str(),
+            after["dependency_install_status"].as_str(),
+            after["dependency_install_error_code"].as_str()
+        ),
+        (Some("running"), Some("failed"), Some("dependency_install_interrupted")),
+        "{after}"
+    );
+    let (s, r, _) = srv.execute(&srv.key, &id, json!({"code": "print(1)", "language": "python"})).await;
+    assert_eq!((s, r["code"].as_str()), (StatusCode::CONFLICT, Some("dependencies_failed")), "{r}");
+    assert!(r["message"].as_str().unwrap().contains("dependency_install_interrupted"), "{r}");
+
+    // Installing the packages again makes the session whole.
+    index.set_delay(Duration::ZERO);
+    let (s, body) = install(&srv, &id, json!({"dependencies": [{"name": "sbx-hello"}]})).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let r = srv.python(&id, "import sbx_hello\nprint(sbx_hello.VERSION)").await;
+    assert_eq!(r["stdout"], "1.0.0\n", "{r}");
 }

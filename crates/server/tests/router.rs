@@ -141,6 +141,8 @@ impl App {
             dependency_install_error: None,
             dependency_install_started_at: None,
             dependency_install_completed_at: None,
+            dependency_install_error_code: None,
+            fail_on_dependency_error: false,
             created_at: now,
             updated_at: now,
             completed_at: None,

@@ -254,6 +254,7 @@ async fn an_install_past_its_size_limit_fails_while_it_runs_and_keeps_the_old_pa
                    "dependencies": [{"name": "sbx-small"}]}),
         )
         .await;
+    assert_eq!(srv.settled(&id).await["dependency_install_status"], "completed");
     let path = format!("/api/v1/sessions/{id}/dependencies/install");
     let (s, body) =
         srv.call(Method::POST, &path, &srv.key, Some(json!({"dependencies": [{"name": "sbx-huge"}]}))).await;
@@ -322,7 +323,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
                    "dependencies": [{"name": "sbx-evil"}]}),
         )
         .await;
-    let (_, session) = srv.call(Method::GET, &format!("/api/v1/sessions/{id}"), &srv.key, None).await;
+    let session = srv.settled(&id).await;
     assert_eq!(session["dependency_install_status"], "completed", "{session}");
     let names: Vec<&str> = session["installed_dependencies"]
         .as_array()

@@ -154,7 +154,7 @@ pub trait Store: Send + Sync {
     async fn begin_dependency_install(&self, id: &str, at: DateTime<Utc>) -> Result<bool>;
     /// Records the end of the dependency install that started at `started_at`: writes the
     /// session's dependency fields only (index URL, requested and installed packages, install
-    /// status, error and times). `false` if that install is no longer the one in progress.
+    /// status, error and its code, and times). `false` if that install is no longer the one in progress.
     async fn finish_dependency_install(&self, s: &Session, started_at: DateTime<Utc>) -> Result<bool>;
     /// Sessions with a dependency install in progress, oldest first.
     async fn sessions_installing_dependencies(&self) -> Result<Vec<Session>>;

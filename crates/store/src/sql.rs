@@ -283,7 +283,8 @@ impl Store for SqlStore {
     async fn begin_dependency_install(&self, id: &str, at: DateTime<Utc>) -> Result<bool> {
         let q = sqlx::query(
             "UPDATE sessions SET dependency_install_status = 'installing', dependency_install_started_at = ?, \
-             dependency_install_error = NULL, updated_at = ? WHERE id = ? AND dependency_install_status <> 'installing'",
+             dependency_install_error = NULL, dependency_install_error_code = NULL, updated_at = ? \
+             WHERE id = ? AND dependency_install_status <> 'installing'",
         )
         .bind(at.timestamp_millis())
         .bind(at.timestamp_millis())
@@ -292,12 +293,13 @@ impl Store for SqlStore {
     }
 
     async fn finish_dependency_install(&self, s: &Session, started_at: DateTime<Utc>) -> Result<bool> {
-        const COLUMNS: [&str; 8] = [
+        const COLUMNS: [&str; 9] = [
             "python_package_index_url",
             "requested_dependencies",
             "installed_dependencies",
             "dependency_install_status",
             "dependency_install_error",
+            "dependency_install_error_code",
             "dependency_install_started_at",
             "dependency_install_completed_at",
             "updated_at",

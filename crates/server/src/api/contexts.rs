@@ -24,10 +24,10 @@ use sandbox_core::Language;
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
-        (status = 409, description = "The session is not running", body = ErrorBody),
+        (status = 409, description = "The session is not running, or the packages it was created with failed to install (dependencies_failed)", body = ErrorBody),
         (status = 422, description = "Invalid field (language, cwd, env_vars), or the language is not installed in the session's image (language_unavailable)", body = ErrorBody),
         (status = 429, description = "The session has as many contexts as it may (too_many_contexts)", body = ErrorBody),
-        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
+        (status = 503, description = "The session's sandbox cannot be reached, or its packages are still installing after the longest install allowed (dependencies_installing)", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,

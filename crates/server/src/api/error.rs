@@ -276,6 +276,12 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+/// The stable code of a failed package install, as its answer and the session's
+/// `dependency_install_error_code` carry it.
+pub fn install_failure_code(f: &InstallFailure) -> &'static str {
+    install_error(f).code
+}
+
 /// A failed package install.
 fn install_error(f: &InstallFailure) -> ApiError {
     use StatusCode as S;

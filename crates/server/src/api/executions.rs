@@ -161,11 +161,11 @@ fn sse(
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session, or no such context in it", body = ErrorBody),
-        (status = 409, description = "The session is not running; or the context runs another execution (context_busy) or has lost its interpreter (context_lost); or the first request with this Idempotency-Key is still being carried out (idempotency_key_in_use) or made what no longer exists (idempotency_key_used)", body = ErrorBody),
+        (status = 409, description = "The session is not running; or the packages it was created with failed to install (dependencies_failed); or the context runs another execution (context_busy) or has lost its interpreter (context_lost); or the first request with this Idempotency-Key is still being carried out (idempotency_key_in_use) or made what no longer exists (idempotency_key_used)", body = ErrorBody),
         (status = 413, description = "Code or body too large", body = ErrorBody),
         (status = 422, description = "Invalid field, or an Idempotency-Key used for another request (idempotency_key_reused)", body = ErrorBody),
         (status = 429, description = "The session runs as many executions as it may", body = ErrorBody),
-        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
+        (status = 503, description = "The session's sandbox cannot be reached, or its packages are still installing after the longest install allowed (dependencies_installing)", body = ErrorBody)))]
 pub async fn execute(
     State(state): State<AppState>,
     caller: Caller,
@@ -199,11 +199,11 @@ pub async fn execute(
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session, or no such context in it", body = ErrorBody),
-        (status = 409, description = "The session is not running; or the context runs another execution (context_busy) or has lost its interpreter (context_lost); or the first request with this Idempotency-Key is still being carried out (idempotency_key_in_use) or made what no longer exists (idempotency_key_used)", body = ErrorBody),
+        (status = 409, description = "The session is not running; or the packages it was created with failed to install (dependencies_failed); or the context runs another execution (context_busy) or has lost its interpreter (context_lost); or the first request with this Idempotency-Key is still being carried out (idempotency_key_in_use) or made what no longer exists (idempotency_key_used)", body = ErrorBody),
         (status = 413, description = "Code or body too large", body = ErrorBody),
         (status = 422, description = "Invalid field, or an Idempotency-Key used for another request (idempotency_key_reused)", body = ErrorBody),
         (status = 429, description = "The session runs as many executions as it may", body = ErrorBody),
-        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
+        (status = 503, description = "The session's sandbox cannot be reached, or its packages are still installing after the longest install allowed (dependencies_installing)", body = ErrorBody)))]
 pub async fn execute_sync(
     State(state): State<AppState>,
     caller: Caller,

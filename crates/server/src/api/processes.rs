@@ -60,10 +60,10 @@ fn sse(pid: u32, events: ProcessEvents) -> Response {
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
-        (status = 409, description = "The session is not running", body = ErrorBody),
+        (status = 409, description = "The session is not running, or the packages it was created with failed to install (dependencies_failed)", body = ErrorBody),
         (status = 422, description = "Invalid field (cmd, envs, cwd)", body = ErrorBody),
         (status = 429, description = "The session's sandbox runs as many processes as it may (too_many_processes)", body = ErrorBody),
-        (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
+        (status = 503, description = "The session's sandbox cannot be reached, or its packages are still installing after the longest install allowed (dependencies_installing)", body = ErrorBody)))]
 pub async fn start(
     State(state): State<AppState>,
     caller: Caller,

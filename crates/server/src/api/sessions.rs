@@ -49,7 +49,7 @@ async fn render_one(
 #[utoipa::path(post, path = "/api/v1/sessions", tag = "sessions", security(("bearer" = [])),
     params(CreateSessionQuery, ("Idempotency-Key" = Option<String>, Header, description = "A retry with the same key answers with what the first request made (kept 24 h, per API key)")), request_body = CreateSessionRequest,
     responses(
-        (status = 201, description = "Created (running, or creating with wait=false)", body = SessionResponse),
+        (status = 201, description = "Created (running, or creating with wait=false); packages asked for install in the background (dependency_install_status: installing, then completed or failed)", body = SessionResponse),
         (status = 400, description = "Malformed JSON, or an invalid Idempotency-Key", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),

@@ -133,7 +133,7 @@ impl Contexts {
         {
             return Err(ServiceError::invalid_field("cwd", "must be a workspace directory, 1-4096 bytes"));
         }
-        let session = self.sessions.get_running(caller, session_id).await?;
+        let session = self.sessions.get_ready(caller, session_id).await?;
         let client = self.sessions.executor(&session).await?;
         let record = Context {
             id: ids::context_id(),

@@ -90,7 +90,8 @@ impl Processes {
         if req.cmd.is_empty() {
             return Err(ServiceError::invalid_field("cmd", "must not be empty"));
         }
-        let (session, client) = self.running(caller, session_id).await?;
+        let session = self.sessions.get_ready(caller, session_id).await?;
+        let client = self.sessions.executor(&session).await?;
         let mut envs = session.env_vars.clone();
         envs.extend(req.envs);
         let request = ProcessRequest {

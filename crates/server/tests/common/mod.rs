@@ -139,6 +139,16 @@ impl Server {
         body["id"].as_str().unwrap().to_owned()
     }
 
+    /// A session once the install of its packages has ended (`completed` or `failed`).
+    pub async fn settled(&self, session: &str) -> Value {
+        let path = format!("/api/v1/sessions/{session}");
+        eventually(Duration::from_secs(180), "the install ends", || async {
+            let s = self.call(Method::GET, &path, &self.key, None).await.1;
+            (s["dependency_install_status"] != "installing").then_some(s)
+        })
+        .await
+    }
+
     /// Runs code with `execute-sync`; the answer and the call's wall time in seconds.
     pub async fn execute(&self, key: &str, session: &str, body: Value) -> (StatusCode, Value, f64) {
         let t = Instant::now();

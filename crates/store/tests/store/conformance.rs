@@ -187,6 +187,8 @@ fn full_session(id: &str, owner: &str, template: &str, status: SessionStatus, cr
         dependency_install_error: Some("pip: warning".into()),
         dependency_install_started_at: Some(at(created + 1)),
         dependency_install_completed_at: Some(at(created + 2)),
+        dependency_install_error_code: Some("package_not_found".into()),
+        fail_on_dependency_error: true,
         created_at: at(created),
         updated_at: at(created + 3),
         completed_at: Some(at(created + 4)),
@@ -211,6 +213,8 @@ fn bare_session(id: &str, owner: &str, template: &str, status: SessionStatus, cr
         dependency_install_error: None,
         dependency_install_started_at: None,
         dependency_install_completed_at: None,
+        dependency_install_error_code: None,
+        fail_on_dependency_error: false,
         completed_at: None,
         last_activity_at: None,
         ..full_session(id, owner, template, status, created)
@@ -297,6 +301,8 @@ async fn sessions(store: &Arc<dyn Store>) {
         error_message: Some("none yet".into()),
         installed_dependencies: s1.installed_dependencies.clone(),
         dependency_install_completed_at: Some(at(250)),
+        dependency_install_error_code: Some("dependency_install_timeout".into()),
+        fail_on_dependency_error: true,
         updated_at: at(260),
         ..s2.clone()
     };
@@ -360,6 +366,8 @@ async fn dependency_installs(store: &Arc<dyn Store>) {
     done.dependency_install_status = InstallStatus::Completed;
     done.requested_dependencies = vec![DependencySpec { name: "six".into(), version: None }];
     done.dependency_install_completed_at = Some(at(9_200));
+    done.dependency_install_error_code = None;
+    done.fail_on_dependency_error = false;
     assert!(!store.finish_dependency_install(&done, at(9_099)).await.unwrap(), "another install's end");
     assert!(store.finish_dependency_install(&done, started).await.unwrap());
     assert!(!store.finish_dependency_install(&done, started).await.unwrap(), "already finished");
@@ -371,6 +379,8 @@ async fn dependency_installs(store: &Arc<dyn Store>) {
     assert_eq!(after.dependency_install_status, InstallStatus::Completed);
     assert_eq!(after.requested_dependencies, done.requested_dependencies);
     assert_eq!(after.dependency_install_completed_at, Some(at(9_200)));
+    assert_eq!(after.dependency_install_error_code, None, "the install's end clears an earlier code");
+    assert!(after.fail_on_dependency_error, "the creation's policy is not the install's to change");
     assert!(store.sessions_installing_dependencies().await.unwrap().is_empty());
     assert!(store.begin_dependency_install("dep_1", at(9_300)).await.unwrap(), "a new install may start");
     store.delete_session("dep_1", at(9_400)).await.unwrap();

@@ -414,9 +414,8 @@ def create_session(
     body.update({k: v for k, v in optional.items() if v is not None})
     if dependencies:
         body["dependencies"] = [dependency(d) for d in dependencies]
-    # Installing packages may take minutes: a retry waits for the first attempt that long.
-    call: Call[Dict[str, Any]] = Call("POST", "/sessions", parse_json, json=body,
-                                      patience=600.0 if dependencies else 0.0)
+    # Packages install in the background: the answer comes once the sandbox runs.
+    call: Call[Dict[str, Any]] = Call("POST", "/sessions", parse_json, json=body)
     return call.keyed(idempotency_key)
 
 
@@ -660,6 +659,11 @@ class SessionFields:
         self.timeout: Optional[int] = data.get("timeout")
         self.created_at: Optional[str] = data.get("created_at")
         self.error_message: Optional[str] = data.get("error_message")
+        # The packages it asked for: ``installing`` (code run meanwhile waits for them),
+        # ``completed``, or ``failed`` with the error and its stable code.
+        self.dependency_install_status: str = data.get("dependency_install_status", "")
+        self.dependency_install_error: Optional[str] = data.get("dependency_install_error")
+        self.dependency_install_error_code: Optional[str] = data.get("dependency_install_error_code")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id!r}, template_id={self.template_id!r}, status={self.status!r})"

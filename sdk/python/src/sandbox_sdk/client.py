@@ -170,7 +170,10 @@ class Client:
             env_vars: environment variables of its executions.
             timeout: idle timeout in seconds (the template's default when left out).
             cpu, memory, disk: resources (``"1"``, ``"512Mi"``, ``"1Gi"``).
-            dependencies: Python packages to install first (``"requests==2.31.0"``).
+            dependencies: Python packages to install (``"requests==2.31.0"``). They install in
+                the background: code run meanwhile waits for them, and is refused
+                (``dependencies_failed``) if they did not install; see
+                ``dependency_install_status``.
             session_id: a name of your choosing for it.
             idempotency_key: the request's ``Idempotency-Key`` (a new UUID by default; give
                 your own to make retries of your own, across processes, create one session).

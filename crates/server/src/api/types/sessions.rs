@@ -79,9 +79,10 @@ pub struct CreateSessionRequest {
     /// Accepted for compatibility; events belong to executions.
     #[serde(default)]
     pub event: Option<Value>,
-    /// Python packages to install before the session runs (in an installer container with
-    /// network access; the sandbox itself never has one). Packages the template ships in an
-    /// acceptable version are not installed again.
+    /// Python packages to install (in an installer container with network access; the sandbox
+    /// itself never has one). The session is answered at once and the install goes on in the
+    /// background (`dependency_install_status`); code sent meanwhile waits for it. Packages the
+    /// template ships in an acceptable version are not installed again.
     #[serde(default)]
     #[schema(max_items = 50)]
     pub dependencies: Vec<DependencySpecDto>,
@@ -89,8 +90,9 @@ pub struct CreateSessionRequest {
     /// 1800 by default). Default `dependencies.install_timeout_sec` (300).
     #[serde(default)]
     pub install_timeout: Option<u32>,
-    /// Whether a failed install fails the session (default `true`); with `false` the session
-    /// runs without the packages and `dependency_install_status` says `failed`.
+    /// Whether code is refused when the install fails (default `true`: executions, contexts and
+    /// processes answer 409 `dependencies_failed`); with `false` code runs without the packages.
+    /// Either way the session runs and `dependency_install_status` says `failed`.
     #[serde(default)]
     pub fail_on_dependency_error: Option<bool>,
     /// Whether a requested version may be installed over a different one the template ships
@@ -198,8 +200,16 @@ pub struct SessionResponse {
     /// `pending`, `installing`, `completed` or `failed`.
     #[schema(schema_with = super::install_status)]
     pub dependency_install_status: String,
-    /// The last install error.
+    /// The last install error (pip's error lines, or the tail of its output).
     pub dependency_install_error: Option<String>,
+    /// The stable code of the last failed install: `package_not_found`,
+    /// `package_index_unreachable`, `dependency_install_failed`, `dependency_install_timeout`,
+    /// `installer_unavailable`, `dependencies_unsupported`, `template_image_missing`, or
+    /// `dependency_install_interrupted` (the control plane stopped during it).
+    pub dependency_install_error_code: Option<String>,
+    /// Whether code is refused while the packages the session was created with failed to
+    /// install.
+    pub fail_on_dependency_error: bool,
     /// When the last install started.
     #[serde(with = "crate::api::types::time::opt_millis")]
     pub dependency_install_started_at: Option<DateTime<Utc>>,
@@ -267,6 +277,8 @@ impl SessionResponse {
             ),
             dependency_install_status: s.dependency_install_status.to_string(),
             dependency_install_error: s.dependency_install_error,
+            dependency_install_error_code: s.dependency_install_error_code,
+            fail_on_dependency_error: s.fail_on_dependency_error,
             dependency_install_started_at: s.dependency_install_started_at,
             dependency_install_completed_at: s.dependency_install_completed_at,
             error_message: s.error_message,

@@ -5,6 +5,7 @@
 //! previous packages in place. The exact versions installed are recorded, so a sandbox recreated
 //! where the directory is gone gets the same packages back.
 
+use crate::api::error::install_failure_code;
 use crate::service::error::ServiceError;
 pub mod package_sets;
 pub mod pip_output;
@@ -30,6 +31,9 @@ use std::time::Duration;
 const START_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 /// How long an installer may sit exited before its install counts as abandoned.
 const EXIT_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// The code of an install its control plane stopped during.
+const INTERRUPTED: &str = "dependency_install_interrupted";
 
 /// Runs installs and keeps their record.
 pub struct Dependencies {
@@ -105,11 +109,13 @@ impl Dependencies {
                 }
                 s.dependency_install_status = InstallStatus::Completed;
                 s.dependency_install_error = None;
+                s.dependency_install_error_code = None;
                 None
             }
             Err(e) => {
                 s.dependency_install_status = InstallStatus::Failed;
                 s.dependency_install_error = Some(e.to_string());
+                s.dependency_install_error_code = Some(install_failure_code(&e).to_owned());
                 Some(e)
             }
         };
@@ -227,11 +233,13 @@ impl Dependencies {
             Ok(_) => {
                 s.dependency_install_status = InstallStatus::Completed;
                 s.dependency_install_error = None;
+                s.dependency_install_error_code = None;
             }
             Err(e) => {
                 tracing::warn!(session_id = %s.id, error = %e, "could not reinstall the session's packages");
                 s.dependency_install_status = InstallStatus::Failed;
                 s.dependency_install_error = Some(format!("reinstalling the recorded packages failed: {e}"));
+                s.dependency_install_error_code = Some(install_failure_code(&e).to_owned());
             }
         }
         Some(s)
@@ -382,6 +390,7 @@ impl Dependencies {
             done.dependency_install_error = Some(
                 "the install was interrupted (the control plane stopped during it); install again".into(),
             );
+            done.dependency_install_error_code = Some(INTERRUPTED.to_owned());
             done.dependency_install_completed_at = Some(now);
             done.updated_at = now;
             if self.store.finish_dependency_install(&done, started).await? {

@@ -117,7 +117,7 @@ impl Executions {
                 format!("must be between 1 and {} seconds", limits.max_execution_timeout_sec),
             ));
         }
-        let session = self.sessions.get_running(caller, session_id).await?;
+        let session = self.sessions.get_ready(caller, session_id).await?;
         let context = match &req.context_id {
             Some(id) => Some(self.contexts.of_session(&session, id).await?),
             None => None,

@@ -1,6 +1,6 @@
 //! Creating a session: the request checked against its template and the limits, admitted,
-//! then a warm-pool sandbox claimed or a new one started (with its packages installing beside
-//! it, and its workspace copied from another session when asked).
+//! then a warm-pool sandbox claimed or a new one started (its workspace copied from another
+//! session when asked), while its packages install in the background.
 
 use super::{Sessions, hostname};
 use crate::caller::Caller;
@@ -79,7 +79,6 @@ pub fn validate_metadata(metadata: &BTreeMap<String, String>) -> Result<(), Stri
 struct NewInstall {
     plan: Plan,
     timeout: Duration,
-    fail_session: bool,
 }
 
 impl Sessions {
@@ -194,7 +193,7 @@ impl Sessions {
             req.allow_version_conflicts,
         ) {
             Ok(plan) => match self.dependencies.timeout(req.install_timeout) {
-                Ok(timeout) => Some(NewInstall { plan, timeout, fail_session: req.fail_on_dependency_error }),
+                Ok(timeout) => Some(NewInstall { plan, timeout }),
                 Err(ServiceError::Invalid(invalid)) => {
                     errors.extend(invalid);
                     None
@@ -255,6 +254,8 @@ impl Sessions {
             dependency_install_started_at: (!install.plan.pip.is_empty())
                 .then(|| DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)),
             dependency_install_completed_at: None,
+            dependency_install_error_code: None,
+            fail_on_dependency_error: req.fail_on_dependency_error,
             created_at: now,
             updated_at: now,
             completed_at: None,
@@ -266,7 +267,9 @@ impl Sessions {
 
     /// Creates a session: from a warm pool when one has a sandbox of its shape, else by starting
     /// a sandbox. With `wait`, returns once it runs (or fails with the reason); otherwise at
-    /// once, in `creating` (or already `running`, from a pool).
+    /// once, in `creating` (or already `running`, from a pool). Packages install in the
+    /// background either way: the session says how the install goes, and code sent meanwhile
+    /// waits for it (see [`Sessions::get_ready`]).
     pub async fn create(
         self: &Arc<Self>,
         owner: &Caller,
@@ -312,11 +315,17 @@ impl Sessions {
             other => other?,
         }
         tracing::info!(session_id = %session.id, template = %template.id, "creating session");
+        // Packages install beside the starting sandbox (they land in a directory it mounts),
+        // in a task of their own that outlives this request.
+        if let Some(install) = install {
+            let (this, session, template) = (self.clone(), session.clone(), template.clone());
+            tokio::spawn(async move { this.install_in_background(session, template, install).await });
+        }
         let this = self.clone();
         let pending = session.clone();
         // The sandbox starts in its own task: a client that hangs up does not abandon it.
         let started = tokio::spawn(async move {
-            this.start_sandbox(session, &template, &shape, seed.as_deref(), install, clock).await
+            this.start_sandbox(session, &template, &shape, seed.as_deref(), clock).await
         });
         if !wait {
             return Ok(pending);
@@ -327,65 +336,64 @@ impl Sessions {
         }
     }
 
+    /// Runs the install a new session asked for and records its outcome (only the dependency
+    /// fields, and only while it is still the install in progress).
+    async fn install_in_background(&self, session: Session, template: Template, install: NewInstall) {
+        let Some(started) = session.dependency_install_started_at else { return };
+        let (done, failure) =
+            self.dependencies.run(&session, &template, &install.plan, install.timeout).await;
+        let lock = self.lock_for(&session.id);
+        let _guard = lock.lock().await;
+        match self.store.finish_dependency_install(&done, started).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(session_id = %done.id, "the install was given up meanwhile; its result is not recorded")
+            }
+            Err(e) => {
+                tracing::error!(session_id = %done.id, error = %e, "could not record the end of a dependency install")
+            }
+        }
+        if let Some(f) = failure {
+            tracing::warn!(session_id = %done.id, error = %f, refused = done.fail_on_dependency_error, "the packages the session was created with did not install");
+        }
+    }
+
     /// Starts the sandbox of a `creating` session and records the outcome; a failure also comes
     /// back as the error a waiting client gets.
     async fn start_sandbox(
         &self,
-        mut session: Session,
+        session: Session,
         template: &Template,
         shape: &Shape,
         seed: Option<&str>,
-        install: Option<NewInstall>,
         clock: Instant,
     ) -> Result<(Session, Option<ServiceError>), ServiceError> {
-        // Packages install beside the starting sandbox: they land in a directory it mounts.
-        let installing = async {
-            match &install {
-                Some(i) => Some(self.dependencies.run(&session, template, &i.plan, i.timeout).await),
-                None => None,
-            }
-        };
-        let starting = async {
+        let created = async {
             let seed = match seed {
                 Some(source) => Some(self.seed(source).await?),
                 None => None,
             };
             self.sandboxes.start(&session.id, shape, seed).await
-        };
-        let (created, installed) = tokio::join!(starting, installing);
-        let mut install_failure = None;
-        if let Some((done, failure)) = installed {
-            if let Some(started) = session.dependency_install_started_at {
-                self.store.finish_dependency_install(&done, started).await?;
-            }
-            session = done;
-            install_failure = failure.filter(|_| install.as_ref().is_some_and(|i| i.fail_session));
         }
+        .await;
         let lock = self.lock_for(&session.id);
         let _guard = lock.lock().await;
-        // Terminated or deleted while starting: the new sandbox is not wanted.
-        let current = self.store.session(&session.id).await?;
-        if current.as_ref().map(|s| s.status) != Some(SessionStatus::Creating) {
-            if let Ok(sb) = &created {
-                let _ = self.runtime.remove(&sb.id).await;
+        // Terminated or deleted while starting: the new sandbox is not wanted. The row as it is
+        // now is the base: the install may have recorded its end meanwhile.
+        let mut session = match self.store.session(&session.id).await? {
+            Some(current) if current.status == SessionStatus::Creating => current,
+            current => {
+                if let Ok(sb) = &created {
+                    let _ = self.runtime.remove(&sb.id).await;
+                }
+                return Ok((current.unwrap_or(session), None));
             }
-            return Ok((current.unwrap_or(session), None));
-        }
+        };
         let now = Utc::now();
         session.updated_at = now;
         let mut failure = None;
-        match (created, install_failure) {
-            (created, Some(f)) => {
-                if let Ok(sb) = created {
-                    let _ = self.runtime.remove(&sb.id).await;
-                }
-                session.status = SessionStatus::Failed;
-                session.error_message = Some(format!("installing dependencies failed: {f}"));
-                session.completed_at = Some(now);
-                tracing::warn!(session_id = %session.id, error = %f, "session failed: its dependencies did not install");
-                failure = Some(ServiceError::Install(f));
-            }
-            (Ok(sb), None) => {
+        match created {
+            Ok(sb) => {
                 session.status = SessionStatus::Running;
                 session.container_id = Some(sb.id);
                 session.sandbox_name = Some(sb.name);
@@ -394,7 +402,7 @@ impl Sessions {
                 session.runtime_node = hostname();
                 tracing::info!(session_id = %session.id, elapsed_ms = clock.elapsed().as_millis() as u64, "session running");
             }
-            (Err(why), None) => {
+            Err(why) => {
                 session.status = SessionStatus::Failed;
                 session.error_message = Some(why.to_string());
                 session.completed_at = Some(now);

@@ -4,12 +4,13 @@
 use super::Sessions;
 use crate::service::error::ServiceError;
 use chrono::Utc;
-use sandbox_core::model::{Session, SessionStatus};
+use sandbox_core::model::{InstallStatus, Session, SessionStatus};
 use sandbox_protocol::ProcessState;
 
 impl Sessions {
-    /// Terminates running sessions idle past their timeout (none with an execution in flight or
-    /// a process running) or older than the maximum lifetime; returns how many.
+    /// Terminates running sessions idle past their timeout (none with an execution in flight, a
+    /// process running or packages installing) or older than the maximum lifetime; returns how
+    /// many.
     pub async fn expire(&self) -> Result<usize, ServiceError> {
         let now = Utc::now();
         let max_life = self.settings.lifecycle.max_session_lifetime_sec as i64;
@@ -20,6 +21,7 @@ impl Sessions {
             let reason = if max_life > 0 && age > max_life {
                 format!("maximum lifetime reached: {age}s (limit {max_life}s)")
             } else if idle > i64::from(s.timeout_sec)
+                && s.dependency_install_status != InstallStatus::Installing
                 && !self.store.session_has_unfinished_executions(&s.id).await?
                 && !self.runs_processes(&s).await
             {

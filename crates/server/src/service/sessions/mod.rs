@@ -22,11 +22,12 @@ use crate::service::sandboxes::{Sandboxes, Shape};
 use crate::settings::Settings;
 use admit::Admission;
 use chrono::Utc;
-use sandbox_core::model::{DependencySpec, Session, SessionStatus, Template};
+use sandbox_core::model::{DependencySpec, InstallStatus, Session, SessionStatus, Template};
 use sandbox_runtime::{ExecutorClient, Runtime};
 use sandbox_store::{Page, SessionFilter, Store};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// A session's resources as its record states them.
 fn shape_of(s: &Session, template: &Template) -> Shape {
@@ -135,6 +136,47 @@ impl Sessions {
         Ok(s)
     }
 
+    /// The session `id` if `caller` may see it, it runs, and the packages it was created with
+    /// are in place for code: while they install this waits for the install's end (at most the
+    /// longest install allowed, then 503 `dependencies_installing`); if they failed to install
+    /// and the session was created with `fail_on_dependency_error`, 409 `dependencies_failed`
+    /// with the install's code and error. A session whose packages are in place (or that asked
+    /// for none, or runs without them by choice) answers at once.
+    pub async fn get_ready(&self, caller: &Caller, id: &str) -> Result<Session, ServiceError> {
+        let max_wait =
+            Duration::from_secs(u64::from(self.settings.dependencies.max_install_timeout_sec) + 60);
+        let deadline = tokio::time::Instant::now() + max_wait;
+        loop {
+            let s = self.get_running(caller, id).await?;
+            if !awaits_packages(&s) {
+                return Ok(s);
+            }
+            match s.dependency_install_status {
+                InstallStatus::Installing if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                InstallStatus::Installing => {
+                    return Err(ServiceError::unavailable(
+                        "dependencies_installing",
+                        format!("session {id} is still installing its packages; retry when it is done"),
+                        5,
+                    ));
+                }
+                InstallStatus::Failed if s.fail_on_dependency_error => {
+                    return Err(ServiceError::conflict(
+                        "dependencies_failed",
+                        format!(
+                            "the packages session {id} was created with did not install ({}): {}; install them with POST /api/v1/sessions/{id}/dependencies/install, or create the session with fail_on_dependency_error=false to run code without them",
+                            s.dependency_install_error_code.as_deref().unwrap_or("dependency_install_failed"),
+                            s.dependency_install_error.as_deref().unwrap_or("no reason recorded"),
+                        ),
+                    ));
+                }
+                _ => return Ok(s),
+            }
+        }
+    }
+
     /// Gives a running session of the caller's `secs` more seconds from now: its idle clock
     /// restarts and its idle timeout becomes `secs` (so this can shorten its life too).
     pub async fn set_timeout(&self, caller: &Caller, id: &str, secs: u32) -> Result<Session, ServiceError> {
@@ -203,6 +245,17 @@ impl Sessions {
         self.touch(&session.id).await;
         Ok(session)
     }
+}
+
+/// Whether a package the session asked for is not installed (yet): the install of the packages
+/// it was created with has not succeeded. A later install that fails leaves what it asked for
+/// out of `requested_dependencies`, and the packages before it in place.
+fn awaits_packages(s: &Session) -> bool {
+    s.requested_dependencies.iter().any(|r| {
+        // `name[extras]`: the extras install no distribution of that name.
+        let name = sandbox_core::packages::normalize(r.name.split('[').next().unwrap_or_default());
+        !s.installed_dependencies.iter().any(|i| sandbox_core::packages::normalize(&i.name) == name)
+    })
 }
 
 fn hostname() -> Option<String> {

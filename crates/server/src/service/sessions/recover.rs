@@ -5,7 +5,7 @@ use super::{Sessions, shape_of};
 use crate::service::error::ServiceError;
 use crate::service::sandboxes::Sandboxes;
 use chrono::Utc;
-use sandbox_core::model::{InstallStatus, Session, SessionStatus};
+use sandbox_core::model::SessionStatus;
 use sandbox_runtime::{RuntimeError, SandboxState, labels};
 use std::collections::HashSet;
 
@@ -99,7 +99,7 @@ impl Sessions {
                         report.sessions_failed += 1;
                     }
                 }
-                SessionStatus::Creating if now - s.created_at > deadline + self.install_allowance(&s) => {
+                SessionStatus::Creating if now - s.created_at > deadline => {
                     let lock = self.lock_for(&s.id);
                     let _guard = lock.lock().await;
                     let Some(mut current) = self.store.session(&s.id).await? else { continue };
@@ -137,15 +137,5 @@ impl Sessions {
             }
         }
         Ok(report)
-    }
-
-    /// Extra time a `creating` session gets while its packages install.
-    fn install_allowance(&self, s: &Session) -> chrono::Duration {
-        match s.dependency_install_status {
-            InstallStatus::Installing => {
-                chrono::Duration::seconds(i64::from(self.settings.dependencies.max_install_timeout_sec))
-            }
-            _ => chrono::Duration::zero(),
-        }
     }
 }

@@ -1,0 +1,4 @@
+-- The stable code of a session's last failed dependency install (`package_not_found`, ...), and
+-- whether code is refused while the packages its creation asked for failed to install.
+ALTER TABLE sessions ADD COLUMN dependency_install_error_code VARCHAR(64) NULL;
+ALTER TABLE sessions ADD COLUMN fail_on_dependency_error SMALLINT NOT NULL DEFAULT 0;
