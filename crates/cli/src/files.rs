@@ -123,7 +123,20 @@ pub async fn run(client: &Client, cmd: FilesCmd, as_json: bool) -> Result<()> {
     match cmd {
         FilesCmd::Ls { path, recursive, session } => {
             let remote = Remote::of(&path, &session)?;
-            let listing = list(client, &remote, !recursive).await?;
+            // A file is listed alone, as `ls` does (`--json`: its stat).
+            let listing = match list(client, &remote, !recursive).await {
+                Err(e) if e.code == "not_a_directory" => {
+                    let mut url = remote.api(client, &["files-stat"]);
+                    url.query_pairs_mut().append_pair("path", &remote.path);
+                    let info = client.get(url).await?;
+                    if as_json {
+                        output::json(&info);
+                        return Ok(());
+                    }
+                    json!({ "files": [info] })
+                }
+                other => other?,
+            };
             if as_json {
                 output::json(&listing);
             } else {

@@ -14,7 +14,11 @@ fn login_checks_the_key_and_stores_it_readable_by_the_owner_only() {
     // Nothing configured: a clear error, exit 125.
     let out = server.bare().args(["session", "list"]).output().unwrap();
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: config_missing: no server URL"), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("error: config_missing: no server URL"),
+        "{}",
+        describe(&out)
+    );
 
     // A wrong key is refused by the server and nothing is stored.
     let out = server.bare().args(["login", "--url", &server.url, "--key", "wrong"]).output().unwrap();
@@ -47,7 +51,8 @@ fn login_checks_the_key_and_stores_it_readable_by_the_owner_only() {
     // Precedence: the environment beats the file, a flag beats the environment.
     let out = server.bare().env("SANDBOX_KEY", "from-env").args(["keys", "list"]).output().unwrap();
     assert_eq!(out.status.code(), Some(125), "the environment's key is used: {}", describe(&out));
-    let out = server.bare().env("SANDBOX_KEY", "from-env").args(["keys", "list", "--key", &server.key]).output();
+    let out =
+        server.bare().env("SANDBOX_KEY", "from-env").args(["keys", "list", "--key", &server.key]).output();
     assert!(out.unwrap().status.success());
 
     // Logging in again narrows a file that was made readable by others.
@@ -67,24 +72,44 @@ fn errors_print_the_servers_code_and_exit_125() {
 
     let out = server.sandbox().args(["session", "get", "sess_nope"]).output().unwrap();
     assert_eq!(out.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: session_not_found: "), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("error: session_not_found: "),
+        "{}",
+        describe(&out)
+    );
 
     let out = server.sandbox().args(["templates", "get", "no-such-template"]).output().unwrap();
     assert_eq!(out.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: template_not_found: "), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("error: template_not_found: "),
+        "{}",
+        describe(&out)
+    );
 
     // Nobody listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let out = server.sandbox().args(["session", "list", "--url", &format!("http://127.0.0.1:{port}")]).output().unwrap();
+    let out = server
+        .sandbox()
+        .args(["session", "list", "--url", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: connection_failed: "), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("error: connection_failed: "),
+        "{}",
+        describe(&out)
+    );
 
     // Bad arguments are clap's exit 2; a bad --env is the CLI's own error.
     let out = server.sandbox().args(["session", "lisst"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let out = server.sandbox().args(["session", "create", "--env", "NOEQUALS"]).output().unwrap();
     assert_eq!(out.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: invalid_argument: "), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("error: invalid_argument: "),
+        "{}",
+        describe(&out)
+    );
     let out = server.sandbox().args(["files", "ls"]).output().unwrap();
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no session"), "{}", describe(&out));
@@ -120,11 +145,23 @@ fn keys_templates_pools_and_health_as_tables_and_json() {
     let templates = server.json(&["templates", "list"]);
     assert!(templates.as_array().unwrap().iter().any(|t| t["id"] == "python-basic"), "{templates}");
     assert!(server.ok(&["templates", "list"]).lines().any(|l| l.starts_with("python-basic ")));
-    let made = server.json(&["templates", "create", "--id", "cli-test", "--image", "sandbox/python-basic:latest", "--memory-mb", "256"]);
+    let made = server.json(&[
+        "templates",
+        "create",
+        "--id",
+        "cli-test",
+        "--image",
+        "sandbox/python-basic:latest",
+        "--memory-mb",
+        "256",
+    ]);
     assert_eq!(made["default_memory_mb"], 256);
     assert!(server.ok(&["templates", "get", "cli-test"]).contains("default_memory_mb: 256"));
     assert_eq!(server.ok(&["templates", "delete", "cli-test"]).trim(), "deleted cli-test");
-    assert_eq!(server.sandbox().args(["templates", "get", "cli-test"]).output().unwrap().status.code(), Some(125));
+    assert_eq!(
+        server.sandbox().args(["templates", "get", "cli-test"]).output().unwrap().status.code(),
+        Some(125)
+    );
 
     let pools = server.json(&["pools"]);
     assert!(pools.is_array(), "{pools}");
@@ -144,7 +181,9 @@ fn keys_templates_pools_and_health_as_tables_and_json() {
 #[test]
 fn completions_are_generated_for_each_shell() {
     let server = Server::start();
-    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef sandbox"), ("fish", "complete -c sandbox")] {
+    for (shell, marker) in
+        [("bash", "complete -F"), ("zsh", "#compdef sandbox"), ("fish", "complete -c sandbox")]
+    {
         let script = server.ok(&["completions", shell]);
         assert!(script.contains(marker), "{shell}: {script}");
         assert!(script.contains("session") && script.contains("files"), "{shell}");
