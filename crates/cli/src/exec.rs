@@ -76,16 +76,16 @@ enum Outcome {
 
 /// Runs `sandbox exec`; answers the exit code.
 pub async fn run(client: &Client, args: ExecArgs, as_json: bool) -> Result<u8> {
-    if args.session.session.is_none() && args.context.is_some() {
+    if args.session.given().is_none() && args.context.is_some() {
         return Err(Error::argument("--context needs --session (or SANDBOX_SESSION)"));
     }
-    if args.session.session.is_some() && !args.env.is_empty() {
+    if args.session.given().is_some() && !args.env.is_empty() {
         return Err(Error::argument("--env sets the throwaway session's environment: not with --session"));
     }
     let (code, from_file) = read_code(&args)?;
     let language = args.language.clone().or_else(|| from_file.map(str::to_owned));
-    let (session_id, throwaway) = match &args.session.session {
-        Some(id) => (id.clone(), false),
+    let (session_id, throwaway) = match args.session.given() {
+        Some(id) => (id.to_owned(), false),
         None => {
             let lang = language.as_deref().unwrap_or("python");
             let template = args.template.clone().unwrap_or_else(|| {

@@ -18,11 +18,14 @@ pub struct SessionArg {
 }
 
 impl SessionArg {
+    /// The session id, if one was given (an empty one is none).
+    pub fn given(&self) -> Option<&str> {
+        self.session.as_deref().filter(|s| !s.is_empty())
+    }
+
     /// The session id, or an error saying how to give one.
     pub fn id(&self) -> Result<&str> {
-        self.session
-            .as_deref()
-            .ok_or_else(|| Error::argument("no session: pass --session ID or set SANDBOX_SESSION"))
+        self.given().ok_or_else(|| Error::argument("no session: pass --session ID or set SANDBOX_SESSION"))
     }
 }
 
