@@ -191,3 +191,41 @@ fn completions_are_generated_for_each_shell() {
     let out = server.sandbox().args(["completions", "tcsh"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn mcp_answers_every_request_even_when_the_server_cannot_be_reached() {
+    let server = Server::start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut mcp = server
+        .sandbox()
+        .args(["mcp", "--url", &format!("http://127.0.0.1:{port}")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = concat!(
+        r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#,
+        "\n",
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        "\n\nnot json\n",
+        r#"[{"jsonrpc":"2.0","id":"b","method":"tools/list"}]"#,
+        "\n",
+    );
+    use std::io::Write;
+    mcp.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = mcp.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stdin's end ends it: {}", describe(&out));
+    // Stdout holds JSON-RPC only, one message a line: an error for each request (none for the
+    // notification), a parse error for the line that is not JSON.
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<&serde_json::Value> = lines.iter().map(|m| &m["id"]).collect();
+    assert_eq!(ids, [&serde_json::json!(1), &serde_json::Value::Null, &serde_json::json!("b")], "{lines:?}");
+    assert!(lines.iter().all(|m| m["jsonrpc"] == "2.0" && m["error"]["code"].is_i64()), "{lines:?}");
+    assert_eq!(lines[1]["error"]["code"], -32700);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("connection_failed"), "{}", describe(&out));
+}
