@@ -7,7 +7,7 @@ use crate::sse::{Event, Events};
 use crate::{EXIT_CRASHED, EXIT_INTERRUPTED, EXIT_TIMEOUT, output};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 
 /// How many times a dropped stream is followed again before giving up.
@@ -141,7 +141,11 @@ fn read_code(args: &ExecArgs) -> Result<(String, Option<&'static str>)> {
         }
         _ => {
             let mut code = String::new();
-            std::io::stdin().read_to_string(&mut code)?;
+            let mut stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!("sandbox: reading the code from standard input; end it with Ctrl-D");
+            }
+            stdin.read_to_string(&mut code)?;
             Ok((code, None))
         }
     }

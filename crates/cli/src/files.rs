@@ -251,7 +251,7 @@ async fn upload(client: &Client, local: &Path, to: Remote, no_progress: bool) ->
     } else {
         files.push((local.to_path_buf(), base, meta.len()));
     }
-    let bar = bar(&format!("uploading {}", local.display()), files.iter().map(|f| f.2).sum(), no_progress);
+    let bar = bar(&format!("uploading {name}"), files.iter().map(|f| f.2).sum(), no_progress);
     for dir in &dirs {
         client.post(dir.api(client, &["directories"]), &json!({"path": dir.path})).await?;
     }

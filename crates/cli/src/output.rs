@@ -83,7 +83,7 @@ pub fn transfer(label: &str, total: u64) -> ProgressBar {
     }
     let bar = ProgressBar::new(total).with_message(label.to_owned()).with_style(
         ProgressStyle::with_template(
-            "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}",
+            "{wide_msg} [{bar:25}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {eta}",
         )
         .expect("valid template")
         .progress_chars("#>-"),
