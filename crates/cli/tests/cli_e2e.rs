@@ -276,3 +276,49 @@ fn files_copy_both_ways_with_progress_on_a_terminal_only() {
         describe(&out)
     );
 }
+
+#[test]
+fn deps_install_adds_packages_from_an_index() {
+    // A real package index on loopback, serving a wheel this test builds.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let index = runtime.block_on(sandbox_e2e::pypi::TestIndex::start());
+    index.publish("sbx-hello", "1.0.0", &[], "def greet():\n    return 'hello 1'\n");
+    let server = Server::start_with(&[
+        ("SANDBOX_DEPENDENCIES__NETWORK", "host"),
+        ("SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS", "http://127.0.0.1:*/"),
+    ]);
+    let id = server.session();
+    let url = index.url();
+
+    let out = server
+        .sandbox()
+        .args(["deps", "install", "sbx-hello==1.0.0", "--index-url", &url, "-s", &id])
+        .output();
+    let out = out.unwrap();
+    assert!(out.status.success(), "{}\n{}", describe(&out), server.log());
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("PACKAGE"), "{table}");
+    assert!(
+        table.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["sbx-hello", "1.0.0"]),
+        "{table}"
+    );
+    let out = server
+        .sandbox()
+        .args(["exec", "-s", &id, "--code", "import sbx_hello; print(sbx_hello.greet())"])
+        .output();
+    assert_eq!(String::from_utf8_lossy(&out.unwrap().stdout), "hello 1\n");
+
+    // An unknown package: the server's code, exit 125.
+    let out = server
+        .sandbox()
+        .args(["deps", "install", "sbx-nope", "--index-url", &url, "-s", &id])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("error: package_not_found: "),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(server.json(&["session", "get", &id])["dependency_install_status"], "failed");
+}

@@ -35,6 +35,11 @@ pub struct Server {
 impl Server {
     /// Starts a server (warm pools off) and waits until it answers.
     pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with `env` on top of the defaults and waits until it answers.
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
         let dir = tempfile::Builder::new().prefix("sandbox-cli-e2e-").tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let key = format!("test-admin-key-{}", std::process::id());
@@ -51,6 +56,7 @@ impl Server {
         if let Ok(prefix) = std::env::var("IMAGE_PREFIX") {
             cmd.env("SANDBOX_IMAGE_PREFIX", prefix);
         }
+        cmd.envs(env.iter().copied());
         let child = cmd.spawn().expect("sandbox-server starts");
         let server = Server { child, url: format!("http://127.0.0.1:{port}"), key, dir };
         let deadline = Instant::now() + Duration::from_secs(60);
