@@ -178,7 +178,9 @@ pub async fn run(client: &Client, cmd: FilesCmd, as_json: bool) -> Result<()> {
         }
         FilesCmd::Cp { source, dest, no_progress, session } => {
             let copied = match (Remote::parse(&source, &session)?, Remote::parse(&dest, &session)?) {
-                (None, Some(to)) => upload(client, Path::new(&source), to, no_progress).await?,
+                (None, Some(to)) => {
+                    upload(client, Path::new(&source), to, dest.ends_with('/'), no_progress).await?
+                }
                 (Some(from), None) => download(client, from, &dest, no_progress).await?,
                 _ => {
                     return Err(Error::argument(
@@ -228,8 +230,14 @@ fn copied(from: impl std::fmt::Display, to: impl std::fmt::Display, size: u64) -
 }
 
 /// Uploads a local file or directory (or standard input, `-`) to `to`: into it when it is an
-/// existing directory or ends in `/`.
-async fn upload(client: &Client, local: &Path, to: Remote, no_progress: bool) -> Result<Vec<Value>> {
+/// existing directory or was written with a trailing `/` (`into`).
+async fn upload(
+    client: &Client,
+    local: &Path,
+    to: Remote,
+    into: bool,
+    no_progress: bool,
+) -> Result<Vec<Value>> {
     if local.as_os_str() == "-" {
         if to.path.is_empty() {
             return Err(Error::argument("copying standard input needs a file name: SESSION:PATH"));
@@ -241,7 +249,9 @@ async fn upload(client: &Client, local: &Path, to: Remote, no_progress: bool) ->
     let meta =
         std::fs::metadata(local).map_err(|e| Error::new("io_error", format!("{}: {e}", local.display())))?;
     let name = local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let into_dir = to.path.is_empty() || is_remote_dir(client, &to).await?;
+    let into_dir = into || to.path.is_empty() || is_remote_dir(client, &to).await?;
+    // A directory named with a trailing `/` is made when missing.
+    let parent = (into && !to.path.is_empty()).then(|| to.clone());
     let base = if into_dir { to.join(&name) } else { to };
     // (local file, remote place, size) for every file; directories to make, empty ones included.
     let mut files = Vec::new();
@@ -249,6 +259,7 @@ async fn upload(client: &Client, local: &Path, to: Remote, no_progress: bool) ->
     if meta.is_dir() {
         walk(local, &base, &mut files, &mut dirs)?;
     } else {
+        dirs.extend(parent);
         files.push((local.to_path_buf(), base, meta.len()));
     }
     let bar = bar(&format!("uploading {name}"), files.iter().map(|f| f.2).sum(), no_progress);

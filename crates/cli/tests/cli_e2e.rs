@@ -233,6 +233,11 @@ fn files_copy_both_ways_with_progress_on_a_terminal_only() {
     assert!(copied.status.success(), "{}", describe(&copied));
     let copied: serde_json::Value = serde_json::from_slice(&copied.stdout).unwrap();
     assert_eq!(copied["files"][0]["to"], "up/single.txt", "{copied}");
+    // A trailing `/` names a directory, made when missing.
+    let out =
+        server.sandbox().args(["files", "cp", single.to_str().unwrap(), &format!("{id}:fresh/")]).output();
+    assert!(out.unwrap().status.success());
+    assert_eq!(server.ok(&["files", "cat", &format!("{id}:fresh/single.txt")]), "one\n");
     let out = server
         .sandbox()
         .env("SANDBOX_SESSION", &id)
@@ -243,10 +248,11 @@ fn files_copy_both_ways_with_progress_on_a_terminal_only() {
     assert_eq!(std::fs::read(back.join("single.txt")).unwrap(), b"one\n");
 
     // On a terminal a large transfer draws a bar; piped (above) it did not.
+    let bin = env!("CARGO_BIN_EXE_sandbox");
     let cmd = format!(
-        "{} files cp {} {id}:tty.bin",
-        env!("CARGO_BIN_EXE_sandbox"),
-        tree.join("sub/big.bin").display()
+        "{bin} files cp {} {id}:tty.bin && {bin} files cp {id}:tty.bin {}",
+        tree.join("sub/big.bin").display(),
+        local.path().join("tty.bin").display()
     );
     let out = std::process::Command::new("script")
         .args(["-qec", &cmd, "/dev/null"])
@@ -258,9 +264,13 @@ fn files_copy_both_ways_with_progress_on_a_terminal_only() {
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", describe(&out));
     assert!(
-        shown.contains("uploading") && shown.contains("MiB"),
+        shown.contains("uploading big.bin")
+            && shown.contains("downloading tty.bin")
+            && shown.contains("MiB/s"),
         "a progress bar on the terminal: {shown:?}"
     );
+    assert!(shown.contains("\x1b["), "drawn with escape codes on the terminal: {shown:?}");
+    assert!(std::fs::read(local.path().join("tty.bin")).unwrap() == big);
     assert_eq!(server.json(&["files", "ls", &format!("{id}:tty.bin")])["size"], big.len());
     assert!(server.ok(&["files", "ls", &format!("{id}:tty.bin")]).lines().any(|l| l.ends_with(" tty.bin")));
 
