@@ -3,7 +3,7 @@
 # outside through HTTP only:
 #   1. conformance/run.py: every case of the conformance corpus through the REST API, stateless
 #      and again each as a cell of a code context of its own,
-#   2. scripts/sdk-tests.sh: the Python SDK, the `sandbox` CLI and the `sandbox-mcp` MCP server
+#   2. scripts/sdk-tests.sh: the Python SDK and the `sandbox-mcp` MCP server
 #      (sdk/python/tests),
 #   3. scripts/e2b-tests.sh: E2B's own Python SDKs against the E2B-compatible API
 #      (sdk/e2b-tests),
@@ -72,7 +72,7 @@ if ! python3 conformance/run.py --contexts conformance/cases.json; then
   exit 1
 fi
 
-say "Python SDK, CLI and MCP server (sdk/python)"
+say "Python SDK and MCP server (sdk/python)"
 if ! scripts/sdk-tests.sh; then
   tail -50 "$work/server.log"
   exit 1

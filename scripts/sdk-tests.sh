@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the tests of the Python SDK, the `sandbox` CLI and the `sandbox-mcp` MCP server
+# Runs the tests of the Python SDK and the `sandbox-mcp` MCP server
 # (sdk/python/tests) against the live server that SANDBOX_URL and SANDBOX_API_KEY name.
 # Installs the package (editable, with its [mcp] extra) and pytest into a virtualenv, $SDK_VENV
 # (default: sdk-venv next to $TOOLS_VENV, /var/cache/sandbox-tools/sdk-venv); a later run with
