@@ -10,8 +10,8 @@ Quick start::
         ctx.run("x = 41")
         print(ctx.run("x + 1").text)  # 42
 
-See ``sandbox_sdk.cli`` (the ``sandbox`` command) and ``sandbox_sdk.mcp`` (the ``sandbox-mcp``
-MCP server) for the other ways in, and ``AsyncClient`` for the same surface with ``await``.
+See ``sandbox_sdk.cli`` (the ``sandbox`` command) for the other way in, and ``AsyncClient`` for
+the same surface with ``await``. MCP is served by the server itself at ``/mcp``.
 """
 
 from ._core import RetryPolicy

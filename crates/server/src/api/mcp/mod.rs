@@ -79,7 +79,7 @@ impl SandboxMcp {
     }
 
     /// Runs a tool as the request's caller: its refusals become tool errors (`code: message`),
-    /// and every call is logged with its outcome.
+    /// and every call is logged with its outcome (in the request's span, which names the key).
     async fn call<F, Fut>(&self, tool: &'static str, parts: &Parts, f: F) -> Result<CallToolResult, ErrorData>
     where
         F: FnOnce(Caller) -> Fut,
@@ -89,17 +89,16 @@ impl SandboxMcp {
             parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
                 ErrorData::internal_error("the request carries no authenticated caller", None)
             })?;
-        let key_id = caller.key_id.clone();
         let start = Instant::now();
         let outcome = f(caller).await;
         let elapsed_ms = start.elapsed().as_millis() as u64;
         Ok(match outcome {
             Ok(result) => {
-                tracing::info!(tool, key_id, elapsed_ms, "mcp tool call");
+                tracing::info!(tool, elapsed_ms, "mcp tool call");
                 result
             }
             Err(e) => {
-                tracing::info!(tool, key_id, elapsed_ms, code = e.code, error = %e.message, "mcp tool call refused");
+                tracing::info!(tool, elapsed_ms, code = e.code, error = %e.message, "mcp tool call refused");
                 render::tool_error(&e)
             }
         })

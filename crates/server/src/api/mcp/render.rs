@@ -44,6 +44,10 @@ pub fn execution(e: &Execution, context: &str) -> CallToolResult {
     if let Some(code) = e.exit_code.filter(|c| *c != 0) {
         status.push_str(&format!(" (exit code {code})"));
     }
+    if e.status == ExecutionStatus::Timeout {
+        status
+            .push_str(&format!(" after {} s (stopped; the context keeps its earlier state)", e.timeout_sec));
+    }
     if let (Some(msg), None) = (&e.error_message, &e.error) {
         status.push_str(&format!(": {msg}"));
     }
@@ -52,13 +56,18 @@ pub fn execution(e: &Execution, context: &str) -> CallToolResult {
         parts.push("[still running past the wait; it goes on in the background]".into());
     }
     if let Some(out) = e.stdout.as_deref().filter(|s| !s.is_empty()) {
-        parts.push(format!("stdout:\n{}", cut(out, MAX_TEXT)));
+        parts.push(format!("stdout:\n{}", cut(out.trim_end(), MAX_TEXT)));
     }
     if let Some(err) = e.stderr.as_deref().filter(|s| !s.is_empty() && e.error.is_none()) {
-        parts.push(format!("stderr:\n{}", cut(err, MAX_TEXT)));
+        parts.push(format!("stderr:\n{}", cut(err.trim_end(), MAX_TEXT)));
     }
     if let Some(err) = &e.error {
-        parts.push(format!("error: {}: {}\n{}", err.name, err.value, cut(&err.traceback, MAX_TEXT)));
+        parts.push(format!(
+            "error: {}: {}\n{}",
+            err.name,
+            err.value,
+            cut(err.traceback.trim_end(), MAX_TEXT)
+        ));
     }
     let mut images = Vec::new();
     for r in &e.results {
