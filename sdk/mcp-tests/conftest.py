@@ -88,7 +88,7 @@ def cleanup() -> Iterator[List[str]]:
             print(f"could not delete session {sid}: {e}")
 
 
-def post_json(path: str, body: object, headers: dict) -> tuple[int, dict]:
+def post_json(path: str, body: object, headers: dict, timeout: float = 60) -> tuple[int, dict]:
     """A raw POST (for what the MCP client hides: the HTTP status of a refusal)."""
     req = urllib.request.Request(
         f"{base_url()}{path}",
@@ -97,7 +97,7 @@ def post_json(path: str, body: object, headers: dict) -> tuple[int, dict]:
         headers={"Content-Type": "application/json", "Accept": "application/json, text/event-stream", **headers},
     )
     try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"null")

@@ -6,6 +6,7 @@ import base64
 import re
 from typing import Any, List
 
+import anyio
 import pytest
 from mcp import ClientSession
 
@@ -164,3 +165,24 @@ async def test_no_key_or_a_wrong_key_is_refused(connect: Connect) -> None:
     assert status == 401 and body["code"] == "unauthorized", body
     status, body = post_json("/mcp", init, {"Authorization": f"Bearer {api_key()}"})
     assert status == 200 and body["result"]["serverInfo"]["name"] == "sandbox", body
+
+
+async def test_a_client_that_goes_away_interrupts_its_code(connect: Connect, cleanup: List[str]) -> None:
+    async with connect() as session:
+        sid = await start(session, cleanup)
+        loop = "import time\ni = 0\nwhile i < 60:\n    i += 1\n    time.sleep(0.5)\n"
+        call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                "params": {"name": "run_code", "arguments": {"session_id": sid, "code": loop, "timeout": 120}}}
+        # The HTTP request is dropped after 3 s, long before the loop's 30 s.
+        with pytest.raises(OSError):
+            post_json("/mcp", call, {"Authorization": f"Bearer {api_key()}"}, timeout=3)
+        # The context is free again at once (not busy for the rest of the loop), its state kept.
+        out = ""
+        for _ in range(20):
+            result = await session.call_tool("run_code", {"session_id": sid, "code": "i"})
+            out = texts(result)
+            if not out.startswith("context_busy: "):
+                break
+            await anyio.sleep(0.5)
+        m = re.search(r"result:\n(\d+)", out)
+        assert m and 0 < int(m.group(1)) < 30, out

@@ -1089,6 +1089,22 @@ async fn mcp_speaks_json_rpc_behind_the_api_keys() {
     // The session is as it was.
     let s = app.state.store.session("sess_mcp_a").await.unwrap().unwrap();
     assert_eq!(s.status, SessionStatus::Running);
+    // Tool calls are counted by outcome, requests by route.
+    let req = Request::builder()
+        .uri("/metrics")
+        .header("authorization", format!("Bearer {}", app.admin))
+        .body(Body::empty())
+        .unwrap();
+    let resp = api::router(app.state.clone()).oneshot(req).await.unwrap();
+    let metrics = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    for line in [
+        r#"sandbox_mcp_tool_calls_total{tool="list_templates",outcome="ok"} 1"#,
+        r#"sandbox_mcp_tool_calls_total{tool="run_code",outcome="session_not_found"} 1"#,
+        r#"sandbox_mcp_tool_calls_total{tool="read_file",outcome="invalid_path"} 1"#,
+        r#"sandbox_http_requests_total{method="POST",route="/mcp",status="401"} 2"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 
     // A revoked key is refused at once.
     let (s, _, _) = app.call("DELETE", &format!("/api/v1/admin/keys/{a_id}"), Some(&app.admin), None).await;

@@ -187,13 +187,14 @@ fn ending(e: &Execution, shown: usize, count: Option<u64>) -> Vec<Bytes> {
     out
 }
 
-/// Interrupts a cell whose client went away before its end.
-struct InterruptOnDrop {
-    state: AppState,
-    caller: Caller,
-    session_id: String,
-    context_id: String,
-    ended: bool,
+/// Interrupts a cell whose client went away before its end (here and in MCP's `run_code`).
+pub(crate) struct InterruptOnDrop {
+    pub(crate) state: AppState,
+    pub(crate) caller: Caller,
+    pub(crate) session_id: String,
+    pub(crate) context_id: String,
+    /// Set once the cell has ended: nothing to interrupt then.
+    pub(crate) ended: bool,
 }
 
 impl Drop for InterruptOnDrop {

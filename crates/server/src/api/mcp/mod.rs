@@ -4,6 +4,7 @@
 mod args;
 mod render;
 
+use crate::api::e2b::interpreter::InterruptOnDrop;
 use crate::api::error::ApiError;
 use crate::api::files::parse_path;
 use crate::caller::Caller;
@@ -33,6 +34,7 @@ use sandbox_store::SessionFilter;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// `run_code`'s timeout when none is given, seconds.
 const DEFAULT_RUN_TIMEOUT_SEC: u32 = 60;
@@ -79,7 +81,8 @@ impl SandboxMcp {
     }
 
     /// Runs a tool as the request's caller: its refusals become tool errors (`code: message`),
-    /// and every call is logged with its outcome (in the request's span, which names the key).
+    /// and every call is logged with its outcome (in the request's span, which names the key)
+    /// and counted (`sandbox_mcp_tool_calls`).
     async fn call<F, Fut>(&self, tool: &'static str, parts: &Parts, f: F) -> Result<CallToolResult, ErrorData>
     where
         F: FnOnce(Caller) -> Fut,
@@ -94,10 +97,12 @@ impl SandboxMcp {
         let elapsed_ms = start.elapsed().as_millis() as u64;
         Ok(match outcome {
             Ok(result) => {
+                self.state.metrics.mcp_tool_call(tool, "ok");
                 tracing::info!(tool, elapsed_ms, "mcp tool call");
                 result
             }
             Err(e) => {
+                self.state.metrics.mcp_tool_call(tool, e.code);
                 tracing::info!(tool, elapsed_ms, code = e.code, error = %e.message, "mcp tool call refused");
                 render::tool_error(&e)
             }
@@ -122,7 +127,12 @@ impl SandboxMcp {
         Ok(view.record.id)
     }
 
-    async fn run(&self, caller: Caller, a: RunCodeArgs) -> Result<CallToolResult, ApiError> {
+    async fn run(
+        &self,
+        caller: Caller,
+        a: RunCodeArgs,
+        gone: CancellationToken,
+    ) -> Result<CallToolResult, ApiError> {
         if a.code.is_empty() {
             return Err(ApiError::invalid_field("code", "must not be empty"));
         }
@@ -155,8 +165,28 @@ impl SandboxMcp {
             }
         };
         let id = submitted.execution.id.clone();
+        // A client that goes away (the HTTP request dropped, the call cancelled) stops the cell:
+        // the guard interrupts it when this future is dropped, or when `gone` fires first.
+        let mut guard = InterruptOnDrop {
+            state: self.state.clone(),
+            caller: caller.clone(),
+            session_id: a.session_id.clone(),
+            context_id: context_id.clone(),
+            ended: false,
+        };
         let wait = Duration::from_secs(u64::from(timeout_sec)) + RUN_GRACE;
-        let execution = match tokio::time::timeout(wait, submitted.done).await {
+        let finished = tokio::select! {
+            finished = tokio::time::timeout(wait, submitted.done) => finished,
+            () = gone.cancelled() => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::BAD_REQUEST,
+                    "cancelled",
+                    "the client went away; the code was interrupted",
+                ));
+            }
+        };
+        guard.ended = true;
+        let execution = match finished {
             Ok(Ok(e)) => e,
             Ok(Err(e)) => return Err(ApiError::internal(e)),
             Err(_) => self.state.executions.get(&caller, &id).await?.0,
@@ -282,9 +312,10 @@ impl SandboxMcp {
     async fn run_code(
         &self,
         Extension(parts): Extension<Parts>,
+        gone: CancellationToken,
         Parameters(a): Parameters<RunCodeArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        self.call("run_code", &parts, |caller| self.run(caller, a)).await
+        self.call("run_code", &parts, |caller| self.run(caller, a, gone)).await
     }
 
     /// Start another interpreter (code context) in a session and return its id for run_code's
