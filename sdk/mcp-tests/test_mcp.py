@@ -186,3 +186,17 @@ async def test_a_client_that_goes_away_interrupts_its_code(connect: Connect, cle
             await anyio.sleep(0.5)
         m = re.search(r"result:\n(\d+)", out)
         assert m and 0 < int(m.group(1)) < 30, out
+
+
+async def test_each_language_has_a_default_context_of_its_own(connect: Connect, cleanup: List[str]) -> None:
+    async with connect() as session:
+        sid = await start(session, cleanup, "multi-language")
+        await ok(session, "run_code", session_id=sid, code="x = 'from python'")
+        await ok(session, "run_code", session_id=sid, language="javascript", code="var x = 6 * 7;")
+        js = texts(await ok(session, "run_code", session_id=sid, language="javascript", code="x"))
+        assert re.search(r"result:\n42\b", js), js
+        py = texts(await ok(session, "run_code", session_id=sid, language="python", code="x"))
+        assert "'from python'" in py, py
+        await ok(session, "run_code", session_id=sid, language="shell", code="export GREETING=hi")
+        sh = texts(await ok(session, "run_code", session_id=sid, language="shell", code="echo $GREETING-there"))
+        assert "hi-there" in sh, sh
