@@ -3,8 +3,8 @@
 # outside through HTTP only:
 #   1. conformance/run.py: every case of the conformance corpus through the REST API, stateless
 #      and again each as a cell of a code context of its own,
-#   2. scripts/sdk-tests.sh: the Python SDK and the `sandbox-mcp` MCP server
-#      (sdk/python/tests),
+#   2. scripts/sdk-tests.sh: the Python SDK (sdk/python/tests), and scripts/mcp-tests.sh: the
+#      server's MCP tools at /mcp through the official MCP client (sdk/mcp-tests),
 #   3. scripts/e2b-tests.sh: E2B's own Python SDKs against the E2B-compatible API
 #      (sdk/e2b-tests),
 #   4. conformance/attacks.py: the attacks on the control plane itself (control-plane.json),
@@ -72,8 +72,14 @@ if ! python3 conformance/run.py --contexts conformance/cases.json; then
   exit 1
 fi
 
-say "Python SDK and MCP server (sdk/python)"
+say "Python SDK (sdk/python)"
 if ! scripts/sdk-tests.sh; then
+  tail -50 "$work/server.log"
+  exit 1
+fi
+
+say "MCP at /mcp through the official MCP client (sdk/mcp-tests)"
+if ! scripts/mcp-tests.sh; then
   tail -50 "$work/server.log"
   exit 1
 fi

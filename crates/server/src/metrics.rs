@@ -50,6 +50,12 @@ struct ClaimLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ToolLabels {
+    tool: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabels {
     status: String,
 }
@@ -75,6 +81,7 @@ pub struct Metrics {
     pool_ready_seconds: Family<TemplateLabels, Histogram, Buckets>,
     pool_ready: Family<TemplateLabels, Gauge>,
     leader: Gauge,
+    mcp_tool_calls: Family<ToolLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -92,6 +99,7 @@ impl Default for Metrics {
             pool_ready_seconds: Family::new_with_constructor(latency_buckets as Buckets),
             pool_ready: Family::default(),
             leader: Gauge::default(),
+            mcp_tool_calls: Family::default(),
             registry: Registry::default(),
         };
         registry.register("http_requests", "HTTP requests by route and status", m.http_requests.clone());
@@ -124,6 +132,11 @@ impl Default for Metrics {
             "lifecycle_leader",
             "1 when this replica runs the lifecycle loops",
             m.leader.clone(),
+        );
+        registry.register(
+            "mcp_tool_calls",
+            "MCP tool calls by tool and outcome (ok, or the error code)",
+            m.mcp_tool_calls.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -175,6 +188,12 @@ impl Metrics {
     /// Sets the number of ready sandboxes of a template's pool.
     pub fn pool_size(&self, template: &str, ready: u64) {
         self.pool_ready.get_or_create(&TemplateLabels { template: template.to_owned() }).set(ready as i64);
+    }
+
+    /// Records an MCP tool call: `ok`, or the code it was refused with.
+    pub fn mcp_tool_call(&self, tool: &str, outcome: &str) {
+        let labels = ToolLabels { tool: tool.to_owned(), outcome: outcome.to_owned() };
+        self.mcp_tool_calls.get_or_create(&labels).inc();
     }
 
     /// Sets whether this replica leads.

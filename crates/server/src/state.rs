@@ -54,7 +54,7 @@ pub struct AppState {
     pub idempotency: Arc<Idempotency>,
     /// Access tokens of the E2B-compatible API.
     pub access_tokens: Arc<AccessTokens>,
-    /// The default code context of each language per sandbox, for the E2B-compatible API.
+    /// The default code context of each language per sandbox, for the E2B-compatible API and MCP.
     pub e2b_contexts: Arc<crate::api::e2b::interpreter::DefaultContexts>,
     /// When the server started.
     pub started: Instant,

@@ -1009,3 +1009,142 @@ fn an_undocumented_status_fails_the_test_that_provoked_it() {
 fn an_unlisted_error_code_fails_the_test_that_provoked_it() {
     spec::check("GET", "/api/v1/sessions/sess_x", 404, &json!({"code": "no_such_code"}));
 }
+
+impl App {
+    /// A JSON-RPC request to `/mcp`: the status and the JSON body.
+    async fn mcp(&self, key: Option<&str>, method: &str, params: Value) -> (StatusCode, Value) {
+        let mut b = Request::builder()
+            .method("POST")
+            .uri("/mcp")
+            .header("host", "sandbox.example")
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream");
+        if let Some(k) = key {
+            b = b.header("authorization", format!("Bearer {k}"));
+        }
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let req = b.body(Body::from(body.to_string())).unwrap();
+        let resp = api::router(self.state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into())),
+        )
+    }
+
+    /// A tool call's result (a JSON-RPC success) through `/mcp`.
+    async fn mcp_tool(&self, key: &str, name: &str, arguments: Value) -> Value {
+        let (s, body) =
+            self.mcp(Some(key), "tools/call", json!({"name": name, "arguments": arguments})).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        body["result"].clone()
+    }
+}
+
+fn initialize_params() -> Value {
+    json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "router-test", "version": "1"}})
+}
+
+#[tokio::test]
+async fn mcp_speaks_json_rpc_behind_the_api_keys() {
+    let app = App::new().await;
+    let (a_id, a) = app.key(false).await;
+    let (_, b) = app.key(false).await;
+    // No key, a wrong key: refused before any MCP, as the REST API refuses.
+    let (s, body) = app.mcp(None, "initialize", initialize_params()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["code"], "unauthorized", "{body}");
+    let (s, body) = app.mcp(Some("sk_not_a_key_at_all"), "tools/list", json!({})).await;
+    assert_eq!((s, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")), "{body}");
+
+    let (s, init) = app.mcp(Some(&a), "initialize", initialize_params()).await;
+    assert_eq!(s, StatusCode::OK, "{init}");
+    assert_eq!(init["result"]["serverInfo"]["name"], "sandbox", "{init}");
+    assert!(init["result"]["capabilities"]["tools"].is_object(), "{init}");
+    assert!(init["result"]["instructions"].as_str().is_some_and(|i| i.contains("create_session")), "{init}");
+
+    let (s, list) = app.mcp(Some(&a), "tools/list", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let tools = list["result"]["tools"].as_array().unwrap();
+    let mut names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "create_context",
+            "create_session",
+            "install_packages",
+            "list_files",
+            "list_sessions",
+            "list_templates",
+            "read_file",
+            "run_code",
+            "terminate_session",
+            "write_file"
+        ]
+    );
+    for t in tools {
+        assert!(t["description"].as_str().is_some_and(|d| d.len() > 60), "{t}");
+        assert_eq!(t["inputSchema"]["type"], "object", "{t}");
+    }
+    let run = tools.iter().find(|t| t["name"] == "run_code").unwrap();
+    let required: Vec<&str> =
+        run["inputSchema"]["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(required, ["session_id", "code"], "{run}");
+    let schema = run["inputSchema"].to_string();
+    for word in ["javascript", "shell", "context_id", "timeout", "default context"] {
+        assert!(schema.contains(word), "run_code's schema tells of {word}: {schema}");
+    }
+
+    // A tool that needs no sandbox answers; a refusal is a tool error with our code.
+    let templates = app.mcp_tool(&a, "list_templates", json!({})).await;
+    assert_eq!(templates["isError"], false, "{templates}");
+    assert!(templates["content"][0]["text"].as_str().unwrap().contains("python-datascience"), "{templates}");
+    app.running_session("sess_mcp_a", &a_id).await;
+    let others = app.mcp_tool(&b, "run_code", json!({"session_id": "sess_mcp_a", "code": "1"})).await;
+    assert_eq!(others["isError"], true, "{others}");
+    let text = others["content"][0]["text"].as_str().unwrap();
+    assert!(text.starts_with("session_not_found: "), "{text}");
+    let bad =
+        app.mcp_tool(&a, "read_file", json!({"session_id": "sess_mcp_a", "path": "../etc/passwd"})).await;
+    assert_eq!(bad["isError"], true, "{bad}");
+    assert!(bad["content"][0]["text"].as_str().unwrap().starts_with("invalid_path: "), "{bad}");
+    let (_, sessions) =
+        app.mcp(Some(&b), "tools/call", json!({"name": "list_sessions", "arguments": {}})).await;
+    assert_eq!(sessions["result"]["content"][0]["text"], "no running sessions", "{sessions}");
+
+    // An unknown tool is a JSON-RPC error; arguments that do not fit the schema are a tool error
+    // (the model can correct them), as MCP asks.
+    let (_, unknown) = app.mcp(Some(&a), "tools/call", json!({"name": "rm_rf", "arguments": {}})).await;
+    assert!(unknown["error"]["code"].is_i64(), "{unknown}");
+    let wrong = app.mcp_tool(&a, "run_code", json!({"session_id": 5})).await;
+    assert_eq!(wrong["isError"], true, "{wrong}");
+    assert!(wrong["content"][0]["text"].as_str().unwrap().contains("invalid type"), "{wrong}");
+    // The session is as it was.
+    let s = app.state.store.session("sess_mcp_a").await.unwrap().unwrap();
+    assert_eq!(s.status, SessionStatus::Running);
+    // Tool calls are counted by outcome, requests by route.
+    let req = Request::builder()
+        .uri("/metrics")
+        .header("authorization", format!("Bearer {}", app.admin))
+        .body(Body::empty())
+        .unwrap();
+    let resp = api::router(app.state.clone()).oneshot(req).await.unwrap();
+    let metrics = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    for line in [
+        r#"sandbox_mcp_tool_calls_total{tool="list_templates",outcome="ok"} 1"#,
+        r#"sandbox_mcp_tool_calls_total{tool="run_code",outcome="session_not_found"} 1"#,
+        r#"sandbox_mcp_tool_calls_total{tool="read_file",outcome="invalid_path"} 1"#,
+        r#"sandbox_http_requests_total{method="POST",route="/mcp",status="401"} 2"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+
+    // A revoked key is refused at once.
+    let (s, _, _) = app.call("DELETE", &format!("/api/v1/admin/keys/{a_id}"), Some(&app.admin), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, body) = app.mcp(Some(&a), "tools/list", json!({})).await;
+    assert_eq!((s, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")), "{body}");
+}

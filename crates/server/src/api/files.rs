@@ -30,7 +30,9 @@ use sandbox_executor_client::ByteStream;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-fn parse_path(raw: &str, allow_root: bool) -> Result<WorkspacePath, ApiError> {
+/// A workspace path from the API (`invalid_path` when it is not one); the root only when
+/// `allow_root`.
+pub(crate) fn parse_path(raw: &str, allow_root: bool) -> Result<WorkspacePath, ApiError> {
     let parsed = if allow_root { WorkspacePath::parse(raw) } else { WorkspacePath::parse_non_root(raw) };
     parsed.map_err(|e| ApiError::bad_request("invalid_path", e.to_string()))
 }

@@ -1,4 +1,4 @@
-//! The REST API: routes, middleware (request ids, logging, metrics, authentication) and the
+//! The REST API (and MCP at `/mcp`): routes, middleware (request ids, logging, metrics, authentication) and the
 //! OpenAPI document generated from the handlers.
 
 pub mod auth;
@@ -11,6 +11,7 @@ pub mod extract;
 pub mod files;
 pub mod health;
 pub mod keys;
+pub mod mcp;
 pub mod pools;
 pub mod processes;
 pub mod reference;
@@ -151,6 +152,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sessions/{session_id}/watchers/{watcher_id}/events", get(files::watcher_events))
         .route("/api/v1/admin/keys", post(keys::create).get(keys::list))
         .route("/api/v1/admin/keys/{key_id}", delete(keys::revoke))
+        .route_service("/mcp", mcp::service(state.clone()))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
     let e2b = &state.settings.e2b;
     let mut app = Router::new();

@@ -10,8 +10,8 @@ Quick start::
         ctx.run("x = 41")
         print(ctx.run("x + 1").text)  # 42
 
-See ``sandbox_sdk.mcp`` (the ``sandbox-mcp`` MCP server) for another way in, and
-``AsyncClient`` for the same surface with ``await``.
+The ``sandbox`` command-line tool and the server's MCP endpoint (``/mcp``) are the other ways in;
+``AsyncClient`` offers the same surface with ``await``.
 """
 
 from ._core import RetryPolicy

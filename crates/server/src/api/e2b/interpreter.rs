@@ -29,21 +29,25 @@ use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-/// The default context of each language in each sandbox, started on first use.
+/// The default context of each language in each sandbox, started on first use (by this API and
+/// by MCP's `run_code`).
 #[derive(Default)]
 pub struct DefaultContexts(Mutex<HashMap<(String, Language), String>>);
 
 impl DefaultContexts {
-    fn get(&self, session_id: &str, language: Language) -> Option<String> {
+    /// The default context of `language` in the session, if one was started.
+    pub fn get(&self, session_id: &str, language: Language) -> Option<String> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&(session_id.to_owned(), language)).cloned()
     }
 
-    fn set(&self, session_id: &str, language: Language, context_id: &str) {
+    /// Records the session's default context of `language`.
+    pub fn set(&self, session_id: &str, language: Language, context_id: &str) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.insert((session_id.to_owned(), language), context_id.to_owned());
     }
 
-    fn forget(&self, context_id: &str) {
+    /// Forgets a context that is gone (the next use starts another).
+    pub fn forget(&self, context_id: &str) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, c| c != context_id);
     }
 }
@@ -183,13 +187,14 @@ fn ending(e: &Execution, shown: usize, count: Option<u64>) -> Vec<Bytes> {
     out
 }
 
-/// Interrupts a cell whose client went away before its end.
-struct InterruptOnDrop {
-    state: AppState,
-    caller: Caller,
-    session_id: String,
-    context_id: String,
-    ended: bool,
+/// Interrupts a cell whose client went away before its end (here and in MCP's `run_code`).
+pub(crate) struct InterruptOnDrop {
+    pub(crate) state: AppState,
+    pub(crate) caller: Caller,
+    pub(crate) session_id: String,
+    pub(crate) context_id: String,
+    /// Set once the cell has ended: nothing to interrupt then.
+    pub(crate) ended: bool,
 }
 
 impl Drop for InterruptOnDrop {
