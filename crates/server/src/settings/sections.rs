@@ -216,6 +216,23 @@ impl Pools {
     }
 }
 
+/// Templates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplateSettings {
+    /// Let the Docker backend pull the image of a new or changed template that the host does
+    /// not have (the template is `pulling` until it is there). `false`: such a template is
+    /// refused with 422 `template_image_missing`. Default `true`. A cluster's nodes pull by
+    /// themselves, so on Kubernetes templates are ready at once either way.
+    pub pull_images: bool,
+}
+
+impl Default for TemplateSettings {
+    fn default() -> Self {
+        TemplateSettings { pull_images: true }
+    }
+}
+
 /// Per-execution limits enforced by the executor in each sandbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
