@@ -466,8 +466,14 @@ async fn terminate_and_delete_are_idempotent() {
 /// code saying which; the template shows its pull.
 async fn template_image_states_gate_sessions(app: &App, k: Option<&str>) {
     let store = &app.state.store;
-    let pull = ImagePull { bytes_done: 10, bytes_total: 100, layers_done: 1, layers_total: 3, ..Default::default() };
-    assert!(store.set_template_image("custom", "example/custom:1", TemplateStatus::Pulling, Some(&pull)).await.unwrap());
+    let pull =
+        ImagePull { bytes_done: 10, bytes_total: 100, layers_done: 1, layers_total: 3, ..Default::default() };
+    assert!(
+        store
+            .set_template_image("custom", "example/custom:1", TemplateStatus::Pulling, Some(&pull))
+            .await
+            .unwrap()
+    );
     let (_, t, _) = app.call("GET", "/api/v1/templates/custom", k, None).await;
     assert_eq!(
         (t["status"].as_str(), &t["image_pull"]["bytes_done"], &t["image_pull"]["bytes_total"]),
@@ -478,14 +484,23 @@ async fn template_image_states_gate_sessions(app: &App, k: Option<&str>) {
     assert_error(s, &body, StatusCode::CONFLICT, "template_not_ready");
     let error = PullError { code: "image_not_found".into(), message: "manifest unknown".into() };
     let failed = ImagePull { error: Some(error), ..pull };
-    assert!(store.set_template_image("custom", "example/custom:1", TemplateStatus::Failed, Some(&failed)).await.unwrap());
+    assert!(
+        store
+            .set_template_image("custom", "example/custom:1", TemplateStatus::Failed, Some(&failed))
+            .await
+            .unwrap()
+    );
     let (s, body, _) = app.call("POST", "/api/v1/sessions", k, Some(r#"{"template_id":"custom"}"#)).await;
     assert_error(s, &body, StatusCode::CONFLICT, "template_pull_failed");
     assert!(body["message"].as_str().unwrap().contains("image_not_found: manifest unknown"), "{body}");
     // Giving the image again checks it again: this runtime has it, so the template is ready.
     let (s, t, _) =
         app.call("PUT", "/api/v1/templates/custom", k, Some(r#"{"image_url": "example/custom:1"}"#)).await;
-    assert_eq!((s, t["status"].as_str(), &t["image_pull"]), (StatusCode::OK, Some("ready"), &Value::Null), "{t}");
+    assert_eq!(
+        (s, t["status"].as_str(), &t["image_pull"]),
+        (StatusCode::OK, Some("ready"), &Value::Null),
+        "{t}"
+    );
     let (_, t, _) = app.call("GET", "/api/v1/templates/custom", k, None).await;
     assert_eq!(t["status"], "ready", "{t}");
 }
