@@ -110,7 +110,8 @@ pub struct ImagePull {
 /// Why pulling an image failed: a stable code and the registry's or engine's words.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PullError {
-    /// `image_not_found`, `registry_unreachable`, `registry_denied` or `pull_failed`.
+    /// `image_not_found`, `registry_unreachable`, `registry_denied`, `pull_timed_out` or
+    /// `pull_failed`.
     pub code: String,
     /// What the engine said.
     pub message: String,

@@ -61,32 +61,25 @@ struct Served {
 }
 
 impl Registry {
-    /// Exports the source image and serves it as `tags` of a repository unique to this run.
-    async fn start(tags: &[&str]) -> Registry {
+    /// Serves `tags` of a repository unique to this run: each the source image (exported from
+    /// Docker) when `from_source`, or an image of one layer, plus a layer of the tag's own.
+    async fn start(from_source: bool, tags: &[&str]) -> Registry {
         let dir = tempfile::tempdir().unwrap();
-        let archive = dir.path().join("image.tar");
-        let saved =
-            Command::new("docker").args(["save", "-o"]).arg(&archive).arg(source_image()).status().unwrap();
-        assert!(saved.success(), "docker save {}", source_image());
-        let unpacked = dir.path().join("image");
-        tar::Archive::new(std::fs::File::open(&archive).unwrap()).unpack(&unpacked).unwrap();
-        std::fs::remove_file(&archive).unwrap();
-        let manifest: Value =
-            serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).unwrap()).unwrap();
-        let config: Value = serde_json::from_slice(
-            &std::fs::read(unpacked.join(manifest[0]["Config"].as_str().unwrap())).unwrap(),
-        )
-        .unwrap();
         let mut blobs = HashMap::new();
         let mut layers = Vec::new();
-        for layer in manifest[0]["Layers"].as_array().unwrap() {
-            let path = unpacked.join(layer.as_str().unwrap());
-            let (digest, size) = file_digest(&path);
-            // `docker save` writes layers uncompressed: the blob's digest is the diff id, and
-            // Docker takes an uncompressed stream where it expects gzip.
-            layers.push(json!({"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": size, "digest": digest}));
-            blobs.insert(digest, path);
-        }
+        let config = if from_source {
+            let (config, base) = export_source(dir.path());
+            for (digest, size, path) in base {
+                // `docker save` writes layers uncompressed: the blob's digest is the diff id,
+                // and Docker takes an uncompressed stream where it expects gzip.
+                layers.push(json!({"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": size, "digest": digest}));
+                blobs.insert(digest, path);
+            }
+            config
+        } else {
+            json!({"architecture": "amd64", "os": "linux", "config": {},
+                   "rootfs": {"type": "layers", "diff_ids": []}, "history": []})
+        };
         let repository = format!("tpl-e2e-{}-{}", std::process::id(), chrono::Utc::now().timestamp_millis());
         let mut manifests = HashMap::new();
         for tag in tags {
@@ -149,6 +142,33 @@ impl Registry {
     fn close(&self) {
         self.gate.send_replace(false);
     }
+}
+
+/// `docker save` of the source image into `dir`: its config, and its layers' digests, sizes and
+/// files.
+fn export_source(dir: &Path) -> (Value, Vec<(String, u64, PathBuf)>) {
+    let archive = dir.join("image.tar");
+    let saved =
+        Command::new("docker").args(["save", "-o"]).arg(&archive).arg(source_image()).status().unwrap();
+    assert!(saved.success(), "docker save {}", source_image());
+    let unpacked = dir.join("image");
+    tar::Archive::new(std::fs::File::open(&archive).unwrap()).unpack(&unpacked).unwrap();
+    std::fs::remove_file(&archive).unwrap();
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(unpacked.join("manifest.json")).unwrap()).unwrap();
+    let config_file = unpacked.join(manifest[0]["Config"].as_str().unwrap());
+    let config = serde_json::from_slice(&std::fs::read(config_file).unwrap()).unwrap();
+    let layers = manifest[0]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|layer| {
+            let path = unpacked.join(layer.as_str().unwrap());
+            let (digest, size) = file_digest(&path);
+            (digest, size, path)
+        })
+        .collect();
+    (config, layers)
 }
 
 /// A layer holding one 8 MiB file whose content is unique to `seed`.
@@ -271,7 +291,7 @@ async fn session_refused(srv: &Server, template: &str) -> (StatusCode, String, S
 
 #[tokio::test]
 async fn a_missing_image_is_pulled_with_progress_and_sessions_wait_for_it() {
-    let registry = Registry::start(&["a", "b"]).await;
+    let registry = Registry::start(true, &["a", "b"]).await;
     let _cleanup = PulledImages(vec![registry.image("a"), registry.image("b")]);
     let mut srv = Server::start(&[]).await;
 
@@ -376,4 +396,20 @@ async fn with_pulling_off_a_missing_image_is_refused() {
         (StatusCode::CREATED, Some("ready"), &Value::Null),
         "{t}"
     );
+}
+
+#[tokio::test]
+async fn a_pull_that_stalls_fails_at_its_timeout() {
+    // The registry never sends a blob.
+    let registry = Registry::start(false, &["stalled"]).await;
+    let _cleanup = PulledImages(vec![registry.image("stalled")]);
+    let srv = Server::start(&[("SANDBOX_TEMPLATES__PULL_TIMEOUT_SEC", "3")]).await;
+    let (s, t) = create_template(&srv, "stalled", &registry.image("stalled")).await;
+    assert_eq!((s, t["status"].as_str()), (StatusCode::ACCEPTED, Some("pulling")), "{t}");
+    let (failed, _) = until_pulled(&srv, "stalled").await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["image_pull"]["error"]["code"], "pull_timed_out", "{failed}");
+    assert!(registry.blob_requests.load(Ordering::SeqCst) > 0, "the pull reached the registry");
+    let (s, code, _) = session_refused(&srv, "stalled").await;
+    assert_eq!((s, code.as_str()), (StatusCode::CONFLICT, "template_pull_failed"));
 }

@@ -189,7 +189,7 @@ impl Templates {
     }
 
     /// Sets `t`'s status for its image: `ready` when the runtime has it, `pulling` when the
-    /// runtime may pull it (the caller then starts [`Templates::pull`]); refuses it with 422
+    /// runtime may pull it (the caller then starts [`Templates::start_pull`]); refuses it with 422
     /// `template_image_missing` otherwise, so a template cannot promise sessions that will
     /// never start.
     async fn check_image(&self, t: &mut Template) -> Result<()> {
@@ -225,6 +225,7 @@ impl Templates {
             return;
         }
         let pull = Pull {
+            timeout: Duration::from_secs(self.settings.pull_timeout_sec),
             store: self.store.clone(),
             runtime: self.runtime.clone(),
             id: t.id.clone(),
@@ -354,6 +355,7 @@ impl Templates {
 /// One image pull in the background: its progress written to the store every
 /// [`PROGRESS_EVERY`], its end as the template's status.
 struct Pull {
+    timeout: Duration,
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
     id: String,
@@ -367,11 +369,14 @@ impl Pull {
         let mut written = tokio::time::Instant::now();
         let pulled = {
             let (runtime, image) = (self.runtime.clone(), self.image.clone());
-            let pull = runtime.pull_image(&image, &tx);
+            let pull = tokio::time::timeout(self.timeout, runtime.pull_image(&image, &tx));
             tokio::pin!(pull);
             loop {
                 tokio::select! {
-                    done = &mut pull => break done,
+                    done = &mut pull => break done.unwrap_or_else(|_| Err(RuntimeError::PullFailed {
+                        code: "pull_timed_out",
+                        message: format!("the pull took longer than {}s (templates.pull_timeout_sec)", self.timeout.as_secs()),
+                    })),
                     Ok(()) = rx.changed() => {
                         if written.elapsed() < PROGRESS_EVERY {
                             continue;

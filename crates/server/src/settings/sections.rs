@@ -225,11 +225,14 @@ pub struct TemplateSettings {
     /// refused with 422 `template_image_missing`. Default `true`. A cluster's nodes pull by
     /// themselves, so on Kubernetes templates are ready at once either way.
     pub pull_images: bool,
+    /// Seconds a pull may take; one still running then is stopped and the template is
+    /// `failed` with `pull_timed_out`. Default 1800.
+    pub pull_timeout_sec: u64,
 }
 
 impl Default for TemplateSettings {
     fn default() -> Self {
-        TemplateSettings { pull_images: true }
+        TemplateSettings { pull_images: true, pull_timeout_sec: 1800 }
     }
 }
 

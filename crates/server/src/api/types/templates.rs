@@ -182,8 +182,9 @@ pub struct ImagePullResponse {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ImagePullError {
     /// Stable: `image_not_found` (the registry has no such image or tag),
-    /// `registry_unreachable`, `registry_denied` (credentials refused or needed) or
-    /// `pull_failed` (anything else).
+    /// `registry_unreachable`, `registry_denied` (credentials refused or needed),
+    /// `pull_timed_out` (longer than `templates.pull_timeout_sec`) or `pull_failed` (anything
+    /// else).
     pub code: String,
     /// What the container engine said.
     pub message: String,
