@@ -50,6 +50,73 @@ impl fmt::Display for InstallStatus {
     }
 }
 
+/// Whether a template's image is there for sessions to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateStatus {
+    /// The runtime has the image (or pulls it itself when a sandbox starts).
+    Ready,
+    /// The runtime is pulling the image; sessions wait for `ready`.
+    Pulling,
+    /// Pulling the image failed; the template's pull record says why.
+    Failed,
+}
+
+impl TemplateStatus {
+    /// Every status, in a stable order.
+    pub const ALL: [TemplateStatus; 3] =
+        [TemplateStatus::Ready, TemplateStatus::Pulling, TemplateStatus::Failed];
+
+    /// The name used in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TemplateStatus::Ready => "ready",
+            TemplateStatus::Pulling => "pulling",
+            TemplateStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses a name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+impl fmt::Display for TemplateStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How far the pull of a template's image got, and how it ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagePull {
+    /// Layer bytes downloaded so far.
+    pub bytes_done: u64,
+    /// Layer bytes to download, as far as known (grows while the registry announces layers).
+    pub bytes_total: u64,
+    /// Layers downloaded and unpacked (or already present).
+    pub layers_done: u32,
+    /// Layers the image has, as far as known.
+    pub layers_total: u32,
+    /// When the pull started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended (either way).
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why it failed, when it did.
+    pub error: Option<PullError>,
+}
+
+/// Why pulling an image failed: a stable code and the registry's or engine's words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullError {
+    /// `image_not_found`, `registry_unreachable`, `registry_denied`, `pull_timed_out` or
+    /// `pull_failed`.
+    pub code: String,
+    /// What the engine said.
+    pub message: String,
+}
+
 /// How an execution changed a path of its workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -163,6 +230,10 @@ pub struct Template {
     pub pre_installed_packages: Vec<String>,
     /// Inactive templates take no new sessions.
     pub is_active: bool,
+    /// Whether its image is there: only `ready` templates take sessions.
+    pub status: TemplateStatus,
+    /// The last pull of its image (none when the image was there from the start).
+    pub image_pull: Option<ImagePull>,
     /// When created.
     pub created_at: DateTime<Utc>,
     /// When last changed.

@@ -3,12 +3,14 @@
 //! [`Runtime`]; it reaches the executor inside through the [`ExecutorClient`] a backend returns.
 
 pub mod docker;
+pub mod image;
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
 pub mod profile;
 pub mod spec;
 
 use async_trait::async_trait;
+pub use image::{ImageRef, PullProgress};
 use sandbox_core::{CpuQuantity, MemoryQuantity};
 pub use sandbox_executor_client::ExecutorClient;
 pub use spec::{InstallerOutcome, InstallerSpec, SandboxInfo, SandboxSpec, SandboxState, labels};
@@ -57,6 +59,15 @@ pub enum RuntimeError {
         /// Kubernetes' reason (`Unschedulable`, `ErrImagePull`, `CreateContainerConfigError`, ...).
         reason: String,
         /// Kubernetes' message, with the container's last log lines when it ran.
+        message: String,
+    },
+    /// Pulling an image failed; `code` is stable (`image_not_found`, `registry_unreachable`,
+    /// `registry_denied`, `pull_failed`).
+    #[error("pulling the image failed: {message}")]
+    PullFailed {
+        /// The stable code.
+        code: &'static str,
+        /// What the engine said.
         message: String,
     },
     /// This backend does not offer the operation.
@@ -127,6 +138,24 @@ pub trait Runtime: Send + Sync {
     async fn image_available(&self, image: &str) -> Result<bool, RuntimeError> {
         let _ = image;
         Ok(true)
+    }
+
+    /// Whether [`Runtime::pull_image`] fetches images from their registry. Backends whose
+    /// nodes pull by themselves when a sandbox starts (Kubernetes) need not: their
+    /// [`Runtime::image_available`] says `true`.
+    fn pulls_images(&self) -> bool {
+        false
+    }
+
+    /// Pulls `image` from its registry, publishing how far it got on `progress`; returns once
+    /// the image is there.
+    async fn pull_image(
+        &self,
+        image: &str,
+        progress: &tokio::sync::watch::Sender<PullProgress>,
+    ) -> Result<(), RuntimeError> {
+        let _ = (image, progress);
+        Err(RuntimeError::Unsupported { backend: self.name(), what: "pulling images" })
     }
 
     /// Changes a running sandbox's CPU and memory limits in place (a warm-pool sandbox claimed

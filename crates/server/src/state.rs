@@ -110,7 +110,7 @@ impl AppState {
             e2b_contexts: Arc::default(),
             idempotency: Arc::new(Idempotency::new(store.clone())),
             keys: Arc::new(Keys::new(store.clone())),
-            templates: Arc::new(Templates::new(store.clone(), runtime.clone())),
+            templates: Arc::new(Templates::new(settings.templates.clone(), store.clone(), runtime.clone())),
             files: Arc::new(Files::new(sessions.clone(), settings.storage.clone())),
             processes: Arc::new(Processes::new(settings.clone(), sessions.clone())),
             settings,

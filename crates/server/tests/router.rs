@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use chrono::Utc;
 use http_body_util::BodyExt;
-use sandbox_core::model::{InstallStatus, Session, SessionStatus};
+use sandbox_core::model::{ImagePull, InstallStatus, PullError, Session, SessionStatus, TemplateStatus};
 use sandbox_runtime::{ExecutorClient, Runtime, RuntimeError, Sandbox, SandboxInfo, SandboxSpec};
 use sandbox_server::api;
 use sandbox_server::service::workspaces::HostOnly;
@@ -482,6 +482,49 @@ async fn terminate_and_delete_are_idempotent() {
     assert_error(s, &body, StatusCode::CONFLICT, "session_exists");
 }
 
+/// Sessions of a template whose image is being pulled, or failed to pull, are refused with a
+/// code saying which; the template shows its pull.
+async fn template_image_states_gate_sessions(app: &App, k: Option<&str>) {
+    let store = &app.state.store;
+    let pull =
+        ImagePull { bytes_done: 10, bytes_total: 100, layers_done: 1, layers_total: 3, ..Default::default() };
+    assert!(
+        store
+            .set_template_image("custom", "example/custom:1", TemplateStatus::Pulling, Some(&pull))
+            .await
+            .unwrap()
+    );
+    let (_, t, _) = app.call("GET", "/api/v1/templates/custom", k, None).await;
+    assert_eq!(
+        (t["status"].as_str(), &t["image_pull"]["bytes_done"], &t["image_pull"]["bytes_total"]),
+        (Some("pulling"), &json!(10), &json!(100)),
+        "{t}"
+    );
+    let (s, body, _) = app.call("POST", "/api/v1/sessions", k, Some(r#"{"template_id":"custom"}"#)).await;
+    assert_error(s, &body, StatusCode::CONFLICT, "template_not_ready");
+    let error = PullError { code: "image_not_found".into(), message: "manifest unknown".into() };
+    let failed = ImagePull { error: Some(error), ..pull };
+    assert!(
+        store
+            .set_template_image("custom", "example/custom:1", TemplateStatus::Failed, Some(&failed))
+            .await
+            .unwrap()
+    );
+    let (s, body, _) = app.call("POST", "/api/v1/sessions", k, Some(r#"{"template_id":"custom"}"#)).await;
+    assert_error(s, &body, StatusCode::CONFLICT, "template_pull_failed");
+    assert!(body["message"].as_str().unwrap().contains("image_not_found: manifest unknown"), "{body}");
+    // Giving the image again checks it again: this runtime has it, so the template is ready.
+    let (s, t, _) =
+        app.call("PUT", "/api/v1/templates/custom", k, Some(r#"{"image_url": "example/custom:1"}"#)).await;
+    assert_eq!(
+        (s, t["status"].as_str(), &t["image_pull"]),
+        (StatusCode::OK, Some("ready"), &Value::Null),
+        "{t}"
+    );
+    let (_, t, _) = app.call("GET", "/api/v1/templates/custom", k, None).await;
+    assert_eq!(t["status"], "ready", "{t}");
+}
+
 #[tokio::test]
 async fn templates_crud() {
     let app = App::new().await;
@@ -496,6 +539,14 @@ async fn templates_crud() {
         (s, t["default_memory_mb"].as_u64(), t["default_cpu_cores"].as_f64()),
         (StatusCode::CREATED, Some(1024), Some(0.5))
     );
+    // A runtime that pulls by itself (as a cluster's nodes do) has every image: ready at once.
+    assert_eq!((t["status"].as_str(), &t["image_pull"]), (Some("ready"), &Value::Null), "{t}");
+    // An image reference Docker would not take is refused as a field.
+    let bad_ref = r#"{"id":"y","name":"Y","image_url":"Example/Custom:1","runtime_type":"python3.11"}"#;
+    let (s, body, _) = app.call("POST", "/api/v1/templates", k, Some(bad_ref)).await;
+    assert_error(s, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_error");
+    assert_eq!(body["errors"][0]["field"], "image_url", "{body}");
+    template_image_states_gate_sessions(&app, k).await;
     let (s, body, _) = app.call("POST", "/api/v1/templates", k, Some(new)).await;
     assert_error(s, &body, StatusCode::CONFLICT, "template_exists");
     let (s, body, _) = app

@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use migrate::Dialect;
 use sandbox_core::model::{
-    ApiKey, Context, Execution, IdempotencyRecord, PoolSandbox, Session, SessionStatus, Template,
+    ApiKey, Context, Execution, IdempotencyRecord, ImagePull, PoolSandbox, Session, SessionStatus, Template,
+    TemplateStatus,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -132,8 +133,18 @@ pub trait Store: Send + Sync {
     async fn template(&self, id: &str) -> Result<Option<Template>>;
     /// Templates ordered by id.
     async fn list_templates(&self, limit: u32, offset: u64) -> Result<Page<Template>>;
-    /// Replaces a template's fields; `false` if it does not exist.
+    /// Replaces a template's fields but its image status and pull; `false` if it does not exist.
     async fn update_template(&self, t: &Template) -> Result<bool>;
+    /// Sets the status and pull record of template `id`'s image, provided the template still
+    /// names `image_url` (a pull of an image the template no longer uses changes nothing);
+    /// `false` if no such template names it.
+    async fn set_template_image(
+        &self,
+        id: &str,
+        image_url: &str,
+        status: TemplateStatus,
+        pull: Option<&ImagePull>,
+    ) -> Result<bool>;
     /// Removes a template; `false` if it does not exist.
     async fn delete_template(&self, id: &str) -> Result<bool>;
 

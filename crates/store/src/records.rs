@@ -3,8 +3,8 @@
 use crate::{Result, StoreError};
 use chrono::{DateTime, Utc};
 use sandbox_core::model::{
-    ApiKey, Context, Execution, IdempotencyRecord, InstallStatus, PoolSandbox, PoolState, Session,
-    SessionStatus, Template,
+    ApiKey, Context, Execution, IdempotencyRecord, ImagePull, InstallStatus, PoolSandbox, PoolState, Session,
+    SessionStatus, Template, TemplateStatus,
 };
 use sandbox_core::{CpuQuantity, ExecutionStatus, Language, MemoryQuantity};
 use serde::Serialize;
@@ -25,9 +25,10 @@ pub(crate) struct Table {
 
 /// API keys; they are never updated, only revoked.
 pub(crate) const API_KEYS: Table = Table { name: "api_keys", record: "API key", fixed: &["id"] };
-/// Templates.
+/// Templates. An update leaves the image's status and pull alone: only
+/// `Store::set_template_image` writes them, for the image the template names at the time.
 pub(crate) const TEMPLATES: Table =
-    Table { name: "templates", record: "template", fixed: &["id", "created_at"] };
+    Table { name: "templates", record: "template", fixed: &["id", "created_at", "status", "image_pull"] };
 /// Sessions.
 pub(crate) const SESSIONS: Table =
     Table { name: "sessions", record: "session", fixed: &["id", "owner_key_id", "created_at"] };
@@ -123,8 +124,18 @@ pub(crate) fn template_fields(t: &Template) -> Result<Fields> {
         ("default_env_vars", json(table, "default_env_vars", &t.default_env_vars)?),
         ("pre_installed_packages", json(table, "pre_installed_packages", &t.pre_installed_packages)?),
         ("is_active", t.is_active.into()),
+        ("status", t.status.as_str().into()),
+        ("image_pull", opt_json(table, "image_pull", t.image_pull.as_ref())?),
         ("created_at", t.created_at.into()),
         ("updated_at", t.updated_at.into()),
+    ])
+}
+
+/// The columns of a template's image status and pull.
+pub(crate) fn template_image_fields(status: TemplateStatus, pull: Option<&ImagePull>) -> Result<Fields> {
+    Ok(vec![
+        ("status", status.as_str().into()),
+        ("image_pull", opt_json(TEMPLATES.name, "image_pull", pull)?),
     ])
 }
 
@@ -291,6 +302,8 @@ pub(crate) fn template_from_row(row: &AnyRow) -> Result<Template> {
         default_env_vars: r.json("default_env_vars")?,
         pre_installed_packages: r.json("pre_installed_packages")?,
         is_active: r.flag("is_active")?,
+        status: r.parsed("status", TemplateStatus::parse)?,
+        image_pull: r.opt_json("image_pull")?,
         created_at: r.time("created_at")?,
         updated_at: r.time("updated_at")?,
     })

@@ -5,13 +5,14 @@ use crate::records::{
     API_KEYS, Arg, CONTEXTS, Cols, EXECUTIONS, Fields, POOL_SANDBOXES, SESSIONS, TEMPLATES, Table,
     api_key_fields, api_key_from_row, context_fields, context_from_row, execution_fields, execution_from_row,
     idempotency_from_row, pool_sandbox_fields, pool_sandbox_from_row, session_fields, session_from_row,
-    template_fields, template_from_row,
+    template_fields, template_from_row, template_image_fields,
 };
 use crate::{Page, Result, SessionFilter, Store, StoreError, db};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sandbox_core::model::{
-    ApiKey, Context, Execution, IdempotencyRecord, PoolSandbox, PoolState, Session, SessionStatus, Template,
+    ApiKey, Context, Execution, IdempotencyRecord, ImagePull, PoolSandbox, PoolState, Session, SessionStatus,
+    Template, TemplateStatus,
 };
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor};
@@ -206,6 +207,18 @@ impl Store for SqlStore {
 
     async fn update_template(&self, t: &Template) -> Result<bool> {
         self.update(&TEMPLATES, &t.id, template_fields(t)?).await
+    }
+
+    async fn set_template_image(
+        &self,
+        id: &str,
+        image_url: &str,
+        status: TemplateStatus,
+        pull: Option<&ImagePull>,
+    ) -> Result<bool> {
+        let fields = template_image_fields(status, pull)?;
+        let sql = "UPDATE templates SET status = ?, image_pull = ? WHERE id = ? AND image_url = ?";
+        Ok(self.affected(bind(sqlx::query(sql), fields).bind(id).bind(image_url)).await? > 0)
     }
 
     async fn delete_template(&self, id: &str) -> Result<bool> {

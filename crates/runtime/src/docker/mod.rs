@@ -3,9 +3,11 @@
 
 pub mod config;
 mod installer;
+mod pull;
 
 pub use bollard;
 
+use crate::image::PullProgress;
 use crate::spec::{InstallerOutcome, InstallerSpec, SandboxInfo, SandboxSpec, SandboxState};
 use crate::{ExecutorClient, HostCapacity, Runtime, RuntimeError, Sandbox};
 use async_trait::async_trait;
@@ -346,6 +348,18 @@ impl Runtime for DockerRuntime {
             }
             _ => None,
         })
+    }
+
+    fn pulls_images(&self) -> bool {
+        true
+    }
+
+    async fn pull_image(
+        &self,
+        image: &str,
+        progress: &tokio::sync::watch::Sender<PullProgress>,
+    ) -> Result<(), RuntimeError> {
+        self.pull(image, progress).await
     }
 
     async fn image_available(&self, image: &str) -> Result<bool, RuntimeError> {

@@ -54,7 +54,7 @@ async fn render_one(
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 409, description = "A session with this id exists, or the first request with this Idempotency-Key is still being carried out or made what no longer exists", body = ErrorBody),
+        (status = 409, description = "A session with this id exists; the template's image is still being pulled (`template_not_ready`) or could not be pulled (`template_pull_failed`); or the first request with this Idempotency-Key is still being carried out or made what no longer exists", body = ErrorBody),
         (status = 422, description = "Invalid field, unknown template, a template whose image is missing, or an Idempotency-Key used for another request", body = ErrorBody),
         (status = 503, description = "The sandbox could not be started", body = ErrorBody)))]
 pub async fn create(

@@ -11,19 +11,24 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use sandbox_core::model::TemplateStatus;
 
-/// Creates a template (admin).
+/// Creates a template (admin). When the runtime has the image, the template is `ready` (201);
+/// when the runtime may pull it (Docker with `templates.pull_images`), the template is stored as
+/// `pulling` (202) and the image is pulled in the background: poll the template for its
+/// `status` and `image_pull` progress.
 #[utoipa::path(post, path = "/api/v1/templates", tag = "templates", security(("bearer" = [])),
     request_body = CreateTemplateRequest,
     responses(
-        (status = 201, description = "Created", body = TemplateResponse),
+        (status = 201, description = "Created, `ready`", body = TemplateResponse),
+        (status = 202, description = "Created, `pulling`: the image is being pulled", body = TemplateResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 403, description = "Not an admin key", body = ErrorBody),
-        (status = 409, description = "The id exists", body = ErrorBody),
-        (status = 422, description = "Invalid field, or an image the runtime does not have", body = ErrorBody),
+        (status = 409, description = "The id exists (`template_exists`)", body = ErrorBody),
+        (status = 422, description = "Invalid field, among them an invalid image reference (`validation_error`), or an image the runtime does not have while pulling is off (`template_image_missing`)", body = ErrorBody),
         (status = 503, description = "The runtime did not answer", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -42,7 +47,11 @@ pub async fn create(
         is_active: None,
     };
     let t = state.templates.create(&caller, req.id, req.runtime_type, changes).await?;
-    Ok((StatusCode::CREATED, Json(t.into())))
+    let status = match t.status {
+        TemplateStatus::Ready => StatusCode::CREATED,
+        TemplateStatus::Pulling | TemplateStatus::Failed => StatusCode::ACCEPTED,
+    };
+    Ok((status, Json(t.into())))
 }
 
 /// Lists templates by id. The body is an array (as in the Python control plane's API);
@@ -66,7 +75,7 @@ pub async fn list(
     Ok((headers, Json(page.items.into_iter().map(Into::into).collect())))
 }
 
-/// One template.
+/// One template, with its image's `status` and the progress of its pull.
 #[utoipa::path(get, path = "/api/v1/templates/{template_id}", tag = "templates", security(("bearer" = [])),
     params(("template_id" = String, Path, description = "Template id")),
     responses(
@@ -81,7 +90,9 @@ pub async fn get(
     Ok(Json(state.templates.get(&id).await?.into()))
 }
 
-/// Changes a template (admin); sessions already created keep what they got.
+/// Changes a template (admin); sessions already created keep what they got. A new `image_url`
+/// (or the same one again, for a template that is not `ready`) is checked as on create and may
+/// leave the template `pulling`.
 #[utoipa::path(put, path = "/api/v1/templates/{template_id}", tag = "templates", security(("bearer" = [])),
     params(("template_id" = String, Path, description = "Template id")),
     request_body = UpdateTemplateRequest,
@@ -93,7 +104,7 @@ pub async fn get(
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 403, description = "Not an admin key", body = ErrorBody),
         (status = 404, description = "No such template", body = ErrorBody),
-        (status = 422, description = "Invalid field, or an image the runtime does not have", body = ErrorBody),
+        (status = 422, description = "Invalid field, among them an invalid image reference (`validation_error`), or an image the runtime does not have while pulling is off (`template_image_missing`)", body = ErrorBody),
         (status = 503, description = "The runtime did not answer", body = ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,

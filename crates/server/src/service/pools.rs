@@ -9,7 +9,7 @@ use crate::service::error::ServiceError;
 use crate::service::sandboxes::{Sandboxes, Shape};
 use crate::settings::Settings;
 use chrono::{DateTime, Utc};
-use sandbox_core::model::{PoolSandbox, PoolState, Template};
+use sandbox_core::model::{PoolSandbox, PoolState, Template, TemplateStatus};
 use sandbox_core::{CpuQuantity, Language, MemoryQuantity};
 use sandbox_runtime::Runtime;
 use sandbox_store::Store;
@@ -231,7 +231,8 @@ impl Pools {
         let mut wanted: Vec<(Template, Shape)> = Vec::new();
         for template in self.store.list_templates(1000, 0).await?.items {
             let target = self.settings.pools.size_of(&template.id) as usize;
-            let Some(shape) = default_shape(&template).filter(|_| template.is_active && target > 0) else {
+            let usable = template.is_active && template.status == TemplateStatus::Ready;
+            let Some(shape) = default_shape(&template).filter(|_| usable && target > 0) else {
                 continue;
             };
             let have = existing

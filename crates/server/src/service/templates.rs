@@ -1,14 +1,16 @@
-//! Templates: the ones every new installation starts with, validation, and creating, reading,
-//! changing and deleting them (changes for admin keys only).
+//! Templates: the ones every new installation starts with, validation, creating, reading,
+//! changing and deleting them (changes for admin keys only), and pulling the images they name.
 
 use crate::caller::Caller;
 use crate::service::error::{FieldError, Result, ServiceError};
+use crate::settings::TemplateSettings;
 use chrono::Utc;
-use sandbox_core::model::Template;
-use sandbox_runtime::Runtime;
+use sandbox_core::model::{ImagePull, PullError, Template, TemplateStatus};
+use sandbox_runtime::{ImageRef, PullProgress, Runtime, RuntimeError};
 use sandbox_store::{Page, Store};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// `(id, name, runtime_type, packages the image ships)` of the built-in templates, matching
 /// `images/templates.tsv`.
@@ -48,6 +50,8 @@ pub async fn seed(store: &dyn Store, image_prefix: &str) -> Result<()> {
             default_env_vars: BTreeMap::new(),
             pre_installed_packages: packages.iter().map(|p| (*p).to_owned()).collect(),
             is_active: true,
+            status: TemplateStatus::Ready,
+            image_pull: None,
             created_at: now,
             updated_at: now,
         };
@@ -72,8 +76,8 @@ pub fn validate(t: &Template) -> Result<()> {
     if t.name.trim().is_empty() || t.name.len() > 255 {
         bad("name", "must be 1-255 characters".into());
     }
-    if t.image_url.trim().is_empty() || t.image_url.len() > 512 || t.image_url.contains(char::is_whitespace) {
-        bad("image_url", "must be an image reference of 1-512 characters without spaces".into());
+    if let Err(e) = ImageRef::parse(&t.image_url) {
+        bad("image_url", format!("not a valid image reference: {e}"));
     }
     if !RUNTIME_TYPES.contains(&t.language_runtime.as_str()) {
         bad("runtime_type", format!("must be one of {}", RUNTIME_TYPES.join(", ")));
@@ -133,6 +137,7 @@ impl TemplateChanges {
 
 /// Templates.
 pub struct Templates {
+    settings: TemplateSettings,
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
 }
@@ -141,32 +146,111 @@ fn not_found(id: &str) -> ServiceError {
     ServiceError::not_found("template_not_found", format!("template {id} does not exist"))
 }
 
+fn exists(id: &str) -> ServiceError {
+    ServiceError::conflict("template_exists", format!("template {id} exists"))
+}
+
+/// How often a running pull's progress is written to the store.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// Whether a session may use `t`: 409 `template_not_ready` while its image is pulled, 409
+/// `template_pull_failed` (with the pull's error) when that failed.
+pub fn check_ready(t: &Template) -> Result<()> {
+    match t.status {
+        TemplateStatus::Ready => Ok(()),
+        TemplateStatus::Pulling => Err(ServiceError::conflict(
+            "template_not_ready",
+            format!(
+                "template {}'s image {} is still being pulled; GET /api/v1/templates/{} shows its progress",
+                t.id, t.image_url, t.id
+            ),
+        )),
+        TemplateStatus::Failed => {
+            let why = t
+                .image_pull
+                .as_ref()
+                .and_then(|p| p.error.as_ref())
+                .map_or_else(|| "unknown error".to_owned(), |e| format!("{}: {}", e.code, e.message));
+            Err(ServiceError::conflict(
+                "template_pull_failed",
+                format!(
+                    "template {}'s image {} could not be pulled ({why}); set its image_url to pull again",
+                    t.id, t.image_url
+                ),
+            ))
+        }
+    }
+}
+
 impl Templates {
     /// The service.
-    pub fn new(store: Arc<dyn Store>, runtime: Arc<dyn Runtime>) -> Self {
-        Templates { store, runtime }
+    pub fn new(settings: TemplateSettings, store: Arc<dyn Store>, runtime: Arc<dyn Runtime>) -> Self {
+        Templates { settings, store, runtime }
     }
 
-    /// Refuses an image the runtime does not have, so a template cannot promise sessions that
-    /// will never start.
-    async fn check_image(&self, image: &str) -> Result<()> {
+    /// Sets `t`'s status for its image: `ready` when the runtime has it, `pulling` when the
+    /// runtime may pull it (the caller then starts [`Templates::start_pull`]); refuses it with 422
+    /// `template_image_missing` otherwise, so a template cannot promise sessions that will
+    /// never start.
+    async fn check_image(&self, t: &mut Template) -> Result<()> {
         let available = self
             .runtime
-            .image_available(image)
+            .image_available(&t.image_url)
             .await
             .map_err(|e| ServiceError::unavailable("runtime_unavailable", e.to_string(), 5))?;
         if available {
+            t.status = TemplateStatus::Ready;
+            t.image_pull = None;
             return Ok(());
         }
-        Err(ServiceError::invalid_field(
-            "image_url",
+        if self.settings.pull_images && self.runtime.pulls_images() {
+            t.status = TemplateStatus::Pulling;
+            t.image_pull = Some(ImagePull { started_at: Some(Utc::now()), ..ImagePull::default() });
+            return Ok(());
+        }
+        let image = &t.image_url;
+        Err(ServiceError::refused(
+            "template_image_missing",
             format!(
-                "image {image} is not available to the runtime; build it (images/build.sh) or pull it first"
+                "image {image} is not available to the runtime and pulling images is off \
+                 (templates.pull_images); build it (images/build.sh) or pull it first"
             ),
+            Some(FieldError::new("image_url", "the runtime does not have this image")),
         ))
     }
 
-    /// A new template (admins only): 409 `template_exists` when the id is taken.
+    /// Starts pulling `t`'s image in the background when `t` is `pulling`.
+    fn start_pull(&self, t: &Template) {
+        if t.status != TemplateStatus::Pulling {
+            return;
+        }
+        let pull = Pull {
+            timeout: Duration::from_secs(self.settings.pull_timeout_sec),
+            store: self.store.clone(),
+            runtime: self.runtime.clone(),
+            id: t.id.clone(),
+            image: t.image_url.clone(),
+            record: t.image_pull.clone().unwrap_or_default(),
+        };
+        tokio::spawn(pull.run());
+    }
+
+    /// Starts again the pulls a previous process left unfinished (at start-up), so no template
+    /// stays `pulling` for ever. Returns how many.
+    pub async fn resume_pulls(&self) -> Result<usize> {
+        let mut resumed = 0;
+        for t in self.store.list_templates(u32::MAX, 0).await?.items {
+            if t.status == TemplateStatus::Pulling {
+                tracing::info!(template = %t.id, image = %t.image_url, "pulling the image again after a restart");
+                self.start_pull(&t);
+                resumed += 1;
+            }
+        }
+        Ok(resumed)
+    }
+
+    /// A new template (admins only): 409 `template_exists` when the id is taken. A template
+    /// whose image is being pulled comes back `pulling`.
     pub async fn create(
         &self,
         caller: &Caller,
@@ -188,18 +272,24 @@ impl Templates {
             default_env_vars: BTreeMap::new(),
             pre_installed_packages: Vec::new(),
             is_active: true,
+            status: TemplateStatus::Ready,
+            image_pull: None,
             created_at: now,
             updated_at: now,
         };
         changes.apply(&mut t);
         validate(&t)?;
-        self.check_image(&t.image_url).await?;
+        if self.store.template(&t.id).await?.is_some() {
+            return Err(exists(&t.id));
+        }
+        self.check_image(&mut t).await?;
         match self.store.insert_template(&t).await {
-            Err(sandbox_store::StoreError::Conflict(_)) => {
-                Err(ServiceError::conflict("template_exists", format!("template {} exists", t.id)))
-            }
+            Err(sandbox_store::StoreError::Conflict(_)) => Err(exists(&t.id)),
             Err(e) => Err(e.into()),
-            Ok(()) => Ok(t),
+            Ok(()) => {
+                self.start_pull(&t);
+                Ok(t)
+            }
         }
     }
 
@@ -218,16 +308,28 @@ impl Templates {
         Ok(self.store.template(id).await?.map(|t| t.language_runtime).unwrap_or_default())
     }
 
-    /// Changes a template (admins only); sessions already made keep what they got.
+    /// Changes a template (admins only); sessions already made keep what they got. An
+    /// `image_url` that changes, or is given again for a template that is not `ready`, is
+    /// checked (and pulled) as on create.
     pub async fn update(&self, caller: &Caller, id: &str, changes: TemplateChanges) -> Result<Template> {
         caller.require_admin()?;
         let mut t = self.get(id).await?;
+        let recheck = changes
+            .image_url
+            .as_ref()
+            .is_some_and(|image| *image != t.image_url || t.status != TemplateStatus::Ready);
         changes.apply(&mut t);
         t.updated_at = Utc::now();
         validate(&t)?;
-        self.check_image(&t.image_url).await?;
+        if recheck {
+            self.check_image(&mut t).await?;
+        }
         if !self.store.update_template(&t).await? {
             return Err(not_found(id));
+        }
+        if recheck {
+            self.store.set_template_image(&t.id, &t.image_url, t.status, t.image_pull.as_ref()).await?;
+            self.start_pull(&t);
         }
         Ok(t)
     }
@@ -247,5 +349,84 @@ impl Templates {
             return Err(not_found(id));
         }
         Ok(())
+    }
+}
+
+/// One image pull in the background: its progress written to the store every
+/// [`PROGRESS_EVERY`], its end as the template's status.
+struct Pull {
+    timeout: Duration,
+    store: Arc<dyn Store>,
+    runtime: Arc<dyn Runtime>,
+    id: String,
+    image: String,
+    record: ImagePull,
+}
+
+impl Pull {
+    async fn run(mut self) {
+        let (tx, mut rx) = tokio::sync::watch::channel(PullProgress::default());
+        let mut written = tokio::time::Instant::now();
+        let pulled = {
+            let (runtime, image) = (self.runtime.clone(), self.image.clone());
+            let pull = tokio::time::timeout(self.timeout, runtime.pull_image(&image, &tx));
+            tokio::pin!(pull);
+            loop {
+                tokio::select! {
+                    done = &mut pull => break done.unwrap_or_else(|_| Err(RuntimeError::PullFailed {
+                        code: "pull_timed_out",
+                        message: format!("the pull took longer than {}s (templates.pull_timeout_sec)", self.timeout.as_secs()),
+                    })),
+                    Ok(()) = rx.changed() => {
+                        if written.elapsed() < PROGRESS_EVERY {
+                            continue;
+                        }
+                        written = tokio::time::Instant::now();
+                        self.take(*rx.borrow_and_update());
+                        if !self.write(TemplateStatus::Pulling).await {
+                            // The template is gone or names another image now; nobody waits
+                            // for this pull any more.
+                            return;
+                        }
+                    }
+                }
+            }
+        };
+        self.take(*rx.borrow());
+        self.record.finished_at = Some(Utc::now());
+        let status = match pulled {
+            Ok(()) => {
+                tracing::info!(template = %self.id, image = %self.image, "template image pulled");
+                TemplateStatus::Ready
+            }
+            Err(e) => {
+                tracing::warn!(template = %self.id, image = %self.image, error = %e, "pulling a template's image failed");
+                let (code, message) = match e {
+                    RuntimeError::PullFailed { code, message } => (code.to_owned(), message),
+                    other => ("pull_failed".to_owned(), other.to_string()),
+                };
+                self.record.error = Some(PullError { code, message });
+                TemplateStatus::Failed
+            }
+        };
+        self.write(status).await;
+    }
+
+    fn take(&mut self, p: PullProgress) {
+        self.record.bytes_done = p.bytes_done;
+        self.record.bytes_total = p.bytes_total;
+        self.record.layers_done = p.layers_done;
+        self.record.layers_total = p.layers_total;
+    }
+
+    /// Writes the record with `status`; `false` when the template no longer names the image.
+    async fn write(&self, status: TemplateStatus) -> bool {
+        match self.store.set_template_image(&self.id, &self.image, status, Some(&self.record)).await {
+            Ok(named) => named,
+            Err(e) => {
+                tracing::warn!(template = %self.id, error = %e, "recording an image pull failed");
+                true
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ mod sections;
 pub use sandbox_daemon::LogFormat;
 pub use sections::{
     Capacity, Dependencies, DiskEnforcement, E2b, ExecutorSettings, Lifecycle, Limits, Pools, RuntimeKind,
-    Storage, StorageMode,
+    Storage, StorageMode, TemplateSettings,
 };
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -63,6 +63,8 @@ pub struct Settings {
     pub dependencies: Dependencies,
     /// The E2B-compatible API.
     pub e2b: E2b,
+    /// Templates: whether their images are pulled.
+    pub templates: TemplateSettings,
     /// `SANDBOX_*` environment variables that name no setting (ignored, and logged at start:
     /// client tools use names like `SANDBOX_URL` too).
     #[serde(skip)]
@@ -90,6 +92,7 @@ impl Default for Settings {
             storage: Storage::default(),
             dependencies: Dependencies::default(),
             e2b: E2b::default(),
+            templates: TemplateSettings::default(),
             ignored_env: Vec::new(),
         }
     }

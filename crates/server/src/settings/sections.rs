@@ -216,6 +216,26 @@ impl Pools {
     }
 }
 
+/// Templates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplateSettings {
+    /// Let the Docker backend pull the image of a new or changed template that the host does
+    /// not have (the template is `pulling` until it is there). `false`: such a template is
+    /// refused with 422 `template_image_missing`. Default `true`. A cluster's nodes pull by
+    /// themselves, so on Kubernetes templates are ready at once either way.
+    pub pull_images: bool,
+    /// Seconds a pull may take; one still running then is stopped and the template is
+    /// `failed` with `pull_timed_out`. Default 1800.
+    pub pull_timeout_sec: u64,
+}
+
+impl Default for TemplateSettings {
+    fn default() -> Self {
+        TemplateSettings { pull_images: true, pull_timeout_sec: 1800 }
+    }
+}
+
 /// Per-execution limits enforced by the executor in each sandbox.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

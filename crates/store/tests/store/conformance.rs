@@ -4,8 +4,8 @@ use chrono::{DateTime, Duration as Span, Utc};
 use sandbox_core::display::{DisplayOutput, ExecError};
 use sandbox_core::model::{
     ApiKey, Artifact, Context, DependencySpec, Execution, ExecutionMetrics, FileChangeKind,
-    IdempotencyRecord, InstallStatus, InstalledDependency, PoolSandbox, PoolState, Session, SessionStatus,
-    Template,
+    IdempotencyRecord, ImagePull, InstallStatus, InstalledDependency, PoolSandbox, PoolState, PullError,
+    Session, SessionStatus, Template, TemplateStatus,
 };
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_store::{Page, SessionFilter, Store, StoreError, open};
@@ -95,6 +95,8 @@ fn template(id: &str, created: DateTime<Utc>) -> Template {
         default_env_vars: BTreeMap::from([("A".into(), "1".into()), ("ÜNI".into(), "çödé ✓".into())]),
         pre_installed_packages: vec!["requests==2.31.0".into(), "numpy==1.26.4".into()],
         is_active: true,
+        status: TemplateStatus::Ready,
+        image_pull: None,
         created_at: created,
         updated_at: created,
     }
@@ -144,10 +146,61 @@ async fn templates(store: &Arc<dyn Store>) {
     assert!(store.update_template(&changed).await.unwrap());
     assert!(!store.update_template(&template("zzz", at(1))).await.unwrap());
 
+    template_images(store, &changed).await;
+
     assert!(store.delete_template("t-c").await.unwrap());
     assert!(!store.delete_template("t-c").await.unwrap());
     assert_eq!(store.template("t-c").await.unwrap(), None);
     assert_eq!(store.list_templates(10, 0).await.unwrap().total, 2);
+}
+
+/// A template's image status and pull are written only for the image it names, kept through
+/// updates of its other fields, and stored as given.
+async fn template_images(store: &Arc<dyn Store>, t: &Template) {
+    let pulling = ImagePull {
+        bytes_done: 1 << 33,
+        bytes_total: (1 << 34) + 7,
+        layers_done: 2,
+        layers_total: 9,
+        started_at: Some(at(30)),
+        finished_at: None,
+        error: None,
+    };
+    let set = |status, pull: Option<ImagePull>| async move {
+        store.set_template_image(&t.id, &t.image_url, status, pull.as_ref()).await.unwrap()
+    };
+    assert!(set(TemplateStatus::Pulling, Some(pulling.clone())).await);
+    let back = store.template(&t.id).await.unwrap().expect("template");
+    assert_eq!((back.status, back.image_pull.as_ref()), (TemplateStatus::Pulling, Some(&pulling)));
+
+    // An update of the other fields leaves the image's status alone.
+    let renamed =
+        Template { name: "Renamed again".into(), status: TemplateStatus::Ready, image_pull: None, ..back };
+    assert!(store.update_template(&renamed).await.unwrap());
+    let back = store.template(&t.id).await.unwrap().expect("template");
+    assert_eq!((back.name.as_str(), back.status), ("Renamed again", TemplateStatus::Pulling));
+
+    // A pull of another image than the template's changes nothing.
+    assert!(!store.set_template_image(&t.id, "other:1", TemplateStatus::Ready, None).await.unwrap());
+    assert!(!store.set_template_image("zzz", &t.image_url, TemplateStatus::Ready, None).await.unwrap());
+    assert_eq!(store.template(&t.id).await.unwrap().expect("template").status, TemplateStatus::Pulling);
+
+    let failed = ImagePull {
+        finished_at: Some(at(40)),
+        error: Some(PullError { code: "image_not_found".into(), message: "manifest unknown ✗".into() }),
+        ..pulling
+    };
+    assert!(set(TemplateStatus::Failed, Some(failed.clone())).await);
+    let back = store.template(&t.id).await.unwrap().expect("template");
+    assert_eq!((back.status, back.image_pull), (TemplateStatus::Failed, Some(failed)));
+
+    // Put back as the rest of the checks expect it.
+    assert!(set(TemplateStatus::Ready, None).await);
+    assert_eq!(
+        store.template(&t.id).await.unwrap().expect("template"),
+        Template { name: "Renamed again".into(), ..t.clone() }
+    );
+    assert!(store.update_template(t).await.unwrap());
 }
 
 /// A session with every optional field set.

@@ -7,7 +7,7 @@ use crate::conformance::at;
 use crate::{Recorded, migration_files, recorded_migrations};
 use sandbox_core::model::{
     ApiKey, Artifact, DependencySpec, Execution, ExecutionMetrics, FileChangeKind, InstallStatus,
-    InstalledDependency, PoolSandbox, PoolState, Session, SessionStatus, Template,
+    InstalledDependency, PoolSandbox, PoolState, Session, SessionStatus, Template, TemplateStatus,
 };
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_store::{Page, SessionFilter, Store, StoreError, open};
@@ -218,6 +218,9 @@ fn templates() -> Vec<Template> {
             default_env_vars: BTreeMap::new(),
             pre_installed_packages: vec![],
             is_active: false,
+            // Templates stored before images were pulled named images the runtime had.
+            status: TemplateStatus::Ready,
+            image_pull: None,
             created_at: at(12),
             updated_at: at(13),
         },
@@ -233,6 +236,8 @@ fn templates() -> Vec<Template> {
             default_env_vars: BTreeMap::from([("PYTHONUNBUFFERED".into(), "1".into())]),
             pre_installed_packages: vec!["pip".into(), "numpy==1.24.2".into()],
             is_active: true,
+            status: TemplateStatus::Ready,
+            image_pull: None,
             created_at: at(10),
             updated_at: at(11),
         },

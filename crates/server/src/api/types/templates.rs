@@ -1,7 +1,7 @@
 //! Bodies of the template routes.
 
 use chrono::{DateTime, Utc};
-use sandbox_core::model::Template;
+use sandbox_core::model::{ImagePull, Template, TemplateStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::ToSchema;
@@ -97,6 +97,12 @@ pub struct TemplateResponse {
     pub pre_installed_packages: Vec<String>,
     /// Whether it takes new sessions.
     pub is_active: bool,
+    /// Whether its image is there: `ready` (sessions may use it), `pulling` (the runtime is
+    /// pulling it; sessions are refused with 409 `template_not_ready`) or `failed` (the pull
+    /// failed, see `image_pull.error`; sessions are refused with 409 `template_pull_failed`).
+    pub status: TemplateStatusDto,
+    /// The last pull of its image; `null` when the runtime had the image from the start.
+    pub image_pull: Option<ImagePullResponse>,
     /// Created.
     #[serde(with = "crate::api::types::time::opt_millis")]
     pub created_at: Option<DateTime<Utc>>,
@@ -119,8 +125,81 @@ impl From<Template> for TemplateResponse {
             default_env_vars: Some(t.default_env_vars),
             pre_installed_packages: t.pre_installed_packages,
             is_active: t.is_active,
+            status: t.status.into(),
+            image_pull: t.image_pull.map(Into::into),
             created_at: Some(t.created_at),
             updated_at: Some(t.updated_at),
+        }
+    }
+}
+
+/// Where a template's image stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[schema(as = TemplateStatus)]
+pub enum TemplateStatusDto {
+    /// The runtime has the image.
+    Ready,
+    /// The runtime is pulling the image.
+    Pulling,
+    /// Pulling the image failed.
+    Failed,
+}
+
+impl From<TemplateStatus> for TemplateStatusDto {
+    fn from(s: TemplateStatus) -> Self {
+        match s {
+            TemplateStatus::Ready => TemplateStatusDto::Ready,
+            TemplateStatus::Pulling => TemplateStatusDto::Pulling,
+            TemplateStatus::Failed => TemplateStatusDto::Failed,
+        }
+    }
+}
+
+/// How far the pull of a template's image got (what a progress bar needs), and how it ended.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImagePullResponse {
+    /// Layer bytes downloaded so far.
+    pub bytes_done: u64,
+    /// Layer bytes to download, as far as the registry announced them (it may grow while
+    /// layers are announced; 0 until the first is).
+    pub bytes_total: u64,
+    /// Layers downloaded and unpacked (or already on the host).
+    pub layers_done: u32,
+    /// Layers of the image, as far as announced.
+    pub layers_total: u32,
+    /// When the pull started.
+    #[serde(with = "crate::api::types::time::opt_millis")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended, either way; `null` while it runs.
+    #[serde(with = "crate::api::types::time::opt_millis")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why it failed; `null` unless `status` is `failed`.
+    pub error: Option<ImagePullError>,
+}
+
+/// Why pulling a template's image failed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ImagePullError {
+    /// Stable: `image_not_found` (the registry has no such image or tag),
+    /// `registry_unreachable`, `registry_denied` (credentials refused or needed),
+    /// `pull_timed_out` (longer than `templates.pull_timeout_sec`) or `pull_failed` (anything
+    /// else).
+    pub code: String,
+    /// What the container engine said.
+    pub message: String,
+}
+
+impl From<ImagePull> for ImagePullResponse {
+    fn from(p: ImagePull) -> Self {
+        ImagePullResponse {
+            bytes_done: p.bytes_done,
+            bytes_total: p.bytes_total,
+            layers_done: p.layers_done,
+            layers_total: p.layers_total,
+            started_at: p.started_at,
+            finished_at: p.finished_at,
+            error: p.error.map(|e| ImagePullError { code: e.code, message: e.message }),
         }
     }
 }

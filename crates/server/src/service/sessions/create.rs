@@ -122,6 +122,7 @@ impl Sessions {
                 format!("template {} is not active", template.id),
             ));
         }
+        crate::service::templates::check_ready(&template)?;
         let limits = &self.settings.limits;
         let mut errors = Vec::new();
         let mut bad = |field: &str, message: String| errors.push(FieldError { field: field.into(), message });
