@@ -350,7 +350,7 @@ impl SandboxMcp {
     ) -> Result<CallToolResult, ErrorData> {
         self.call("list_files", &parts, |caller| async move {
             let dir = parse_path(a.path.as_deref().unwrap_or(""), true)?;
-            let listing = self.state.files.list(&caller, &a.session_id, &dir, None, MAX_LISTED).await?;
+            let listing = self.state.files.list(&caller, &a.session_id, &dir, None, 0, MAX_LISTED).await?;
             let mut lines: Vec<String> = listing
                 .entries
                 .iter()
