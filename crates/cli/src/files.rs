@@ -205,16 +205,39 @@ pub async fn run(client: &Client, cmd: FilesCmd, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-/// The listing of a remote directory: its own entries, or (`shallow` false) every level below.
+/// Entries asked for per page of a listing (the server's most).
+const LIST_PAGE: u64 = 10_000;
+/// The furthest offset the server pages a listing to.
+const LIST_MAX_OFFSET: u64 = 100_000;
+
+/// The listing of a remote directory: its own entries, or (`shallow` false) every level below,
+/// page after page while the server says more follow. The first page's document, holding every
+/// page's entries in `files`.
 async fn list(client: &Client, dir: &Remote, shallow: bool) -> Result<Value> {
-    let mut url = dir.api(client, &["files"]);
-    url.query_pairs_mut().append_pair("path", &dir.path).append_pair("limit", "10000");
-    if shallow {
-        url.query_pairs_mut().append_pair("depth", "1");
+    let page = |offset: u64| {
+        let mut url = dir.api(client, &["files"]);
+        url.query_pairs_mut()
+            .append_pair("path", &dir.path)
+            .append_pair("limit", &LIST_PAGE.to_string())
+            .append_pair("offset", &offset.to_string());
+        if shallow {
+            url.query_pairs_mut().append_pair("depth", "1");
+        }
+        client.get(url)
+    };
+    let mut listing = page(0).await?;
+    let mut offset = 0;
+    while listing["has_more"] == json!(true) && offset + LIST_PAGE <= LIST_MAX_OFFSET {
+        offset += LIST_PAGE;
+        let next = page(offset).await?;
+        let more = next["files"].as_array().cloned().unwrap_or_default();
+        if let Some(files) = listing["files"].as_array_mut() {
+            files.extend(more);
+        }
+        listing["has_more"] = next["has_more"].clone();
     }
-    let listing = client.get(url).await?;
-    if listing["truncated"] == json!(true) {
-        eprintln!("sandbox: the listing of {} is truncated at 10000 entries", dir.path);
+    if listing["has_more"] == json!(true) {
+        eprintln!("sandbox: the listing of {} stops at {} entries", dir.path, offset + LIST_PAGE);
     }
     Ok(listing)
 }

@@ -274,6 +274,17 @@ fn files_copy_both_ways_with_progress_on_a_terminal_only() {
     assert_eq!(server.json(&["files", "ls", &format!("{id}:tty.bin")])["size"], big.len());
     assert!(server.ok(&["files", "ls", &format!("{id}:tty.bin")]).lines().any(|l| l.ends_with(" tty.bin")));
 
+    // A listing longer than one page of the server's (10000 entries) comes whole.
+    let out = server
+        .sandbox()
+        .args(["exec", "--session", &id, "--language", "python", "--code"])
+        .arg("import os\nos.makedirs('many')\nfor i in range(10050): open(f'many/{i:05}', 'w').close()")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let many = server.json(&["files", "ls", "-R", &format!("{id}:many")]);
+    assert_eq!(many["files"].as_array().unwrap().len(), 10050, "every page of the listing");
+
     // Deleting.
     let out = server.sandbox().args(["files", "rm", "--session", &id, "up"]).output().unwrap();
     assert_eq!(out.status.code(), Some(125), "a directory needs -r: {}", describe(&out));

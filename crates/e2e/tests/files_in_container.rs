@@ -70,19 +70,34 @@ async fn list_stat_mkdir_move_remove_stay_in_the_workspace() {
     // Depth: 0 and 1 are the directory's own entries, 2 one level more.
     let names =
         |l: sandbox_protocol::FileList| l.entries.into_iter().map(|e| e.path.to_string()).collect::<Vec<_>>();
-    assert_eq!(names(sb.executor.list_dir(&p("a"), 0, None).await.unwrap()), ["a/b", "a/link", "a/top.txt"]);
-    assert_eq!(names(sb.executor.list_dir(&p("a"), 1, None).await.unwrap()), ["a/b", "a/link", "a/top.txt"]);
     assert_eq!(
-        names(sb.executor.list_dir(&p("a"), 2, None).await.unwrap()),
+        names(sb.executor.list_dir(&p("a"), 0, 0, None).await.unwrap()),
+        ["a/b", "a/link", "a/top.txt"]
+    );
+    assert_eq!(
+        names(sb.executor.list_dir(&p("a"), 1, 0, None).await.unwrap()),
+        ["a/b", "a/link", "a/top.txt"]
+    );
+    assert_eq!(
+        names(sb.executor.list_dir(&p("a"), 2, 0, None).await.unwrap()),
         ["a/b", "a/b/c", "a/b/mid.txt", "a/link", "a/top.txt"]
     );
-    assert_eq!(names(sb.executor.list_dir(&p("a"), 10, None).await.unwrap()).len(), 6);
-    assert!(sb.executor.list_dir(&p("a"), 10, Some(2)).await.unwrap().truncated);
+    assert_eq!(names(sb.executor.list_dir(&p("a"), 10, 0, None).await.unwrap()).len(), 6);
+    assert!(sb.executor.list_dir(&p("a"), 10, 0, Some(2)).await.unwrap().truncated);
+    // Pages of 4: together every entry once, each page sorted.
+    let first = sb.executor.list_dir(&p("a"), 10, 0, Some(4)).await.unwrap();
+    let rest = sb.executor.list_dir(&p("a"), 10, 4, Some(4)).await.unwrap();
+    assert_eq!((first.truncated, rest.truncated, rest.offset), (true, false, 4));
+    let (first, rest) = (names(first), names(rest));
+    assert!(first.is_sorted() && rest.is_sorted() && rest.len() == 2, "{first:?} {rest:?}");
+    let mut together = [first, rest].concat();
+    together.sort();
+    assert_eq!(together, names(sb.executor.list_dir(&p("a"), 10, 0, None).await.unwrap()));
     // The recursive listing still works as before.
     assert_eq!(names(sb.executor.list_files(&p("a"), true, None).await.unwrap()).len(), 6);
-    assert_eq!(code(sb.executor.list_dir(&p("nope"), 1, None).await.unwrap_err()), ErrorCode::NotFound);
+    assert_eq!(code(sb.executor.list_dir(&p("nope"), 1, 0, None).await.unwrap_err()), ErrorCode::NotFound);
     assert_eq!(
-        code(sb.executor.list_dir(&p("a/top.txt"), 1, None).await.unwrap_err()),
+        code(sb.executor.list_dir(&p("a/top.txt"), 1, 0, None).await.unwrap_err()),
         ErrorCode::NotADirectory
     );
 
@@ -95,13 +110,13 @@ async fn list_stat_mkdir_move_remove_stay_in_the_workspace() {
     assert_eq!((root.kind, root.symlink_target.as_deref()), (FileKind::Symlink, Some("/")));
     let link = sb.executor.stat(&p("a/link")).await.unwrap();
     assert_eq!(link.symlink_target.as_deref(), Some("top.txt"));
-    let listed = sb.executor.list_dir(&p("a"), 1, None).await.unwrap();
+    let listed = sb.executor.list_dir(&p("a"), 1, 0, None).await.unwrap();
     assert_eq!(listed.entries[1].symlink_target.as_deref(), Some("top.txt"));
     // Nothing reaches through the link to `/`.
     for via in ["root/etc", "root/etc/passwd"] {
         assert_eq!(code(sb.executor.stat(&p(via)).await.unwrap_err()), ErrorCode::InvalidPath, "{via}");
     }
-    assert_eq!(code(sb.executor.list_dir(&p("root"), 1, None).await.unwrap_err()), ErrorCode::InvalidPath);
+    assert_eq!(code(sb.executor.list_dir(&p("root"), 1, 0, None).await.unwrap_err()), ErrorCode::InvalidPath);
 
     // Mkdir: made, then existing; a file in the way is refused.
     let made = sb.executor.mkdir(&p("new/x/y")).await.unwrap();

@@ -85,6 +85,8 @@ struct FileQuery<'a> {
     depth: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     limit: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<usize>,
 }
 
 impl ExecutorClient {
@@ -392,8 +394,14 @@ impl ExecutorClient {
     }
 
     fn files_uri(base: &str, path: &WorkspacePath, recursive: bool, limit: Option<usize>) -> String {
-        let q = serde_urlencoded::to_string(FileQuery { path: path.as_str(), recursive, depth: None, limit })
-            .unwrap_or_default();
+        let q = serde_urlencoded::to_string(FileQuery {
+            path: path.as_str(),
+            recursive,
+            depth: None,
+            limit,
+            offset: None,
+        })
+        .unwrap_or_default();
         format!("{base}?{q}")
     }
 
@@ -407,16 +415,19 @@ impl ExecutorClient {
         self.call(Method::GET, &Self::files_uri(paths::FILES, path, recursive, limit), None).await
     }
 
-    /// Lists a directory down to `depth` levels (0 and 1: its own entries only), at most
-    /// `limit` entries (1000 when `None`). A missing directory is `not_found`, anything else
-    /// than a directory `not_a_directory`, a path leading outside the workspace `invalid_path`.
+    /// Lists a directory down to `depth` levels (0 and 1: its own entries only; `usize::MAX`
+    /// every level), skipping the walk's first `offset` entries, at most `limit` entries (1000
+    /// when `None`). A missing directory is `not_found`, anything else than a directory
+    /// `not_a_directory`, a path leading outside the workspace `invalid_path`.
     pub async fn list_dir(
         &self,
         path: &WorkspacePath,
         depth: usize,
+        offset: usize,
         limit: Option<usize>,
     ) -> Result<FileList, ClientError> {
-        let q = FileQuery { path: path.as_str(), recursive: false, depth: Some(depth), limit };
+        let offset = (offset > 0).then_some(offset);
+        let q = FileQuery { path: path.as_str(), recursive: false, depth: Some(depth), limit, offset };
         let uri = format!("{}?{}", paths::FILES, serde_urlencoded::to_string(q).unwrap_or_default());
         self.call(Method::GET, &uri, None).await
     }
@@ -467,6 +478,7 @@ impl ExecutorClient {
             recursive,
             depth: None,
             limit: None,
+            offset: None,
         })
         .unwrap_or_default();
         let resp = self

@@ -32,6 +32,8 @@ const MAX_REQUEST_BYTES: usize = 16 << 20;
 /// Default and largest number of entries a listing returns.
 const DEFAULT_LIST_LIMIT: usize = 1000;
 const MAX_LIST_LIMIT: usize = 10_000;
+/// Most entries a listing skips (a page further in walks too much of the tree).
+const MAX_LIST_OFFSET: usize = 100_000;
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
@@ -403,6 +405,8 @@ struct FileArgs {
     recursive: bool,
     depth: Option<usize>,
     limit: Option<usize>,
+    #[serde(default)]
+    offset: usize,
 }
 
 /// How often a watch stream sends a `keepalive` line while nothing happens (so a client that
@@ -427,13 +431,17 @@ async fn list_files(
     if limit == 0 || limit > MAX_LIST_LIMIT {
         return Err(Error::bad_request(format!("limit must be between 1 and {MAX_LIST_LIMIT}")));
     }
+    let offset = a.offset;
+    if offset > MAX_LIST_OFFSET {
+        return Err(Error::bad_request(format!("offset must be at most {MAX_LIST_OFFSET}")));
+    }
     // `depth` 0 counts as 1 (as E2B's); `recursive` without a depth is every level.
     let depth = match a.depth {
         Some(d) => d.max(1),
         None if a.recursive => usize::MAX,
         None => 1,
     };
-    Ok(Json(blocking(&engine, move |ws| files::list(ws, &path, depth, limit)).await?))
+    Ok(Json(blocking(&engine, move |ws| files::list(ws, &path, depth, offset, limit)).await?))
 }
 
 async fn stat_file(

@@ -151,13 +151,17 @@ pub struct WatcherEvents {
     pub events: Vec<WatchEvent>,
 }
 
-/// `GET /v1/files`: a listing, cut at the requested limit.
+/// `GET /v1/files`: a page of a listing, cut at the requested limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileList {
     /// Entries in path order.
     pub entries: Vec<FileEntry>,
     /// True when more entries existed than the limit allowed.
     pub truncated: bool,
+    /// Entries of the walk skipped before this page (`offset` of the request). The pages of a
+    /// listing hold every entry once: the walk goes directory by directory, each page sorted.
+    #[serde(default)]
+    pub offset: usize,
 }
 
 pub use sandbox_core::model::FileChangeKind;

@@ -86,17 +86,19 @@ pub struct WalkEnd {
     pub skipped: u64,
 }
 
-/// Visits the entries below `start` down to `depth` levels (1: its own entries only), at most
-/// `limit` of them, each with its `lstat`, the directory holding it and its name. Only real
-/// directories are descended into, never symlinks. An entry whose path is too long to name is
-/// counted and passed over; the walk goes on with the rest.
+/// Visits the entries below `start` down to `depth` levels (1: its own entries only), after
+/// the walk's first `skip` and at most `limit` of them, each with its `lstat`, the directory
+/// holding it and its name. Only real directories are descended into, never symlinks. An entry
+/// whose path is too long to name is counted and passed over; the walk goes on with the rest.
 pub fn walk(
     ws: &Workspace,
     start: &WorkspacePath,
     depth: usize,
+    skip: usize,
     limit: usize,
     mut visit: impl FnMut(WorkspacePath, &Stat, BorrowedFd<'_>, &str),
 ) -> Result<WalkEnd, Error> {
+    let limit = skip.saturating_add(limit);
     let mut stack = vec![(start.clone(), 1usize)];
     let mut seen = 0usize;
     let mut end = WalkEnd::default();
@@ -122,7 +124,9 @@ pub fn walk(
             if level < depth && kind_of(&st) == FileKind::Directory {
                 subdirs.push((path.clone(), level + 1));
             }
-            visit(path, &st, held.as_fd(), &name);
+            if seen > skip {
+                visit(path, &st, held.as_fd(), &name);
+            }
         }
         stack.extend(subdirs.into_iter().rev());
     }
@@ -136,12 +140,21 @@ pub fn stat(ws: &Workspace, path: &WorkspacePath) -> Result<FileEntry, Error> {
     Ok(to_entry(path.clone(), &st, fd.as_fd(), ""))
 }
 
-/// The entries of a directory down to `depth` levels (1: its own entries), sorted by path.
-pub fn list(ws: &Workspace, path: &WorkspacePath, depth: usize, limit: usize) -> Result<FileList, Error> {
+/// A page of the entries of a directory down to `depth` levels (1: its own entries): the walk's
+/// entries after its first `offset`, at most `limit`, sorted by path. The walk's order is fixed
+/// for a tree that does not change, so the pages of a listing hold every entry once.
+pub fn list(
+    ws: &Workspace,
+    path: &WorkspacePath,
+    depth: usize,
+    offset: usize,
+    limit: usize,
+) -> Result<FileList, Error> {
     let mut entries = Vec::new();
-    let end = walk(ws, path, depth, limit, |p, st, dir, name| entries.push(to_entry(p, st, dir, name)))?;
+    let end =
+        walk(ws, path, depth, offset, limit, |p, st, dir, name| entries.push(to_entry(p, st, dir, name)))?;
     entries.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(FileList { entries, truncated: end.truncated })
+    Ok(FileList { entries, truncated: end.truncated, offset })
 }
 
 /// Opens a regular file for reading; returns it with its size.
@@ -384,14 +397,17 @@ mod tests {
         assert_eq!((s.as_str(), size), ("hello", 5));
         // Overwrite replaces atomically; no temporary files are left behind.
         write(&ws, "a/b/c.txt", b"bye");
-        let all = list(&ws, &WorkspacePath::root(), usize::MAX, 100).unwrap();
+        let all = list(&ws, &WorkspacePath::root(), usize::MAX, 0, 100).unwrap();
         let paths: Vec<_> = all.entries.iter().map(|e| e.path.as_str().to_owned()).collect();
         assert_eq!(paths, ["a", "a/b", "a/b/c.txt"]);
         assert!(!all.truncated);
-        let top = list(&ws, &WorkspacePath::root(), 1, 100).unwrap();
+        let top = list(&ws, &WorkspacePath::root(), 1, 0, 100).unwrap();
         assert_eq!(top.entries.len(), 1);
-        assert!(list(&ws, &WorkspacePath::root(), usize::MAX, 2).unwrap().truncated);
-        assert_eq!(list(&ws, &WorkspacePath::root(), 2, 100).unwrap().entries.len(), 2);
+        assert!(list(&ws, &WorkspacePath::root(), usize::MAX, 0, 2).unwrap().truncated);
+        // The next page holds the rest, after the walk's first two.
+        let rest = list(&ws, &WorkspacePath::root(), usize::MAX, 2, 2).unwrap();
+        assert_eq!((rest.entries.len(), rest.truncated, rest.offset), (1, false, 2));
+        assert_eq!(list(&ws, &WorkspacePath::root(), 2, 0, 100).unwrap().entries.len(), 2);
 
         let err = delete(&ws, &p("a"), false).unwrap_err();
         assert_eq!(err.code, ErrorCode::DirectoryNotEmpty);
@@ -460,7 +476,7 @@ mod tests {
         std::os::unix::fs::symlink("/etc", d.path().join("etc")).unwrap();
         assert_eq!(stat(&ws, &p("etc")).unwrap().kind, FileKind::Symlink);
         assert_eq!(stat(&ws, &p("etc")).unwrap().symlink_target.as_deref(), Some("/etc"));
-        assert_eq!(list(&ws, &p("etc"), 1, 10).unwrap_err().code, ErrorCode::InvalidPath);
+        assert_eq!(list(&ws, &p("etc"), 1, 0, 10).unwrap_err().code, ErrorCode::InvalidPath);
         // Deleting a symlink removes the link, never what it points to.
         delete(&ws, &p("etc"), true).unwrap();
         assert!(std::path::Path::new("/etc/passwd").exists());

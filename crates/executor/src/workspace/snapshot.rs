@@ -55,7 +55,7 @@ impl Snapshot {
                 entries.insert(p, meta);
             }
         };
-        let end = files::walk(ws, &WorkspacePath::root(), usize::MAX, limit, record)
+        let end = files::walk(ws, &WorkspacePath::root(), usize::MAX, 0, limit, record)
             .unwrap_or(files::WalkEnd { truncated: true, skipped: 0 });
         Snapshot { entries, truncated: end.truncated, skipped: end.skipped }
     }

@@ -81,6 +81,7 @@ pub const ERROR_CODES: &[(u16, &str, Api)] = &[
     (409, "process_conflict", Api::Rest),
     (409, "idempotency_key_in_use", Api::Rest),
     (409, "idempotency_key_used", Api::Rest),
+    (409, "sandbox_outdated", Api::Rest),
     (409, "sandbox_not_paused", Api::E2b),
     (413, "payload_too_large", Api::Rest),
     (413, "code_too_large", Api::Rest),

@@ -45,7 +45,7 @@ pub(crate) fn parse_path(raw: &str, allow_root: bool) -> Result<WorkspacePath, A
         (status = 400, description = "Invalid path", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 404, description = "No such session or directory", body = ErrorBody),
-        (status = 409, description = "With local workspaces the session is not running; or the path is not a directory", body = ErrorBody),
+        (status = 409, description = "With local workspaces the session is not running; or the path is not a directory; or the sandbox is too old to page (sandbox_outdated)", body = ErrorBody),
         (status = 422, description = "Invalid limit, offset or depth", body = ErrorBody),
         (status = 503, description = "The session's sandbox or the workspace store cannot be reached", body = ErrorBody)))]
 pub async fn list(

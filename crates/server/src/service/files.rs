@@ -14,7 +14,6 @@ use sandbox_protocol::{
     DirCreated, ErrorCode, FileChange, FileChangeKind, FileEntry, FileKind, WatchEvent, WatcherInfo,
 };
 use sandbox_storage::WorkspaceBucket;
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -158,28 +157,16 @@ impl Files {
         let (session, location) = self.locate(caller, session_id).await?;
         match location {
             Location::Sandbox(client) => {
-                let client = &client;
-                let first = |n: usize| async move {
-                    match depth {
-                        Some(d) => client.list_dir(dir, d, Some(n)).await,
-                        None => client.list_files(dir, true, Some(n)).await,
-                    }
-                };
-                // The executor's walk takes the first `n` entries of its own order (directory
-                // by directory) and sorts those: a page is what the first `offset + limit`
-                // hold beyond the first `offset`. The pages of a listing hold every entry once,
-                // each page in path order.
-                let listing = first(offset + limit).await?;
-                let entries = match offset {
-                    0 => listing.entries,
-                    _ => {
-                        let before: HashSet<WorkspacePath> =
-                            first(offset).await?.entries.into_iter().map(|e| e.path).collect();
-                        listing.entries.into_iter().filter(|e| !before.contains(&e.path)).collect()
-                    }
-                };
+                let listing = client.list_dir(dir, depth.unwrap_or(usize::MAX), offset, Some(limit)).await?;
+                if listing.offset != offset {
+                    // An executor older than paged listings answered from the start.
+                    return Err(ServiceError::conflict(
+                        "sandbox_outdated",
+                        "this session's sandbox is older than paged file listings: list without offset, or list a subdirectory",
+                    ));
+                }
                 self.sessions.touch(&session.id).await;
-                Ok(Listing { entries, truncated: listing.truncated, live: true })
+                Ok(Listing { entries: listing.entries, truncated: listing.truncated, live: true })
             }
             Location::Bucket(_) => {
                 let stored = self.sessions.workspaces().list(&session.id, dir).await?.unwrap_or_default();
