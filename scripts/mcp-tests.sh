@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the MCP tests (sdk/mcp-tests): the server's /mcp tools driven by the official MCP client
-# against the live server that SANDBOX_URL and SANDBOX_API_KEY name. Installs the client and
+# against the live server that SANDBOX_URL and SANDBOX_API_KEY name, over streamable HTTP and
+# over stdio through `sandbox mcp` (the CLI that SANDBOX_CLI names; built here when unset). Installs the client and
 # pytest into a virtualenv, $MCP_VENV (default: mcp-venv next to $TOOLS_VENV,
 # /var/cache/sandbox-tools/mcp-venv); a later run with the same versions reuses it without asking
 # the package index.
@@ -26,5 +27,11 @@ if [ "$(cat "$MCP_VENV/.mcp-stamp" 2>/dev/null)" != "$stamp" ]; then
   echo "$stamp" >"$MCP_VENV/.mcp-stamp"
 fi
 
-say "testing $SANDBOX_URL/mcp"
+if [ -z "${SANDBOX_CLI:-}" ]; then
+  cargo build --quiet -p sandbox-cli
+  SANDBOX_CLI="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/sandbox"
+fi
+export SANDBOX_CLI
+
+say "testing $SANDBOX_URL/mcp (streamable HTTP, and stdio through $SANDBOX_CLI mcp)"
 "$MCP_VENV/bin/python" -m pytest -p no:cacheprovider -q sdk/mcp-tests "$@"

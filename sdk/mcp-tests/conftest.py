@@ -1,5 +1,6 @@
 """Fixtures of the MCP tests: the server named by SANDBOX_URL and SANDBOX_API_KEY, reached by the
-official MCP client over each transport in TRANSPORTS.
+official MCP client over each transport in TRANSPORTS (stdio through the `sandbox` CLI that
+SANDBOX_CLI names).
 
 The tests talk to a real server; without one configured they stop at once with a message rather
 than skipping (a green run must mean the tools were exercised).
@@ -14,24 +15,25 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Callable, Iterator, List, Optional
 
 import pytest
-from mcp import ClientSession
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
-# How a test reaches the server's MCP tools. "http": streamable HTTP straight to /mcp. A stdio
-# transport (the `sandbox mcp` relay) is one more entry here and one more branch in `connect`.
-TRANSPORTS = ["http"]
+# How a test reaches the server's MCP tools. "http": streamable HTTP straight to /mcp; "stdio":
+# `sandbox mcp`, the CLI's relay from stdio to /mcp, as desktop MCP hosts start it.
+TRANSPORTS = ["http", "stdio"]
 
 # `connect(key=None)`: an async context manager yielding a ready ClientSession.
 Connect = Callable[..., Any]
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    missing = [v for v in ("SANDBOX_URL", "SANDBOX_API_KEY") if not os.environ.get(v)]
+    missing = [v for v in ("SANDBOX_URL", "SANDBOX_API_KEY", "SANDBOX_CLI") if not os.environ.get(v)]
     if missing:
         pytest.exit(
             f"{' and '.join(missing)} not set: these tests need a running sandbox server "
-            "(export SANDBOX_URL=http://127.0.0.1:8080 SANDBOX_API_KEY=...)",
+            "(export SANDBOX_URL=http://127.0.0.1:8080 SANDBOX_API_KEY=... SANDBOX_CLI=target/debug/sandbox)",
             returncode=pytest.ExitCode.USAGE_ERROR,
         )
 
@@ -65,6 +67,17 @@ def connect(request: pytest.FixtureRequest) -> Connect:
                     async with ClientSession(read, write) as session:
                         await session.initialize()
                         yield session
+        elif transport == "stdio":
+            # Only what a host would give it: no config file, the key in SANDBOX_KEY.
+            env = {"PATH": os.environ.get("PATH", ""), "SANDBOX_URL": base_url(),
+                   "SANDBOX_CONFIG": os.path.join(os.path.dirname(__file__), "no-such-config.toml")}
+            if key:
+                env["SANDBOX_KEY"] = key
+            params = StdioServerParameters(command=os.environ["SANDBOX_CLI"], args=["mcp"], env=env)
+            async with stdio_client(params) as (read, write):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    yield session
         else:
             raise AssertionError(f"unknown transport {transport}")
 
