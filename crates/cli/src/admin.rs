@@ -48,6 +48,10 @@ pub enum TemplatesCmd {
         /// NAME=VALUE: a default environment variable.
         #[arg(short, long = "env", value_name = "NAME=VALUE")]
         env: Vec<String>,
+        /// Answer at once when the server pulls the image, instead of following the pull (with
+        /// a progress bar on a terminal) until the template is ready.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Delete templates (admin).
     Delete {
@@ -108,13 +112,25 @@ pub async fn templates(client: &Client, cmd: TemplatesCmd, as_json: bool) -> Res
                         ("CPU", "default_cpu_cores"),
                         ("MEMORY_MB", "default_memory_mb"),
                         ("ACTIVE", "is_active"),
+                        ("STATUS", "status"),
                         ("IMAGE", "image_url"),
                     ],
                 );
             }
         }
         TemplatesCmd::Get { id } => show(&client.get(client.api(["templates", &id])).await?, as_json),
-        TemplatesCmd::Create { id, name, image, runtime_type, cpu, memory_mb, disk_mb, timeout, env } => {
+        TemplatesCmd::Create {
+            id,
+            name,
+            image,
+            runtime_type,
+            cpu,
+            memory_mb,
+            disk_mb,
+            timeout,
+            env,
+            no_wait,
+        } => {
             let mut body = json!({"id": id, "name": name.unwrap_or_else(|| id.clone()), "image_url": image, "runtime_type": runtime_type});
             let fields = [
                 ("default_cpu_cores", cpu.map(Value::from)),
@@ -130,7 +146,11 @@ pub async fn templates(client: &Client, cmd: TemplatesCmd, as_json: bool) -> Res
             if !env.is_empty() {
                 body["default_env_vars"] = session::env_vars(&env)?;
             }
-            show_id(&client.post(client.api(["templates"]), &body).await?, as_json);
+            let mut template = client.post(client.api(["templates"]), &body).await?;
+            if template["status"] == "pulling" && !no_wait {
+                template = follow_pull(client, &id).await?;
+            }
+            show_id(&template, as_json);
         }
         TemplatesCmd::Delete { ids } => {
             session::for_each(&ids, "deleted", as_json, |id| client.delete(client.api(["templates", id])))
@@ -138,6 +158,41 @@ pub async fn templates(client: &Client, cmd: TemplatesCmd, as_json: bool) -> Res
         }
     }
     Ok(())
+}
+
+/// Follows the pull of template `id`'s image until it is ready, with a progress bar (bytes of
+/// its layers) on a terminal; a failed pull is the pull's error.
+async fn follow_pull(client: &Client, id: &str) -> Result<Value> {
+    let bar = output::spinner(&format!("pulling the image of {id}"));
+    loop {
+        let template = client.get(client.api(["templates", id])).await?;
+        let pull = &template["image_pull"];
+        match template["status"].as_str() {
+            Some("pulling") => {
+                if let (Some(done), Some(total @ 1..)) =
+                    (pull["bytes_done"].as_u64(), pull["bytes_total"].as_u64())
+                {
+                    bar.set_message(format!(
+                        "pulling the image of {id}: {} of {} ({} of {} layers)",
+                        output::size(done),
+                        output::size(total),
+                        output::text(&pull["layers_done"]),
+                        output::text(&pull["layers_total"]),
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Some("failed") => {
+                bar.finish_and_clear();
+                let code = pull["error"]["code"].as_str().unwrap_or("template_pull_failed");
+                return Err(crate::client::Error::new(code, output::text(&pull["error"]["message"])));
+            }
+            _ => {
+                bar.finish_and_clear();
+                return Ok(template);
+            }
+        }
+    }
 }
 
 /// Runs a `sandbox keys` subcommand.
