@@ -130,7 +130,7 @@ fn keys_templates_pools_and_health_as_tables_and_json() {
     let col = header.find("NAME").unwrap();
     assert_eq!(&row[col..col + 6], "ci-bot", "{table}");
     let listed = server.json(&["keys", "list"]);
-    assert!(listed.as_array().unwrap().iter().any(|k| k["id"] == id), "{listed}");
+    assert!(listed["items"].as_array().unwrap().iter().any(|k| k["id"] == id), "{listed}");
 
     // The new (non-admin) key works but is no admin; revoked, it no longer works.
     let out = server.sandbox().args(["session", "list", "--key", secret]).output().unwrap();
@@ -156,6 +156,7 @@ fn keys_templates_pools_and_health_as_tables_and_json() {
         "256",
     ]);
     assert_eq!(made["default_memory_mb"], 256);
+    assert_eq!(made["status"], "ready", "an image the host has: nothing to pull or follow");
     assert!(server.ok(&["templates", "get", "cli-test"]).contains("default_memory_mb: 256"));
     assert_eq!(server.ok(&["templates", "delete", "cli-test"]).trim(), "deleted cli-test");
     assert_eq!(
@@ -164,7 +165,7 @@ fn keys_templates_pools_and_health_as_tables_and_json() {
     );
 
     let pools = server.json(&["pools"]);
-    assert!(pools.is_array(), "{pools}");
+    assert!(pools["items"].as_array().unwrap().iter().any(|p| p["template_id"] == "python-basic"), "{pools}");
     assert!(server.ok(&["pools"]).starts_with("TEMPLATE"));
 
     let health = server.json(&["health"]);
