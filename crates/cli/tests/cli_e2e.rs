@@ -263,11 +263,13 @@ fn files_copy_both_ways_with_progress_on_a_terminal_only() {
         .unwrap();
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", describe(&out));
+    // The message is cut to the terminal's width, and the first frame drawn depends on speed:
+    // look for each bar's label and its total.
     assert!(
-        shown.contains("uploading big.bin")
-            && shown.contains("downloading tty.bin")
-            && shown.contains("0 B/5.00 MiB"),
-        "a progress bar on the terminal: {shown:?}"
+        shown.contains("uploading big")
+            && shown.contains("downloading tty")
+            && shown.matches("/5.00 MiB").count() >= 2,
+        "a progress bar on the terminal for each transfer: {shown:?}"
     );
     assert!(shown.contains("\x1b["), "drawn with escape codes on the terminal: {shown:?}");
     assert!(std::fs::read(local.path().join("tty.bin")).unwrap() == big);
