@@ -132,17 +132,15 @@ pub async fn templates(client: &Client, cmd: TemplatesCmd, as_json: bool) -> Res
             no_wait,
         } => {
             let mut body = json!({"id": id, "name": name.unwrap_or_else(|| id.clone()), "image_url": image, "runtime_type": runtime_type});
-            let fields = [
-                ("default_cpu_cores", cpu.map(Value::from)),
-                ("default_memory_mb", memory_mb.map(Value::from)),
-                ("default_disk_mb", disk_mb.map(Value::from)),
-                ("default_timeout", timeout.map(Value::from)),
-            ];
-            for (k, v) in fields {
-                if let Some(v) = v {
-                    body[k] = v;
-                }
-            }
+            session::set_given(
+                &mut body,
+                [
+                    ("default_cpu_cores", cpu.map(Value::from)),
+                    ("default_memory_mb", memory_mb.map(Value::from)),
+                    ("default_disk_mb", disk_mb.map(Value::from)),
+                    ("default_timeout", timeout.map(Value::from)),
+                ],
+            );
             if !env.is_empty() {
                 body["default_env_vars"] = session::env_vars(&env)?;
             }

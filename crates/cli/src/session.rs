@@ -118,22 +118,29 @@ pub async fn create(client: &Client, body: &Value, wait: bool) -> Result<Value> 
     client.post(url, body).await
 }
 
+/// Sets each field of `body` that was given (the server's default stands for the others).
+pub fn set_given<const N: usize>(body: &mut Value, fields: [(&str, Option<Value>); N]) {
+    for (k, v) in fields {
+        if let Some(v) = v {
+            body[k] = v;
+        }
+    }
+}
+
 /// Runs a `sandbox session` subcommand.
 pub async fn run(client: &Client, cmd: SessionCmd, as_json: bool) -> Result<()> {
     match cmd {
         SessionCmd::Create { template, env, timeout, cpu, memory, id, no_wait } => {
             let mut body = json!({"template_id": template});
-            let fields = [
-                ("timeout", timeout.map(|t| json!(t))),
-                ("cpu", cpu.map(Value::from)),
-                ("memory", memory.map(Value::from)),
-                ("id", id.map(Value::from)),
-            ];
-            for (k, v) in fields {
-                if let Some(v) = v {
-                    body[k] = v;
-                }
-            }
+            set_given(
+                &mut body,
+                [
+                    ("timeout", timeout.map(|t| json!(t))),
+                    ("cpu", cpu.map(Value::from)),
+                    ("memory", memory.map(Value::from)),
+                    ("id", id.map(Value::from)),
+                ],
+            );
             if !env.is_empty() {
                 body["env_vars"] = env_vars(&env)?;
             }

@@ -113,6 +113,17 @@ impl App {
         (status, json, headers)
     }
 
+    /// The Prometheus text of `/metrics`, read with the admin key.
+    async fn metrics(&self) -> String {
+        let req = Request::builder()
+            .uri("/metrics")
+            .header("authorization", format!("Bearer {}", self.admin))
+            .body(Body::empty())
+            .unwrap();
+        let resp = api::router(self.state.clone()).oneshot(req).await.unwrap();
+        String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
     /// Writes a running session owned by `owner` straight into the store.
     async fn running_session(&self, id: &str, owner: &str) {
         let now = Utc::now();
@@ -635,13 +646,7 @@ async fn failed_sandbox_start_is_a_clear_error_and_a_failed_session() {
 async fn metrics_count_requests() {
     let app = App::new().await;
     app.call("GET", "/api/v1/templates", Some(&app.admin), None).await;
-    let req = Request::builder()
-        .uri("/metrics")
-        .header("authorization", format!("Bearer {}", app.admin))
-        .body(Body::empty())
-        .unwrap();
-    let resp = api::router(app.state.clone()).oneshot(req).await.unwrap();
-    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains(
             r#"sandbox_http_requests_total{method="GET",route="/api/v1/templates",status="200"} 1"#
@@ -1177,13 +1182,7 @@ async fn mcp_speaks_json_rpc_behind_the_api_keys() {
     let s = app.state.store.session("sess_mcp_a").await.unwrap().unwrap();
     assert_eq!(s.status, SessionStatus::Running);
     // Tool calls are counted by outcome, requests by route.
-    let req = Request::builder()
-        .uri("/metrics")
-        .header("authorization", format!("Bearer {}", app.admin))
-        .body(Body::empty())
-        .unwrap();
-    let resp = api::router(app.state.clone()).oneshot(req).await.unwrap();
-    let metrics = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let metrics = app.metrics().await;
     for line in [
         r#"sandbox_mcp_tool_calls_total{tool="list_templates",outcome="ok"} 1"#,
         r#"sandbox_mcp_tool_calls_total{tool="run_code",outcome="session_not_found"} 1"#,
