@@ -64,5 +64,29 @@ impl Error {
     }
 }
 
+/// `openat2(2)` of `path` beneath `dir`, retried while the kernel answers `EAGAIN`. With
+/// `RESOLVE_BENEATH` it answers so whenever a rename or a mount anywhere on the host races a
+/// `..` step of the lookup (it cannot then prove the step stayed beneath `dir`); on a busy host
+/// that is one lookup in ten. The retries are bounded, so a host renaming without pause still
+/// gets an answer.
+pub fn openat2_beneath(
+    dir: impl std::os::fd::AsFd,
+    path: &std::path::Path,
+    flags: rustix::fs::OFlags,
+    mode: rustix::fs::Mode,
+    resolve: rustix::fs::ResolveFlags,
+) -> rustix::io::Result<std::os::fd::OwnedFd> {
+    const ATTEMPTS: usize = 256;
+    let dir = dir.as_fd();
+    let mut result = rustix::fs::openat2(dir, path, flags, mode, resolve);
+    for _ in 1..ATTEMPTS {
+        if !matches!(result, Err(rustix::io::Errno::AGAIN)) {
+            break;
+        }
+        result = rustix::fs::openat2(dir, path, flags, mode, resolve);
+    }
+    result
+}
+
 /// Most directory levels a walk descends.
 pub const MAX_DEPTH: usize = 256;

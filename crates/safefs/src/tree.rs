@@ -97,7 +97,7 @@ impl Tree {
 
     /// Opens `path` beneath the root with `flags` (`O_CLOEXEC` and `O_NOFOLLOW` are added).
     pub fn open_at(&self, path: &Path, flags: OFlags) -> Result<OwnedFd, Error> {
-        rustix::fs::openat2(
+        crate::openat2_beneath(
             &self.fd,
             relative(path),
             flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
@@ -259,6 +259,38 @@ mod tests {
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret"), "SECRET").unwrap();
         outside
+    }
+
+    /// A rename anywhere on the host during a `..` step makes the kernel answer `EAGAIN`; a
+    /// lookup that stays beneath the root must still succeed and one that leaves it must still
+    /// be refused as leaving, never fail with a spurious error.
+    #[test]
+    fn lookups_with_dot_dot_hold_while_the_host_renames() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(d.path().join("sub/ok"), "fine").unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let renamer = {
+            let (stop, a) = (stop.clone(), tempfile::tempdir().unwrap());
+            std::thread::spawn(move || {
+                let (x, y) = (a.path().join("x"), a.path().join("y"));
+                std::fs::write(&x, "").unwrap();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::fs::rename(&x, &y).unwrap();
+                    std::fs::rename(&y, &x).unwrap();
+                }
+            })
+        };
+        let t = Tree::open(d.path()).unwrap();
+        let mut escapes = Vec::new();
+        for _ in 0..20_000 {
+            assert_eq!(t.read_capped(Path::new("sub/../sub/ok"), 100).unwrap(), b"fine");
+            escapes.push(t.open_at(Path::new("sub/../../x"), OFlags::PATH).unwrap_err().raw_os_error());
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        renamer.join().unwrap();
+        escapes.dedup();
+        assert_eq!(escapes, [Some(libc::EXDEV)]);
     }
 
     #[test]

@@ -36,9 +36,9 @@ impl Workspace {
     /// `O_NOFOLLOW` in `flags` keeps a final symlink itself.
     pub fn open_at(&self, path: &WorkspacePath, flags: OFlags, mode: Mode) -> Result<OwnedFd, Error> {
         let target = if path.is_root() { "." } else { path.as_str() };
-        rustix::fs::openat2(
+        sandbox_safefs::openat2_beneath(
             &self.dir,
-            target,
+            std::path::Path::new(target),
             flags | OFlags::CLOEXEC,
             mode,
             ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
