@@ -24,6 +24,15 @@ pub const DEPS_DIR: &str = "/opt/sandbox/deps";
 pub const DEPS_CURRENT: &str = "site";
 /// What Python finds installed packages through: `PYTHONPATH` of every execution.
 pub const DEPS_PYTHONPATH: &str = "/opt/sandbox/deps/site";
+/// Where a sandbox container sees its egress directory: a host directory only the control plane
+/// writes, mounted read-only. It holds [`EGRESS_SOCKET_NAME`] while the session the sandbox
+/// serves may reach the network through the egress proxy, and nothing otherwise.
+pub const EGRESS_DIR: &str = "/run/sandbox-egress";
+/// The egress proxy's Unix socket inside [`EGRESS_DIR`]; a connection to it is the session's.
+pub const EGRESS_SOCKET_NAME: &str = "proxy.sock";
+/// The loopback port the egress relay listens on inside each execution's network namespace;
+/// `HTTP_PROXY` and `HTTPS_PROXY` point at `http://127.0.0.1:<port>`.
+pub const EGRESS_RELAY_PORT: u16 = 3128;
 
 /// The executor's settings as environment variables (each also a flag of
 /// `sandbox-executor serve`).
