@@ -1,8 +1,11 @@
 //! `sandbox session …` and `sandbox deps install`: sessions and their Python packages.
 
-use crate::client::{Client, Error, Page, Result};
+use crate::client::{Client, Error, Page, Result, error_from};
 use crate::output;
+use crate::sse::Events;
 use clap::Subcommand;
+use indicatif::ProgressBar;
+use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 use std::time::{Duration, Instant};
 
@@ -268,8 +271,8 @@ fn requirement(spec: &str) -> Value {
     }
 }
 
-/// Runs `sandbox deps install`: a spinner while pip runs (the API answers when it is done),
-/// then the installed packages.
+/// Runs `sandbox deps install`: pip's output on standard error as it runs (under a spinner on a
+/// terminal), then the installed packages.
 pub async fn deps(client: &Client, cmd: DepsCmd, as_json: bool) -> Result<()> {
     let DepsCmd::Install { packages, index_url, allow_version_conflicts, session } = cmd;
     let id = session.id()?;
@@ -280,8 +283,11 @@ pub async fn deps(client: &Client, cmd: DepsCmd, as_json: bool) -> Result<()> {
     if let Some(url) = index_url {
         body["python_package_index_url"] = json!(url);
     }
+    let mut url = client.api(["sessions", id, "dependencies", "install"]);
+    url.set_query(Some("stream=true"));
+    let resp = client.send(client.request(Method::POST, url).json(&body)).await?;
     let spinner = output::spinner(&format!("installing {}", packages.join(" ")));
-    let session = client.post(client.api(["sessions", id, "dependencies", "install"]), &body).await;
+    let session = follow_install(Events::new(resp), &spinner).await;
     spinner.finish_and_clear();
     let session = session?;
     if as_json {
@@ -293,6 +299,21 @@ pub async fn deps(client: &Client, cmd: DepsCmd, as_json: bool) -> Result<()> {
         output::items(&own, &[("PACKAGE", "name"), ("VERSION", "version")]);
     }
     Ok(())
+}
+
+/// Follows an install's stream to its result, writing pip's lines to standard error.
+async fn follow_install(mut events: Events, spinner: &ProgressBar) -> Result<Value> {
+    while let Some(event) = events.next().await? {
+        let data: Value = serde_json::from_str(&event.data)
+            .map_err(|e| Error::new("bad_response", format!("event {}: {e}", event.event)))?;
+        match event.event.as_str() {
+            "output" => spinner.suspend(|| eprintln!("{}", data["data"].as_str().unwrap_or_default())),
+            "result" => return Ok(data),
+            "error" => return Err(error_from(StatusCode::INTERNAL_SERVER_ERROR, event.data.as_bytes())),
+            _ => {}
+        }
+    }
+    Err(Error::new("stream_ended", "the install's stream ended before its result"))
 }
 
 #[cfg(test)]

@@ -1,9 +1,11 @@
 //! The `sandbox` binary against a real server with real sandboxes: sessions, `exec` (exit codes,
-//! live output, contexts, Ctrl-C), and file copies both ways with progress only on a terminal.
+//! live output, contexts, Ctrl-C), file copies both ways with progress only on a terminal, and
+//! template image pulls followed to their end.
 
 mod common;
 
 use common::{Server, describe};
+use sandbox_e2e::registry::{PulledImages, Registry};
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -321,6 +323,10 @@ fn deps_install_adds_packages_from_an_index() {
     assert!(out.status.success(), "{}\n{}", describe(&out), server.log());
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.starts_with("PACKAGE"), "{table}");
+    // pip's output streamed to standard error as it ran.
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(progress.lines().any(|l| l.starts_with("Collecting sbx-hello==1.0.0")), "{progress}");
+    assert!(progress.lines().any(|l| l == "Successfully installed sbx-hello-1.0.0"), "{progress}");
     assert!(
         table.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["sbx-hello", "1.0.0"]),
         "{table}"
@@ -338,10 +344,75 @@ fn deps_install_adds_packages_from_an_index() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).starts_with("error: package_not_found: "),
-        "{}",
-        describe(&out)
-    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("No matching distribution found for sbx-nope"), "{}", describe(&out));
+    // pip's lines, then the error.
+    assert!(stderr.contains("\nerror: package_not_found: "), "{}", describe(&out));
     assert_eq!(server.json(&["session", "get", &id])["dependency_install_status"], "failed");
+}
+
+#[test]
+fn templates_create_follows_an_image_pull_with_progress_on_a_terminal() {
+    // A registry on loopback serving images the Docker host has not got.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let registry = runtime.block_on(Registry::start(false, &["piped", "later", "tty"]));
+    let _cleanup = PulledImages(["piped", "later", "tty"].map(|t| registry.image(t)).to_vec());
+    let server = Server::start();
+    registry.open();
+
+    // Piped: the template once its image is in, and nothing drawn.
+    let out = server
+        .sandbox()
+        .args(["templates", "create", "--id", "piped", "--image", &registry.image("piped"), "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", describe(&out), server.log());
+    let template: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(template["status"], "ready", "{template}");
+    assert!(out.stderr.is_empty(), "{}", describe(&out));
+
+    // --no-wait answers while the registry holds the layers back.
+    registry.close();
+    let later = server.json(&[
+        "templates",
+        "create",
+        "--id",
+        "later",
+        "--image",
+        &registry.image("later"),
+        "--no-wait",
+    ]);
+    assert_eq!(later["status"], "pulling", "{later}");
+
+    // On a terminal: the pull's progress until it is done (the layers come after a while).
+    let bin = env!("CARGO_BIN_EXE_sandbox");
+    let cmd = format!("{bin} templates create --id tty --image {}", registry.image("tty"));
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_secs(3));
+            registry.open();
+        });
+        std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .env("SANDBOX_URL", &server.url)
+            .env("SANDBOX_KEY", &server.key)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    });
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(shown.contains("pulling the image of tty") && shown.contains("\x1b["), "{shown:?}");
+    assert_eq!(server.json(&["templates", "get", "tty"])["status"], "ready");
+    assert_eq!(server.json(&["templates", "get", "later"])["status"], "ready");
+
+    // A tag the registry lacks: the pull's error, exit 125.
+    let out = server
+        .sandbox()
+        .args(["templates", "create", "--id", "missing", "--image", &registry.image("no-such-tag")])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: image_not_found: "), "{}", describe(&out));
 }

@@ -13,7 +13,9 @@ use async_trait::async_trait;
 pub use image::{ImageRef, PullProgress};
 use sandbox_core::{CpuQuantity, MemoryQuantity};
 pub use sandbox_executor_client::ExecutorClient;
-pub use spec::{InstallerOutcome, InstallerSpec, SandboxInfo, SandboxSpec, SandboxState, labels};
+pub use spec::{
+    InstallerOutcome, InstallerProgress, InstallerSpec, SandboxInfo, SandboxSpec, SandboxState, labels,
+};
 
 /// Why a runtime operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -171,9 +173,15 @@ pub trait Runtime: Send + Sync {
     }
 
     /// Runs a package installer container to its end (or kills it at its timeout) and removes
-    /// it. Backends without installers answer [`RuntimeError::Unsupported`].
-    async fn run_installer(&self, spec: &InstallerSpec) -> Result<InstallerOutcome, RuntimeError> {
-        let _ = spec;
+    /// it; each line it prints goes to `progress` as it comes, when given (lines are dropped,
+    /// never waited for, when the receiver lags). Backends without installers answer
+    /// [`RuntimeError::Unsupported`].
+    async fn run_installer(
+        &self,
+        spec: &InstallerSpec,
+        progress: Option<InstallerProgress>,
+    ) -> Result<InstallerOutcome, RuntimeError> {
+        let _ = (spec, progress);
         Err(RuntimeError::Unsupported { backend: self.name(), what: "package installer containers" })
     }
 

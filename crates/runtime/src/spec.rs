@@ -171,6 +171,9 @@ impl InstallerSpec {
     pub const TARGET: &str = "/target";
 }
 
+/// Where an installer's output goes line by line while it runs.
+pub type InstallerProgress = tokio::sync::mpsc::Sender<String>;
+
 /// How an installer ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstallerOutcome {

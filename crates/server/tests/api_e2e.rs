@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::Server;
+use common::{Server, sse_events};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use sandbox_e2e::conformance;
@@ -431,18 +431,6 @@ async fn retried_requests_with_an_idempotency_key_run_once() {
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, gone) = post("/api/v1/sessions".into(), "create-1", create).await;
     assert_eq!((s, gone["code"].as_str()), (StatusCode::CONFLICT, Some("idempotency_key_used")), "{gone}");
-}
-
-/// The events of an SSE answer: (id, name, data).
-fn sse_events(text: &str) -> Vec<(Option<u64>, String, Value)> {
-    text.split("\n\n")
-        .filter_map(|block| {
-            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
-            let event = field("event: ")?;
-            let data = serde_json::from_str(&field("data: ")?).ok()?;
-            Some((field("id: ").and_then(|i| i.parse().ok()), event, data))
-        })
-        .collect()
 }
 
 /// `GET /api/v1/executions/{exec}/stream`, from after event `last` when given.

@@ -365,14 +365,8 @@ async fn rich_results_stream_and_come_back_in_the_result() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let text = resp.text().await.unwrap();
-    let events: Vec<(String, Value)> = text
-        .split("\n\n")
-        .filter_map(|block| {
-            let name = block.lines().find_map(|l| l.strip_prefix("event: "))?;
-            let data = block.lines().find_map(|l| l.strip_prefix("data: "))?;
-            Some((name.to_owned(), serde_json::from_str(data).ok()?))
-        })
-        .collect();
+    let events: Vec<(String, Value)> =
+        common::sse_events(&text).into_iter().map(|(_, name, data)| (name, data)).collect();
     let displays: Vec<&Value> = events.iter().filter(|(n, _)| n == "display").map(|(_, v)| v).collect();
     assert!(displays.iter().any(|d| d["data"]["text/html"] == "<b>hi</b>"), "{text}");
     assert!(displays.iter().any(|d| d["data"]["image/png"].is_string()), "{text}");

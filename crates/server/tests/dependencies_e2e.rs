@@ -65,6 +65,32 @@ async fn install(srv: &Server, id: &str, body: Value) -> (StatusCode, Value) {
     srv.call(Method::POST, &format!("/api/v1/sessions/{id}/dependencies/install"), &srv.key, Some(body)).await
 }
 
+/// Installs with `stream=true`: the answer's status and its events (name, data).
+async fn install_streamed(srv: &Server, id: &str, body: Value) -> (StatusCode, Vec<(String, Value)>) {
+    let resp = srv
+        .http
+        .post(srv.url(&format!("/api/v1/sessions/{id}/dependencies/install?stream=true")))
+        .bearer_auth(&srv.key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    if status != StatusCode::OK {
+        let body: Value = resp.json().await.unwrap();
+        return (status, vec![("response".to_owned(), body)]);
+    }
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let events = common::sse_events(&resp.text().await.unwrap());
+    (status, events.into_iter().map(|(_, name, data)| (name, data)).collect())
+}
+
+/// The line of pip's output an `output` event carries.
+fn pip_line<'a>(name: &str, data: &'a Value) -> &'a str {
+    assert_eq!(name, "output", "{data}");
+    data["data"].as_str().unwrap()
+}
+
 async fn session(srv: &Server, id: &str) -> Value {
     srv.call(Method::GET, &format!("/api/v1/sessions/{id}"), &srv.key, None).await.1
 }
@@ -107,9 +133,19 @@ async fn packages_install_at_creation_and_later_without_giving_the_sandbox_a_net
     let r = srv.python(id, &format!("import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    print('reached')\nexcept OSError as e:\n    print('blocked', e.errno)")).await;
     assert!(r["stdout"].as_str().unwrap().starts_with("blocked"), "{r}");
 
-    // More packages later: dependencies come along and are recorded with exact versions.
-    let (s, after) = install(&srv, id, json!({"dependencies": [{"name": "sbx-greeter"}]})).await;
-    assert_eq!(s, StatusCode::OK, "{after}");
+    // More packages later, with pip's output streamed as it runs: dependencies come along and
+    // are recorded with exact versions.
+    let (s, events) = install_streamed(&srv, id, json!({"dependencies": [{"name": "sbx-greeter"}]})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (last, output) = events.split_last().unwrap();
+    let lines: Vec<&str> = output.iter().map(|(name, data)| pip_line(name, data)).collect();
+    assert!(lines.iter().any(|l| l.starts_with("Collecting sbx-greeter")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("Successfully installed") && l.contains("sbx-greeter-1.0.0")),
+        "{lines:?}"
+    );
+    assert_eq!(last.0, "result", "{events:?}");
+    let after = last.1.clone();
     assert_eq!(installed(&after), own(&[("sbx-greeter", "1.0.0"), ("sbx-hello", "1.0.0")]));
     let requested: Vec<&str> = after["requested_dependencies"]
         .as_array()
@@ -172,6 +208,27 @@ async fn bad_requests_unknown_packages_and_unreachable_indexes_fail_clearly_and_
         "{body}"
     );
     assert!(body["message"].as_str().unwrap().contains("sbx-no-such-package"), "{body}");
+    // Streamed: a request that cannot start is refused as such; pip's failure ends the stream.
+    let (s, events) =
+        install_streamed(&srv, &id, json!({"dependencies": [{"name": "a"}, {"name": "A"}]})).await;
+    assert_eq!(
+        (s, events[0].1["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_error"))
+    );
+    let (s, events) =
+        install_streamed(&srv, &id, json!({"dependencies": [{"name": "sbx-no-such-package"}]})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (last, output) = events.split_last().unwrap();
+    assert_eq!(
+        (last.0.as_str(), last.1["code"].as_str()),
+        ("error", Some("package_not_found")),
+        "{events:?}"
+    );
+    let lines: Vec<&str> = output.iter().map(|(name, data)| pip_line(name, data)).collect();
+    assert!(
+        lines.iter().any(|l| l.contains("No matching distribution found for sbx-no-such-package")),
+        "{lines:?}"
+    );
     let (s, body) =
         install(&srv, &id, json!({"dependencies": [{"name": "sbx-hello", "version": "==9.9"}]})).await;
     assert_eq!(

@@ -4,14 +4,54 @@
 
 use super::{DockerRuntime, engine_error, is_not_found};
 use crate::RuntimeError;
-use crate::spec::{INSTALLER_ROLE, InstallerOutcome, InstallerSpec, labels};
+use crate::spec::{INSTALLER_ROLE, InstallerOutcome, InstallerProgress, InstallerSpec, labels};
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, WaitContainerOptionsBuilder};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, LogsOptionsBuilder, WaitContainerOptionsBuilder,
+};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 
 /// Lines of output kept from an installer.
 const OUTPUT_LINES: usize = 200;
+
+/// How long the last of an installer's output may take to arrive after it stopped.
+const FOLLOW_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Longest line passed on as progress; the rest of a longer one is cut.
+const MAX_PROGRESS_LINE: usize = 4096;
+
+/// Passes an installer's output (stdout and stderr, as Docker interleaves them) to `lines`, one
+/// line at a time, until the container stops or the receiver goes away.
+async fn follow(docker: bollard::Docker, id: String, lines: InstallerProgress) {
+    let opts = LogsOptionsBuilder::default().stdout(true).stderr(true).follow(true).build();
+    let mut stream = docker.logs(&id, Some(opts));
+    let mut pending = Vec::new();
+    // False once the receiver is gone; a full channel only loses the line.
+    let send = |line: &[u8]| {
+        let line = String::from_utf8_lossy(&line[..line.len().min(MAX_PROGRESS_LINE)]);
+        let sent = lines.try_send(line.trim_end_matches('\r').to_owned());
+        !matches!(sent, Err(tokio::sync::mpsc::error::TrySendError::Closed(_)))
+    };
+    while let Some(Ok(chunk)) = stream.next().await {
+        pending.extend_from_slice(&chunk.into_bytes());
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            if !send(&line[..end]) {
+                return;
+            }
+        }
+        if pending.len() > MAX_PROGRESS_LINE {
+            let line = std::mem::take(&mut pending);
+            if !send(&line) {
+                return;
+            }
+        }
+    }
+    if !pending.is_empty() {
+        send(&pending);
+    }
+}
 
 /// Builds the create request of an installer that must be done by `deadline` (Unix seconds).
 pub fn installer_config(spec: &InstallerSpec, deadline: i64) -> ContainerCreateBody {
@@ -65,7 +105,11 @@ pub fn installer_config(spec: &InstallerSpec, deadline: i64) -> ContainerCreateB
 
 impl DockerRuntime {
     /// Creates, runs, waits for and removes an installer.
-    pub(super) async fn installer(&self, spec: &InstallerSpec) -> Result<InstallerOutcome, RuntimeError> {
+    pub(super) async fn installer(
+        &self,
+        spec: &InstallerSpec,
+        progress: Option<InstallerProgress>,
+    ) -> Result<InstallerOutcome, RuntimeError> {
         let deadline = chrono::Utc::now().timestamp() + spec.timeout.as_secs() as i64;
         let opts = CreateContainerOptionsBuilder::default().name(&spec.name).build();
         let id = match self.docker.create_container(Some(opts), installer_config(spec, deadline)).await {
@@ -81,14 +125,19 @@ impl DockerRuntime {
             Err(e) if is_not_found(&e) => return Err(RuntimeError::ImageNotFound(spec.image.clone())),
             Err(e) => return Err(engine_error(e)),
         };
-        let outcome = self.run_to_end(&id, spec).await;
+        let outcome = self.run_to_end(&id, spec, progress).await;
         if let Err(e) = crate::Runtime::remove(self, &id).await {
             tracing::warn!(container = %id, error = %e, "could not remove an installer container");
         }
         outcome
     }
 
-    async fn run_to_end(&self, id: &str, spec: &InstallerSpec) -> Result<InstallerOutcome, RuntimeError> {
+    async fn run_to_end(
+        &self,
+        id: &str,
+        spec: &InstallerSpec,
+        progress: Option<InstallerProgress>,
+    ) -> Result<InstallerOutcome, RuntimeError> {
         self.docker.start_container(id, None).await.map_err(|e| match e {
             bollard::errors::Error::DockerResponseServerError { message, .. }
                 if message.contains("network") =>
@@ -100,11 +149,19 @@ impl DockerRuntime {
             }
             e => engine_error(e),
         })?;
+        let follower = progress.map(|lines| tokio::spawn(follow(self.docker.clone(), id.to_owned(), lines)));
         let wait = WaitContainerOptionsBuilder::default().condition("not-running").build();
         let mut waiting = self.docker.wait_container(id, Some(wait));
         // A non-zero exit is an error item here; the exit code is read from the container below.
         let finished = tokio::time::timeout(spec.timeout, waiting.next()).await.is_ok();
         drop(waiting);
+        if let Some(follower) = follower {
+            // The log stream ends with the container; a stuck one is cut off.
+            let abort = follower.abort_handle();
+            if tokio::time::timeout(FOLLOW_GRACE, follower).await.is_err() {
+                abort.abort();
+            }
+        }
         if !finished {
             tracing::warn!(container = %id, timeout_s = spec.timeout.as_secs(), "installer timed out; killing it");
         }

@@ -8,7 +8,9 @@ mod pull;
 pub use bollard;
 
 use crate::image::PullProgress;
-use crate::spec::{InstallerOutcome, InstallerSpec, SandboxInfo, SandboxSpec, SandboxState};
+use crate::spec::{
+    InstallerOutcome, InstallerProgress, InstallerSpec, SandboxInfo, SandboxSpec, SandboxState,
+};
 use crate::{ExecutorClient, HostCapacity, Runtime, RuntimeError, Sandbox};
 use async_trait::async_trait;
 use bollard::Docker;
@@ -336,8 +338,12 @@ impl Runtime for DockerRuntime {
         Ok(true)
     }
 
-    async fn run_installer(&self, spec: &InstallerSpec) -> Result<InstallerOutcome, RuntimeError> {
-        self.installer(spec).await
+    async fn run_installer(
+        &self,
+        spec: &InstallerSpec,
+        progress: Option<InstallerProgress>,
+    ) -> Result<InstallerOutcome, RuntimeError> {
+        self.installer(spec, progress).await
     }
 
     async fn host_capacity(&self) -> Result<Option<HostCapacity>, RuntimeError> {

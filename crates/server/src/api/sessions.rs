@@ -1,12 +1,14 @@
 //! `/api/v1/sessions`: create, list, get, terminate, delete.
 
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::events::{OutputChunk, error_event, json_event};
 use crate::api::extract::{Body, IdempotencyKey, PathParam, Query, page};
 use crate::api::types::{
-    CreateSessionQuery, CreateSessionRequest, InstallDependenciesRequest, ListSessionsQuery, Page,
-    SessionResponse,
+    CreateSessionQuery, CreateSessionRequest, InstallDependenciesQuery, InstallDependenciesRequest,
+    ListSessionsQuery, Page, SessionResponse,
 };
 use crate::caller::Caller;
+use crate::service::dependencies::InstallRequest;
 use crate::service::error::ServiceError;
 use crate::service::idempotency::{Claim, Idempotency};
 use crate::service::sessions::NewSession;
@@ -14,6 +16,9 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::sse::{KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use sandbox_core::model::{Session, SessionStatus};
 use sandbox_store::SessionFilter;
 use std::collections::HashMap;
@@ -173,15 +178,21 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Installs more Python packages into a running session and answers when they are in place:
-/// pip runs in a short-lived installer container with network access (the sandbox keeps none),
-/// and executions see the new packages from their next start. A failed install leaves the
-/// packages as they were; its error is also kept in `dependency_install_error`.
+/// Lines of pip's output an install stream holds for a slow client; more are dropped.
+const PROGRESS_LINES: usize = 1024;
+
+/// Installs more Python packages into a running session and answers when they are in place
+/// (or, with `stream=true`, streams pip's output as it runs): pip runs in a short-lived
+/// installer container with network access (the sandbox keeps none), and executions see the
+/// new packages from their next start. A failed install leaves the packages as they were; its
+/// error is also kept in `dependency_install_error`.
 #[utoipa::path(post, path = "/api/v1/sessions/{session_id}/dependencies/install", tag = "sessions", security(("bearer" = [])),
-    params(("session_id" = String, Path, description = "Session id")),
+    params(("session_id" = String, Path, description = "Session id"), InstallDependenciesQuery),
     request_body = InstallDependenciesRequest,
     responses(
-        (status = 200, description = "Installed; the session with its packages", body = SessionResponse),
+        (status = 200, description = "Installed; the session with its packages. With stream=true, once the install started, Server-Sent Events with a JSON `data`: `output` (OutputChunk, one line pip printed), then `result` (SessionResponse) or `error` (ErrorBody, with the codes below)", content(
+            (SessionResponse = "application/json"),
+            (String = "text/event-stream"))),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
@@ -197,14 +208,42 @@ pub async fn install_dependencies(
     State(state): State<AppState>,
     caller: Caller,
     PathParam(id): PathParam<String>,
+    Query(q): Query<InstallDependenciesQuery>,
     Body(req): Body<InstallDependenciesRequest>,
-) -> Result<Json<SessionResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     if req.dependencies.is_empty() {
         return Err(ApiError::invalid_field("dependencies", "name at least one package"));
     }
-    let new = req.dependencies.into_iter().map(Into::into).collect();
-    let allow = req.allow_version_conflicts.unwrap_or(false);
-    let session =
-        state.sessions.install_dependencies(&caller, &id, new, req.python_package_index_url, allow).await?;
-    render_one(&state, &caller, session).await
+    let request = InstallRequest {
+        new: req.dependencies.into_iter().map(Into::into).collect(),
+        index_url: req.python_package_index_url,
+        allow_conflicts: req.allow_version_conflicts.unwrap_or(false),
+    };
+    let (progress, lines) = if q.stream {
+        let (tx, rx) = tokio::sync::mpsc::channel(PROGRESS_LINES);
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let installing = state.sessions.install_dependencies(&caller, &id, request, progress).await?;
+    let Some(lines) = lines else {
+        let session = installing.finish().await?;
+        return Ok(render_one(&state, &caller, session).await?.into_response());
+    };
+    let output = futures_util::stream::unfold(lines, |mut lines| async move {
+        let data = lines.recv().await?;
+        Some((json_event("output", &OutputChunk { data }), lines))
+    });
+    let end = futures_util::stream::once(async move {
+        let rendered = match installing.finish().await {
+            Ok(session) => render_one(&state, &caller, session).await,
+            Err(e) => Err(e.into()),
+        };
+        match rendered {
+            Ok(Json(session)) => json_event("result", &session),
+            Err(e) => error_event(e),
+        }
+    });
+    let events = output.chain(end).map(Ok::<_, std::convert::Infallible>);
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }

@@ -9,6 +9,7 @@ use crate::api::error::ApiError;
 use crate::api::files::parse_path;
 use crate::caller::Caller;
 use crate::service::contexts::NewContext;
+use crate::service::dependencies::InstallRequest;
 use crate::service::executions::NewExecution;
 use crate::service::files::{Download, mime_type};
 use crate::service::sessions::NewSession;
@@ -407,8 +408,10 @@ impl SandboxMcp {
                 return Err(ApiError::invalid_field("packages", "give 1 to 50 packages"));
             }
             let specs = a.packages.iter().map(|p| requirement(p)).collect();
-            let s =
-                self.state.sessions.install_dependencies(&caller, &a.session_id, specs, None, false).await?;
+            let request = InstallRequest { new: specs, index_url: None, allow_conflicts: false };
+            let installing =
+                self.state.sessions.install_dependencies(&caller, &a.session_id, request, None).await?;
+            let s = installing.finish().await?;
             Ok(render::text(render::session(&s)))
         })
         .await

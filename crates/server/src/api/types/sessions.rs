@@ -30,6 +30,15 @@ impl From<&DependencySpec> for DependencySpecDto {
     }
 }
 
+/// Query of `POST /api/v1/sessions/{id}/dependencies/install`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct InstallDependenciesQuery {
+    /// `true`: answer with Server-Sent Events once the install started: pip's output line by
+    /// line (`output`), then `result` or `error`.
+    #[serde(default)]
+    pub stream: bool,
+}
+
 /// `POST /api/v1/sessions/{id}/dependencies/install`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = json!({"dependencies": [{"name": "requests", "version": "==2.31.0"}]}))]

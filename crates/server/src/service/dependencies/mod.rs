@@ -22,7 +22,9 @@ use sandbox_core::packages;
 use sandbox_core::packages::index::IndexAllowList;
 use sandbox_core::packages::plan::{self, Plan, template_packages};
 use sandbox_protocol::DEPS_PYTHONPATH;
-use sandbox_runtime::{InstallerSpec, Runtime, SandboxInfo, SandboxState, labels, spec::INSTALLER_ROLE};
+use sandbox_runtime::{
+    InstallerProgress, InstallerSpec, Runtime, SandboxInfo, SandboxState, labels, spec::INSTALLER_ROLE,
+};
 use sandbox_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +36,36 @@ const EXIT_GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
 /// The code of an install its control plane stopped during.
 const INTERRUPTED: &str = "dependency_install_interrupted";
+
+/// An install request for a running session: the packages to add, the index (`None`: the
+/// session's) and whether versions may conflict with those installed.
+#[derive(Debug, Clone)]
+pub struct InstallRequest {
+    /// The packages to add.
+    pub new: Vec<DependencySpec>,
+    /// The index to install from, if not the session's.
+    pub index_url: Option<String>,
+    /// Whether a version may replace an installed one.
+    pub allow_conflicts: bool,
+}
+
+/// An install under way in the background; [`Installing::finish`] waits for its end.
+pub struct Installing(tokio::task::JoinHandle<Result<Session, ServiceError>>);
+
+impl Installing {
+    /// The session with its packages once installed, or why the install failed.
+    pub async fn finish(self) -> Result<Session, ServiceError> {
+        self.0.await.map_err(ServiceError::internal)?
+    }
+}
+
+/// What one run of pip installs: requirements from an index, with or without their
+/// dependencies.
+struct InstallSet<'a> {
+    index_url: &'a str,
+    requirements: &'a [String],
+    no_deps: bool,
+}
 
 /// Runs installs and keeps their record.
 pub struct Dependencies {
@@ -80,20 +112,22 @@ impl Dependencies {
     }
 
     /// Runs `plan` for `session` (whose install is marked started) and returns the session with
-    /// its dependency fields updated, and the failure if any. Nothing is stored here.
+    /// its dependency fields updated, and the failure if any; pip's output goes to `progress`
+    /// line by line when given. Nothing is stored here.
     pub async fn run(
         &self,
         session: &Session,
         template: &Template,
         plan: &Plan,
         timeout: Duration,
+        progress: Option<InstallerProgress>,
     ) -> (Session, Option<InstallFailure>) {
         let clock = std::time::Instant::now();
         let result = if plan.pip.is_empty() {
             Ok(Vec::new())
         } else {
-            self.install_set(&session.id, &template.image_url, &plan.index_url, &plan.pip, false, timeout)
-                .await
+            let install = InstallSet { index_url: &plan.index_url, requirements: &plan.pip, no_deps: false };
+            self.install_set(&session.id, &template.image_url, install, timeout, progress).await
         };
         let now = Utc::now();
         let mut s = session.clone();
@@ -154,16 +188,18 @@ impl Dependencies {
         out
     }
 
-    /// Installs more packages into a running session, waiting for the end (the install goes on
-    /// if the client hangs up). 409 while another install of the session runs.
+    /// Starts installing more packages into a running session: checks the request and marks
+    /// the install started (409 while another install of the session runs), then installs in
+    /// the background, whoever waits for the end (the install goes on if the client hangs up).
+    /// pip's output goes to `progress` line by line when given.
     pub async fn install(
         self: &Arc<Self>,
         session: Session,
         template: Template,
-        new: Vec<DependencySpec>,
-        index_url: Option<String>,
-        allow_conflicts: bool,
-    ) -> Result<Session, ServiceError> {
+        request: InstallRequest,
+        progress: Option<InstallerProgress>,
+    ) -> Result<Installing, ServiceError> {
+        let InstallRequest { new, index_url, allow_conflicts } = request;
         let index_url = index_url.unwrap_or_else(|| session.python_package_index_url.clone());
         let before = (&session.requested_dependencies[..], &session.installed_dependencies[..]);
         let plan = plan::plan(
@@ -187,18 +223,19 @@ impl Dependencies {
         session.dependency_install_status = InstallStatus::Installing;
         session.dependency_install_started_at = Some(started);
         let this = self.clone();
-        let task = tokio::spawn(async move {
-            let (done, failure) = this.run(&session, &template, &plan, timeout).await;
+        Ok(Installing(tokio::spawn(async move {
+            let (done, failure) = this.run(&session, &template, &plan, timeout, progress).await;
             if !this.store.finish_dependency_install(&done, started).await? {
                 tracing::warn!(session_id = %done.id, "the install was given up meanwhile; its result is not recorded");
             }
-            Ok::<_, ServiceError>((done, failure))
-        });
-        let (done, failure) = task.await.map_err(ServiceError::internal)??;
-        match failure {
-            Some(f) => Err(f.into()),
-            None => Ok(self.store.session(&done.id).await?.unwrap_or(done)),
-        }
+            if let Err(e) = this.store.touch_session(&done.id, Utc::now()).await {
+                tracing::warn!(session_id = %done.id, error = %e, "could not record session activity");
+            }
+            match failure {
+                Some(f) => Err(f.into()),
+                None => Ok(this.store.session(&done.id).await?.unwrap_or(done)),
+            }
+        })))
     }
 
     /// Before a session's sandbox is recreated: if its packages are gone from this host (a new
@@ -216,16 +253,9 @@ impl Dependencies {
         }
         tracing::warn!(session_id = %session.id, packages = pinned.len(), "the session's packages are missing here; installing the recorded versions");
         let timeout = Duration::from_secs(u64::from(self.settings.dependencies.max_install_timeout_sec));
-        let result = self
-            .install_set(
-                &session.id,
-                &template.image_url,
-                &session.python_package_index_url,
-                &pinned,
-                true,
-                timeout,
-            )
-            .await;
+        let install =
+            InstallSet { index_url: &session.python_package_index_url, requirements: &pinned, no_deps: true };
+        let result = self.install_set(&session.id, &template.image_url, install, timeout, None).await;
         let mut s = session.clone();
         let now = Utc::now();
         s.dependency_install_completed_at = Some(now);
@@ -250,16 +280,16 @@ impl Dependencies {
         self.sandboxes.package_sets(session_id)
     }
 
-    /// Runs pip for `requirements` into a new set and makes it current; returns what is in it.
+    /// Runs pip for `install` into a new set and makes it current; returns what is in it.
     async fn install_set(
         &self,
         session_id: &str,
         image: &str,
-        index_url: &str,
-        requirements: &[String],
-        no_deps: bool,
+        install: InstallSet<'_>,
         timeout: Duration,
+        progress: Option<InstallerProgress>,
     ) -> Result<Vec<(String, String)>, InstallFailure> {
+        let InstallSet { index_url, requirements, no_deps } = install;
         let d = &self.settings.dependencies;
         let sets = self.sets(session_id);
         let set = format!("set-{}", Utc::now().timestamp_micros());
@@ -327,7 +357,7 @@ impl Dependencies {
             .into(),
             uid: self.settings.executor.uid,
         };
-        let outcome = self.runtime.run_installer(&spec).await;
+        let outcome = self.runtime.run_installer(&spec, progress).await;
         let finished =
             tokio::task::spawn_blocking(move || -> Result<Vec<(String, String)>, InstallFailure> {
                 let result = (|| {

@@ -342,7 +342,7 @@ impl Sessions {
     async fn install_in_background(&self, session: Session, template: Template, install: NewInstall) {
         let Some(started) = session.dependency_install_started_at else { return };
         let (done, failure) =
-            self.dependencies.run(&session, &template, &install.plan, install.timeout).await;
+            self.dependencies.run(&session, &template, &install.plan, install.timeout, None).await;
         let lock = self.lock_for(&session.id);
         let _guard = lock.lock().await;
         match self.store.finish_dependency_install(&done, started).await {

@@ -15,15 +15,15 @@ pub use recover::ReconcileReport;
 use crate::caller::Caller;
 use crate::ids;
 use crate::metrics::Metrics;
-use crate::service::dependencies::Dependencies;
+use crate::service::dependencies::{Dependencies, InstallRequest, Installing};
 use crate::service::error::ServiceError;
 use crate::service::pools::Pools;
 use crate::service::sandboxes::{Sandboxes, Shape};
 use crate::settings::Settings;
 use admit::Admission;
 use chrono::Utc;
-use sandbox_core::model::{DependencySpec, InstallStatus, Session, SessionStatus, Template};
-use sandbox_runtime::{ExecutorClient, Runtime};
+use sandbox_core::model::{InstallStatus, Session, SessionStatus, Template};
+use sandbox_runtime::{ExecutorClient, InstallerProgress, Runtime};
 use sandbox_store::{Page, SessionFilter, Store};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -224,15 +224,15 @@ impl Sessions {
         }
     }
 
-    /// Installs more packages into a running session of `caller`'s, waiting for the end.
+    /// Starts installing more packages into a running session of `caller`'s (see
+    /// [`Dependencies::install`]).
     pub async fn install_dependencies(
         &self,
         caller: &Caller,
         id: &str,
-        new: Vec<DependencySpec>,
-        index_url: Option<String>,
-        allow_conflicts: bool,
-    ) -> Result<Session, ServiceError> {
+        request: InstallRequest,
+        progress: Option<InstallerProgress>,
+    ) -> Result<Installing, ServiceError> {
         let s = self.get_running(caller, id).await?;
         let template = self.store.template(&s.template_id).await?.ok_or_else(|| {
             ServiceError::conflict(
@@ -241,9 +241,7 @@ impl Sessions {
             )
         })?;
         self.admission.admit_install().await?;
-        let session = self.dependencies.install(s, template, new, index_url, allow_conflicts).await?;
-        self.touch(&session.id).await;
-        Ok(session)
+        self.dependencies.install(s, template, request, progress).await
     }
 }
 
