@@ -3,6 +3,7 @@
 
 pub mod conformance;
 pub mod pypi;
+pub mod registry;
 pub mod s3;
 
 use sandbox_core::Language;

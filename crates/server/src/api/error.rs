@@ -221,9 +221,15 @@ impl ApiError {
     }
 }
 
+/// The stable code an error response carries, kept in the response's extensions for the access
+/// log (every API's errors: REST, E2B and Connect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnsweredCode(pub &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status, axum::Json(self.body())).into_response();
+        resp.extensions_mut().insert(AnsweredCode(self.code));
         if let Some(secs) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -385,6 +391,7 @@ impl IntoResponse for E2bError {
         let e = self.0;
         let body = serde_json::json!({"code": e.status.as_u16(), "message": e.message, "error_code": e.code});
         let mut resp = (e.status, axum::Json(body)).into_response();
+        resp.extensions_mut().insert(AnsweredCode(e.code));
         if let Some(secs) = e.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

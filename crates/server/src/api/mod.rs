@@ -19,7 +19,7 @@ pub mod sessions;
 pub mod templates;
 pub mod types;
 
-use crate::api::error::{ApiError, ErrorBody};
+use crate::api::error::{AnsweredCode, ApiError, ErrorBody};
 use crate::state::AppState;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method};
@@ -269,8 +269,10 @@ async fn request_context(State(state): State<AppState>, req: Request, next: Next
     let status = resp.status().as_u16();
     state.metrics.http(method.as_str(), &route, status, start.elapsed());
     if method != Method::GET || status >= 400 {
-        span.in_scope(|| {
-            tracing::info!(status, elapsed_ms = start.elapsed().as_millis() as u64, "request");
+        let elapsed_ms = start.elapsed().as_millis() as u64;
+        span.in_scope(|| match resp.extensions().get::<AnsweredCode>() {
+            Some(AnsweredCode(code)) => tracing::info!(status, error_code = code, elapsed_ms, "request"),
+            None => tracing::info!(status, elapsed_ms, "request"),
         });
     }
     resp

@@ -168,6 +168,14 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill(libc::SIGTERM);
+        let log = self.log();
+        if std::thread::panicking() {
+            // The test failed: what the server did is the first thing to read.
+            let tail: Vec<&str> = log.lines().rev().take(200).collect();
+            eprintln!("--- the server's log, last {} lines ---", tail.len());
+            tail.iter().rev().for_each(|l| eprintln!("{l}"));
+        }
+        spec::record_from_log(&log);
         sandbox_e2e::clean_data_dir(self.dir.path());
     }
 }
@@ -196,4 +204,16 @@ pub async fn eventually<T, F: Future<Output = Option<T>>>(
         assert!(Instant::now() < deadline, "gave up waiting for {what}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The events of an SSE answer: (id, name, data).
+pub fn sse_events(text: &str) -> Vec<(Option<u64>, String, Value)> {
+    text.split("\n\n")
+        .filter_map(|block| {
+            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::to_owned);
+            let event = field("event: ")?;
+            let data = serde_json::from_str(&field("data: ")?).ok()?;
+            Some((field("id: ").and_then(|i| i.parse().ok()), event, data))
+        })
+        .collect()
 }

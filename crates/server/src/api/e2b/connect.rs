@@ -3,7 +3,7 @@
 //! server streams (5-byte envelopes both ways, ended by an end-of-stream envelope that carries
 //! the error, if any). Generic over the messages, so each service is a set of typed handlers.
 
-use crate::api::error::{ApiError, connect_code, connect_status};
+use crate::api::error::{AnsweredCode, ApiError, connect_code, connect_status};
 use crate::service::error::ServiceError;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -29,12 +29,15 @@ pub struct ConnectError {
     pub code: &'static str,
     /// What went wrong.
     pub message: String,
+    /// The server's stable code behind it, when it came from one (logged, not sent).
+    #[serde(skip)]
+    pub cause: Option<&'static str>,
 }
 
 impl ConnectError {
     /// An error with `code` and `message`.
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        ConnectError { code, message: message.into() }
+        ConnectError { code, message: message.into(), cause: None }
     }
 
     /// `invalid_argument`.
@@ -50,7 +53,7 @@ impl ConnectError {
 
 impl From<ApiError> for ConnectError {
     fn from(e: ApiError) -> Self {
-        ConnectError { code: connect_code(&e).0, message: e.message }
+        ConnectError { code: connect_code(&e).0, message: e.message, cause: Some(e.code) }
     }
 }
 
@@ -64,7 +67,11 @@ impl IntoResponse for ConnectError {
     fn into_response(self) -> Response {
         let status = connect_status(self.code);
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        ([(header::CONTENT_TYPE, UNARY_JSON)], (status, body)).into_response()
+        let mut resp = ([(header::CONTENT_TYPE, UNARY_JSON)], (status, body)).into_response();
+        if let Some(code) = self.cause {
+            resp.extensions_mut().insert(AnsweredCode(code));
+        }
+        resp
     }
 }
 
