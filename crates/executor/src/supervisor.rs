@@ -8,6 +8,9 @@
 //! orphan, and when the program has ended kills and reaps whatever it left running, then
 //! reports the program's exact exit code or signal on its status descriptor.
 //!
+//! When the sandbox may reach the egress proxy, it also binds the egress relay on loopback
+//! before the program starts and serves it on a thread of its own ([`crate::egress`]).
+//!
 //! User code runs with the same uid, so everything it could do to this process is closed off:
 //! a PID namespace's init cannot be signalled from inside the namespace except by signals it
 //! handles, and the only ones this process handles ([`FORWARDED`]: `SIGINT`, `SIGTERM`,
@@ -15,8 +18,8 @@
 //! executor, outside the namespace, signals a process's whole tree this way. A non-dumpable process's
 //! `/proc/<pid>/fd`, `mem` and `environ` belong to root and refuse it, so it can neither kill
 //! this process nor write a forged report into the status pipe or its memory. It keeps no
-//! descriptor but its status pipe: those meant for the program are closed here once the
-//! program has them. Should this process die anyway, the executor gets no report and
+//! descriptor but its status pipe (and the egress relay's sockets, close-on-exec): those meant
+//! for the program are closed here once the program has them. Should this process die anyway, the executor gets no report and
 //! calls the execution `crashed`. The report, written once every other process of the sandbox
 //! has been collected, also carries the sandbox's CPU time and peak memory as the kernel counts
 //! them for this process and everything it collected (`getrusage`): the executor answers on it
