@@ -8,14 +8,19 @@
 //! proxy's connector refuses anything else without opening a socket, and the "no way out"
 //! checks aim at loopback ports (the sandbox's own loopback is not the host's).
 
+use sandbox_core::{CpuQuantity, MemoryQuantity};
 use sandbox_core::{ExecutionStatus, Language};
-use sandbox_e2e::{TestSandbox, exec_request};
+use sandbox_e2e::pypi::TestIndex;
+use sandbox_e2e::{TestSandbox, exec_request, image};
 use sandbox_egress::{
     Connector, Decision, EgressSettings, MemorySink, Mode, NetworkRequest, PolicyDenial, Proxy, RequestKind,
     StaticResolver,
 };
+use sandbox_protocol::contract::DEFAULT_SANDBOX_UID;
 use sandbox_protocol::contract::{EGRESS_DIR, EGRESS_EXECUTION_HEADER, EGRESS_SOCKET_NAME};
 use sandbox_protocol::{ContextRequest, ExecResult, ProcessEvent, ProcessRequest};
+use sandbox_runtime::docker::{DockerConfig, DockerRuntime};
+use sandbox_runtime::{InstallerSpec, Runtime};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
@@ -29,6 +34,8 @@ use tokio::task::JoinHandle;
 const ALLOWED: &str = "egress.test";
 /// A name the table also maps to the test server, but not on the allow-list.
 const OTHER: &str = "other.test";
+/// The package index's name, for installs.
+const INDEX: &str = "pypi.test";
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// One exchange the test server had: the request's path and the bytes each way.
@@ -141,8 +148,15 @@ impl Egress {
         self.dir.path().join(EGRESS_SOCKET_NAME)
     }
 
-    /// Serves the proxy on the directory's socket, mode 0666, as the control plane does.
+    /// Serves the proxy on the directory's socket for a session allowed to reach [`ALLOWED`] on
+    /// the test server's port.
     fn serve(&mut self) {
+        self.serve_allowing(vec![format!("{ALLOWED}:{}", self.server.port)]);
+    }
+
+    /// Serves the proxy on the directory's socket, mode 0666, as the control plane does, for a
+    /// session allowed to reach `allow`.
+    fn serve_allowing(&mut self, allow: Vec<String>) {
         let settings = EgressSettings {
             permitted: vec!["*.test:*".parse().unwrap()],
             allowed_addresses: vec!["127.0.0.1".parse().unwrap()],
@@ -151,34 +165,44 @@ impl Egress {
         let resolver = Arc::new(StaticResolver::new());
         resolver.insert(ALLOWED, vec![LOOPBACK]);
         resolver.insert(OTHER, vec![LOOPBACK]);
+        resolver.insert(INDEX, vec![LOOPBACK]);
         let proxy = Proxy::builder(settings.clone(), self.audit.clone())
             .resolver(resolver)
             .connector(Arc::new(LoopbackOnly))
             .build()
             .unwrap();
-        let request =
-            NetworkRequest { mode: Mode::Allowlist, allow: vec![format!("{ALLOWED}:{}", self.server.port)] };
+        let request = NetworkRequest { mode: Mode::Allowlist, allow };
         let policy = settings.permitted().validate(&request).unwrap();
         let listener = tokio::net::UnixListener::bind(self.socket()).unwrap();
         std::fs::set_permissions(self.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
         self.proxy = Some(tokio::spawn(proxy.serve_session("sess-egress", policy, listener)));
     }
 
-    /// The audit record of the request for `path` (or the CONNECT to the server's port, for
-    /// `None`) by `execution`, waiting for it (a record comes when its connection closes).
+    /// The audit record of a `kind` request to `host` by `execution`, waiting for it (a record
+    /// comes when its connection closes).
     async fn record(&self, host: &str, kind: RequestKind, execution: &str) -> sandbox_egress::AuditRecord {
+        self.record_by(host, kind, Some(execution)).await
+    }
+
+    async fn record_by(
+        &self,
+        host: &str,
+        kind: RequestKind,
+        execution: Option<&str>,
+    ) -> sandbox_egress::AuditRecord {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let found =
-                self.audit.records().into_iter().find(|r| {
-                    r.host == host && r.kind == kind && r.execution_id.as_deref() == Some(execution)
-                });
+            let found = self
+                .audit
+                .records()
+                .into_iter()
+                .find(|r| r.host == host && r.kind == kind && r.execution_id.as_deref() == execution);
             if let Some(r) = found {
                 return r;
             }
             assert!(
                 Instant::now() < deadline,
-                "no {kind:?} record for {host} by {execution}: {:?}",
+                "no {kind:?} record for {host} by {execution:?}: {:?}",
                 self.audit.records()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -465,5 +489,47 @@ exports.handler = async () => {{
     // NO_PROXY: 127.0.0.1 is tried directly (and nothing listens there).
     assert_eq!(out["local"], "ECONNREFUSED");
     let record = egress.record(ALLOWED, RequestKind::Connect, &req.execution_id).await;
+    assert_eq!(record.decision, Decision::Allowed);
+}
+
+#[tokio::test]
+async fn an_installer_on_no_network_installs_through_the_proxy() {
+    let mut egress = Egress::new().await;
+    let index = TestIndex::start().await;
+    index.publish("egresspkg", "1.0", &[], "VALUE = 42\n");
+    let port: u16 =
+        index.url().trim_start_matches("http://127.0.0.1:").split('/').next().unwrap().parse().unwrap();
+    egress.serve_allowing(vec![format!("{INDEX}:{port}")]);
+    let work = tempfile::Builder::new().prefix("sandbox-egress-install-").tempdir().unwrap();
+    let (target, scratch) = (work.path().join("target"), work.path().join("scratch"));
+    for dir in [&target, &scratch] {
+        std::fs::create_dir(dir).unwrap();
+        std::os::unix::fs::chown(dir, Some(DEFAULT_SANDBOX_UID), Some(DEFAULT_SANDBOX_UID)).unwrap();
+    }
+    let spec = InstallerSpec {
+        name: format!("installer-egress-e2e-{}", std::process::id()),
+        image: image("python-basic"),
+        command: ["python3", "-m", "pip", "install", "--disable-pip-version-check", "--no-cache-dir"]
+            .into_iter()
+            .chain(["--target", InstallerSpec::TARGET, "--trusted-host", INDEX, "--", "egresspkg"])
+            .map(str::to_owned)
+            .collect(),
+        env: [("PIP_INDEX_URL".to_owned(), format!("http://{INDEX}:{port}/simple/"))].into(),
+        target_dir: target.clone(),
+        scratch_dir: scratch,
+        network: "none".into(),
+        egress_dir: Some(egress.dir.path().to_owned()),
+        cpu: CpuQuantity::from_millis(1000).unwrap(),
+        memory: MemoryQuantity::from_mib(512).unwrap(),
+        pids_limit: 256,
+        timeout: Duration::from_secs(120),
+        labels: Default::default(),
+        uid: DEFAULT_SANDBOX_UID,
+    };
+    let runtime = DockerRuntime::connect(DockerConfig::default()).await.unwrap();
+    let outcome = runtime.run_installer(&spec).await.unwrap();
+    assert_eq!(outcome.exit_code, Some(0), "{}", outcome.output);
+    assert!(target.join("egresspkg.py").exists() || target.join("egresspkg").exists(), "{}", outcome.output);
+    let record = egress.record_by(INDEX, RequestKind::Http, None).await;
     assert_eq!(record.decision, Decision::Allowed);
 }

@@ -47,20 +47,26 @@ pub fn socket_in(dir: &Path) -> Option<PathBuf> {
     meta.file_type().is_socket().then_some(path)
 }
 
-/// The variables that point user code at the relay: HTTP clients (`curl`, pip, `requests`,
-/// `urllib`, git, npm) read `HTTP_PROXY`/`HTTPS_PROXY` (or the lower-case forms), Node.js 24
-/// and later reads them with `NODE_USE_ENV_PROXY`, and earlier versions' `fetch` through the
-/// [`NODE_PRELOAD`].
-pub fn environment() -> Vec<(String, String)> {
-    let proxy = format!("http://{RELAY_ADDR}");
+/// The variables HTTP clients (`curl`, pip, `requests`, `urllib`, git, npm) read to use a
+/// relay on `addr`: `HTTP_PROXY`, `HTTPS_PROXY`, their lower-case forms, and `NO_PROXY` (and
+/// `no_proxy`) for loopback.
+pub fn proxy_variables(addr: SocketAddr) -> Vec<(String, String)> {
+    let proxy = format!("http://{addr}");
     let no_proxy = "localhost,127.0.0.1,::1";
     let mut env: Vec<(String, String)> = ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"]
         .into_iter()
         .map(|k| (k.to_owned(), proxy.clone()))
         .collect();
+    env.extend(["NO_PROXY", "no_proxy"].map(|k| (k.to_owned(), no_proxy.to_owned())));
+    env
+}
+
+/// The variables that point user code at the relay: the [`proxy_variables`], and for Node.js
+/// `NODE_USE_ENV_PROXY` (read by 24 and later) and the [`NODE_PRELOAD`] (for earlier versions'
+/// `fetch`).
+pub fn environment() -> Vec<(String, String)> {
+    let mut env = proxy_variables(RELAY_ADDR);
     env.extend([
-        ("NO_PROXY".to_owned(), no_proxy.to_owned()),
-        ("no_proxy".to_owned(), no_proxy.to_owned()),
         ("NODE_USE_ENV_PROXY".to_owned(), "1".to_owned()),
         ("NODE_OPTIONS".to_owned(), format!("--require {NODE_PRELOAD}")),
     ]);

@@ -35,6 +35,10 @@ struct RelayArgs {
     /// The execution id to name in each connection's first request.
     #[arg(long, value_parser = parse_id)]
     execution: Option<String>,
+    /// A program to run once the relay listens, with the proxy variables pointing at it; the
+    /// relay then ends with it, with its exit code.
+    #[arg(last = true)]
+    command: Vec<std::ffi::OsString>,
 }
 
 fn parse_id(id: &str) -> Result<String, String> {
@@ -44,8 +48,31 @@ fn parse_id(id: &str) -> Result<String, String> {
     }
 }
 
-/// Runs the relay in the foreground; returns only when it cannot listen or its listener fails.
+/// Runs the relay: in the foreground, returning only when it cannot listen or its listener
+/// fails; or, with a command, beside the command until it ends.
 fn relay(args: RelayArgs) -> std::process::ExitCode {
+    if let Some((program, rest)) = args.command.split_first() {
+        let execution = egress::Execution::Fixed(args.execution);
+        let status = egress::bind(args.listen)
+            .and_then(|listener| egress::spawn_thread(listener, args.socket, execution))
+            .and_then(|()| {
+                std::process::Command::new(program)
+                    .args(rest)
+                    .envs(egress::proxy_variables(args.listen))
+                    .status()
+            });
+        return match status {
+            Ok(status) => {
+                use std::os::unix::process::ExitStatusExt;
+                let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+                std::process::ExitCode::from(u8::try_from(code).unwrap_or(1))
+            }
+            Err(e) => {
+                eprintln!("sandbox-executor egress-relay: {}: {e}", program.to_string_lossy());
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let served: std::io::Result<()> = egress::bind(args.listen).and_then(|listener| {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         rt.block_on(async {
