@@ -71,6 +71,12 @@ pub struct ExecutorConfig {
     #[arg(long, env = env::DEPS_DIR)]
     pub deps_dir: Option<PathBuf>,
 
+    /// The directory where the control plane puts the egress proxy's socket
+    /// (`proxy.sock`) while the session may reach the network; an execution started while it
+    /// is there gets the egress relay and the proxy variables.
+    #[arg(long, env = "SANDBOX_EXECUTOR_EGRESS_DIR", default_value = sandbox_protocol::contract::EGRESS_DIR)]
+    pub egress_dir: PathBuf,
+
     /// The bubblewrap binary.
     #[arg(long, env = "SANDBOX_EXECUTOR_BWRAP", default_value = "bwrap")]
     pub bwrap: PathBuf,

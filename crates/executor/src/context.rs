@@ -657,6 +657,7 @@ impl Engine {
         let before = self.snapshot().await?;
         let usage_before = tree_usage(live.supervisor.pid);
         let oom_before = self.oom_kills();
+        live.instance.name_execution(&req.execution_id)?;
         live.instance.write_file(lang::launch(ctx.language).cell_file, req.code.as_bytes())?;
         if let Some(tx) = &events {
             let _ =

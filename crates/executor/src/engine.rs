@@ -70,6 +70,9 @@ pub struct EngineConfig {
     pub languages: Vec<Language>,
     /// The container's memory cgroup, when readable.
     pub cgroup: Option<MemoryCgroup>,
+    /// The container's egress directory: a sandbox started while it holds the proxy's socket
+    /// gets the egress relay.
+    pub egress_dir: PathBuf,
 }
 
 /// Where a stateless execution's sandbox comes from.
@@ -353,6 +356,7 @@ impl Engine {
             "deadline_ms": Utc::now().timestamp_millis() + req.timeout_ms as i64,
         });
         let event = req.event.clone().unwrap_or_else(|| serde_json::json!({}));
+        instance.name_execution(&req.execution_id)?;
         instance.write_file(launch.main_file, req.code.as_bytes())?;
         instance.write_file("event.json", &serde_json::to_vec(&event)?)?;
         instance.write_file("context.json", &serde_json::to_vec(&context)?)?;

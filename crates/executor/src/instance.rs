@@ -12,7 +12,7 @@ use crate::config::Limits;
 use crate::engine::EngineConfig;
 use crate::lang::{self, REQUEST_FD, RESULT_FD, Request};
 use crate::reaper::Reaper;
-use crate::sandbox::bwrap::{BwrapOptions, SUPERVISOR_PATH};
+use crate::sandbox::bwrap::{BwrapOptions, EGRESS_MOUNT, SUPERVISOR_PATH};
 use crate::supervisor::{self, ENV_FILE, Interrupt, SUBCOMMAND, SupervisorArgs};
 use rustix::fs::MemfdFlags;
 use sandbox_core::Language;
@@ -79,9 +79,15 @@ impl Launcher {
         std::fs::read_link(self.cfg.deps.as_ref()?.join(sandbox_protocol::DEPS_CURRENT)).ok()
     }
 
+    /// The egress proxy's socket, when the container has one now: a sandbox started now gets
+    /// the relay ([`crate::egress`]), one started without it never does.
+    pub fn egress(&self) -> Option<PathBuf> {
+        crate::egress::socket_in(&self.cfg.egress_dir)
+    }
+
     /// The environment the sandbox starts with. The session's own variables are not part of
-    /// it: the supervisor adds them for the runner alone (see [`ENV_FILE`]).
-    fn environment(&self) -> Vec<(String, String)> {
+    /// it: the supervisor adds them for the runner alone (see [`ENV_FILE`]), over these.
+    fn environment(&self, egress: bool) -> Vec<(String, String)> {
         let mut env = vec![
             ("PATH".to_owned(), lang::SANDBOX_PATH.to_owned()),
             ("HOME".to_owned(), "/tmp".to_owned()),
@@ -91,10 +97,13 @@ impl Launcher {
         if self.cfg.deps.is_some() {
             env.push(("PYTHONPATH".to_owned(), sandbox_protocol::DEPS_PYTHONPATH.to_owned()));
         }
+        if egress {
+            env.extend(crate::egress::environment());
+        }
         env
     }
 
-    fn bwrap_options(&self, program: &Program, dir: &Path) -> BwrapOptions {
+    fn bwrap_options(&self, program: &Program, dir: &Path, egress: Option<&Path>) -> BwrapOptions {
         let l: &Limits = &self.cfg.limits;
         let supervisor = SupervisorArgs {
             processes: l.max_processes,
@@ -104,6 +113,10 @@ impl Launcher {
             interrupt: program.interrupt,
             program_fds: if program.runner { vec![RESULT_FD, REQUEST_FD] } else { Vec::new() },
             terminal: program.terminal.is_some().then_some(TERMINAL_FD),
+            egress: egress.map(|socket| {
+                let name = socket.file_name().unwrap_or_default().to_string_lossy();
+                format!("{EGRESS_MOUNT}/{name}")
+            }),
         };
         let mut command: Vec<OsString> = vec![SUPERVISOR_PATH.into(), SUBCOMMAND.into()];
         command.extend(supervisor.to_args());
@@ -113,9 +126,10 @@ impl Launcher {
             system: self.cfg.system.clone(),
             workspace: self.cfg.workspace.clone(),
             deps: self.cfg.deps.clone(),
+            egress: egress.map(|_| self.cfg.egress_dir.clone()),
             tmp_size_bytes: l.tmp_size_mb << 20,
             proc_masks: self.cfg.proc_masks.clone(),
-            env: self.environment(),
+            env: self.environment(egress.is_some()),
             seccomp_fd: SECCOMP_FD,
             info_fd: INFO_FD,
             sandbox_dir: dir.to_owned(),
@@ -139,6 +153,7 @@ impl Launcher {
             cwd: sandbox_protocol::WORKSPACE_DIR.to_owned(),
             stdin: None,
             terminal: None,
+            execution: None,
         };
         self.spawn(program, env)
     }
@@ -151,6 +166,16 @@ impl Launcher {
         )?;
         for (name, source) in program.files {
             dir.write(name, source.as_bytes())?;
+        }
+        let egress = self.egress();
+        if egress.is_some() {
+            dir.write(
+                in_sandbox_dir(crate::egress::NODE_PRELOAD),
+                crate::egress::NODE_PRELOAD_SOURCE.as_bytes(),
+            )?;
+        }
+        if let Some(id) = &program.execution {
+            dir.write(in_sandbox_dir(crate::egress::EXECUTION_FILE), id.as_bytes())?;
         }
         let session_env: Vec<(&String, &String)> = env.iter().collect();
         dir.write(in_sandbox_dir(ENV_FILE), &serde_json::to_vec(&session_env)?)?;
@@ -183,7 +208,7 @@ impl Launcher {
             keep.push(high);
         }
 
-        let (bwrap, args) = self.bwrap_options(&program, dir.path()).to_command_line();
+        let (bwrap, args) = self.bwrap_options(&program, dir.path(), egress.as_deref()).to_command_line();
         let stdin = match program.stdin {
             Some(fd) => Stdio::from(fd),
             None => Stdio::null(),
@@ -222,6 +247,7 @@ impl Launcher {
         Ok(Instance {
             env: env.clone(),
             packages: self.packages(),
+            egress: egress.is_some(),
             started: Instant::now(),
             stdout: pipe::Receiver::from_owned_fd(child.stdout.take().expect("piped").into())?,
             stderr: pipe::Receiver::from_owned_fd(child.stderr.take().expect("piped").into())?,
@@ -251,6 +277,9 @@ pub struct Program {
     /// A terminal (a pseudo-terminal's other side) to run it on, as its standard input,
     /// output and error.
     pub terminal: Option<OwnedFd>,
+    /// The id the egress relay names its connections by, when known before the sandbox starts
+    /// (a runner's is given with its work: [`Instance::name_execution`]).
+    pub execution: Option<String>,
 }
 
 /// A sandbox with its program (a language's runner, waiting for work or doing it, or a
@@ -258,6 +287,7 @@ pub struct Program {
 pub struct Instance {
     env: BTreeMap<String, String>,
     packages: Option<PathBuf>,
+    egress: bool,
     started: Instant,
     /// The sandbox's standard output.
     pub stdout: pipe::Receiver,
@@ -274,10 +304,16 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Whether it can serve work for `env` when `packages` are installed: its runner has that
-    /// environment and those packages, and it is still alive.
-    pub fn serves(&self, env: &BTreeMap<String, String>, packages: &Option<PathBuf>) -> bool {
-        self.env == *env && self.packages == *packages && !self.process.has_exited()
+    /// Whether it can serve work for `env` when `packages` are installed and the egress proxy
+    /// is there (`egress`) or not: its runner has that environment, those packages and a relay
+    /// exactly when the proxy is there, and it is still alive.
+    pub fn serves(&self, env: &BTreeMap<String, String>, packages: &Option<PathBuf>, egress: bool) -> bool {
+        self.env == *env && self.packages == *packages && self.egress == egress && !self.process.has_exited()
+    }
+
+    /// Names the execution it is about to run, for the egress relay's header.
+    pub fn name_execution(&self, id: &str) -> std::io::Result<()> {
+        self.write_file(in_sandbox_dir(crate::egress::EXECUTION_FILE), id.as_bytes())
     }
 
     /// How long ago it was started.
@@ -524,6 +560,8 @@ mod tests {
     fn sandbox_files_are_named_in_the_instance_directory() {
         assert_eq!(in_sandbox_dir(ENV_FILE), "env.json");
         assert_eq!(in_sandbox_dir(SUPERVISOR_PATH), "supervisor");
+        assert_eq!(in_sandbox_dir(crate::egress::EXECUTION_FILE), "execution");
+        assert_eq!(in_sandbox_dir(crate::egress::NODE_PRELOAD), "egress-proxy.js");
     }
 
     #[test]

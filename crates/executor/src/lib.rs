@@ -4,6 +4,7 @@ pub mod api;
 pub mod capture;
 pub mod config;
 pub mod context;
+pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod instance;

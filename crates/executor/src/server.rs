@@ -82,6 +82,7 @@ pub async fn start(cfg: &ExecutorConfig) -> Result<Arc<Engine>, StartError> {
         interpreters: cfg.interpreters.clone(),
         languages,
         cgroup: MemoryCgroup::detect(Path::new("/sys/fs/cgroup")),
+        egress_dir: cfg.egress_dir.clone(),
     };
     let engine = Engine::new(engine_cfg, cfg.result_retention).map_err(|e| match e {
         BuildError::Workspace(source) => StartError::Workspace { path: cfg.workspace.clone(), source },

@@ -5,8 +5,10 @@
 //! exactly one execution or context and never again. Spares exist only for languages used
 //! within the last `--spare-idle-secs` (or named in `--prestart`, until first used): taking
 //! one starts the next. A spare serves only a request with the environment it was started
-//! with (the session's variables reach the interpreter when it starts, as without spares) and
-//! while the installed packages are the ones it started with; otherwise it is discarded and
+//! with (the session's variables reach the interpreter when it starts, as without spares),
+//! while the installed packages are the ones it started with and while the egress proxy's
+//! socket is there exactly if it was when the spare started (a warm pool's container gets its
+//! socket when a session takes it); otherwise it is discarded and
 //! the request starts its own interpreter.
 
 use crate::instance::{Instance, Launcher};
@@ -66,9 +68,9 @@ impl Spares {
             }
             pool.ready.remove(&language)
         };
-        let packages = self.launcher.packages();
+        let (packages, egress) = (self.launcher.packages(), self.launcher.egress().is_some());
         match spare {
-            Some(s) if s.serves(env, &packages) => Ok(s),
+            Some(s) if s.serves(env, &packages, egress) => Ok(s),
             _ => self.launcher.start(language, env),
         }
     }

@@ -8,6 +8,9 @@
 //! orphan, and when the program has ended kills and reaps whatever it left running, then
 //! reports the program's exact exit code or signal on its status descriptor.
 //!
+//! When the sandbox may reach the egress proxy, it also binds the egress relay on loopback
+//! before the program starts and serves it on a thread of its own ([`crate::egress`]).
+//!
 //! User code runs with the same uid, so everything it could do to this process is closed off:
 //! a PID namespace's init cannot be signalled from inside the namespace except by signals it
 //! handles, and the only ones this process handles ([`FORWARDED`]: `SIGINT`, `SIGTERM`,
@@ -15,8 +18,8 @@
 //! executor, outside the namespace, signals a process's whole tree this way. A non-dumpable process's
 //! `/proc/<pid>/fd`, `mem` and `environ` belong to root and refuse it, so it can neither kill
 //! this process nor write a forged report into the status pipe or its memory. It keeps no
-//! descriptor but its status pipe: those meant for the program are closed here once the
-//! program has them. Should this process die anyway, the executor gets no report and
+//! descriptor but its status pipe (and the egress relay's sockets, close-on-exec): those meant
+//! for the program are closed here once the program has them. Should this process die anyway, the executor gets no report and
 //! calls the execution `crashed`. The report, written once every other process of the sandbox
 //! has been collected, also carries the sandbox's CPU time and peak memory as the kernel counts
 //! them for this process and everything it collected (`getrusage`): the executor answers on it
@@ -99,6 +102,10 @@ pub struct SupervisorArgs {
     /// A terminal (a pseudo-terminal's other side) the program gets as its standard input,
     /// output and error and as its controlling terminal, in a session of its own.
     pub terminal: Option<i32>,
+    /// The egress proxy's Unix socket (as the sandbox sees it): when given, a relay listens on
+    /// [`RELAY_ADDR`](crate::egress::RELAY_ADDR) before the program starts and passes every
+    /// connection to it ([`crate::egress`]).
+    pub egress: Option<String>,
 }
 
 /// The highest descriptor number the supervisor closes before starting the program.
@@ -169,6 +176,7 @@ impl SupervisorArgs {
             self.interrupt.as_arg().to_owned(),
             fds,
             self.terminal.map_or_else(|| "-".to_owned(), |fd| fd.to_string()),
+            self.egress.clone().unwrap_or_else(|| "-".to_owned()),
             "--".to_owned(),
         ]
         .into_iter()
@@ -193,6 +201,10 @@ impl SupervisorArgs {
             "-" => None,
             fd => Some(fd.parse().ok()?),
         };
+        let egress = match text(7)? {
+            "-" => None,
+            socket => Some(socket.to_owned()),
+        };
         let parsed = SupervisorArgs {
             processes: num(0)?,
             open_files: num(1)?,
@@ -201,8 +213,9 @@ impl SupervisorArgs {
             interrupt,
             program_fds,
             terminal,
+            egress,
         };
-        (args.get(7)? == "--" && args.len() > 8).then_some((parsed, &args[8..]))
+        (args.get(8)? == "--" && args.len() > 9).then_some((parsed, &args[9..]))
     }
 }
 
@@ -291,7 +304,7 @@ pub fn main(args: &[OsString]) -> ! {
     }
     let Some((a, command)) = SupervisorArgs::parse(args) else {
         fail(format_args!(
-            "usage: supervise NPROC NOFILE FSIZE STATUS_FD program|group|all FD,... TTY_FD|- -- PROGRAM [ARGS...]"
+            "usage: supervise NPROC NOFILE FSIZE STATUS_FD program|group|all FD,... TTY_FD|- EGRESS_SOCKET|- -- PROGRAM [ARGS...]"
         ));
     };
     // SAFETY: the descriptor was handed to us for this; taking ownership closes it at exit and
@@ -314,6 +327,16 @@ pub fn main(args: &[OsString]) -> ! {
     for fd in 3..=MAX_INHERITED_FD {
         if fd != a.status_fd && !handed.contains(&fd) {
             unsafe { libc::close(fd) };
+        }
+    }
+    // The relay is listening before the program starts; its descriptors are all close-on-exec.
+    if let Some(socket) = &a.egress {
+        let started = crate::egress::bind(crate::egress::RELAY_ADDR).and_then(|listener| {
+            let execution = crate::egress::Execution::File(crate::egress::EXECUTION_FILE.into());
+            crate::egress::spawn_thread(listener, socket.into(), execution)
+        });
+        if let Err(e) = started {
+            fail(format_args!("cannot start the egress relay on {}: {e}", crate::egress::RELAY_ADDR));
         }
     }
     let _ = status.write_all(&[STARTED]);
@@ -394,6 +417,7 @@ mod tests {
             interrupt: Interrupt::Group,
             program_fds: vec![3, 6],
             terminal: None,
+            egress: Some("/run/sandbox-egress/proxy.sock".into()),
         };
         let mut args = l.to_args();
         args.push("python3".into());
@@ -401,10 +425,16 @@ mod tests {
         let (parsed, cmd) = SupervisorArgs::parse(&args).unwrap();
         assert_eq!(parsed, l);
         assert_eq!(cmd, [OsString::from("python3"), OsString::from("-u")]);
-        assert!(SupervisorArgs::parse(&args[..8]).is_none(), "no command");
+        assert!(SupervisorArgs::parse(&args[..9]).is_none(), "no command");
         assert!(SupervisorArgs::parse(&[OsString::from("x")]).is_none());
         for interrupt in [Interrupt::Program, Interrupt::All] {
-            let none = SupervisorArgs { program_fds: vec![], interrupt, terminal: Some(8), ..l.clone() };
+            let none = SupervisorArgs {
+                program_fds: vec![],
+                interrupt,
+                terminal: Some(8),
+                egress: None,
+                ..l.clone()
+            };
             let mut args = none.to_args();
             args.push("bash".into());
             assert_eq!(SupervisorArgs::parse(&args).unwrap().0, none);

@@ -33,6 +33,9 @@ pub const EGRESS_SOCKET_NAME: &str = "proxy.sock";
 /// The loopback port the egress relay listens on inside each execution's network namespace;
 /// `HTTP_PROXY` and `HTTPS_PROXY` point at `http://127.0.0.1:<port>`.
 pub const EGRESS_RELAY_PORT: u16 = 3128;
+/// The request header the egress relay adds to the first request of each connection, naming
+/// the execution it came from; the proxy records it (as untrusted metadata) and strips it.
+pub const EGRESS_EXECUTION_HEADER: &str = "X-Sandbox-Execution";
 
 /// The executor's settings as environment variables (each also a flag of
 /// `sandbox-executor serve`).

@@ -86,6 +86,7 @@ impl Engine {
             cwd: cwd.clone(),
             stdin: stdin_rx,
             terminal: program_side,
+            execution: Some(format!("process-{pid}")),
         };
         let mut instance =
             self.launcher().spawn(program, &req.envs).map_err(|e| internal("cannot start its sandbox", e))?;

@@ -104,6 +104,9 @@ pub struct BwrapOptions {
     pub workspace: PathBuf,
     /// Installed packages, mounted read-only at [`DEPS_MOUNT`].
     pub deps: Option<PathBuf>,
+    /// The container's egress directory (holding the proxy's socket), mounted read-only at
+    /// [`EGRESS_MOUNT`] while the sandbox may reach the proxy.
+    pub egress: Option<PathBuf>,
     /// Size of the private `/tmp` and `/dev/shm`, in bytes.
     pub tmp_size_bytes: u64,
     /// What the private `/proc` hides.
@@ -133,6 +136,9 @@ pub const SUPERVISOR_PATH: &str = "/sandbox/supervisor";
 
 /// Where installed packages appear inside the sandbox.
 pub const DEPS_MOUNT: &str = sandbox_protocol::DEPS_DIR;
+
+/// Where the egress directory appears inside the sandbox: where the container has it.
+pub const EGRESS_MOUNT: &str = sandbox_protocol::contract::EGRESS_DIR;
 
 impl BwrapOptions {
     /// The program and arguments to spawn.
@@ -179,6 +185,11 @@ impl BwrapOptions {
         a.pair("--bind", &self.workspace, sandbox_protocol::WORKSPACE_DIR);
         if let Some(deps) = &self.deps {
             a.pair("--ro-bind", deps, DEPS_MOUNT);
+        }
+        // The directory, not the socket: a socket the control plane makes anew (its restart)
+        // is still the one the relay reaches.
+        if let Some(egress) = &self.egress {
+            a.pair("--ro-bind", egress, EGRESS_MOUNT);
         }
         a.pair("--ro-bind", &self.sandbox_dir, crate::lang::SANDBOX_DIR);
         a.pair("--ro-bind", &self.supervisor, SUPERVISOR_PATH);
@@ -230,6 +241,7 @@ mod tests {
             ],
             workspace: "/workspace".into(),
             deps: Some("/opt/deps".into()),
+            egress: Some("/run/sandbox-egress".into()),
             tmp_size_bytes: 64 << 20,
             proc_masks: vec![ProcMask::File("/proc/keys".into()), ProcMask::Dir("/proc/acpi".into())],
             env: vec![("PATH".into(), "/usr/bin".into()), ("X".into(), "a b;$(c)".into())],
@@ -301,6 +313,11 @@ mod tests {
         assert!(has_seq(&v, &["--symlink", "usr/bin", "/bin"]));
         assert!(has_seq(&v, &["--bind", "/workspace", "/workspace"]));
         assert!(has_seq(&v, &["--ro-bind", "/opt/deps", DEPS_MOUNT]));
+        assert!(has_seq(&v, &["--ro-bind", "/run/sandbox-egress", "/run/sandbox-egress"]));
+        let mut without = options();
+        without.egress = None;
+        let v2: Vec<_> = without.to_command_line().1.into_iter().map(|s| s.into_string().unwrap()).collect();
+        assert!(!v2.iter().any(|a| a.contains("egress")), "no egress directory without a proxy");
         assert!(has_seq(&v, &["--size", "67108864", "--tmpfs", "/tmp"]));
         assert!(has_seq(&v, &["--size", "67108864", "--tmpfs", "/dev/shm"]));
         // The executor's directory, then the supervisor over the empty file waiting for it there.

@@ -1,6 +1,8 @@
 //! Package installer containers on Docker: the template's image running pip with network
-//! egress, as the sandbox user, without capabilities, on a read-only image, writing only into
-//! the fresh target directory it is given. It runs until it exits or its timeout, then goes.
+//! egress (a Docker network, or, with an egress directory, no network but the egress proxy's
+//! socket and a relay on loopback), as the sandbox user, without capabilities, on a read-only
+//! image, writing only into the fresh target directory it is given. It runs until it exits or
+//! its timeout, then goes.
 
 use super::{DockerRuntime, engine_error, is_not_found};
 use crate::RuntimeError;
@@ -10,6 +12,7 @@ use bollard::query_parameters::{
     CreateContainerOptionsBuilder, LogsOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
+use sandbox_protocol::contract::{EGRESS_DIR, EGRESS_SOCKET_NAME, EXECUTOR_PATH};
 use std::collections::HashMap;
 
 /// Lines of output kept from an installer.
@@ -60,6 +63,23 @@ pub fn installer_config(spec: &InstallerSpec, deadline: i64) -> ContainerCreateB
     all_labels.insert(labels::ROLE.into(), INSTALLER_ROLE.into());
     all_labels.insert(labels::DEADLINE.into(), deadline.to_string());
     let memory = spec.memory.bytes() as i64;
+    let mut binds = vec![
+        format!("{}:{}:rw", spec.target_dir.display(), InstallerSpec::TARGET),
+        format!("{}:/tmp:rw", spec.scratch_dir.display()),
+    ];
+    let mut command = spec.command.clone();
+    let network = match &spec.egress_dir {
+        // Only the proxy's socket leads out: the relay (the template's executor) listens on
+        // loopback and runs the command with the proxy variables pointing at it.
+        Some(dir) => {
+            binds.push(format!("{}:{EGRESS_DIR}:ro", dir.display()));
+            let socket = format!("{EGRESS_DIR}/{EGRESS_SOCKET_NAME}");
+            let relay = [EXECUTOR_PATH, "egress-relay", "--socket", &socket, "--"];
+            command = relay.into_iter().map(str::to_owned).chain(command).collect();
+            "none".to_owned()
+        }
+        None => spec.network.clone(),
+    };
     let host = HostConfig {
         memory: Some(memory),
         memory_swap: Some(memory),
@@ -67,14 +87,11 @@ pub fn installer_config(spec: &InstallerSpec, deadline: i64) -> ContainerCreateB
         cpu_quota: Some(super::config::cpu_quota(spec.cpu)),
         pids_limit: Some(spec.pids_limit),
         // The one difference from a sandbox that matters: the installer reaches the index.
-        network_mode: Some(spec.network.clone()),
+        network_mode: Some(network),
         cap_drop: Some(vec!["ALL".into()]),
         security_opt: Some(vec!["no-new-privileges".into()]),
         readonly_rootfs: Some(true),
-        binds: Some(vec![
-            format!("{}:{}:rw", spec.target_dir.display(), InstallerSpec::TARGET),
-            format!("{}:/tmp:rw", spec.scratch_dir.display()),
-        ]),
+        binds: Some(binds),
         ipc_mode: Some("private".into()),
         log_config: Some(HostConfigLogConfig {
             typ: Some("json-file".into()),
@@ -82,8 +99,7 @@ pub fn installer_config(spec: &InstallerSpec, deadline: i64) -> ContainerCreateB
         }),
         ..Default::default()
     };
-    let (entrypoint, args) =
-        spec.command.split_first().map_or((None, None), |(p, a)| (Some(p.clone()), Some(a)));
+    let (entrypoint, args) = command.split_first().map_or((None, None), |(p, a)| (Some(p.clone()), Some(a)));
     ContainerCreateBody {
         image: Some(spec.image.clone()),
         entrypoint: entrypoint.map(|p| vec![p]),
@@ -190,6 +206,7 @@ mod tests {
             target_dir: "/data/deps/v1".into(),
             scratch_dir: "/data/deps/.scratch-v1".into(),
             network: "bridge".into(),
+            egress_dir: None,
             cpu: CpuQuantity::from_millis(1000).unwrap(),
             memory: MemoryQuantity::from_mib(1024).unwrap(),
             pids_limit: 256,
@@ -224,5 +241,25 @@ mod tests {
         let l = c.labels.unwrap();
         assert_eq!((l[labels::ROLE].as_str(), l[labels::DEADLINE].as_str()), (INSTALLER_ROLE, "1700000000"));
         assert_eq!((l[labels::SESSION].as_str(), l[labels::MANAGED].as_str()), ("sess_1", "true"));
+    }
+
+    #[test]
+    fn an_installer_with_an_egress_directory_joins_no_network_and_runs_under_the_relay() {
+        let c = installer_config(&InstallerSpec { egress_dir: Some("/data/egress/i1".into()), ..spec() }, 0);
+        let h = c.host_config.as_ref().unwrap();
+        assert_eq!(h.network_mode.as_deref(), Some("none"));
+        assert_eq!(
+            h.binds.as_deref().unwrap(),
+            [
+                "/data/deps/v1:/target:rw",
+                "/data/deps/.scratch-v1:/tmp:rw",
+                "/data/egress/i1:/run/sandbox-egress:ro"
+            ]
+        );
+        assert_eq!(c.entrypoint.as_deref(), Some(&[EXECUTOR_PATH.to_owned()][..]));
+        assert_eq!(
+            c.cmd.as_ref().unwrap().join(" "),
+            "egress-relay --socket /run/sandbox-egress/proxy.sock -- python3 -m pip install six"
+        );
     }
 }

@@ -346,6 +346,7 @@ impl Dependencies {
             target_dir: staging.target.clone(),
             scratch_dir: staging.scratch.clone(),
             network: d.network.clone(),
+            egress_dir: None,
             cpu: d.cpu,
             memory: d.memory,
             pids_limit: 512,
