@@ -25,7 +25,8 @@ def documented(doc: str) -> set[tuple[int, str]]:
             break
         cells = line.split("|")
         status = int(cells[1])
-        for code in cells[2].split("`")[1::2]:
+        # Parentheses explain a code; what is quoted there (a field, a language) is not one.
+        for code in re.sub(r"\([^)]*\)", "", cells[2]).split("`")[1::2]:
             if re.fullmatch(r"[a-z_]+", code):
                 pairs.add((status, code))
     return pairs

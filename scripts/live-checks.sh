@@ -50,6 +50,12 @@ cleanup() {
     umount "$d/workspace" 2>/dev/null || true
   done
   mariadb --socket=/run/mysqld/mysqld.sock -e "DROP DATABASE IF EXISTS \`$db\`" || true
+  # Every error the checks provoked counts for scripts/error-codes-check.py.
+  if [ -n "${SANDBOX_ERROR_CODE_LEDGER:-}" ] && [ -f "$work/server.log" ]; then
+    mkdir -p "$SANDBOX_ERROR_CODE_LEDGER"
+    sed -nE 's/.* status=([0-9]+) error_code="?([a-z_]+)"?.*/\1 \2/p' "$work/server.log" \
+      >"$SANDBOX_ERROR_CODE_LEDGER/live-checks"
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -15,8 +15,9 @@ echo "[test] cargo fmt --check"
 cargo fmt --all -- --check
 echo "[test] cargo clippy"
 cargo clippy --quiet --workspace --all-targets -- -D warnings
-# The server's tests note every error code they provoke; after a whole run each registered code
-# must have been provoked (scripts/error-codes-check.py). A run narrowed by arguments skips that.
+# The server's tests and the live checks note every error code they provoke; after a whole run
+# each registered code must have been provoked (scripts/error-codes-check.py). A run narrowed by
+# arguments skips that.
 ledger=""
 if [ $# -eq 0 ]; then
     ledger="$(mktemp -d)"
@@ -26,14 +27,14 @@ echo "[test] cargo nextest"
 cargo nextest run --workspace --profile ci -E 'not binary(exclusive_e2e)' "$@"
 echo "[test] cargo nextest: tests that need the machine to themselves (they kill dockerd, load it)"
 cargo nextest run --workspace --profile ci -E 'binary(exclusive_e2e)' --test-threads 1 "$@"
+echo "[test] live checks"
+scripts/live-checks.sh
 if [ -n "$ledger" ]; then
     echo "[test] every error code provoked by a test"
     scripts/error-codes-check.py "$ledger"
     rm -rf "$ledger"
     unset SANDBOX_ERROR_CODE_LEDGER
 fi
-echo "[test] live checks"
-scripts/live-checks.sh
 echo "[test] benchmark, quick: every section runs and succeeds (timings are not judged on CI machines)"
 cargo build --quiet -p sandbox-server -p sandbox-bench
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"

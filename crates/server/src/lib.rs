@@ -138,7 +138,7 @@ pub async fn serve(
         None => None,
     };
     tracing::info!(%listen, instance = %state.lifecycle.instance_id, "sandbox-server listening");
-    api::serve(listener, state.clone(), shutdown).await?;
+    api::serve(listener, state.clone(), shutdown, grace).await?;
     if let Some(task) = data_plane {
         task.abort();
     }

@@ -151,8 +151,16 @@ async fn the_e2b_api_serves_its_own_and_refuses_others() {
     assert!(h2.get("x-next-token").is_none());
     let (_, paused, _) = e2b(&server, Method::GET, "/v2/sandboxes?state=paused", &alice, None).await;
     assert_eq!(paused, json!([]));
-    let (s, _, _) = e2b(&server, Method::GET, "/v2/sandboxes?state=frozen", &alice, None).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
+    for (query, code) in [
+        ("state=frozen", "invalid_state"),
+        ("limit=0", "invalid_limit"),
+        ("limit=101", "invalid_limit"),
+        ("nextToken=made-up", "invalid_next_token"),
+        ("limit=many", "invalid_query"),
+    ] {
+        let (s, b, _) = e2b(&server, Method::GET, &format!("/v2/sandboxes?{query}"), &alice, None).await;
+        assert_eq!((s, b["error_code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)), "{query}: {b}");
+    }
 
     // Timeout, connect (extends only), pause/resume answer honestly, metrics.
     let (s, _, _) =
@@ -226,6 +234,31 @@ async fn the_e2b_api_serves_its_own_and_refuses_others() {
     );
     assert_eq!(lines.last().unwrap()["type"], "end_of_execution", "{text}");
     assert!(!text.contains("\n\n"), "no blank line");
+
+    // What this server does not offer is refused by name, before anything runs.
+    for (body, code) in [
+        (json!({"code": "1", "context_id": "c", "language": "python"}), "invalid_request"),
+        (json!({"code": "1", "env_vars": {"A": "1"}}), "env_vars_unsupported"),
+    ] {
+        let resp =
+            data(&server, Method::POST, "/execute", &id, Some(&token)).json(&body).send().await.unwrap();
+        let status = resp.status();
+        let b: Value = resp.json().await.unwrap();
+        assert_eq!((status, b["error_code"].as_str()), (StatusCode::BAD_REQUEST, Some(code)), "{b}");
+    }
+    let gzip = data(&server, Method::POST, "/files?path=c.txt", &id, Some(&token))
+        .header("content-encoding", "gzip")
+        .body("not really gzip")
+        .send()
+        .await
+        .unwrap();
+    let status = gzip.status();
+    let b: Value = gzip.json().await.unwrap();
+    assert_eq!(
+        (status, b["error_code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unsupported_encoding")),
+        "{b}"
+    );
 
     // A client that goes away interrupts its cell: the default context is free again at once.
     let gone = data(&server, Method::POST, "/execute", &id, Some(&token))

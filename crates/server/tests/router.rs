@@ -54,6 +54,12 @@ impl Runtime for NoContainers {
     async fn logs(&self, _: &str, _: usize) -> Result<String, RuntimeError> {
         Ok(String::new())
     }
+    async fn image_available(&self, _: &str) -> Result<bool, RuntimeError> {
+        match self.reachable {
+            true => Ok(true),
+            false => Err(RuntimeError::Unavailable("the runtime does not answer".into())),
+        }
+    }
     fn executor(&self, spec: &SandboxSpec) -> ExecutorClient {
         ExecutorClient::unix(spec.socket_path())
     }
@@ -215,6 +221,15 @@ async fn readiness_is_public_and_reports_the_database_and_the_runtime() {
     assert_eq!((s, body), (StatusCode::SERVICE_UNAVAILABLE, runtime_down));
     let (s, _, _) = app.call("GET", "/api/v1/health", None, None).await;
     assert_eq!(s, StatusCode::OK, "alive all the same");
+    // What needs the runtime says so.
+    let template = r#"{"id": "t1", "name": "t1", "image_url": "sandbox/python-basic:latest", "runtime_type": "python3.11"}"#;
+    let (s, body, headers) = app.call("POST", "/api/v1/templates", Some(&app.admin), Some(template)).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("runtime_unavailable")),
+        "{body}"
+    );
+    assert_eq!(headers["retry-after"], "5");
 }
 
 #[tokio::test]

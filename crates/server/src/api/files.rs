@@ -44,6 +44,7 @@ pub(crate) fn parse_path(raw: &str, allow_root: bool) -> Result<WorkspacePath, A
         (status = 200, description = "Entries in path order", body = FileListResponse),
         (status = 400, description = "Invalid path", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "An entry user code made unreadable or unwritable (`permission_denied`)", body = ErrorBody),
         (status = 404, description = "No such session or directory", body = ErrorBody),
         (status = 409, description = "With local workspaces the session is not running; or the path is not a directory; or the sandbox is too old to page (sandbox_outdated)", body = ErrorBody),
         (status = 422, description = "Invalid limit, offset or depth", body = ErrorBody),
@@ -96,7 +97,8 @@ pub(crate) fn byte_channel() -> (mpsc::Sender<Result<Bytes, std::io::Error>>, By
 }
 
 /// Sends `chunks` into `tx`, stopping with an error past `limit` bytes (and then draining the
-/// rest, up to twice the limit). Returns the byte count, or `None` when the limit was crossed.
+/// rest, up to twice the limit), or when the client's body breaks off. Returns the byte count, or
+/// `None` when the limit was crossed.
 pub(crate) async fn pump<E: std::fmt::Display>(
     mut chunks: impl Stream<Item = Result<Bytes, E>> + Unpin,
     tx: mpsc::Sender<Result<Bytes, std::io::Error>>,
@@ -104,9 +106,18 @@ pub(crate) async fn pump<E: std::fmt::Display>(
 ) -> Result<Option<u64>, ApiError> {
     let mut total = 0u64;
     while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("upload_interrupted", format!("reading the upload failed: {e}"))
-        })?;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                // Break the upload off, so the sandbox drops what it got rather than keeping a
+                // truncated file.
+                let _ = tx.send(Err(std::io::Error::other("the upload was interrupted"))).await;
+                return Err(ApiError::bad_request(
+                    "upload_interrupted",
+                    format!("reading the upload failed: {e}"),
+                ));
+            }
+        };
         total += chunk.len() as u64;
         if total > limit {
             let _ = tx.send(Err(std::io::Error::other("upload too large"))).await;
@@ -169,11 +180,13 @@ fn destination(path: Option<&str>, filename: Option<&str>) -> Result<WorkspacePa
         (status = 200, description = "Written", body = UploadResponse),
         (status = 400, description = "Invalid path or malformed upload", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "An entry user code made unreadable or unwritable (`permission_denied`)", body = ErrorBody),
         (status = 404, description = "No such session", body = ErrorBody),
         (status = 409, description = "With local workspaces the session is not running; or the path is a directory", body = ErrorBody),
         (status = 413, description = "Larger than the upload limit", body = ErrorBody),
         (status = 422, description = "No file in the form", body = ErrorBody),
-        (status = 503, description = "The session's sandbox or the workspace store cannot be reached", body = ErrorBody)))]
+        (status = 503, description = "The session's sandbox or the workspace store cannot be reached", body = ErrorBody),
+        (status = 507, description = "The workspace is full (`workspace_full`)", body = ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -255,8 +268,10 @@ pub async fn upload(
         (status = 307, description = "A large file of a stopped session, on a presigned URL of the public S3 endpoint (only if `storage.s3.public_endpoint` is set)"),
         (status = 400, description = "Invalid path", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "An entry user code made unreadable or unwritable (`permission_denied`)", body = ErrorBody),
         (status = 404, description = "No such session or file", body = ErrorBody),
         (status = 409, description = "With local workspaces the session is not running; or the path is a directory", body = ErrorBody),
+        (status = 422, description = "Not a regular file: a FIFO, a socket or a device (`not_a_regular_file`)", body = ErrorBody),
         (status = 503, description = "The session's sandbox or the workspace store cannot be reached", body = ErrorBody)))]
 pub async fn download(
     State(state): State<AppState>,
@@ -302,6 +317,7 @@ pub struct DeleteFileQuery {
         (status = 204, description = "Deleted"),
         (status = 400, description = "Invalid path", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "An entry user code made unreadable or unwritable (`permission_denied`)", body = ErrorBody),
         (status = 404, description = "No such session or file", body = ErrorBody),
         (status = 409, description = "With local workspaces the session is not running; or the directory is not empty", body = ErrorBody),
         (status = 503, description = "The session's sandbox or the workspace store cannot be reached", body = ErrorBody)))]
@@ -324,6 +340,7 @@ pub async fn delete(
         (status = 200, description = "The entry", body = FileInfo),
         (status = 400, description = "Invalid path, or one leading outside the workspace", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "An entry user code made unreadable or unwritable (`permission_denied`)", body = ErrorBody),
         (status = 404, description = "No such session or file", body = ErrorBody),
         (status = 409, description = "The session is not running", body = ErrorBody),
         (status = 503, description = "The session's sandbox cannot be reached", body = ErrorBody)))]
@@ -380,6 +397,7 @@ pub async fn make_directory(
         (status = 422, description = "Invalid field (source, destination)", body = ErrorBody),
         (status = 400, description = "Invalid path, one leading outside the workspace, or a directory moved into itself", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "An entry user code made unreadable or unwritable (`permission_denied`)", body = ErrorBody),
         (status = 404, description = "No such session or source", body = ErrorBody),
         (status = 409, description = "The session is not running; or the destination may not be replaced (`already_exists`)", body = ErrorBody),
         (status = 503, description = "The session's sandbox or the workspace store cannot be reached", body = ErrorBody)))]

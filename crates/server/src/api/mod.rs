@@ -90,13 +90,36 @@ pub fn openapi_json() -> String {
     ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises")
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then lets requests in flight finish.
+/// Serves the API on `listener` until `shutdown` resolves, then lets requests in flight finish
+/// within `grace`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let (signalled, stopping) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = signalled.send(());
+    };
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown);
+    // Streams a client keeps open (a directory watch, a process's output) never end by
+    // themselves: past the grace they are cut off.
+    let cut_off = async move {
+        if stopping.await.is_err() {
+            return std::future::pending().await;
+        }
+        tokio::time::sleep(grace).await;
+        tracing::warn!(
+            grace_s = grace.as_secs(),
+            "connections still open after the shutdown grace; closing them"
+        );
+    };
+    tokio::select! {
+        served = server.into_future() => served,
+        () = cut_off => Ok(()),
+    }
 }
 
 /// The whole application.
