@@ -92,6 +92,67 @@ fn detail(state: &AppState, s: Session, with_token: bool) -> Result<SandboxDetai
     })
 }
 
+/// Whether an E2B destination means every address (`0.0.0.0/0`, `::/0`).
+fn is_all_traffic(entry: &str) -> bool {
+    matches!(entry.trim(), "0.0.0.0/0" | "::/0")
+}
+
+/// E2B's egress options as a session's network policy, within what the operator permits:
+///
+/// - `network.allowOut` (names, `*.` wildcards, addresses; no ports): each entry becomes the
+///   patterns `entry:port` for the ports the operator permits it on (`0.0.0.0/0`: any host); an
+///   entry the operator permits on no port is kept as `entry:*`, which the policy check then
+///   refuses with `egress_not_permitted`, as it refuses any `allowOut` while egress is disabled.
+/// - no `allowOut`, and `allow_internet_access: false` or `denyOut` with all traffic: `none`.
+/// - otherwise (E2B's default, internet access): the operator's whole `egress.permitted`, or
+///   `none` when egress is disabled, so clients that send `allow_internet_access: true` by
+///   default are not refused.
+fn network_request(
+    settings: &sandbox_egress::EgressSettings,
+    req: &NewSandbox,
+) -> sandbox_egress::NetworkRequest {
+    use sandbox_egress::{Mode, NetworkRequest, Pattern};
+    let network = req.network.clone().unwrap_or_default();
+    let allow_out = network.allow_out.unwrap_or_default();
+    let deny_all = req.allow_internet_access == Some(false)
+        || network.deny_out.unwrap_or_default().iter().any(|d| is_all_traffic(d));
+    let allowlist = |allow: Vec<String>| NetworkRequest { mode: Mode::Allowlist, allow };
+    if allow_out.is_empty() {
+        return match deny_all || settings.permitted.is_empty() {
+            true => NetworkRequest::default(),
+            false => allowlist(settings.permitted.iter().map(Pattern::to_string).collect()),
+        };
+    }
+    let mut allow: Vec<String> = Vec::new();
+    for entry in &allow_out {
+        let host = match entry.trim() {
+            all if is_all_traffic(all) => "*".to_owned(),
+            literal => match literal.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+                _ => literal.to_owned(),
+            },
+        };
+        let mut found: Vec<String> = settings
+            .permitted
+            .iter()
+            .filter_map(|p| {
+                let port = p.to_string().rsplit_once(':')?.1.to_owned();
+                let candidate: Pattern = format!("{host}:{port}").parse().ok()?;
+                p.covers(&candidate).then(|| candidate.to_string())
+            })
+            .collect();
+        if found.is_empty() {
+            found.push(format!("{host}:*"));
+        }
+        for pattern in found {
+            if !allow.contains(&pattern) {
+                allow.push(pattern);
+            }
+        }
+    }
+    allowlist(allow)
+}
+
 /// `POST /sandboxes` and `POST /v2/sandboxes`: a new session. With `Idempotency-Key`, a retry
 /// answers with the sandbox the first request made.
 pub async fn create(
@@ -126,6 +187,7 @@ pub async fn create(
         env_vars: req.env_vars.clone().unwrap_or_default(),
         metadata: req.metadata.clone().unwrap_or_default(),
         fail_on_dependency_error: true,
+        network: network_request(&state.settings.egress, &req),
         ..Default::default()
     };
     let created = state.sessions.create(&caller, new, true).await;
