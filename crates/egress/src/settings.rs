@@ -1,17 +1,17 @@
 //! The operator's egress settings, an `[egress]` section for the server to embed, with defaults.
 
 use crate::address::{AddressRange, AddressRules};
+use crate::destination::Host;
 use crate::limits::{
     DEFAULT_BANDWIDTH_KIB_PER_SEC, DEFAULT_CONNECT_TIMEOUT_SEC, DEFAULT_IDLE_TIMEOUT_SEC,
     DEFAULT_MAX_CONNECTIONS, Limits,
 };
 use crate::pattern::Pattern;
 use crate::policy::Permitted;
-use crate::destination::Host;
+use crate::resolve::{ResolveError, Resolver, StaticResolver, SystemResolver};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use crate::resolve::{ResolveError, Resolver, StaticResolver, SystemResolver};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -224,7 +224,10 @@ mod tests {
             assert_eq!(settings.validate(), Ok(()));
         }
         for (hosts, expected) in [
-            (r#"hosts = { "10.0.0.1" = ["127.0.0.1"] }"#, r#"egress.hosts: "10.0.0.1" is an address, not a name"#),
+            (
+                r#"hosts = { "10.0.0.1" = ["127.0.0.1"] }"#,
+                r#"egress.hosts: "10.0.0.1" is an address, not a name"#,
+            ),
             (r#"hosts = { "a b" = ["127.0.0.1"] }"#, r#"egress.hosts: "a b" is not a DNS name"#),
             (r#"hosts = { "a.test" = [] }"#, r#"egress.hosts: "a.test" maps to no address"#),
         ] {

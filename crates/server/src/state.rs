@@ -80,10 +80,6 @@ impl AppState {
         ));
         let dependencies =
             Arc::new(Dependencies::new(settings.clone(), store.clone(), runtime.clone(), sandboxes.clone()));
-        let egress = Arc::new(
-            crate::service::egress::Egress::new(&settings.egress, store.clone(), metrics.clone())
-                .expect("the egress settings were checked when they were loaded"),
-        );
         let sessions = Arc::new(Sessions::new(
             settings.clone(),
             store.clone(),
@@ -92,7 +88,6 @@ impl AppState {
             sandboxes,
             pools.clone(),
             dependencies,
-            egress,
         ));
         let contexts = Arc::new(Contexts::new(settings.clone(), store.clone(), sessions.clone()));
         let executions = Arc::new(Executions::new(

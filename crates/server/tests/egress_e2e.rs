@@ -122,7 +122,8 @@ async fn read_head(stream: &mut UnixStream) -> (u16, String) {
 /// and for a tunnel, what a GET through it answered; the request sent through the tunnel.
 async fn connect(socket: &PathBuf, authority: &str) -> (u16, String, String) {
     let mut stream = UnixStream::connect(socket).await.unwrap();
-    let ask = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nX-Sandbox-Execution: exec_e2e\r\n\r\n");
+    let ask =
+        format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nX-Sandbox-Execution: exec_e2e\r\n\r\n");
     stream.write_all(ask.as_bytes()).await.unwrap();
     let (status, head) = read_head(&mut stream).await;
     if status != 200 {
@@ -139,7 +140,8 @@ async fn connect(socket: &PathBuf, authority: &str) -> (u16, String, String) {
 /// A plain `GET http://authority/` through the socket: the whole answer.
 async fn get(socket: &PathBuf, authority: &str) -> String {
     let mut stream = UnixStream::connect(socket).await.unwrap();
-    let ask = format!("GET http://{authority}/plain HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    let ask =
+        format!("GET http://{authority}/plain HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
     stream.write_all(ask.as_bytes()).await.unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
@@ -192,7 +194,11 @@ async fn policies_the_server_does_not_permit_are_refused_with_their_codes() {
     let off = Server::start(&[]).await;
     let body = json!({"template_id": "python-basic", "network": {"mode": "allowlist", "allow": []}});
     let (s, b) = off.call(Method::POST, "/api/v1/sessions", &off.key, Some(body)).await;
-    assert_eq!((s, b["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("egress_not_permitted")), "{b}");
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("egress_not_permitted")),
+        "{b}"
+    );
 }
 
 #[tokio::test]
@@ -243,7 +249,9 @@ async fn a_session_reaches_its_allow_list_through_its_socket_and_every_attempt_i
     assert_eq!(seen.len(), 2, "the refused attempts connected nowhere: {seen:?}");
     let summary: Vec<(&str, &str, &str)> = items
         .iter()
-        .map(|a| (a["host"].as_str().unwrap(), a["decision"].as_str().unwrap(), a["reason"].as_str().unwrap()))
+        .map(|a| {
+            (a["host"].as_str().unwrap(), a["decision"].as_str().unwrap(), a["reason"].as_str().unwrap())
+        })
         .collect();
     assert_eq!(
         summary,
@@ -262,14 +270,21 @@ async fn a_session_reaches_its_allow_list_through_its_socket_and_every_attempt_i
     assert_eq!(tunnel["address"], "127.0.0.1");
     // A tunnel's bytes are its payload exactly; a forwarded request's, what the destination
     // read and wrote.
-    assert_eq!((tunnel["bytes_up"].as_u64(), tunnel["bytes_down"].as_u64()), (Some(sent.len() as u64), Some(seen[0].1)));
+    assert_eq!(
+        (tunnel["bytes_up"].as_u64(), tunnel["bytes_down"].as_u64()),
+        (Some(sent.len() as u64), Some(seen[0].1))
+    );
     assert_eq!(seen[0].0, sent.len() as u64);
-    assert_eq!((forwarded["bytes_up"].as_u64(), forwarded["bytes_down"].as_u64()), (Some(seen[1].0), Some(seen[1].1)));
+    assert_eq!(
+        (forwarded["bytes_up"].as_u64(), forwarded["bytes_down"].as_u64()),
+        (Some(seen[1].0), Some(seen[1].1))
+    );
     assert_eq!(items[0]["address"], "10.0.0.1");
     assert_eq!((items[0]["bytes_up"].as_u64(), items[1]["address"].as_str()), (Some(0), None));
     // Paged.
-    let (_, page) =
-        srv.call(Method::GET, &format!("/api/v1/sessions/{id}/network?limit=1&offset=1"), &srv.key, None).await;
+    let (_, page) = srv
+        .call(Method::GET, &format!("/api/v1/sessions/{id}/network?limit=1&offset=1"), &srv.key, None)
+        .await;
     assert_eq!((page["total"].as_u64(), page["has_more"].as_bool()), (Some(4), Some(true)));
     assert_eq!(page["items"][0]["host"], "other.egress.test");
     let metrics =
@@ -286,7 +301,8 @@ async fn a_session_reaches_its_allow_list_through_its_socket_and_every_attempt_i
 
     // A session without an allow-list has an empty egress directory.
     let plain_session = srv.create_session(&srv.key, "python-basic").await;
-    let (_, shown) = srv.call(Method::GET, &format!("/api/v1/sessions/{plain_session}"), &srv.key, None).await;
+    let (_, shown) =
+        srv.call(Method::GET, &format!("/api/v1/sessions/{plain_session}"), &srv.key, None).await;
     assert_eq!(shown["network"], json!({"mode": "none", "allow": []}));
     let dir = socket_of(&srv, &plain_session).parent().unwrap().to_owned();
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no socket for a session with none");
@@ -317,7 +333,8 @@ async fn a_claimed_pool_sandbox_gets_its_socket_and_a_restart_serves_it_again() 
         .create_session_with(&srv.key, json!({"template_id": "python-basic", "network": allowlist(web.port)}))
         .await;
     let (_, pools) = srv.call(Method::GET, "/api/v1/pools", &srv.key, None).await;
-    let pool = pools["items"].as_array().unwrap().iter().find(|p| p["template_id"] == "python-basic").unwrap();
+    let pool =
+        pools["items"].as_array().unwrap().iter().find(|p| p["template_id"] == "python-basic").unwrap();
     assert_eq!(pool["hits"], 1, "the session claimed the pool's sandbox: {pool}");
     let socket = socket_of(&srv, &id);
     assert!(reaches(&socket, web.port).await, "the claimed sandbox's session is served");

@@ -4,15 +4,16 @@ use crate::migrate::{Dialect, migrate};
 use crate::records::{
     API_KEYS, Arg, CONTEXTS, Cols, EXECUTIONS, Fields, NETWORK_ATTEMPTS, POOL_SANDBOXES, SESSIONS, TEMPLATES,
     Table, api_key_fields, api_key_from_row, context_fields, context_from_row, execution_fields,
-    execution_from_row, idempotency_from_row, network_attempt_fields, network_attempt_from_row, pool_sandbox_fields, pool_sandbox_from_row, session_fields, session_from_row,
-    template_fields, template_from_row, template_image_fields,
+    execution_from_row, idempotency_from_row, network_attempt_fields, network_attempt_from_row,
+    pool_sandbox_fields, pool_sandbox_from_row, session_fields, session_from_row, template_fields,
+    template_from_row, template_image_fields,
 };
 use crate::{Page, Result, SessionFilter, Store, StoreError, db};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sandbox_core::model::{
-    ApiKey, Context, Execution, IdempotencyRecord, ImagePull, NetworkAttempt, PoolSandbox, PoolState, Session,
-    SessionStatus, Template, TemplateStatus,
+    ApiKey, Context, Execution, IdempotencyRecord, ImagePull, NetworkAttempt, PoolSandbox, PoolState,
+    Session, SessionStatus, Template, TemplateStatus,
 };
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor};
@@ -542,7 +543,8 @@ impl Store for SqlStore {
         .bind(i64::from(limit))
         .bind(sql_int(offset));
         let items = self.fetch(q, network_attempt_from_row).await?;
-        let count = sqlx::query("SELECT COUNT(*) AS n FROM network_attempts WHERE session_id = ?").bind(session_id);
+        let count =
+            sqlx::query("SELECT COUNT(*) AS n FROM network_attempts WHERE session_id = ?").bind(session_id);
         Ok(Page { items, total: self.count(NETWORK_ATTEMPTS.name, count).await? })
     }
 

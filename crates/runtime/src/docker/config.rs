@@ -8,7 +8,8 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 use sandbox_protocol::contract::{
-    CONTAINER_SOCKET_DIR, DEPS_DIR, EGRESS_DIR, EXECUTOR_PATH, SOCKET_FILE_NAME, WORKSPACE_DIR, env as executor_env,
+    CONTAINER_SOCKET_DIR, DEPS_DIR, EGRESS_DIR, EXECUTOR_PATH, SOCKET_FILE_NAME, WORKSPACE_DIR,
+    env as executor_env,
 };
 use std::collections::HashMap;
 

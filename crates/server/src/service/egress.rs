@@ -30,7 +30,10 @@ const AUDIT_BATCH: usize = 500;
 /// Checks the network policy a new session asks for against what the operator permits: the
 /// session's policy in canonical form, or 422 with `invalid_egress_pattern`,
 /// `invalid_egress_policy` or `egress_not_permitted`.
-pub fn check_policy(settings: &EgressSettings, request: &NetworkRequest) -> Result<SessionNetwork, ServiceError> {
+pub fn check_policy(
+    settings: &EgressSettings,
+    request: &NetworkRequest,
+) -> Result<SessionNetwork, ServiceError> {
     let policy = settings.permitted().validate(request).map_err(|e| {
         let message = e.to_string();
         ServiceError::refused(e.code(), message.clone(), Some(FieldError::new("network", message)))

@@ -422,8 +422,11 @@ mod tests {
         assert_eq!(s.egress.max_connections_per_session, 8);
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "[egress]\npermitted = [\"127.0.0.1:*\"]\nhosts = { \"a.test\" = [\"127.0.0.1\"] }\n")
-            .unwrap();
+        std::fs::write(
+            &f,
+            "[egress]\npermitted = [\"127.0.0.1:*\"]\nhosts = { \"a.test\" = [\"127.0.0.1\"] }\n",
+        )
+        .unwrap();
         let s = Settings::load(Some(&f), env(&[])).unwrap();
         assert_eq!(s.egress.hosts.len(), 1);
         for (name, value, expected) in [

@@ -4,8 +4,8 @@ use chrono::{DateTime, Duration as Span, Utc};
 use sandbox_core::display::{DisplayOutput, ExecError};
 use sandbox_core::model::{
     ApiKey, Artifact, Context, DependencySpec, Execution, ExecutionMetrics, FileChangeKind,
-    IdempotencyRecord, ImagePull, InstallStatus, InstalledDependency, NetworkAttempt, NetworkMode, PoolSandbox,
-    PoolState, PullError, Session, SessionNetwork, SessionStatus, Template, TemplateStatus,
+    IdempotencyRecord, ImagePull, InstallStatus, InstalledDependency, NetworkAttempt, NetworkMode,
+    PoolSandbox, PoolState, PullError, Session, SessionNetwork, SessionStatus, Template, TemplateStatus,
 };
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_store::{Page, SessionFilter, Store, StoreError, open};
@@ -659,7 +659,10 @@ async fn network_attempts(store: &Arc<dyn Store>) {
     assert_eq!(page.items[0], attempt("na1", "h4", 5));
     let rest = store.list_network_attempts("na1", 3, 3).await.unwrap();
     assert_eq!(rest.items, vec![attempt("na1", "h1", 1)]);
-    assert_eq!(store.list_network_attempts("na2", 10, 0).await.unwrap().items, vec![attempt("na2", "other", 4)]);
+    assert_eq!(
+        store.list_network_attempts("na2", 10, 0).await.unwrap().items,
+        vec![attempt("na2", "other", 4)]
+    );
     let denied = NetworkAttempt {
         execution_id: None,
         port: None,

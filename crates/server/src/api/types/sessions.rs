@@ -2,7 +2,9 @@
 
 use crate::caller::Caller;
 use chrono::{DateTime, Utc};
-use sandbox_core::model::{DependencySpec, InstalledDependency, NetworkAttempt, NetworkMode, Session, SessionNetwork};
+use sandbox_core::model::{
+    DependencySpec, InstalledDependency, NetworkAttempt, NetworkMode, Session, SessionNetwork,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
