@@ -190,7 +190,26 @@ async fn policies_the_server_does_not_permit_are_refused_with_their_codes() {
     let (_, list) = srv.call(Method::GET, "/api/v1/sessions", &srv.key, None).await;
     assert_eq!(list["total"], 0, "a refused create makes nothing");
 
-    // A server that permits nothing refuses any allow-list, even an empty one.
+    // E2B's create: an `allowOut` entry takes the ports the operator permits it on; one permitted
+    // on none is refused.
+    let e2b = |srv: &Server, body: Value| {
+        srv.http.post(srv.url("/sandboxes")).header("X-API-KEY", srv.key.clone()).json(&body).send()
+    };
+    let refused =
+        e2b(&srv, json!({"templateID": "base", "network": {"allowOut": ["pypi.org"]}})).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error_code"], "egress_not_permitted", "{body}");
+    let created =
+        e2b(&srv, json!({"templateID": "base", "network": {"allowOut": ["web.egress.test"]}})).await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let sandbox: Value = created.json().await.unwrap();
+    let id = format!("sess_{}", sandbox["sandboxID"].as_str().unwrap());
+    let (_, shown) = srv.call(Method::GET, &format!("/api/v1/sessions/{id}"), &srv.key, None).await;
+    assert_eq!(shown["network"], json!({"mode": "allowlist", "allow": ["web.egress.test:*"]}));
+
+    // A server that permits nothing refuses any allow-list, even an empty one, but not E2B's
+    // default of internet access: that is no network there.
     let off = Server::start(&[]).await;
     let body = json!({"template_id": "python-basic", "network": {"mode": "allowlist", "allow": []}});
     let (s, b) = off.call(Method::POST, "/api/v1/sessions", &off.key, Some(body)).await;
@@ -199,6 +218,12 @@ async fn policies_the_server_does_not_permit_are_refused_with_their_codes() {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("egress_not_permitted")),
         "{b}"
     );
+    let created = e2b(&off, json!({"templateID": "base", "allow_internet_access": true})).await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let sandbox: Value = created.json().await.unwrap();
+    let id = format!("sess_{}", sandbox["sandboxID"].as_str().unwrap());
+    let (_, shown) = off.call(Method::GET, &format!("/api/v1/sessions/{id}"), &off.key, None).await;
+    assert_eq!(shown["network"], json!({"mode": "none", "allow": []}));
 }
 
 #[tokio::test]
