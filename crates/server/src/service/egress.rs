@@ -55,16 +55,40 @@ fn policy_of(network: &SessionNetwork) -> Result<SessionPolicy, PolicyError> {
     SessionPolicy::parse(&NetworkRequest { mode, allow: network.allow.clone() })
 }
 
-/// The proxy of one session: its accept loop and the socket it listens on.
-struct Served {
+/// A proxy listener: one identity and policy served on a Unix socket until it is dropped;
+/// dropping it closes its connections and removes the socket.
+pub struct EgressListener {
     task: AbortHandle,
     socket: PathBuf,
+}
+
+impl EgressListener {
+    /// The socket it listens on.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Whether it still serves (its socket has not failed).
+    pub fn is_serving(&self) -> bool {
+        !self.task.is_finished()
+    }
+}
+
+impl Drop for EgressListener {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Err(e) = std::fs::remove_file(&self.socket)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(socket = %self.socket.display(), error = %e, "could not remove an egress socket");
+        }
+    }
 }
 
 /// The server's egress proxy and the sessions it serves.
 pub struct Egress {
     proxy: Proxy,
-    serving: Mutex<HashMap<String, Served>>,
+    serving: Mutex<HashMap<String, EgressListener>>,
 }
 
 impl Egress {
@@ -93,8 +117,13 @@ impl Egress {
             return;
         }
         let mut serving = self.serving();
-        if serving.get(id).is_some_and(|s| !s.task.is_finished()) {
-            return;
+        match serving.remove(id) {
+            Some(running) if running.is_serving() => {
+                serving.insert(id.to_owned(), running);
+                return;
+            }
+            // A listener whose socket failed: it and its socket go before a new one is made.
+            failed => drop(failed),
         }
         let policy = match policy_of(network) {
             Ok(policy) => policy,
@@ -104,9 +133,9 @@ impl Egress {
             }
         };
         match self.listen(id, policy, dir) {
-            Ok(served) => {
-                tracing::info!(session_id = %id, socket = %served.socket.display(), "egress proxy serving");
-                serving.insert(id.to_owned(), served);
+            Ok(listener) => {
+                tracing::info!(session_id = %id, socket = %listener.socket.display(), "egress proxy serving");
+                serving.insert(id.to_owned(), listener);
             }
             Err(e) => {
                 tracing::error!(session_id = %id, dir = %dir.display(), error = %e, "could not open the session's egress socket")
@@ -114,9 +143,10 @@ impl Egress {
         }
     }
 
-    /// Serves `policy` for session `id` on a new socket in `dir` (any host directory only this
-    /// process writes): the accept loop runs until the returned handle is aborted.
-    fn listen(&self, id: &str, policy: SessionPolicy, dir: &Path) -> std::io::Result<Served> {
+    /// Serves `policy` as `id` (a session, or whatever the audit should name) on a new socket
+    /// `proxy.sock` in `dir`, any host directory only this process writes (a package installer's
+    /// too), until the returned listener is dropped.
+    pub fn listen(&self, id: &str, policy: SessionPolicy, dir: &Path) -> std::io::Result<EgressListener> {
         let socket = dir.join(EGRESS_SOCKET_NAME);
         let listener = sandbox_egress::bind_unix_socket(&socket)?;
         let accept = self.proxy.serve_session(id, policy, listener);
@@ -125,27 +155,23 @@ impl Egress {
             let error = accept.await;
             tracing::error!(session_id = %session, %error, "egress proxy socket failed");
         });
-        Ok(Served { task: task.abort_handle(), socket })
+        Ok(EgressListener { task: task.abort_handle(), socket })
     }
 
     /// Stops session `id`'s proxy, if it runs: its connections close, and its socket goes.
     pub fn stop(&self, id: &str) {
-        let Some(served) = self.serving().remove(id) else { return };
-        served.task.abort();
-        match std::fs::remove_file(&served.socket) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                tracing::warn!(session_id = %id, error = %e, "could not remove the egress socket")
-            }
-            _ => tracing::info!(session_id = %id, "egress proxy stopped"),
+        let stopped = self.serving().remove(id);
+        if stopped.is_some() {
+            tracing::info!(session_id = %id, "egress proxy stopped");
         }
     }
 
     /// Whether session `id`'s proxy is served by this process.
     pub fn is_serving(&self, id: &str) -> bool {
-        self.serving().get(id).is_some_and(|s| !s.task.is_finished())
+        self.serving().get(id).is_some_and(EgressListener::is_serving)
     }
 
-    fn serving(&self) -> std::sync::MutexGuard<'_, HashMap<String, Served>> {
+    fn serving(&self) -> std::sync::MutexGuard<'_, HashMap<String, EgressListener>> {
         self.serving.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
