@@ -2,8 +2,8 @@
 //! session asks for is checked against the operator's bound, a session with an allow-list gets
 //! the egress proxy's socket in the directory its sandbox mounts (connected to here, from the
 //! host, as the sandbox's relay does), every attempt is audited, and the socket follows the
-//! session's life: gone when it ends, served again after a restart, made when a pooled sandbox
-//! is claimed. All traffic stays on 127.0.0.1 and Unix sockets: names map to loopback (or, to be
+//! session's life: gone when it ends, served again after a restart and across a lost sandbox's
+//! recreation, made when a pooled sandbox is claimed. All traffic stays on 127.0.0.1 and Unix sockets: names map to loopback (or, to be
 //! refused, to private addresses the proxy never connects to) through `egress.hosts`.
 
 mod common;
@@ -91,7 +91,8 @@ default_size = 0
 async fn start(pool_size: u32) -> Server {
     let dir = tempfile::Builder::new().prefix("sandbox-server-e2e-").tempdir().unwrap();
     let config = config(dir.path(), pool_size);
-    Server::start_in(dir, &[("SANDBOX_CONFIG", &config)]).await
+    Server::start_in(dir, &[("SANDBOX_CONFIG", &config), ("SANDBOX_LIFECYCLE__RECONCILE_INTERVAL_SEC", "1")])
+        .await
 }
 
 /// The allow-list of a session that may reach the test server (and the private name, to be
@@ -374,4 +375,15 @@ async fn a_claimed_pool_sandbox_gets_its_socket_and_a_restart_serves_it_again() 
     })
     .await;
     audit(&srv, &id, 2).await;
+
+    // Its sandbox lost and recreated: the socket is the session's, and stays served.
+    let (_, before) = srv.call(Method::GET, &format!("/api/v1/sessions/{id}"), &srv.key, None).await;
+    common::lose_sandbox(&id);
+    eventually(Duration::from_secs(90), "the sandbox recreated", || async {
+        let (_, now) = srv.call(Method::GET, &format!("/api/v1/sessions/{id}"), &srv.key, None).await;
+        (now["status"] == "running" && now["container_id"] != before["container_id"]).then_some(())
+    })
+    .await;
+    assert!(reaches(&socket, web.port).await, "served across the recreation");
+    audit(&srv, &id, 3).await;
 }
