@@ -291,6 +291,8 @@ pub struct Session {
     pub env_vars: BTreeMap<String, String>,
     /// Labels its owner attached (string keys and values).
     pub metadata: BTreeMap<String, String>,
+    /// What it may reach on the network, through the egress proxy (as validated on create).
+    pub network: SessionNetwork,
     /// The runtime backend it runs on (`docker`, `kubernetes`).
     pub runtime_backend: String,
     /// The sandbox's name in the runtime.
@@ -330,6 +332,62 @@ pub struct Session {
     pub completed_at: Option<DateTime<Utc>>,
     /// Last execution or file operation.
     pub last_activity_at: Option<DateTime<Utc>>,
+}
+
+/// Whether a session may reach the network at all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// No egress (the default).
+    #[default]
+    None,
+    /// Egress to the destinations of its allow-list, within what the operator permits.
+    Allowlist,
+}
+
+/// A session's network policy: its mode and its `host:port` patterns, in canonical form.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionNetwork {
+    /// `none` or `allowlist`.
+    pub mode: NetworkMode,
+    /// The patterns (empty unless `allowlist`).
+    pub allow: Vec<String>,
+}
+
+impl SessionNetwork {
+    /// Whether the session has an allow-list (and so an egress proxy while it runs).
+    pub fn has_egress(&self) -> bool {
+        self.mode == NetworkMode::Allowlist
+    }
+}
+
+/// One attempt of a session to reach a destination through the egress proxy, as audited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkAttempt {
+    /// The session.
+    pub session_id: String,
+    /// The execution the relay named (untrusted metadata).
+    pub execution_id: Option<String>,
+    /// `connect` or `http`.
+    pub kind: String,
+    /// The destination's host as named.
+    pub host: String,
+    /// Its port, when readable.
+    pub port: Option<u16>,
+    /// The address connected to, refused or failed.
+    pub address: Option<String>,
+    /// `allowed`, `denied_policy`, `denied_address`, `denied_limit` or `error`.
+    pub decision: String,
+    /// Why (`allowed`, `not_in_allow_list`, `loopback`, `connect_failed`, ...).
+    pub reason: String,
+    /// Bytes sent to the destination.
+    pub bytes_up: u64,
+    /// Bytes received from it.
+    pub bytes_down: u64,
+    /// When the request arrived.
+    pub started_at: DateTime<Utc>,
+    /// How long the attempt lasted, milliseconds.
+    pub duration_ms: u64,
 }
 
 /// A file an execution created, changed or deleted.

@@ -38,6 +38,6 @@ pub use destination::{Destination, Host, ParseError};
 pub use limits::Limits;
 pub use pattern::Pattern;
 pub use policy::{Mode, NetworkRequest, Permitted, PolicyError, SessionPolicy};
-pub use proxy::{EXECUTION_HEADER, Listener, Proxy, ProxyBuilder};
+pub use proxy::{EXECUTION_HEADER, Listener, Proxy, ProxyBuilder, bind_unix_socket};
 pub use resolve::{ResolveError, Resolver, StaticResolver, SystemResolver};
 pub use settings::{EgressSettings, SettingsError};

@@ -8,7 +8,7 @@ use crate::destination::Destination;
 use crate::limits::{CLIENT_CONNECTIONS_PER_CONNECTION, Limits, REQUEST_HEAD_TIMEOUT, TokenBucket};
 use crate::metered::{Metered, Traffic};
 use crate::policy::{Permitted, SessionPolicy};
-use crate::resolve::{Resolver, SystemResolver};
+use crate::resolve::Resolver;
 use crate::settings::{EgressSettings, SettingsError};
 use crate::{http_forward, tunnel};
 use bytes::Bytes;
@@ -107,7 +107,7 @@ impl ProxyBuilder {
         self
     }
 
-    /// Resolves names (default: [`SystemResolver`]).
+    /// Resolves names (default: the settings' `hosts`, then [`crate::SystemResolver`]).
     pub fn resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
         self.resolver = resolver;
         self
@@ -141,13 +141,14 @@ impl ProxyBuilder {
 }
 
 impl Proxy {
-    /// Starts building a proxy with these settings, reporting every attempt to `audit`.
+    /// Starts building a proxy with these settings, reporting every attempt to `audit`. Names
+    /// resolve through the settings' `hosts`, then the system's resolver.
     pub fn builder(settings: EgressSettings, audit: Arc<dyn AuditSink>) -> ProxyBuilder {
         ProxyBuilder {
+            resolver: settings.resolver(),
             settings,
             audit,
             host_addresses: Vec::new(),
-            resolver: Arc::new(SystemResolver),
             connector: Arc::new(TcpConnector),
             metrics: Arc::new(()),
         }
@@ -197,6 +198,28 @@ impl Proxy {
             }
         }
     }
+}
+
+/// Binds a session's Unix socket at `path`, replacing a socket left there by an earlier
+/// process, and opens it to every local user (mode 0666): the sandbox's uid must connect. The
+/// directory holding it must be writable by the caller alone, so that nobody else can swap the
+/// path between the bind and the chmod.
+pub fn bind_unix_socket(path: &std::path::Path) -> io::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => std::fs::remove_file(path)?,
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let listener = tokio::net::UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    Ok(listener)
 }
 
 /// Accept errors that concern one connection or a passing shortage, not the listener.

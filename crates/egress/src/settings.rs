@@ -1,14 +1,18 @@
 //! The operator's egress settings, an `[egress]` section for the server to embed, with defaults.
 
 use crate::address::{AddressRange, AddressRules};
+use crate::destination::Host;
 use crate::limits::{
     DEFAULT_BANDWIDTH_KIB_PER_SEC, DEFAULT_CONNECT_TIMEOUT_SEC, DEFAULT_IDLE_TIMEOUT_SEC,
     DEFAULT_MAX_CONNECTIONS, Limits,
 };
 use crate::pattern::Pattern;
 use crate::policy::Permitted;
+use crate::resolve::{ResolveError, Resolver, StaticResolver, SystemResolver};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Egress: which destinations sessions may ask for, which special addresses are reachable
@@ -34,6 +38,10 @@ pub struct EgressSettings {
     /// Seconds a connection to a destination may pass with no traffic before it is closed
     /// (1 to 86400). Default 300.
     pub idle_timeout_sec: u64,
+    /// Names the proxy resolves itself, before asking the system's resolver: each DNS name
+    /// (any case) maps to its addresses, tried in order (an internal mirror, a test server on
+    /// loopback). Their addresses are judged like any other. Default: none.
+    pub hosts: BTreeMap<String, Vec<IpAddr>>,
 }
 
 impl Default for EgressSettings {
@@ -45,6 +53,7 @@ impl Default for EgressSettings {
             bandwidth_kib_per_sec: DEFAULT_BANDWIDTH_KIB_PER_SEC,
             connect_timeout_sec: DEFAULT_CONNECT_TIMEOUT_SEC,
             idle_timeout_sec: DEFAULT_IDLE_TIMEOUT_SEC,
+            hosts: BTreeMap::new(),
         }
     }
 }
@@ -55,20 +64,40 @@ pub const MAX_CONNECTIONS_PER_SESSION: u64 = 65_536;
 /// Longest connect or idle timeout, seconds (a day).
 pub const MAX_TIMEOUT_SEC: u64 = 86_400;
 
-/// A setting out of range.
+/// A setting the section could be read with but cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("egress.{setting}: must be from 1 to {max}")]
-pub struct SettingsError {
-    /// The setting's name.
-    pub setting: &'static str,
-    /// Its largest value.
-    pub max: u64,
+pub enum SettingsError {
+    /// A limit out of range.
+    #[error("egress.{setting}: must be from 1 to {max}")]
+    Range {
+        /// The setting's name.
+        setting: &'static str,
+        /// Its largest value.
+        max: u64,
+    },
+    /// An entry of `egress.hosts` that is not a DNS name, or maps to no address.
+    #[error("egress.hosts: {name:?} {why}")]
+    Host {
+        /// The entry's name.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
 }
 
 impl EgressSettings {
-    /// Checks what deserialization cannot: the ranges of the limits. (Patterns and address
-    /// ranges are checked as they are read.)
+    /// Checks what deserialization cannot: the ranges of the limits and the names of `hosts`.
+    /// (Patterns and address ranges are checked as they are read.)
     pub fn validate(&self) -> Result<(), SettingsError> {
+        for (name, addresses) in &self.hosts {
+            let why = match Host::parse(name) {
+                Ok(Host::Name(_)) if addresses.is_empty() => "maps to no address",
+                Ok(Host::Name(_)) => continue,
+                Ok(Host::Ip(_)) => "is an address, not a name",
+                Err(_) => "is not a DNS name",
+            };
+            return Err(SettingsError::Host { name: name.clone(), why });
+        }
         for (setting, value, max) in [
             (
                 "max_connections_per_session",
@@ -79,7 +108,7 @@ impl EgressSettings {
             ("idle_timeout_sec", self.idle_timeout_sec, MAX_TIMEOUT_SEC),
         ] {
             if !(1..=max).contains(&value) {
-                return Err(SettingsError { setting, max });
+                return Err(SettingsError::Range { setting, max });
             }
         }
         Ok(())
@@ -95,6 +124,15 @@ impl EgressSettings {
         AddressRules::new(self.allowed_addresses.clone(), host_addresses)
     }
 
+    /// The resolver: `hosts` first, then the system's.
+    pub fn resolver(&self) -> Arc<dyn Resolver> {
+        let table = StaticResolver::new();
+        for (name, addresses) in &self.hosts {
+            table.insert(name.trim_end_matches('.'), addresses.clone());
+        }
+        Arc::new(TableFirst { table, system: SystemResolver })
+    }
+
     /// The per-session limits.
     pub fn limits(&self) -> Limits {
         Limits {
@@ -103,6 +141,22 @@ impl EgressSettings {
                 .then(|| self.bandwidth_kib_per_sec.saturating_mul(1024)),
             connect_timeout: Duration::from_secs(self.connect_timeout_sec),
             idle_timeout: Duration::from_secs(self.idle_timeout_sec),
+        }
+    }
+}
+
+/// The operator's `hosts` table, then the system's resolver for any other name.
+struct TableFirst {
+    table: StaticResolver,
+    system: SystemResolver,
+}
+
+#[async_trait::async_trait]
+impl Resolver for TableFirst {
+    async fn resolve(&self, name: &str) -> Result<Vec<IpAddr>, ResolveError> {
+        match self.table.resolve(name).await {
+            Ok(addresses) => Ok(addresses),
+            Err(_) => self.system.resolve(name).await,
         }
     }
 }
@@ -169,5 +223,30 @@ mod tests {
             let settings: EgressSettings = toml::from_str(&format!("{setting} = {max}")).unwrap();
             assert_eq!(settings.validate(), Ok(()));
         }
+        for (hosts, expected) in [
+            (
+                r#"hosts = { "10.0.0.1" = ["127.0.0.1"] }"#,
+                r#"egress.hosts: "10.0.0.1" is an address, not a name"#,
+            ),
+            (r#"hosts = { "a b" = ["127.0.0.1"] }"#, r#"egress.hosts: "a b" is not a DNS name"#),
+            (r#"hosts = { "a.test" = [] }"#, r#"egress.hosts: "a.test" maps to no address"#),
+        ] {
+            let settings: EgressSettings = toml::from_str(hosts).unwrap();
+            assert_eq!(settings.validate().unwrap_err().to_string(), expected);
+        }
+        let bad_address = toml::from_str::<EgressSettings>(r#"hosts = { "a.test" = ["nowhere"] }"#);
+        assert!(bad_address.is_err(), "addresses are checked as they are read");
+    }
+
+    /// `hosts` answers first, in any case; other names go to the system's resolver.
+    #[tokio::test]
+    async fn the_hosts_table_answers_before_the_system() {
+        let settings: EgressSettings =
+            toml::from_str(r#"hosts = { "Mirror.Internal" = ["127.0.0.2", "::1"] }"#).unwrap();
+        let resolver = settings.resolver();
+        let found = resolver.resolve("mirror.internal").await.unwrap();
+        assert_eq!(found, ["127.0.0.2".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]);
+        let system = resolver.resolve("localhost").await.unwrap();
+        assert!(system.iter().all(IpAddr::is_loopback), "{system:?}");
     }
 }

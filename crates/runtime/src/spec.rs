@@ -51,6 +51,10 @@ pub struct SandboxSpec {
     pub socket_dir: PathBuf,
     /// Host directory of installed packages, mounted read-only.
     pub deps_dir: Option<PathBuf>,
+    /// Host directory mounted read-only at [`sandbox_protocol::contract::EGRESS_DIR`]: the
+    /// control plane puts the session's egress proxy socket in it while the session may reach
+    /// the network. It must be root-owned and not writable by the sandbox's uid.
+    pub egress_dir: Option<PathBuf>,
     /// Settings for the executor (`SANDBOX_EXECUTOR_*` variables).
     pub executor_env: BTreeMap<String, String>,
     /// The uid and gid everything in the sandbox runs as (on the host too: no user namespace).
@@ -76,6 +80,7 @@ impl SandboxSpec {
             workspace_dir,
             socket_dir,
             deps_dir: None,
+            egress_dir: None,
             executor_env: BTreeMap::new(),
             uid: sandbox_protocol::DEFAULT_SANDBOX_UID,
         }

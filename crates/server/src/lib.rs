@@ -115,6 +115,11 @@ pub async fn serve(
         Ok(n) => tracing::info!(executions = n, "finished executions left by the previous run"),
         Err(e) => tracing::warn!(error = %e, "collecting unfinished executions failed"),
     }
+    match state.sessions.resume_egress().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(sessions = n, "serving the egress proxies of running sessions"),
+        Err(e) => tracing::warn!(error = %e, "resuming the egress proxies of running sessions failed"),
+    }
     match state.templates.resume_pulls().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(templates = n, "pulling template images a previous run left unfinished"),

@@ -60,6 +60,16 @@ struct StatusLabels {
     status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EgressLabels {
+    decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: String,
+}
+
 type Buckets = fn() -> Histogram;
 
 fn latency_buckets() -> Histogram {
@@ -82,6 +92,9 @@ pub struct Metrics {
     pool_ready: Family<TemplateLabels, Gauge>,
     leader: Gauge,
     mcp_tool_calls: Family<ToolLabels, Counter>,
+    egress_attempts: Family<EgressLabels, Counter>,
+    egress_bytes: Family<DirectionLabels, Counter>,
+    egress_audit_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -100,6 +113,9 @@ impl Default for Metrics {
             pool_ready: Family::default(),
             leader: Gauge::default(),
             mcp_tool_calls: Family::default(),
+            egress_attempts: Family::default(),
+            egress_bytes: Family::default(),
+            egress_audit_dropped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("http_requests", "HTTP requests by route and status", m.http_requests.clone());
@@ -138,7 +154,39 @@ impl Default for Metrics {
             "MCP tool calls by tool and outcome (ok, or the error code)",
             m.mcp_tool_calls.clone(),
         );
+        registry.register(
+            "egress_attempts",
+            "Attempts to reach a destination through the egress proxy, by decision",
+            m.egress_attempts.clone(),
+        );
+        registry.register(
+            "egress_bytes",
+            "Bytes through the egress proxy by direction (up: to destinations, down: from them)",
+            m.egress_bytes.clone(),
+        );
+        registry.register(
+            "egress_audit_dropped",
+            "Egress audit records dropped because the queue to the database was full",
+            m.egress_audit_dropped.clone(),
+        );
+        // Every decision shows from the start, at 0.
+        for kind in sandbox_egress::DecisionKind::ALL {
+            m.egress_attempts.get_or_create(&EgressLabels { decision: kind.as_str().to_owned() }).inc_by(0);
+        }
         Metrics { registry, ..m }
+    }
+}
+
+impl sandbox_egress::EgressMetrics for Metrics {
+    fn decided(&self, decision: &sandbox_egress::Decision) {
+        let labels = EgressLabels { decision: decision.kind().as_str().to_owned() };
+        self.egress_attempts.get_or_create(&labels).inc();
+    }
+
+    fn transferred(&self, bytes_up: u64, bytes_down: u64) {
+        for (direction, n) in [("up", bytes_up), ("down", bytes_down)] {
+            self.egress_bytes.get_or_create(&DirectionLabels { direction: direction.to_owned() }).inc_by(n);
+        }
     }
 }
 
@@ -194,6 +242,11 @@ impl Metrics {
     pub fn mcp_tool_call(&self, tool: &str, outcome: &str) {
         let labels = ToolLabels { tool: tool.to_owned(), outcome: outcome.to_owned() };
         self.mcp_tool_calls.get_or_create(&labels).inc();
+    }
+
+    /// Records an egress audit record dropped (the queue to the database was full).
+    pub fn egress_audit_dropped(&self) {
+        self.egress_audit_dropped.inc();
     }
 
     /// Sets whether this replica leads.

@@ -145,6 +145,7 @@ impl App {
             timeout_sec: 300,
             env_vars: Default::default(),
             metadata: Default::default(),
+            network: Default::default(),
             runtime_backend: "none".into(),
             sandbox_name: Some(format!("sandbox-{id}")),
             container_id: Some(format!("c-{id}")),

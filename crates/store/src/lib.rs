@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use migrate::Dialect;
 use sandbox_core::model::{
-    ApiKey, Context, Execution, IdempotencyRecord, ImagePull, PoolSandbox, Session, SessionStatus, Template,
-    TemplateStatus,
+    ApiKey, Context, Execution, IdempotencyRecord, ImagePull, NetworkAttempt, PoolSandbox, Session,
+    SessionStatus, Template, TemplateStatus,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -181,6 +181,17 @@ pub trait Store: Send + Sync {
 
     /// Sessions in `creating` or `running`, of one owner or of all.
     async fn count_live_sessions(&self, owner_key_id: Option<&str>) -> Result<u64>;
+
+    /// Records audited network attempts (of any sessions), then deletes the oldest of each
+    /// session concerned until at most `keep` remain; returns how many were deleted.
+    async fn insert_network_attempts(&self, attempts: &[NetworkAttempt], keep: u64) -> Result<u64>;
+    /// A session's audited network attempts, newest first.
+    async fn list_network_attempts(
+        &self,
+        session_id: &str,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Page<NetworkAttempt>>;
 
     /// Stores a new code context unless its session already has `max` of them; `false` then.
     /// `Conflict` if the id exists.

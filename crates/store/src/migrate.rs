@@ -38,12 +38,12 @@ macro_rules! migration_files {
 const SQLITE_MIGRATIONS: &[(&str, &str)] = migration_files!("sqlite":
     "0001_initial.sql", "0002_pools.sql", "0003_pool_slots.sql", "0004_client_ids.sql", "0005_contexts.sql",
     "0006_idempotency_keys.sql", "0007_session_metadata.sql", "0008_dependency_install_code.sql",
-    "0009_template_images.sql");
+    "0009_template_images.sql", "0010_egress.sql");
 
 const MYSQL_MIGRATIONS: &[(&str, &str)] = migration_files!("mysql":
     "0001_initial.sql", "0002_pools.sql", "0003_pool_slots.sql", "0004_client_ids.sql", "0005_contexts.sql",
     "0006_idempotency_keys.sql", "0007_session_metadata.sql", "0008_dependency_install_code.sql",
-    "0009_template_images.sql");
+    "0009_template_images.sql", "0010_egress.sql");
 
 /// The MySQL named lock that keeps two processes from migrating the same database at once: the
 /// one the earlier runner took, so replicas of an earlier release take turns with this one too.

@@ -3,8 +3,8 @@
 use crate::{Result, StoreError};
 use chrono::{DateTime, Utc};
 use sandbox_core::model::{
-    ApiKey, Context, Execution, IdempotencyRecord, ImagePull, InstallStatus, PoolSandbox, PoolState, Session,
-    SessionStatus, Template, TemplateStatus,
+    ApiKey, Context, Execution, IdempotencyRecord, ImagePull, InstallStatus, NetworkAttempt, PoolSandbox,
+    PoolState, Session, SessionStatus, Template, TemplateStatus,
 };
 use sandbox_core::{CpuQuantity, ExecutionStatus, Language, MemoryQuantity};
 use serde::Serialize;
@@ -39,6 +39,10 @@ pub(crate) const EXECUTIONS: Table =
 /// Code contexts.
 pub(crate) const CONTEXTS: Table =
     Table { name: "contexts", record: "context", fixed: &["id", "session_id", "created_at"] };
+
+/// Audited network attempts; never updated (the id is the database's).
+pub(crate) const NETWORK_ATTEMPTS: Table =
+    Table { name: "network_attempts", record: "network attempt", fixed: &["id"] };
 
 /// Warm-pool sandboxes.
 pub(crate) const POOL_SANDBOXES: Table =
@@ -154,6 +158,7 @@ pub(crate) fn session_fields(s: &Session) -> Result<Fields> {
         ("timeout_sec", s.timeout_sec.into()),
         ("env_vars", json(table, "env_vars", &s.env_vars)?),
         ("metadata", json(table, "metadata", &s.metadata)?),
+        ("network", json(table, "network", &s.network)?),
         ("runtime_type", (&s.runtime_backend).into()),
         ("sandbox_name", (&s.sandbox_name).into()),
         ("container_id", (&s.container_id).into()),
@@ -309,6 +314,43 @@ pub(crate) fn template_from_row(row: &AnyRow) -> Result<Template> {
     })
 }
 
+/// The columns of an audited network attempt (its id is the database's).
+pub(crate) fn network_attempt_fields(a: &NetworkAttempt) -> Fields {
+    vec![
+        ("session_id", (&a.session_id).into()),
+        ("execution_id", (&a.execution_id).into()),
+        ("kind", (&a.kind).into()),
+        ("host", (&a.host).into()),
+        ("port", Arg::Int(a.port.map(i64::from))),
+        ("address", (&a.address).into()),
+        ("decision", (&a.decision).into()),
+        ("reason", (&a.reason).into()),
+        ("bytes_up", Arg::Int(Some(i64::try_from(a.bytes_up).unwrap_or(i64::MAX)))),
+        ("bytes_down", Arg::Int(Some(i64::try_from(a.bytes_down).unwrap_or(i64::MAX)))),
+        ("started_at", a.started_at.into()),
+        ("duration_ms", Arg::Int(Some(i64::try_from(a.duration_ms).unwrap_or(i64::MAX)))),
+    ]
+}
+
+/// Reads a row a network attempt was written to.
+pub(crate) fn network_attempt_from_row(row: &AnyRow) -> Result<NetworkAttempt> {
+    let r = Cols { row, table: NETWORK_ATTEMPTS.name };
+    Ok(NetworkAttempt {
+        session_id: r.text("session_id")?,
+        execution_id: r.opt_text("execution_id")?,
+        kind: r.text("kind")?,
+        host: r.text("host")?,
+        port: r.opt_int("port")?,
+        address: r.opt_text("address")?,
+        decision: r.text("decision")?,
+        reason: r.text("reason")?,
+        bytes_up: r.int("bytes_up")?,
+        bytes_down: r.int("bytes_down")?,
+        started_at: r.time("started_at")?,
+        duration_ms: r.int("duration_ms")?,
+    })
+}
+
 /// Reads a row a session was written to.
 pub(crate) fn session_from_row(row: &AnyRow) -> Result<Session> {
     let r = Cols { row, table: SESSIONS.name };
@@ -324,6 +366,7 @@ pub(crate) fn session_from_row(row: &AnyRow) -> Result<Session> {
         timeout_sec: r.int("timeout_sec")?,
         env_vars: r.json("env_vars")?,
         metadata: r.opt_json("metadata")?.unwrap_or_default(),
+        network: r.opt_json("network")?.unwrap_or_default(),
         runtime_backend: r.text("runtime_type")?,
         sandbox_name: r.opt_text("sandbox_name")?,
         container_id: r.opt_text("container_id")?,

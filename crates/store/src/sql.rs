@@ -2,17 +2,18 @@
 
 use crate::migrate::{Dialect, migrate};
 use crate::records::{
-    API_KEYS, Arg, CONTEXTS, Cols, EXECUTIONS, Fields, POOL_SANDBOXES, SESSIONS, TEMPLATES, Table,
-    api_key_fields, api_key_from_row, context_fields, context_from_row, execution_fields, execution_from_row,
-    idempotency_from_row, pool_sandbox_fields, pool_sandbox_from_row, session_fields, session_from_row,
-    template_fields, template_from_row, template_image_fields,
+    API_KEYS, Arg, CONTEXTS, Cols, EXECUTIONS, Fields, NETWORK_ATTEMPTS, POOL_SANDBOXES, SESSIONS, TEMPLATES,
+    Table, api_key_fields, api_key_from_row, context_fields, context_from_row, execution_fields,
+    execution_from_row, idempotency_from_row, network_attempt_fields, network_attempt_from_row,
+    pool_sandbox_fields, pool_sandbox_from_row, session_fields, session_from_row, template_fields,
+    template_from_row, template_image_fields,
 };
 use crate::{Page, Result, SessionFilter, Store, StoreError, db};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sandbox_core::model::{
-    ApiKey, Context, Execution, IdempotencyRecord, ImagePull, PoolSandbox, PoolState, Session, SessionStatus,
-    Template, TemplateStatus,
+    ApiKey, Context, Execution, IdempotencyRecord, ImagePull, NetworkAttempt, PoolSandbox, PoolState,
+    Session, SessionStatus, Template, TemplateStatus,
 };
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Executor};
@@ -367,6 +368,7 @@ impl Store for SqlStore {
         for sql in [
             "DELETE FROM executions WHERE session_id = ?",
             "DELETE FROM contexts WHERE session_id = ?",
+            "DELETE FROM network_attempts WHERE session_id = ?",
             "DELETE FROM sessions WHERE id = ?",
         ] {
             sqlx::query(sql).bind(id).execute(&mut *tx).await.map_err(db)?;
@@ -494,6 +496,56 @@ impl Store for SqlStore {
         let q =
             sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?").bind(before.timestamp_millis());
         self.affected(q).await
+    }
+
+    async fn insert_network_attempts(&self, attempts: &[NetworkAttempt], keep: u64) -> Result<u64> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for a in attempts {
+            insert(&mut *tx, &NETWORK_ATTEMPTS, &a.session_id, network_attempt_fields(a)).await?;
+        }
+        let mut sessions: Vec<&str> = attempts.iter().map(|a| a.session_id.as_str()).collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        let mut deleted = 0;
+        for session in sessions {
+            // The id of the newest attempt past `keep`, if any: it and everything older go.
+            let q = sqlx::query(
+                "SELECT id FROM network_attempts WHERE session_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+            )
+            .bind(session)
+            .bind(sql_int(keep));
+            let cut = q.fetch_optional(&mut *tx).await.map_err(db)?;
+            if let Some(row) = cut {
+                let id: i64 = Cols { row: &row, table: NETWORK_ATTEMPTS.name }.int("id")?;
+                deleted += sqlx::query("DELETE FROM network_attempts WHERE session_id = ? AND id <= ?")
+                    .bind(session)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?
+                    .rows_affected();
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(deleted)
+    }
+
+    async fn list_network_attempts(
+        &self,
+        session_id: &str,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Page<NetworkAttempt>> {
+        let q = sqlx::query(
+            "SELECT * FROM network_attempts WHERE session_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+        )
+        .bind(session_id)
+        .bind(i64::from(limit))
+        .bind(sql_int(offset));
+        let items = self.fetch(q, network_attempt_from_row).await?;
+        let count =
+            sqlx::query("SELECT COUNT(*) AS n FROM network_attempts WHERE session_id = ?").bind(session_id);
+        Ok(Page { items, total: self.count(NETWORK_ATTEMPTS.name, count).await? })
     }
 
     async fn insert_execution(&self, e: &Execution) -> Result<()> {

@@ -8,7 +8,8 @@ use bollard::models::{
     ContainerCreateBody, HostConfig, HostConfigLogConfig, RestartPolicy, RestartPolicyNameEnum,
 };
 use sandbox_protocol::contract::{
-    CONTAINER_SOCKET_DIR, DEPS_DIR, EXECUTOR_PATH, SOCKET_FILE_NAME, WORKSPACE_DIR, env as executor_env,
+    CONTAINER_SOCKET_DIR, DEPS_DIR, EGRESS_DIR, EXECUTOR_PATH, SOCKET_FILE_NAME, WORKSPACE_DIR,
+    env as executor_env,
 };
 use std::collections::HashMap;
 
@@ -33,6 +34,9 @@ pub fn container_config(spec: &SandboxSpec) -> ContainerCreateBody {
     if let Some(deps) = &spec.deps_dir {
         binds.push(format!("{}:{DEPS_DIR}:ro", deps.display()));
         env.push(format!("{}={DEPS_DIR}", executor_env::DEPS_DIR));
+    }
+    if let Some(egress) = &spec.egress_dir {
+        binds.push(format!("{}:{EGRESS_DIR}:ro", egress.display()));
     }
     env.extend(spec.executor_env.iter().map(|(k, v)| format!("{k}={v}")));
 
@@ -106,6 +110,7 @@ mod tests {
         s.memory = "256Mi".parse().unwrap();
         s.labels.insert(labels::SESSION.into(), "sess_1".into());
         s.deps_dir = Some("/data/deps".into());
+        s.egress_dir = Some("/data/egress".into());
         s
     }
 
@@ -146,7 +151,12 @@ mod tests {
         let binds = c.host_config.unwrap().binds.unwrap();
         assert_eq!(
             binds,
-            ["/data/ws:/workspace:rw", "/data/run:/run/sandbox:rw", "/data/deps:/opt/sandbox/deps:ro",]
+            [
+                "/data/ws:/workspace:rw",
+                "/data/run:/run/sandbox:rw",
+                "/data/deps:/opt/sandbox/deps:ro",
+                "/data/egress:/run/sandbox-egress:ro",
+            ]
         );
         let l = c.labels.unwrap();
         assert_eq!(l[labels::MANAGED], "true");

@@ -214,8 +214,9 @@ pub struct SandboxObjects {
 /// label key of the spec is not a valid Kubernetes label key; values Kubernetes would refuse are
 /// hashed ([`label_value`]).
 ///
-/// Fields of [`SandboxSpec`] that name host paths (`workspace_dir`, `socket_dir`, `deps_dir`)
-/// mean nothing in a cluster and are not used; `pids_limit` is the kubelet's per-pod limit
+/// Fields of [`SandboxSpec`] that name host paths (`workspace_dir`, `socket_dir`, `deps_dir`,
+/// `egress_dir`) mean nothing in a cluster and are not used (egress is not available there
+/// yet); `pids_limit` is the kubelet's per-pod limit
 /// (`--pod-max-pids`) on Kubernetes.
 pub fn build(
     spec: &SandboxSpec,

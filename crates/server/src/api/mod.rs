@@ -43,7 +43,7 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
         health::root, health::health, health::ready, health::detailed, health::sync, health::metrics,
         pools::list,
         sessions::create, sessions::list, sessions::get, sessions::terminate, sessions::delete,
-        sessions::install_dependencies,
+        sessions::install_dependencies, sessions::network,
         contexts::create, contexts::list, contexts::get, contexts::delete, contexts::restart,
         contexts::interrupt,
         processes::start, processes::list, processes::get, processes::stream, processes::stdin,
@@ -133,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sessions", post(sessions::create).get(sessions::list))
         .route("/api/v1/sessions/{session_id}", get(sessions::get).delete(sessions::delete))
         .route("/api/v1/sessions/{session_id}/terminate", post(sessions::terminate))
+        .route("/api/v1/sessions/{session_id}/network", get(sessions::network))
         .route("/api/v1/sessions/{session_id}/dependencies/install", post(sessions::install_dependencies))
         .route("/api/v1/sessions/{session_id}/contexts", post(contexts::create).get(contexts::list))
         .route(

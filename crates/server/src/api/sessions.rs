@@ -5,7 +5,7 @@ use crate::api::events::{OutputChunk, error_event, json_event};
 use crate::api::extract::{Body, IdempotencyKey, PathParam, Query, page};
 use crate::api::types::{
     CreateSessionQuery, CreateSessionRequest, InstallDependenciesQuery, InstallDependenciesRequest,
-    ListSessionsQuery, Page, SessionResponse,
+    ListSessionsQuery, NetworkAttemptResponse, Page, PageQuery, SessionResponse,
 };
 use crate::caller::Caller;
 use crate::service::dependencies::InstallRequest;
@@ -60,7 +60,7 @@ async fn render_one(
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 409, description = "A session with this id exists; the template's image is still being pulled (`template_not_ready`) or could not be pulled (`template_pull_failed`); or the first request with this Idempotency-Key is still being carried out or made what no longer exists", body = ErrorBody),
-        (status = 422, description = "Invalid field, unknown template, a template whose image is missing, or an Idempotency-Key used for another request", body = ErrorBody),
+        (status = 422, description = "Invalid field, unknown template, a template whose image is missing, a network policy that is invalid or not permitted (`invalid_egress_pattern`, `invalid_egress_policy`, `egress_not_permitted`), or an Idempotency-Key used for another request", body = ErrorBody),
         (status = 503, description = "The sandbox could not be started", body = ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -98,6 +98,7 @@ pub async fn create(
         fail_on_dependency_error: req.fail_on_dependency_error.unwrap_or(true),
         allow_version_conflicts: req.allow_version_conflicts.unwrap_or(false),
         source_session_id: req.source_session_id,
+        network: req.network.map(Into::into).unwrap_or_default(),
     };
     let created = state.sessions.create(&caller, new, q.wait).await;
     state.idempotency.settle(ticket, created.as_ref().ok().map(|s| s.id.as_str())).await;
@@ -176,6 +177,27 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     state.sessions.delete(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The session's attempts to reach the network through the egress proxy, newest first: every
+/// attempt, allowed or denied, with its destination, decision and bytes. A session keeps its
+/// newest 10 000.
+#[utoipa::path(get, path = "/api/v1/sessions/{session_id}/network", tag = "sessions", security(("bearer" = [])),
+    params(("session_id" = String, Path, description = "Session id"), PageQuery),
+    responses(
+        (status = 200, description = "A page of the attempts", body = Page<NetworkAttemptResponse>),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 404, description = "No such session", body = ErrorBody),
+        (status = 422, description = "Invalid paging", body = ErrorBody)))]
+pub async fn network(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathParam(id): PathParam<String>,
+    Query(q): Query<PageQuery>,
+) -> Result<Json<Page<NetworkAttemptResponse>>, ApiError> {
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let found = state.sessions.network_attempts(&caller, &id, limit, offset).await?;
+    Ok(Json(Page::new(found.items.into_iter().map(Into::into).collect(), found.total, limit, offset)))
 }
 
 /// Lines of pip's output an install stream holds for a slow client; more are dropped.

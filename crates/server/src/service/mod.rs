@@ -4,6 +4,7 @@ pub mod access;
 pub mod contexts;
 pub mod dependencies;
 pub mod disk;
+pub mod egress;
 pub mod error;
 pub mod executions;
 pub mod files;

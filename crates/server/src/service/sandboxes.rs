@@ -101,6 +101,12 @@ impl Sandboxes {
         self.session_dir(id).join("workspace")
     }
 
+    /// Host directory of session `id`'s egress proxy socket, mounted read-only into its sandbox:
+    /// `<data_dir>/sessions/<id>/egress`, root-owned, mode 0755.
+    pub fn egress_dir(&self, id: &str) -> PathBuf {
+        self.session_dir(id).join("egress")
+    }
+
     /// The runtime's spec of session `id`'s sandbox as far as finding it needs (no image or
     /// shape).
     fn locator(&self, id: &str) -> SandboxSpec {
@@ -125,6 +131,10 @@ impl Sandboxes {
         spec.memory = shape.memory;
         spec.uid = self.settings.executor.uid;
         spec.deps_dir = Some(self.session_dir(id).join("deps"));
+        // A pod cannot be handed a host directory: egress is Docker's for now.
+        if self.settings.runtime == RuntimeKind::Docker {
+            spec.egress_dir = Some(self.egress_dir(id));
+        }
         spec.labels.insert(labels::SESSION.into(), id.into());
         spec.labels.insert(labels::TEMPLATE.into(), shape.template_id.clone());
         spec.labels.insert(labels::DEPLOYMENT.into(), self.deployment.clone());
@@ -156,10 +166,13 @@ impl Sandboxes {
     pub async fn start(&self, id: &str, shape: &Shape, seed: Option<Seed>) -> Result<Sandbox, RuntimeError> {
         let spec = self.spec(id, shape);
         let (disks, workspace, size, uid) = (self.disks, spec.workspace_dir.clone(), shape.disk, spec.uid);
-        let deps = spec.deps_dir.clone();
+        let (deps, egress) = (spec.deps_dir.clone(), spec.egress_dir.clone());
         tokio::task::spawn_blocking(move || {
             if let Some(deps) = deps {
                 std::fs::create_dir_all(deps)?;
+            }
+            if let Some(egress) = egress {
+                prepare_egress_dir(&egress)?;
             }
             disks.prepare(&workspace, size, uid).map_err(std::io::Error::other)?;
             adopt_workspace(&workspace, uid)
@@ -284,6 +297,14 @@ impl Sandboxes {
     fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<String>, ExecutorClient)>> {
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Makes the egress directory of a sandbox: owned by this process's user (root in production),
+/// mode 0755, so that only the control plane creates or replaces what is in it.
+fn prepare_egress_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
 }
 
 /// Hands a workspace made for another sandbox uid (before the operator changed `executor.uid`,

@@ -65,6 +65,9 @@ pub struct Settings {
     pub e2b: E2b,
     /// Templates: whether their images are pulled.
     pub templates: TemplateSettings,
+    /// Network egress of sessions through the proxy (`docs/egress.md`): what they may ask
+    /// for, special addresses reachable anyway, names resolved by the proxy, limits.
+    pub egress: sandbox_egress::EgressSettings,
     /// `SANDBOX_*` environment variables that name no setting (ignored, and logged at start:
     /// client tools use names like `SANDBOX_URL` too).
     #[serde(skip)]
@@ -93,6 +96,7 @@ impl Default for Settings {
             dependencies: Dependencies::default(),
             e2b: E2b::default(),
             templates: TemplateSettings::default(),
+            egress: sandbox_egress::EgressSettings::default(),
             ignored_env: Vec::new(),
         }
     }
@@ -174,6 +178,7 @@ impl Settings {
             }
         }
         self.e2b.validate().map_err(SettingsError::Invalid)?;
+        self.egress.validate().map_err(|e| SettingsError::Invalid(e.to_string()))?;
         if !(1..=604_800).contains(&self.storage.presign_ttl_secs) {
             return Err(SettingsError::Invalid("storage.presign_ttl_secs: must be 1 to 604800".into()));
         }
@@ -229,6 +234,10 @@ fn set_path(
         Some(serde_json::Value::Array(_)) => serde_json::Value::Array(
             raw.split(',').map(str::trim).filter(|v| !v.is_empty()).map(|v| v.into()).collect(),
         ),
+        // A table (`egress.hosts`): a JSON object.
+        Some(serde_json::Value::Object(_)) => {
+            serde_json::from_str(raw).map_err(|_| format!("{raw:?} is not a JSON object"))?
+        }
         _ => serde_json::Value::String(raw.to_owned()),
     };
     node.as_object_mut().ok_or("not a section")?.insert(last.clone(), value);
@@ -393,6 +402,42 @@ mod tests {
         assert_eq!(s.dependencies.allowed_index_urls, ["https://a.example/"]);
         let bad = Settings::load(None, env(&[("SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS", "ftp://x/")]));
         assert!(bad.is_err(), "an entry that is not an http(s) URL is refused at start");
+    }
+
+    #[test]
+    fn egress_comes_from_the_file_or_the_environment_and_is_checked() {
+        let s = Settings::load(
+            None,
+            env(&[
+                ("SANDBOX_EGRESS__PERMITTED", "pypi.org:443, *.example.com:*"),
+                ("SANDBOX_EGRESS__ALLOWED_ADDRESSES", r#"["127.0.0.1"]"#),
+                ("SANDBOX_EGRESS__HOSTS", r#"{"mirror.internal": ["127.0.0.1"]}"#),
+                ("SANDBOX_EGRESS__MAX_CONNECTIONS_PER_SESSION", "8"),
+            ]),
+        )
+        .unwrap();
+        let permitted: Vec<String> = s.egress.permitted.iter().map(ToString::to_string).collect();
+        assert_eq!(permitted, ["pypi.org:443", "*.example.com:*"]);
+        assert_eq!(s.egress.hosts["mirror.internal"], ["127.0.0.1".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(s.egress.max_connections_per_session, 8);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "[egress]\npermitted = [\"127.0.0.1:*\"]\nhosts = { \"a.test\" = [\"127.0.0.1\"] }\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&f), env(&[])).unwrap();
+        assert_eq!(s.egress.hosts.len(), 1);
+        for (name, value, expected) in [
+            ("SANDBOX_EGRESS__PERMITTED", "pypi.org", "has no port"),
+            ("SANDBOX_EGRESS__CONNECT_TIMEOUT_SEC", "0", "egress.connect_timeout_sec: must be from 1"),
+            ("SANDBOX_EGRESS__HOSTS", r#"{"10.0.0.1": ["127.0.0.1"]}"#, "is an address, not a name"),
+            ("SANDBOX_EGRESS__HOSTS", "a.test=127.0.0.1", "is not a JSON object"),
+        ] {
+            let error = Settings::load(None, env(&[(name, value)])).unwrap_err().to_string();
+            assert!(error.contains(expected), "{name}={value}: {error}");
+        }
     }
 
     #[test]

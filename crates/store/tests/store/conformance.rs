@@ -4,8 +4,8 @@ use chrono::{DateTime, Duration as Span, Utc};
 use sandbox_core::display::{DisplayOutput, ExecError};
 use sandbox_core::model::{
     ApiKey, Artifact, Context, DependencySpec, Execution, ExecutionMetrics, FileChangeKind,
-    IdempotencyRecord, ImagePull, InstallStatus, InstalledDependency, PoolSandbox, PoolState, PullError,
-    Session, SessionStatus, Template, TemplateStatus,
+    IdempotencyRecord, ImagePull, InstallStatus, InstalledDependency, NetworkAttempt, NetworkMode,
+    PoolSandbox, PoolState, PullError, Session, SessionNetwork, SessionStatus, Template, TemplateStatus,
 };
 use sandbox_core::{ExecutionStatus, Language};
 use sandbox_store::{Page, SessionFilter, Store, StoreError, open};
@@ -25,6 +25,7 @@ pub async fn exercise(url: &str, dialect: &str) {
     sessions(&store).await;
     dependency_installs(&store).await;
     executions(&store).await;
+    network_attempts(&store).await;
     leases(&store).await;
     idempotency_keys(&store).await;
     pools(&store).await;
@@ -217,6 +218,7 @@ fn full_session(id: &str, owner: &str, template: &str, status: SessionStatus, cr
         timeout_sec: 1800,
         env_vars: BTreeMap::from([("HOME".into(), "/workspace".into()), ("EMPTY".into(), String::new())]),
         metadata: BTreeMap::from([("owner".into(), "t1 ✓".into()), ("empty".into(), String::new())]),
+        network: SessionNetwork { mode: NetworkMode::Allowlist, allow: vec!["pypi.org:443".into()] },
         runtime_backend: "docker".into(),
         sandbox_name: Some(format!("sbx-{id}")),
         container_id: Some("0123456789abcdef".into()),
@@ -260,6 +262,7 @@ fn bare_session(id: &str, owner: &str, template: &str, status: SessionStatus, cr
         error_message: None,
         env_vars: BTreeMap::new(),
         metadata: BTreeMap::new(),
+        network: SessionNetwork::default(),
         requested_dependencies: vec![],
         installed_dependencies: vec![],
         dependency_install_status: InstallStatus::Pending,
@@ -623,6 +626,54 @@ fn context(id: &str, session: &str, created: i64) -> Context {
         env_vars: [("A".to_owned(), "1".to_owned())].into(),
         created_at: at(created),
     }
+}
+
+fn attempt(session: &str, host: &str, ms: i64) -> NetworkAttempt {
+    NetworkAttempt {
+        session_id: session.into(),
+        execution_id: (ms % 2 == 0).then(|| "exec_1".into()),
+        kind: "connect".into(),
+        host: host.into(),
+        port: Some(443),
+        address: Some("127.0.0.1".into()),
+        decision: "allowed".into(),
+        reason: "allowed".into(),
+        bytes_up: 5_000_000_000,
+        bytes_down: ms as u64,
+        started_at: at(ms),
+        duration_ms: 12,
+    }
+}
+
+/// Attempts read back newest first, each session keeps its newest `keep`, and they go with
+/// their session.
+async fn network_attempts(store: &Arc<dyn Store>) {
+    let first: Vec<NetworkAttempt> = (0..3).map(|i| attempt("na1", &format!("h{i}"), i)).collect();
+    assert_eq!(store.insert_network_attempts(&first, 4).await.unwrap(), 0);
+    let more = vec![attempt("na1", "h3", 3), attempt("na2", "other", 4), attempt("na1", "h4", 5)];
+    assert_eq!(store.insert_network_attempts(&more, 4).await.unwrap(), 1, "h0 goes");
+    let page = store.list_network_attempts("na1", 3, 0).await.unwrap();
+    assert_eq!(page.total, 4);
+    let hosts: Vec<&str> = page.items.iter().map(|a| a.host.as_str()).collect();
+    assert_eq!(hosts, ["h4", "h3", "h2"], "newest first");
+    assert_eq!(page.items[0], attempt("na1", "h4", 5));
+    let rest = store.list_network_attempts("na1", 3, 3).await.unwrap();
+    assert_eq!(rest.items, vec![attempt("na1", "h1", 1)]);
+    assert_eq!(
+        store.list_network_attempts("na2", 10, 0).await.unwrap().items,
+        vec![attempt("na2", "other", 4)]
+    );
+    let denied = NetworkAttempt {
+        execution_id: None,
+        port: None,
+        address: None,
+        decision: "denied_policy".into(),
+        reason: "not_in_allow_list".into(),
+        bytes_up: 0,
+        ..attempt("na3", "x", 9)
+    };
+    store.insert_network_attempts(std::slice::from_ref(&denied), 4).await.unwrap();
+    assert_eq!(store.list_network_attempts("na3", 10, 0).await.unwrap().items, vec![denied]);
 }
 
 async fn contexts(store: &Arc<dyn Store>) {

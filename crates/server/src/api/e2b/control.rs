@@ -92,6 +92,73 @@ fn detail(state: &AppState, s: Session, with_token: bool) -> Result<SandboxDetai
     })
 }
 
+/// Whether an E2B destination means every address (`0.0.0.0/0`, `::/0`).
+fn is_all_traffic(entry: &str) -> bool {
+    matches!(entry.trim(), "0.0.0.0/0" | "::/0")
+}
+
+/// E2B's egress options as a session's network policy, within what the operator permits:
+///
+/// - `network.allowOut` (names, `*.` wildcards, addresses; no ports): each entry becomes the
+///   patterns `entry:port` for the ports the operator permits it on (`0.0.0.0/0`: any host); an
+///   entry the operator permits on no port is kept as `entry:*`, which the policy check then
+///   refuses with `egress_not_permitted`, as it refuses any `allowOut` while egress is disabled.
+/// - no `allowOut`, and `allow_internet_access: false` or `denyOut` with all traffic: `none`.
+/// - otherwise (E2B's default, internet access): the operator's whole `egress.permitted`, or
+///   `none` when egress is disabled, so clients that send `allow_internet_access: true` by
+///   default are not refused.
+fn network_request(
+    settings: &sandbox_egress::EgressSettings,
+    req: &NewSandbox,
+) -> sandbox_egress::NetworkRequest {
+    use sandbox_egress::{Mode, NetworkRequest, Pattern};
+    let network = req.network.clone().unwrap_or_default();
+    let allow_out = network.allow_out.unwrap_or_default();
+    let deny_all = req.allow_internet_access == Some(false)
+        || network.deny_out.unwrap_or_default().iter().any(|d| is_all_traffic(d));
+    let allowlist = |allow: Vec<String>| NetworkRequest { mode: Mode::Allowlist, allow };
+    if allow_out.is_empty() {
+        return match deny_all || settings.permitted.is_empty() {
+            true => NetworkRequest::default(),
+            false => allowlist(settings.permitted.iter().map(Pattern::to_string).collect()),
+        };
+    }
+    let mut allow: Vec<String> = Vec::new();
+    for entry in &allow_out {
+        let host = match entry.trim() {
+            all if is_all_traffic(all) => "*".to_owned(),
+            literal => match literal.parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+                _ => literal.to_owned(),
+            },
+        };
+        let candidates: Vec<Pattern> = settings
+            .permitted
+            .iter()
+            .filter_map(|p| {
+                let port = p.to_string().rsplit_once(':')?.1.to_owned();
+                let candidate: Pattern = format!("{host}:{port}").parse().ok()?;
+                p.covers(&candidate).then_some(candidate)
+            })
+            .collect();
+        // `a.example.com:*` makes `a.example.com:8443` needless.
+        let mut found: Vec<String> = candidates
+            .iter()
+            .filter(|c| !candidates.iter().any(|d| d != *c && d.covers(c)))
+            .map(Pattern::to_string)
+            .collect();
+        if found.is_empty() {
+            found.push(format!("{host}:*"));
+        }
+        for pattern in found {
+            if !allow.contains(&pattern) {
+                allow.push(pattern);
+            }
+        }
+    }
+    allowlist(allow)
+}
+
 /// `POST /sandboxes` and `POST /v2/sandboxes`: a new session. With `Idempotency-Key`, a retry
 /// answers with the sandbox the first request made.
 pub async fn create(
@@ -126,6 +193,7 @@ pub async fn create(
         env_vars: req.env_vars.clone().unwrap_or_default(),
         metadata: req.metadata.clone().unwrap_or_default(),
         fail_on_dependency_error: true,
+        network: network_request(&state.settings.egress, &req),
         ..Default::default()
     };
     let created = state.sessions.create(&caller, new, true).await;
@@ -298,4 +366,72 @@ pub async fn list_v1(State(state): State<AppState>, caller: Caller, uri: Uri) ->
     let sessions = matching(&state, &caller, &metadata_filter(q.metadata.as_deref().unwrap_or(""))).await?;
     let items = sessions.into_iter().map(|s| detail(&state, s, false)).collect::<Result<Vec<_>, _>>()?;
     Ok(Json(items).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sandbox_egress::{EgressSettings, Mode, NetworkRequest};
+
+    fn settings(permitted: &[&str]) -> EgressSettings {
+        EgressSettings {
+            permitted: permitted.iter().map(|p| p.parse().unwrap()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn create(body: serde_json::Value) -> NewSandbox {
+        serde_json::from_value(body).unwrap()
+    }
+
+    fn allowlist(allow: &[&str]) -> NetworkRequest {
+        NetworkRequest { mode: Mode::Allowlist, allow: allow.iter().map(|s| s.to_string()).collect() }
+    }
+
+    /// E2B's default (internet on) is the operator's whole bound, or none when egress is off;
+    /// turning it off, or denying all traffic, is none.
+    #[test]
+    fn internet_access_is_what_the_operator_permits() {
+        let on = settings(&["pypi.org:443", "*.example.com:*"]);
+        let off = settings(&[]);
+        let default = create(serde_json::json!({"templateID": "base", "allow_internet_access": true}));
+        assert_eq!(network_request(&on, &default), allowlist(&["pypi.org:443", "*.example.com:*"]));
+        assert_eq!(network_request(&off, &default), NetworkRequest::default(), "not refused");
+        let unsaid = create(serde_json::json!({"templateID": "base"}));
+        assert_eq!(network_request(&on, &unsaid), allowlist(&["pypi.org:443", "*.example.com:*"]));
+        for no in [
+            serde_json::json!({"templateID": "base", "allow_internet_access": false}),
+            serde_json::json!({"templateID": "base", "network": {"denyOut": ["0.0.0.0/0"]}}),
+        ] {
+            assert_eq!(network_request(&on, &create(no)), NetworkRequest::default());
+        }
+    }
+
+    /// `allowOut` entries take the ports the operator permits them on; what no pattern covers is
+    /// kept so that the policy check refuses it.
+    #[test]
+    fn allow_out_entries_take_the_permitted_ports() {
+        let on = settings(&["pypi.org:443", "*.example.com:*", "*:8443", "127.0.0.1:*"]);
+        let req = create(serde_json::json!({
+            "templateID": "base",
+            "allow_internet_access": false,
+            "network": {"allowOut": ["pypi.org", "a.example.com", "127.0.0.1", "0.0.0.0/0"], "denyOut": ["0.0.0.0/0"]},
+        }));
+        assert_eq!(
+            network_request(&on, &req),
+            allowlist(&["pypi.org:443", "pypi.org:8443", "a.example.com:*", "127.0.0.1:*", "*:8443"])
+        );
+        let refused =
+            create(serde_json::json!({"templateID": "base", "network": {"allowOut": ["other.org"]}}));
+        let request = network_request(&on, &refused);
+        assert_eq!(request, allowlist(&["other.org:8443"]));
+        let only_443 = settings(&["pypi.org:443"]);
+        let request = network_request(&only_443, &refused);
+        assert_eq!(request, allowlist(&["other.org:*"]));
+        let error = only_443.permitted().validate(&request).unwrap_err();
+        assert_eq!(error.code(), "egress_not_permitted");
+        let error =
+            settings(&[]).permitted().validate(&network_request(&settings(&[]), &refused)).unwrap_err();
+        assert_eq!(error.code(), "egress_not_permitted", "allowOut while egress is disabled");
+    }
 }

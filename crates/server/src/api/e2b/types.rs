@@ -27,6 +27,25 @@ pub struct NewSandbox {
     /// Pause instead of ending on timeout (not offered: `true` is refused).
     #[serde(default)]
     pub auto_pause: Option<bool>,
+    /// Whether the sandbox may reach the internet (E2B's default: yes); see `docs/e2b.md` for
+    /// how it maps onto what the operator permits.
+    #[serde(default, rename = "allow_internet_access")]
+    pub allow_internet_access: Option<bool>,
+    /// Egress rules (`allowOut`, `denyOut`; the rest is ignored).
+    #[serde(default)]
+    pub network: Option<NetworkConfig>,
+}
+
+/// The `network` of a sandbox create, as far as this server honours it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkConfig {
+    /// Destinations allowed (names, `*.` wildcards, addresses; `0.0.0.0/0` for all).
+    #[serde(default)]
+    pub allow_out: Option<Vec<String>>,
+    /// Destinations denied (`0.0.0.0/0`: everything not in `allowOut`).
+    #[serde(default)]
+    pub deny_out: Option<Vec<String>>,
 }
 
 /// `POST /sandboxes/{id}/timeout`.

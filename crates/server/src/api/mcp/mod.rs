@@ -293,6 +293,7 @@ impl SandboxMcp {
                 fail_on_dependency_error: true,
                 allow_version_conflicts: false,
                 source_session_id: None,
+                network: Default::default(),
             };
             let s = self.state.sessions.create(&caller, new, true).await?;
             Ok(render::text(render::session(&s)))

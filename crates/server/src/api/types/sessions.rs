@@ -2,7 +2,9 @@
 
 use crate::caller::Caller;
 use chrono::{DateTime, Utc};
-use sandbox_core::model::{DependencySpec, InstalledDependency, Session};
+use sandbox_core::model::{
+    DependencySpec, InstalledDependency, NetworkAttempt, NetworkMode, Session, SessionNetwork,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -37,6 +39,110 @@ pub struct InstallDependenciesQuery {
     /// line (`output`), then `result` or `error`.
     #[serde(default)]
     pub stream: bool,
+}
+
+/// Whether a session may reach the network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkModeDto {
+    /// No network at all (the default).
+    #[default]
+    None,
+    /// The destinations of `allow`, within what the operator permits, through the egress proxy.
+    Allowlist,
+}
+
+/// A session's network policy (see the egress guide): `none`, or an allow-list of `host:port`
+/// patterns (`pypi.org:443`, `*.githubusercontent.com:443`, `pypi.org:*`), each within the
+/// server's `egress.permitted`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+#[schema(example = json!({"mode": "allowlist", "allow": ["pypi.org:443", "*.pythonhosted.org:443"]}))]
+pub struct NetworkPolicyDto {
+    /// `none` (default) or `allowlist`.
+    pub mode: NetworkModeDto,
+    /// `host:port` patterns; empty unless `mode` is `allowlist`.
+    #[schema(max_items = 64)]
+    pub allow: Vec<String>,
+}
+
+impl From<NetworkPolicyDto> for sandbox_egress::NetworkRequest {
+    fn from(n: NetworkPolicyDto) -> Self {
+        let mode = match n.mode {
+            NetworkModeDto::None => sandbox_egress::Mode::None,
+            NetworkModeDto::Allowlist => sandbox_egress::Mode::Allowlist,
+        };
+        sandbox_egress::NetworkRequest { mode, allow: n.allow }
+    }
+}
+
+impl From<SessionNetwork> for NetworkPolicyDto {
+    fn from(n: SessionNetwork) -> Self {
+        let mode = match n.mode {
+            NetworkMode::None => NetworkModeDto::None,
+            NetworkMode::Allowlist => NetworkModeDto::Allowlist,
+        };
+        NetworkPolicyDto { mode, allow: n.allow }
+    }
+}
+
+/// One attempt of a session to reach a destination through the egress proxy.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NetworkAttemptResponse {
+    /// The execution the attempt came from, as the sandbox's relay named it (informational:
+    /// code in the sandbox can forge it).
+    pub execution_id: Option<String>,
+    /// `connect` (a tunnel, HTTPS) or `http` (a plain HTTP request, forwarded).
+    #[schema(schema_with = network_kind)]
+    pub kind: String,
+    /// The destination's host as named (a lower-case name, or an address).
+    pub host: String,
+    /// Its port, when the request named one that could be read.
+    pub port: Option<u16>,
+    /// The address connected to, or refused, or that failed; absent when none was reached.
+    pub address: Option<String>,
+    /// `allowed`, `denied_policy`, `denied_address`, `denied_limit` or `error`.
+    #[schema(schema_with = network_decision)]
+    pub decision: String,
+    /// Why: `allowed`; `not_in_allow_list`, `not_permitted_by_operator`; an address class
+    /// (`loopback`, `private`, `link_local`, ...); `too_many_connections`; `bad_request`,
+    /// `resolve_failed`, `connect_failed`, `connect_timeout`, `cancelled`.
+    pub reason: String,
+    /// Bytes sent to the destination.
+    pub bytes_up: u64,
+    /// Bytes received from it.
+    pub bytes_down: u64,
+    /// When the request arrived.
+    #[serde(with = "crate::api::types::time::millis")]
+    pub started_at: DateTime<Utc>,
+    /// How long the attempt lasted, milliseconds.
+    pub duration_ms: u64,
+}
+
+fn network_kind() -> utoipa::openapi::Object {
+    super::string_enum("How the request asked.", ["connect", "http"])
+}
+
+fn network_decision() -> utoipa::openapi::Object {
+    super::string_enum("What the proxy decided.", sandbox_egress::DecisionKind::ALL.map(|k| k.as_str()))
+}
+
+impl From<NetworkAttempt> for NetworkAttemptResponse {
+    fn from(a: NetworkAttempt) -> Self {
+        NetworkAttemptResponse {
+            execution_id: a.execution_id,
+            kind: a.kind,
+            host: a.host,
+            port: a.port,
+            address: a.address,
+            decision: a.decision,
+            reason: a.reason,
+            bytes_up: a.bytes_up,
+            bytes_down: a.bytes_down,
+            started_at: a.started_at,
+            duration_ms: a.duration_ms,
+        }
+    }
 }
 
 /// `POST /api/v1/sessions/{id}/dependencies/install`.
@@ -117,6 +223,11 @@ pub struct CreateSessionRequest {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 64)]
     pub source_session_id: Option<String>,
+    /// What the session may reach on the network, through the server's egress proxy; default
+    /// none. Refused with 422 `invalid_egress_pattern`, `invalid_egress_policy` or
+    /// `egress_not_permitted`.
+    #[serde(default)]
+    pub network: Option<NetworkPolicyDto>,
 }
 
 /// Query of `POST /api/v1/sessions`.
@@ -225,6 +336,8 @@ pub struct SessionResponse {
     /// When it ended.
     #[serde(with = "crate::api::types::time::opt_millis")]
     pub dependency_install_completed_at: Option<DateTime<Utc>>,
+    /// What the session may reach on the network (patterns in canonical form).
+    pub network: NetworkPolicyDto,
     /// Why the session failed or ended, when it did.
     pub error_message: Option<String>,
     /// Created.
@@ -290,6 +403,7 @@ impl SessionResponse {
             fail_on_dependency_error: s.fail_on_dependency_error,
             dependency_install_started_at: s.dependency_install_started_at,
             dependency_install_completed_at: s.dependency_install_completed_at,
+            network: s.network.into(),
             error_message: s.error_message,
             created_at: s.created_at,
             updated_at: s.updated_at,

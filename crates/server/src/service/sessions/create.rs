@@ -48,6 +48,8 @@ pub struct NewSession {
     pub allow_version_conflicts: bool,
     /// A session whose workspace the new one starts with (a copy).
     pub source_session_id: Option<String>,
+    /// What it asks to reach on the network.
+    pub network: sandbox_egress::NetworkRequest,
 }
 
 /// Checks environment variable names and values.
@@ -107,6 +109,15 @@ impl Sessions {
             return Err(ServiceError::invalid_field(
                 "source_session_id",
                 format!("no session {source} to copy from"),
+            ));
+        }
+        let network = crate::service::egress::check_policy(&self.settings.egress, &req.network)?;
+        if network.has_egress() && self.settings.runtime != crate::settings::RuntimeKind::Docker {
+            let message = "network egress is not available on the Kubernetes backend yet";
+            return Err(ServiceError::refused(
+                "egress_not_permitted",
+                message,
+                Some(FieldError::new("network", message)),
             ));
         }
         let template = self.store.template(&req.template_id).await?.ok_or_else(|| {
@@ -237,6 +248,7 @@ impl Sessions {
             timeout_sec: timeout,
             env_vars,
             metadata: req.metadata.clone(),
+            network,
             runtime_backend: self.runtime.name().into(),
             sandbox_name: None,
             container_id: None,
@@ -300,6 +312,7 @@ impl Sessions {
                 return Err(e.into());
             }
             self.pools.handed_over(&session.id).await;
+            self.serve_egress(&session);
             self.metrics.session_created(&template.id, true, clock.elapsed());
             tracing::info!(session_id = %session.id, template = %template.id, elapsed_ms = clock.elapsed().as_millis() as u64, "session claimed a pool sandbox");
             return Ok(session);
@@ -401,6 +414,7 @@ impl Sessions {
                 session.workspace_path =
                     Some(self.sandboxes.workspace_dir(&session.id).display().to_string());
                 session.runtime_node = hostname();
+                self.serve_egress(&session);
                 tracing::info!(session_id = %session.id, elapsed_ms = clock.elapsed().as_millis() as u64, "session running");
             }
             Err(why) => {

@@ -16,6 +16,7 @@ use crate::caller::Caller;
 use crate::ids;
 use crate::metrics::Metrics;
 use crate::service::dependencies::{Dependencies, InstallRequest, Installing};
+use crate::service::egress::Egress;
 use crate::service::error::ServiceError;
 use crate::service::pools::Pools;
 use crate::service::sandboxes::{Sandboxes, Shape};
@@ -50,6 +51,7 @@ pub struct Sessions {
     sandboxes: Arc<Sandboxes>,
     pools: Arc<Pools>,
     dependencies: Arc<Dependencies>,
+    egress: Egress,
     /// Serialises lifecycle changes of one session within this process.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     admission: Admission,
@@ -67,6 +69,8 @@ impl Sessions {
         dependencies: Arc<Dependencies>,
     ) -> Self {
         let admission = Admission::new(settings.clone(), store.clone(), runtime.clone());
+        let egress = Egress::new(&settings.egress, store.clone(), metrics.clone())
+            .expect("the egress settings were checked when they were loaded");
         Sessions {
             settings,
             store,
@@ -75,6 +79,7 @@ impl Sessions {
             sandboxes,
             pools,
             dependencies,
+            egress,
             locks: Mutex::new(HashMap::new()),
             admission,
         }
@@ -215,6 +220,36 @@ impl Sessions {
             filter.owner_key_id = Some(caller.key_id.clone());
         }
         Ok(self.store.list_sessions(&filter).await?)
+    }
+
+    /// Serves the egress proxy of running session `s` if it has an allow-list (and is not served
+    /// already).
+    fn serve_egress(&self, s: &Session) {
+        self.egress.serve(&s.id, &s.network, &self.sandboxes.egress_dir(&s.id));
+    }
+
+    /// Serves the egress proxies of the running sessions with an allow-list: after a restart,
+    /// the sockets of the sessions the previous process served. Returns how many are served.
+    pub async fn resume_egress(&self) -> Result<usize, ServiceError> {
+        let running = self.store.sessions_in_status(&[SessionStatus::Running]).await?;
+        let mut served = 0;
+        for s in running.iter().filter(|s| s.network.has_egress()) {
+            self.serve_egress(s);
+            served += usize::from(self.egress.is_serving(&s.id));
+        }
+        Ok(served)
+    }
+
+    /// A session's audited network attempts, newest first.
+    pub async fn network_attempts(
+        &self,
+        caller: &Caller,
+        id: &str,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Page<sandbox_core::model::NetworkAttempt>, ServiceError> {
+        let s = self.get(caller, id).await?;
+        Ok(self.store.list_network_attempts(&s.id, limit, offset).await?)
     }
 
     /// Records activity (an execution or a file operation) on a session.

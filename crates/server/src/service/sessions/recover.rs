@@ -38,6 +38,7 @@ impl Sessions {
         if let Some(c) = &s.container_id
             && self.runtime.is_running(c).await
         {
+            self.serve_egress(&s);
             return Ok(true);
         }
         if let Some(c) = &s.container_id {
@@ -59,10 +60,12 @@ impl Sessions {
             Ok(sb) => {
                 tracing::warn!(session_id = %s.id, container = %sb.id, "recreated the session's lost sandbox");
                 s.container_id = Some(sb.id);
+                self.serve_egress(&s);
                 true
             }
             Err(why) => {
                 tracing::warn!(session_id = %s.id, error = %why, "session lost its sandbox");
+                self.egress.stop(&s.id);
                 s.status = SessionStatus::Failed;
                 s.completed_at = Some(now);
                 s.error_message =

@@ -20,6 +20,7 @@ impl Sessions {
         let _guard = lock.lock().await;
         let mut s = self.store.session(&s.id).await?.unwrap_or(s);
         self.sandboxes.forget_client(&s.id);
+        self.egress.stop(&s.id);
         if s.status.is_final() {
             return Ok(s);
         }

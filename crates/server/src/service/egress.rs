@@ -1,0 +1,258 @@
+//! Network egress of sessions: the policy check on create, the server's one egress proxy, a Unix
+//! socket per running session with an allow-list (in the directory its sandbox mounts at
+//! `EGRESS_DIR`), and the audit, queued to the store and bounded per session.
+
+use crate::metrics::Metrics;
+use crate::service::error::{FieldError, ServiceError};
+use sandbox_core::model::{NetworkAttempt, NetworkMode, SessionNetwork};
+use sandbox_egress::{
+    AuditRecord, AuditSink, EgressSettings, Mode, NetworkRequest, PolicyError, Proxy, SessionPolicy,
+    SettingsError,
+};
+use sandbox_protocol::contract::EGRESS_SOCKET_NAME;
+use sandbox_store::Store;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+/// The newest audited attempts kept per session; older ones are deleted as new ones arrive.
+pub const AUDIT_KEEP_PER_SESSION: u64 = 10_000;
+
+/// Records waiting for the store at most; past it new records are dropped (and counted).
+const AUDIT_QUEUE: usize = 10_000;
+
+/// Records written to the store in one transaction at most.
+const AUDIT_BATCH: usize = 500;
+
+/// Checks the network policy a new session asks for against what the operator permits: the
+/// session's policy in canonical form, or 422 with `invalid_egress_pattern`,
+/// `invalid_egress_policy` or `egress_not_permitted`.
+pub fn check_policy(
+    settings: &EgressSettings,
+    request: &NetworkRequest,
+) -> Result<SessionNetwork, ServiceError> {
+    let policy = settings.permitted().validate(request).map_err(|e| {
+        let message = e.to_string();
+        ServiceError::refused(e.code(), message.clone(), Some(FieldError::new("network", message)))
+    })?;
+    let canonical = NetworkRequest::from(policy);
+    let mode = match canonical.mode {
+        Mode::None => NetworkMode::None,
+        Mode::Allowlist => NetworkMode::Allowlist,
+    };
+    Ok(SessionNetwork { mode, allow: canonical.allow })
+}
+
+/// A stored policy, read again (it was validated on create).
+fn policy_of(network: &SessionNetwork) -> Result<SessionPolicy, PolicyError> {
+    let mode = match network.mode {
+        NetworkMode::None => Mode::None,
+        NetworkMode::Allowlist => Mode::Allowlist,
+    };
+    SessionPolicy::parse(&NetworkRequest { mode, allow: network.allow.clone() })
+}
+
+/// A proxy listener: one identity and policy served on a Unix socket until it is dropped;
+/// dropping it closes its connections and removes the socket.
+pub struct EgressListener {
+    task: AbortHandle,
+    socket: PathBuf,
+}
+
+impl EgressListener {
+    /// The socket it listens on.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// Whether it still serves (its socket has not failed).
+    pub fn is_serving(&self) -> bool {
+        !self.task.is_finished()
+    }
+}
+
+impl Drop for EgressListener {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Err(e) = std::fs::remove_file(&self.socket)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(socket = %self.socket.display(), error = %e, "could not remove an egress socket");
+        }
+    }
+}
+
+/// The server's egress proxy and the sessions it serves.
+pub struct Egress {
+    proxy: Proxy,
+    serving: Mutex<HashMap<String, EgressListener>>,
+}
+
+impl Egress {
+    /// The proxy for these settings, with the host's own addresses forbidden and every attempt
+    /// audited to `store` and counted in `metrics`. Starts the task that writes the audit.
+    pub fn new(
+        settings: &EgressSettings,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Egress, SettingsError> {
+        let (queue, records) = mpsc::channel(AUDIT_QUEUE);
+        tokio::spawn(write_audit(records, store));
+        let sink = Arc::new(QueuedAudit { queue, metrics: metrics.clone() });
+        let proxy = Proxy::builder(settings.clone(), sink)
+            .host_addresses(host_addresses())
+            .metrics(metrics)
+            .build()?;
+        Ok(Egress { proxy, serving: Mutex::default() })
+    }
+
+    /// Serves session `id`'s proxy on `<dir>/proxy.sock` if its policy has an allow-list and it
+    /// is not served already; otherwise does nothing. A socket that cannot be made is logged:
+    /// the session then has no way out, which is the safe side.
+    pub fn serve(&self, id: &str, network: &SessionNetwork, dir: &Path) {
+        if !network.has_egress() {
+            return;
+        }
+        let mut serving = self.serving();
+        match serving.remove(id) {
+            Some(running) if running.is_serving() => {
+                serving.insert(id.to_owned(), running);
+                return;
+            }
+            // A listener whose socket failed: it and its socket go before a new one is made.
+            failed => drop(failed),
+        }
+        let policy = match policy_of(network) {
+            Ok(policy) => policy,
+            Err(e) => {
+                tracing::error!(session_id = %id, error = %e, "the session's stored network policy does not read");
+                return;
+            }
+        };
+        match self.listen(id, policy, dir) {
+            Ok(listener) => {
+                tracing::info!(session_id = %id, socket = %listener.socket.display(), "egress proxy serving");
+                serving.insert(id.to_owned(), listener);
+            }
+            Err(e) => {
+                tracing::error!(session_id = %id, dir = %dir.display(), error = %e, "could not open the session's egress socket")
+            }
+        }
+    }
+
+    /// Serves `policy` as `id` (a session, or whatever the audit should name) on a new socket
+    /// `proxy.sock` in `dir`, any host directory only this process writes (a package installer's
+    /// too), until the returned listener is dropped.
+    pub fn listen(&self, id: &str, policy: SessionPolicy, dir: &Path) -> std::io::Result<EgressListener> {
+        let socket = dir.join(EGRESS_SOCKET_NAME);
+        let listener = sandbox_egress::bind_unix_socket(&socket)?;
+        let accept = self.proxy.serve_session(id, policy, listener);
+        let session = id.to_owned();
+        let task = tokio::spawn(async move {
+            let error = accept.await;
+            tracing::error!(session_id = %session, %error, "egress proxy socket failed");
+        });
+        Ok(EgressListener { task: task.abort_handle(), socket })
+    }
+
+    /// Stops session `id`'s proxy, if it runs: its connections close, and its socket goes.
+    pub fn stop(&self, id: &str) {
+        let stopped = self.serving().remove(id);
+        if stopped.is_some() {
+            tracing::info!(session_id = %id, "egress proxy stopped");
+        }
+    }
+
+    /// Whether session `id`'s proxy is served by this process.
+    pub fn is_serving(&self, id: &str) -> bool {
+        self.serving().get(id).is_some_and(EgressListener::is_serving)
+    }
+
+    fn serving(&self) -> std::sync::MutexGuard<'_, HashMap<String, EgressListener>> {
+        self.serving.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The host's own addresses (every interface's), which no session reaches unless the operator
+/// allows them.
+fn host_addresses() -> Vec<IpAddr> {
+    let mut found = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list that stays valid until freeifaddrs;
+    // each sockaddr is read as the family it states.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "could not list the host's addresses for the egress proxy");
+            return found;
+        }
+        let mut entry = list;
+        while let Some(ifa) = entry.as_ref() {
+            if let Some(addr) = ifa.ifa_addr.as_ref() {
+                let ip = match i32::from(addr.sa_family) {
+                    libc::AF_INET => {
+                        let v4 = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                        Some(IpAddr::from(u32::from_be(v4.sin_addr.s_addr).to_be_bytes()))
+                    }
+                    libc::AF_INET6 => {
+                        let v6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                        Some(IpAddr::from(v6.sin6_addr.s6_addr))
+                    }
+                    _ => None,
+                };
+                if let Some(ip) = ip.filter(|ip| !found.contains(ip)) {
+                    found.push(ip);
+                }
+            }
+            entry = ifa.ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    found
+}
+
+/// Queues audit records for the store without waiting: the proxy's tasks call it.
+struct QueuedAudit {
+    queue: mpsc::Sender<NetworkAttempt>,
+    metrics: Arc<Metrics>,
+}
+
+impl AuditSink for QueuedAudit {
+    fn record(&self, record: AuditRecord) {
+        if self.queue.try_send(attempt_of(record)).is_err() {
+            self.metrics.egress_audit_dropped();
+        }
+    }
+}
+
+/// An audit record as the store keeps it.
+fn attempt_of(r: AuditRecord) -> NetworkAttempt {
+    NetworkAttempt {
+        session_id: r.session_id,
+        execution_id: r.execution_id,
+        kind: r.kind.as_str().to_owned(),
+        host: r.host,
+        port: r.port,
+        address: r.address.map(|a| a.to_string()),
+        decision: r.decision.kind().as_str().to_owned(),
+        reason: r.decision.reason().to_owned(),
+        bytes_up: r.bytes_up,
+        bytes_down: r.bytes_down,
+        started_at: r.started_at,
+        duration_ms: u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX),
+    }
+}
+
+/// Writes queued records in batches, keeping each session's newest
+/// [`AUDIT_KEEP_PER_SESSION`], until every sender is gone.
+async fn write_audit(mut records: mpsc::Receiver<NetworkAttempt>, store: Arc<dyn Store>) {
+    let mut batch = Vec::with_capacity(AUDIT_BATCH);
+    while records.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
+        if let Err(e) = store.insert_network_attempts(&batch, AUDIT_KEEP_PER_SESSION).await {
+            tracing::error!(records = batch.len(), error = %e, "could not store egress audit records");
+        }
+        batch.clear();
+    }
+}

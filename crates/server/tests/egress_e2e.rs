@@ -1,0 +1,389 @@
+//! Network egress through the public API, on the real binary and real Docker: the policy a
+//! session asks for is checked against the operator's bound, a session with an allow-list gets
+//! the egress proxy's socket in the directory its sandbox mounts (connected to here, from the
+//! host, as the sandbox's relay does), every attempt is audited, and the socket follows the
+//! session's life: gone when it ends, served again after a restart and across a lost sandbox's
+//! recreation, made when a pooled sandbox is claimed. All traffic stays on 127.0.0.1 and Unix sockets: names map to loopback (or, to be
+//! refused, to private addresses the proxy never connects to) through `egress.hosts`.
+
+mod common;
+
+use common::{Server, eventually};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixStream};
+
+/// The body the test web server answers every request with.
+const BODY: &str = "hello through the egress proxy\n";
+
+/// A web server on 127.0.0.1 answering every request with [`BODY`] and closing; it records the
+/// bytes each connection read and wrote, in the order the connections ended.
+struct Web {
+    port: u16,
+    seen: Arc<Mutex<Vec<(u64, u64)>>>,
+}
+
+impl Web {
+    async fn start() -> Web {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+                        BODY.len()
+                    );
+                    stream.write_all(answer.as_bytes()).await.unwrap();
+                    stream.shutdown().await.unwrap();
+                    log.lock().unwrap().push((head.len() as u64, answer.len() as u64));
+                });
+            }
+        });
+        Web { port, seen }
+    }
+
+    fn seen(&self) -> Vec<(u64, u64)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A settings file: egress permitted on the test names, loopback reachable, names mapped by
+/// `hosts` (`web` to the test server, `private` to an address never connected to), and warm pools
+/// of `pool_size` for python-basic only.
+fn config(dir: &std::path::Path, pool_size: u32) -> String {
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[egress]
+permitted = ["*.egress.test:*", "127.0.0.1:*"]
+allowed_addresses = ["127.0.0.1"]
+hosts = {{ "web.egress.test" = ["127.0.0.1"], "private.egress.test" = ["10.0.0.1"] }}
+[pools]
+default_size = 0
+[pools.sizes]
+"python-basic" = {pool_size}
+"#
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+async fn start(pool_size: u32) -> Server {
+    let dir = tempfile::Builder::new().prefix("sandbox-server-e2e-").tempdir().unwrap();
+    let config = config(dir.path(), pool_size);
+    Server::start_in(dir, &[("SANDBOX_CONFIG", &config), ("SANDBOX_LIFECYCLE__RECONCILE_INTERVAL_SEC", "1")])
+        .await
+}
+
+/// The allow-list of a session that may reach the test server (and the private name, to be
+/// refused by address).
+fn allowlist(port: u16) -> Value {
+    json!({"mode": "allowlist", "allow": [format!("web.egress.test:{port}"), format!("private.egress.test:{port}")]})
+}
+
+/// Where the proxy's socket of session `id` is, on the host.
+fn socket_of(srv: &Server, id: &str) -> PathBuf {
+    srv.dir.path().join("sessions").join(id).join("egress").join("proxy.sock")
+}
+
+/// Reads an HTTP head (up to the blank line) from `stream`; its status and the head's text.
+async fn read_head(stream: &mut UnixStream) -> (u16, String) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "the proxy closed mid-head: {head:?}");
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8(head).unwrap();
+    let status = text.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, text)
+}
+
+/// `CONNECT authority` through the socket, naming an execution as the relay does: the status,
+/// and for a tunnel, what a GET through it answered; the request sent through the tunnel.
+async fn connect(socket: &PathBuf, authority: &str) -> (u16, String, String) {
+    let mut stream = UnixStream::connect(socket).await.unwrap();
+    let ask =
+        format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nX-Sandbox-Execution: exec_e2e\r\n\r\n");
+    stream.write_all(ask.as_bytes()).await.unwrap();
+    let (status, head) = read_head(&mut stream).await;
+    if status != 200 {
+        return (status, head, String::new());
+    }
+    let request = format!("GET /tunnel HTTP/1.1\r\nHost: {authority}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    stream.shutdown().await.unwrap();
+    (status, answer, request)
+}
+
+/// A plain `GET http://authority/` through the socket: the whole answer.
+async fn get(socket: &PathBuf, authority: &str) -> String {
+    let mut stream = UnixStream::connect(socket).await.unwrap();
+    let ask =
+        format!("GET http://{authority}/plain HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    stream.write_all(ask.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
+/// The session's audit once it holds `n` attempts (newest first).
+async fn audit(srv: &Server, id: &str, n: u64) -> Vec<Value> {
+    let path = format!("/api/v1/sessions/{id}/network?limit=100");
+    eventually(Duration::from_secs(20), &format!("{n} audited attempts"), || async {
+        let (s, page) = srv.call(Method::GET, &path, &srv.key, None).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        (page["total"].as_u64() == Some(n)).then(|| page["items"].as_array().unwrap().clone())
+    })
+    .await
+}
+
+/// A session's proxy answers a CONNECT to the test server (the socket is served).
+async fn reaches(socket: &PathBuf, port: u16) -> bool {
+    if !socket.exists() {
+        return false;
+    }
+    let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), UnixStream::connect(socket)).await else {
+        return false;
+    };
+    let (status, answer, _) = connect(socket, &format!("web.egress.test:{port}")).await;
+    status == 200 && answer.ends_with(BODY)
+}
+
+#[tokio::test]
+async fn policies_the_server_does_not_permit_are_refused_with_their_codes() {
+    let srv = start(0).await;
+    for (network, code) in [
+        (json!({"mode": "allowlist", "allow": ["web.egress.test"]}), "invalid_egress_pattern"),
+        (json!({"mode": "allowlist", "allow": ["a.*.test:80"]}), "invalid_egress_pattern"),
+        (json!({"mode": "none", "allow": ["web.egress.test:80"]}), "invalid_egress_policy"),
+        (json!({"mode": "allowlist", "allow": vec!["web.egress.test:80"; 65]}), "invalid_egress_policy"),
+        (json!({"mode": "allowlist", "allow": ["pypi.org:443"]}), "egress_not_permitted"),
+        (json!({"mode": "allowlist", "allow": ["egress.test:80"]}), "egress_not_permitted"),
+    ] {
+        let body = json!({"template_id": "python-basic", "network": network});
+        let (s, b) = srv.call(Method::POST, "/api/v1/sessions", &srv.key, Some(body)).await;
+        assert_eq!((s, b["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(code)), "{network}: {b}");
+        assert_eq!(b["errors"][0]["field"], "network", "{b}");
+    }
+    let (_, list) = srv.call(Method::GET, "/api/v1/sessions", &srv.key, None).await;
+    assert_eq!(list["total"], 0, "a refused create makes nothing");
+
+    // E2B's create: an `allowOut` entry takes the ports the operator permits it on; one permitted
+    // on none is refused.
+    let e2b = |srv: &Server, body: Value| {
+        srv.http.post(srv.url("/sandboxes")).header("X-API-KEY", srv.key.clone()).json(&body).send()
+    };
+    let refused =
+        e2b(&srv, json!({"templateID": "base", "network": {"allowOut": ["pypi.org"]}})).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error_code"], "egress_not_permitted", "{body}");
+    let created =
+        e2b(&srv, json!({"templateID": "base", "network": {"allowOut": ["web.egress.test"]}})).await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let sandbox: Value = created.json().await.unwrap();
+    let id = format!("sess_{}", sandbox["sandboxID"].as_str().unwrap());
+    let (_, shown) = srv.call(Method::GET, &format!("/api/v1/sessions/{id}"), &srv.key, None).await;
+    assert_eq!(shown["network"], json!({"mode": "allowlist", "allow": ["web.egress.test:*"]}));
+
+    // A server that permits nothing refuses any allow-list, even an empty one, but not E2B's
+    // default of internet access: that is no network there.
+    let off = Server::start(&[]).await;
+    let body = json!({"template_id": "python-basic", "network": {"mode": "allowlist", "allow": []}});
+    let (s, b) = off.call(Method::POST, "/api/v1/sessions", &off.key, Some(body)).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("egress_not_permitted")),
+        "{b}"
+    );
+    let created = e2b(&off, json!({"templateID": "base", "allow_internet_access": true})).await.unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let sandbox: Value = created.json().await.unwrap();
+    let id = format!("sess_{}", sandbox["sandboxID"].as_str().unwrap());
+    let (_, shown) = off.call(Method::GET, &format!("/api/v1/sessions/{id}"), &off.key, None).await;
+    assert_eq!(shown["network"], json!({"mode": "none", "allow": []}));
+}
+
+#[tokio::test]
+async fn a_session_reaches_its_allow_list_through_its_socket_and_every_attempt_is_audited() {
+    let web = Web::start().await;
+    let srv = start(0).await;
+    let port = web.port;
+    let id = srv
+        .create_session_with(&srv.key, json!({"template_id": "python-basic", "network": allowlist(port)}))
+        .await;
+    let (_, shown) = srv.call(Method::GET, &format!("/api/v1/sessions/{id}"), &srv.key, None).await;
+    assert_eq!(shown["network"], allowlist(port), "the policy is stored and shown");
+
+    // The socket: in a root-owned directory only the server writes, open to the sandbox's uid.
+    let socket = socket_of(&srv, &id);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&socket), 0o666);
+    assert_eq!(mode(socket.parent().unwrap()), 0o755);
+    let mounts = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{json .HostConfig.Binds}}", &format!("sandbox-{id}")])
+        .output()
+        .unwrap();
+    let binds = String::from_utf8(mounts.stdout).unwrap();
+    assert!(
+        binds.contains(&format!("{}:/run/sandbox-egress:ro", socket.parent().unwrap().display())),
+        "{binds}"
+    );
+
+    // A tunnel and a plain request reach the test server by name.
+    let target = format!("web.egress.test:{port}");
+    let (status, answer, sent) = connect(&socket, &target).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer.ends_with(BODY), "{answer}");
+    audit(&srv, &id, 1).await;
+    let plain = get(&socket, &target).await;
+    assert!(plain.starts_with("HTTP/1.1 200"), "{plain}");
+    assert!(plain.ends_with(BODY), "{plain}");
+    audit(&srv, &id, 2).await;
+    // Another name, and a name that resolves to a private address, are refused.
+    let (status, head, _) = connect(&socket, &format!("other.egress.test:{port}")).await;
+    assert_eq!(status, 403, "{head}");
+    audit(&srv, &id, 3).await;
+    let (status, head, _) = connect(&socket, &format!("private.egress.test:{port}")).await;
+    assert_eq!(status, 403, "{head}");
+
+    let items = audit(&srv, &id, 4).await;
+    let seen = web.seen();
+    assert_eq!(seen.len(), 2, "the refused attempts connected nowhere: {seen:?}");
+    let summary: Vec<(&str, &str, &str)> = items
+        .iter()
+        .map(|a| {
+            (a["host"].as_str().unwrap(), a["decision"].as_str().unwrap(), a["reason"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("private.egress.test", "denied_address", "private"),
+            ("other.egress.test", "denied_policy", "not_in_allow_list"),
+            ("web.egress.test", "allowed", "allowed"),
+            ("web.egress.test", "allowed", "allowed"),
+        ],
+        "newest first: {items:?}"
+    );
+    let (tunnel, forwarded) = (&items[3], &items[2]);
+    assert_eq!((tunnel["kind"].as_str(), forwarded["kind"].as_str()), (Some("connect"), Some("http")));
+    assert_eq!(tunnel["execution_id"], "exec_e2e");
+    assert_eq!(tunnel["port"], port);
+    assert_eq!(tunnel["address"], "127.0.0.1");
+    // A tunnel's bytes are its payload exactly; a forwarded request's, what the destination
+    // read and wrote.
+    assert_eq!(
+        (tunnel["bytes_up"].as_u64(), tunnel["bytes_down"].as_u64()),
+        (Some(sent.len() as u64), Some(seen[0].1))
+    );
+    assert_eq!(seen[0].0, sent.len() as u64);
+    assert_eq!(
+        (forwarded["bytes_up"].as_u64(), forwarded["bytes_down"].as_u64()),
+        (Some(seen[1].0), Some(seen[1].1))
+    );
+    assert_eq!(items[0]["address"], "10.0.0.1");
+    assert_eq!((items[0]["bytes_up"].as_u64(), items[1]["address"].as_str()), (Some(0), None));
+    // Paged.
+    let (_, page) = srv
+        .call(Method::GET, &format!("/api/v1/sessions/{id}/network?limit=1&offset=1"), &srv.key, None)
+        .await;
+    assert_eq!((page["total"].as_u64(), page["has_more"].as_bool()), (Some(4), Some(true)));
+    assert_eq!(page["items"][0]["host"], "other.egress.test");
+    let metrics =
+        srv.http.get(srv.url("/metrics")).bearer_auth(&srv.key).send().await.unwrap().text().await.unwrap();
+    for line in [
+        r#"sandbox_egress_attempts_total{decision="allowed"} 2"#,
+        r#"sandbox_egress_attempts_total{decision="denied_policy"} 1"#,
+        r#"sandbox_egress_attempts_total{decision="denied_address"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
+    let down = format!(r#"sandbox_egress_bytes_total{{direction="down"}} {}"#, seen[0].1 + seen[1].1);
+    assert!(metrics.contains(&down), "{down}\n{metrics}");
+
+    // A session without an allow-list has an empty egress directory.
+    let plain_session = srv.create_session(&srv.key, "python-basic").await;
+    let (_, shown) =
+        srv.call(Method::GET, &format!("/api/v1/sessions/{plain_session}"), &srv.key, None).await;
+    assert_eq!(shown["network"], json!({"mode": "none", "allow": []}));
+    let dir = socket_of(&srv, &plain_session).parent().unwrap().to_owned();
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "no socket for a session with none");
+
+    // Terminated: the socket goes, the audit stays.
+    let (s, _) = srv.call(Method::POST, &format!("/api/v1/sessions/{id}/terminate"), &srv.key, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!socket.exists(), "the socket is gone with the session");
+    assert_eq!(audit(&srv, &id, 4).await.len(), 4);
+    // Deleted: the audit goes too.
+    let (s, _) = srv.call(Method::DELETE, &format!("/api/v1/sessions/{id}"), &srv.key, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = srv.call(Method::GET, &format!("/api/v1/sessions/{id}/network"), &srv.key, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_claimed_pool_sandbox_gets_its_socket_and_a_restart_serves_it_again() {
+    let web = Web::start().await;
+    let mut srv = start(1).await;
+    eventually(Duration::from_secs(120), "a ready pool sandbox", || async {
+        let (_, pools) = srv.call(Method::GET, "/api/v1/pools", &srv.key, None).await;
+        let ready = pools["items"].as_array().unwrap().iter().find(|p| p["template_id"] == "python-basic");
+        (ready.is_some_and(|p| p["ready"] == 1)).then_some(())
+    })
+    .await;
+    let id = srv
+        .create_session_with(&srv.key, json!({"template_id": "python-basic", "network": allowlist(web.port)}))
+        .await;
+    let (_, pools) = srv.call(Method::GET, "/api/v1/pools", &srv.key, None).await;
+    let pool =
+        pools["items"].as_array().unwrap().iter().find(|p| p["template_id"] == "python-basic").unwrap();
+    assert_eq!(pool["hits"], 1, "the session claimed the pool's sandbox: {pool}");
+    let socket = socket_of(&srv, &id);
+    assert!(reaches(&socket, web.port).await, "the claimed sandbox's session is served");
+    audit(&srv, &id, 1).await;
+
+    // Killed and started again: the socket left behind answers again once recovered.
+    srv.kill(libc::SIGKILL);
+    assert!(!reaches(&socket, web.port).await, "nobody serves the socket while the server is down");
+    srv.spawn().await;
+    eventually(Duration::from_secs(30), "the socket served again", || async {
+        reaches(&socket, web.port).await.then_some(())
+    })
+    .await;
+    audit(&srv, &id, 2).await;
+
+    // Its sandbox lost and recreated: the socket is the session's, and stays served.
+    let (_, before) = srv.call(Method::GET, &format!("/api/v1/sessions/{id}"), &srv.key, None).await;
+    common::lose_sandbox(&id);
+    eventually(Duration::from_secs(90), "the sandbox recreated", || async {
+        let (_, now) = srv.call(Method::GET, &format!("/api/v1/sessions/{id}"), &srv.key, None).await;
+        (now["status"] == "running" && now["container_id"] != before["container_id"]).then_some(())
+    })
+    .await;
+    assert!(reaches(&socket, web.port).await, "served across the recreation");
+    audit(&srv, &id, 3).await;
+}
