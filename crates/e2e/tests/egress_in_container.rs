@@ -527,7 +527,7 @@ async fn an_installer_on_no_network_installs_through_the_proxy() {
         uid: DEFAULT_SANDBOX_UID,
     };
     let runtime = DockerRuntime::connect(DockerConfig::default()).await.unwrap();
-    let outcome = runtime.run_installer(&spec).await.unwrap();
+    let outcome = runtime.run_installer(&spec, None).await.unwrap();
     assert_eq!(outcome.exit_code, Some(0), "{}", outcome.output);
     assert!(target.join("egresspkg.py").exists() || target.join("egresspkg").exists(), "{}", outcome.output);
     let record = egress.record_by(INDEX, RequestKind::Http, None).await;
