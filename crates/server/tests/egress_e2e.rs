@@ -387,3 +387,56 @@ async fn a_claimed_pool_sandbox_gets_its_socket_and_a_restart_serves_it_again() 
     assert!(reaches(&socket, web.port).await, "served across the recreation");
     audit(&srv, &id, 3).await;
 }
+
+/// The whole path, as users meet it: code in a session with an allow-list reaches the test
+/// server by name through the relay in its sandbox and the server's proxy, is refused what the
+/// list does not name, cannot connect directly, and finds each attempt in the session's audit
+/// under its execution; a session without a list has no proxy at all.
+#[tokio::test]
+async fn code_in_a_session_reaches_exactly_its_allow_list() {
+    let web = Web::start().await;
+    let srv = start(0).await;
+    let port = web.port;
+    let id = srv
+        .create_session_with(&srv.key, json!({"template_id": "python-basic", "network": allowlist(port)}))
+        .await;
+    let fetch = |host: &str| {
+        format!(
+            "import urllib.request, urllib.error\ntry:\n    r = urllib.request.urlopen('http://{host}:{port}/x', timeout=20)\n    print(r.status, r.read().decode(), end='')\nexcept urllib.error.HTTPError as e:\n    print('refused', e.code)\n"
+        )
+    };
+    let r = srv.python(&id, &fetch("web.egress.test")).await;
+    assert_eq!(r["stdout"], format!("200 {BODY}"), "{r}");
+    let allowed_execution =
+        r["execution_id"].as_str().unwrap_or_else(|| r["id"].as_str().unwrap()).to_owned();
+    let r = srv.python(&id, &fetch("other.egress.test")).await;
+    assert_eq!(r["stdout"], "refused 403\n", "not on the list: {r}");
+    let r = srv.python(&id, &fetch("private.egress.test")).await;
+    assert_eq!(r["stdout"], "refused 403\n", "a private address: {r}");
+    // No way around the proxy: the test server's port is not reachable directly.
+    let direct = format!(
+        "import socket\ntry:\n    socket.create_connection(('127.0.0.1', {port}), timeout=3)\n    print('reached')\nexcept OSError:\n    print('blocked')\n"
+    );
+    assert_eq!(srv.python(&id, &direct).await["stdout"], "blocked\n");
+
+    let attempts = audit(&srv, &id, 3).await;
+    let decisions: Vec<(&str, &str)> =
+        attempts.iter().map(|a| (a["host"].as_str().unwrap(), a["decision"].as_str().unwrap())).collect();
+    assert_eq!(
+        decisions,
+        [
+            ("private.egress.test", "denied_address"),
+            ("other.egress.test", "denied_policy"),
+            ("web.egress.test", "allowed")
+        ],
+        "{attempts:?}"
+    );
+    assert_eq!(attempts[2]["execution_id"], allowed_execution.as_str(), "{attempts:?}");
+    assert_eq!(attempts[2]["bytes_down"], web.seen()[0].1, "{attempts:?}");
+
+    // Without a list: no proxy variables, nothing listening for them.
+    let none = srv.create_session(&srv.key, "python-basic").await;
+    let r = srv.python(&none, "import os\nprint(os.environ.get('HTTP_PROXY'))").await;
+    assert_eq!(r["stdout"], "None\n", "{r}");
+    assert_eq!(srv.python(&none, &direct).await["stdout"], "blocked\n");
+}
