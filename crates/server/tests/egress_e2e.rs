@@ -101,6 +101,16 @@ fn allowlist(port: u16) -> Value {
     json!({"mode": "allowlist", "allow": [format!("web.egress.test:{port}"), format!("private.egress.test:{port}")]})
 }
 
+/// The test web server, a server, and a session whose allow-list names the web server.
+async fn allowlisted() -> (Web, Server, String) {
+    let web = Web::start().await;
+    let srv = start(0).await;
+    let network = allowlist(web.port);
+    let id =
+        srv.create_session_with(&srv.key, json!({"template_id": "python-basic", "network": network})).await;
+    (web, srv, id)
+}
+
 /// Where the proxy's socket of session `id` is, on the host.
 fn socket_of(srv: &Server, id: &str) -> PathBuf {
     srv.dir.path().join("sessions").join(id).join("egress").join("proxy.sock")
@@ -229,12 +239,8 @@ async fn policies_the_server_does_not_permit_are_refused_with_their_codes() {
 
 #[tokio::test]
 async fn a_session_reaches_its_allow_list_through_its_socket_and_every_attempt_is_audited() {
-    let web = Web::start().await;
-    let srv = start(0).await;
+    let (web, srv, id) = allowlisted().await;
     let port = web.port;
-    let id = srv
-        .create_session_with(&srv.key, json!({"template_id": "python-basic", "network": allowlist(port)}))
-        .await;
     let (_, shown) = srv.call(Method::GET, &format!("/api/v1/sessions/{id}"), &srv.key, None).await;
     assert_eq!(shown["network"], allowlist(port), "the policy is stored and shown");
 
@@ -394,12 +400,8 @@ async fn a_claimed_pool_sandbox_gets_its_socket_and_a_restart_serves_it_again() 
 /// under its execution; a session without a list has no proxy at all.
 #[tokio::test]
 async fn code_in_a_session_reaches_exactly_its_allow_list() {
-    let web = Web::start().await;
-    let srv = start(0).await;
+    let (web, srv, id) = allowlisted().await;
     let port = web.port;
-    let id = srv
-        .create_session_with(&srv.key, json!({"template_id": "python-basic", "network": allowlist(port)}))
-        .await;
     let fetch = |host: &str| {
         format!(
             "import urllib.request, urllib.error\ntry:\n    r = urllib.request.urlopen('http://{host}:{port}/x', timeout=20)\n    print(r.status, r.read().decode(), end='')\nexcept urllib.error.HTTPError as e:\n    print('refused', e.code)\n"

@@ -47,6 +47,9 @@ pub fn record(status: u16, code: &str) {
 /// `status` and `error_code`), whatever client the test used.
 #[allow(dead_code)] // The router's tests start no server.
 pub fn record_from_log(log: &str) {
+    if std::env::var_os("SANDBOX_ERROR_CODE_LEDGER").is_none() {
+        return;
+    }
     for line in log.lines() {
         let field = |name: &str| {
             let start = line.find(&format!(" {name}="))? + name.len() + 2;
