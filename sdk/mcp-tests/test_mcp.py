@@ -103,8 +103,8 @@ async def test_every_tool_and_state_across_calls(connect: Connect, cleanup: List
                               code="open('/workspace/c.bin', 'rb').read()"))
         assert r"b'\x00\xffbin'" in back, back
 
-        # Packages: the installer needs the package index; where the deployment gives it no
-        # network (as the live checks do) the refusal says so with its code.
+        # Packages: the installer needs the package index; where the egress proxy may not reach
+        # it (as in the live checks) the refusal says so with its code.
         result = await session.call_tool("install_packages", {"session_id": sid, "packages": ["six==1.16.0"]})
         if is_error(result):
             assert texts(result).startswith(("package_index_unreachable: ", "dependencies_unsupported: ")), texts(result)

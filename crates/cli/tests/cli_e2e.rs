@@ -309,7 +309,7 @@ fn deps_install_adds_packages_from_an_index() {
     let index = runtime.block_on(sandbox_e2e::pypi::TestIndex::start());
     index.publish("sbx-hello", "1.0.0", &[], "def greet():\n    return 'hello 1'\n");
     let server = Server::start_with(&[
-        ("SANDBOX_DEPENDENCIES__NETWORK", "host"),
+        ("SANDBOX_EGRESS__ALLOWED_ADDRESSES", "127.0.0.1"),
         ("SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS", "http://127.0.0.1:*/"),
     ]);
     let id = server.session();

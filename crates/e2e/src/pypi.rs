@@ -26,6 +26,8 @@ struct Index {
     connections: u64,
     /// Wait before each answer.
     delay: Duration,
+    /// Where project pages link files: `""` (this index) or another server's `http://host:port`.
+    files_base: String,
 }
 
 /// A running index.
@@ -97,6 +99,17 @@ impl TestIndex {
         format!("http://{}/simple/", self.addr)
     }
 
+    /// Where it listens: `127.0.0.1:PORT`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Makes project pages link their files on `other` (which must have them published too),
+    /// as PyPI links files on another host.
+    pub fn link_files_on(&self, other: &TestIndex) {
+        self.index.lock().expect("lock").files_base = format!("http://{}", other.addr);
+    }
+
     /// Adds a package version (see [`wheel`]).
     pub fn publish(&self, name: &str, version: &str, requires: &[&str], source: &str) {
         let (file, bytes) = wheel(name, version, requires, source);
@@ -160,7 +173,9 @@ async fn answer(
     let index = index.lock().expect("lock");
     let found = if let Some(project) = path.strip_prefix("/simple/") {
         index.projects.get(&normalize(project.trim_end_matches('/'))).map(|files| {
-            let links: String = files.iter().map(|f| format!("<a href=\"/files/{f}\">{f}</a>\n")).collect();
+            let base = &index.files_base;
+            let links: String =
+                files.iter().map(|f| format!("<a href=\"{base}/files/{f}\">{f}</a>\n")).collect();
             ("text/html", Bytes::from(format!("<!DOCTYPE html><html><body>\n{links}</body></html>\n")))
         })
     } else if let Some(file) = path.strip_prefix("/files/") {

@@ -517,8 +517,7 @@ async fn an_installer_on_no_network_installs_through_the_proxy() {
         env: [("PIP_INDEX_URL".to_owned(), format!("http://{INDEX}:{port}/simple/"))].into(),
         target_dir: target.clone(),
         scratch_dir: scratch,
-        network: "none".into(),
-        egress_dir: Some(egress.dir.path().to_owned()),
+        egress_dir: egress.dir.path().to_owned(),
         cpu: CpuQuantity::from_millis(1000).unwrap(),
         memory: MemoryQuantity::from_mib(512).unwrap(),
         pids_limit: 256,
@@ -530,6 +529,7 @@ async fn an_installer_on_no_network_installs_through_the_proxy() {
     let outcome = runtime.run_installer(&spec, None).await.unwrap();
     assert_eq!(outcome.exit_code, Some(0), "{}", outcome.output);
     assert!(target.join("egresspkg.py").exists() || target.join("egresspkg").exists(), "{}", outcome.output);
-    let record = egress.record_by(INDEX, RequestKind::Http, None).await;
+    // The relay names the installer in each request, so the audit tells installs apart.
+    let record = egress.record_by(INDEX, RequestKind::Http, Some(&spec.name)).await;
     assert_eq!(record.decision, Decision::Allowed);
 }

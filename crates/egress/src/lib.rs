@@ -37,7 +37,7 @@ pub use decision::{Decision, DecisionKind, Failure, PolicyDenial};
 pub use destination::{Destination, Host, ParseError};
 pub use limits::Limits;
 pub use pattern::Pattern;
-pub use policy::{Mode, NetworkRequest, Permitted, PolicyError, SessionPolicy};
+pub use policy::{MAX_ALLOW_ENTRIES, Mode, NetworkRequest, Permitted, PolicyError, SessionPolicy};
 pub use proxy::{EXECUTION_HEADER, Listener, Proxy, ProxyBuilder, bind_unix_socket};
 pub use resolve::{ResolveError, Resolver, StaticResolver, SystemResolver};
 pub use settings::{EgressSettings, SettingsError};

@@ -21,7 +21,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -261,9 +261,12 @@ impl Session {
     }
 
     async fn serve_client<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self: Arc<Self>, io: I) {
+        // A relay names the execution in a connection's first request only; the requests that
+        // follow on the same connection (keep-alive) are the same execution's.
+        let named: Arc<OnceLock<String>> = Arc::default();
         let service = hyper::service::service_fn(move |request| {
-            let session = self.clone();
-            async move { Ok::<_, Infallible>(session.handle(request).await) }
+            let (session, named) = (self.clone(), named.clone());
+            async move { Ok::<_, Infallible>(session.handle(request, &named).await) }
         });
         let served = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
@@ -277,8 +280,15 @@ impl Session {
         }
     }
 
-    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
-        let execution_id = execution_id(request.headers());
+    async fn handle(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        named: &OnceLock<String>,
+    ) -> Response<ProxyBody> {
+        let execution_id = match execution_id(request.headers()) {
+            Some(id) => Some(named.get_or_init(|| id).clone()),
+            None => named.get().cloned(),
+        };
         let kind = match request.method() == Method::CONNECT {
             true => RequestKind::Connect,
             false => RequestKind::Http,

@@ -35,8 +35,9 @@ struct RelayArgs {
     /// The execution id to name in each connection's first request.
     #[arg(long, value_parser = parse_id)]
     execution: Option<String>,
-    /// A program to run once the relay listens, with the proxy variables pointing at it; the
-    /// relay then ends with it, with its exit code.
+    /// A program to run once the relay listens, with the proxy variables pointing at it and
+    /// no `NO_PROXY` (every URL goes through the proxy); the relay then ends with it, with its
+    /// exit code.
     #[arg(last = true)]
     command: Vec<std::ffi::OsString>,
 }
@@ -56,9 +57,17 @@ fn relay(args: RelayArgs) -> std::process::ExitCode {
         let status = egress::bind(args.listen)
             .and_then(|listener| egress::spawn_thread(listener, args.socket, execution))
             .and_then(|()| {
+                // The command (a package installer) has nothing of its own on loopback: every
+                // URL, a loopback index's too, goes to the proxy, which judges it by the
+                // operator's address rules.
+                let variables = egress::proxy_variables(args.listen)
+                    .into_iter()
+                    .filter(|(name, _)| !name.eq_ignore_ascii_case("no_proxy"));
                 std::process::Command::new(program)
                     .args(rest)
-                    .envs(egress::proxy_variables(args.listen))
+                    .env_remove("NO_PROXY")
+                    .env_remove("no_proxy")
+                    .envs(variables)
                     .status()
             });
         return match status {

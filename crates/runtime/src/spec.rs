@@ -138,12 +138,13 @@ pub struct SandboxInfo {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-/// A one-off container that installs Python packages for a session: the template's image, with
-/// network egress (unlike a sandbox: a Docker network, or the egress proxy), writing only into
-/// one fresh host directory.
+/// A one-off container that installs Python packages for a session: the template's image,
+/// joining no network, reaching the package index only through the control plane's egress
+/// proxy, writing only into one fresh host directory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InstallerSpec {
-    /// Unique name; also the container name.
+    /// Unique name; also the container name, and the id the egress audit records its
+    /// connections under (1 to 64 of `[A-Za-z0-9_-]`).
     pub name: String,
     /// The session's template image (the same Python the sandbox runs).
     pub image: String,
@@ -156,17 +157,13 @@ pub struct InstallerSpec {
     pub target_dir: PathBuf,
     /// Host directory mounted read-write at `/tmp` for unpacking (kept off memory).
     pub scratch_dir: PathBuf,
-    /// The network it joins (Docker: `bridge`, `host`, or a user-defined network), unless it
-    /// has an `egress_dir`.
-    pub network: String,
     /// The host directory holding the install's egress proxy socket
     /// ([`EGRESS_SOCKET_NAME`](sandbox_protocol::contract::EGRESS_SOCKET_NAME)), made and
-    /// served by the control plane with only the index allowed. When given, the installer joins
-    /// no network: the directory is mounted read-only at
-    /// [`EGRESS_DIR`](sandbox_protocol::contract::EGRESS_DIR) and `command` runs under
-    /// `sandbox-executor egress-relay`, with the proxy variables pointing at the relay on
-    /// loopback.
-    pub egress_dir: Option<PathBuf>,
+    /// served by the control plane with only the index allowed: the installer's only way out.
+    /// It is mounted read-only at [`EGRESS_DIR`](sandbox_protocol::contract::EGRESS_DIR) and
+    /// `command` runs under `sandbox-executor egress-relay`, with the proxy variables pointing
+    /// at the relay on loopback. It must be root-owned and not writable by the installer's uid.
+    pub egress_dir: PathBuf,
     /// CPU allowance.
     pub cpu: CpuQuantity,
     /// Memory limit.

@@ -4,6 +4,7 @@ use crate::metrics::Metrics;
 use crate::service::access::AccessTokens;
 use crate::service::contexts::Contexts;
 use crate::service::dependencies::Dependencies;
+use crate::service::egress::Egress;
 use crate::service::executions::Executions;
 use crate::service::files::Files;
 use crate::service::idempotency::Idempotency;
@@ -78,8 +79,17 @@ impl AppState {
             sandboxes.clone(),
             metrics.clone(),
         ));
-        let dependencies =
-            Arc::new(Dependencies::new(settings.clone(), store.clone(), runtime.clone(), sandboxes.clone()));
+        let egress = Arc::new(
+            Egress::new(&settings.egress, store.clone(), metrics.clone())
+                .expect("the egress settings were checked when they were loaded"),
+        );
+        let dependencies = Arc::new(Dependencies::new(
+            settings.clone(),
+            store.clone(),
+            runtime.clone(),
+            sandboxes.clone(),
+            egress,
+        ));
         let sessions = Arc::new(Sessions::new(
             settings.clone(),
             store.clone(),

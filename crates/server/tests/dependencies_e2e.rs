@@ -1,7 +1,7 @@
 //! Python packages for sessions, end to end: the real server binary, real installer containers
-//! running the template's pip, and a real package index on loopback serving wheels this test
-//! builds (the installers use host networking here, so they reach it; sandboxes never have a
-//! network).
+//! running the template's pip on no network, and a real package index on loopback serving wheels
+//! this test builds, reached through the server's egress proxy (the operator lists 127.0.0.1 in
+//! `egress.allowed_addresses`; sandboxes never reach it).
 
 mod common;
 
@@ -27,7 +27,7 @@ async fn index() -> TestIndex {
 
 async fn server() -> Server {
     Server::start(&[
-        ("SANDBOX_DEPENDENCIES__NETWORK", "host"),
+        ("SANDBOX_EGRESS__ALLOWED_ADDRESSES", "127.0.0.1"),
         ("SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS", "http://127.0.0.1:*/"),
         ("SANDBOX_LIFECYCLE__RECONCILE_INTERVAL_SEC", "1"),
     ])
@@ -243,7 +243,7 @@ async fn bad_requests_unknown_packages_and_unreachable_indexes_fail_clearly_and_
         (StatusCode::BAD_GATEWAY, Some("package_index_unreachable")),
         "{body}"
     );
-    assert!(body["message"].as_str().unwrap().contains("Connection refused"), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("127.0.0.1:1: error: connect_failed"), "{body}");
 
     // The failure is on record; the packages and the requests are as before.
     let after = session(&srv, &id).await;
@@ -539,4 +539,62 @@ async fn a_restart_during_the_install_of_a_new_session_leaves_it_failed_and_code
     assert_eq!(s, StatusCode::OK, "{body}");
     let r = srv.python(&id, "import sbx_hello\nprint(sbx_hello.VERSION)").await;
     assert_eq!(r["stdout"], "1.0.0\n", "{r}");
+}
+
+/// An installer joins no network: it reaches its index, and the operator's download hosts,
+/// through the egress proxy and nothing else, and every attempt is audited under its name.
+#[tokio::test]
+async fn an_install_reaches_only_its_index_and_the_download_hosts_through_the_proxy() {
+    // The index links its files on another server, as PyPI does.
+    let files = TestIndex::start().await;
+    let index = TestIndex::start().await;
+    for on in [&files, &index] {
+        on.publish("sbx-elsewhere", "1.0.0", &[], "WHERE = 'files host'\n");
+    }
+    index.link_files_on(&files);
+
+    // Not a download host: the proxy refuses the file, which is never fetched, and says so.
+    let srv = server().await;
+    let id = session_on(&srv, &index).await;
+    let (s, body) = install(&srv, &id, json!({"dependencies": [{"name": "sbx-elsewhere"}]})).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::BAD_GATEWAY, Some("package_index_unreachable")),
+        "{body}"
+    );
+    let refused = format!("the egress proxy answered {}: denied_policy: not_in_allow_list", files.addr());
+    assert!(body["message"].as_str().unwrap().contains(&refused), "{body}");
+    assert_eq!(files.connections(), 0, "the files host was contacted");
+    let audit = eventually(Duration::from_secs(20), "the install's attempts audited", || async {
+        let path = format!("/api/v1/sessions/{id}/network?limit=100");
+        let (_, page) = srv.call(Method::GET, &path, &srv.key, None).await;
+        let items = page["items"].as_array().unwrap().clone();
+        items.iter().any(|a| a["decision"] == "denied_policy").then_some(items)
+    })
+    .await;
+    let attempt = |port: u16, decision: &str| {
+        audit.iter().any(|a| {
+            a["port"] == port
+                && a["decision"] == decision
+                && a["execution_id"].as_str().is_some_and(|e| e.starts_with(&format!("installer-{id}-")))
+        })
+    };
+    assert!(attempt(index.addr().port(), "allowed"), "{audit:?}");
+    assert!(attempt(files.addr().port(), "denied_policy"), "{audit:?}");
+    drop(srv);
+
+    // Listed as a download host: the same install succeeds from there.
+    let download_host = files.addr().to_string();
+    let srv = Server::start(&[
+        ("SANDBOX_EGRESS__ALLOWED_ADDRESSES", "127.0.0.1"),
+        ("SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS", "http://127.0.0.1:*/"),
+        ("SANDBOX_DEPENDENCIES__DOWNLOAD_HOSTS", &download_host),
+    ])
+    .await;
+    let id = session_on(&srv, &index).await;
+    let (s, body) = install(&srv, &id, json!({"dependencies": [{"name": "sbx-elsewhere"}]})).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(files.connections() > 0, "the file came from the download host");
+    let r = srv.python(&id, "import sbx_elsewhere\nprint(sbx_elsewhere.WHERE)").await;
+    assert_eq!(r["stdout"], "files host\n", "{r}");
 }

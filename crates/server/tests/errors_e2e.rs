@@ -202,8 +202,8 @@ async fn an_upload_cut_short_and_a_sandbox_that_does_not_answer_are_told_apart()
 
 #[tokio::test]
 async fn an_install_that_cannot_start_or_cannot_finish_says_which() {
-    // An installer network that does not exist: the installer cannot run.
-    let srv = Server::start(&[("SANDBOX_DEPENDENCIES__NETWORK", "sandbox-test-no-such-network")]).await;
+    // An installer below Docker's smallest memory limit (6 MiB): the engine refuses to run it.
+    let srv = Server::start(&[("SANDBOX_DEPENDENCIES__MEMORY", "4Mi")]).await;
     let id = srv.create_session(&srv.key, "python-basic").await;
     let install = format!("/api/v1/sessions/{id}/dependencies/install");
     let body = json!({"dependencies": [{"name": "sbx-hello"}]});
@@ -216,7 +216,7 @@ async fn an_install_that_cannot_start_or_cannot_finish_says_which() {
     index.publish("sbx-hello", "1.0.0", &[], "VERSION = '1.0.0'\n");
     index.set_delay(std::time::Duration::from_secs(60));
     let srv = Server::start(&[
-        ("SANDBOX_DEPENDENCIES__NETWORK", "host"),
+        ("SANDBOX_EGRESS__ALLOWED_ADDRESSES", "127.0.0.1"),
         ("SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS", "http://127.0.0.1:*/"),
         ("SANDBOX_DEPENDENCIES__INSTALL_TIMEOUT_SEC", "5"),
         ("SANDBOX_DEPENDENCIES__MAX_INSTALL_TIMEOUT_SEC", "5"),

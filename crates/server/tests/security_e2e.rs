@@ -184,8 +184,8 @@ async fn resuming_a_workspace_never_follows_the_tenants_links_on_the_host() {
 async fn a_package_index_the_operator_did_not_allow_is_never_contacted() {
     let index = sandbox_e2e::pypi::TestIndex::start().await;
     index.publish("sbx-probe", "1.0.0", &[], "X = 1\n");
-    // Installers could reach the host's loopback, where the "internal" service listens.
-    let srv = Server::start(&[("SANDBOX_DEPENDENCIES__NETWORK", "host")]).await;
+    // The proxy may reach the host's loopback, where the "internal" service listens.
+    let srv = Server::start(&[("SANDBOX_EGRESS__ALLOWED_ADDRESSES", "127.0.0.1")]).await;
     let (s, body) = srv
         .call(
             Method::POST,
@@ -242,7 +242,7 @@ async fn an_install_past_its_size_limit_fails_while_it_runs_and_keeps_the_old_pa
         .collect();
     index.publish("sbx-huge", "1.0.0", &[], &format!("DATA = '''{blob}'''\n"));
     let srv = Server::start(&[
-        ("SANDBOX_DEPENDENCIES__NETWORK", "host"),
+        ("SANDBOX_EGRESS__ALLOWED_ADDRESSES", "127.0.0.1"),
         ("SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS", "http://127.0.0.1:*/"),
         ("SANDBOX_DEPENDENCIES__MAX_SIZE_MB", "8"),
     ])
@@ -284,7 +284,7 @@ async fn an_install_past_its_size_limit_fails_while_it_runs_and_keeps_the_old_pa
 async fn an_installer_cannot_make_the_control_plane_read_host_files() {
     let index = sandbox_e2e::pypi::TestIndex::start().await;
     let srv = Server::start(&[
-        ("SANDBOX_DEPENDENCIES__NETWORK", "host"),
+        ("SANDBOX_EGRESS__ALLOWED_ADDRESSES", "127.0.0.1"),
         ("SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS", "http://127.0.0.1:*/"),
         ("SANDBOX_DEPENDENCIES__ALLOW_SOURCE_BUILDS", "true"),
     ])
@@ -493,7 +493,7 @@ async fn a_package_installer_counts_against_the_hosts_capacity() {
     let overcommit = (1.2 * (1u64 << 30) as f64 / host_memory_bytes()).to_string();
     let srv = Server::start(&[
         ("SANDBOX_CAPACITY__MEMORY_OVERCOMMIT", &overcommit),
-        ("SANDBOX_DEPENDENCIES__NETWORK", "host"),
+        ("SANDBOX_EGRESS__ALLOWED_ADDRESSES", "127.0.0.1"),
         ("SANDBOX_DEPENDENCIES__ALLOWED_INDEX_URLS", "http://127.0.0.1:*/"),
     ])
     .await;

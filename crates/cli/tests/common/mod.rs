@@ -51,6 +51,10 @@ impl Server {
             .env("SANDBOX_LISTEN", format!("127.0.0.1:{port}"))
             .env("SANDBOX_API_KEY", &key)
             .env("SANDBOX_LOG_FORMAT", "text")
+            // Installs never leave this host: without an index of its own, a test installs from a
+            // loopback port nothing listens on, rather than from PyPI.
+            .env("SANDBOX_DEPENDENCIES__DEFAULT_INDEX_URL", "http://127.0.0.1:9/simple/")
+            .env("SANDBOX_DEPENDENCIES__DOWNLOAD_HOSTS", "")
             .stdout(Stdio::null())
             .stderr(log);
         if let Ok(prefix) = std::env::var("IMAGE_PREFIX") {

@@ -48,8 +48,9 @@ async fn each_request_on_a_kept_alive_connection_is_decided_and_audited() {
     let (harness, mut server, served) = web().await;
     let port = server.port;
     let mut client = TcpStream::connect(served.address).await.unwrap();
-    for (path, length) in [("/bytes/3", 3), ("/bytes/4", 4)] {
-        let request = format!("GET http://web.test:{port}{path} HTTP/1.1\r\nHost: web.test\r\n\r\n");
+    // A relay names the execution in the connection's first request only.
+    for (path, length, named) in [("/bytes/3", 3, "X-Sandbox-Execution: exec_k\r\n"), ("/bytes/4", 4, "")] {
+        let request = format!("GET http://web.test:{port}{path} HTTP/1.1\r\nHost: web.test\r\n{named}\r\n");
         client.write_all(request.as_bytes()).await.unwrap();
         let head = step("a response", read_head(&mut client)).await.unwrap();
         assert_eq!(status(&head), 200);
@@ -68,6 +69,8 @@ async fn each_request_on_a_kept_alive_connection_is_decided_and_audited() {
         decisions,
         [Decision::Allowed, Decision::Allowed, Decision::DeniedPolicy(PolicyDenial::NotInAllowList)]
     );
+    let executions: Vec<Option<&str>> = records.iter().map(|r| r.execution_id.as_deref()).collect();
+    assert_eq!(executions, [Some("exec_k"); 3], "every request of the connection is the execution's");
     assert_eq!(harness.connector.asked().len(), 2);
 }
 

@@ -1,8 +1,7 @@
-//! Package installer containers on Docker: the template's image running pip with network
-//! egress (a Docker network, or, with an egress directory, no network but the egress proxy's
-//! socket and a relay on loopback), as the sandbox user, without capabilities, on a read-only
-//! image, writing only into the fresh target directory it is given. It runs until it exits or
-//! its timeout, then goes.
+//! Package installer containers on Docker: the template's image running pip on no network (its
+//! only way out the egress proxy's socket and a relay on loopback), as the sandbox user,
+//! without capabilities, on a read-only image, writing only into the fresh target directory it
+//! is given. It runs until it exits or its timeout, then goes.
 
 use super::{DockerRuntime, engine_error, is_not_found};
 use crate::RuntimeError;
@@ -67,27 +66,21 @@ pub fn installer_config(spec: &InstallerSpec, deadline: i64) -> ContainerCreateB
         format!("{}:{}:rw", spec.target_dir.display(), InstallerSpec::TARGET),
         format!("{}:/tmp:rw", spec.scratch_dir.display()),
     ];
-    let mut command = spec.command.clone();
-    let network = match &spec.egress_dir {
-        // Only the proxy's socket leads out: the relay (the template's executor) listens on
-        // loopback and runs the command with the proxy variables pointing at it.
-        Some(dir) => {
-            binds.push(format!("{}:{EGRESS_DIR}:ro", dir.display()));
-            let socket = format!("{EGRESS_DIR}/{EGRESS_SOCKET_NAME}");
-            let relay = [EXECUTOR_PATH, "egress-relay", "--socket", &socket, "--"];
-            command = relay.into_iter().map(str::to_owned).chain(command).collect();
-            "none".to_owned()
-        }
-        None => spec.network.clone(),
-    };
+    // Only the proxy's socket leads out: the relay (the template's executor) listens on
+    // loopback and runs the command with the proxy variables pointing at it.
+    binds.push(format!("{}:{EGRESS_DIR}:ro", spec.egress_dir.display()));
+    let socket = format!("{EGRESS_DIR}/{EGRESS_SOCKET_NAME}");
+    let relay = [EXECUTOR_PATH, "egress-relay", "--socket", &socket, "--execution", &spec.name, "--"];
+    let command: Vec<String> =
+        relay.into_iter().map(str::to_owned).chain(spec.command.iter().cloned()).collect();
     let host = HostConfig {
         memory: Some(memory),
         memory_swap: Some(memory),
         cpu_period: Some(super::config::CPU_PERIOD),
         cpu_quota: Some(super::config::cpu_quota(spec.cpu)),
         pids_limit: Some(spec.pids_limit),
-        // The one difference from a sandbox that matters: the installer reaches the index.
-        network_mode: Some(network),
+        // Like a sandbox, no network: the index is reached through the relay and the proxy.
+        network_mode: Some("none".into()),
         cap_drop: Some(vec!["ALL".into()]),
         security_opt: Some(vec!["no-new-privileges".into()]),
         readonly_rootfs: Some(true),
@@ -130,14 +123,6 @@ impl DockerRuntime {
         let opts = CreateContainerOptionsBuilder::default().name(&spec.name).build();
         let id = match self.docker.create_container(Some(opts), installer_config(spec, deadline)).await {
             Ok(c) => c.id,
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, message })
-                if message.contains("network") =>
-            {
-                return Err(RuntimeError::Invalid(format!(
-                    "the installer network {:?} does not exist ({message}); set dependencies.network",
-                    spec.network
-                )));
-            }
             Err(e) if is_not_found(&e) => return Err(RuntimeError::ImageNotFound(spec.image.clone())),
             Err(e) => return Err(engine_error(e)),
         };
@@ -154,17 +139,7 @@ impl DockerRuntime {
         spec: &InstallerSpec,
         progress: Option<InstallerProgress>,
     ) -> Result<InstallerOutcome, RuntimeError> {
-        self.docker.start_container(id, None).await.map_err(|e| match e {
-            bollard::errors::Error::DockerResponseServerError { message, .. }
-                if message.contains("network") =>
-            {
-                RuntimeError::Invalid(format!(
-                    "the installer cannot join network {:?} ({message}); set dependencies.network",
-                    spec.network
-                ))
-            }
-            e => engine_error(e),
-        })?;
+        self.docker.start_container(id, None).await.map_err(engine_error)?;
         let follower = progress.map(|lines| tokio::spawn(follow(self.docker.clone(), id.to_owned(), lines)));
         let wait = WaitContainerOptionsBuilder::default().condition("not-running").build();
         let mut waiting = self.docker.wait_container(id, Some(wait));
@@ -205,8 +180,7 @@ mod tests {
             env: [("PIP_INDEX_URL".to_owned(), "https://u:secret@pypi.corp/simple/".to_owned())].into(),
             target_dir: "/data/deps/v1".into(),
             scratch_dir: "/data/deps/.scratch-v1".into(),
-            network: "bridge".into(),
-            egress_dir: None,
+            egress_dir: "/data/sessions/sess_1/installer-egress".into(),
             cpu: CpuQuantity::from_millis(1000).unwrap(),
             memory: MemoryQuantity::from_mib(1024).unwrap(),
             pids_limit: 256,
@@ -217,10 +191,10 @@ mod tests {
     }
 
     #[test]
-    fn an_installer_is_hardened_like_a_sandbox_except_for_its_network() {
+    fn an_installer_is_hardened_like_a_sandbox_and_reaches_out_only_through_the_relay() {
         let c = installer_config(&spec(), 1_700_000_000);
         let h = c.host_config.as_ref().unwrap();
-        assert_eq!(h.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(h.network_mode.as_deref(), Some("none"));
         assert_eq!(h.cap_drop.as_deref(), Some(&["ALL".to_owned()][..]));
         assert_eq!(h.security_opt.as_deref(), Some(&["no-new-privileges".to_owned()][..]));
         assert_eq!(
@@ -229,37 +203,24 @@ mod tests {
         );
         assert_eq!(
             h.binds.as_deref().unwrap(),
-            ["/data/deps/v1:/target:rw", "/data/deps/.scratch-v1:/tmp:rw"]
+            [
+                "/data/deps/v1:/target:rw",
+                "/data/deps/.scratch-v1:/tmp:rw",
+                "/data/sessions/sess_1/installer-egress:/run/sandbox-egress:ro"
+            ]
         );
         assert!(h.privileged.is_none() && h.cap_add.is_none() && h.devices.is_none());
         assert_eq!(c.user.as_deref(), Some("61000:61000"));
-        assert_eq!(c.entrypoint.as_deref(), Some(&["python3".to_owned()][..]));
-        assert_eq!(c.cmd.as_ref().unwrap().join(" "), "-m pip install six");
+        assert_eq!(c.entrypoint.as_deref(), Some(&[EXECUTOR_PATH.to_owned()][..]));
+        assert_eq!(
+            c.cmd.as_ref().unwrap().join(" "),
+            "egress-relay --socket /run/sandbox-egress/proxy.sock --execution installer-sess_1-1 -- python3 -m pip install six"
+        );
         assert!(
             c.env.as_ref().unwrap().contains(&"PIP_INDEX_URL=https://u:secret@pypi.corp/simple/".to_owned())
         );
         let l = c.labels.unwrap();
         assert_eq!((l[labels::ROLE].as_str(), l[labels::DEADLINE].as_str()), (INSTALLER_ROLE, "1700000000"));
         assert_eq!((l[labels::SESSION].as_str(), l[labels::MANAGED].as_str()), ("sess_1", "true"));
-    }
-
-    #[test]
-    fn an_installer_with_an_egress_directory_joins_no_network_and_runs_under_the_relay() {
-        let c = installer_config(&InstallerSpec { egress_dir: Some("/data/egress/i1".into()), ..spec() }, 0);
-        let h = c.host_config.as_ref().unwrap();
-        assert_eq!(h.network_mode.as_deref(), Some("none"));
-        assert_eq!(
-            h.binds.as_deref().unwrap(),
-            [
-                "/data/deps/v1:/target:rw",
-                "/data/deps/.scratch-v1:/tmp:rw",
-                "/data/egress/i1:/run/sandbox-egress:ro"
-            ]
-        );
-        assert_eq!(c.entrypoint.as_deref(), Some(&[EXECUTOR_PATH.to_owned()][..]));
-        assert_eq!(
-            c.cmd.as_ref().unwrap().join(" "),
-            "egress-relay --socket /run/sandbox-egress/proxy.sock -- python3 -m pip install six"
-        );
     }
 }

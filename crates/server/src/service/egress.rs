@@ -1,13 +1,14 @@
-//! Network egress of sessions: the policy check on create, the server's one egress proxy, a Unix
-//! socket per running session with an allow-list (in the directory its sandbox mounts at
-//! `EGRESS_DIR`), and the audit, queued to the store and bounded per session.
+//! Network egress of sessions: the policy check on create, the server's egress proxies (one for
+//! sessions, one for package installers), a Unix socket per running session with an allow-list
+//! (in the directory its sandbox mounts at `EGRESS_DIR`) and per running install, and the audit,
+//! queued to the store and bounded per session.
 
 use crate::metrics::Metrics;
 use crate::service::error::{FieldError, ServiceError};
 use sandbox_core::model::{NetworkAttempt, NetworkMode, SessionNetwork};
 use sandbox_egress::{
-    AuditRecord, AuditSink, EgressSettings, Mode, NetworkRequest, PolicyError, Proxy, SessionPolicy,
-    SettingsError,
+    AuditRecord, AuditSink, Decision, EgressSettings, Mode, NetworkRequest, Pattern, PolicyError, Proxy,
+    SessionPolicy, SettingsError,
 };
 use sandbox_protocol::contract::EGRESS_SOCKET_NAME;
 use sandbox_store::Store;
@@ -85,9 +86,13 @@ impl Drop for EgressListener {
     }
 }
 
-/// The server's egress proxy and the sessions it serves.
+/// The server's egress proxies and the sessions they serve.
 pub struct Egress {
     proxy: Proxy,
+    /// Serves package installers: bounded by each install's own list, which the server makes
+    /// (the index and `dependencies.download_hosts`), not by `egress.permitted`.
+    installs: Proxy,
+    install_audit: Arc<InstallAudit>,
     serving: Mutex<HashMap<String, EgressListener>>,
 }
 
@@ -102,11 +107,24 @@ impl Egress {
         let (queue, records) = mpsc::channel(AUDIT_QUEUE);
         tokio::spawn(write_audit(records, store));
         let sink = Arc::new(QueuedAudit { queue, metrics: metrics.clone() });
-        let proxy = Proxy::builder(settings.clone(), sink)
-            .host_addresses(host_addresses())
-            .metrics(metrics)
+        let host = host_addresses();
+        let proxy = Proxy::builder(settings.clone(), sink.clone())
+            .host_addresses(host.clone())
+            .metrics(metrics.clone())
             .build()?;
-        Ok(Egress { proxy, serving: Mutex::default() })
+        let any: Pattern = "*:*".parse().expect("a valid pattern");
+        let installs = EgressSettings { permitted: vec![any], ..settings.clone() };
+        let install_audit = Arc::new(InstallAudit { store: sink, refusals: Mutex::default() });
+        let installs =
+            Proxy::builder(installs, install_audit.clone()).host_addresses(host).metrics(metrics).build()?;
+        Ok(Egress { proxy, installs, install_audit, serving: Mutex::default() })
+    }
+
+    /// The first attempt of installer `installer` that the proxy refused or could not connect,
+    /// as `host:port: decision`, if there was one; forgotten once asked. pip's own output
+    /// cannot tell a denial from a failing index.
+    pub fn install_refusal(&self, installer: &str) -> Option<String> {
+        lock(&self.install_audit.refusals).remove(installer)
     }
 
     /// Serves session `id`'s proxy on `<dir>/proxy.sock` if its policy has an allow-list and it
@@ -143,19 +161,22 @@ impl Egress {
         }
     }
 
-    /// Serves `policy` as `id` (a session, or whatever the audit should name) on a new socket
-    /// `proxy.sock` in `dir`, any host directory only this process writes (a package installer's
-    /// too), until the returned listener is dropped.
-    pub fn listen(&self, id: &str, policy: SessionPolicy, dir: &Path) -> std::io::Result<EgressListener> {
-        let socket = dir.join(EGRESS_SOCKET_NAME);
-        let listener = sandbox_egress::bind_unix_socket(&socket)?;
-        let accept = self.proxy.serve_session(id, policy, listener);
-        let session = id.to_owned();
-        let task = tokio::spawn(async move {
-            let error = accept.await;
-            tracing::error!(session_id = %session, %error, "egress proxy socket failed");
-        });
-        Ok(EgressListener { task: task.abort_handle(), socket })
+    /// Serves a package install of session `id` on a new socket `proxy.sock` in `dir` (made
+    /// here, root-owned, mode 0755) until the returned listener is dropped: it reaches only
+    /// `policy` (see [`install_policy`]), whatever the session's own list and `egress.permitted`
+    /// say, and its attempts are audited as the session's.
+    pub fn listen_install(
+        &self,
+        id: &str,
+        policy: SessionPolicy,
+        dir: &Path,
+    ) -> std::io::Result<EgressListener> {
+        prepare_dir(dir)?;
+        listen(&self.installs, id, policy, dir)
+    }
+
+    fn listen(&self, id: &str, policy: SessionPolicy, dir: &Path) -> std::io::Result<EgressListener> {
+        listen(&self.proxy, id, policy, dir)
     }
 
     /// Stops session `id`'s proxy, if it runs: its connections close, and its socket goes.
@@ -172,8 +193,50 @@ impl Egress {
     }
 
     fn serving(&self) -> std::sync::MutexGuard<'_, HashMap<String, EgressListener>> {
-        self.serving.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.serving)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Serves `policy` as `id` on a new socket `proxy.sock` in `dir`, a host directory only this
+/// process writes, until the returned listener is dropped.
+fn listen(proxy: &Proxy, id: &str, policy: SessionPolicy, dir: &Path) -> std::io::Result<EgressListener> {
+    let socket = dir.join(EGRESS_SOCKET_NAME);
+    let listener = sandbox_egress::bind_unix_socket(&socket)?;
+    let accept = proxy.serve_session(id, policy, listener);
+    let session = id.to_owned();
+    let task = tokio::spawn(async move {
+        let error = accept.await;
+        tracing::error!(session_id = %session, %error, "egress proxy socket failed");
+    });
+    Ok(EgressListener { task: task.abort_handle(), socket })
+}
+
+/// Makes a directory for proxy sockets that a sandbox or an installer mounts: owned by this
+/// process's user (root in production), mode 0755, so that only the control plane creates or
+/// replaces what is in it.
+pub fn prepare_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+}
+
+/// What a package install may reach: the host and port of its index (`index_url`, already
+/// allowed by `dependencies.allowed_index_urls`), and the hosts the operator lets installers
+/// download files from (`dependencies.download_hosts`: PyPI serves them from
+/// `files.pythonhosted.org`).
+pub fn install_policy(index_url: &str, download_hosts: &[Pattern]) -> Result<SessionPolicy, String> {
+    let url = url::Url::parse(index_url).map_err(|e| format!("the index URL does not parse: {e}"))?;
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return Err("the index URL names no host and port".into());
+    };
+    let index: Pattern =
+        format!("{host}:{port}").parse().map_err(|e| format!("the index's host cannot be allowed: {e}"))?;
+    let allow = std::iter::once(index).chain(download_hosts.iter().cloned()).map(|p| p.to_string()).collect();
+    SessionPolicy::parse(&NetworkRequest { mode: Mode::Allowlist, allow }).map_err(|e| e.to_string())
 }
 
 /// The host's own addresses (every interface's), which no session reaches unless the operator
@@ -227,6 +290,32 @@ impl AuditSink for QueuedAudit {
     }
 }
 
+/// Installers whose first refusal is kept at most (each is forgotten when its install ends).
+const INSTALL_REFUSALS_KEPT: usize = 1024;
+
+/// The audit of the installers' proxy: every record goes to the store's queue, and the first
+/// refusal of each installer is kept for its install to explain its failure with.
+struct InstallAudit {
+    store: Arc<QueuedAudit>,
+    refusals: Mutex<HashMap<String, String>>,
+}
+
+impl AuditSink for InstallAudit {
+    fn record(&self, record: AuditRecord) {
+        if record.decision != Decision::Allowed
+            && let Some(installer) = &record.execution_id
+        {
+            let mut refusals = lock(&self.refusals);
+            if refusals.len() < INSTALL_REFUSALS_KEPT && !refusals.contains_key(installer) {
+                let port = record.port.map(|p| format!(":{p}")).unwrap_or_default();
+                let refusal = format!("{}{port}: {}", record.host, record.decision);
+                refusals.insert(installer.clone(), refusal);
+            }
+        }
+        self.store.record(record);
+    }
+}
+
 /// An audit record as the store keeps it.
 fn attempt_of(r: AuditRecord) -> NetworkAttempt {
     NetworkAttempt {
@@ -254,5 +343,23 @@ async fn write_audit(mut records: mpsc::Receiver<NetworkAttempt>, store: Arc<dyn
             tracing::error!(records = batch.len(), error = %e, "could not store egress audit records");
         }
         batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_install_may_reach_its_index_and_the_download_hosts_only() {
+        let downloads: Vec<Pattern> = vec!["files.pythonhosted.org:443".parse().unwrap()];
+        let policy = install_policy("https://u:secret@PyPI.org/simple/", &downloads).unwrap();
+        let allow = NetworkRequest::from(policy).allow;
+        assert_eq!(allow, ["pypi.org:443", "files.pythonhosted.org:443"]);
+        let policy = install_policy("http://127.0.0.1:8080/simple/", &[]).unwrap();
+        assert_eq!(NetworkRequest::from(policy).allow, ["127.0.0.1:8080"]);
+        let policy = install_policy("http://[::1]/simple/", &[]).unwrap();
+        assert_eq!(NetworkRequest::from(policy).allow, ["[::1]:80"]);
+        assert!(install_policy("not a url", &[]).is_err());
     }
 }

@@ -107,6 +107,12 @@ impl Sandboxes {
         self.session_dir(id).join("egress")
     }
 
+    /// Host directory of the egress proxy socket of session `id`'s package installs, mounted
+    /// read-only into each installer: `<data_dir>/sessions/<id>/installer-egress`.
+    pub fn installer_egress_dir(&self, id: &str) -> PathBuf {
+        self.session_dir(id).join("installer-egress")
+    }
+
     /// The runtime's spec of session `id`'s sandbox as far as finding it needs (no image or
     /// shape).
     fn locator(&self, id: &str) -> SandboxSpec {
@@ -172,7 +178,7 @@ impl Sandboxes {
                 std::fs::create_dir_all(deps)?;
             }
             if let Some(egress) = egress {
-                prepare_egress_dir(&egress)?;
+                crate::service::egress::prepare_dir(&egress)?;
             }
             disks.prepare(&workspace, size, uid).map_err(std::io::Error::other)?;
             adopt_workspace(&workspace, uid)
@@ -297,14 +303,6 @@ impl Sandboxes {
     fn clients(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<String>, ExecutorClient)>> {
         self.clients.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// Makes the egress directory of a sandbox: owned by this process's user (root in production),
-/// mode 0755, so that only the control plane creates or replaces what is in it.
-fn prepare_egress_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
 }
 
 /// Hands a workspace made for another sandbox uid (before the operator changed `executor.uid`,

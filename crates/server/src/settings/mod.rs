@@ -118,6 +118,15 @@ pub enum SettingsError {
     Invalid(String),
 }
 
+/// Settings that were removed, with what to do instead: naming one stops the server with this
+/// note rather than being ignored.
+const REMOVED: &[(&[&str], &str)] = &[(
+    &["dependencies", "network"],
+    "package installers join no network now and reach the index only through the egress proxy \
+     (the index's host and dependencies.download_hosts); delete the setting, and list the \
+     address of an index on loopback or a private network in egress.allowed_addresses",
+)];
+
 impl Settings {
     /// Loads the file (if any), then applies `SANDBOX_*` variables from `env`.
     pub fn load(
@@ -136,6 +145,11 @@ impl Settings {
         };
         let shape =
             serde_json::to_value(Settings::default()).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+        if let Some((path, why)) =
+            REMOVED.iter().find(|(path, _)| path.iter().try_fold(&tree, |node, p| node.get(p)).is_some())
+        {
+            return Err(SettingsError::Invalid(format!("{} was removed: {why}", path.join("."))));
+        }
         let mut ignored = Vec::new();
         for (key, value) in env {
             let Some(name) = key.strip_prefix(ENV_PREFIX) else { continue };
@@ -143,6 +157,9 @@ impl Settings {
                 continue;
             }
             let path: Vec<String> = name.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            if let Some((_, why)) = REMOVED.iter().find(|(removed, _)| removed[..] == path[..]) {
+                return Err(SettingsError::Invalid(format!("{key} was removed: {why}")));
+            }
             if path.iter().try_fold(&shape, |node, p| node.get(p)).is_none() {
                 ignored.push(key);
                 continue;
@@ -170,6 +187,13 @@ impl Settings {
             .map_err(|e| SettingsError::Invalid(format!("dependencies.default_index_url: {e}")))?;
         sandbox_core::packages::index::IndexAllowList::new(&d.default_index_url, &d.allowed_index_urls)
             .map_err(|e| SettingsError::Invalid(format!("dependencies.allowed_index_urls: {e}")))?;
+        // An install's list is its index and these.
+        if d.download_hosts.len() >= sandbox_egress::MAX_ALLOW_ENTRIES {
+            return Err(SettingsError::Invalid(format!(
+                "dependencies.download_hosts: at most {} entries",
+                sandbox_egress::MAX_ALLOW_ENTRIES - 1
+            )));
+        }
         for origin in &self.cors_allowed_origins {
             if !valid_origin(origin) {
                 return Err(SettingsError::Invalid(format!(
@@ -293,6 +317,36 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
         // A numeric-looking key stays a string.
         assert_eq!(s.api_key.as_deref(), Some("12345"));
+    }
+
+    #[test]
+    fn a_removed_setting_stops_the_server_with_what_to_do_instead() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "[dependencies]\nnetwork = \"host\"\n").unwrap();
+        let from_file = Settings::load(Some(&f), env(&[])).unwrap_err().to_string();
+        assert!(from_file.starts_with("invalid settings: dependencies.network was removed: "), "{from_file}");
+        assert!(from_file.contains("egress.allowed_addresses"), "{from_file}");
+        let from_env = Settings::load(None, env(&[("SANDBOX_DEPENDENCIES__NETWORK", "bridge")]))
+            .unwrap_err()
+            .to_string();
+        assert!(from_env.contains("SANDBOX_DEPENDENCIES__NETWORK was removed: "), "{from_env}");
+    }
+
+    #[test]
+    fn installs_download_from_pythonhosted_unless_told_otherwise() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s.dependencies.download_hosts, ["files.pythonhosted.org:443".parse().unwrap()]);
+        let s = Settings::load(None, env(&[("SANDBOX_DEPENDENCIES__DOWNLOAD_HOSTS", "")])).unwrap();
+        assert!(s.dependencies.download_hosts.is_empty());
+        let s = Settings::load(
+            None,
+            env(&[("SANDBOX_DEPENDENCIES__DOWNLOAD_HOSTS", "files.corp.example:443, *.cdn.example:*")]),
+        )
+        .unwrap();
+        assert_eq!(s.dependencies.download_hosts.len(), 2);
+        let bad = Settings::load(None, env(&[("SANDBOX_DEPENDENCIES__DOWNLOAD_HOSTS", "files.example")]));
+        assert!(bad.unwrap_err().to_string().contains("no port"));
     }
 
     #[test]

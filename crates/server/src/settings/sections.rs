@@ -121,15 +121,12 @@ impl Default for Storage {
 }
 
 /// Python package installs. Each install runs pip in a short-lived installer container of the
-/// session's template (never in the sandbox, which has no network), writing into the session's
-/// package directory that its sandbox mounts read-only.
+/// session's template, writing into the session's package directory that its sandbox mounts
+/// read-only. The installer joins no network: it reaches the index through the egress proxy,
+/// which lets it reach only the index's host and the `download_hosts`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Dependencies {
-    /// The network installer containers join; it must reach the package index. Default
-    /// `bridge` (Docker's default network). `host` reaches an index on the host's loopback;
-    /// a user-defined network can limit egress to a proxy or mirror.
-    pub network: String,
     /// The index used when a session names none. Default `https://pypi.org/simple/`. Always
     /// allowed.
     pub default_index_url: String,
@@ -141,6 +138,12 @@ pub struct Dependencies {
     /// credentials in a URL do not take part. In the environment: a comma-separated list.
     /// Default: empty (only the default index).
     pub allowed_index_urls: Vec<String>,
+    /// `host:port` patterns installers may download package files from besides the index's
+    /// own host and port (an index page may link its files elsewhere: PyPI's are on
+    /// `files.pythonhosted.org`). Addresses are judged by `egress.allowed_addresses` like any
+    /// other egress. In the environment: a comma-separated list. Default
+    /// `["files.pythonhosted.org:443"]`.
+    pub download_hosts: Vec<sandbox_egress::Pattern>,
     /// Seconds an install may take when the request does not say (`install_timeout`).
     /// Default 300.
     pub install_timeout_sec: u32,
@@ -165,9 +168,9 @@ pub struct Dependencies {
 impl Default for Dependencies {
     fn default() -> Self {
         Dependencies {
-            network: "bridge".into(),
             default_index_url: "https://pypi.org/simple/".into(),
             allowed_index_urls: Vec::new(),
+            download_hosts: vec!["files.pythonhosted.org:443".parse().expect("a valid pattern")],
             install_timeout_sec: 300,
             max_install_timeout_sec: 1800,
             memory: MemoryQuantity::from_mib(1024).expect("non-zero"),

@@ -25,6 +25,13 @@ pub struct Server {
     pub dir: tempfile::TempDir,
 }
 
+/// Installs never leave this host: a test that names no index of its own installs from a
+/// loopback port nothing listens on, with no download hosts, rather than from PyPI.
+const LOOPBACK_INSTALLS: [(&str, &str); 2] = [
+    ("SANDBOX_DEPENDENCIES__DEFAULT_INDEX_URL", "http://127.0.0.1:9/simple/"),
+    ("SANDBOX_DEPENDENCIES__DOWNLOAD_HOSTS", ""),
+];
+
 impl Server {
     /// Starts a server with pools off unless `env` says otherwise.
     pub async fn start(env: &[(&str, &str)]) -> Server {
@@ -43,6 +50,7 @@ impl Server {
             ("SANDBOX_API_KEY".into(), key.clone()),
             ("SANDBOX_LOG_FORMAT".into(), "text".into()),
         ];
+        all.extend(LOOPBACK_INSTALLS.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         // A second set of images (`IMAGE_PREFIX=x- images/build.sh`) when the tests name one.
         if let Ok(prefix) = std::env::var("IMAGE_PREFIX") {
             all.push(("SANDBOX_IMAGE_PREFIX".into(), prefix));

@@ -1,5 +1,7 @@
 //! Python packages for sessions. pip runs in a short-lived installer container of the
-//! session's template (the sandbox itself never gets a network), writing a complete new set of
+//! session's template on no network, reaching only its index (and the operator's download hosts)
+//! through an egress proxy of its own (the sandbox itself never reaches the index), writing a
+//! complete new set of
 //! packages beside the current one in the session's package directory; the set becomes current
 //! by moving one link, so executions never see half an install and a failed install leaves the
 //! previous packages in place. The exact versions installed are recorded, so a sandbox recreated
@@ -12,6 +14,7 @@ pub mod pip_output;
 
 pub use pip_output::InstallFailure;
 
+use crate::service::egress::{Egress, install_policy};
 use crate::service::sandboxes::Sandboxes;
 use crate::settings::Settings;
 use chrono::{DateTime, Utc};
@@ -73,6 +76,7 @@ pub struct Dependencies {
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
     sandboxes: Arc<Sandboxes>,
+    egress: Arc<Egress>,
     allowed_indexes: IndexAllowList,
 }
 
@@ -83,12 +87,18 @@ impl Dependencies {
         store: Arc<dyn Store>,
         runtime: Arc<dyn Runtime>,
         sandboxes: Arc<Sandboxes>,
+        egress: Arc<Egress>,
     ) -> Self {
         let d = &settings.dependencies;
         // Checked when the settings were loaded.
         let allowed_indexes = IndexAllowList::new(&d.default_index_url, &d.allowed_index_urls)
             .expect("dependencies.allowed_index_urls was validated with the settings");
-        Dependencies { settings, store, runtime, sandboxes, allowed_indexes }
+        Dependencies { settings, store, runtime, sandboxes, egress, allowed_indexes }
+    }
+
+    /// The egress proxies, which installs and sessions share.
+    pub fn egress(&self) -> &Arc<Egress> {
+        &self.egress
     }
 
     /// The package indexes installs may use.
@@ -293,6 +303,12 @@ impl Dependencies {
         let d = &self.settings.dependencies;
         let sets = self.sets(session_id);
         let set = format!("set-{}", Utc::now().timestamp_micros());
+        let name = format!("installer-{session_id}-{}", &set[4..]);
+        let egress_dir = self.sandboxes.installer_egress_dir(session_id);
+        // Only the index and the download hosts, through a proxy served for this install alone.
+        let policy = install_policy(index_url, &d.download_hosts)
+            .map_err(|e| InstallFailure::Host(std::io::Error::other(e)))?;
+        let proxy = self.egress.listen_install(session_id, policy, &egress_dir)?;
         let max = d.max_size_mb;
         let staging = {
             let (sets, set) = (sets.clone(), set.clone());
@@ -338,15 +354,14 @@ impl Dependencies {
         command.push("--".into());
         command.extend(requirements.iter().cloned());
         let spec = InstallerSpec {
-            name: format!("installer-{session_id}-{}", &set[4..]),
+            name,
             image: image.to_owned(),
             command,
             // The index (and any credentials in it) travels in pip's environment, never in argv.
             env: [("PIP_INDEX_URL".to_owned(), index_url.to_owned())].into(),
             target_dir: staging.target.clone(),
             scratch_dir: staging.scratch.clone(),
-            network: d.network.clone(),
-            egress_dir: None,
+            egress_dir,
             cpu: d.cpu,
             memory: d.memory,
             pids_limit: 512,
@@ -359,12 +374,14 @@ impl Dependencies {
             uid: self.settings.executor.uid,
         };
         let outcome = self.runtime.run_installer(&spec, progress).await;
+        drop(proxy);
+        let refusal = self.egress.install_refusal(&spec.name);
         let finished =
             tokio::task::spawn_blocking(move || -> Result<Vec<(String, String)>, InstallFailure> {
                 let result = (|| {
                     let outcome = outcome?;
                     if outcome.exit_code != Some(0) {
-                        return Err(classify(&outcome, timeout, max));
+                        return Err(classify(&outcome, timeout, max, refusal));
                     }
                     let size_mb = sets.staged_size(&staging)? >> 20;
                     if size_mb > max {

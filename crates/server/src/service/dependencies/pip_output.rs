@@ -50,8 +50,14 @@ pub enum InstallFailure {
     Sets(#[from] PackageSetError),
 }
 
-/// Reads what pip's output says went wrong.
-pub(super) fn classify(outcome: &InstallerOutcome, timeout: Duration, limit_mb: u64) -> InstallFailure {
+/// Reads what pip's output says went wrong; `refusal` is the first attempt the egress proxy
+/// refused or could not connect for this install (`host:port: decision`), if any.
+pub(super) fn classify(
+    outcome: &InstallerOutcome,
+    timeout: Duration,
+    limit_mb: u64,
+    refusal: Option<String>,
+) -> InstallFailure {
     const UNREACHABLE: [&str; 8] = [
         "Failed to establish a new connection",
         "NewConnectionError",
@@ -78,6 +84,10 @@ pub(super) fn classify(outcome: &InstallerOutcome, timeout: Duration, limit_mb: 
         errors.join("\n")
     };
     let summary: String = summary.chars().take(MAX_ERROR_CHARS).collect();
+    if let Some(refusal) = refusal {
+        // pip reports a proxy's refusal as a missing package or an HTTP error; the proxy knows.
+        return InstallFailure::IndexUnreachable(format!("the egress proxy answered {refusal}\n{summary}"));
+    }
     let not_found =
         out.contains("No matching distribution found") || out.contains("Could not find a version");
     if not_found && UNREACHABLE.iter().any(|u| out.contains(u)) {
@@ -104,26 +114,34 @@ mod tests {
         let t = Duration::from_secs(60);
         let unknown = "Looking in indexes: http://127.0.0.1:9/simple/\nERROR: Could not find a version that satisfies the requirement nope (from versions: none)\nERROR: No matching distribution found for nope\n";
         assert!(
-            matches!(classify(&outcome(Some(1), unknown), t, 8), InstallFailure::NotFound(m) if m.starts_with("ERROR: Could not find") && m.lines().count() == 2)
+            matches!(classify(&outcome(Some(1), unknown), t, 8, None), InstallFailure::NotFound(m) if m.starts_with("ERROR: Could not find") && m.lines().count() == 2)
         );
         let refused = format!(
             "WARNING: Retrying (Retry(total=0)) after connection broken by 'NewConnectionError(... Failed to establish a new connection: [Errno 111] Connection refused')': /simple/six/\n{unknown}"
         );
         assert!(
-            matches!(classify(&outcome(Some(1), &refused), t, 8), InstallFailure::IndexUnreachable(m) if m.contains("Connection refused"))
+            matches!(classify(&outcome(Some(1), &refused), t, 8, None), InstallFailure::IndexUnreachable(m) if m.contains("Connection refused"))
         );
         let conflict = "ERROR: Cannot install a==1 and b==2 because these package versions have conflicting dependencies.\nERROR: ResolutionImpossible: for help visit https://pip.pypa.io";
         assert!(
-            matches!(classify(&outcome(Some(1), conflict), t, 8), InstallFailure::Failed(m) if m.contains("ResolutionImpossible"))
+            matches!(classify(&outcome(Some(1), conflict), t, 8, None), InstallFailure::Failed(m) if m.contains("ResolutionImpossible"))
         );
-        assert!(matches!(classify(&outcome(None, ""), t, 8), InstallFailure::TimedOut(60)));
+        assert!(matches!(classify(&outcome(None, ""), t, 8, None), InstallFailure::TimedOut(60)));
         let oom = InstallerOutcome { oom_killed: true, ..outcome(Some(137), "") };
-        assert!(matches!(classify(&oom, t, 8), InstallFailure::Failed(m) if m.contains("memory")));
+        assert!(matches!(classify(&oom, t, 8, None), InstallFailure::Failed(m) if m.contains("memory")));
         let full = "ERROR: Exception:\nTraceback ...\nOSError: [Errno 28] No space left on device\n";
-        assert!(matches!(classify(&outcome(Some(2), full), t, 8), InstallFailure::NoSpace { limit_mb: 8 }));
+        assert!(matches!(
+            classify(&outcome(Some(2), full), t, 8, None),
+            InstallFailure::NoSpace { limit_mb: 8 }
+        ));
+        // The proxy's word beats pip's guess.
+        let refused = Some("127.0.0.1:9: denied_address: loopback".to_owned());
+        assert!(
+            matches!(classify(&outcome(Some(1), unknown), t, 8, refused), InstallFailure::IndexUnreachable(m) if m.starts_with("the egress proxy answered 127.0.0.1:9: denied_address: loopback\nERROR: Could not find"))
+        );
         let long = "x\n".repeat(5000);
         assert!(
-            matches!(classify(&outcome(Some(2), &long), t, 8), InstallFailure::Failed(m) if m.len() <= MAX_ERROR_CHARS)
+            matches!(classify(&outcome(Some(2), &long), t, 8, None), InstallFailure::Failed(m) if m.len() <= MAX_ERROR_CHARS)
         );
     }
 }

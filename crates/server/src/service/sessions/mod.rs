@@ -51,7 +51,7 @@ pub struct Sessions {
     sandboxes: Arc<Sandboxes>,
     pools: Arc<Pools>,
     dependencies: Arc<Dependencies>,
-    egress: Egress,
+    egress: Arc<Egress>,
     /// Serialises lifecycle changes of one session within this process.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     admission: Admission,
@@ -69,8 +69,7 @@ impl Sessions {
         dependencies: Arc<Dependencies>,
     ) -> Self {
         let admission = Admission::new(settings.clone(), store.clone(), runtime.clone());
-        let egress = Egress::new(&settings.egress, store.clone(), metrics.clone())
-            .expect("the egress settings were checked when they were loaded");
+        let egress = dependencies.egress().clone();
         Sessions {
             settings,
             store,
