@@ -2,6 +2,7 @@
 
 mod density;
 mod docker;
+mod egress;
 mod exec;
 mod executor;
 mod files;
@@ -33,6 +34,9 @@ enum Section {
     Files,
     /// Idle sessions held, and their memory.
     Density,
+    /// One session's downloads through the egress proxy, alone and while another session
+    /// floods it.
+    Egress,
     /// The executor alone over its socket: pre-started and fresh interpreters, a context cell,
     /// and executions per second at four clients (no server needed).
     Executor,
@@ -42,6 +46,11 @@ impl Section {
     /// Whether the section measures through a `sandbox-server`.
     fn needs_server(self) -> bool {
         self != Section::Executor
+    }
+
+    /// Whether the section runs on the main server (the egress section has its own).
+    fn on_main_server(self) -> bool {
+        !matches!(self, Section::Executor | Section::Egress)
     }
 }
 
@@ -103,6 +112,9 @@ struct Cli {
     /// Idle sessions to reach.
     #[arg(long)]
     density_sessions: Option<usize>,
+    /// Samples of the egress download, alone and flooded.
+    #[arg(long)]
+    egress_samples: Option<usize>,
     /// Seconds the density section may spend creating sessions.
     #[arg(long)]
     density_time_limit: Option<u64>,
@@ -159,6 +171,7 @@ struct Plan {
     density_time_limit_secs: u64,
     density_concurrency: usize,
     density_settle_secs: u64,
+    egress_samples: usize,
     image: String,
     server: String,
     /// Whether the `s3` file rows run.
@@ -176,6 +189,7 @@ impl Plan {
                 Section::Throughput,
                 Section::Files,
                 Section::Density,
+                Section::Egress,
                 Section::Executor,
             ]
         } else {
@@ -195,12 +209,16 @@ impl Plan {
             density_time_limit_secs: cli.density_time_limit.unwrap_or(if q { 60 } else { 600 }),
             density_concurrency: cli.density_concurrency,
             density_settle_secs: if q { 1 } else { 10 },
+            egress_samples: pick(cli.egress_samples, 15, 3),
             image: cli.image.clone(),
             server,
             s3: false,
         };
         ensure!(
-            plan.start_samples > 0 && plan.exec_samples > 0 && plan.file_samples > 0,
+            plan.start_samples > 0
+                && plan.exec_samples > 0
+                && plan.file_samples > 0
+                && plan.egress_samples > 0,
             "sample counts must be > 0"
         );
         ensure!(plan.throughput_secs >= 1, "--throughput-secs must be at least 1");
@@ -347,6 +365,7 @@ impl Run {
         }
         let (n, w) = (plan.start_samples, plan.warmup);
         match &self.subject {
+            Subject::Own { .. } if !plan.sections.iter().any(|s| s.on_main_server()) => self.egress().await,
             Subject::Own { .. } => {
                 let mut warm = None;
                 if plan.has(Section::Start) {
@@ -384,7 +403,8 @@ impl Run {
                 let stopped = main.shutdown().await;
                 result?;
                 stopped?;
-                self.s3_files().await
+                self.s3_files().await?;
+                self.egress().await
             }
             Subject::Given { api, pid } => {
                 let (api, pid) = (api.clone(), *pid);
@@ -409,7 +429,16 @@ impl Run {
                     self.push(start::metrics(warm.as_ref().map_err(|e| *e), cold, &base)?);
                 }
                 self.rest(&api, pid).await?;
-                self.s3_files().await
+                self.s3_files().await?;
+                if plan.has(Section::Egress) {
+                    let why =
+                        "needs a server this tool starts (its egress settings name a download server here)";
+                    self.push(vec![
+                        Metric::skipped("egress.download.flooded", "ms", why),
+                        Metric::skipped("egress.download.alone", "ms", why),
+                    ]);
+                }
+                Ok(())
             }
         }
     }
@@ -442,6 +471,21 @@ impl Run {
             self.push(density::run(api, &self.docker, pid, &plan.density()).await?);
         }
         Ok(())
+    }
+
+    /// The egress section, on a server of its own whose proxy may reach a download server here.
+    async fn egress(&mut self) -> Result<()> {
+        if !self.plan.has(Section::Egress) {
+            return Ok(());
+        }
+        progress("egress: downloads through the proxy, alone and while another session floods it");
+        let downloads = egress::Downloads::start().await?;
+        let server = self.server("egress", None, egress::server_env(downloads.port())).await?;
+        let (samples, warmup) = (self.plan.egress_samples, self.plan.warmup);
+        let result = Self::with_log(&server, egress::run(&server.api, &downloads, samples, warmup)).await;
+        let stopped = server.shutdown().await;
+        self.push(result?);
+        stopped
     }
 
     async fn s3_files(&mut self) -> Result<()> {
@@ -681,7 +725,8 @@ mod tests {
     #[test]
     fn quick_is_small_and_full_is_not() {
         let quick = Plan::from(&Cli::parse_from(["sandbox-bench", "--quick"]), String::new()).unwrap();
-        assert_eq!((quick.density_sessions, quick.large_file_samples), (10, 0));
+        assert_eq!((quick.density_sessions, quick.large_file_samples, quick.egress_samples), (10, 0, 3));
+        assert!(quick.has(Section::Egress) && !Section::Egress.on_main_server());
         assert_eq!(quick.file_sizes().len(), 1);
         let full = Plan::from(&Cli::parse_from(["sandbox-bench"]), String::new()).unwrap();
         assert_eq!(full.density_sessions, 500);

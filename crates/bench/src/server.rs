@@ -150,6 +150,23 @@ impl Api {
         Ok(Executed { executor_ms })
     }
 
+    /// Runs Python `code` with `execute-sync` (`timeout` seconds at most) and checks it
+    /// completed; its stdout.
+    pub async fn run_python(&self, session: &str, code: &str, timeout: u64) -> Result<String> {
+        let path = format!("/api/v1/executions/sessions/{session}/execute-sync");
+        let body = json!({"code": code, "language": "python", "timeout": timeout});
+        let (status, e) = self.call(Method::POST, &path, Some(body)).await?;
+        ensure!(status == StatusCode::OK, "execute-sync in {session}: {status} {}", brief(&e));
+        ensure!(
+            e["status"] == "completed",
+            "code in {session} did not complete: status {}, error_message {}, stderr {}",
+            e["status"],
+            e["error_message"],
+            e["stderr"]
+        );
+        e["stdout"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no stdout in {}", brief(&e)))
+    }
+
     /// Starts a Python code context in a session; its id.
     pub async fn create_context(&self, session: &str) -> Result<String> {
         let path = format!("/api/v1/sessions/{session}/contexts");
