@@ -138,7 +138,11 @@ mod tests {
         std::fs::write(&path, [b"k".repeat(32), b"\n".to_vec()].concat()).unwrap();
         let from_file = EgressKey::from_file(&path).unwrap();
         let direct = EgressKey::new(&b"k".repeat(32)).unwrap();
-        assert_eq!(direct.verify(&from_file.credential("s")), Some("s"), "the newline is not part of the key");
+        assert_eq!(
+            direct.verify(&from_file.credential("s")),
+            Some("s"),
+            "the newline is not part of the key"
+        );
         let missing = EgressKey::from_file(&dir.path().join("nope")).unwrap_err();
         assert!(missing.to_string().contains("nope"), "{missing}");
     }

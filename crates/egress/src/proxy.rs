@@ -20,14 +20,14 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::net::IpAddr;
-use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -298,9 +298,10 @@ impl Gate {
             tracing::warn!("egress proxy: a connection without a valid credential");
             let mut response =
                 text(StatusCode::PROXY_AUTHENTICATION_REQUIRED, "egress: no valid credential\n".into());
-            response
-                .headers_mut()
-                .insert(header::PROXY_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"sandbox-egress\""));
+            response.headers_mut().insert(
+                header::PROXY_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"sandbox-egress\""),
+            );
             return Err(response);
         };
         match self.lookup.session_of(sandbox).await {
@@ -328,8 +329,12 @@ impl Gate {
             Some(session) => session.clone(),
             None => {
                 sessions.retain(|_, session| !session.idle());
-                let session =
-                    Session::new(self.shared.clone(), &grant.session_id, grant.policy, self.stop.child_token());
+                let session = Session::new(
+                    self.shared.clone(),
+                    &grant.session_id,
+                    grant.policy,
+                    self.stop.child_token(),
+                );
                 sessions.insert(grant.session_id, session.clone());
                 session
             }

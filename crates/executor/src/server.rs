@@ -40,6 +40,9 @@ pub enum StartError {
         /// What failed.
         source: std::io::Error,
     },
+    /// The egress socket cannot be served (Kubernetes).
+    #[error("egress: {0}")]
+    Egress(String),
     /// No interpreter exists.
     #[error("none of python3, node or bash is installed")]
     NoLanguages,
@@ -177,6 +180,17 @@ pub async fn serve(
         let tcp_app = api::router_with_token(engine.clone(), token);
         let stop = stopped(stop_rx.clone());
         servers.spawn(async move { axum::serve(tcp, tcp_app).with_graceful_shutdown(stop).await });
+    }
+    if let (Some(proxy), Some(file)) = (cfg.egress_proxy, &cfg.egress_credential_file) {
+        let egress_error = |e: std::io::Error| StartError::Egress(format!("{}: {e}", file.display()));
+        let credential = crate::egress::read_credential(file).map_err(egress_error)?;
+        let listener = crate::egress::bind_bridge(&cfg.egress_dir)
+            .map_err(|e| StartError::Egress(format!("{}: {e}", cfg.egress_dir.display())))?;
+        tracing::info!(%proxy, "relaying the egress socket to the proxy");
+        tokio::spawn(async move {
+            let error = crate::egress::serve_bridge(listener, proxy, credential).await;
+            tracing::error!(%error, "the egress bridge stopped");
+        });
     }
     shutdown.await;
     tracing::info!(running = engine.registry.running(), "shutting down");

@@ -32,7 +32,11 @@ impl SessionLookup for Holders {
 }
 
 /// The harness's proxy serving `holders` on one TCP listener on 127.0.0.1 under `key`.
-async fn serve_shared(harness: &Harness, key: &EgressKey, holders: Arc<Holders>) -> (SocketAddr, AbortOnDrop<std::io::Error>) {
+async fn serve_shared(
+    harness: &Harness,
+    key: &EgressKey,
+    holders: Arc<Holders>,
+) -> (SocketAddr, AbortOnDrop<std::io::Error>) {
     let listener = TcpListener::bind((LOOPBACK, 0)).await.unwrap();
     let address = listener.local_addr().unwrap();
     let task = tokio::spawn(harness.proxy.serve_shared(listener, key.clone(), holders));
