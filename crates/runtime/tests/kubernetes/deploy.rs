@@ -298,7 +298,7 @@ fn sandbox_namespace_isolation_is_the_backends_policy() {
         namespace: RELEASE_NS.into(),
         pod_labels: d.spec.unwrap().selector.match_labels.unwrap(),
     };
-    let ours = network_policy(SANDBOX_NS, &control_plane, 8080);
+    let ours = network_policy(SANDBOX_NS, &control_plane, 8080, None);
     assert_eq!(chart.metadata.namespace, ours.metadata.namespace);
     assert_eq!(chart.spec, ours.spec, "the chart renders the backend's NetworkPolicy");
 
