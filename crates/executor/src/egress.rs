@@ -340,6 +340,7 @@ fn with_header<'a>(head: &'a [u8], header: &str) -> Cow<'a, [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn request_lines_are_recognised() {
@@ -505,6 +506,87 @@ mod tests {
         assert_eq!(got, b"GET http://t/ HTTP/1.1\r\nProxy-Authorization: Bearer sbx-a.00ff\r\n\r\n");
         bridge.abort();
         relay.abort();
+    }
+
+    /// The sandbox `sbx-a` held by session `sess_a`, allowed `web.test` on `port`.
+    struct OneSandbox(u16);
+
+    #[async_trait::async_trait]
+    impl sandbox_egress::SessionLookup for OneSandbox {
+        async fn session_of(
+            &self,
+            sandbox: &str,
+        ) -> Result<Option<sandbox_egress::Grant>, sandbox_egress::LookupError> {
+            let request = sandbox_egress::NetworkRequest {
+                mode: sandbox_egress::Mode::Allowlist,
+                allow: vec![format!("web.test:{}", self.0)],
+            };
+            let policy = sandbox_egress::SessionPolicy::parse(&request).unwrap();
+            Ok((sandbox == "sbx-a").then(|| sandbox_egress::Grant { session_id: "sess_a".into(), policy }))
+        }
+    }
+
+    /// The whole path inside a pod, on loopback: a client of an execution's relay, the relay,
+    /// the bridge on the egress socket, the shared proxy over TCP, a web server. The proxy
+    /// takes the bridge's credential, not one the client sends.
+    #[tokio::test]
+    async fn relay_bridge_and_shared_proxy_together() {
+        let web = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let web_port = web.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = web.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                head.push(stream.read_u8().await.unwrap());
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nhi\n")
+                .await
+                .unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        let settings = sandbox_egress::EgressSettings {
+            permitted: vec!["*.test:*".parse().unwrap()],
+            allowed_addresses: vec!["127.0.0.1".parse().unwrap()],
+            hosts: [("web.test".to_owned(), vec!["127.0.0.1".parse().unwrap()])].into(),
+            ..Default::default()
+        };
+        let audit = Arc::new(sandbox_egress::MemorySink::new());
+        let proxy = sandbox_egress::Proxy::builder(settings, audit.clone()).build().unwrap();
+        let key = sandbox_egress::EgressKey::new(&[3; 32]).unwrap();
+        let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_addr = proxy_listener.local_addr().unwrap();
+        let served =
+            tokio::spawn(proxy.serve_shared(proxy_listener, key.clone(), Arc::new(OneSandbox(web_port))));
+
+        let dir = tempfile::tempdir().unwrap();
+        let bridge =
+            tokio::spawn(serve_bridge(bind_bridge(dir.path()).unwrap(), proxy_addr, key.credential("sbx-a")));
+        let relay_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_addr = relay_listener.local_addr().unwrap();
+        let socket = dir.path().join(EGRESS_SOCKET_NAME);
+        let relay = tokio::spawn(serve(relay_listener, socket, Execution::Fixed(Some("exec_k".into()))));
+
+        let mut client = TcpStream::connect(relay_addr).await.unwrap();
+        let other = key.credential("sbx-b");
+        let ask = format!(
+            "GET http://web.test:{web_port}/x HTTP/1.1\r\nHost: web.test\r\nProxy-Authorization: Bearer {other}\r\nConnection: close\r\n\r\n"
+        );
+        client.write_all(ask.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("hi\n"), "{answer}");
+        let forwarded = server.await.unwrap().to_ascii_lowercase();
+        assert!(
+            !forwarded.contains("proxy-authorization") && !forwarded.contains("x-sandbox-execution"),
+            "{forwarded}"
+        );
+        let record = audit.wait_for(1).await.swap_remove(0);
+        assert_eq!((record.session_id.as_str(), record.execution_id.as_deref()), ("sess_a", Some("exec_k")));
+        assert_eq!(record.decision, sandbox_egress::Decision::Allowed);
+        for task in [bridge, relay, served] {
+            task.abort();
+        }
     }
 
     #[test]
