@@ -80,7 +80,7 @@ pub struct ExecutorConfig {
     /// The egress proxy's TCP address, when the sandbox reaches it over the network
     /// (Kubernetes): the executor then binds `proxy.sock` in `--egress-dir` itself (which must
     /// be a directory of its own) and relays each connection to this address, presenting the
-    /// credential of `--egress-credential-file` ([`crate::egress::serve_bridge`]).
+    /// credential of `--egress-credential-file`.
     #[arg(long, env = env::EGRESS_PROXY, requires = "egress_credential_file")]
     pub egress_proxy: Option<std::net::SocketAddr>,
 
