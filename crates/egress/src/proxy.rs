@@ -176,7 +176,7 @@ impl Proxy {
         let session = Session::new(self.shared.clone(), session_id, policy, CancellationToken::new());
         async move {
             let _stop_all = session.stop.clone().drop_guard();
-            accept_loop(listener, session.clients.clone(), |io| {
+            accept_loop(listener, session.clients.clone(), &session.id, |io| {
                 session.spawn(session.clone().serve_client(io));
             })
             .await
@@ -209,7 +209,7 @@ impl Proxy {
         async move {
             let _stop_all = gate.stop.clone().drop_guard();
             let clients = Arc::new(Semaphore::new(SHARED_CLIENT_CONNECTIONS));
-            accept_loop(listener, clients, |io| {
+            accept_loop(listener, clients, "(shared)", |io| {
                 tokio::spawn(gate.stop.clone().run_until_cancelled_owned(gate.clone().serve_client(io)));
             })
             .await
@@ -217,12 +217,13 @@ impl Proxy {
     }
 }
 
-/// Accepts connections on `listener` while `clients` has room, handing each to `serve` (which
-/// spawns its task); a connection's permit goes with it. Returns the listener's error;
-/// transient ones only pause it.
+/// Accepts connections on `listener` (the session `session`'s, for the log) while `clients` has
+/// room, handing each to `serve` (which spawns its task); a connection's permit goes with it.
+/// Returns the listener's error; transient ones only pause it.
 async fn accept_loop<L: Listener>(
     mut listener: L,
     clients: Arc<Semaphore>,
+    session: &str,
     mut serve: impl FnMut(ClientIo<L::Io>) + Send,
 ) -> io::Error {
     loop {
@@ -230,7 +231,7 @@ async fn accept_loop<L: Listener>(
         match listener.accept().await {
             Ok(io) => serve(ClientIo { io, _permit: permit }),
             Err(error) if is_transient(&error) => {
-                tracing::warn!(%error, "egress proxy accept failed");
+                tracing::warn!(session, %error, "egress proxy accept failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
             }
             Err(error) => return error,
