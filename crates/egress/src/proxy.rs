@@ -20,7 +20,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
@@ -43,6 +43,10 @@ const MAX_EXECUTION_ID_LEN: usize = 64;
 
 /// Largest request head a client may send (hyper's smallest read buffer is 8 KiB).
 const MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
+
+/// How often a shared listener asks again whether the sandboxes of the sessions it serves are
+/// still theirs ([`Proxy::serve_shared`]).
+const SWEEP_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How long the accept loop pauses after an error such as running out of descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -189,7 +193,9 @@ impl Proxy {
     /// `lookup` says holds that sandbox, held to its policy and to its own limits, shared by
     /// all the session's connections. Without a valid credential the answer is 407, for a
     /// sandbox no session holds 403, when the lookup fails 503, and the connection is closed;
-    /// none of these is audited (there is no session to record it for), each is logged.
+    /// none of these is audited (there is no session to record it for), each is logged. Every
+    /// few seconds the sandboxes of the sessions served are looked up again: a session that no
+    /// longer holds any of them is stopped, which closes its connections.
     ///
     /// Runs until the returned future is dropped, or until the listener fails, like
     /// [`Proxy::serve_session`].
@@ -209,10 +215,13 @@ impl Proxy {
         async move {
             let _stop_all = gate.stop.clone().drop_guard();
             let clients = Arc::new(Semaphore::new(SHARED_CLIENT_CONNECTIONS));
-            accept_loop(listener, clients, "(shared)", |io| {
+            let accept = accept_loop(listener, clients, "(shared)", |io| {
                 tokio::spawn(gate.stop.clone().run_until_cancelled_owned(gate.clone().serve_client(io)));
-            })
-            .await
+            });
+            tokio::select! {
+                error = accept => error,
+                never = gate.clone().sweep() => match never {},
+            }
         }
     }
 }
@@ -271,9 +280,15 @@ struct Gate {
     shared: Arc<Shared>,
     key: EgressKey,
     lookup: Arc<dyn SessionLookup>,
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    sessions: Mutex<HashMap<String, Held>>,
     /// Cancelled when the listener's loop is dropped: ends every session served through it.
     stop: CancellationToken,
+}
+
+/// A session a shared listener serves, and the sandboxes its connections came from.
+struct Held {
+    session: Arc<Session>,
+    sandboxes: HashSet<String>,
 }
 
 /// A connection of a shared listener: its session is known from its first request on.
@@ -288,8 +303,12 @@ impl Gate {
         serve_connection(io, move |request| connection.clone().handle(request)).await;
     }
 
-    /// The session behind `request`'s credential, or the answer for a client without one.
-    async fn authenticate(&self, request: &Request<Incoming>) -> Result<Grant, Response<ProxyBody>> {
+    /// The sandbox `request`'s credential names and the session holding it, or the answer for a
+    /// client without one.
+    async fn authenticate(
+        &self,
+        request: &Request<Incoming>,
+    ) -> Result<(String, Grant), Response<ProxyBody>> {
         let credential = request
             .headers()
             .get(header::PROXY_AUTHORIZATION)
@@ -306,10 +325,10 @@ impl Gate {
             return Err(response);
         };
         match self.lookup.session_of(sandbox).await {
-            Ok(Some(grant)) => Ok(grant),
+            Ok(Some(grant)) => Ok((sandbox.to_owned(), grant)),
             Ok(None) => {
                 tracing::warn!(sandbox, "egress proxy: a sandbox no session holds");
-                Err(text(StatusCode::FORBIDDEN, "egress: the sandbox serves no session\n".into()))
+                Err(unheld())
             }
             Err(error) => {
                 tracing::error!(sandbox, %error, "egress proxy: session lookup failed");
@@ -319,30 +338,67 @@ impl Gate {
     }
 
     /// The session of `grant` (the live one, or a new one) with a permit of its client
-    /// connections; `Err` with the session when it has no room for another.
+    /// connections, noting that `sandbox` is one of its; `Err` with the session when it has no
+    /// room for another connection.
     ///
     /// Sessions are kept while any client connection or connection to a destination of theirs
     /// is open, so their limits hold across all of them; permits of client connections are
     /// only taken here, under the lock, so a session found idle stays idle while it is dropped.
-    fn session(&self, grant: Grant) -> Result<(Arc<Session>, OwnedSemaphorePermit), Arc<Session>> {
+    fn session(
+        &self,
+        sandbox: String,
+        grant: Grant,
+    ) -> Result<(Arc<Session>, OwnedSemaphorePermit), Arc<Session>> {
         let mut sessions = self.sessions.lock().expect("never poisoned");
-        let session = match sessions.get(&grant.session_id) {
-            Some(session) => session.clone(),
-            None => {
-                sessions.retain(|_, session| !session.idle());
-                let session = Session::new(
-                    self.shared.clone(),
-                    &grant.session_id,
-                    grant.policy,
-                    self.stop.child_token(),
-                );
-                sessions.insert(grant.session_id, session.clone());
-                session
+        if !sessions.contains_key(&grant.session_id) {
+            sessions.retain(|_, held| !held.session.idle());
+            let session =
+                Session::new(self.shared.clone(), &grant.session_id, grant.policy, self.stop.child_token());
+            sessions.insert(grant.session_id.clone(), Held { session, sandboxes: HashSet::new() });
+        }
+        let held = sessions.get_mut(&grant.session_id).expect("just made");
+        held.sandboxes.insert(sandbox);
+        match held.session.clients.clone().try_acquire_owned() {
+            Ok(permit) => Ok((held.session.clone(), permit)),
+            Err(_) => Err(held.session.clone()),
+        }
+    }
+
+    /// Every [`SWEEP_INTERVAL`], asks the lookup again about the sandboxes of the sessions it
+    /// serves, and stops a session none of whose sandboxes it holds any more (the session
+    /// ended): its connections close, as when a session's own listener stops. A lookup that
+    /// fails changes nothing.
+    async fn sweep(self: Arc<Self>) -> Infallible {
+        loop {
+            tokio::time::sleep(SWEEP_INTERVAL).await;
+            let held: Vec<(String, Vec<String>)> = self
+                .sessions
+                .lock()
+                .expect("never poisoned")
+                .iter()
+                .map(|(id, held)| (id.clone(), held.sandboxes.iter().cloned().collect()))
+                .collect();
+            for (id, sandboxes) in held {
+                for sandbox in sandboxes {
+                    match self.lookup.session_of(&sandbox).await {
+                        Ok(Some(grant)) if grant.session_id == id => {}
+                        Ok(_) => self.release(&id, &sandbox),
+                        Err(error) => tracing::warn!(sandbox, %error, "egress proxy: session lookup failed"),
+                    }
+                }
             }
-        };
-        match session.clients.clone().try_acquire_owned() {
-            Ok(permit) => Ok((session, permit)),
-            Err(_) => Err(session),
+        }
+    }
+
+    /// Notes that session `id` no longer holds `sandbox`; stops the session when it was its last.
+    fn release(&self, id: &str, sandbox: &str) {
+        let mut sessions = self.sessions.lock().expect("never poisoned");
+        let Some(held) = sessions.get_mut(id) else { return };
+        held.sandboxes.remove(sandbox);
+        if held.sandboxes.is_empty() {
+            tracing::info!(session_id = id, "egress proxy: the session ended; its connections close");
+            held.session.stop.cancel();
+            sessions.remove(id);
         }
     }
 }
@@ -351,9 +407,10 @@ impl GateConnection {
     async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<ProxyBody> {
         let known = self.session.lock().expect("never poisoned").as_ref().map(|(s, _)| s.clone());
         let session = match known {
+            Some(session) if session.stop.is_cancelled() => return close(unheld()),
             Some(session) => session,
             None => match self.gate.authenticate(&request).await {
-                Ok(grant) => match self.gate.session(grant) {
+                Ok((sandbox, grant)) => match self.gate.session(sandbox, grant) {
                     Ok((session, permit)) => {
                         *self.session.lock().expect("never poisoned") = Some((session.clone(), permit));
                         session
@@ -366,6 +423,11 @@ impl GateConnection {
         };
         session.handle(request).await
     }
+}
+
+/// The answer for a sandbox no session holds.
+fn unheld() -> Response<ProxyBody> {
+    text(StatusCode::FORBIDDEN, "egress: the sandbox serves no session\n".into())
 }
 
 /// `response`, closing the connection after it.

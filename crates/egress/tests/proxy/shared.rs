@@ -19,6 +19,10 @@ impl Holders {
         let grant = Grant { session_id: session.to_owned(), policy };
         self.0.lock().unwrap().insert(sandbox.to_owned(), grant);
     }
+
+    fn release(&self, sandbox: &str) {
+        self.0.lock().unwrap().remove(sandbox);
+    }
 }
 
 #[async_trait::async_trait]
@@ -180,4 +184,30 @@ async fn a_session_s_limits_cover_all_its_connections() {
     })
     .await;
     assert_eq!(status(&get_over(again, "web.test", "/").await.0), 200);
+}
+
+#[tokio::test]
+async fn a_session_that_ends_loses_its_open_connections() {
+    let harness = Harness::new(loopback_settings());
+    let server = TestServer::http().await;
+    let target = server.at("web.test");
+    let key = key();
+    let holders = Arc::new(Holders::default());
+    holders.hold("sbx-a", "sess_a", allowlist(std::slice::from_ref(&target)));
+    holders.hold("sbx-b", "sess_b", allowlist(std::slice::from_ref(&target)));
+    let (proxy, _task) = serve_shared(&harness, &key, holders.clone()).await;
+    let (a, b) = (bearer(&key.credential("sbx-a")), bearer(&key.credential("sbx-b")));
+    let mut ended = connect(proxy, &target, &[("Proxy-Authorization", &a)]).await.tunnel();
+    let mut kept = connect(proxy, &target, &[("Proxy-Authorization", &b)]).await.tunnel();
+
+    // Session a ends (its pod goes): its tunnel closes, b's stays; a's credential is refused.
+    holders.release("sbx-a");
+    let mut rest = Vec::new();
+    step("the ended session's tunnel closes", ended.read_to_end(&mut rest)).await.unwrap();
+    let record = harness.record(1).await;
+    assert_eq!((record.session_id.as_str(), record.decision), ("sess_a", Decision::Allowed));
+    assert_eq!(connect(proxy, &target, &[("Proxy-Authorization", &a)]).await.refused().0, 403);
+    kept.write_all(get_request("web.test", "/").as_bytes()).await.unwrap();
+    let head = step("the other session's tunnel still works", read_head(&mut kept)).await.unwrap();
+    assert_eq!(status(&head), 200);
 }
