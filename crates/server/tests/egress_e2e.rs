@@ -456,7 +456,7 @@ async fn code_in_a_session_reaches_exactly_its_allow_list() {
 /// server on Docker and sharing its database: a connection presenting the credential of a
 /// session's sandbox (its container id, as a pod's name on Kubernetes) is that session's,
 /// held to its allow-list and audited under it; anything else is refused, and a session that
-/// ended is not served any more.
+/// ended is not served any more and its open tunnel closes.
 #[tokio::test]
 async fn the_shared_proxy_serves_a_sandbox_as_the_session_holding_it() {
     let (web, srv, id) = allowlisted().await;
@@ -522,7 +522,11 @@ async fn the_shared_proxy_serves_a_sandbox_as_the_session_holding_it() {
     assert_eq!(status, 403);
     assert_eq!(audit(&srv, &id, 2).await.len(), 2);
 
-    // Once the session ends, its sandbox's credential reaches nothing.
+    // Once the session ends, its open tunnel closes and its sandbox's credential reaches nothing.
+    let mut open = TcpStream::connect(&address).await.unwrap();
+    let ask = format!("CONNECT {web_at} HTTP/1.1\r\nHost: {web_at}\r\n{}\r\n", credential(&container));
+    open.write_all(ask.as_bytes()).await.unwrap();
+    assert_eq!(read_head(&mut open).await.0, 200);
     let (s, b) = srv.call(Method::POST, &format!("/api/v1/sessions/{id}/terminate"), &srv.key, None).await;
     assert!(s.is_success(), "{b}");
     eventually(Duration::from_secs(20), "the ended session refused", || {
@@ -531,6 +535,11 @@ async fn the_shared_proxy_serves_a_sandbox_as_the_session_holding_it() {
         async move { (through(web_at, headers).await.0 == 403).then_some(()) }
     })
     .await;
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), open.read_to_end(&mut rest))
+        .await
+        .expect("the ended session's tunnel is closed")
+        .unwrap();
     let _ = proxy.kill();
     let _ = proxy.wait();
 }
