@@ -18,6 +18,7 @@
 pub mod address;
 pub mod audit;
 pub mod connect;
+pub mod credential;
 pub mod decision;
 pub mod destination;
 mod http_forward;
@@ -33,6 +34,7 @@ mod tunnel;
 pub use address::{AddressClass, AddressRange, AddressRules};
 pub use audit::{AuditRecord, AuditSink, EgressMetrics, MemorySink, RequestKind};
 pub use connect::{Connector, TcpConnector};
+pub use credential::{EgressKey, Grant, KeyError, LookupError, SessionLookup};
 pub use decision::{Decision, DecisionKind, Failure, PolicyDenial};
 pub use destination::{Destination, Host, ParseError};
 pub use limits::Limits;

@@ -26,6 +26,10 @@ pub const DEFAULT_IDLE_TIMEOUT_SEC: u64 = 300;
 /// limit still gets its 429 instead of waiting unanswered.
 pub const CLIENT_CONNECTIONS_PER_CONNECTION: usize = 2;
 
+/// Client connections a shared listener ([`crate::Proxy::serve_shared`]) accepts at once, all
+/// sandboxes together, before each is bounded by its session's own share.
+pub const SHARED_CLIENT_CONNECTIONS: usize = 16_384;
+
 /// How long a client may take to send a request's head (and how long a kept-alive client
 /// connection may wait for its next request) before the proxy closes it.
 pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(30);

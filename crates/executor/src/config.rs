@@ -77,6 +77,17 @@ pub struct ExecutorConfig {
     #[arg(long, env = "SANDBOX_EXECUTOR_EGRESS_DIR", default_value = sandbox_protocol::contract::EGRESS_DIR)]
     pub egress_dir: PathBuf,
 
+    /// The egress proxy's TCP address, when the sandbox reaches it over the network
+    /// (Kubernetes): the executor then binds `proxy.sock` in `--egress-dir` itself (which must
+    /// be a directory of its own) and relays each connection to this address, presenting the
+    /// credential of `--egress-credential-file`.
+    #[arg(long, env = env::EGRESS_PROXY, requires = "egress_credential_file")]
+    pub egress_proxy: Option<std::net::SocketAddr>,
+
+    /// File holding this sandbox's egress credential (read once at start).
+    #[arg(long, env = env::EGRESS_CREDENTIAL_FILE, requires = "egress_proxy")]
+    pub egress_credential_file: Option<PathBuf>,
+
     /// The bubblewrap binary.
     #[arg(long, env = "SANDBOX_EXECUTOR_BWRAP", default_value = "bwrap")]
     pub bwrap: PathBuf,

@@ -7,16 +7,22 @@
 //! Bytes pass untouched in both directions except for one header line,
 //! [`EGRESS_EXECUTION_HEADER`], inserted after the request line of a connection's first
 //! request when that line reads as HTTP; anything else is forwarded as it came.
+//!
+//! On Kubernetes the proxy is a service on the network, not a socket the control plane can
+//! mount: there the executor serves the socket itself ([`serve_bridge`]) and relays each
+//! connection to the proxy over TCP the same way, with this sandbox's credential as the header.
 
-use sandbox_protocol::contract::{EGRESS_EXECUTION_HEADER, EGRESS_RELAY_PORT, EGRESS_SOCKET_NAME, valid_id};
+use sandbox_protocol::contract::{
+    EGRESS_CREDENTIAL_SCHEME, EGRESS_EXECUTION_HEADER, EGRESS_RELAY_PORT, EGRESS_SOCKET_NAME, valid_id,
+};
 use std::borrow::Cow;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 /// Where the relay listens inside each execution's network namespace.
 pub const RELAY_ADDR: SocketAddr =
@@ -132,15 +138,74 @@ pub fn spawn_thread(
 /// Accepts connections on `listener` and relays each to the Unix socket `socket`. Returns only
 /// when the listener fails.
 pub async fn serve(listener: TcpListener, socket: PathBuf, execution: Execution) -> io::Error {
+    accept_loop(
+        || async { listener.accept().await.map(|(client, _)| client) },
+        |client| {
+            let socket = socket.clone();
+            let header = execution.current().map(|id| format!("{EGRESS_EXECUTION_HEADER}: {id}\r\n"));
+            tokio::spawn(async move {
+                let _ = relay(client, UnixStream::connect(&socket).await?, header).await;
+                io::Result::Ok(())
+            });
+        },
+    )
+    .await
+}
+
+/// Binds the egress socket in `dir` (the executor's own directory, bound read-only into each
+/// sandbox), replacing one left by an earlier run, open to the sandbox's uid (mode 0666).
+pub fn bind_bridge(dir: &Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(EGRESS_SOCKET_NAME);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+    Ok(listener)
+}
+
+/// The egress credential in `path` (a mounted Secret), trimmed; it must be one header value's
+/// worth of visible ASCII.
+pub fn read_credential(path: &Path) -> io::Result<String> {
+    let credential = std::fs::read_to_string(path)?.trim().to_owned();
+    let valid =
+        !credential.is_empty() && credential.len() <= 512 && credential.bytes().all(|b| b.is_ascii_graphic());
+    match valid {
+        true => Ok(credential),
+        false => Err(io::Error::new(io::ErrorKind::InvalidData, "not a credential")),
+    }
+}
+
+/// Accepts connections on the egress socket `listener` (Kubernetes) and relays each to the
+/// proxy at `proxy` over TCP, presenting `credential` as `Proxy-Authorization` in the
+/// connection's first request, after its request line (before the relay's execution header and
+/// anything the client sent). Returns only when the listener fails.
+pub async fn serve_bridge(listener: UnixListener, proxy: SocketAddr, credential: String) -> io::Error {
+    let header = format!("Proxy-Authorization: {EGRESS_CREDENTIAL_SCHEME} {credential}\r\n");
+    accept_loop(
+        || async { listener.accept().await.map(|(client, _)| client) },
+        |client| {
+            let header = header.clone();
+            tokio::spawn(async move {
+                let _ = relay(client, TcpStream::connect(proxy).await?, Some(header)).await;
+                io::Result::Ok(())
+            });
+        },
+    )
+    .await
+}
+
+/// Takes connections from `accept` and hands each to `handle` (which spawns), until `accept`
+/// fails for good.
+async fn accept_loop<S, F: Future<Output = io::Result<S>>>(
+    accept: impl Fn() -> F,
+    mut handle: impl FnMut(S),
+) -> io::Error {
     loop {
-        match listener.accept().await {
-            Ok((client, _)) => {
-                let socket = socket.clone();
-                let id = execution.current();
-                tokio::spawn(async move {
-                    let _ = relay(client, &socket, id.as_deref()).await;
-                });
-            }
+        match accept().await {
+            Ok(client) => handle(client),
             Err(e) if is_transient(&e) => tokio::time::sleep(ACCEPT_BACKOFF).await,
             Err(e) => return e,
         }
@@ -155,16 +220,38 @@ fn is_transient(error: &io::Error) -> bool {
     ) || matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
-/// Relays one connection: its first bytes (up to the end of the request line) with the
-/// execution header, then everything else both ways, until both sides have closed.
-async fn relay(mut client: TcpStream, socket: &Path, id: Option<&str>) -> io::Result<()> {
-    let mut upstream = UnixStream::connect(socket).await?;
+/// A stream the relay sends connections to.
+trait Upstream: AsyncRead + AsyncWrite + Unpin {
+    /// Resolves once the stream can be read (or has closed).
+    fn readable(&self) -> impl Future<Output = io::Result<()>>;
+}
+
+impl Upstream for UnixStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> {
+        UnixStream::readable(self)
+    }
+}
+
+impl Upstream for TcpStream {
+    fn readable(&self) -> impl Future<Output = io::Result<()>> {
+        TcpStream::readable(self)
+    }
+}
+
+/// Relays one connection to `upstream`: its first bytes (up to the end of the request line)
+/// with `header` (a whole header line) after the request line, then everything else both ways,
+/// until both sides have closed.
+async fn relay(
+    mut client: impl AsyncRead + AsyncWrite + Unpin,
+    mut upstream: impl Upstream,
+    header: Option<String>,
+) -> io::Result<()> {
     let mut head = Vec::new();
     let first = tokio::select! {
         read = read_request_line(&mut client, &mut head) => {
             read?;
-            match id {
-                Some(id) => with_execution(&head, id),
+            match &header {
+                Some(header) => with_header(&head, header),
                 None => Cow::Borrowed(&head[..]),
             }
         }
@@ -178,7 +265,7 @@ async fn relay(mut client: TcpStream, socket: &Path, id: Option<&str>) -> io::Re
 
 /// Reads from `client` into `head` until it holds a whole request line, cannot start one, the
 /// client stopped sending, or [`MAX_REQUEST_LINE`] bytes came without a line end.
-async fn read_request_line(client: &mut TcpStream, head: &mut Vec<u8>) -> io::Result<()> {
+async fn read_request_line(client: &mut (impl AsyncRead + Unpin), head: &mut Vec<u8>) -> io::Result<()> {
     let mut buf = [0u8; 4096];
     while matches!(request_line(head), Line::Incomplete) && head.len() < MAX_REQUEST_LINE {
         let room = (MAX_REQUEST_LINE - head.len()).min(buf.len());
@@ -235,12 +322,11 @@ fn request_line(bytes: &[u8]) -> Line {
     Line::NotHttp
 }
 
-/// `head` with the execution header after its request line, when it starts with one; else
+/// `head` with the header line `header` after its request line, when it starts with one; else
 /// `head` as it is.
-fn with_execution<'a>(head: &'a [u8], id: &str) -> Cow<'a, [u8]> {
+fn with_header<'a>(head: &'a [u8], header: &str) -> Cow<'a, [u8]> {
     match request_line(head) {
         Line::Request(end) => {
-            let header = format!("{EGRESS_EXECUTION_HEADER}: {id}\r\n");
             let mut out = Vec::with_capacity(head.len() + header.len());
             out.extend_from_slice(&head[..end]);
             out.extend_from_slice(header.as_bytes());
@@ -254,6 +340,7 @@ fn with_execution<'a>(head: &'a [u8], id: &str) -> Cow<'a, [u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn request_lines_are_recognised() {
@@ -278,6 +365,11 @@ mod tests {
         ] {
             assert_eq!(request_line(bad), Line::NotHttp, "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    /// [`with_header`] with the execution header naming `id`.
+    fn with_execution<'a>(head: &'a [u8], id: &str) -> Cow<'a, [u8]> {
+        with_header(head, &format!("{EGRESS_EXECUTION_HEADER}: {id}\r\n"))
     }
 
     #[test]
@@ -367,6 +459,147 @@ mod tests {
         std::fs::write(&file, "a b\r\nEvil: 1").unwrap();
         let got = through_relay(vec![head.clone()], Execution::File(file)).await;
         assert_eq!(got, head, "an invalid id is not sent");
+    }
+
+    #[tokio::test]
+    async fn the_bridge_adds_the_credential_first_and_reaches_the_proxy_over_tcp() {
+        let dir = tempfile::tempdir().unwrap();
+        let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_addr = proxy.local_addr().unwrap();
+        let bridge =
+            tokio::spawn(serve_bridge(bind_bridge(dir.path()).unwrap(), proxy_addr, "sbx-a.00ff".into()));
+        let mode = std::fs::metadata(dir.path().join(EGRESS_SOCKET_NAME)).unwrap().permissions();
+        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o666);
+        // The relay of an execution, in front of the bridge's socket, as inside a sandbox.
+        let relay_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_addr = relay_listener.local_addr().unwrap();
+        let socket = dir.path().join(EGRESS_SOCKET_NAME);
+        let relay = tokio::spawn(serve(relay_listener, socket, Execution::Fixed(Some("ex-1".into()))));
+
+        let mut client = TcpStream::connect(relay_addr).await.unwrap();
+        client
+            .write_all(b"CONNECT t:443 HTTP/1.1\r\nProxy-Authorization: Bearer mine\r\n\r\n")
+            .await
+            .unwrap();
+        let (mut upstream, _) = proxy.accept().await.unwrap();
+        let want = b"CONNECT t:443 HTTP/1.1\r\nProxy-Authorization: Bearer sbx-a.00ff\r\n\
+                     X-Sandbox-Execution: ex-1\r\nProxy-Authorization: Bearer mine\r\n\r\n";
+        let mut got = vec![0; want.len()];
+        upstream.read_exact(&mut got).await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(want));
+        upstream.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await.unwrap();
+        let mut answer = [0; 39];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"HTTP/1.1 200 Connection Established\r\n\r\n");
+
+        // Bytes after the first line pass untouched; a second connection gets the credential too.
+        client.write_all(b"\x16\x03\x01").await.unwrap();
+        let mut tls = [0; 3];
+        upstream.read_exact(&mut tls).await.unwrap();
+        assert_eq!(&tls, b"\x16\x03\x01");
+        let mut second = UnixStream::connect(dir.path().join(EGRESS_SOCKET_NAME)).await.unwrap();
+        second.write_all(b"GET http://t/ HTTP/1.1\r\n\r\n").await.unwrap();
+        second.shutdown().await.unwrap();
+        let (mut upstream, _) = proxy.accept().await.unwrap();
+        let mut got = Vec::new();
+        upstream.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"GET http://t/ HTTP/1.1\r\nProxy-Authorization: Bearer sbx-a.00ff\r\n\r\n");
+        bridge.abort();
+        relay.abort();
+    }
+
+    /// The sandbox `sbx-a` held by session `sess_a`, allowed `web.test` on `port`.
+    struct OneSandbox(u16);
+
+    #[async_trait::async_trait]
+    impl sandbox_egress::SessionLookup for OneSandbox {
+        async fn session_of(
+            &self,
+            sandbox: &str,
+        ) -> Result<Option<sandbox_egress::Grant>, sandbox_egress::LookupError> {
+            let request = sandbox_egress::NetworkRequest {
+                mode: sandbox_egress::Mode::Allowlist,
+                allow: vec![format!("web.test:{}", self.0)],
+            };
+            let policy = sandbox_egress::SessionPolicy::parse(&request).unwrap();
+            Ok((sandbox == "sbx-a").then(|| sandbox_egress::Grant { session_id: "sess_a".into(), policy }))
+        }
+    }
+
+    /// The whole path inside a pod, on loopback: a client of an execution's relay, the relay,
+    /// the bridge on the egress socket, the shared proxy over TCP, a web server. The proxy
+    /// takes the bridge's credential, not one the client sends.
+    #[tokio::test]
+    async fn relay_bridge_and_shared_proxy_together() {
+        let web = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let web_port = web.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut stream, _) = web.accept().await.unwrap();
+            let mut head = Vec::new();
+            while !head.ends_with(b"\r\n\r\n") {
+                head.push(stream.read_u8().await.unwrap());
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nhi\n")
+                .await
+                .unwrap();
+            String::from_utf8(head).unwrap()
+        });
+        let settings = sandbox_egress::EgressSettings {
+            permitted: vec!["*.test:*".parse().unwrap()],
+            allowed_addresses: vec!["127.0.0.1".parse().unwrap()],
+            hosts: [("web.test".to_owned(), vec!["127.0.0.1".parse().unwrap()])].into(),
+            ..Default::default()
+        };
+        let audit = Arc::new(sandbox_egress::MemorySink::new());
+        let proxy = sandbox_egress::Proxy::builder(settings, audit.clone()).build().unwrap();
+        let key = sandbox_egress::EgressKey::new(&[3; 32]).unwrap();
+        let proxy_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_addr = proxy_listener.local_addr().unwrap();
+        let served =
+            tokio::spawn(proxy.serve_shared(proxy_listener, key.clone(), Arc::new(OneSandbox(web_port))));
+
+        let dir = tempfile::tempdir().unwrap();
+        let bridge =
+            tokio::spawn(serve_bridge(bind_bridge(dir.path()).unwrap(), proxy_addr, key.credential("sbx-a")));
+        let relay_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let relay_addr = relay_listener.local_addr().unwrap();
+        let socket = dir.path().join(EGRESS_SOCKET_NAME);
+        let relay = tokio::spawn(serve(relay_listener, socket, Execution::Fixed(Some("exec_k".into()))));
+
+        let mut client = TcpStream::connect(relay_addr).await.unwrap();
+        let other = key.credential("sbx-b");
+        let ask = format!(
+            "GET http://web.test:{web_port}/x HTTP/1.1\r\nHost: web.test\r\nProxy-Authorization: Bearer {other}\r\nConnection: close\r\n\r\n"
+        );
+        client.write_all(ask.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("hi\n"), "{answer}");
+        let forwarded = server.await.unwrap().to_ascii_lowercase();
+        assert!(
+            !forwarded.contains("proxy-authorization") && !forwarded.contains("x-sandbox-execution"),
+            "{forwarded}"
+        );
+        let record = audit.wait_for(1).await.swap_remove(0);
+        assert_eq!((record.session_id.as_str(), record.execution_id.as_deref()), ("sess_a", Some("exec_k")));
+        assert_eq!(record.decision, sandbox_egress::Decision::Allowed);
+        for task in [bridge, relay, served] {
+            task.abort();
+        }
+    }
+
+    #[test]
+    fn credentials_are_read_trimmed_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("egress");
+        std::fs::write(&path, "sbx-a.00ff\n").unwrap();
+        assert_eq!(read_credential(&path).unwrap(), "sbx-a.00ff");
+        for bad in ["", "\n", "a b", "a\r\nEvil: 1"] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(read_credential(&path).is_err(), "{bad:?}");
+        }
+        assert!(read_credential(&dir.path().join("missing")).is_err());
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub enum StartError {
         /// What failed.
         source: std::io::Error,
     },
+    /// The egress socket cannot be served (Kubernetes).
+    #[error("egress: {0}")]
+    Egress(String),
     /// No interpreter exists.
     #[error("none of python3, node or bash is installed")]
     NoLanguages,
@@ -92,6 +95,9 @@ pub async fn start(cfg: &ExecutorConfig) -> Result<Arc<Engine>, StartError> {
     // A signal handler for SIGCHLD; failing to install one is an I/O error like any other.
     engine.reaper().clone().run()?;
     probe(&engine, probe_language).await?;
+    // Before the spares start, so that they have the relay (a spare started without the socket
+    // is not used once it is there).
+    start_egress_bridge(cfg)?;
     engine.prestart();
     let tidy = engine.clone();
     tokio::spawn(async move {
@@ -103,6 +109,22 @@ pub async fn start(cfg: &ExecutorConfig) -> Result<Arc<Engine>, StartError> {
         }
     });
     Ok(engine)
+}
+
+/// With `--egress-proxy` (Kubernetes): serves the egress socket in `--egress-dir`, relaying to
+/// the proxy with the sandbox's credential, until the process exits.
+fn start_egress_bridge(cfg: &ExecutorConfig) -> Result<(), StartError> {
+    let (Some(proxy), Some(file)) = (cfg.egress_proxy, &cfg.egress_credential_file) else { return Ok(()) };
+    let credential = crate::egress::read_credential(file)
+        .map_err(|e| StartError::Egress(format!("{}: {e}", file.display())))?;
+    let listener = crate::egress::bind_bridge(&cfg.egress_dir)
+        .map_err(|e| StartError::Egress(format!("{}: {e}", cfg.egress_dir.display())))?;
+    tracing::info!(%proxy, "relaying the egress socket to the proxy");
+    tokio::spawn(async move {
+        let error = crate::egress::serve_bridge(listener, proxy, credential).await;
+        tracing::error!(%error, "the egress bridge stopped");
+    });
+    Ok(())
 }
 
 fn probe_preference(l: Language) -> u8 {

@@ -33,6 +33,9 @@ pub const EGRESS_SOCKET_NAME: &str = "proxy.sock";
 /// The loopback port the egress relay listens on inside each execution's network namespace;
 /// `HTTP_PROXY` and `HTTPS_PROXY` point at `http://127.0.0.1:<port>`.
 pub const EGRESS_RELAY_PORT: u16 = 3128;
+/// The scheme of the `Proxy-Authorization` header that carries a sandbox's egress credential to
+/// a proxy shared by many sandboxes (Kubernetes): `Proxy-Authorization: Bearer <credential>`.
+pub const EGRESS_CREDENTIAL_SCHEME: &str = "Bearer";
 /// The request header the egress relay adds to the first request of each connection, naming
 /// the execution it came from; the proxy records it (as untrusted metadata) and strips it.
 pub const EGRESS_EXECUTION_HEADER: &str = "X-Sandbox-Execution";
@@ -70,6 +73,11 @@ pub mod env {
     pub const MAX_CONTEXTS: &str = "SANDBOX_EXECUTOR_MAX_CONTEXTS";
     /// Seconds a code context may stay idle before its interpreter is reclaimed.
     pub const CONTEXT_IDLE_TIMEOUT_SECS: &str = "SANDBOX_EXECUTOR_CONTEXT_IDLE_TIMEOUT_SECS";
+    /// The egress proxy's TCP address, for a sandbox that reaches it over the network
+    /// (Kubernetes): the executor then serves the egress socket itself.
+    pub const EGRESS_PROXY: &str = "SANDBOX_EXECUTOR_EGRESS_PROXY";
+    /// The file holding the sandbox's egress credential, presented to [`EGRESS_PROXY`].
+    pub const EGRESS_CREDENTIAL_FILE: &str = "SANDBOX_EXECUTOR_EGRESS_CREDENTIAL_FILE";
     /// Languages to pre-start an interpreter for at once (comma-separated).
     pub const PRESTART: &str = "SANDBOX_EXECUTOR_PRESTART";
 }

@@ -154,6 +154,31 @@ pub async fn serve(
     Ok(())
 }
 
+/// Runs the egress proxy alone, for sandboxes that reach it over the network (Kubernetes: its
+/// own Deployment and Service): serves every sandbox presenting a credential made with the key
+/// in `key_file` on `listen`, each connection as the session holding its sandbox in the store,
+/// under the `[egress]` settings, audited to the store, until `shutdown` resolves.
+pub async fn serve_egress_proxy(
+    settings: Settings,
+    listen: std::net::SocketAddr,
+    key_file: &std::path::Path,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let key = sandbox_egress::EgressKey::from_file(key_file)?;
+    let store = sandbox_store::open(&settings.database_url()).await.context("opening the database")?;
+    let egress = service::egress::Egress::new(&settings.egress, store.clone(), Arc::default())?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+    tracing::info!(%listen, "egress proxy listening");
+    tokio::select! {
+        error = egress.serve_shared(listener, key, store) => Err(anyhow::Error::from(error).context("the egress proxy's listener failed")),
+        () = shutdown => {
+            tracing::info!("egress proxy stopped");
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,16 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Run the egress proxy alone, for sandboxes that reach it over the network (Kubernetes):
+    /// each connection is the session that holds the sandbox its credential names.
+    EgressProxy {
+        /// Where to listen.
+        #[arg(long, default_value = "0.0.0.0:3128")]
+        listen: std::net::SocketAddr,
+        /// The key sandboxes' credentials are made with (default: `kubernetes.egress_key_file`).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -102,6 +112,13 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
             Ok(())
+        }
+        Command::EgressProxy { listen, key_file } => {
+            let key_file = key_file
+                .or_else(|| settings.kubernetes.egress_key_file.clone())
+                .context("the egress proxy needs --key-file or kubernetes.egress_key_file")?;
+            sandbox_server::serve_egress_proxy(settings, listen, &key_file, sandbox_daemon::shutdown_signal())
+                .await
         }
         Command::Openapi => unreachable!("handled above"),
     }

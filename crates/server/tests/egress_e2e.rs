@@ -15,8 +15,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UnixStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixStream};
 
 /// The body the test web server answers every request with.
 const BODY: &str = "hello through the egress proxy\n";
@@ -117,7 +117,7 @@ fn socket_of(srv: &Server, id: &str) -> PathBuf {
 }
 
 /// Reads an HTTP head (up to the blank line) from `stream`; its status and the head's text.
-async fn read_head(stream: &mut UnixStream) -> (u16, String) {
+async fn read_head(stream: &mut (impl AsyncRead + Unpin)) -> (u16, String) {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -132,9 +132,18 @@ async fn read_head(stream: &mut UnixStream) -> (u16, String) {
 /// `CONNECT authority` through the socket, naming an execution as the relay does: the status,
 /// and for a tunnel, what a GET through it answered; the request sent through the tunnel.
 async fn connect(socket: &PathBuf, authority: &str) -> (u16, String, String) {
-    let mut stream = UnixStream::connect(socket).await.unwrap();
-    let ask =
-        format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\nX-Sandbox-Execution: exec_e2e\r\n\r\n");
+    connect_over(UnixStream::connect(socket).await.unwrap(), authority, "").await
+}
+
+/// [`connect`] on `stream`, with `headers` (whole lines) in the request.
+async fn connect_over(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    authority: &str,
+    headers: &str,
+) -> (u16, String, String) {
+    let ask = format!(
+        "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{headers}X-Sandbox-Execution: exec_e2e\r\n\r\n"
+    );
     stream.write_all(ask.as_bytes()).await.unwrap();
     let (status, head) = read_head(&mut stream).await;
     if status != 200 {
@@ -441,4 +450,96 @@ async fn code_in_a_session_reaches_exactly_its_allow_list() {
     let r = srv.python(&none, "import os\nprint(os.environ.get('HTTP_PROXY'))").await;
     assert_eq!(r["stdout"], "None\n", "{r}");
     assert_eq!(srv.python(&none, &direct).await["stdout"], "blocked\n");
+}
+
+/// The Kubernetes proxy (`sandbox-server egress-proxy`), run here as its own process beside a
+/// server on Docker and sharing its database: a connection presenting the credential of a
+/// session's sandbox (its container id, as a pod's name on Kubernetes) is that session's,
+/// held to its allow-list and audited under it; anything else is refused, and a session that
+/// ended is not served any more and its open tunnel closes.
+#[tokio::test]
+async fn the_shared_proxy_serves_a_sandbox_as_the_session_holding_it() {
+    let (web, srv, id) = allowlisted().await;
+    let key_file = srv.dir.path().join("egress-key");
+    std::fs::write(&key_file, "0123456789abcdef".repeat(3)).unwrap();
+    let key = sandbox_egress::EgressKey::from_file(&key_file).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log = std::fs::File::create(srv.dir.path().join("egress-proxy.log")).unwrap();
+    let mut proxy = std::process::Command::new(env!("CARGO_BIN_EXE_sandbox-server"))
+        .args(["egress-proxy", "--listen", &format!("127.0.0.1:{port}"), "--key-file"])
+        .arg(&key_file)
+        .env("SANDBOX_CONFIG", srv.dir.path().join("config.toml"))
+        .env("SANDBOX_DATA_DIR", srv.dir.path())
+        .env("SANDBOX_LOG_FORMAT", "text")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let address = format!("127.0.0.1:{port}");
+    eventually(Duration::from_secs(30), "the egress proxy listening", || async {
+        TcpStream::connect(&address).await.ok().map(drop)
+    })
+    .await;
+    let inspected = std::process::Command::new("docker")
+        .args(["inspect", "-f", "{{.Id}}", &format!("sandbox-{id}")])
+        .output()
+        .unwrap();
+    let container = String::from_utf8(inspected.stdout).unwrap().trim().to_owned();
+    assert_eq!(container.len(), 64, "the sandbox's container id");
+    let credential = |sandbox: &str| format!("Proxy-Authorization: Bearer {}\r\n", key.credential(sandbox));
+    let through = |authority: String, headers: String| {
+        let address = address.clone();
+        async move { connect_over(TcpStream::connect(&address).await.unwrap(), &authority, &headers).await }
+    };
+
+    // The session's sandbox: its list, its audit, its execution id.
+    let web_at = format!("web.egress.test:{}", web.port);
+    let (status, answer, _) = through(web_at.clone(), credential(&container)).await;
+    assert_eq!(
+        status,
+        200,
+        "{answer}\n{}",
+        std::fs::read_to_string(srv.dir.path().join("egress-proxy.log")).unwrap()
+    );
+    assert!(answer.ends_with(BODY), "{answer}");
+    let (status, _, _) = through("other.egress.test:80".into(), credential(&container)).await;
+    assert_eq!(status, 403, "a name not on the session's list");
+    let items = audit(&srv, &id, 2).await;
+    let by = |decision: &str| items.iter().find(|i| i["decision"] == decision).unwrap().clone();
+    assert_eq!(by("denied_policy")["host"], "other.egress.test");
+    let allowed = by("allowed");
+    assert_eq!(allowed["host"], "web.egress.test");
+    assert_eq!(allowed["execution_id"], "exec_e2e");
+    assert_eq!(allowed["bytes_down"].as_u64(), web.seen().first().map(|(_, down)| *down));
+
+    // No credential, another key's, a sandbox nobody holds: refused, nothing audited.
+    let (status, _, _) = through(web_at.clone(), String::new()).await;
+    assert_eq!(status, 407);
+    let forged = sandbox_egress::EgressKey::new(&[7; 32]).unwrap().credential(&container);
+    let (status, _, _) = through(web_at.clone(), format!("Proxy-Authorization: Bearer {forged}\r\n")).await;
+    assert_eq!(status, 407);
+    let (status, _, _) = through(web_at.clone(), credential("sbx-nobody")).await;
+    assert_eq!(status, 403);
+    assert_eq!(audit(&srv, &id, 2).await.len(), 2);
+
+    // Once the session ends, its open tunnel closes and its sandbox's credential reaches nothing.
+    let mut open = TcpStream::connect(&address).await.unwrap();
+    let ask = format!("CONNECT {web_at} HTTP/1.1\r\nHost: {web_at}\r\n{}\r\n", credential(&container));
+    open.write_all(ask.as_bytes()).await.unwrap();
+    assert_eq!(read_head(&mut open).await.0, 200);
+    let (s, b) = srv.call(Method::POST, &format!("/api/v1/sessions/{id}/terminate"), &srv.key, None).await;
+    assert!(s.is_success(), "{b}");
+    eventually(Duration::from_secs(20), "the ended session refused", || {
+        let (web_at, headers) = (web_at.clone(), credential(&container));
+        let through = &through;
+        async move { (through(web_at, headers).await.0 == 403).then_some(()) }
+    })
+    .await;
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), open.read_to_end(&mut rest))
+        .await
+        .expect("the ended session's tunnel is closed")
+        .unwrap();
+    let _ = proxy.kill();
+    let _ = proxy.wait();
 }

@@ -8,4 +8,5 @@ mod curl;
 mod forward;
 mod limits;
 mod sessions;
+mod shared;
 mod support;

@@ -64,6 +64,14 @@ pub struct KubernetesConfig {
     /// How long a new pod may take until its executor answers, seconds. Keep it below the
     /// server's `limits.sandbox_start_timeout_sec` so this backend's more precise error wins.
     pub ready_timeout_secs: u64,
+    /// The egress proxy's Service, `NAMESPACE/NAME`: every sandbox pod gets its cluster IP and
+    /// its port named `proxy` (sandbox pods resolve no names), read when the pod is made, and a
+    /// credential made with [`KubernetesConfig::egress_key_file`]. Unset: sandbox pods have no
+    /// way out at all.
+    pub egress_proxy_service: Option<String>,
+    /// The file holding the key the control plane and the egress proxy share (at least 32
+    /// bytes, a mounted Secret); required with `egress_proxy_service`.
+    pub egress_key_file: Option<PathBuf>,
 }
 
 /// How the backend finds the cluster.
@@ -173,6 +181,8 @@ impl Default for KubernetesConfig {
             ephemeral_storage_limit: MemoryQuantity::from_mib(1024).expect("non-zero"),
             executor_port: 8080,
             ready_timeout_secs: 50,
+            egress_proxy_service: None,
+            egress_key_file: None,
         }
     }
 }
@@ -213,7 +223,26 @@ impl KubernetesConfig {
         if self.ready_timeout_secs == 0 {
             return invalid("ready_timeout_secs must not be 0".into());
         }
+        match (&self.egress_proxy_service, &self.egress_key_file) {
+            (Some(_), None) => return invalid("egress_proxy_service needs egress_key_file".into()),
+            (None, Some(_)) => return invalid("egress_key_file is set without egress_proxy_service".into()),
+            _ => {}
+        }
+        self.egress_proxy()?;
         Ok(())
+    }
+
+    /// The namespace and name of [`KubernetesConfig::egress_proxy_service`], when set.
+    pub fn egress_proxy(&self) -> Result<Option<(&str, &str)>, RuntimeError> {
+        let Some(service) = &self.egress_proxy_service else { return Ok(None) };
+        match service.split_once('/') {
+            Some((namespace, name)) if is_dns_label(namespace) && is_dns_label(name) => {
+                Ok(Some((namespace, name)))
+            }
+            _ => Err(RuntimeError::Invalid(format!(
+                "kubernetes.egress_proxy_service {service:?}: write NAMESPACE/NAME"
+            ))),
+        }
     }
 
     /// [`KubernetesConfig::ready_timeout_secs`] as a duration.
@@ -276,7 +305,15 @@ mod tests {
         // `SANDBOX_KUBERNETES__RUNTIME_CLASS_NAME`.
         let v = serde_json::to_value(KubernetesConfig::default()).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        for k in ["runtime_class_name", "storage_class_name", "kubeconfig", "context", "app_armor_profile"] {
+        for k in [
+            "runtime_class_name",
+            "storage_class_name",
+            "kubeconfig",
+            "context",
+            "app_armor_profile",
+            "egress_proxy_service",
+            "egress_key_file",
+        ] {
             assert!(keys.contains(&k), "{k} missing from {keys:?}");
         }
         assert_eq!(v["workspace_size"], "1Gi");
@@ -314,6 +351,21 @@ mod tests {
             KubernetesConfig { workspace_access_mode: "RWX".into(), ..Default::default() },
             KubernetesConfig { executor_port: 0, ..Default::default() },
             KubernetesConfig { ready_timeout_secs: 0, ..Default::default() },
+            KubernetesConfig {
+                egress_proxy_service: Some("sandbox-system/egress".into()),
+                ..Default::default()
+            },
+            KubernetesConfig { egress_key_file: Some("/etc/key".into()), ..Default::default() },
+            KubernetesConfig {
+                egress_proxy_service: Some("egress".into()),
+                egress_key_file: Some("/etc/key".into()),
+                ..Default::default()
+            },
+            KubernetesConfig {
+                egress_proxy_service: Some("Sandbox/egress".into()),
+                egress_key_file: Some("/etc/key".into()),
+                ..Default::default()
+            },
         ];
         for c in bad {
             assert!(matches!(c.validate(), Err(RuntimeError::Invalid(_))), "{c:?} passed");
@@ -326,6 +378,13 @@ mod tests {
         };
         ok.validate().unwrap();
         assert_eq!(ok.app_armor().unwrap(), Some(AppArmor::Localhost("sandbox".into())));
+        let egress = KubernetesConfig {
+            egress_proxy_service: Some("sandbox-system/sandbox-egress".into()),
+            egress_key_file: Some("/etc/sandbox/egress/key".into()),
+            ..Default::default()
+        };
+        egress.validate().unwrap();
+        assert_eq!(egress.egress_proxy().unwrap(), Some(("sandbox-system", "sandbox-egress")));
     }
 
     #[test]

@@ -22,19 +22,22 @@ pub mod objects;
 mod pod_state;
 
 pub use config::KubernetesConfig;
-pub use objects::{ControlPlaneSelector, Names, SandboxObject, network_policy};
+pub use objects::{
+    ControlPlaneSelector, EgressAccess, EgressProxySelector, Names, SandboxObject, network_policy,
+};
 
 use crate::spec::{SandboxInfo, SandboxSpec};
 use crate::{ExecutorClient, Runtime, RuntimeError, Sandbox, labels};
 use async_trait::async_trait;
 use config::ClientSource;
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams, Preconditions};
 use kube::runtime::watcher;
 use kube::{Client, Config, Resource};
 use pod_state::Progress;
+use sandbox_egress::EgressKey;
 use sandbox_executor_client::ClientError;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -66,6 +69,41 @@ pub struct KubernetesRuntime {
     apis: Apis,
     cfg: Arc<KubernetesConfig>,
     executors: ExecutorCache,
+    egress: Option<EgressProxy>,
+}
+
+/// The egress proxy sandbox pods are pointed at ([`KubernetesConfig::egress_proxy_service`]).
+struct EgressProxy {
+    /// The Services of the proxy's namespace.
+    services: Api<Service>,
+    /// The proxy's Service.
+    name: String,
+    /// Makes each pod's credential.
+    key: EgressKey,
+}
+
+impl EgressProxy {
+    /// The proxy Service's cluster IP and `proxy` port, read now (a Service made anew gets
+    /// another address), and the credential of the pod `pod`.
+    async fn access(&self, pod: &str) -> Result<EgressAccess, RuntimeError> {
+        let service = self
+            .services
+            .get(&self.name)
+            .await
+            .map_err(|e| api_error("read the egress proxy's service", e))?;
+        let spec = service.spec.unwrap_or_default();
+        let ip = spec.cluster_ip.as_deref().and_then(|ip| ip.parse().ok());
+        let port =
+            spec.ports.iter().flatten().find(|p| p.name.as_deref() == Some(objects::EGRESS_PROXY_PORT_NAME));
+        let (Some(ip), Some(port)) = (ip, port.and_then(|p| u16::try_from(p.port).ok())) else {
+            return Err(RuntimeError::Engine(format!(
+                "the egress proxy's service {} has no cluster IP or no port named {:?}",
+                self.name,
+                objects::EGRESS_PROXY_PORT_NAME
+            )));
+        };
+        Ok(EgressAccess { proxy: SocketAddr::new(ip, port), credential: self.key.credential(pod) })
+    }
 }
 
 /// The APIs of the sandbox namespace.
@@ -345,13 +383,24 @@ impl KubernetesRuntime {
         Ok(rt)
     }
 
-    /// A backend on an existing client (tests use a mock service). Makes no request.
+    /// A backend on an existing client (tests use a mock service). Makes no request; reads the
+    /// egress key when egress is configured.
     pub fn with_client(client: Client, cfg: KubernetesConfig) -> Result<Self, RuntimeError> {
         cfg.validate()?;
+        let egress = match (cfg.egress_proxy()?, &cfg.egress_key_file) {
+            (Some((namespace, name)), Some(file)) => Some(EgressProxy {
+                services: Api::namespaced(client.clone(), namespace),
+                name: name.to_owned(),
+                key: EgressKey::from_file(file)
+                    .map_err(|e| RuntimeError::Invalid(format!("kubernetes.{e}")))?,
+            }),
+            _ => None,
+        };
         Ok(KubernetesRuntime {
             apis: Apis::new(client, &cfg.namespace),
             cfg: Arc::new(cfg),
             executors: ExecutorCache::default(),
+            egress,
         })
     }
 
@@ -499,7 +548,11 @@ impl Runtime for KubernetesRuntime {
 
     async fn create(&self, spec: &SandboxSpec) -> Result<Sandbox, RuntimeError> {
         let token = new_token()?;
-        let objects = objects::build(spec, &self.cfg, &token)?;
+        let egress = match &self.egress {
+            Some(proxy) => Some(proxy.access(&objects::pod_name(&spec.name)).await?),
+            None => None,
+        };
+        let objects = objects::build(spec, &self.cfg, &token, egress.as_ref())?;
         let names = objects.names.clone();
         let mut guard = CleanupGuard {
             apis: Some(self.apis.clone()),

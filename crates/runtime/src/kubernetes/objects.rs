@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
     ResourceRequirements, SeccompProfile as K8sSeccompProfile, Secret, SecretVolumeSource, SecurityContext,
     TCPSocketAction, Volume, VolumeMount, VolumeResourceRequirements,
 };
+use k8s_openapi::api::networking::v1::NetworkPolicyEgressRule;
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
 };
@@ -20,9 +21,10 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sandbox_protocol::contract::{
-    CONTAINER_SOCKET_DIR, EXECUTOR_PATH, SOCKET_FILE_NAME, WORKSPACE_DIR, env as executor_env,
+    CONTAINER_SOCKET_DIR, EGRESS_DIR, EXECUTOR_PATH, SOCKET_FILE_NAME, WORKSPACE_DIR, env as executor_env,
 };
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 /// The executor's container in every sandbox pod.
 pub const EXECUTOR_CONTAINER: &str = "executor";
@@ -32,6 +34,10 @@ pub const EXECUTOR_PORT_NAME: &str = "executor";
 pub const TOKEN_KEY: &str = "token";
 /// Where the token Secret is mounted; bwrap never exposes it to user code.
 pub const TOKEN_DIR: &str = "/run/sandbox-token";
+/// The key of the egress credential in the token Secret (when the pod may use the proxy).
+pub const EGRESS_CREDENTIAL_KEY: &str = "egress";
+/// The name of the egress proxy Service's port sandbox pods are given.
+pub const EGRESS_PROXY_PORT_NAME: &str = "proxy";
 /// `app.kubernetes.io/name` of every sandbox object (and the NetworkPolicy's pod selector).
 pub const APP_NAME: &str = "sandbox";
 /// The standard label key for [`APP_NAME`].
@@ -41,7 +47,8 @@ pub const APP_NAME_LABEL: &str = "app.kubernetes.io/name";
 pub const NO_DNS_NAMESERVER: &str = "127.0.0.1";
 /// Seconds the executor gets after SIGTERM to end running executions.
 pub const TERMINATION_GRACE_SECS: i64 = 5;
-/// Size of the memory-backed directory the executor puts its Unix socket in.
+/// Size of the memory-backed directory the executor puts its Unix socket in (and the one it
+/// puts the egress socket in).
 const RUN_DIR_SIZE: &str = "1Mi";
 
 /// The names of one sandbox's objects, all derived from the pod's name (the sandbox's id).
@@ -210,26 +217,42 @@ pub struct SandboxObjects {
     pub pod: Pod,
 }
 
-/// Builds the objects of the sandbox `spec` with the executor token `token`. Fails when a
-/// label key of the spec is not a valid Kubernetes label key; values Kubernetes would refuse are
-/// hashed ([`label_value`]).
+/// How a sandbox pod reaches the egress proxy: the proxy Service's address and the pod's
+/// credential (which names the pod, under the key the proxy holds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressAccess {
+    /// The proxy Service's cluster IP and port.
+    pub proxy: SocketAddr,
+    /// The pod's credential.
+    pub credential: String,
+}
+
+/// Builds the objects of the sandbox `spec` with the executor token `token`, and with `egress`
+/// the means to reach the egress proxy: the credential beside the token in the Secret, the
+/// proxy's address in the executor's environment, and a directory of the executor's own at
+/// `EGRESS_DIR` for the socket it serves there. Fails when a label key of the spec is not a
+/// valid Kubernetes label key; values Kubernetes would refuse are hashed ([`label_value`]).
 ///
 /// Fields of [`SandboxSpec`] that name host paths (`workspace_dir`, `socket_dir`, `deps_dir`,
-/// `egress_dir`) mean nothing in a cluster and are not used (egress is not available there
-/// yet); `pids_limit` is the kubelet's per-pod limit
-/// (`--pod-max-pids`) on Kubernetes.
+/// `egress_dir`) mean nothing in a cluster and are not used; `pids_limit` is the kubelet's
+/// per-pod limit (`--pod-max-pids`) on Kubernetes.
 pub fn build(
     spec: &SandboxSpec,
     cfg: &KubernetesConfig,
     token: &str,
+    egress: Option<&EgressAccess>,
 ) -> Result<SandboxObjects, RuntimeError> {
     let names = Names::for_sandbox(&spec.name);
     let meta = metadata(spec, cfg, &names)?;
+    let mut data = BTreeMap::from([(TOKEN_KEY.to_owned(), ByteString(token.as_bytes().to_vec()))]);
+    if let Some(egress) = egress {
+        data.insert(EGRESS_CREDENTIAL_KEY.to_owned(), ByteString(egress.credential.as_bytes().to_vec()));
+    }
     let secret = Secret {
         metadata: ObjectMeta { name: Some(names.secret.clone()), ..meta.clone() },
         type_: Some("Opaque".into()),
         immutable: Some(true),
-        data: Some(BTreeMap::from([(TOKEN_KEY.to_owned(), ByteString(token.as_bytes().to_vec()))])),
+        data: Some(data),
         ..Default::default()
     };
     let pvc = (cfg.workspace_volume == WorkspaceVolume::Pvc).then(|| PersistentVolumeClaim {
@@ -248,7 +271,7 @@ pub fn build(
     });
     let pod = Pod {
         metadata: ObjectMeta { name: Some(names.pod.clone()), ..meta },
-        spec: Some(pod_spec(spec, cfg, &names)?),
+        spec: Some(pod_spec(spec, cfg, &names, egress)?),
         ..Default::default()
     };
     Ok(SandboxObjects { names, secret, pvc, pod })
@@ -283,7 +306,12 @@ fn metadata(spec: &SandboxSpec, cfg: &KubernetesConfig, names: &Names) -> Result
     })
 }
 
-fn pod_spec(spec: &SandboxSpec, cfg: &KubernetesConfig, names: &Names) -> Result<PodSpec, RuntimeError> {
+fn pod_spec(
+    spec: &SandboxSpec,
+    cfg: &KubernetesConfig,
+    names: &Names,
+    egress: Option<&EgressAccess>,
+) -> Result<PodSpec, RuntimeError> {
     let uid = i64::from(spec.uid);
     let seccomp = match cfg.seccomp_profile {
         SeccompProfile::Localhost => K8sSeccompProfile {
@@ -326,7 +354,11 @@ fn pod_spec(spec: &SandboxSpec, cfg: &KubernetesConfig, names: &Names) -> Result
         empty_dir: Some(EmptyDirVolumeSource { medium: Some("Memory".into()), size_limit: Some(size) }),
         ..Default::default()
     };
-    let volumes = vec![
+    let secret_items = std::iter::once(TOKEN_KEY)
+        .chain(egress.map(|_| EGRESS_CREDENTIAL_KEY))
+        .map(|key| KeyToPath { key: key.into(), path: key.into(), mode: None })
+        .collect();
+    let mut volumes = vec![
         workspace,
         memory_dir("tmp", quantity(spec.tmp_size)),
         memory_dir("run", Quantity(RUN_DIR_SIZE.into())),
@@ -336,7 +368,7 @@ fn pod_spec(spec: &SandboxSpec, cfg: &KubernetesConfig, names: &Names) -> Result
                 secret_name: Some(names.secret.clone()),
                 // Read-only for the owner and the pod's group (the sandbox uid reads it through fsGroup).
                 default_mode: Some(0o440),
-                items: Some(vec![KeyToPath { key: TOKEN_KEY.into(), path: TOKEN_KEY.into(), mode: None }]),
+                items: Some(secret_items),
                 optional: None,
             }),
             ..Default::default()
@@ -354,6 +386,23 @@ fn pod_spec(spec: &SandboxSpec, cfg: &KubernetesConfig, names: &Names) -> Result
         env_var(executor_env::SOCKET, format!("{CONTAINER_SOCKET_DIR}/{SOCKET_FILE_NAME}")),
         env_var(executor_env::WORKSPACE, WORKSPACE_DIR.into()),
     ];
+    let mut mounts = vec![
+        mount("workspace", WORKSPACE_DIR, false),
+        mount("tmp", "/tmp", false),
+        mount("run", CONTAINER_SOCKET_DIR, false),
+        mount("token", TOKEN_DIR, true),
+    ];
+    if let Some(egress) = egress {
+        // The executor serves the egress socket in a directory of its own there, which each
+        // execution gets read-only ([`sandbox_protocol::contract::EGRESS_DIR`]).
+        volumes.push(memory_dir("egress", Quantity(RUN_DIR_SIZE.into())));
+        mounts.push(mount("egress", EGRESS_DIR, false));
+        env.push(env_var(executor_env::EGRESS_PROXY, egress.proxy.to_string()));
+        env.push(env_var(
+            executor_env::EGRESS_CREDENTIAL_FILE,
+            format!("{TOKEN_DIR}/{EGRESS_CREDENTIAL_KEY}"),
+        ));
+    }
     env.extend(spec.executor_env.iter().map(|(k, v)| env_var(k, v.clone())));
     let cpu = Quantity(spec.cpu.to_string());
     let memory = quantity(spec.memory);
@@ -408,12 +457,7 @@ fn pod_spec(spec: &SandboxSpec, cfg: &KubernetesConfig, names: &Names) -> Result
             }),
             ..Default::default()
         }),
-        volume_mounts: Some(vec![
-            mount("workspace", WORKSPACE_DIR, false),
-            mount("tmp", "/tmp", false),
-            mount("run", CONTAINER_SOCKET_DIR, false),
-            mount("token", TOKEN_DIR, true),
-        ]),
+        volume_mounts: Some(mounts),
         ..Default::default()
     };
     Ok(PodSpec {
@@ -458,10 +502,53 @@ pub struct ControlPlaneSelector {
     pub pod_labels: BTreeMap<String, String>,
 }
 
-/// The NetworkPolicy for every sandbox pod in `namespace`: no egress at all, and ingress only
-/// from the control plane's pods, only to the executor's `port`. The Helm chart renders the same
+/// The egress proxy's pods, which sandbox pods may reach on `port` (the proxy container's port,
+/// which NetworkPolicies see after the Service's translation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EgressProxySelector {
+    /// The proxy's namespace and pod labels.
+    pub pods: ControlPlaneSelector,
+    /// The proxy's container port.
+    pub port: u16,
+}
+
+/// Pods of `selector`'s namespace with its labels (one peer: namespace AND labels).
+fn peer(selector: &ControlPlaneSelector) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_owned(),
+                selector.namespace.clone(),
+            )])),
+            match_expressions: None,
+        }),
+        pod_selector: Some(LabelSelector {
+            match_labels: Some(selector.pod_labels.clone()),
+            match_expressions: None,
+        }),
+        ip_block: None,
+    }
+}
+
+/// One TCP port.
+fn tcp_port(port: u16) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(IntOrString::Int(i32::from(port))),
+        protocol: Some("TCP".into()),
+        end_port: None,
+    }
+}
+
+/// The NetworkPolicy for every sandbox pod in `namespace`: ingress only from the control plane's
+/// pods, only to the executor's `port`; egress only to the egress proxy's pods on their port,
+/// when there is one, and otherwise none at all (not even DNS). The Helm chart renders the same
 /// policy (a test compares them).
-pub fn network_policy(namespace: &str, control_plane: &ControlPlaneSelector, port: u16) -> NetworkPolicy {
+pub fn network_policy(
+    namespace: &str,
+    control_plane: &ControlPlaneSelector,
+    port: u16,
+    egress_proxy: Option<&EgressProxySelector>,
+) -> NetworkPolicy {
     NetworkPolicy {
         metadata: ObjectMeta {
             name: Some("sandbox-isolation".into()),
@@ -475,28 +562,15 @@ pub fn network_policy(namespace: &str, control_plane: &ControlPlaneSelector, por
                 match_expressions: None,
             }),
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
-            // No egress rule: nothing may leave a sandbox pod, not even DNS.
-            egress: None,
+            egress: egress_proxy.map(|proxy| {
+                vec![NetworkPolicyEgressRule {
+                    to: Some(vec![peer(&proxy.pods)]),
+                    ports: Some(vec![tcp_port(proxy.port)]),
+                }]
+            }),
             ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(vec![NetworkPolicyPeer {
-                    namespace_selector: Some(LabelSelector {
-                        match_labels: Some(BTreeMap::from([(
-                            "kubernetes.io/metadata.name".to_owned(),
-                            control_plane.namespace.clone(),
-                        )])),
-                        match_expressions: None,
-                    }),
-                    pod_selector: Some(LabelSelector {
-                        match_labels: Some(control_plane.pod_labels.clone()),
-                        match_expressions: None,
-                    }),
-                    ip_block: None,
-                }]),
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(i32::from(port))),
-                    protocol: Some("TCP".into()),
-                    end_port: None,
-                }]),
+                from: Some(vec![peer(control_plane)]),
+                ports: Some(vec![tcp_port(port)]),
             }]),
         }),
     }
@@ -624,7 +698,7 @@ mod tests {
         let mut spec = SandboxSpec::new("sandbox-x", "img", "/w".into(), "/r".into());
         spec.labels.insert(labels::SESSION.into(), long.clone());
         spec.labels.insert(labels::TEMPLATE.into(), "python-basic".into());
-        let meta = build(&spec, &KubernetesConfig::default(), "t").unwrap().pod.metadata;
+        let meta = build(&spec, &KubernetesConfig::default(), "t", None).unwrap().pod.metadata;
         let (l, a) = (meta.labels.as_ref().unwrap(), meta.annotations.as_ref().unwrap());
         assert_eq!(l[labels::SESSION], label_value(&long));
         assert_eq!(a[labels::SESSION], long);
@@ -644,7 +718,7 @@ mod tests {
         let mut spec = SandboxSpec::new("sandbox-x", "img", "/w".into(), "/r".into());
         spec.executor_env.insert(executor_env::MAX_CONTEXTS.into(), "3".into());
         spec.executor_env.insert(executor_env::PRESTART.into(), "python".into());
-        let pod = build(&spec, &KubernetesConfig::default(), "t").unwrap().pod;
+        let pod = build(&spec, &KubernetesConfig::default(), "t", None).unwrap().pod;
         let container = &pod.spec.unwrap().containers[0];
         let env: BTreeMap<_, _> = container
             .env
@@ -669,7 +743,7 @@ mod tests {
     fn refuses_label_keys_kubernetes_would_refuse() {
         let mut spec = SandboxSpec::new("sandbox-x", "img", "/w".into(), "/r".into());
         spec.labels.insert("not a key".into(), "x".into());
-        let err = build(&spec, &KubernetesConfig::default(), "t").unwrap_err();
+        let err = build(&spec, &KubernetesConfig::default(), "t", None).unwrap_err();
         assert!(matches!(&err, RuntimeError::Invalid(m) if m.contains("not a key")), "{err}");
     }
 }

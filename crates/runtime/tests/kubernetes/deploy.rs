@@ -11,7 +11,9 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::api::storage::v1::StorageClass;
 use sandbox_runtime::kubernetes::config::WorkspaceVolume;
-use sandbox_runtime::kubernetes::{ControlPlaneSelector, KubernetesConfig, network_policy};
+use sandbox_runtime::kubernetes::{
+    ControlPlaneSelector, EgressProxySelector, KubernetesConfig, network_policy,
+};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -77,7 +79,7 @@ fn kubernetes_section(name: &str) -> KubernetesConfig {
     cfg
 }
 
-const VARIANTS: [&str; 5] = ["default", "external", "gvisor", "juicefs", "manifests"];
+const VARIANTS: [&str; 6] = ["default", "egress", "external", "gvisor", "juicefs", "manifests"];
 
 #[test]
 fn renders_every_variant_and_lints_clean() {
@@ -298,7 +300,7 @@ fn sandbox_namespace_isolation_is_the_backends_policy() {
         namespace: RELEASE_NS.into(),
         pod_labels: d.spec.unwrap().selector.match_labels.unwrap(),
     };
-    let ours = network_policy(SANDBOX_NS, &control_plane, 8080);
+    let ours = network_policy(SANDBOX_NS, &control_plane, 8080, None);
     assert_eq!(chart.metadata.namespace, ours.metadata.namespace);
     assert_eq!(chart.spec, ours.spec, "the chart renders the backend's NetworkPolicy");
 
@@ -364,4 +366,124 @@ fn databases_and_storage_variants() {
     assert_eq!(params["csi.storage.k8s.io/node-publish-secret-name"], "juicefs-secret");
     let js: Secret = find(objects("juicefs"), "Secret", "juicefs-secret");
     assert!(js.string_data.unwrap()["metaurl"].starts_with("redis://"));
+}
+
+#[test]
+fn the_egress_proxy_is_all_sandbox_pods_may_reach() {
+    let objs = objects("egress");
+    let proxy: Deployment = find(objs, "Deployment", "sandbox-egress");
+    let spec = proxy.spec.unwrap();
+    let proxy_labels = spec.selector.match_labels.clone().unwrap();
+    assert_eq!(proxy_labels["app.kubernetes.io/component"], "egress-proxy");
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.automount_service_account_token, Some(false), "the proxy never talks to the API");
+    let c = &pod.containers[0];
+    assert_eq!(
+        c.args.as_deref(),
+        Some(&["egress-proxy".into(), "--listen".into(), "0.0.0.0:3128".into()][..])
+    );
+    let port = c.ports.iter().flatten().find(|p| p.name.as_deref() == Some("proxy")).unwrap().container_port;
+    assert_eq!(port, 3128);
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!((sc.allow_privilege_escalation, sc.read_only_root_filesystem), (Some(false), Some(true)));
+
+    // The [kubernetes] section points the backend at the Service, whose `proxy` port reaches the
+    // proxy's; the [egress] section is the operator's bound.
+    let k = kubernetes_section("egress");
+    assert_eq!(k.egress_proxy().unwrap(), Some((RELEASE_NS, "sandbox-egress")));
+    let egress: sandbox_egress::EgressSettings =
+        serde_json::from_value(variant("egress")["config"]["egress"].clone()).unwrap();
+    egress.validate().unwrap();
+    assert_eq!(egress.permitted.len(), 2);
+    let svc: Service = find(objs, "Service", "sandbox-egress");
+    let svc = svc.spec.unwrap();
+    assert_eq!(svc.selector.as_ref(), Some(&proxy_labels));
+    let svc_port = svc.ports.unwrap().into_iter().find(|p| p.name.as_deref() == Some("proxy")).unwrap();
+    assert_eq!(
+        svc_port.target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("proxy".into()))
+    );
+
+    // Both the control plane and the proxy read the same key, where egress_key_file says.
+    let key_file = k.egress_key_file.clone().unwrap();
+    let secret: Secret = find(objs, "Secret", "sandbox-secrets");
+    assert_eq!(secret.string_data.unwrap()["egress-key"].len(), 64);
+    let control: Deployment = find(objs, "Deployment", "sandbox");
+    for (name, pod) in
+        [("control plane", control.spec.unwrap().template.spec.unwrap()), ("proxy", pod.clone())]
+    {
+        let mount =
+            pod.containers[0].volume_mounts.iter().flatten().find(|m| m.name == "egress-key").unwrap();
+        assert_eq!(key_file, std::path::Path::new(&mount.mount_path).join("key"), "{name}");
+        let volume = pod.volumes.iter().flatten().find(|v| v.name == "egress-key").unwrap();
+        let items = volume.secret.as_ref().unwrap().items.clone().unwrap();
+        assert_eq!((items[0].key.as_str(), items[0].path.as_str()), ("egress-key", "key"), "{name}");
+    }
+
+    // Sandbox pods: egress to the proxy's pods on its port, nothing else; the backend's policy.
+    let chart: NetworkPolicy = find(objs, "NetworkPolicy", "sandbox-isolation");
+    let control_plane = ControlPlaneSelector {
+        namespace: RELEASE_NS.into(),
+        pod_labels: find::<Deployment>(objs, "Deployment", "sandbox")
+            .spec
+            .unwrap()
+            .selector
+            .match_labels
+            .unwrap(),
+    };
+    let proxy_pods = EgressProxySelector {
+        pods: ControlPlaneSelector { namespace: RELEASE_NS.into(), pod_labels: proxy_labels.clone() },
+        port: u16::try_from(port).unwrap(),
+    };
+    let ours = network_policy(SANDBOX_NS, &control_plane, 8080, Some(&proxy_pods));
+    assert_eq!(chart.spec, ours.spec, "the chart renders the backend's NetworkPolicy");
+    let in_sandbox_ns: Vec<NetworkPolicy> = objs
+        .iter()
+        .filter(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["namespace"] == SANDBOX_NS)
+        .map(|o| serde_json::from_value(o.clone()).unwrap())
+        .collect();
+    assert_eq!(in_sandbox_ns.len(), 2, "default-deny-all and sandbox-isolation");
+    let rules: Vec<_> =
+        in_sandbox_ns.iter().flat_map(|p| p.spec.clone().unwrap().egress.unwrap_or_default()).collect();
+    assert_eq!(rules.len(), 1, "one egress rule in the sandbox namespace");
+    let to = rules[0].to.clone().unwrap();
+    assert_eq!(to.len(), 1);
+    assert!(to[0].ip_block.is_none(), "no address range, no DNS");
+    assert_eq!(to[0].pod_selector.as_ref().unwrap().match_labels.as_ref(), Some(&proxy_labels));
+    assert_eq!(
+        to[0].namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["kubernetes.io/metadata.name"],
+        RELEASE_NS
+    );
+
+    // The proxy admits sandbox pods only, on its port.
+    let own: NetworkPolicy = find(objs, "NetworkPolicy", "sandbox-egress");
+    assert_eq!(own.metadata.namespace.as_deref(), Some(RELEASE_NS));
+    let own = own.spec.unwrap();
+    assert_eq!(own.pod_selector.as_ref().unwrap().match_labels.as_ref(), Some(&proxy_labels));
+    assert_eq!(own.policy_types.as_deref(), Some(&["Ingress".to_string()][..]));
+    assert_eq!(
+        serde_json::to_value(own.ingress.unwrap()).unwrap(),
+        serde_json::json!([{
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": SANDBOX_NS}},
+                      "podSelector": {"matchLabels": {"io.sandbox.managed": "true"}}}],
+            "ports": [{"port": 3128, "protocol": "TCP"}],
+        }])
+    );
+
+    // The control plane may read that one Service, nothing else in its namespace.
+    let role: Role = find(objs, "Role", "sandbox-egress-reader");
+    assert_eq!(role.metadata.namespace.as_deref(), Some(RELEASE_NS));
+    assert_eq!(
+        serde_json::to_value(role.rules.unwrap()).unwrap(),
+        serde_json::json!([{"apiGroups": [""], "resources": ["services"], "resourceNames": ["sandbox-egress"], "verbs": ["get"]}])
+    );
+    let binding: RoleBinding = find(objs, "RoleBinding", "sandbox-egress-reader");
+    assert_eq!(binding.subjects.unwrap()[0].name, "sandbox");
+
+    // Off by default: none of it.
+    for name in ["default", "manifests"] {
+        let names: Vec<&str> = objects(name).iter().filter_map(|o| o["metadata"]["name"].as_str()).collect();
+        assert!(!names.iter().any(|n| n.contains("egress")), "{name}: {names:?}");
+        assert_eq!(kubernetes_section(name).egress_proxy_service, None);
+    }
 }

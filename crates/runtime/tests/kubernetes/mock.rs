@@ -240,7 +240,7 @@ async fn remove_and_stop_delete_the_sandboxes_objects_and_are_idempotent() {
         workspace_volume: sandbox_runtime::kubernetes::config::WorkspaceVolume::Pvc,
         ..config(8080)
     };
-    let o = sandbox_runtime::kubernetes::objects::build(&spec(), &cfg, "t").unwrap();
+    let o = sandbox_runtime::kubernetes::objects::build(&spec(), &cfg, "t", None).unwrap();
     let (pod, secret, pvc) =
         (stored(&o.pod, "5"), stored(&o.secret, "5"), stored(o.pvc.as_ref().unwrap(), "5"));
     let (rt, mut api) = mock_runtime(cfg);
@@ -281,7 +281,8 @@ async fn remove_and_stop_delete_the_sandboxes_objects_and_are_idempotent() {
 #[tokio::test]
 async fn status_list_and_logs_read_the_pods() {
     let (rt, mut api) = mock_runtime(config(8080));
-    let pod: Pod = sandbox_runtime::kubernetes::objects::build(&spec(), &config(8080), "t").unwrap().pod;
+    let pod: Pod =
+        sandbox_runtime::kubernetes::objects::build(&spec(), &config(8080), "t", None).unwrap().pod;
     let id = pod.metadata.name.clone().unwrap();
 
     let status = tokio::spawn({
@@ -352,7 +353,7 @@ async fn a_pod_deleted_underneath_disappears_from_status_and_list() {
 }
 
 fn running_pod_and_secret(token: &str) -> (Value, Value) {
-    let objects = sandbox_runtime::kubernetes::objects::build(&spec(), &config(8080), token).unwrap();
+    let objects = sandbox_runtime::kubernetes::objects::build(&spec(), &config(8080), token, None).unwrap();
     let pod = with_status(&objects.pod, "30", ready("127.0.0.1"));
     let mut secret = serde_json::to_value::<&Secret>(&objects.secret).unwrap();
     secret["metadata"]["resourceVersion"] = json!("31");
@@ -420,6 +421,7 @@ async fn finds_the_isolating_network_policy() {
             pod_labels: Default::default(),
         },
         8080,
+        None,
     ))
     .unwrap();
     let ingress_only =
@@ -473,4 +475,93 @@ async fn connect_explains_what_is_missing() {
 
     let bad = KubernetesConfig { namespace: "Not A Namespace".into(), ..config(8080) };
     assert!(matches!(KubernetesRuntime::connect(bad).await, Err(RuntimeError::Invalid(_))));
+}
+
+/// A config pointing sandbox pods at the egress proxy Service `sandbox-system/sandbox-egress`,
+/// with its key in a file of `dir`; and the key.
+fn egress_config(dir: &std::path::Path) -> (KubernetesConfig, sandbox_egress::EgressKey) {
+    let key_file = dir.join("egress-key");
+    std::fs::write(&key_file, "k".repeat(48)).unwrap();
+    let cfg = KubernetesConfig {
+        egress_proxy_service: Some("sandbox-system/sandbox-egress".into()),
+        egress_key_file: Some(key_file.clone()),
+        ..config(8080)
+    };
+    (cfg, sandbox_egress::EgressKey::from_file(&key_file).unwrap())
+}
+
+const EGRESS_SERVICE_PATH: &str = "/api/v1/namespaces/sandbox-system/services/sandbox-egress";
+
+#[tokio::test]
+async fn egress_pods_get_the_proxy_service_address_and_their_own_credential() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, key) = egress_config(dir.path());
+    let fake = FakeExecutor::start().await;
+    let (rt, mut api) = mock_runtime(KubernetesConfig { executor_port: fake.addr.port(), ..cfg });
+    let task = start_create(&rt);
+    // The Service's address is read for each pod: a Service made anew has another one.
+    api.expect("GET", EGRESS_SERVICE_PATH).await.respond(
+        200,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sandbox-egress", "namespace": "sandbox-system"},
+            "spec": {"clusterIP": "10.96.0.50", "ports": [{"name": "metrics", "port": 9090}, {"name": "proxy", "port": 3128}]}}),
+    );
+    let call = api.expect("POST", &path("secrets")).await;
+    let secret: Secret = call.json();
+    let credential = String::from_utf8(secret.data.as_ref().unwrap()["egress"].0.clone()).unwrap();
+    let pod = pod_name(&spec().name);
+    assert_eq!(
+        key.verify(&credential),
+        Some(pod.as_str()),
+        "the credential names the pod, under the shared key"
+    );
+    call.respond(201, stored(&secret, "8"));
+    let call = api.expect("POST", &path("pods")).await;
+    let created: Pod = call.json();
+    call.respond(201, with_status(&created, "10", json!({"phase": "Pending"})));
+    let env = serde_json::to_value(&created.spec.as_ref().unwrap().containers[0].env).unwrap();
+    let proxy =
+        env.as_array().unwrap().iter().find(|e| e["name"] == "SANDBOX_EXECUTOR_EGRESS_PROXY").unwrap();
+    assert_eq!(proxy["value"], "10.96.0.50:3128");
+    assert!(!env.to_string().contains(&credential), "the credential travels in the Secret only");
+    let token = String::from_utf8(secret.data.as_ref().unwrap()["token"].0.clone()).unwrap();
+    fake.accept_token(&token);
+    serve_list(&mut api, &pod, "10", vec![with_status(&created, "10", ready("127.0.0.1"))]).await;
+    let sandbox = task.await.unwrap().map_err(|e| e.to_string()).unwrap();
+    assert_eq!(sandbox.id, pod);
+    api.expect_silence().await;
+}
+
+#[tokio::test]
+async fn a_proxy_service_without_an_address_fails_the_create_before_anything_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _) = egress_config(dir.path());
+    let (rt, mut api) = mock_runtime(cfg);
+    let task = start_create(&rt);
+    api.expect("GET", EGRESS_SERVICE_PATH).await.respond(
+        200,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sandbox-egress"},
+            "spec": {"clusterIP": "None", "ports": [{"name": "proxy", "port": 3128}]}}),
+    );
+    let err = failed(task).await;
+    assert!(err.to_string().contains("sandbox-egress") && err.to_string().contains("cluster IP"), "{err}");
+    let task = start_create(&rt);
+    api.expect("GET", EGRESS_SERVICE_PATH).await.fail(404, "NotFound");
+    let err = failed(task).await;
+    assert!(err.to_string().contains("egress proxy's service"), "{err}");
+    api.expect_silence().await;
+}
+
+#[tokio::test]
+async fn a_missing_or_short_egress_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _) = egress_config(dir.path());
+    std::fs::write(cfg.egress_key_file.as_ref().unwrap(), "short").unwrap();
+    let (service, _handle) =
+        tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<crate::support::Body>>();
+    let client = kube::Client::new(service, crate::support::NS);
+    let err = KubernetesRuntime::with_client(client.clone(), cfg.clone()).err().unwrap();
+    assert!(matches!(&err, RuntimeError::Invalid(m) if m.contains("32 bytes")), "{err}");
+    let missing = KubernetesConfig { egress_key_file: Some(dir.path().join("none")), ..cfg };
+    let err = KubernetesRuntime::with_client(client, missing).err().unwrap();
+    assert!(err.to_string().contains("none"), "{err}");
 }

@@ -88,7 +88,7 @@ async fn serve_failing_create(
 #[tokio::test]
 async fn a_forged_session_id_gets_its_own_objects_and_its_failed_create_leaves_the_victims_alone() {
     let cfg = pvc_config();
-    let victim = objects::build(&session_spec("sess_x"), &cfg, "victim").unwrap();
+    let victim = objects::build(&session_spec("sess_x"), &cfg, "victim", None).unwrap();
     let victims = object_names(&victim);
     let (rt, mut api) = mock_runtime(cfg.clone());
     let task = tokio::spawn({
@@ -108,7 +108,7 @@ async fn a_forged_session_id_gets_its_own_objects_and_its_failed_create_leaves_t
     );
 
     // Its objects are its own: no name in common with the victim's.
-    let attacker = objects::build(&session_spec(FORGED), &cfg, "attacker").unwrap();
+    let attacker = objects::build(&session_spec(FORGED), &cfg, "attacker", None).unwrap();
     let mine = object_names(&attacker);
     for (_, name) in &mine {
         assert!(victims.iter().all(|(_, v)| v != name), "{name} is also the victim's");
@@ -139,7 +139,7 @@ async fn a_forged_session_id_gets_its_own_objects_and_its_failed_create_leaves_t
 async fn a_create_that_finds_its_names_taken_deletes_nothing() {
     // The same session's sandbox made elsewhere meanwhile (another replica, a retry).
     let cfg = pvc_config();
-    let theirs = object_names(&objects::build(&session_spec("sess_x"), &cfg, "other").unwrap());
+    let theirs = object_names(&objects::build(&session_spec("sess_x"), &cfg, "other", None).unwrap());
     let (rt, mut api) = mock_runtime(cfg);
     let task = tokio::spawn({
         let rt = rt.clone();
@@ -178,7 +178,8 @@ async fn pods_from_before_the_change_are_found_for_their_own_sandbox_only() {
     fake.accept_token(&token);
     let cfg = KubernetesConfig { workspace_volume: WorkspaceVolume::Pvc, ..config(fake.addr.port()) };
     let victim = session_spec("sess_x");
-    let [pod, secret, pvc] = named_by_first_scheme(&objects::build(&victim, &cfg, &token).unwrap(), OLD_POD);
+    let [pod, secret, pvc] =
+        named_by_first_scheme(&objects::build(&victim, &cfg, &token, None).unwrap(), OLD_POD);
     let (rt, mut api) = mock_runtime(cfg.clone());
 
     // A restarted replica learns the old pod's executor, under its sandbox's name only.
@@ -248,7 +249,7 @@ async fn pods_from_before_the_change_are_found_for_their_own_sandbox_only() {
 #[tokio::test]
 async fn objects_of_another_sandbox_or_of_none_are_neither_reported_nor_deleted() {
     let cfg = pvc_config();
-    let mine = objects::build(&session_spec("sess_x"), &cfg, "t").unwrap();
+    let mine = objects::build(&session_spec("sess_x"), &cfg, "t", None).unwrap();
     let id = mine.names.pod.clone();
     // At my names: a pod that is not managed, a Secret annotated as another sandbox's; my claim.
     let mut pod = with_status(&mine.pod, "5", ready("10.0.0.1"));
@@ -281,11 +282,11 @@ async fn session_ids_no_label_can_hold_are_hashed_in_labels_and_compared_in_full
     // A valid session id (64 characters, `_` first) that is no valid label value.
     let long = format!("_{}", "a".repeat(63));
     let cfg = config(8080);
-    let o = objects::build(&session_spec(&long), &cfg, "t").unwrap();
+    let o = objects::build(&session_spec(&long), &cfg, "t", None).unwrap();
     let label = o.pod.metadata.labels.as_ref().unwrap()[labels::SESSION].clone();
     assert_eq!(label, objects::label_value(&long));
     // A pod whose label has the same value but whose annotation names another session.
-    let other = objects::build(&session_spec("sess_y"), &cfg, "t").unwrap();
+    let other = objects::build(&session_spec("sess_y"), &cfg, "t", None).unwrap();
     let mut other = with_status(&other.pod, "5", pending());
     other["metadata"]["labels"][labels::SESSION] = json!(label);
     other["metadata"]["annotations"][labels::SESSION] = json!(format!("{long}b"));

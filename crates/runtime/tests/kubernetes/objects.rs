@@ -5,7 +5,7 @@ use crate::support::{NS, assert_snapshot, config, kubernetes_validate, session_s
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 use sandbox_runtime::kubernetes::config::{ImagePullPolicy, SeccompProfile, WorkspaceVolume};
 use sandbox_runtime::kubernetes::objects::{self, ControlPlaneSelector, SandboxObjects};
-use sandbox_runtime::kubernetes::{KubernetesConfig, network_policy};
+use sandbox_runtime::kubernetes::{EgressAccess, EgressProxySelector, KubernetesConfig, network_policy};
 use sandbox_runtime::labels;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn default_objects() -> SandboxObjects {
-    objects::build(&spec(), &config(8080), TOKEN).unwrap()
+    objects::build(&spec(), &config(8080), TOKEN, None).unwrap()
 }
 
 /// A production shape: a JuiceFS claim (as the Python control plane's production deployments
@@ -34,7 +34,7 @@ fn pvc_config() -> KubernetesConfig {
 }
 
 fn pvc_objects() -> SandboxObjects {
-    objects::build(&spec(), &pvc_config(), TOKEN).unwrap()
+    objects::build(&spec(), &pvc_config(), TOKEN, None).unwrap()
 }
 
 fn control_plane() -> ControlPlaneSelector {
@@ -70,7 +70,7 @@ fn snapshots_are_current() {
     let p = pvc_objects();
     assert_snapshot("pod-pvc", &p.pod);
     assert_snapshot("pvc", p.pvc.as_ref().unwrap());
-    assert_snapshot("networkpolicy", &network_policy(NS, &control_plane(), 8080));
+    assert_snapshot("networkpolicy", &network_policy(NS, &control_plane(), 8080, None));
 }
 
 #[test]
@@ -218,14 +218,14 @@ fn pvc_mode_and_optional_settings() {
     assert_eq!(c.security_context.as_ref().unwrap().app_armor_profile.as_ref().unwrap().type_, "Unconfined");
 
     let rd = KubernetesConfig { seccomp_profile: SeccompProfile::RuntimeDefault, ..config(8080) };
-    let pod = objects::build(&spec(), &rd, TOKEN).unwrap().pod;
+    let pod = objects::build(&spec(), &rd, TOKEN, None).unwrap().pod;
     let seccomp = executor(&pod).security_context.as_ref().unwrap().seccomp_profile.clone().unwrap();
     assert_eq!((seccomp.type_.as_str(), seccomp.localhost_profile), ("RuntimeDefault", None));
 }
 
 #[test]
 fn network_policy_denies_egress_and_admits_only_the_control_plane() {
-    let np = network_policy(NS, &control_plane(), 8080);
+    let np = network_policy(NS, &control_plane(), 8080, None);
     let s = np.spec.as_ref().unwrap();
     assert_eq!(s.policy_types.as_deref(), Some(&["Ingress".to_string(), "Egress".to_string()][..]));
     assert!(s.egress.as_ref().is_none_or(Vec::is_empty), "no egress rule: all egress denied");
@@ -252,19 +252,112 @@ fn objects_pass_kubernetes_validate() {
     let d = default_objects();
     let p = pvc_objects();
     // A session id no label value can be (64 characters, `_` first): hashed label, annotation.
-    let h = objects::build(&session_spec(&format!("_{}", "a".repeat(63))), &config(8080), TOKEN).unwrap();
+    let h =
+        objects::build(&session_spec(&format!("_{}", "a".repeat(63))), &config(8080), TOKEN, None).unwrap();
     let all: Vec<(&str, Value)> = vec![
         ("pod", serde_json::to_value(&d.pod).unwrap()),
         ("secret", serde_json::to_value(&d.secret).unwrap()),
         ("pod-hashed-label", serde_json::to_value(&h.pod).unwrap()),
         ("pod-pvc", serde_json::to_value(&p.pod).unwrap()),
         ("pvc", serde_json::to_value(p.pvc.as_ref().unwrap()).unwrap()),
-        ("networkpolicy", serde_json::to_value(network_policy(NS, &control_plane(), 8080)).unwrap()),
+        ("networkpolicy", serde_json::to_value(network_policy(NS, &control_plane(), 8080, None)).unwrap()),
     ];
     let files: Vec<_> = all
         .iter()
         .map(|(name, v)| {
             assert!(v["apiVersion"].is_string() && v["kind"].is_string(), "{name} names its kind");
+            let f = dir.path().join(format!("{name}.json"));
+            std::fs::write(&f, serde_json::to_vec_pretty(v).unwrap()).unwrap();
+            f
+        })
+        .collect();
+    kubernetes_validate(&files, files.len());
+}
+
+/// What a pod that may use the egress proxy is given.
+fn egress_access() -> EgressAccess {
+    EgressAccess { proxy: "10.96.0.50:3128".parse().unwrap(), credential: "sbx-0123.00ff".into() }
+}
+
+/// The egress proxy's pods, as the chart labels them.
+fn egress_proxy() -> EgressProxySelector {
+    EgressProxySelector {
+        pods: ControlPlaneSelector {
+            namespace: "sandbox-system".into(),
+            pod_labels: BTreeMap::from([
+                ("app.kubernetes.io/name".into(), "sandbox".into()),
+                ("app.kubernetes.io/component".into(), "egress-proxy".into()),
+            ]),
+        },
+        port: 3128,
+    }
+}
+
+#[test]
+fn egress_gives_the_executor_the_proxy_and_a_credential_in_the_secret() {
+    let o = objects::build(&spec(), &config(8080), TOKEN, Some(&egress_access())).unwrap();
+    let data = o.secret.data.as_ref().unwrap();
+    assert_eq!(data["egress"].0, b"sbx-0123.00ff");
+    assert_eq!(data["token"].0, TOKEN.as_bytes());
+    let s = pod_spec(&o.pod);
+    let token = s.volumes.iter().flatten().find(|v| v.name == "token").unwrap().secret.clone().unwrap();
+    let items: Vec<_> = token.items.unwrap().into_iter().map(|i| (i.key, i.path)).collect();
+    assert_eq!(items, [("token".into(), "token".into()), ("egress".into(), "egress".into())]);
+    let egress = s.volumes.iter().flatten().find(|v| v.name == "egress").unwrap().empty_dir.clone().unwrap();
+    assert_eq!(egress.medium.as_deref(), Some("Memory"), "the socket's directory is the executor's own");
+    let c = executor(&o.pod);
+    let mounts: BTreeMap<_, _> =
+        c.volume_mounts.iter().flatten().map(|m| (m.mount_path.as_str(), m.name.as_str())).collect();
+    assert_eq!(mounts["/run/sandbox-egress"], "egress");
+    let e = env(c);
+    assert_eq!(e["SANDBOX_EXECUTOR_EGRESS_PROXY"], "10.96.0.50:3128");
+    assert_eq!(e["SANDBOX_EXECUTOR_EGRESS_CREDENTIAL_FILE"], "/run/sandbox-token/egress");
+    assert!(e.values().all(|v| !v.contains("sbx-0123.00ff")), "the credential is never in the environment");
+
+    // Without egress, none of it.
+    let plain = default_objects();
+    assert!(!plain.secret.data.as_ref().unwrap().contains_key("egress"));
+    assert!(pod_spec(&plain.pod).volumes.iter().flatten().all(|v| v.name != "egress"));
+    assert!(env(executor(&plain.pod)).keys().all(|k| !k.contains("EGRESS")));
+}
+
+#[test]
+fn with_a_proxy_sandbox_pods_may_reach_only_its_pods_port() {
+    let np = network_policy(NS, &control_plane(), 8080, Some(&egress_proxy()));
+    let s = np.spec.as_ref().unwrap();
+    assert_eq!(s.policy_types.as_deref(), Some(&["Ingress".to_string(), "Egress".to_string()][..]));
+    let rules = s.egress.as_ref().unwrap();
+    assert_eq!(
+        serde_json::to_value(rules).unwrap(),
+        serde_json::json!([{
+            "to": [{
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "sandbox-system"}},
+                "podSelector": {"matchLabels": {
+                    "app.kubernetes.io/component": "egress-proxy", "app.kubernetes.io/name": "sandbox"}},
+            }],
+            "ports": [{"port": 3128, "protocol": "TCP"}],
+        }]),
+        "one peer (namespace AND labels), one port, no ipBlock, no DNS"
+    );
+    let without = network_policy(NS, &control_plane(), 8080, None);
+    assert_eq!(s.ingress, without.spec.as_ref().unwrap().ingress, "ingress is unchanged");
+}
+
+#[test]
+fn egress_objects_pass_kubernetes_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = objects::build(&spec(), &config(8080), TOKEN, Some(&egress_access())).unwrap();
+    let all = [
+        ("pod-egress", serde_json::to_value(&o.pod).unwrap()),
+        ("secret-egress", serde_json::to_value(&o.secret).unwrap()),
+        (
+            "networkpolicy-egress",
+            serde_json::to_value(network_policy(NS, &control_plane(), 8080, Some(&egress_proxy()))).unwrap(),
+        ),
+    ];
+    let files: Vec<_> = all
+        .iter()
+        .map(|(name, v)| {
             let f = dir.path().join(format!("{name}.json"));
             std::fs::write(&f, serde_json::to_vec_pretty(v).unwrap()).unwrap();
             f

@@ -1,14 +1,17 @@
 //! Network egress of sessions: the policy check on create, the server's egress proxies (one for
 //! sessions, one for package installers), a Unix socket per running session with an allow-list
-//! (in the directory its sandbox mounts at `EGRESS_DIR`) and per running install, and the audit,
-//! queued to the store and bounded per session.
+//! (in the directory its sandbox mounts at `EGRESS_DIR`; Docker) and per running install, or one
+//! TCP listener for every sandbox's credential, each mapped to the session holding the sandbox
+//! through the store (`sandbox-server egress-proxy`, Kubernetes), and the audit, queued to the
+//! store and bounded per session.
 
 use crate::metrics::Metrics;
 use crate::service::error::{FieldError, ServiceError};
+use sandbox_core::model::SessionStatus;
 use sandbox_core::model::{NetworkAttempt, NetworkMode, SessionNetwork};
 use sandbox_egress::{
-    AuditRecord, AuditSink, Decision, EgressSettings, Mode, NetworkRequest, Pattern, PolicyError, Proxy,
-    SessionPolicy, SettingsError,
+    AuditRecord, AuditSink, Decision, EgressKey, EgressSettings, Grant, LookupError, Mode, NetworkRequest,
+    Pattern, PolicyError, Proxy, SessionLookup, SessionPolicy, SettingsError,
 };
 use sandbox_protocol::contract::EGRESS_SOCKET_NAME;
 use sandbox_store::Store;
@@ -16,8 +19,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 /// The newest audited attempts kept per session; older ones are deleted as new ones arrive.
 pub const AUDIT_KEEP_PER_SESSION: u64 = 10_000;
@@ -27,6 +32,13 @@ const AUDIT_QUEUE: usize = 10_000;
 
 /// Records written to the store in one transaction at most.
 const AUDIT_BATCH: usize = 500;
+
+/// How long [`StoreLookup`] trusts what it read about a sandbox it found.
+const HOLDERS_FRESH: Duration = Duration::from_secs(5);
+
+/// How often at most [`StoreLookup`] reads the store again for a sandbox it did not find (a
+/// pooled sandbox not claimed yet, or a credential of a sandbox that is gone).
+const HOLDERS_REREAD: Duration = Duration::from_secs(1);
 
 /// Checks the network policy a new session asks for against what the operator permits: the
 /// session's policy in canonical form, or 422 with `invalid_egress_pattern`,
@@ -179,6 +191,18 @@ impl Egress {
         listen(&self.proxy, id, policy, dir)
     }
 
+    /// Serves every sandbox that presents a credential made with `key` on `listener` (the
+    /// Kubernetes proxy), each connection as the session that holds its sandbox in `store`
+    /// ([`StoreLookup`]). Returns only when the listener fails.
+    pub fn serve_shared(
+        &self,
+        listener: tokio::net::TcpListener,
+        key: EgressKey,
+        store: Arc<dyn Store>,
+    ) -> impl std::future::Future<Output = std::io::Error> + Send + 'static {
+        self.proxy.serve_shared(listener, key, Arc::new(StoreLookup::new(store)))
+    }
+
     /// Stops session `id`'s proxy, if it runs: its connections close, and its socket goes.
     pub fn stop(&self, id: &str) {
         let stopped = self.serving().remove(id);
@@ -237,6 +261,58 @@ pub fn install_policy(index_url: &str, download_hosts: &[Pattern]) -> Result<Ses
         format!("{host}:{port}").parse().map_err(|e| format!("the index's host cannot be allowed: {e}"))?;
     let allow = std::iter::once(index).chain(download_hosts.iter().cloned()).map(|p| p.to_string()).collect();
     SessionPolicy::parse(&NetworkRequest { mode: Mode::Allowlist, allow }).map_err(|e| e.to_string())
+}
+
+/// Which session holds a sandbox, from the store: the live sessions (creating or running) by
+/// their sandbox's runtime id (`container_id`: the pod's name on Kubernetes). What it read is
+/// trusted for [`HOLDERS_FRESH`]; a sandbox it does not know makes it read again, at most every
+/// [`HOLDERS_REREAD`], so a pooled sandbox is found soon after its session claims it and
+/// unknown credentials cannot make it hammer the store.
+pub struct StoreLookup {
+    store: Arc<dyn Store>,
+    holders: tokio::sync::Mutex<Holders>,
+}
+
+/// What [`StoreLookup`] last read.
+#[derive(Default)]
+struct Holders {
+    read_at: Option<Instant>,
+    by_sandbox: HashMap<String, Grant>,
+}
+
+impl StoreLookup {
+    /// A lookup in `store`.
+    pub fn new(store: Arc<dyn Store>) -> StoreLookup {
+        StoreLookup { store, holders: tokio::sync::Mutex::default() }
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionLookup for StoreLookup {
+    async fn session_of(&self, sandbox: &str) -> Result<Option<Grant>, LookupError> {
+        let mut holders = self.holders.lock().await;
+        let age = holders.read_at.map(|at| at.elapsed());
+        let found = holders.by_sandbox.contains_key(sandbox);
+        let stale = age.is_none_or(|age| age >= if found { HOLDERS_FRESH } else { HOLDERS_REREAD });
+        if stale {
+            let live = self
+                .store
+                .sessions_in_status(&[SessionStatus::Creating, SessionStatus::Running])
+                .await
+                .map_err(|e| LookupError(e.to_string()))?;
+            holders.by_sandbox = live
+                .into_iter()
+                .filter_map(|s| {
+                    let policy = policy_of(&s.network)
+                        .inspect_err(|e| tracing::error!(session_id = %s.id, error = %e, "the session's stored network policy does not read"))
+                        .ok()?;
+                    Some((s.container_id?, Grant { session_id: s.id, policy }))
+                })
+                .collect();
+            holders.read_at = Some(Instant::now());
+        }
+        Ok(holders.by_sandbox.get(sandbox).cloned())
+    }
 }
 
 /// The host's own addresses (every interface's), which no session reaches unless the operator

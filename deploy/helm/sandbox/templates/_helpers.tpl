@@ -23,6 +23,22 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: control-plane
 {{- end -}}
 
+{{/* The egress proxy pods; sandbox pods may reach exactly these (with egressProxy.enabled). */}}
+{{- define "sandbox.egressProxySelector" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: egress-proxy
+{{- end -}}
+
+{{- define "sandbox.egressProxyName" -}}
+{{- printf "%s-egress" (include "sandbox.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Where both Deployments mount the egress key. */}}
+{{- define "sandbox.egressKeyDir" -}}
+/etc/sandbox/egress
+{{- end -}}
+
 {{- define "sandbox.secretName" -}}
 {{- .Values.secrets.existingSecret | default (printf "%s-secrets" (include "sandbox.fullname" .)) -}}
 {{- end -}}
@@ -54,6 +70,11 @@ it), else a new random one. Call with (dict "ctx" $ "key" "api-key" "value" .Val
 {{- else if .Values.minio.enabled -}}
 {{- printf "http://%s-minio:9000" (include "sandbox.fullname" .) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* A TOML array of strings. */}}
+{{- define "sandbox.tomlStrings" -}}
+[{{ range $i, $s := . }}{{ if $i }}, {{ end }}{{ include "sandbox.tomlString" $s }}{{ end }}]
 {{- end -}}
 
 {{/* A TOML string (JSON string escapes are valid TOML). */}}

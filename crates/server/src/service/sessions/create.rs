@@ -112,8 +112,12 @@ impl Sessions {
             ));
         }
         let network = crate::service::egress::check_policy(&self.settings.egress, &req.network)?;
-        if network.has_egress() && self.settings.runtime != crate::settings::RuntimeKind::Docker {
-            let message = "network egress is not available on the Kubernetes backend yet";
+        if network.has_egress()
+            && self.settings.runtime == crate::settings::RuntimeKind::Kubernetes
+            && self.settings.kubernetes.egress_proxy_service.is_none()
+        {
+            let message = "network egress on the Kubernetes backend needs its egress proxy \
+                           (kubernetes.egress_proxy_service)";
             return Err(ServiceError::refused(
                 "egress_not_permitted",
                 message,

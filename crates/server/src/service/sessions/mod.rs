@@ -224,6 +224,10 @@ impl Sessions {
     /// Serves the egress proxy of running session `s` if it has an allow-list (and is not served
     /// already).
     fn serve_egress(&self, s: &Session) {
+        // On Kubernetes the proxy is its own Deployment, found by the pod's credential.
+        if self.settings.runtime == crate::settings::RuntimeKind::Kubernetes {
+            return;
+        }
         self.egress.serve(&s.id, &s.network, &self.sandboxes.egress_dir(&s.id));
     }
 
