@@ -11,7 +11,8 @@
 #   5. schemathesis against the server's /openapi.json: no 5xx, responses match the schema.
 #      Package installs never leave the host here: the only index is a loopback port the egress
 #      proxy may not reach, with no download hosts, so an install the fuzzer manages to start
-#      fails fast as "index unreachable".
+#      fails fast as "index unreachable". (Port 1: the attacks name 127.0.0.1:9 as an index the
+#      operator did not allow.)
 #      Templates never pull (templates.pull_images = false): an image the fuzzer names is
 #      refused with 422 rather than looked up in a registry. The two streams that last until
 #      the client leaves (a directory watch, a process's output) are left to the end-to-end
@@ -63,7 +64,7 @@ trap cleanup EXIT
 
 say "starting sandbox-server on $SANDBOX_URL (MariaDB database $db)"
 SANDBOX_DATA_DIR="$work/data" SANDBOX_LISTEN="127.0.0.1:$port" SANDBOX_LOG_FORMAT=text \
-SANDBOX_DATABASE_URL="mysql://sandbox:sandbox@127.0.0.1:3306/$db" SANDBOX_DEPENDENCIES__DEFAULT_INDEX_URL=http://127.0.0.1:9/simple/ SANDBOX_DEPENDENCIES__DOWNLOAD_HOSTS= \
+SANDBOX_DATABASE_URL="mysql://sandbox:sandbox@127.0.0.1:3306/$db" SANDBOX_DEPENDENCIES__DEFAULT_INDEX_URL=http://127.0.0.1:1/simple/ SANDBOX_DEPENDENCIES__DOWNLOAD_HOSTS= \
 SANDBOX_TEMPLATES__PULL_IMAGES=false \
   "$bin" serve >"$work/server.log" 2>&1 &
 server_pid=$!
