@@ -1214,3 +1214,29 @@ async fn mcp_speaks_json_rpc_behind_the_api_keys() {
     let (s, body) = app.mcp(Some(&a), "tools/list", json!({})).await;
     assert_eq!((s, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("unauthorized")), "{body}");
 }
+
+/// On Kubernetes an allow-list needs the egress proxy: refused without
+/// `kubernetes.egress_proxy_service`, and past the policy check with it (the create then fails
+/// only where every create here does, starting the sandbox).
+#[tokio::test]
+async fn allow_lists_on_kubernetes_need_the_egress_proxy() {
+    let body = r#"{"template_id":"python-basic","network":{"mode":"allowlist","allow":["pypi.org:443"]}}"#;
+    let on_kubernetes = [("SANDBOX_RUNTIME", "kubernetes"), ("SANDBOX_EGRESS__PERMITTED", "pypi.org:443")];
+    let app = App::with(NoContainers { reachable: true }, &on_kubernetes).await;
+    let (s, err, _) = app.call("POST", "/api/v1/sessions", Some(&app.admin), Some(body)).await;
+    assert_error(s, &err, StatusCode::UNPROCESSABLE_ENTITY, "egress_not_permitted");
+    assert!(err["message"].as_str().unwrap().contains("kubernetes.egress_proxy_service"), "{err}");
+
+    let key = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(key.path(), [7u8; 32]).unwrap();
+    let key_path = key.path().display().to_string();
+    let with_proxy = [
+        on_kubernetes[0],
+        on_kubernetes[1],
+        ("SANDBOX_KUBERNETES__EGRESS_PROXY_SERVICE", "sandbox-system/sandbox-egress"),
+        ("SANDBOX_KUBERNETES__EGRESS_KEY_FILE", key_path.as_str()),
+    ];
+    let app = App::with(NoContainers { reachable: true }, &with_proxy).await;
+    let (s, err, _) = app.call("POST", "/api/v1/sessions", Some(&app.admin), Some(body)).await;
+    assert_error(s, &err, StatusCode::SERVICE_UNAVAILABLE, "sandbox_start_failed");
+}
