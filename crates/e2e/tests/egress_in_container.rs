@@ -497,8 +497,7 @@ async fn an_installer_on_no_network_installs_through_the_proxy() {
     let mut egress = Egress::new().await;
     let index = TestIndex::start().await;
     index.publish("egresspkg", "1.0", &[], "VALUE = 42\n");
-    let port: u16 =
-        index.url().trim_start_matches("http://127.0.0.1:").split('/').next().unwrap().parse().unwrap();
+    let port = index.addr().port();
     egress.serve_allowing(vec![format!("{INDEX}:{port}")]);
     let work = tempfile::Builder::new().prefix("sandbox-egress-install-").tempdir().unwrap();
     let (target, scratch) = (work.path().join("target"), work.path().join("scratch"));

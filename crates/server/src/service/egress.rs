@@ -162,7 +162,7 @@ impl Egress {
                 return;
             }
         };
-        match self.listen(id, policy, dir) {
+        match listen(&self.proxy, id, policy, dir) {
             Ok(listener) => {
                 tracing::info!(session_id = %id, socket = %listener.socket.display(), "egress proxy serving");
                 serving.insert(id.to_owned(), listener);
@@ -185,10 +185,6 @@ impl Egress {
     ) -> std::io::Result<EgressListener> {
         prepare_dir(dir)?;
         listen(&self.installs, id, policy, dir)
-    }
-
-    fn listen(&self, id: &str, policy: SessionPolicy, dir: &Path) -> std::io::Result<EgressListener> {
-        listen(&self.proxy, id, policy, dir)
     }
 
     /// Serves every sandbox that presents a credential made with `key` on `listener` (the

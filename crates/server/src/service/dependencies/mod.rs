@@ -1,11 +1,10 @@
 //! Python packages for sessions. pip runs in a short-lived installer container of the
 //! session's template on no network, reaching only its index (and the operator's download hosts)
 //! through an egress proxy of its own (the sandbox itself never reaches the index), writing a
-//! complete new set of
-//! packages beside the current one in the session's package directory; the set becomes current
-//! by moving one link, so executions never see half an install and a failed install leaves the
-//! previous packages in place. The exact versions installed are recorded, so a sandbox recreated
-//! where the directory is gone gets the same packages back.
+//! complete new set of packages beside the current one in the session's package directory; the
+//! set becomes current by moving one link, so executions never see half an install and a failed
+//! install leaves the previous packages in place. The exact versions installed are recorded, so
+//! a sandbox recreated where the directory is gone gets the same packages back.
 
 use crate::api::error::install_failure_code;
 use crate::service::error::ServiceError;
