@@ -243,4 +243,11 @@ async fn watchers_and_the_watch_stream_see_an_executions_changes() {
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, b) = get(&srv, &format!("{base}/watchers/{id}/events")).await;
     assert_eq!((s, b["code"].as_str()), (StatusCode::NOT_FOUND, Some("watcher_not_found")), "{b}");
+    // An id no URI could carry as it is (the server used to drop the connection on it).
+    for odd in ["%20", "a%2Fb", "%C3%A9%3F"] {
+        let (s, b) = get(&srv, &format!("{base}/watchers/{odd}/events")).await;
+        assert_eq!((s, b["code"].as_str()), (StatusCode::NOT_FOUND, Some("watcher_not_found")), "{odd}: {b}");
+        let (s, _) = srv.call(Method::DELETE, &format!("{base}/watchers/{odd}"), &srv.key, None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{odd}");
+    }
 }
